@@ -1,0 +1,16 @@
+"""Interaction data: reading, validation, preparation (encode → k-core → split) and sequences."""
+
+from seqdistill.data.interactions import COLUMNS, DataError, RawDataset, normalize_interactions, read_interactions
+from seqdistill.data.prepare import PreparedDataset, SplitConfig, encode_column, prepare
+
+__all__ = [
+    "COLUMNS",
+    "DataError",
+    "PreparedDataset",
+    "RawDataset",
+    "SplitConfig",
+    "encode_column",
+    "normalize_interactions",
+    "prepare",
+    "read_interactions",
+]

@@ -1,0 +1,226 @@
+//! Top-k selection and ranking metrics.
+//!
+//! Ranking order: higher score first; equal scores go to the lower item id; NaN ranks below every
+//! number (−∞ included). Items below `min_item` and items in a row's seen set are never ranked.
+
+use rayon::prelude::*;
+
+/// Totally ordered key of a score: larger key = better. −0.0 and 0.0 are equal; NaN is lowest.
+#[inline]
+fn key(s: f32) -> i32 {
+    if s.is_nan() {
+        return i32::MIN;
+    }
+    let s = if s == 0.0 { 0.0f32 } else { s };
+    let b = s.to_bits() as i32;
+    // Flip the magnitude bits of negatives so integer order matches float order; NaN stays below.
+    let k = if b < 0 { b ^ 0x7FFF_FFFF } else { b };
+    k.max(i32::MIN + 1)
+}
+
+/// The `k` best items of one row, best first; shorter when fewer items are eligible.
+pub fn topk_row(scores: &[f32], k: usize, min_item: usize, seen: &[i64]) -> Vec<i64> {
+    // Buffer of (key, item) sorted best first. Items are visited in increasing id, so an item
+    // that ties the current worst never displaces it.
+    let mut best: Vec<(i32, i64)> = Vec::with_capacity(k + 1);
+    if k == 0 {
+        return Vec::new();
+    }
+    let mut seen_i = seen.partition_point(|&s| (s as usize) < min_item);
+    let mut worst = i32::MIN;
+    for (item, &s) in scores.iter().enumerate().skip(min_item) {
+        while seen_i < seen.len() && (seen[seen_i] as usize) < item {
+            seen_i += 1;
+        }
+        if seen_i < seen.len() && seen[seen_i] as usize == item {
+            continue;
+        }
+        let kk = key(s);
+        if best.len() == k && kk <= worst {
+            continue;
+        }
+        // Insert after every entry with key >= kk (those are better or tie with a lower id).
+        let at = best.partition_point(|&(bk, _)| bk >= kk);
+        best.insert(at, (kk, item as i64));
+        if best.len() > k {
+            best.pop();
+        }
+        if best.len() == k {
+            worst = best[k - 1].0;
+        }
+    }
+    best.into_iter().map(|(_, i)| i).collect()
+}
+
+/// Metrics of one row at each cutoff, from its ranked list and its ground truth (sorted, distinct).
+/// Returns `[ndcg, recall, hit_rate, mrr]` per cutoff; NaN everywhere when the truth is empty.
+pub fn row_metrics(ranked: &[i64], truth: &[i64], ks: &[usize]) -> Vec<[f64; 4]> {
+    if truth.is_empty() {
+        return vec![[f64::NAN; 4]; ks.len()];
+    }
+    ks.iter()
+        .map(|&k| {
+            let mut dcg = 0.0;
+            let mut hits = 0usize;
+            let mut first = 0usize;
+            for (r, item) in ranked.iter().take(k).enumerate() {
+                if truth.binary_search(item).is_ok() {
+                    dcg += 1.0 / ((r + 2) as f64).log2();
+                    hits += 1;
+                    if first == 0 {
+                        first = r + 1;
+                    }
+                }
+            }
+            let idcg: f64 = (0..truth.len().min(k)).map(|r| 1.0 / ((r + 2) as f64).log2()).sum();
+            let ndcg = if idcg > 0.0 { dcg / idcg } else { 0.0 };
+            let recall = hits as f64 / truth.len() as f64;
+            let hit = if hits > 0 { 1.0 } else { 0.0 };
+            let mrr = if first > 0 { 1.0 / first as f64 } else { 0.0 };
+            [ndcg, recall, hit, mrr]
+        })
+        .collect()
+}
+
+pub struct Csr<'a> {
+    pub offsets: &'a [i64],
+    pub values: &'a [i64],
+}
+
+impl<'a> Csr<'a> {
+    pub fn check(&self, rows: usize, name: &str) -> Result<(), String> {
+        if self.offsets.len() != rows + 1 {
+            return Err(format!("{name}: offsets must have {} entries (rows + 1), got {}", rows + 1, self.offsets.len()));
+        }
+        if self.offsets[0] != 0 || self.offsets.windows(2).any(|w| w[0] > w[1]) || *self.offsets.last().unwrap() as usize != self.values.len() {
+            return Err(format!("{name}: offsets must start at 0, not decrease, and end at len(values) = {}", self.values.len()));
+        }
+        Ok(())
+    }
+    fn row(&self, i: usize) -> &'a [i64] {
+        &self.values[self.offsets[i] as usize..self.offsets[i + 1] as usize]
+    }
+}
+
+fn sorted_distinct(v: &[i64]) -> Vec<i64> {
+    let mut v = v.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// Output of [`topk_metrics`]: `values[m][c][row]` for metric m (ndcg, recall, hit_rate, mrr) and
+/// cutoff index c, plus the top-max(k) ids per row (−1 padded).
+pub struct MetricsOut {
+    pub values: Vec<Vec<Vec<f64>>>,
+    pub topk: Vec<i64>,
+    pub max_k: usize,
+}
+
+fn assemble(per_row: Vec<Vec<[f64; 4]>>, n_ks: usize) -> Vec<Vec<Vec<f64>>> {
+    let rows = per_row.len();
+    let mut values = vec![vec![vec![0.0; rows]; n_ks]; 4];
+    for (r, row) in per_row.into_iter().enumerate() {
+        for (c, m) in row.into_iter().enumerate() {
+            for (mi, v) in m.into_iter().enumerate() {
+                values[mi][c][r] = v;
+            }
+        }
+    }
+    values
+}
+
+/// Full pipeline over a row-major score matrix `[rows, n_items]`.
+pub fn topk_metrics(scores: &[f32], n_items: usize, ks: &[usize], truth: &Csr, seen: Option<&Csr>, min_item: usize) -> Result<MetricsOut, String> {
+    if n_items == 0 && !scores.is_empty() {
+        return Err("score matrix has zero columns".into());
+    }
+    let rows = if n_items == 0 { 0 } else { scores.len() / n_items };
+    if ks.is_empty() || ks.iter().any(|&k| k == 0) {
+        return Err(format!("ks must be non-empty and positive, got {ks:?}"));
+    }
+    truth.check(rows, "ground truth")?;
+    if let Some(s) = seen {
+        s.check(rows, "seen items")?;
+    }
+    let max_k = *ks.iter().max().unwrap();
+    let results: Vec<(Vec<i64>, Vec<[f64; 4]>)> = (0..rows)
+        .into_par_iter()
+        .map(|r| {
+            let seen_row = seen.map(|s| sorted_distinct(s.row(r))).unwrap_or_default();
+            let ranked = topk_row(&scores[r * n_items..(r + 1) * n_items], max_k, min_item, &seen_row);
+            let m = row_metrics(&ranked, &sorted_distinct(truth.row(r)), ks);
+            (ranked, m)
+        })
+        .collect();
+    let mut topk = vec![-1i64; rows * max_k];
+    let mut per_row = Vec::with_capacity(rows);
+    for (r, (ranked, m)) in results.into_iter().enumerate() {
+        topk[r * max_k..r * max_k + ranked.len()].copy_from_slice(&ranked);
+        per_row.push(m);
+    }
+    Ok(MetricsOut { values: assemble(per_row, ks.len()), topk, max_k })
+}
+
+/// Metrics from precomputed ranked ids `[rows, k]` (−1 entries are empty slots).
+pub fn metrics_from_ids(topk: &[i64], k: usize, ks: &[usize], truth: &Csr) -> Result<Vec<Vec<Vec<f64>>>, String> {
+    if ks.is_empty() || ks.iter().any(|&c| c == 0 || c > k) {
+        return Err(format!("ks must be positive and at most the width of the id matrix ({k}), got {ks:?}"));
+    }
+    let rows = topk.len() / k;
+    truth.check(rows, "ground truth")?;
+    let per_row: Vec<Vec<[f64; 4]>> = (0..rows)
+        .into_par_iter()
+        .map(|r| {
+            let ranked: Vec<i64> = topk[r * k..(r + 1) * k].iter().copied().filter(|&i| i >= 0).collect();
+            row_metrics(&ranked, &sorted_distinct(truth.row(r)), ks)
+        })
+        .collect();
+    Ok(assemble(per_row, ks.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_orders_floats() {
+        let xs = [f32::NAN, f32::NEG_INFINITY, -2.0, -0.0, 0.0, 1e-30, 3.0, f32::INFINITY];
+        let keys: Vec<i32> = xs.iter().map(|&x| key(x)).collect();
+        for w in keys.windows(2) {
+            assert!(w[0] <= w[1]);
+        }
+        assert_eq!(key(-0.0), key(0.0));
+        assert!(key(f32::NAN) < key(f32::NEG_INFINITY));
+    }
+
+    #[test]
+    fn ties_go_to_lower_id_and_seen_are_skipped() {
+        let s = [9.0, 1.0, 5.0, 5.0, f32::NAN, 5.0];
+        assert_eq!(topk_row(&s, 3, 1, &[]), vec![2, 3, 5]);
+        assert_eq!(topk_row(&s, 3, 1, &[3]), vec![2, 5, 1]);
+        assert_eq!(topk_row(&s, 10, 1, &[3]), vec![2, 5, 1, 4]);
+        assert_eq!(topk_row(&s, 2, 0, &[]), vec![0, 2]);
+    }
+
+    #[test]
+    fn hand_computed_metrics() {
+        // ranked 4, 2, 7 ; truth {2, 9}: hit at rank 2.
+        let m = row_metrics(&[4, 2, 7], &[2, 9], &[1, 3]);
+        assert_eq!(m[0], [0.0, 0.0, 0.0, 0.0]);
+        let dcg = 1.0 / 3f64.log2();
+        let idcg = 1.0 + 1.0 / 3f64.log2();
+        assert!((m[1][0] - dcg / idcg).abs() < 1e-12);
+        assert_eq!(m[1][1], 0.5);
+        assert_eq!(m[1][2], 1.0);
+        assert_eq!(m[1][3], 0.5);
+        assert!(row_metrics(&[1], &[], &[1])[0][0].is_nan());
+    }
+
+    #[test]
+    fn csr_checks() {
+        let t = Csr { offsets: &[0, 1], values: &[1, 2] };
+        assert!(t.check(1, "gt").is_err());
+        assert!(topk_metrics(&[1.0, 2.0], 2, &[0], &Csr { offsets: &[0, 1], values: &[1] }, None, 0).is_err());
+    }
+}

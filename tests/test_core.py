@@ -1,0 +1,326 @@
+"""The Rust core against plain-Python references on random inputs (hypothesis) and hand cases."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from seqdistill import _core
+
+SETTINGS = settings(max_examples=150, deadline=None)
+
+
+# ------------------------------------------------------------------------------------ ids
+@SETTINGS
+@given(st.lists(st.integers(-(2**63), 2**63 - 1), max_size=60) | st.lists(st.integers(-5, 40), max_size=60))
+def test_encode_i64_matches_sorted_unique(values):
+    arr = np.array(values, dtype=np.int64)
+    codes, uniques = _core.encode_i64(arr)
+    ref = sorted(set(values))
+    assert uniques.tolist() == ref
+    assert codes.tolist() == [ref.index(v) for v in values]
+
+
+@SETTINGS
+@given(st.lists(st.text(max_size=6), max_size=60))
+def test_encode_str_matches_sorted_unique(values):
+    data = b"".join(v.encode() for v in values)
+    offsets = np.cumsum([0] + [len(v.encode()) for v in values]).astype(np.int64)
+    codes, first = _core.encode_str(offsets, np.frombuffer(data, dtype=np.uint8) if data else np.zeros(0, np.uint8))
+    ref = sorted(set(values), key=lambda s: s.encode())
+    assert [values[i] for i in first] == ref
+    assert codes.tolist() == [ref.index(v) for v in values]
+
+
+# ---------------------------------------------------------------------------------- k-core
+def kcore_reference(users, items, k_user, k_item):
+    keep = [True] * len(users)
+    rounds = 0
+    while True:
+        uc, ic = {}, {}
+        for u, i, k in zip(users, items, keep):
+            if k:
+                uc[u] = uc.get(u, 0) + 1
+                ic[i] = ic.get(i, 0) + 1
+        drop = [k and (uc[u] < k_user or ic[i] < k_item) for u, i, k in zip(users, items, keep)]
+        if not any(drop):
+            return keep, rounds
+        keep = [k and not d for k, d in zip(keep, drop)]
+        rounds += 1
+
+
+@SETTINGS
+@given(
+    st.lists(st.tuples(st.integers(0, 9), st.integers(0, 9)), max_size=120),
+    st.integers(1, 6),
+    st.integers(1, 6),
+)
+def test_kcore_matches_reference(pairs, k_user, k_item):
+    users = np.array([p[0] for p in pairs], dtype=np.uint32)
+    items = np.array([p[1] for p in pairs], dtype=np.uint32)
+    r = _core.kcore(users, items, 10, 10, k_user, k_item)
+    keep, rounds = kcore_reference(users.tolist(), items.tolist(), k_user, k_item)
+    assert r["keep"].tolist() == keep
+    assert r["rounds"] == rounds
+    assert r["rows_dropped"] == keep.count(False)
+    kept_users = sorted({u for u, k in zip(users.tolist(), keep) if k})
+    assert r["n_users"] == len(kept_users)
+    # The new codes are dense and keep the old order.
+    assert [int(r["user_map"][u]) for u in kept_users] == list(range(len(kept_users)))
+
+
+def test_kcore_k_larger_than_every_count_empties_the_log():
+    r = _core.kcore(np.array([0, 0, 1], np.uint32), np.array([0, 1, 0], np.uint32), 2, 2, 100, 1)
+    assert r["n_users"] == 0 and r["rows_dropped"] == 3
+
+
+# ----------------------------------------------------------------------------------- split
+def sort_reference(users, ts, n_users):
+    order = sorted(range(len(users)), key=lambda r: (users[r], ts[r], r))
+    counts = [0] * (n_users + 1)
+    for u in users:
+        counts[u + 1] += 1
+    for u in range(n_users):
+        counts[u + 1] += counts[u]
+    return order, counts
+
+
+logs = st.lists(st.tuples(st.integers(0, 5), st.integers(0, 12)), min_size=1, max_size=80)
+
+
+@SETTINGS
+@given(logs)
+def test_sort_by_user_time_is_stable(rows):
+    users = np.array([r[0] for r in rows], np.uint32)
+    ts = np.array([r[1] for r in rows], np.int64)
+    order, offsets = _core.sort_by_user_time(users, ts, 6)
+    ref_order, ref_offsets = sort_reference(users.tolist(), ts.tolist(), 6)
+    assert order.tolist() == ref_order
+    assert offsets.tolist() == ref_offsets
+
+
+def split_reference(lens_ts, q, target, valid, vq):
+    """Plain reference of the global temporal split over per-user sorted timestamp lists."""
+    all_ts = [t for ts in lens_ts for t in ts]
+    thr = float(np.quantile(np.array(all_ts, dtype=np.float64), q))
+
+    def targets(ts, lo, hi):
+        cand = [p for p in range(len(ts)) if lo(ts[p]) and hi(ts[p]) and p >= 1]
+        if not cand:
+            return []
+        return {"last": [cand[-1]], "first": [cand[0]], "all": cand}[target]
+
+    test = [(u, p) for u, ts in enumerate(lens_ts) for p in targets(ts, lambda t: t >= thr, lambda t: True)]
+    train_len = [sum(t < thr for t in ts) for ts in lens_ts]
+    if valid == "none":
+        return train_len, [], test
+    if valid == "last_item":
+        vt = [(u, n - 1) for u, n in enumerate(train_len) if n >= 2]
+        return [n - 1 if n >= 2 else n for n in train_len], vt, test
+    train_ts = [t for ts, n in zip(lens_ts, train_len) for t in ts[:n]]
+    vthr = float(np.quantile(np.array(train_ts, dtype=np.float64), vq))
+    vt = [(u, p) for u, ts in enumerate(lens_ts) for p in targets(ts[: train_len[u]], lambda t: t >= vthr, lambda t: True)]
+    fit = [sum(t < vthr for t in ts[:n]) for ts, n in zip(lens_ts, train_len)]
+    return fit, vt, test
+
+
+@SETTINGS
+@given(
+    st.lists(st.lists(st.integers(0, 30), max_size=8), min_size=1, max_size=8),
+    st.sampled_from([0.2, 0.5, 0.8, 0.95]),
+    st.sampled_from(["last", "first", "all"]),
+    st.sampled_from(["time", "last_item", "none"]),
+)
+def test_global_temporal_split_matches_reference(per_user, q, target, valid):
+    per_user = [sorted(ts) for ts in per_user]
+    if not any(per_user):
+        return
+    offsets = np.cumsum([0] + [len(t) for t in per_user]).astype(np.int64)
+    ts = np.array([t for u in per_user for t in u], np.int64)
+    if valid == "time" and not any(t < np.quantile(ts.astype(float), q) for t in ts):
+        with pytest.raises(ValueError, match="training part is empty"):
+            _core.global_temporal_split(offsets, ts, q, target, valid, 0.7)
+        return
+    fit, vt, test = split_reference(per_user, q, target, valid, 0.7)
+    r = _core.global_temporal_split(offsets, ts, q, target, valid, 0.7)
+    assert r["train_end"].tolist() == fit
+    assert list(zip(r["test_users"].tolist(), r["test_pos"].tolist())) == test
+    assert list(zip(r["valid_users"].tolist(), r["valid_pos"].tolist())) == vt
+    # Nothing at or after the test threshold is in training, nor in a validation target.
+    thr = r["test_threshold"]
+    for u, ts_u in enumerate(per_user):
+        assert all(t < thr for t in ts_u[: fit[u]])
+    for u, p in vt:
+        assert per_user[u][p] < thr
+
+
+def test_users_wholly_before_or_after_the_threshold():
+    # user 0 entirely before, user 1 entirely after, user 2 straddles.
+    per_user = [[1, 2, 3], [90, 91, 92], [4, 95]]
+    offsets = np.array([0, 3, 6, 8], np.int64)
+    ts = np.array([t for u in per_user for t in u], np.int64)
+    r = _core.global_temporal_split(offsets, ts, 0.5, "last", "none")
+    assert r["train_end"].tolist() == [3, 0, 1]
+    # user 1's input is its own earlier test-period items; user 2's is its training item.
+    assert list(zip(r["test_users"].tolist(), r["test_pos"].tolist())) == [(1, 2), (2, 1)]
+
+
+def test_leave_one_out_matches_definition():
+    lens = [1, 2, 3, 6]
+    offsets = np.cumsum([0] + lens).astype(np.int64)
+    r = _core.leave_one_out_split(offsets)
+    assert r["train_end"].tolist() == [1, 1, 1, 4]
+    assert list(zip(r["test_users"].tolist(), r["test_pos"].tolist())) == [(1, 1), (2, 2), (3, 5)]
+    assert list(zip(r["valid_users"].tolist(), r["valid_pos"].tolist())) == [(2, 1), (3, 4)]
+
+
+def test_bad_quantile_is_rejected():
+    with pytest.raises(ValueError, match="quantile"):
+        _core.global_temporal_split(np.array([0, 1], np.int64), np.array([5], np.int64), 1.5)
+
+
+# ------------------------------------------------------------------------------- sequences
+def windows_reference(train_end, length, stride, min_len):
+    out = []
+    for u, n in enumerate(train_end):
+        if n < max(min_len, 1):
+            continue
+        e = n
+        while True:
+            out.append((u, e))
+            if e <= length or e - stride < max(min_len, 1):
+                break
+            e -= stride
+    return out
+
+
+@SETTINGS
+@given(st.lists(st.integers(0, 40), max_size=10), st.integers(1, 12), st.integers(1, 12), st.integers(1, 3))
+def test_training_windows_match_reference(train_end, length, stride, min_len):
+    u, e = _core.training_windows(np.array(train_end, np.int64), length, stride, min_len)
+    assert list(zip(u.tolist(), e.tolist())) == windows_reference(train_end, length, stride, min_len)
+
+
+@SETTINGS
+@given(st.lists(st.integers(2, 40), min_size=1, max_size=6), st.integers(2, 9))
+def test_causal_windows_cover_every_transition_once(train_end, length):
+    """With stride = length - 1, next-item targets tile each prefix exactly once."""
+    u, e = _core.training_windows(np.array(train_end, np.int64), length, length - 1, 2)
+    covered = {}
+    for user, end in zip(u.tolist(), e.tolist()):
+        start = max(0, end - length)
+        for p in range(start + 1, end):
+            covered[(user, p)] = covered.get((user, p), 0) + 1
+    expected = {(user, p): 1 for user, n in enumerate(train_end) for p in range(1, n)}
+    assert covered == expected
+
+
+@SETTINGS
+@given(st.lists(st.lists(st.integers(1, 50), max_size=12), min_size=1, max_size=6), st.integers(1, 8), st.data())
+def test_gather_and_seen_match_reference(per_user, length, data):
+    offsets = np.cumsum([0] + [len(x) for x in per_user]).astype(np.int64)
+    items = np.array([i for x in per_user for i in x], np.int64)
+    rows = data.draw(st.lists(st.integers(0, len(per_user) - 1), max_size=10))
+    ends = [data.draw(st.integers(0, len(per_user[u]))) for u in rows]
+    users = np.array(rows, np.int64)
+    ends_a = np.array(ends, np.int64)
+    w = _core.gather_windows(offsets, items, users, ends_a, length)
+    assert w.shape == (len(rows), length)
+    for j, (u, e) in enumerate(zip(rows, ends)):
+        hist = per_user[u][:e][-length:]
+        assert w[j].tolist() == [0] * (length - len(hist)) + hist
+    so, si = _core.seen_items(offsets, items, users, ends_a)
+    for j, (u, e) in enumerate(zip(rows, ends)):
+        assert si[so[j] : so[j + 1]].tolist() == sorted(set(per_user[u][:e]))
+
+
+def test_permutation_seeded():
+    p = _core.permutation(100, 5)
+    assert sorted(p.tolist()) == list(range(100))
+    assert p.tolist() == _core.permutation(100, 5).tolist()
+    assert p.tolist() != _core.permutation(100, 6).tolist()
+
+
+# --------------------------------------------------------------------------------- metrics
+def metrics_reference(scores, ks, truth, seen, min_item):
+    """Plain numpy: lexsort by (-score, id), NaN lowest, seen and < min_item removed."""
+    out = {}
+    ranked = []
+    for r in range(scores.shape[0]):
+        s = scores[r].astype(np.float64)
+        key = np.where(np.isnan(s), -np.inf, s)
+        nan_rank = np.isnan(s).astype(int)  # NaN after -inf
+        ids = np.arange(len(s))
+        order = np.lexsort((ids, nan_rank, -key))
+        excl = set(seen[r]) | set(range(min_item))
+        ranked.append([int(i) for i in order if int(i) not in excl])
+    for k in ks:
+        for name in ("ndcg", "recall", "hit_rate", "mrr"):
+            out[f"{name}@{k}"] = []
+        for r in range(scores.shape[0]):
+            t = set(truth[r])
+            top = ranked[r][:k]
+            if not t:
+                for name in ("ndcg", "recall", "hit_rate", "mrr"):
+                    out[f"{name}@{k}"].append(math.nan)
+                continue
+            hits = [i for i, x in enumerate(top) if x in t]
+            dcg = sum(1 / math.log2(i + 2) for i in hits)
+            idcg = sum(1 / math.log2(i + 2) for i in range(min(len(t), k)))
+            out[f"ndcg@{k}"].append(dcg / idcg)
+            out[f"recall@{k}"].append(len(hits) / len(t))
+            out[f"hit_rate@{k}"].append(float(bool(hits)))
+            out[f"mrr@{k}"].append(1 / (hits[0] + 1) if hits else 0.0)
+    return out, ranked
+
+
+def csr(rows):
+    offsets = np.cumsum([0] + [len(r) for r in rows]).astype(np.int64)
+    return offsets, np.array([x for r in rows for x in r], np.int64)
+
+
+@SETTINGS
+@given(st.integers(1, 6), st.integers(1, 15), st.data())
+def test_topk_metrics_match_reference(n_rows, n_items, data):
+    # Scores from a small set of values so that ties are frequent; some NaN and -inf.
+    vals = st.sampled_from([0.0, -0.0, 1.0, 2.0, 2.0, -1.0, float("nan"), float("-inf"), 0.5])
+    scores = np.array([[data.draw(vals) for _ in range(n_items)] for _ in range(n_rows)], np.float32)
+    truth = [data.draw(st.lists(st.integers(0, n_items - 1), max_size=3)) for _ in range(n_rows)]
+    seen = [data.draw(st.lists(st.integers(0, n_items - 1), max_size=4)) for _ in range(n_rows)]
+    ks = sorted(set(data.draw(st.lists(st.integers(1, 8), min_size=1, max_size=3))))
+    min_item = data.draw(st.integers(0, 1))
+    to, ti = csr(truth)
+    so, si = csr(seen)
+    got = _core.topk_metrics(scores, ks, to, ti, so, si, min_item=min_item)
+    want, ranked = metrics_reference(scores, ks, truth, seen, min_item)
+    for key, ref in want.items():
+        np.testing.assert_allclose(got[key], np.array(ref), rtol=1e-12, equal_nan=True, err_msg=key)
+    kmax = max(ks)
+    for r in range(n_rows):
+        top = ranked[r][:kmax]
+        assert got["topk"][r].tolist() == top + [-1] * (kmax - len(top))
+    from_ids = _core.topk_metrics_from_ids(np.ascontiguousarray(got["topk"]), ks, to, ti)
+    for key in want:
+        np.testing.assert_allclose(from_ids[key], got[key], equal_nan=True)
+
+
+def test_topk_metrics_hand_case():
+    scores = np.array([[0.0, 0.9, 0.1, 0.9, 0.5]], np.float32)
+    # ranking over items >= 1: 1 (0.9, lower id wins the tie), 3, 4, 2
+    r = _core.topk_metrics(scores, [2], np.array([0, 1], np.int64), np.array([4], np.int64), min_item=1)
+    assert r["topk"].tolist() == [[1, 3]]
+    assert r["hit_rate@2"][0] == 0.0
+    r = _core.topk_metrics(scores, [3], np.array([0, 1], np.int64), np.array([4], np.int64), min_item=1)
+    assert r["ndcg@3"][0] == pytest.approx(1 / math.log2(4))
+    assert r["mrr@3"][0] == pytest.approx(1 / 3)
+
+
+def test_metrics_errors_name_the_argument():
+    with pytest.raises(ValueError, match="ground truth"):
+        _core.topk_metrics(np.zeros((2, 3), np.float32), [1], np.array([0, 1], np.int64), np.array([1], np.int64))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _core.topk_metrics(np.zeros((3, 2), np.float32).T, [1], np.array([0, 0, 0], np.int64), np.zeros(0, np.int64))

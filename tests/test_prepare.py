@@ -1,0 +1,146 @@
+"""prepare(): the whole Rust pipeline against an independent polars/Python reference, plus the
+error messages and the on-disk round trip."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import seqdistill as sd
+from seqdistill.data import DataError, SplitConfig, read_interactions
+from seqdistill.data.sequences import TrainWindows, eval_inputs
+
+
+def reference_prepare(df: pl.DataFrame, k: int, q: float):
+    """Iterative k-core in polars, then per-user stable chronological logs and the test threshold."""
+    df = df.with_row_index("row")
+    while True:
+        before = df.height
+        df = df.filter(pl.len().over("user_id") >= k)
+        df = df.filter(pl.len().over("item_id") >= k)
+        if df.height == before:
+            break
+    users = sorted(df.get_column("user_id").unique().to_list())
+    items = sorted(df.get_column("item_id").unique().to_list())
+    df = df.sort(["user_id", "timestamp", "row"])
+    logs = {u: g.get_column("item_id").to_list() for (u,), g in df.group_by(["user_id"], maintain_order=True)}
+    thr = float(np.quantile(df.get_column("timestamp").to_numpy().astype(float), q)) if df.height else None
+    return users, items, logs, thr
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 12), st.sampled_from(list("abcdefgh")), st.integers(0, 20)), min_size=1, max_size=150),
+    st.integers(1, 4),
+)
+def test_prepare_matches_polars_reference(rows, k):
+    df = pl.DataFrame({"user_id": [r[0] for r in rows], "item_id": [r[1] for r in rows], "timestamp": [r[2] for r in rows]})
+    users, items, logs, thr = reference_prepare(df, k, 0.8)
+    if not users:
+        with pytest.raises(DataError, match="nothing left after k-core"):
+            sd.prepare(df, k_core=k, split=SplitConfig(valid="none"))
+        return
+    try:
+        ds = sd.prepare(df, k_core=k, split=SplitConfig(valid="none"))
+    except DataError as e:
+        assert "training part is empty" in str(e)
+        return
+    assert ds.user_ids.to_list() == users
+    assert ds.item_ids.to_list() == [None] + items
+    for u, raw in enumerate(users):
+        got = [ds.item_ids[int(i)] for i in ds.items[ds.offsets[u] : ds.offsets[u + 1]]]
+        assert got == logs[raw]
+    assert ds.stats["test_threshold"] == pytest.approx(thr)
+    assert (ds.items >= 1).all() and (ds.items <= ds.n_items).all()
+
+
+def test_one_user_duplicates_and_equal_timestamps_keep_row_order():
+    df = pl.DataFrame({"user_id": [7] * 6, "item_id": [3, 1, 3, 2, 1, 9], "timestamp": [5, 5, 5, 1, 9, 9]})
+    ds = sd.prepare(df, k_core=None, split=SplitConfig(valid="none", quantile=0.5))
+    raw = [ds.item_ids[int(i)] for i in ds.items]
+    assert raw == [2, 3, 1, 3, 1, 9]
+    assert ds.n_users == 1 and ds.n_items == 4
+
+
+def test_string_ids_and_metadata_alignment():
+    df = pl.DataFrame({"user_id": ["u2", "u1", "u1", "u2"], "item_id": ["é", "b", "é", "b"], "timestamp": [1, 2, 3, 4]})
+    meta = pl.DataFrame({"item_id": ["b", "z", "é"], "title": ["Bee", "Zed", "Eh"]})
+    ds = sd.prepare(sd.RawDataset("toy", df, meta, domain="products"), k_core=None, split=SplitConfig(valid="none", quantile=0.5))
+    assert ds.item_ids.to_list() == [None, "b", "é"]
+    assert ds.item_meta.select("item", "title").rows() == [(1, "Bee"), (2, "Eh")]
+    assert ds.domain == "products"
+
+
+def test_windows_and_eval_inputs_follow_the_split():
+    rng = np.random.default_rng(0)
+    n = 3000
+    df = pl.DataFrame({"user_id": rng.integers(0, 60, n), "item_id": rng.integers(0, 40, n), "timestamp": rng.integers(0, 10**5, n)})
+    ds = sd.prepare(df, k_core=3)
+    tw = TrainWindows(ds, length=8, batch_size=32, seed=3)
+    seen_pairs = 0
+    for users, win in tw.epoch(0):
+        for u, w in zip(users, win):
+            hist = ds.history(int(u)).tolist()
+            real = [x for x in w.tolist() if x]
+            # Each window is a contiguous piece of the training prefix.
+            assert any(hist[i : i + len(real)] == real for i in range(len(hist) - len(real) + 1))
+            seen_pairs += max(0, len(real) - 1)
+    assert seen_pairs == int(np.maximum(ds.train_end - 1, 0).sum())
+    ei = eval_inputs(ds, "test", 10)
+    for j in range(len(ei)):
+        u, p = int(ei.users[j]), int(ei.positions[j])
+        log = ds.items[ds.offsets[u] : ds.offsets[u + 1]]
+        assert ei.targets[j] == log[p]
+        assert [x for x in ei.windows[j] if x] == log[:p][-10:].tolist()
+        # Test targets are at or after the threshold; training stops before the validation one.
+        assert ds.timestamps[ds.offsets[u] + p] >= ds.stats["test_threshold"]
+        assert ds.train_end[u] <= p
+
+
+def test_save_load_round_trip(tmp_path):
+    df = pl.DataFrame({"user_id": [1, 1, 1, 2, 2, 2], "item_id": [5, 6, 5, 6, 5, 6], "timestamp": [1, 2, 3, 4, 5, 6], "rating": [1.0, 2, 3, 4, 5, 4]})
+    ds = sd.prepare(df, k_core=None, split=SplitConfig(valid="last_item", quantile=0.5))
+    out = ds.save(tmp_path / "ds")
+    back = sd.PreparedDataset.load(out)
+    for attr in ("offsets", "items", "timestamps", "ratings", "train_end"):
+        np.testing.assert_array_equal(getattr(back, attr), getattr(ds, attr))
+    for part in ("valid", "test"):
+        for a, b in zip(back.targets(part), ds.targets(part)):
+            np.testing.assert_array_equal(a, b)
+    assert back.item_ids.to_list() == ds.item_ids.to_list()
+    assert json.loads((out / "manifest.json").read_text())["split"]["valid"] == "last_item"
+    ds.save(out)  # overwriting an existing folder is atomic too
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+
+
+def test_errors_name_file_column_and_value(tmp_path):
+    p = tmp_path / "log.csv"
+    p.write_text("u,i,t\n1,2,2020-01-01\n1,3,notadate\n")
+    with pytest.raises(DataError, match=r"log\.csv.*'t'.*'notadate'.*row 1"):
+        read_interactions(p, {"user_id": "u", "item_id": "i", "timestamp": "t"})
+    p.write_text("u,i,t\n1,,5\n")
+    with pytest.raises(DataError, match=r"log\.csv.*'i'.*null at row 0"):
+        read_interactions(p, {"user_id": "u", "item_id": "i", "timestamp": "t"})
+    with pytest.raises(DataError, match=r"log\.csv.*missing column 'user'"):
+        read_interactions(p, {"user_id": "user", "item_id": "i", "timestamp": "t"})
+    with pytest.raises(DataError, match="quantile must be in"):
+        SplitConfig(quantile=1.0)
+    with pytest.raises(DataError, match="empty"):
+        sd.prepare(pl.DataFrame({"user_id": [], "item_id": [], "timestamp": []}, schema={"user_id": pl.Int64, "item_id": pl.Int64, "timestamp": pl.Int64}))
+
+
+def test_read_interactions_parses_dates_and_formats(tmp_path):
+    p = tmp_path / "log.tsv"
+    p.write_text("user\titem\twhen\tscore\na\tx\t2021-03-04\t4\nb\ty\t2021-03-05 10:00:00\t5\n")
+    df = read_interactions(p, {"user_id": "user", "item_id": "item", "timestamp": "when", "rating": "score"})
+    assert df.columns == ["user_id", "item_id", "timestamp", "rating"]
+    assert df.get_column("timestamp").to_list() == [1614816000, 1614938400]
+    assert df.schema["rating"] == pl.Float32
+    pq = tmp_path / "log.parquet"
+    df.write_parquet(pq)
+    assert read_interactions(pq).equals(df)
