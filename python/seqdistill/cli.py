@@ -4,6 +4,7 @@
     seqdistill prepare FILE --out DIR    any interactions file → a prepared dataset folder
     seqdistill datasets list|describe|prepare
     seqdistill profiles generate|encode|reduce
+    seqdistill experiment CONFIG_OR_PRESET --out DIR
 """
 
 from __future__ import annotations
@@ -73,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     from seqdistill.profiles.cli import add_profiles_parser
 
     add_profiles_parser(sub)
+    from seqdistill.experiments.runner import add_experiment_parser
+
+    add_experiment_parser(sub)
     return ap
 
 

@@ -19,37 +19,85 @@ fn key(s: f32) -> i32 {
 }
 
 /// The `k` best items of one row, best first; shorter when fewer items are eligible.
+///
+/// One pass in increasing item id. Once `k` candidates are held, an item can only enter if its
+/// score is strictly greater than the worst held score (a tie loses to the lower id already held),
+/// which is a single float comparison in the hot loop; NaN never passes it.
 pub fn topk_row(scores: &[f32], k: usize, min_item: usize, seen: &[i64]) -> Vec<i64> {
-    // Buffer of (key, item) sorted best first. Items are visited in increasing id, so an item
-    // that ties the current worst never displaces it.
-    let mut best: Vec<(i32, i64)> = Vec::with_capacity(k + 1);
     if k == 0 {
         return Vec::new();
     }
-    let mut seen_i = seen.partition_point(|&s| (s as usize) < min_item);
-    let mut worst = i32::MIN;
-    for (item, &s) in scores.iter().enumerate().skip(min_item) {
-        while seen_i < seen.len() && (seen[seen_i] as usize) < item {
+    let mut top = TopK { best: Vec::with_capacity(k + 1), k };
+    let n = scores.len();
+    let mut seen_i = seen.partition_point(|&s| s < min_item as i64);
+    let mut start = min_item.min(n);
+    loop {
+        let stop = if seen_i < seen.len() { (seen[seen_i] as usize).min(n) } else { n };
+        top.scan(scores, start, stop);
+        if stop >= n {
+            break;
+        }
+        start = stop + 1; // skip the seen item
+        seen_i += 1;
+        while seen_i < seen.len() && (seen[seen_i] as usize) < start {
             seen_i += 1;
         }
-        if seen_i < seen.len() && seen[seen_i] as usize == item {
-            continue;
-        }
+    }
+    top.best.into_iter().map(|(_, i)| i).collect()
+}
+
+/// Candidates sorted best first by (key desc, item asc).
+struct TopK {
+    best: Vec<(i32, i64)>,
+    k: usize,
+}
+
+impl TopK {
+    fn push(&mut self, s: f32, item: usize) {
         let kk = key(s);
-        if best.len() == k && kk <= worst {
-            continue;
+        if self.best.len() == self.k && kk <= self.best[self.k - 1].0 {
+            return;
         }
-        // Insert after every entry with key >= kk (those are better or tie with a lower id).
-        let at = best.partition_point(|&(bk, _)| bk >= kk);
-        best.insert(at, (kk, item as i64));
-        if best.len() > k {
-            best.pop();
-        }
-        if best.len() == k {
-            worst = best[k - 1].0;
+        let at = self.best.partition_point(|&(bk, _)| bk >= kk);
+        self.best.insert(at, (kk, item as i64));
+        self.best.truncate(self.k);
+    }
+
+    /// Visits items `start..stop` in increasing id.
+    fn scan(&mut self, scores: &[f32], start: usize, stop: usize) {
+        const LANES: usize = 16;
+        let mut j = start;
+        while j < stop {
+            if self.best.len() < self.k || self.best[self.k - 1].0 == i32::MIN {
+                // Not full yet (or the worst held is NaN): every item goes through `push`.
+                self.push(scores[j], j);
+                j += 1;
+                continue;
+            }
+            // Full: only a score strictly above the worst held one can enter (a tie loses to the
+            // lower id already held; NaN compares false). Skip blocks with none, branch-free.
+            let worst = f32_of_key(self.best[self.k - 1].0);
+            while j + LANES <= stop && !scores[j..j + LANES].iter().fold(false, |acc, &s| acc | (s > worst)) {
+                j += LANES;
+            }
+            let block_end = (j + LANES).min(stop);
+            while j < block_end {
+                if scores[j] > worst {
+                    self.push(scores[j], j);
+                    j += 1;
+                    break;
+                }
+                j += 1;
+            }
         }
     }
-    best.into_iter().map(|(_, i)| i).collect()
+}
+
+/// Inverse of [`key`] for non-NaN keys.
+#[inline]
+fn f32_of_key(k: i32) -> f32 {
+    let b = if k < 0 { k ^ 0x7FFF_FFFF } else { k };
+    f32::from_bits(b as u32)
 }
 
 /// Metrics of one row at each cutoff, from its ranked list and its ground truth (sorted, distinct).

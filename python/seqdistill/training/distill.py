@@ -1,0 +1,123 @@
+"""The distillation term (paper §2): pull a pooled hidden state of block k toward a frozen
+profile vector, for the first ``epochs`` epochs, then step aside.
+
+Plugged into :class:`~seqdistill.training.Trainer` through ``extra_losses``; the trainer knows
+nothing about profiles. During the distillation stage the total loss is
+
+    α · β · L_distill + (1 − α) · L_model,   β = detach(L_model / L_distill) if dynamic else 1.
+
+Afterwards (and always with ``train=False``) the term only *measures* L_distill under
+``no_grad`` so the history can show how far the representation drifts (the paper's Figure 3).
+
+Avoids the released code's traps: the target is frozen (no trainable projection on the teacher
+side), pooling counts real positions only, and users without a profile are masked out of the
+term instead of being given their own hidden state as a target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from seqdistill.models.pooling import pool
+
+__all__ = ["DistillConfig", "DistillationTerm", "distill_loss"]
+
+
+@dataclass
+class DistillConfig:
+    """Settings of the distillation term.
+
+    ``alpha``: weight of the term; ``dynamic_beta``: per-batch rescaling β = L_model / L_distill
+    (detached); ``block``: which transformer block to pool (Python index, -1 = last);
+    ``pooling``: ``"mean"`` or ``"exp"`` (recency weights softmax(γ·t) over real positions);
+    ``loss``: ``"mse"`` or ``"cosine"`` (1 − cos); ``epochs``: length of the distillation stage
+    (``None``: the whole run).
+    """
+
+    alpha: float = 0.4
+    dynamic_beta: bool = True
+    block: int = -1
+    pooling: str = "mean"
+    gamma: float = 0.1
+    loss: str = "mse"
+    epochs: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"DistillConfig.alpha must be in [0, 1], got {self.alpha}")
+        if self.pooling not in ("mean", "exp"):
+            raise ValueError(f"DistillConfig.pooling must be 'mean' or 'exp', got {self.pooling!r}")
+        if self.loss not in ("mse", "cosine"):
+            raise ValueError(f"DistillConfig.loss must be 'mse' or 'cosine', got {self.loss!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DistillConfig":
+        extra = set(d) - {f.name for f in fields(cls)}
+        if extra:
+            raise ValueError(f"DistillConfig.from_dict: unknown keys {sorted(extra)}")
+        return cls(**d)
+
+
+def distill_loss(pooled: Tensor, target: Tensor, weight: Tensor, kind: str = "mse") -> Tensor:
+    """Mean over the rows with ``weight`` 1 of the per-row MSE (mean over dims) or 1 − cosine."""
+    if kind == "mse":
+        per_row = ((pooled - target) ** 2).mean(dim=-1)
+    else:
+        per_row = 1.0 - torch.nn.functional.cosine_similarity(pooled, target, dim=-1)
+    return (per_row * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+class DistillationTerm:
+    """A :class:`~seqdistill.training.LossTerm` distilling frozen per-user targets.
+
+    ``targets``: float32 ``[n_users, d]`` aligned to dense user ids; ``mask``: bool ``[n_users]``,
+    True where the user has a profile. ``train=False`` makes a measuring-only term (for the
+    vanilla run's curve).
+    """
+
+    def __init__(self, targets: np.ndarray, mask: np.ndarray | None, config: DistillConfig | None = None, train: bool = True) -> None:
+        targets = np.asarray(targets, dtype=np.float32)
+        if targets.ndim != 2:
+            raise ValueError(f"DistillationTerm: targets must be [n_users, d], got shape {targets.shape}")
+        mask = np.ones(len(targets), bool) if mask is None else np.asarray(mask, bool)
+        if mask.shape != (len(targets),):
+            raise ValueError(f"DistillationTerm: mask must have shape ({len(targets)},), got {mask.shape}")
+        self.config = config or DistillConfig()
+        self.train = train
+        self._targets = torch.from_numpy(np.where(mask[:, None], targets, 0.0).astype(np.float32))
+        self._mask = torch.from_numpy(mask.astype(np.float32))
+
+    def active(self, epoch: int) -> bool:
+        """True while the term is trained on (the distillation stage)."""
+        return self.train and (self.config.epochs is None or epoch < self.config.epochs)
+
+    def __call__(self, out: dict[str, Any]) -> tuple[Tensor | None, dict[str, float]]:
+        cfg = self.config
+        hidden = out["hidden_states"][cfg.block]
+        if hidden.shape[-1] != self._targets.shape[1]:
+            raise ValueError(
+                f"DistillationTerm: model hidden size {hidden.shape[-1]} != profile target size {self._targets.shape[1]}"
+            )
+        if self._targets.device != hidden.device:
+            self._targets, self._mask = self._targets.to(hidden.device), self._mask.to(hidden.device)
+        users = out["users"]
+        target, weight = self._targets[users], self._mask[users]
+        active = self.active(int(out["epoch"]))
+        with torch.set_grad_enabled(active and torch.is_grad_enabled()):
+            pooled = pool(hidden.float(), out["real_mask"], cfg.pooling, cfg.gamma)
+            ld = distill_loss(pooled, target, weight, cfg.loss)
+        logs = {"distill_loss": float(ld.detach()), "distill_active": float(active)}
+        if not active or weight.sum() == 0:
+            return None, logs
+        main = out["main_loss"]
+        beta = (main.detach() / ld.detach().clamp_min(1e-12)) if cfg.dynamic_beta else torch.ones((), device=ld.device)
+        logs["beta"] = float(beta)
+        return cfg.alpha * beta * ld + (1.0 - cfg.alpha) * main, logs
