@@ -46,7 +46,7 @@ def test_users_without_profile_do_not_count():
 def test_total_and_gradient_with_dynamic_beta_as_stop_gradient():
     rng = np.random.default_rng(1)
     t = rng.normal(size=(4, 3)).astype(np.float32)
-    cfg = DistillConfig(alpha=0.4, dynamic_beta=True, pooling="exp", gamma=0.3)
+    cfg = DistillConfig(alpha=0.4, dynamic_beta=True, pooling="exp", gamma=0.3, standardize=False)
     out = fake_out()
     total, logs = DistillationTerm(t, None, cfg)(out)
     main = out["main_loss"]
@@ -83,3 +83,20 @@ def test_shape_errors_are_clear():
         DistillationTerm(np.zeros((4, 5), np.float32), None)(fake_out())
     with pytest.raises(ValueError, match="mask must have shape"):
         DistillationTerm(np.zeros((4, 3), np.float32), np.ones(3, bool))
+
+
+def test_standardized_targets_are_z_scores_over_profiled_users():
+    from seqdistill.training.distill import standardize_targets
+
+    rng = np.random.default_rng(3)
+    t = rng.normal(loc=5.0, scale=0.1, size=(50, 4)).astype(np.float32)
+    mask = rng.random(50) < 0.7
+    z = standardize_targets(t, mask)
+    np.testing.assert_allclose(z[mask].mean(axis=0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(z[mask].std(axis=0), 1.0, atol=1e-4)
+    # The term uses them (and zeroes rows without a profile) when standardize is on.
+    term = DistillationTerm(t, mask, DistillConfig(standardize=True))
+    np.testing.assert_allclose(term._targets.numpy()[mask], z[mask], atol=1e-6)
+    assert np.all(term._targets.numpy()[~mask] == 0)
+    raw = DistillationTerm(t, mask, DistillConfig(standardize=False))
+    np.testing.assert_allclose(raw._targets.numpy()[mask], t[mask])

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from seqdistill.models.pooling import pool
 
-__all__ = ["DistillConfig", "DistillationTerm", "distill_loss"]
+__all__ = ["DistillConfig", "DistillationTerm", "distill_loss", "standardize_targets"]
 
 
 @dataclass
@@ -36,7 +36,11 @@ class DistillConfig:
     (detached); ``block``: which transformer block to pool (Python index, -1 = last);
     ``pooling``: ``"mean"`` or ``"exp"`` (recency weights softmax(γ·t) over real positions);
     ``loss``: ``"mse"`` or ``"cosine"`` (1 − cos); ``epochs``: length of the distillation stage
-    (``None``: the whole run).
+    (``None``: the whole run); ``standardize``: z-score each target dimension over the users with
+    a profile before training (a fixed affine map fitted once, so the target stays frozen). UMAP
+    and PCA outputs have an arbitrary scale — PCA of unit-norm sentence embeddings is ~0.1 per
+    dimension — and pulling a hidden state toward such small vectors shrinks it instead of
+    teaching it; standardised targets live on the scale of layer-normalised hidden states.
     """
 
     alpha: float = 0.4
@@ -46,6 +50,7 @@ class DistillConfig:
     gamma: float = 0.1
     loss: str = "mse"
     epochs: int | None = None
+    standardize: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
@@ -75,6 +80,13 @@ def distill_loss(pooled: Tensor, target: Tensor, weight: Tensor, kind: str = "ms
     return (per_row * weight).sum() / weight.sum().clamp_min(1.0)
 
 
+def standardize_targets(targets: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per-dimension z-scores, with mean and std taken over the rows where ``mask`` is True."""
+    rows = targets[mask].astype(np.float64)
+    mean, std = rows.mean(axis=0), rows.std(axis=0)
+    return ((targets - mean) / np.where(std > 0, std, 1.0)).astype(np.float32)
+
+
 class DistillationTerm:
     """A :class:`~seqdistill.training.LossTerm` distilling frozen per-user targets.
 
@@ -92,6 +104,8 @@ class DistillationTerm:
             raise ValueError(f"DistillationTerm: mask must have shape ({len(targets)},), got {mask.shape}")
         self.config = config or DistillConfig()
         self.train = train
+        if self.config.standardize and mask.any():
+            targets = standardize_targets(targets, mask)
         self._targets = torch.from_numpy(np.where(mask[:, None], targets, 0.0).astype(np.float32))
         self._mask = torch.from_numpy(mask.astype(np.float32))
 
