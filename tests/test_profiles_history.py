@@ -1,9 +1,6 @@
 """History text (training prefix only), budgets, prompts and the statistics control."""
 from __future__ import annotations
 
-import math
-
-import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 

@@ -72,7 +72,7 @@ def test_interrupted_run_resumes_every_user_exactly_once(tmp_path):
 
 def test_failed_users_are_recorded_and_retried(tmp_path):
     ds = movie_dataset(n_users=5, seed=2)
-    from seqdistill.profiles.history import HistoryConfig, ItemTexts, user_history
+    from seqdistill.profiles.history import ItemTexts, user_history
 
     h = user_history(ds, 3, ItemTexts(ds), "stars")
     marker = h.lines[0]

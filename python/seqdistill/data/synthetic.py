@@ -21,12 +21,13 @@ The true personas are returned in `raw.extra["personas"]` for analysis.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
 from seqdistill.data.interactions import RawDataset
+from seqdistill._config import DictConfig
 
 CATEGORIES: list[tuple[str, list[str]]] = [
     ("skincare", ["serum", "moisturizer", "cleanser", "toner", "face mask"]),
@@ -58,7 +59,7 @@ SYLLABLES = "ka lo mi ra ve zu no ti sa be du fi ga ho ju ke ly mo pe qu ri so t
 
 
 @dataclass
-class SyntheticConfig:
+class SyntheticConfig(DictConfig):
     """Settings of `generate`; round-trips through `to_dict` / `from_dict`."""
 
     n_users: int = 1000
@@ -83,17 +84,6 @@ class SyntheticConfig:
     time_span_days: float = 365.0
     start_timestamp: int = 1_577_836_800  # 2020-01-01 UTC
     name: str = "synthetic"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SyntheticConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"SyntheticConfig: unknown key(s) {unknown}; known keys are {sorted(known)}")
-        return cls(**d)
 
     def validate(self) -> None:
         """Raise a ValueError naming the first setting out of range."""

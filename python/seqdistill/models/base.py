@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .losses import chunked_ce, full_ce, sample_negatives, sampled_softmax_ce
+from seqdistill._config import DictConfig
 
 __all__ = ["ModelConfig", "SequentialRecommender", "build_model", "load_model"]
 
@@ -32,7 +33,7 @@ LOSSES = ("full", "chunked", "sampled")
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(DictConfig):
     """Architecture and training-objective settings of a sequential recommender."""
 
     kind: str = "sasrec"  # "sasrec" | "bert4rec"
@@ -64,18 +65,7 @@ class ModelConfig:
         if self.max_len < 2:
             raise ValueError(f"ModelConfig.max_len must be >= 2, got {self.max_len}")
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (JSON-serialisable)."""
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        extra = set(d) - known
-        if extra:
-            raise ValueError(f"ModelConfig.from_dict: unknown keys {sorted(extra)}")
-        return cls(**d)
 
 
 class _Block(nn.Module):

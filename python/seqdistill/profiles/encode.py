@@ -7,7 +7,6 @@ trained with. A text longer than the encoder's ``max_seq_length`` is split into 
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
+from seqdistill._config import DictConfig
 
 __all__ = ["TrainConfig"]
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(DictConfig):
     """Optimiser, schedule and bookkeeping settings of :class:`~seqdistill.training.Trainer`.
 
     Defaults follow the paper: AdamW (torch's default weight decay 0.01), gradient clipping at
@@ -50,10 +51,3 @@ class TrainConfig:
         d["valid_ks"] = list(self.valid_ks)
         return d
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        extra = set(d) - known
-        if extra:
-            raise ValueError(f"TrainConfig.from_dict: unknown keys {sorted(extra)}")
-        return cls(**d)

@@ -16,7 +16,7 @@ term instead of being given their own hidden state as a target.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,12 +24,13 @@ import torch
 from torch import Tensor
 
 from seqdistill.models.pooling import pool
+from seqdistill._config import DictConfig
 
 __all__ = ["DistillConfig", "DistillationTerm", "distill_loss", "standardize_targets"]
 
 
 @dataclass
-class DistillConfig:
+class DistillConfig(DictConfig):
     """Settings of the distillation term.
 
     ``alpha``: weight of the term; ``dynamic_beta``: per-batch rescaling β = L_model / L_distill
@@ -60,15 +61,7 @@ class DistillConfig:
         if self.loss not in ("mse", "cosine"):
             raise ValueError(f"DistillConfig.loss must be 'mse' or 'cosine', got {self.loss!r}")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "DistillConfig":
-        extra = set(d) - {f.name for f in fields(cls)}
-        if extra:
-            raise ValueError(f"DistillConfig.from_dict: unknown keys {sorted(extra)}")
-        return cls(**d)
 
 
 def distill_loss(pooled: Tensor, target: Tensor, weight: Tensor, kind: str = "mse") -> Tensor:
