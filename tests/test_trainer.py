@@ -129,6 +129,17 @@ def test_early_stopping_restores_best_epoch(cyclic_ds):
     assert again > scores[-1], scores
 
 
+def test_min_epochs_holds_off_early_stopping(cyclic_ds):
+    model = model_for(cyclic_ds)
+    cfg = quick(epochs=12, patience=2, min_epochs=7, valid_metric="ndcg@10")
+    trainer = Trainer(model, cyclic_ds, cfg, extra_losses=[Sabotage(2)])
+    hist = trainer.fit()
+    scores = [r["valid_ndcg@10"] for r in hist]
+    # Without the floor the run stops at best + 3 (< 7 epochs); with it, no earlier than epoch 7.
+    assert len(hist) == max(7, trainer.best_epoch + 3) and hist[-1]["stopped"]
+    assert trainer.best_epoch == int(np.argmax(scores))
+
+
 class HalfAndLog:
     """Total = 0.5 * main loss; logs a constant and a tensor."""
 

@@ -159,7 +159,12 @@ def _one_run(config: ExperimentConfig, ds, variant: str, kind: str, dcfg: dict |
     from seqdistill.training.distill import DistillationTerm, DistillConfig
 
     name = run_name(variant, seed)
-    tcfg = TrainConfig.from_dict({**config.train, "seed": seed})
+    base_epochs = config.distill.base.get("epochs") or 0
+    run_epochs = (dcfg or {}).get("epochs") or base_epochs
+    # Early stopping may not end a run inside its distillation stage (validation can dip there);
+    # vanilla gets the same floor, so every variant has the same minimum budget.
+    floor = max(int(config.train.get("min_epochs", 0)), int(base_epochs), int(run_epochs))
+    tcfg = TrainConfig.from_dict({**config.train, "seed": seed, "min_epochs": floor})
     mcfg = ModelConfig.from_dict({**config.model, "n_items": ds.n_items})
     seed_everything(seed)
     model = build_model(mcfg)

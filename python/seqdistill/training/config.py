@@ -14,7 +14,9 @@ class TrainConfig(DictConfig):
     """Optimiser, schedule and bookkeeping settings of :class:`~seqdistill.training.Trainer`.
 
     Defaults follow the paper: AdamW (torch's default weight decay 0.01), gradient clipping at
-    0.5, no learning-rate schedule. ``patience=None`` disables early stopping (the best
+    0.5, no learning-rate schedule. ``min_epochs``: early stopping cannot end the run before
+    that many epochs (e.g. the end of a distillation stage, during which validation may dip).
+    ``patience=None`` disables early stopping (the best
     validation epoch is still restored). ``amp`` turns on bf16 autocast on CUDA only.
     """
 
@@ -28,6 +30,7 @@ class TrainConfig(DictConfig):
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:1" ...
     amp: bool = True
     patience: int | None = 5
+    min_epochs: int = 0  # early stopping never ends a run before this many epochs
     validate: bool = True  # False: no per-epoch validation (the last epoch is kept)
     valid_metric: str = "ndcg@10"
     valid_ks: tuple[int, ...] = (10,)

@@ -238,7 +238,7 @@ class Trainer:
                 self._best_state = _cpu_state(model)
             else:
                 self._bad_epochs += 1
-                if has_valid and cfg.patience is not None and self._bad_epochs >= cfg.patience:
+                if has_valid and cfg.patience is not None and self._bad_epochs >= cfg.patience and epoch + 1 >= cfg.min_epochs:
                     self._stopped = True
             row.update(best_epoch=self.best_epoch, stopped=self._stopped)
             self.history.append(row)
