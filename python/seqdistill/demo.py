@@ -9,6 +9,7 @@ the run folder and is skipped when its output is already there, so an interrupte
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -19,11 +20,14 @@ def add_demo_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/demo", help="run folder (resumed when it exists)")
     p.add_argument("--users", type=int, default=2000, help="synthetic users")
     p.add_argument("--items", type=int, default=400, help="synthetic items")
-    p.add_argument("--llm-users", type=int, default=200, help="users profiled by the LLM (0: statistics profiles only)")
-    p.add_argument("--max-new-tokens", type=int, default=96, help="LLM tokens per profile")
-    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--llm-users", type=int, default=64,
+                   help="users profiled by the LLM; the rest are masked out of the term (0: statistics profiles only). "
+                        "SmolLM2 on a 2-core CPU writes ~0.3 profiles/s, so the default keeps the demo within minutes; "
+                        "use a few hundred with more time or a GPU")
+    p.add_argument("--max-new-tokens", type=int, default=64, help="LLM tokens per profile")
+    p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads for training (1 is fastest on small models)")
     p.set_defaults(func=run_demo)
 
 
@@ -39,7 +43,7 @@ def demo_config(args: argparse.Namespace, store: Path) -> dict[str, Any]:
         "dataset": {"name": "synthetic", "kwargs": {"n_users": args.users, "n_items": args.items, "seed": 0, "median_length": 6.0}},
         "split": {"kind": "global_temporal", "quantile": 0.8, "target": "last", "valid": "time", "valid_quantile": 0.8},
         "model": {"kind": "sasrec", "max_len": 50, "hidden": 32, "n_blocks": 2, "n_heads": 2, "dropout": 0.2},
-        "train": {"epochs": args.epochs, "batch_size": 128, "lr": 0.001, "patience": 4, "progress": False},
+        "train": {"epochs": args.epochs, "batch_size": 128, "lr": 0.002, "patience": 4, "progress": False},
         "profiles": {"source": "llm" if llm else "stats", "store": str(store) if llm else None, "reduce": "pca", "seed": 0},
         "distill": {"alpha": 0.4, "dynamic_beta": True, "block": -1, "pooling": "mean", "epochs": max(1, args.epochs // 2)},
     }
@@ -72,8 +76,10 @@ def run_demo(args: argparse.Namespace) -> int:
         users = np.sort(rng.choice(candidates, size=min(args.llm_users, len(candidates)), replace=False))
         print(f"[demo] LLM profiles (SmolLM2-135M-Instruct, greedy, {args.max_new_tokens} new tokens) "
               f"for {len(users)} users -> {store}", flush=True)
+        torch.set_num_threads(os.cpu_count() or 1)  # generation is large matrix work: use every core
         backend = TransformersBackend(smollm_path(), GenerationConfig(max_new_tokens=args.max_new_tokens), batch_size=16)
-        st = generate_profiles(ds, backend, store, users=users, batch_users=32)
+        st = generate_profiles(ds, backend, store, users=users, batch_users=16)
+        torch.set_num_threads(args.threads)
         table = st.table(ok_only=True)
         if table.height:
             print(f"[demo] example profile (user {table['user'][0]}):\n{table['profile'][0][:600]}\n", flush=True)
