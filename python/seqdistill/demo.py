@@ -45,7 +45,7 @@ def demo_config(args: argparse.Namespace, store: Path) -> dict[str, Any]:
         "model": {"kind": "sasrec", "max_len": 50, "hidden": 32, "n_blocks": 2, "n_heads": 2, "dropout": 0.2},
         "train": {"epochs": args.epochs, "batch_size": 128, "lr": 0.002, "patience": 4, "progress": False},
         "profiles": {"source": "llm" if llm else "stats", "store": str(store) if llm else None, "reduce": "pca", "seed": 0},
-        "distill": {"alpha": 0.4, "dynamic_beta": True, "block": -1, "pooling": "mean", "epochs": max(1, args.epochs // 2)},
+        "distill": {"alpha": 0.5, "dynamic_beta": False, "block": -1, "pooling": "mean", "epochs": max(1, args.epochs // 2)},
     }
 
 
