@@ -124,6 +124,10 @@ def test_report_numbers_match_recomputation(done):
     ctrl = saved["controls"][0]
     sh = [runs["control_shuffled"][s][0]["test"]["ndcg@10"] for s in SEEDS]
     assert ctrl["variant"] == "control_shuffled" and ctrl["ndcg@10"]["mean"] == pytest.approx(statistics.mean(sh))
+    c = np.mean([np.load(d / r["per_row"]["ndcg@10"]) for r, d in runs["control_shuffled"].values()], axis=0)
+    b = np.mean([np.load(d / r["per_row"]["ndcg@10"]) for r, d in runs[best].values()], axis=0)
+    if np.any(b != c):
+        assert ctrl["distilled_vs_control"]["ttest_p"] == pytest.approx(stats.ttest_rel(b, c).pvalue)
     t5 = {r["variant"]: r for r in saved["table5"]}
     secs = [r["timing"]["train_seconds_per_epoch"] for r, _ in runs["vanilla"].values()]
     assert t5["vanilla"]["train_seconds_per_epoch"][0] == pytest.approx(statistics.mean(secs))
