@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+HIDDEN = 32  # the demo model's hidden size (= profile target size)
+
 
 def add_demo_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the pipeline end to end on the embedded synthetic dataset")
@@ -42,7 +44,7 @@ def demo_config(args: argparse.Namespace, store: Path) -> dict[str, Any]:
         "eval_ks": [5, 10, 20],
         "dataset": {"name": "synthetic", "kwargs": {"n_users": args.users, "n_items": args.items, "seed": 0, "median_length": 6.0}},
         "split": {"kind": "global_temporal", "quantile": 0.8, "target": "last", "valid": "time", "valid_quantile": 0.8},
-        "model": {"kind": "sasrec", "max_len": 50, "hidden": 32, "n_blocks": 2, "n_heads": 2, "dropout": 0.2},
+        "model": {"kind": "sasrec", "max_len": 50, "hidden": HIDDEN, "n_blocks": 2, "n_heads": 2, "dropout": 0.2},
         "train": {"epochs": args.epochs, "batch_size": 128, "lr": 0.002, "patience": 4, "progress": False},
         "profiles": {"source": "llm" if llm else "stats", "store": str(store) if llm else None, "reduce": "pca", "seed": 0},
         "distill": {"alpha": 0.5, "dynamic_beta": False, "block": -1, "pooling": "mean", "epochs": max(1, args.epochs // 2)},
@@ -57,6 +59,10 @@ def run_demo(args: argparse.Namespace) -> int:
     from seqdistill.experiments.report import report
     from seqdistill.experiments.runner import prepare_dataset, run_experiment
 
+    hidden = HIDDEN
+    if 0 < args.llm_users <= hidden:
+        raise ValueError(f"--llm-users {args.llm_users}: the reducer needs more profiled users than the model's "
+                         f"hidden size ({hidden}); use at least {hidden + 1}, or 0 for statistics profiles only")
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     out = Path(args.out)
