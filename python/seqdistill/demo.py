@@ -59,10 +59,9 @@ def run_demo(args: argparse.Namespace) -> int:
     from seqdistill.experiments.report import report
     from seqdistill.experiments.runner import prepare_dataset, run_experiment
 
-    hidden = HIDDEN
-    if 0 < args.llm_users <= hidden:
+    if 0 < args.llm_users <= HIDDEN:
         raise ValueError(f"--llm-users {args.llm_users}: the reducer needs more profiled users than the model's "
-                         f"hidden size ({hidden}); use at least {hidden + 1}, or 0 for statistics profiles only")
+                         f"hidden size ({HIDDEN}); use at least {HIDDEN + 1}, or 0 for statistics profiles only")
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     out = Path(args.out)
