@@ -18,8 +18,9 @@ pub struct KCore {
     pub rows_dropped: usize,
 }
 
-/// CSR of row indices grouped by a code.
-fn group_rows(codes: &[u32], n: usize) -> (Vec<usize>, Vec<u32>) {
+/// CSR of row indices grouped by a code, rows in input order within a group (a stable counting
+/// sort). Codes must be below `n`.
+pub(crate) fn group_rows(codes: &[u32], n: usize) -> (Vec<usize>, Vec<u32>) {
     let mut offsets = vec![0usize; n + 1];
     for &c in codes {
         offsets[c as usize + 1] += 1;

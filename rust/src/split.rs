@@ -16,23 +16,11 @@ pub fn sort_by_user_time(users: &[u32], timestamps: &[i64], n_users: usize) -> R
     if users.len() > u32::MAX as usize {
         return Err("more than 2^32 - 1 rows".into());
     }
-    let mut offsets = vec![0i64; n_users + 1];
-    for &u in users {
-        let u = u as usize;
-        if u >= n_users {
-            return Err(format!("user code {u} out of range (n_users = {n_users})"));
-        }
-        offsets[u + 1] += 1;
+    if let Some(&u) = users.iter().find(|&&u| u as usize >= n_users) {
+        return Err(format!("user code {u} out of range (n_users = {n_users})"));
     }
-    for u in 0..n_users {
-        offsets[u + 1] += offsets[u];
-    }
-    let mut fill: Vec<i64> = offsets[..n_users].to_vec();
-    let mut order = vec![0u32; users.len()];
-    for (r, &u) in users.iter().enumerate() {
-        order[fill[u as usize] as usize] = r as u32;
-        fill[u as usize] += 1;
-    }
+    let (offsets, mut order) = crate::kcore::group_rows(users, n_users);
+    let offsets: Vec<i64> = offsets.into_iter().map(|o| o as i64).collect();
     // Per-user stable sort by timestamp, in parallel over users.
     let mut chunks: Vec<&mut [u32]> = Vec::with_capacity(n_users);
     let mut rest: &mut [u32] = &mut order;
