@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,6 +25,7 @@ from seqdistill.data.loaders import (
     load_movielens_20m,
     load_movielens_100k,
 )
+from seqdistill._config import DictConfig
 
 PathLike = str | Path
 
@@ -84,7 +85,7 @@ class PaperStats:
 
 
 @dataclass(frozen=True)
-class DatasetInfo:
+class DatasetInfo(DictConfig):
     """A registered dataset: how to get it and, for the paper's four, the paper's statistics."""
 
     name: str
@@ -92,9 +93,6 @@ class DatasetInfo:
     needs_path: bool
     source: str
     paper: PaperStats | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 _REGISTRY: dict[str, tuple[DatasetInfo, Callable[..., Any]]] = {

@@ -8,7 +8,7 @@ import os
 import shutil
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +17,14 @@ import polars as pl
 
 from seqdistill import _core
 from seqdistill.data.interactions import DataError, RawDataset, normalize_interactions
+from seqdistill._config import DictConfig
 
 SPLITS = ("global_temporal", "leave_one_out")
 FORMAT_VERSION = 1
 
 
 @dataclass
-class SplitConfig:
+class SplitConfig(DictConfig):
     """How to split a prepared log.
 
     ``kind``: ``"global_temporal"`` (one threshold at ``quantile`` of all timestamps, the paper's
@@ -52,13 +53,6 @@ class SplitConfig:
             raise DataError(f"split target must be 'last', 'first' or 'all', got {self.target!r}")
         if self.valid not in ("time", "last_item", "none"):
             raise DataError(f"split valid must be 'time', 'last_item' or 'none', got {self.valid!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "SplitConfig":
-        return cls(**d)
 
 
 @dataclass
@@ -113,15 +107,6 @@ class PreparedDataset:
     def user_column(self) -> np.ndarray:
         """Dense user id of every log row (CSR order)."""
         return np.repeat(np.arange(self.n_users, dtype=np.int64), self.lengths)
-
-    def training_log(self) -> pl.DataFrame:
-        """The training part as a table: dense ``user``, ``item``, ``timestamp`` [, ``rating``]."""
-        pos = np.arange(self.n_interactions, dtype=np.int64) - np.repeat(self.offsets[:-1], self.lengths)
-        mask = pos < np.repeat(self.train_end, self.lengths)
-        cols = {"user": self.user_column()[mask], "item": self.items[mask], "timestamp": self.timestamps[mask]}
-        if self.ratings is not None:
-            cols["rating"] = self.ratings[mask]
-        return pl.DataFrame(cols)
 
     @property
     def stats(self) -> dict[str, Any]:

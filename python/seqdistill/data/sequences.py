@@ -88,8 +88,3 @@ def eval_inputs(ds: PreparedDataset, part: str, max_len: int) -> EvalInputs:
     seen_offsets, seen = _core.seen_items(ds.offsets, ds.items, users, positions)
     return EvalInputs(users, positions, windows, targets, seen_offsets, seen)
 
-
-def last_windows(ds: PreparedDataset, max_len: int, ends: np.ndarray | None = None) -> np.ndarray:
-    """The last ``max_len`` items of every user's prefix (default: the training prefix)."""
-    users = np.arange(ds.n_users, dtype=np.int64)
-    return _core.gather_windows(ds.offsets, ds.items, users, ds.train_end if ends is None else np.asarray(ends, np.int64), max_len)

@@ -8,13 +8,14 @@ trained with. A text longer than the encoder's ``max_seq_length`` is split into 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from .store import ProfileStore, atomic_write_bytes, atomic_write_json
+from seqdistill._config import DictConfig
 
 
 def default_encoder_path() -> str:
@@ -28,7 +29,7 @@ def default_encoder_path() -> str:
 
 
 @dataclass
-class EncoderConfig:
+class EncoderConfig(DictConfig):
     """model: a sentence-transformers folder (None: the default package). prefix: None picks
     "passage: " for E5 models and "" otherwise."""
 
@@ -37,9 +38,6 @@ class EncoderConfig:
     batch_size: int = 32
     normalize: bool = True
     device: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class TextEncoder:

@@ -12,10 +12,11 @@ vocabularies is 3.5-4.5 characters per token; the estimate errs on the long side
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
+from seqdistill._config import DictConfig
 
 # Metadata columns per domain, in the order they are written; columns not present are skipped.
 DOMAIN_FIELDS: dict[str, tuple[str, ...]] = {
@@ -33,7 +34,7 @@ TokenCounter = Callable[[Sequence[str]], list[int]]
 
 
 @dataclass
-class HistoryConfig:
+class HistoryConfig(DictConfig):
     """How a history becomes text.
 
     max_tokens: budget for the history text (None: only the model's context limits it).
@@ -58,13 +59,6 @@ class HistoryConfig:
             raise ValueError(f"HistoryConfig.rating_scale: expected auto/stars/share, got {self.rating_scale!r}")
         if self.chars_per_token <= 0:
             raise ValueError(f"HistoryConfig.chars_per_token must be > 0, got {self.chars_per_token}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "HistoryConfig":
-        return cls(**d)
 
 
 def estimate_tokens(texts: Sequence[str], chars_per_token: float = 4.0) -> list[int]:

@@ -20,9 +20,10 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, Sequence
+from seqdistill._config import DictConfig
 
 Messages = list[dict[str, str]]
 
@@ -39,16 +40,13 @@ class GenerationResult:
 
 
 @dataclass
-class GenerationConfig:
+class GenerationConfig(DictConfig):
     """Decoding settings: greedy when temperature == 0, else sampling seeded with ``seed``."""
 
     max_new_tokens: int = 512
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class LLMBackend(Protocol):

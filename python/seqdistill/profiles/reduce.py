@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +19,11 @@ import numpy as np
 
 from .encode import save_npy
 from .store import atomic_write_bytes, atomic_write_json
+from seqdistill._config import DictConfig
 
 
 @dataclass
-class ReduceConfig:
+class ReduceConfig(DictConfig):
     """method: "umap" or "pca"; dim: the recommender's hidden size; seed fixes UMAP."""
 
     method: str = "umap"
@@ -37,9 +38,6 @@ class ReduceConfig:
             raise ValueError(f"ReduceConfig.method: expected 'umap' or 'pca', got {self.method!r}")
         if self.dim < 1:
             raise ValueError(f"ReduceConfig.dim must be >= 1, got {self.dim}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class PCA:

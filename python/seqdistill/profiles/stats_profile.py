@@ -13,13 +13,14 @@ import os
 import re
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
 from .history import HistoryConfig, rating_class, resolve_rating_scale
 from .store import ProfileStore
+from seqdistill._config import DictConfig
 
 TAG_COLUMNS = ("genres", "categories", "category", "brand", "keywords", "countries")
 _SPLIT = re.compile(r"\s*[|;,]\s*")
@@ -27,15 +28,13 @@ MODEL_NAME = "stats-profile"
 
 
 @dataclass
-class StatsConfig:
+class StatsConfig(DictConfig):
     """How many tags / items each section lists."""
 
     top_tags: int = 5
     top_items: int = 5
     version: int = 1
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     @property
     def hash(self) -> str:
