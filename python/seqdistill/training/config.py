@@ -16,6 +16,9 @@ class TrainConfig(DictConfig):
     Defaults follow the paper: AdamW (torch's default weight decay 0.01), gradient clipping at
     0.5, no learning-rate schedule. ``min_epochs``: early stopping cannot end the run before
     that many epochs (e.g. the end of a distillation stage, during which validation may dip).
+    ``stride`` sets how training windows tile each user's prefix (``None``: every transition
+    once; a stride of at least the prefix length keeps one window per user, its most recent
+    ``max_len + 1`` items, as in Klenitskiy & Vasilev's protocol).
     ``patience=None`` disables early stopping (the best
     validation epoch is still restored). ``amp`` turns on bf16 autocast on CUDA only.
     """
@@ -34,6 +37,7 @@ class TrainConfig(DictConfig):
     validate: bool = True  # False: no per-epoch validation (the last epoch is kept)
     valid_metric: str = "ndcg@10"
     valid_ks: tuple[int, ...] = (10,)
+    valid_filter_seen: bool = False  # remove the user's seen items when ranking for validation
     eval_batch_size: int = 1024
     progress: bool = True
 

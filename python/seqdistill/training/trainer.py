@@ -228,7 +228,8 @@ class Trainer:
             row: dict[str, Any] = {"epoch": epoch, **{k: v / max(n_batches, 1) for k, v in sums.items()}}
             row.update(seconds=seconds, samples_per_s=n_samples / max(seconds, 1e-9), n_samples=n_samples)
             if has_valid:
-                res = evaluate(model, self.ds, "valid", ks=cfg.valid_ks, batch_size=cfg.eval_batch_size)
+                res = evaluate(model, self.ds, "valid", ks=cfg.valid_ks, batch_size=cfg.eval_batch_size,
+                               filter_seen=cfg.valid_filter_seen)
                 row.update({f"valid_{k}": v for k, v in res.means.items()})
                 score = res.means[cfg.valid_metric]
             else:
