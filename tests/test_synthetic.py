@@ -113,6 +113,26 @@ def test_ratings_follow_persona_fit(raw):
     assert top[r >= 4].mean() > top[r <= 2].mean() + 0.3
 
 
+def test_exploration_steps_ignore_the_persona_but_ratings_tell():
+    """With p_explore = 1 items are uniform over categories (about 1/C in the persona's top
+    category, against far more without exploration), and the ratings still separate fitting
+    from non-fitting items, so only rating-aware features recover the persona."""
+    def top_share(raw):
+        x = raw.interactions.join(raw.items.select("item_id", "category"), on="item_id").join(
+            raw.extra["personas"].select("user_id", "top_category"), on="user_id")
+        top = (x["category"] == x["top_category"]).to_numpy()
+        return top.mean(), top[x["rating"].to_numpy() >= 4].mean()
+
+    base = dict(n_users=1500, n_items=320, n_categories=8, seed=5, p_transition=0.0)
+    plain, _ = top_share(generate(SyntheticConfig(**base)))
+    explored, explored_liked = top_share(generate(SyntheticConfig(**base, p_explore=1.0)))
+    assert plain > 0.45
+    assert abs(explored - 1 / 8) < 0.03
+    assert explored_liked > 2.5 * explored
+    with pytest.raises(ValueError, match="p_explore"):
+        generate(SyntheticConfig(p_explore=-0.1))
+
+
 def test_persona_table_consistent(raw):
     p = raw.extra["personas"]
     layout = raw.extra["persona_vector_layout"]

@@ -8,7 +8,9 @@ price level. A user's sequence mixes two kinds of step:
 * transitions along a sparse random "next item" graph (each item has a few successors, mostly in
   its own category) -- sequential signal an id-based model can learn;
 * persona-driven choices: a category drawn from the persona, then the best-fitting of a few
-  popularity-drawn candidates of that category (Gumbel-max over attribute and price fit).
+  popularity-drawn candidates of that category (Gumbel-max over attribute and price fit);
+* optionally (``p_explore``) exploration: a uniformly random item, whatever the persona. The
+  id sequence cannot tell these from persona choices; their (mostly low) ratings can.
 
 Ratings (1..5) grow with how well the item fits the persona, so the persona can be read back
 from the *text* of a user's well-rated items, while a short id sequence reveals it only partly.
@@ -74,6 +76,7 @@ class SyntheticConfig(DictConfig):
     min_length: int = 2
     max_length: int = 200
     p_transition: float = 0.4  # share of steps (after the first) that follow the item graph
+    p_explore: float = 0.0  # share of steps that try a uniformly random item (rated by fit like all)
     graph_degree: int = 3
     graph_same_category: float = 0.7
     persona_concentration: float = 0.3  # Dirichlet alpha over categories (small = focused users)
@@ -93,7 +96,8 @@ class SyntheticConfig(DictConfig):
             ("attributes_per_item", 1 <= self.attributes_per_item <= self.n_attributes),
             ("median_length", self.median_length > 0), ("length_sigma", self.length_sigma >= 0),
             ("min_length", 1 <= self.min_length <= self.max_length),
-            ("p_transition", 0 <= self.p_transition <= 1), ("graph_degree", self.graph_degree >= 1),
+            ("p_transition", 0 <= self.p_transition <= 1), ("p_explore", 0 <= self.p_explore <= 1),
+            ("graph_degree", self.graph_degree >= 1),
             ("graph_same_category", 0 <= self.graph_same_category <= 1),
             ("persona_concentration", self.persona_concentration > 0),
             ("n_candidates", self.n_candidates >= 1), ("popularity_skew", self.popularity_skew >= 0),
@@ -220,6 +224,9 @@ def generate(cfg: SyntheticConfig | None = None) -> RawDataset:
             follow = rng.random(m) < cfg.p_transition
             nxt = succ[prev[:m], rng.integers(deg, size=m)]
             choice = np.where(follow, nxt, choice)
+        if cfg.p_explore > 0:  # exploration: any item, whatever the persona (its rating says how it went)
+            explore = rng.random(m) < cfg.p_explore
+            choice = np.where(explore, rng.integers(n_i, size=m), choice)
         if step > 0:
             t_now[users] += rng.exponential(mean_gap, size=m)
         out_u.append(users)
