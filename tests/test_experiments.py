@@ -174,3 +174,6 @@ def test_bad_config_names_file_and_key(tmp_path):
         ExperimentConfig.from_toml(p)
     with pytest.raises(ConfigError, match="controls"):
         ExperimentConfig.from_dict({"controls": ["stats"]})  # stats is already the main source
+    p.write_text('[profiles]\nstats_sections = ["liked_tags", "titles"]\n')
+    with pytest.raises(ConfigError, match=r"bad\.toml.*stats_sections.*titles"):
+        ExperimentConfig.from_toml(p)

@@ -114,17 +114,42 @@ def test_stats_profile_hand_computed():
     log = [(1, t0, 5.0), (2, t0 + day, 1.0), (3, t0 + 3 * day, 4.0), (1, t0 + 10 * day, 4.0), (4, t0 + 20 * day, 1.0)]
     ds = toy_dataset([log], meta, [4], "movies", n_items=4)
     text = stats_profile_text(ds, 0, _Tables(ds), "stars", StatsConfig())
-    # tags over the 4 training interactions: Comedy 3, Drama 2, Horror 1 (6 in all)
+    # tags over the 4 training interactions: Comedy 3, Drama 2, Horror 1 (6 in all); liked (last
+    # rating >= 4): Alpha (Comedy|Drama), Gamma (Comedy); disliked (<= 2): Beta (Horror)
     assert text.splitlines() == [
         "Activity: 4 interactions with 3 distinct items (1 repeats).",
         "Active over 10 days.",
         "Top genres: Comedy 50%, Drama 33%, Horror 17%.",
         "Average feedback: 3.50/5.",
+        "Top genres of liked items: Comedy 67%, Drama 33%.",
         "Liked (2): Alpha; Gamma.",
+        "Top genres of disliked items: Horror 100%.",
         "Disliked (1): Beta.",
         "Most recent: Alpha; Gamma; Beta.",
     ]
     assert "Delta" not in text  # held-out item
+
+
+def test_stats_profile_sections_select_lines_in_fixed_order(tmp_path):
+    meta = {"title": ["Alpha", "Beta", "Gamma"], "genres": ["Comedy", "Horror", "Comedy|Drama"]}
+    t0 = 1_600_000_000
+    liked_log = [(1, t0, 5.0), (2, t0 + 1, 1.0), (3, t0 + 2, 4.0)]
+    no_rated_log = [(2, t0, 3.0), (1, t0 + 1, 3.0)]
+    ds = toy_dataset([liked_log, no_rated_log], meta, [3, 2], "movies", n_items=3)
+    cfg = StatsConfig(sections=("disliked_tags", "liked_tags"))  # order given here does not matter
+    assert stats_profile_text(ds, 0, _Tables(ds), "stars", cfg).splitlines() == [
+        "Top genres of liked items: Comedy 67%, Drama 33%.",
+        "Top genres of disliked items: Horror 100%.",
+    ]
+    assert stats_profile_text(ds, 1, _Tables(ds), "stars", cfg) == ""  # only 3-star ratings
+    assert StatsConfig.from_dict(cfg.to_dict()) == cfg and StatsConfig(sections=["recent"]).hash != StatsConfig().hash
+    with pytest.raises(ValueError, match="likes"):
+        StatsConfig(sections=("likes",))
+    # a user none of whose sections applies gets no profile (masked), not an empty text
+    from seqdistill.profiles.stats_profile import write_stats_profiles
+
+    store = write_stats_profiles(ds, tmp_path / "s", cfg)
+    assert store.done_users() == {0}
 
 
 def test_item_meta_with_bad_dense_id_is_named():

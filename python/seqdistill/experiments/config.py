@@ -76,9 +76,11 @@ class ProfilesSpec:
     prepared dataset), or ``"targets"`` (``targets``: a float32 [n_users, hidden] .npy, ``mask``:
     an optional bool [n_users] .npy). ``reduce``: ``"pca"`` or ``"umap"`` to the model's hidden
     size; ``seed`` fixes UMAP and the shuffled control; ``encoder``: a sentence-transformers
-    folder (default: the installed all-MiniLM-L6-v2)."""
+    folder (default: the installed all-MiniLM-L6-v2). ``stats_sections``: the sections of the
+    statistics profiles (``seqdistill.profiles.stats_profile.SECTIONS``; default all)."""
 
     source: str = "stats"
+    stats_sections: list[str] | None = None
     store: str | None = None
     targets: str | None = None
     mask: str | None = None
@@ -91,6 +93,16 @@ class ProfilesSpec:
             raise ConfigError(f"{where}: [profiles] source must be one of {SOURCES}, got {self.source!r}")
         if self.reduce not in ("pca", "umap"):
             raise ConfigError(f"{where}: [profiles] reduce must be 'pca' or 'umap', got {self.reduce!r}")
+        try:
+            self.stats_config()
+        except ValueError as e:
+            raise ConfigError(f"{where}: [profiles] stats_sections: {e}") from e
+
+    def stats_config(self):
+        """The StatsConfig of the statistics profiles (source "stats" and the stats control)."""
+        from seqdistill.profiles.stats_profile import StatsConfig
+
+        return StatsConfig() if self.stats_sections is None else StatsConfig(sections=tuple(self.stats_sections))
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}

@@ -101,7 +101,7 @@ def compute_targets(config: ExperimentConfig, ds, out_dir: str | Path, which: st
     source = "stats" if which == "stats" else spec.source
     t0 = time.perf_counter()
     if source == "stats":
-        store = write_stats_profiles(ds, folder / "store")
+        store = write_stats_profiles(ds, folder / "store", spec.stats_config())
         targets, mask = _profile_targets(ds, store, folder, config, dim)
     elif source == "llm":
         if not spec.store:
