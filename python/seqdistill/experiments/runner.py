@@ -245,13 +245,14 @@ def run_experiment(config: ExperimentConfig, out_dir: str | os.PathLike, progres
 
 
 def add_experiment_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``seqdistill experiment CONFIG --out DIR [--report-only] [--no-report]``."""
+    """Register ``seqdistill experiment CONFIG --out DIR [--threads N] [--report-only] [--no-report]``."""
     p = subparsers.add_parser("experiment", help="run a vanilla-vs-distilled comparison over seeds and write a report")
     p.add_argument("config", help="experiment TOML file, or a preset name (beauty, ml20m, kion, amazon_m2, ml1m, synthetic)")
     p.add_argument("--out", required=True, help="output folder (resumed when it exists)")
     p.add_argument("--dataset-path", help="override [dataset] path")
     p.add_argument("--store", help="override [profiles] store (source = 'llm')")
     p.add_argument("--seeds", type=int, nargs="+", help="override the seeds")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; 1 is often fastest for small models)")
     p.add_argument("--report-only", action="store_true", help="only (re)write the report from finished runs")
     p.add_argument("--no-report", action="store_true", help="do not write the report after the runs")
     p.set_defaults(func=_cmd_experiment)
@@ -262,6 +263,10 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     from .report import report
 
     cfg = load_config(args.config)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.dataset_path:
         cfg.dataset.path = args.dataset_path
     if args.store:
