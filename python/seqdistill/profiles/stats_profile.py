@@ -86,6 +86,10 @@ class _Tables:
                 vals = v if isinstance(v, (list, tuple)) else ([] if v is None else _SPLIT.split(str(v)))
                 self.tags[i] = [str(x).strip() for x in vals if x is not None and str(x).strip()]
 
+    def tag_counts(self, items) -> Counter[str]:
+        """How often each tag occurs over ``items`` (dense ids; repeats count again)."""
+        return Counter(t for it in items for t in self.tags[it])
+
 
 def _shares(counts: Counter[str], top: int) -> str:
     total = sum(counts.values())
@@ -101,15 +105,12 @@ def stats_profile_text(ds: Any, user: int, tables: _Tables, scale: str, config: 
     rs = None if ds.ratings is None else np.asarray(ds.ratings[start:stop], dtype=np.float64)
     n = len(items)
     distinct = len(set(items))
-    want = set(config.sections)
     out: dict[str, list[str]] = {k: [] for k in SECTIONS}
     out["activity"].append(f"Activity: {n} interactions with {distinct} distinct items"
                            + (f" ({n - distinct} repeats)." if n > distinct else "."))
     if n and ts[-1] > 10**8 and ts[0] > 10**8:  # looks like unix seconds
         out["activity"].append(f"Active over {max((int(ts[-1]) - int(ts[0])) / 86400.0, 0.0):.0f} days.")
-    tag_counts: Counter[str] = Counter()
-    for it in items:
-        tag_counts.update(tables.tags[it])
+    tag_counts = tables.tag_counts(items)
     if tag_counts:
         out["tags"].append(f"Top {tables.tag_column}: {_shares(tag_counts, config.top_tags)}.")
     if rs is not None and n:
@@ -123,24 +124,22 @@ def stats_profile_text(ds: Any, user: int, tables: _Tables, scale: str, config: 
                 last_rating[it] = r
         for cls, label in (("high", "liked"), ("low", "disliked")):
             chosen = [it for it, r in last_rating.items() if rating_class(r, scale) == cls]
-            cls_tags: Counter[str] = Counter()
-            for it in chosen:
-                cls_tags.update(tables.tags[it])
+            cls_tags = tables.tag_counts(chosen)
             if cls_tags:
                 out[f"{label}_tags"].append(f"Top {tables.tag_column} of {label} items: {_shares(cls_tags, config.top_tags)}.")
             if chosen:
                 shown = "; ".join(tables.titles[it] for it in chosen[-config.top_items:])
                 out[label].append(f"{label.capitalize()} ({len(chosen)}): {shown}.")
-    if "recent" in want:
-        recent, seen = [], set()
-        for it in reversed(items):
-            if it not in seen:
-                seen.add(it)
-                recent.append(tables.titles[it])
-            if len(recent) == config.top_items:
-                break
-        if recent:
-            out["recent"].append(f"Most recent: {'; '.join(recent)}.")
+    recent, seen = [], set()
+    for it in reversed(items):
+        if it not in seen:
+            seen.add(it)
+            recent.append(tables.titles[it])
+        if len(recent) == config.top_items:
+            break
+    if recent:
+        out["recent"].append(f"Most recent: {'; '.join(recent)}.")
+    want = set(config.sections)
     lines = [line for k in SECTIONS if k in want for line in out[k]]
     return "\n".join(lines)
 
