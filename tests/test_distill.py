@@ -63,6 +63,31 @@ def test_total_and_gradient_with_dynamic_beta_as_stop_gradient():
     torch.testing.assert_close(g_total, g_ref)
 
 
+@pytest.mark.parametrize("coverage", ["share", "batch"])
+def test_partial_coverage_weighting(coverage):
+    # one of four users has a profile: "share" gives it a quarter of α, "batch" the whole α
+    rng = np.random.default_rng(2)
+    t = rng.normal(size=(4, 3)).astype(np.float32)
+    mask = np.array([False, False, True, False])
+    cfg = DistillConfig(alpha=0.4, dynamic_beta=False, standardize=False, coverage=coverage)
+    out = fake_out()
+    total, logs = DistillationTerm(t, mask, cfg)(out)
+    from seqdistill.models.pooling import pool
+
+    h = out["hidden_states"][-1]
+    pooled = pool(h, out["real_mask"], "mean", 0.1)
+    ld_user2 = ((pooled[2] - torch.from_numpy(t[2])) ** 2).mean()
+    a = 0.4 * (0.25 if coverage == "share" else 1.0)
+    ref = a * ld_user2 + (1 - a) * out["main_loss"]
+    assert logs["alpha_eff"] == pytest.approx(a)
+    assert total.item() == pytest.approx(ref.item(), rel=1e-6)
+    g, g_ref = (torch.autograd.grad(x, h, retain_graph=True)[0] for x in (total, ref))
+    torch.testing.assert_close(g, g_ref)
+    # with every user profiled the two settings agree
+    full = [DistillationTerm(t, None, DistillConfig(alpha=0.4, coverage=c))(fake_out())[0].item() for c in ("share", "batch")]
+    assert full[0] == pytest.approx(full[1])
+
+
 def test_block_choice_and_stage_switch():
     t = np.zeros((4, 3), np.float32)
     cfg = DistillConfig(block=0, epochs=2, dynamic_beta=False)

@@ -4,7 +4,9 @@ profile vector, for the first ``epochs`` epochs, then step aside.
 Plugged into :class:`~seqdistill.training.Trainer` through ``extra_losses``; the trainer knows
 nothing about profiles. During the distillation stage the total loss is
 
-    α · β · L_distill + (1 − α) · L_model,   β = detach(L_model / L_distill) if dynamic else 1.
+    α · β · L_distill + (1 − α) · L_model,   β = detach(L_model / L_distill) if dynamic else 1,
+
+with α scaled by the share of the batch's users that have a profile (``coverage="share"``).
 
 Afterwards (and always with ``train=False``) the term only *measures* L_distill under
 ``no_grad`` so the history can show how far the representation drifts (the paper's Figure 3).
@@ -42,6 +44,12 @@ class DistillConfig(DictConfig):
     and PCA outputs have an arbitrary scale — PCA of unit-norm sentence embeddings is ~0.1 per
     dimension — and pulling a hidden state toward such small vectors shrinks it instead of
     teaching it; standardised targets live on the scale of layer-normalised hidden states.
+    ``coverage``: how a batch in which only some users have a profile is weighted. ``"share"``
+    (default) uses α·s with s the share of the batch's rows that have a profile, so users without
+    one are trained on cross-entropy alone and a lone profiled user does not receive the whole
+    batch's distillation budget; ``"batch"`` applies α to the whole batch whenever any row has a
+    profile (the paper's formula, which assumes every user has one). With full coverage both are
+    the same.
     """
 
     alpha: float = 0.4
@@ -52,6 +60,7 @@ class DistillConfig(DictConfig):
     loss: str = "mse"
     epochs: int | None = None
     standardize: bool = True
+    coverage: str = "share"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
@@ -60,6 +69,8 @@ class DistillConfig(DictConfig):
             raise ValueError(f"DistillConfig.pooling must be 'mean' or 'exp', got {self.pooling!r}")
         if self.loss not in ("mse", "cosine"):
             raise ValueError(f"DistillConfig.loss must be 'mse' or 'cosine', got {self.loss!r}")
+        if self.coverage not in ("share", "batch"):
+            raise ValueError(f"DistillConfig.coverage must be 'share' or 'batch', got {self.coverage!r}")
 
 
 
@@ -126,5 +137,9 @@ class DistillationTerm:
             return None, logs
         main = out["main_loss"]
         beta = (main.detach() / ld.detach().clamp_min(1e-12)) if cfg.dynamic_beta else torch.ones((), device=ld.device)
+        alpha = cfg.alpha
+        if cfg.coverage == "share":
+            alpha = alpha * float(weight.sum()) / weight.numel()
         logs["beta"] = float(beta)
-        return cfg.alpha * beta * ld + (1.0 - cfg.alpha) * main, logs
+        logs["alpha_eff"] = alpha
+        return alpha * beta * ld + (1.0 - alpha) * main, logs
