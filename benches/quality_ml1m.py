@@ -7,7 +7,9 @@ Their setting, which the defaults follow: SASRec's ML-1M (users and items with >
 training sequence per user (its last max_len + 1 training items); hidden 64, 2 blocks, 1 head,
 dropout 0.1, max_len 200; Adam lr 1e-3 without weight decay or clipping, batch 128; at most 100
 epochs, early stopping on validation NDCG@10 with patience 10; items the user has already seen
-are removed from the ranking (their `filter_seen: True`).
+are removed from the ranking (their `filter_seen: True`). BERT4Rec differs only in: 2 heads, feed-forward
+4 x hidden, 20% of positions masked (at least one per sequence here), the window is the last max_len
+items with the mask token appended at inference, at most 200 epochs, patience 20.
 
 Validation (second-to-last item) picks the epoch; the test part is evaluated once at the end.
 Checkpoints make the run resumable (`--run-dir`), so a long CPU run can be continued.
@@ -34,23 +36,29 @@ from seqdistill.evaluation import evaluate  # noqa: E402
 from seqdistill.models import ModelConfig, build_model  # noqa: E402
 from seqdistill.training import TrainConfig, Trainer  # noqa: E402
 
+# the reference configs differ per model (their SASRec.yaml / BERT4Rec.yaml)
+REFERENCE_DEFAULTS = {"sasrec": {"epochs": 100, "heads": 1, "patience": 10},
+                      "bert4rec": {"epochs": 200, "heads": 2, "patience": 20}}
 PUBLISHED = {"sasrec": {"hit_rate@10": 0.3152, "ndcg@10": 0.1821}, "bert4rec": {"hit_rate@10": 0.2843, "ndcg@10": 0.1537}}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", choices=["sasrec", "bert4rec"], default="sasrec")
-    ap.add_argument("--epochs", type=int, default=100)
+    ap.add_argument("--epochs", type=int, default=None, help="default: 100 (SASRec), 200 (BERT4Rec)")
     ap.add_argument("--max-len", type=int, default=200)
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--blocks", type=int, default=2)
-    ap.add_argument("--heads", type=int, default=1)
+    ap.add_argument("--heads", type=int, default=None, help="default: 1 (SASRec), 2 (BERT4Rec)")
     ap.add_argument("--dropout", type=float, default=0.1)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--patience", type=int, default=10)
+    ap.add_argument("--patience", type=int, default=None, help="default: 10 (SASRec), 20 (BERT4Rec)")
     ap.add_argument("--weight-decay", type=float, default=0.0)
     ap.add_argument("--grad-clip", type=float, default=None)
+    ap.add_argument("--mask-prob", type=float, default=0.2, help="BERT4Rec: share of positions masked")
+    ap.add_argument("--mask-last-prob", type=float, default=0.0,
+                    help="BERT4Rec: share of rows that mask only the last item (reference: 0)")
     ap.add_argument("--k-core", type=int, default=5)
     ap.add_argument("--windows", choices=["last", "all"], default="last",
                     help="last: one window per user (the reference protocol); all: every transition once")
@@ -60,13 +68,17 @@ def main() -> None:
     ap.add_argument("--run-dir", default="runs/ml1m-quality")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
+    for name, per_model in REFERENCE_DEFAULTS[args.model].items():
+        if getattr(args, name) is None:
+            setattr(args, name, per_model)
     if args.threads:
         torch.set_num_threads(args.threads)
     ds = prepare(datasets.movielens_1m(), k_core=args.k_core or None, split=SplitConfig(kind="leave_one_out"))
     filter_seen = not args.no_filter_seen
     print(f"machine: {machine()}; ML-1M {ds.n_users} users, {ds.n_items} items, {ds.n_interactions} interactions")
     mcfg = ModelConfig(kind=args.model, n_items=ds.n_items, max_len=args.max_len, hidden=args.hidden,
-                       n_blocks=args.blocks, n_heads=args.heads, dropout=args.dropout)
+                       n_blocks=args.blocks, n_heads=args.heads, dropout=args.dropout,
+                       mask_prob=args.mask_prob, mask_last_prob=args.mask_last_prob)
     tcfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience, seed=args.seed,
                        weight_decay=args.weight_decay, grad_clip=args.grad_clip, valid_filter_seen=filter_seen,
                        stride=10**9 if args.windows == "last" else None)
