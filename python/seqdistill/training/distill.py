@@ -45,9 +45,10 @@ class DistillConfig(DictConfig):
     dimension — and pulling a hidden state toward such small vectors shrinks it instead of
     teaching it; standardised targets live on the scale of layer-normalised hidden states.
     ``coverage``: how a batch in which only some users have a profile is weighted. ``"share"``
-    (default) uses α·s with s the share of the batch's rows that have a profile, so users without
-    one are trained on cross-entropy alone and a lone profiled user does not receive the whole
-    batch's distillation budget; ``"batch"`` applies α to the whole batch whenever any row has a
+    (default) uses α·s with s the share of the batch's rows that have a profile: the distillation
+    part then equals the mean over all rows of a per-user term that is zero for users without a
+    profile, so a lone profiled user does not receive the whole batch's distillation budget, and
+    the cross-entropy weight is 1 − α·s for every row of the batch; ``"batch"`` applies α to the whole batch whenever any row has a
     profile (the paper's formula, which assumes every user has one). With full coverage both are
     the same.
     """
@@ -133,13 +134,12 @@ class DistillationTerm:
             pooled = pool(hidden.float(), out["real_mask"], cfg.pooling, cfg.gamma)
             ld = distill_loss(pooled, target, weight, cfg.loss)
         logs = {"distill_loss": float(ld.detach()), "distill_active": float(active)}
-        if not active or weight.sum() == 0:
+        profiled = float(weight.sum())
+        if not active or profiled == 0:
             return None, logs
         main = out["main_loss"]
         beta = (main.detach() / ld.detach().clamp_min(1e-12)) if cfg.dynamic_beta else torch.ones((), device=ld.device)
-        alpha = cfg.alpha
-        if cfg.coverage == "share":
-            alpha = alpha * float(weight.sum()) / weight.numel()
+        alpha = cfg.alpha * (profiled / weight.numel() if cfg.coverage == "share" else 1.0)
         logs["beta"] = float(beta)
         logs["alpha_eff"] = alpha
         return alpha * beta * ld + (1.0 - alpha) * main, logs
