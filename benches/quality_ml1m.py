@@ -5,11 +5,13 @@ HitRate@10 = 0.3152, NDCG@10 = 0.1821 and BERT4Rec 0.2843 / 0.1537.
 Their setting, which the defaults follow: SASRec's ML-1M (users and items with >= 5 ratings:
 6,040 users, 3,416 items, 999,611 ratings — our 5-core of the raw file gives exactly that); one
 training sequence per user (its last max_len + 1 training items); hidden 64, 2 blocks, 1 head,
-dropout 0.1, max_len 200; Adam lr 1e-3 without weight decay or clipping, batch 128; at most 100
+dropout 0.1, max_len 200 (one deviation: our feed-forward is 4 x hidden with GELU, theirs
+hidden x hidden with ReLU); Adam lr 1e-3 without weight decay or clipping, batch 128; at most 100
 epochs, early stopping on validation NDCG@10 with patience 10; items the user has already seen
-are removed from the ranking (their `filter_seen: True`). BERT4Rec differs only in: 2 heads, feed-forward
-4 x hidden, 20% of positions masked (at least one per sequence here), the window is the last max_len
-items with the mask token appended at inference, at most 200 epochs, patience 20.
+are removed from the ranking (their `filter_seen: True`). BERT4Rec differs only in: 2 heads (its
+feed-forward, 4 x hidden, matches theirs), 20% of positions masked (at least one per sequence
+here), the window is the last max_len items with the mask token appended at inference, at most
+200 epochs, patience 20.
 
 Validation (second-to-last item) picks the epoch; the test part is evaluated once at the end.
 Checkpoints make the run resumable (`--run-dir`), so a long CPU run can be continued.
