@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seqdistill import _core
+from seqdistill import core
 
 SETTINGS = settings(max_examples=150, deadline=None)
 
@@ -19,7 +19,7 @@ SETTINGS = settings(max_examples=150, deadline=None)
 @given(st.lists(st.integers(-(2**63), 2**63 - 1), max_size=60) | st.lists(st.integers(-5, 40), max_size=60))
 def test_encode_i64_matches_sorted_unique(values):
     arr = np.array(values, dtype=np.int64)
-    codes, uniques = _core.encode_i64(arr)
+    codes, uniques = core.encode_i64(arr)
     ref = sorted(set(values))
     assert uniques.tolist() == ref
     assert codes.tolist() == [ref.index(v) for v in values]
@@ -30,7 +30,7 @@ def test_encode_i64_matches_sorted_unique(values):
 def test_encode_str_matches_sorted_unique(values):
     data = b"".join(v.encode() for v in values)
     offsets = np.cumsum([0] + [len(v.encode()) for v in values]).astype(np.int64)
-    codes, first = _core.encode_str(offsets, np.frombuffer(data, dtype=np.uint8) if data else np.zeros(0, np.uint8))
+    codes, first = core.encode_str(offsets, np.frombuffer(data, dtype=np.uint8) if data else np.zeros(0, np.uint8))
     ref = sorted(set(values), key=lambda s: s.encode())
     assert [values[i] for i in first] == ref
     assert codes.tolist() == [ref.index(v) for v in values]
@@ -62,20 +62,20 @@ def kcore_reference(users, items, k_user, k_item):
 def test_kcore_matches_reference(pairs, k_user, k_item):
     users = np.array([p[0] for p in pairs], dtype=np.uint32)
     items = np.array([p[1] for p in pairs], dtype=np.uint32)
-    r = _core.kcore(users, items, 10, 10, k_user, k_item)
+    r = core.kcore(users, items, 10, 10, k_user, k_item)
     keep, rounds = kcore_reference(users.tolist(), items.tolist(), k_user, k_item)
-    assert r["keep"].tolist() == keep
-    assert r["rounds"] == rounds
-    assert r["rows_dropped"] == keep.count(False)
+    assert r.keep.tolist() == keep
+    assert r.rounds == rounds
+    assert r.rows_dropped == keep.count(False)
     kept_users = sorted({u for u, k in zip(users.tolist(), keep) if k})
-    assert r["n_users"] == len(kept_users)
+    assert r.n_users == len(kept_users)
     # The new codes are dense and keep the old order.
-    assert [int(r["user_map"][u]) for u in kept_users] == list(range(len(kept_users)))
+    assert [int(r.user_map[u]) for u in kept_users] == list(range(len(kept_users)))
 
 
 def test_kcore_k_larger_than_every_count_empties_the_log():
-    r = _core.kcore(np.array([0, 0, 1], np.uint32), np.array([0, 1, 0], np.uint32), 2, 2, 100, 1)
-    assert r["n_users"] == 0 and r["rows_dropped"] == 3
+    r = core.kcore(np.array([0, 0, 1], np.uint32), np.array([0, 1, 0], np.uint32), 2, 2, 100, 1)
+    assert r.n_users == 0 and r.rows_dropped == 3
 
 
 # ----------------------------------------------------------------------------------- split
@@ -97,7 +97,7 @@ logs = st.lists(st.tuples(st.integers(0, 5), st.integers(0, 12)), min_size=1, ma
 def test_sort_by_user_time_is_stable(rows):
     users = np.array([r[0] for r in rows], np.uint32)
     ts = np.array([r[1] for r in rows], np.int64)
-    order, offsets = _core.sort_by_user_time(users, ts, 6)
+    order, offsets = core.sort_by_user_time(users, ts, 6)
     ref_order, ref_offsets = sort_reference(users.tolist(), ts.tolist(), 6)
     assert order.tolist() == ref_order
     assert offsets.tolist() == ref_offsets
@@ -143,15 +143,15 @@ def test_global_temporal_split_matches_reference(per_user, q, target, valid):
     ts = np.array([t for u in per_user for t in u], np.int64)
     if valid == "time" and not any(t < np.quantile(ts.astype(float), q) for t in ts):
         with pytest.raises(ValueError, match="training part is empty"):
-            _core.global_temporal_split(offsets, ts, q, target, valid, 0.7)
+            core.global_temporal_split(offsets, ts, q, target, valid, 0.7)
         return
     fit, vt, test = split_reference(per_user, q, target, valid, 0.7)
-    r = _core.global_temporal_split(offsets, ts, q, target, valid, 0.7)
-    assert r["train_end"].tolist() == fit
-    assert list(zip(r["test_users"].tolist(), r["test_pos"].tolist())) == test
-    assert list(zip(r["valid_users"].tolist(), r["valid_pos"].tolist())) == vt
+    r = core.global_temporal_split(offsets, ts, q, target, valid, 0.7)
+    assert r.train_end.tolist() == fit
+    assert list(zip(r.test_users.tolist(), r.test_pos.tolist())) == test
+    assert list(zip(r.valid_users.tolist(), r.valid_pos.tolist())) == vt
     # Nothing at or after the test threshold is in training, nor in a validation target.
-    thr = r["test_threshold"]
+    thr = r.test_threshold
     for u, ts_u in enumerate(per_user):
         assert all(t < thr for t in ts_u[: fit[u]])
     for u, p in vt:
@@ -163,24 +163,24 @@ def test_users_wholly_before_or_after_the_threshold():
     per_user = [[1, 2, 3], [90, 91, 92], [4, 95]]
     offsets = np.array([0, 3, 6, 8], np.int64)
     ts = np.array([t for u in per_user for t in u], np.int64)
-    r = _core.global_temporal_split(offsets, ts, 0.5, "last", "none")
-    assert r["train_end"].tolist() == [3, 0, 1]
+    r = core.global_temporal_split(offsets, ts, 0.5, "last", "none")
+    assert r.train_end.tolist() == [3, 0, 1]
     # user 1's input is its own earlier test-period items; user 2's is its training item.
-    assert list(zip(r["test_users"].tolist(), r["test_pos"].tolist())) == [(1, 2), (2, 1)]
+    assert list(zip(r.test_users.tolist(), r.test_pos.tolist())) == [(1, 2), (2, 1)]
 
 
 def test_leave_one_out_matches_definition():
     lens = [1, 2, 3, 6]
     offsets = np.cumsum([0] + lens).astype(np.int64)
-    r = _core.leave_one_out_split(offsets)
-    assert r["train_end"].tolist() == [1, 1, 1, 4]
-    assert list(zip(r["test_users"].tolist(), r["test_pos"].tolist())) == [(1, 1), (2, 2), (3, 5)]
-    assert list(zip(r["valid_users"].tolist(), r["valid_pos"].tolist())) == [(2, 1), (3, 4)]
+    r = core.leave_one_out_split(offsets)
+    assert r.train_end.tolist() == [1, 1, 1, 4]
+    assert list(zip(r.test_users.tolist(), r.test_pos.tolist())) == [(1, 1), (2, 2), (3, 5)]
+    assert list(zip(r.valid_users.tolist(), r.valid_pos.tolist())) == [(2, 1), (3, 4)]
 
 
 def test_bad_quantile_is_rejected():
     with pytest.raises(ValueError, match="quantile"):
-        _core.global_temporal_split(np.array([0, 1], np.int64), np.array([5], np.int64), 1.5)
+        core.global_temporal_split(np.array([0, 1], np.int64), np.array([5], np.int64), 1.5)
 
 
 # ------------------------------------------------------------------------------- sequences
@@ -201,7 +201,7 @@ def windows_reference(train_end, length, stride, min_len):
 @SETTINGS
 @given(st.lists(st.integers(0, 40), max_size=10), st.integers(1, 12), st.integers(1, 12), st.integers(1, 3))
 def test_training_windows_match_reference(train_end, length, stride, min_len):
-    u, e = _core.training_windows(np.array(train_end, np.int64), length, stride, min_len)
+    u, e = core.training_windows(np.array(train_end, np.int64), length, stride, min_len)
     assert list(zip(u.tolist(), e.tolist())) == windows_reference(train_end, length, stride, min_len)
 
 
@@ -209,7 +209,7 @@ def test_training_windows_match_reference(train_end, length, stride, min_len):
 @given(st.lists(st.integers(2, 40), min_size=1, max_size=6), st.integers(2, 9))
 def test_causal_windows_cover_every_transition_once(train_end, length):
     """With stride = length - 1, next-item targets tile each prefix exactly once."""
-    u, e = _core.training_windows(np.array(train_end, np.int64), length, length - 1, 2)
+    u, e = core.training_windows(np.array(train_end, np.int64), length, length - 1, 2)
     covered = {}
     for user, end in zip(u.tolist(), e.tolist()):
         start = max(0, end - length)
@@ -228,21 +228,21 @@ def test_gather_and_seen_match_reference(per_user, length, data):
     ends = [data.draw(st.integers(0, len(per_user[u]))) for u in rows]
     users = np.array(rows, np.int64)
     ends_a = np.array(ends, np.int64)
-    w = _core.gather_windows(offsets, items, users, ends_a, length)
+    w = core.gather_windows(offsets, items, users, ends_a, length)
     assert w.shape == (len(rows), length)
     for j, (u, e) in enumerate(zip(rows, ends)):
         hist = per_user[u][:e][-length:]
         assert w[j].tolist() == [0] * (length - len(hist)) + hist
-    so, si = _core.seen_items(offsets, items, users, ends_a)
+    so, si = core.seen_items(offsets, items, users, ends_a)
     for j, (u, e) in enumerate(zip(rows, ends)):
         assert si[so[j] : so[j + 1]].tolist() == sorted(set(per_user[u][:e]))
 
 
 def test_permutation_seeded():
-    p = _core.permutation(100, 5)
+    p = core.permutation(100, 5)
     assert sorted(p.tolist()) == list(range(100))
-    assert p.tolist() == _core.permutation(100, 5).tolist()
-    assert p.tolist() != _core.permutation(100, 6).tolist()
+    assert p.tolist() == core.permutation(100, 5).tolist()
+    assert p.tolist() != core.permutation(100, 6).tolist()
 
 
 # --------------------------------------------------------------------------------- metrics
@@ -295,15 +295,15 @@ def test_topk_metrics_match_reference(n_rows, n_items, data):
     min_item = data.draw(st.integers(0, 1))
     to, ti = csr(truth)
     so, si = csr(seen)
-    got = _core.topk_metrics(scores, ks, to, ti, so, si, min_item=min_item)
+    got = core.topk_metrics(scores, ks, to, ti, so, si, min_item=min_item)
     want, ranked = metrics_reference(scores, ks, truth, seen, min_item)
     for key, ref in want.items():
         np.testing.assert_allclose(got[key], np.array(ref), rtol=1e-12, equal_nan=True, err_msg=key)
     kmax = max(ks)
     for r in range(n_rows):
         top = ranked[r][:kmax]
-        assert got["topk"][r].tolist() == top + [-1] * (kmax - len(top))
-    from_ids = _core.topk_metrics_from_ids(np.ascontiguousarray(got["topk"]), ks, to, ti)
+        assert got.topk[r].tolist() == top + [-1] * (kmax - len(top))
+    from_ids = core.topk_metrics_from_ids(np.ascontiguousarray(got.topk), ks, to, ti)
     for key in want:
         np.testing.assert_allclose(from_ids[key], got[key], equal_nan=True)
 
@@ -311,16 +311,16 @@ def test_topk_metrics_match_reference(n_rows, n_items, data):
 def test_topk_metrics_hand_case():
     scores = np.array([[0.0, 0.9, 0.1, 0.9, 0.5]], np.float32)
     # ranking over items >= 1: 1 (0.9, lower id wins the tie), 3, 4, 2
-    r = _core.topk_metrics(scores, [2], np.array([0, 1], np.int64), np.array([4], np.int64), min_item=1)
-    assert r["topk"].tolist() == [[1, 3]]
+    r = core.topk_metrics(scores, [2], np.array([0, 1], np.int64), np.array([4], np.int64), min_item=1)
+    assert r.topk.tolist() == [[1, 3]]
     assert r["hit_rate@2"][0] == 0.0
-    r = _core.topk_metrics(scores, [3], np.array([0, 1], np.int64), np.array([4], np.int64), min_item=1)
+    r = core.topk_metrics(scores, [3], np.array([0, 1], np.int64), np.array([4], np.int64), min_item=1)
     assert r["ndcg@3"][0] == pytest.approx(1 / math.log2(4))
     assert r["mrr@3"][0] == pytest.approx(1 / 3)
 
 
 def test_metrics_errors_name_the_argument():
     with pytest.raises(ValueError, match="ground truth"):
-        _core.topk_metrics(np.zeros((2, 3), np.float32), [1], np.array([0, 1], np.int64), np.array([1], np.int64))
+        core.topk_metrics(np.zeros((2, 3), np.float32), [1], np.array([0, 1], np.int64), np.array([1], np.int64))
     with pytest.raises(ValueError, match="C-contiguous"):
-        _core.topk_metrics(np.zeros((3, 2), np.float32).T, [1], np.array([0, 0, 0], np.int64), np.zeros(0, np.int64))
+        core.topk_metrics(np.zeros((3, 2), np.float32).T, [1], np.array([0, 0, 0], np.int64), np.zeros(0, np.int64))

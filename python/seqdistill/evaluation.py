@@ -64,7 +64,7 @@ def evaluate(
     """
     import torch
 
-    from seqdistill import _core
+    from seqdistill import core
     from seqdistill.data.sequences import eval_inputs
 
     ks = sorted({int(k) for k in ks})
@@ -85,11 +85,11 @@ def evaluate(
         gt_off = np.arange(hi - lo + 1, dtype=np.int64)
         gt = np.ascontiguousarray(inp.targets[lo:hi], dtype=np.int64)
         seen_off, seen = _slice_csr(inp.seen_offsets, inp.seen_items, lo, hi) if filter_seen else (None, None)
-        out = _core.topk_metrics(scores, ks, gt_off, gt, seen_off, seen, min_item=1)
+        out = core.topk_metrics(scores, ks, gt_off, gt, seen_off, seen, min_item=1)
         for key in keys:
             per_row[key][lo:hi] = out[key]
         if topk is not None:
-            topk[lo:hi] = out["topk"]
+            topk[lo:hi] = out.topk
 
     was_training = model.training
     model.eval()

@@ -1,7 +1,8 @@
 """Interaction data: reading, validation, preparation (encode → k-core → split) and sequences."""
 
 from seqdistill.data.interactions import COLUMNS, DataError, RawDataset, normalize_interactions, read_interactions
-from seqdistill.data.prepare import PreparedDataset, SplitConfig, encode_column, prepare
+from seqdistill.data.dataset import PreparedDataset
+from seqdistill.data.prepare import SplitConfig, encode_column, prepare
 
 __all__ = [
     "COLUMNS",

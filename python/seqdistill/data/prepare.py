@@ -3,19 +3,14 @@ the work, this module orchestrates it and keeps the result as a :class:`Prepared
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import time
-import uuid
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
-from seqdistill import _core
+from seqdistill import core
+from seqdistill.data.dataset import PreparedDataset
 from seqdistill.data.interactions import DataError, RawDataset, normalize_interactions
 from seqdistill._config import DictConfig
 
@@ -55,142 +50,10 @@ class SplitConfig(DictConfig):
             raise DataError(f"split valid must be 'time', 'last_item' or 'none', got {self.valid!r}")
 
 
-@dataclass
-class PreparedDataset:
-    """An encoded, filtered and split interaction log (see docs/architecture.md)."""
-
-    name: str
-    domain: str
-    user_ids: pl.Series
-    item_ids: pl.Series
-    offsets: np.ndarray
-    items: np.ndarray
-    timestamps: np.ndarray
-    ratings: np.ndarray | None
-    train_end: np.ndarray
-    valid_targets: tuple[np.ndarray, np.ndarray]
-    test_targets: tuple[np.ndarray, np.ndarray]
-    item_meta: pl.DataFrame | None = None
-    manifest: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def n_users(self) -> int:
-        return len(self.offsets) - 1
-
-    @property
-    def n_items(self) -> int:
-        """Number of real items; dense item ids are 1..n_items (0 is padding)."""
-        return len(self.item_ids) - 1
-
-    @property
-    def n_interactions(self) -> int:
-        return len(self.items)
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return np.diff(self.offsets)
-
-    def targets(self, part: str) -> tuple[np.ndarray, np.ndarray]:
-        """``(users, positions)`` of the validation or test targets."""
-        if part == "valid":
-            return self.valid_targets
-        if part == "test":
-            return self.test_targets
-        raise ValueError(f"part must be 'valid' or 'test', got {part!r}")
-
-    def history(self, user: int, end: int | None = None) -> np.ndarray:
-        """Dense item ids of ``user``'s log before position ``end`` (default: training prefix)."""
-        start = int(self.offsets[user])
-        stop = start + int(self.train_end[user] if end is None else end)
-        return self.items[start:stop]
-
-    def user_column(self) -> np.ndarray:
-        """Dense user id of every log row (CSR order)."""
-        return np.repeat(np.arange(self.n_users, dtype=np.int64), self.lengths)
-
-    @property
-    def stats(self) -> dict[str, Any]:
-        return self.manifest.get("stats", {})
-
-    # ----------------------------------------------------------------------------------- I/O
-    def save(self, folder: str | Path) -> Path:
-        """Writes the dataset to ``folder`` atomically (a temporary sibling, then a rename)."""
-        folder = Path(folder)
-        tmp = folder.with_name(f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}")
-        tmp.mkdir(parents=True)
-        try:
-            log = {"user": self.user_column().astype(np.int32), "item": self.items, "timestamp": self.timestamps}
-            if self.ratings is not None:
-                log["rating"] = self.ratings
-            pl.DataFrame(log).write_parquet(tmp / "log.parquet")
-            pl.DataFrame({"user": np.arange(self.n_users, dtype=np.int64), "user_id": self.user_ids, "train_end": self.train_end}).write_parquet(tmp / "users.parquet")
-            items = pl.DataFrame({"item": np.arange(self.n_items + 1, dtype=np.int64), "item_id": self.item_ids})
-            items.write_parquet(tmp / "items.parquet")
-            if self.item_meta is not None:
-                self.item_meta.write_parquet(tmp / "item_meta.parquet")
-            for part in ("valid", "test"):
-                u, p = self.targets(part)
-                pl.DataFrame({"user": u, "position": p}).write_parquet(tmp / f"targets_{part}.parquet")
-            manifest = dict(self.manifest, name=self.name, domain=self.domain, format_version=FORMAT_VERSION)
-            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=_json_default))
-            if folder.exists():
-                old = folder.with_name(f".{folder.name}.old-{uuid.uuid4().hex[:8]}")
-                os.replace(folder, old)
-                os.replace(tmp, folder)
-                shutil.rmtree(old)
-            else:
-                os.replace(tmp, folder)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return folder
-
-    @classmethod
-    def load(cls, folder: str | Path) -> "PreparedDataset":
-        folder = Path(folder)
-        mf = folder / "manifest.json"
-        if not mf.exists():
-            raise DataError(f"{folder}: not a prepared dataset (no manifest.json)")
-        manifest = json.loads(mf.read_text())
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise DataError(f"{mf}: format_version {manifest.get('format_version')!r}, expected {FORMAT_VERSION}")
-        log = pl.read_parquet(folder / "log.parquet")
-        users = pl.read_parquet(folder / "users.parquet")
-        items = pl.read_parquet(folder / "items.parquet")
-        counts = np.bincount(log.get_column("user").to_numpy(), minlength=users.height)
-        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        targets = {}
-        for part in ("valid", "test"):
-            t = pl.read_parquet(folder / f"targets_{part}.parquet")
-            targets[part] = (t.get_column("user").to_numpy().astype(np.int64), t.get_column("position").to_numpy().astype(np.int64))
-        meta_path = folder / "item_meta.parquet"
-        return cls(
-            name=manifest["name"],
-            domain=manifest["domain"],
-            user_ids=users.get_column("user_id"),
-            item_ids=items.get_column("item_id"),
-            offsets=offsets,
-            items=log.get_column("item").to_numpy().astype(np.int64),
-            timestamps=log.get_column("timestamp").to_numpy().astype(np.int64),
-            ratings=log.get_column("rating").to_numpy().astype(np.float32) if "rating" in log.columns else None,
-            train_end=users.get_column("train_end").to_numpy().astype(np.int64),
-            valid_targets=targets["valid"],
-            test_targets=targets["test"],
-            item_meta=pl.read_parquet(meta_path) if meta_path.exists() else None,
-            manifest=manifest,
-        )
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    raise TypeError(f"not JSON serialisable: {type(o)}")
-
-
 def encode_column(s: pl.Series) -> tuple[np.ndarray, pl.Series]:
     """Dense codes (uint32, sorted raw order) and the distinct raw values, through the Rust core."""
     if s.dtype == pl.Int64:
-        codes, uniques = _core.encode_i64(np.ascontiguousarray(s.to_numpy()))
+        codes, uniques = core.encode_i64(s.to_numpy())
         return codes, pl.Series(s.name, uniques)
     if s.dtype == pl.String:
         arr = s.to_arrow()
@@ -202,7 +65,7 @@ def encode_column(s: pl.Series) -> tuple[np.ndarray, pl.Series]:
         _, off_buf, data_buf = arr.buffers()
         offsets = np.frombuffer(off_buf, dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
         data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
-        codes, first = _core.encode_str(np.ascontiguousarray(offsets), data)
+        codes, first = core.encode_str(offsets, data)
         return codes, s.gather(first.astype(np.int64))
     raise DataError(f"column {s.name!r}: ids must be Int64 or String, got {s.dtype}")
 
@@ -239,27 +102,27 @@ def prepare(
 
     ucodes, uniq_users = encode_column(df.get_column("user_id"))
     icodes, uniq_items = encode_column(df.get_column("item_id"))
-    core = _core.kcore(ucodes, icodes, len(uniq_users), len(uniq_items), k_user, k_item)
-    if core["n_users"] == 0:
+    kc = core.kcore(ucodes, icodes, len(uniq_users), len(uniq_items), k_user, k_item)
+    if kc.n_users == 0:
         raise DataError(
             f"{name}: nothing left after k-core with k_user={k_user}, k_item={k_item} "
             f"({df.height} rows, {len(uniq_users)} users, {len(uniq_items)} items before the filter)"
         )
-    if core["rows_dropped"]:
-        rows = np.flatnonzero(core["keep"])
-        ucodes = core["user_map"][ucodes[rows]].astype(np.uint32)
-        icodes = core["item_map"][icodes[rows]].astype(np.uint32)
+    if kc.rows_dropped:
+        rows = np.flatnonzero(kc.keep)
+        ucodes = kc.user_map[ucodes[rows]].astype(np.uint32)
+        icodes = kc.item_map[icodes[rows]].astype(np.uint32)
     else:
         rows = None
-    user_ids = uniq_users.filter(pl.Series(core["user_map"] >= 0))
-    item_ids = pl.concat([pl.Series("item_id", [None], dtype=uniq_items.dtype), uniq_items.filter(pl.Series(core["item_map"] >= 0)).alias("item_id")])
+    user_ids = uniq_users.filter(pl.Series(kc.user_map >= 0))
+    item_ids = pl.concat([pl.Series("item_id", [None], dtype=uniq_items.dtype), uniq_items.filter(pl.Series(kc.item_map >= 0)).alias("item_id")])
     del uniq_users, uniq_items
 
     ts = df.get_column("timestamp").to_numpy()
     if rows is not None:
         ts = ts[rows]
     ts = np.ascontiguousarray(ts, dtype=np.int64)
-    order, offsets = _core.sort_by_user_time(ucodes, ts, core["n_users"])
+    order, offsets = core.sort_by_user_time(ucodes, ts, kc.n_users)
     del ucodes
     items_csr = icodes[order].astype(np.int64)
     items_csr += 1
@@ -272,13 +135,13 @@ def prepare(
     del order, rows
 
     if split.kind == "leave_one_out":
-        sp = _core.leave_one_out_split(offsets)
+        sp = core.leave_one_out_split(offsets)
     else:
-        sp = _core.global_temporal_split(
+        sp = core.global_temporal_split(
             offsets, ts, quantile=split.quantile, target=split.target, valid=split.valid,
             valid_quantile=split.valid_quantile, threshold=split.threshold,
         )
-    train_end = sp["train_end"]
+    train_end = sp.train_end
     if int(train_end.sum()) == 0:
         raise DataError(f"{name}: the training part is empty with split {split.to_dict()}")
 
@@ -291,19 +154,19 @@ def prepare(
         "interactions": n,
         "avg_length": n / n_users,
         "density": n / (n_users * n_items),
-        "kcore": {"k_user": k_user, "k_item": k_item, "rounds": core["rounds"], "rows_dropped": core["rows_dropped"]},
+        "kcore": {"k_user": k_user, "k_item": k_item, "rounds": kc.rounds, "rows_dropped": kc.rows_dropped},
         "train_interactions": int(train_end.sum()),
-        "valid_targets": len(sp["valid_users"]),
-        "test_targets": len(sp["test_users"]),
-        "test_threshold": _finite(sp["test_threshold"]),
-        "valid_threshold": _finite(sp["valid_threshold"]),
+        "valid_targets": len(sp.valid_users),
+        "test_targets": len(sp.test_users),
+        "test_threshold": _finite(sp.test_threshold),
+        "valid_threshold": _finite(sp.valid_threshold),
         "seconds": round(time.perf_counter() - started, 3),
     }
     manifest = {"name": name, "domain": domain, "split": split.to_dict(), "k_core": [k_user, k_item], "stats": stats}
     return PreparedDataset(
         name=name, domain=domain, user_ids=user_ids.alias("user_id"), item_ids=item_ids, offsets=offsets,
         items=items_csr, timestamps=ts, ratings=ratings, train_end=train_end,
-        valid_targets=(sp["valid_users"], sp["valid_pos"]), test_targets=(sp["test_users"], sp["test_pos"]),
+        valid_targets=(sp.valid_users, sp.valid_pos), test_targets=(sp.test_users, sp.test_pos),
         item_meta=item_meta, manifest=manifest,
     )
 

@@ -10,8 +10,8 @@ from typing import Iterator
 
 import numpy as np
 
-from seqdistill import _core
-from seqdistill.data.prepare import PreparedDataset
+from seqdistill import core
+from seqdistill.data.dataset import PreparedDataset
 
 _GOLDEN = 0x9E3779B97F4A7C15
 _MASK64 = (1 << 64) - 1
@@ -26,7 +26,7 @@ class TrainWindows:
     """Seeded, shuffled mini-batches of left-padded sliding windows over training prefixes.
 
     Each user's training prefix of length ``L`` is cut into windows of ``length`` items ending at
-    ``L, L - stride, …`` (see ``_core.training_windows``). With the default ``stride = length - 1``
+    ``L, L - stride, …`` (see ``core.training_windows``). With the default ``stride = length - 1``
     a causal model that predicts ``window[1:]`` from ``window[:-1]`` sees every training
     transition exactly once per epoch, so long histories are not thrown away.
     """
@@ -46,7 +46,7 @@ class TrainWindows:
         self.ds, self.length, self.batch_size = ds, length, batch_size
         self.stride = stride if stride is not None else max(1, length - 1)
         self.seed, self.drop_last = seed, drop_last
-        self.users, self.ends = _core.training_windows(ds.train_end, length, self.stride, min_len)
+        self.users, self.ends = core.training_windows(ds.train_end, length, self.stride, min_len)
 
     @property
     def n_samples(self) -> int:
@@ -58,11 +58,11 @@ class TrainWindows:
 
     def epoch(self, epoch: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yields ``(users int64[B], windows int64[B, length])`` in a seeded order for ``epoch``."""
-        perm = _core.permutation(self.n_samples, epoch_seed(self.seed, epoch))
+        perm = core.permutation(self.n_samples, epoch_seed(self.seed, epoch))
         for b in range(len(self)):
             idx = perm[b * self.batch_size : (b + 1) * self.batch_size]
             users = self.users[idx]
-            yield users, _core.gather_windows(self.ds.offsets, self.ds.items, users, self.ends[idx], self.length)
+            yield users, core.gather_windows(self.ds.offsets, self.ds.items, users, self.ends[idx], self.length)
 
 
 @dataclass
@@ -83,8 +83,8 @@ class EvalInputs:
 def eval_inputs(ds: PreparedDataset, part: str, max_len: int) -> EvalInputs:
     """Left-padded input windows, target items and seen-item sets for the ``part`` targets."""
     users, positions = ds.targets(part)
-    windows = _core.gather_windows(ds.offsets, ds.items, users, positions, max_len)
+    windows = core.gather_windows(ds.offsets, ds.items, users, positions, max_len)
     targets = ds.items[ds.offsets[users] + positions]
-    seen_offsets, seen = _core.seen_items(ds.offsets, ds.items, users, positions)
+    seen_offsets, seen = core.seen_items(ds.offsets, ds.items, users, positions)
     return EvalInputs(users, positions, windows, targets, seen_offsets, seen)
 
