@@ -1,25 +1,66 @@
 """Interaction tables: reading, column mapping and validation.
 
 An interactions table has the canonical columns ``user_id``, ``item_id``, ``timestamp`` (Int64)
-and optionally ``rating`` (Float32). Ids stay in their raw type (Int64 or String) until
+and optionally ``rating`` (Float32). Ids stay raw (Int64 or String) until
 :func:`seqdistill.data.prepare` encodes them.
+
+What a file may hold, and what is refused (every refusal is a :class:`~seqdistill.errors.DataError`
+whose one-line message names the file, the column, the row — counted from 0, header not counted —
+and the value):
+
+* **Ids** (user and item columns). Text files (CSV/TSV) are read with every column as a string,
+  so no id is ever inferred as a float. String ids are stripped of leading and trailing
+  whitespace — ``' 1'`` and ``'1'`` are one user — then refused when empty, null or NaN-like
+  (``nan``, any case, with an optional sign). When reading a file, a column whose every id is a
+  canonical decimal integer (``0`` or ``-?[1-9][0-9]*``, fitting int64) becomes Int64; anything
+  else stays String, so ``'01'`` and ``'1'`` stay two ids and ids beyond 2^63 stay exact strings.
+  Parquet/JSONL integer columns become Int64 (values outside int64 become exact strings); float
+  columns are accepted only when every value is finite and whole (→ Int64); other types are refused.
+* **Timestamps**: integers (seconds), whole floats, dates, datetimes, or strings. Strings are
+  integers or dates/date-times in one format (``timestamp_format``, a strftime pattern, or
+  inferred). When some rows do not parse, the error blames the first row that does not fit the
+  format most rows use, naming its value and that format.
+* **Ratings**: numeric and finite. A rating column that was asked for but is missing is an error
+  listing the file's columns.
+* **Files**: an empty file, a header without rows, ragged rows, invalid UTF-8, a damaged parquet
+  file, malformed JSON lines, a folder where a file is expected and a missing path are refused
+  by name. Operating-system errors (permissions, I/O) propagate as :class:`OSError`.
+
+:func:`read_items` reads an item metadata file with the same id policy.
 """
 
 from __future__ import annotations
 
+import codecs
+import contextlib
+import csv
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import polars as pl
+
+from seqdistill.errors import DataError
+
+__all__ = [
+    "COLUMNS",
+    "DOMAINS",
+    "DataError",
+    "REQUIRED",
+    "RawDataset",
+    "normalize_interactions",
+    "read_interactions",
+    "read_items",
+]
 
 COLUMNS = ("user_id", "item_id", "timestamp", "rating")
 REQUIRED = ("user_id", "item_id", "timestamp")
 DOMAINS = ("products", "movies", "sessions", "generic")
 
-
-class DataError(ValueError):
-    """Bad input: the message names the source, the column and the offending value."""
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_CANONICAL_INT = r"^(0|-?[1-9][0-9]*)$"
+_NAN_LIKE = ("nan", "+nan", "-nan")
 
 
 @dataclass
@@ -37,16 +78,154 @@ class RawDataset:
             raise DataError(f"{self.name}: domain must be one of {DOMAINS}, got {self.domain!r}")
 
 
+# ------------------------------------------------------------------------------ reading files
 _FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 
 def _format_of(path: Path, fmt: str | None) -> str:
     if fmt is not None:
+        if fmt not in ("csv", "tsv", "parquet", "jsonl"):
+            raise DataError(f"{path}: unknown format {fmt!r}; expected 'csv', 'tsv', 'parquet' or 'jsonl'")
         return fmt
     suffixes = [s for s in path.suffixes if s != ".gz"]
-    if suffixes and suffixes[-1] in _FORMATS:
-        return _FORMATS[suffixes[-1]]
+    if suffixes and suffixes[-1].lower() in _FORMATS:
+        return _FORMATS[suffixes[-1].lower()]
     raise DataError(f"{path}: cannot tell the format from the name; pass format='csv'|'tsv'|'parquet'|'jsonl'")
+
+
+def _check_file(path: Path) -> None:
+    """A readable, non-empty regular file, or a DataError saying what is there instead."""
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty")
+
+
+@contextlib.contextmanager
+def _translated(path: Path, fmt: str, explain: Callable[[], str | None] = lambda: None) -> Iterator[None]:
+    """The one place where a reader library's exception becomes a :class:`DataError` naming the
+    file; ``explain`` may look closer (e.g. find the ragged row) and return a better reason."""
+    try:
+        yield
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException, UnicodeDecodeError) as e:
+        try:
+            reason = explain()
+        except (OSError, ValueError, csv.Error):  # looking closer failed: keep the library's reason
+            reason = None
+        reason = reason or (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise DataError(f"{path}: cannot read as {fmt}: {reason}") from None
+
+
+def _explain_csv(path: Path, sep: str) -> str | None:
+    """Why polars refused a text file: invalid UTF-8 (line and byte) or a row with too many fields."""
+    if path.suffix == ".gz":
+        return None
+    bad = _first_invalid_utf8(path)
+    if bad is not None:
+        return bad
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.reader(f, delimiter=sep)
+        header = next(reader, [])
+        for i, row in enumerate(reader):
+            if len(row) > len(header):
+                return f"row {i} has {len(row)} fields; the header has {len(header)}"
+    return None
+
+
+def _first_invalid_utf8(path: Path) -> str | None:
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line, offset = 1, 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as e:
+                at = line + chunk.count(b"\n", 0, e.start)
+                return f"invalid UTF-8 at line {at} (byte {offset + e.start})"
+            line += chunk.count(b"\n")
+            offset += len(chunk)
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return f"invalid UTF-8 at the end of the file (byte {offset})"
+    return None
+
+
+def _explain_jsonl(path: Path) -> str | None:
+    """The first line that is not a JSON object."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for n, text in enumerate(f, start=1):
+            if not text.strip():
+                continue
+            try:
+                obj = json.loads(text)
+            except ValueError as e:
+                return f"line {n} is not valid JSON ({e.msg})"
+            if not isinstance(obj, dict):
+                return f"line {n} is not a JSON object"
+    return None
+
+
+def _columns(path: Path, have: list[str], wanted: Mapping[str, str]) -> list[str]:
+    """The file's columns to read: every wanted one (a missing one is an error listing the
+    file's columns), plus ``rating`` when the file has it and it was not mapped."""
+    for canonical, col in wanted.items():
+        if col not in have:
+            raise DataError(f"{path}: missing column {col!r} (for {canonical}); the file has {have}")
+    cols = list(dict.fromkeys(wanted.values()))
+    if "rating" not in wanted and "rating" in have and "rating" not in cols:
+        cols.append("rating")
+    return cols
+
+
+def _read_text(path: Path, sep: str, has_header: bool, wanted: Mapping[str, str]) -> pl.DataFrame:
+    """CSV/TSV with every column read as a string (types are decided by the policy above)."""
+    fmt = "TSV" if sep == "\t" else "CSV"
+    with _translated(path, fmt, lambda: _explain_csv(path, sep)):
+        head = pl.read_csv(path, separator=sep, has_header=has_header, n_rows=0, infer_schema=False).columns
+    cols = _columns(path, head, wanted)
+    with _translated(path, fmt, lambda: _explain_csv(path, sep)):
+        return pl.read_csv(path, separator=sep, has_header=has_header, columns=cols, infer_schema=False)
+
+
+def _read_parquet(path: Path, wanted: Mapping[str, str]) -> pl.DataFrame:
+    with _translated(path, "parquet"):
+        have = list(pl.read_parquet_schema(path))
+    cols = _columns(path, have, wanted)
+    with _translated(path, "parquet"):
+        return pl.read_parquet(path, columns=cols)
+
+
+def _read_jsonl(path: Path, wanted: Mapping[str, str]) -> pl.DataFrame:
+    with _translated(path, "JSON lines", lambda: _explain_jsonl(path)):
+        df = pl.read_ndjson(path, infer_schema_length=None)
+    return df.select(_columns(path, df.columns, wanted))
+
+
+def _read_table(path: Path, fmt: str, wanted: Mapping[str, str], separator: str | None, has_header: bool) -> pl.DataFrame:
+    """One reader per format, each translating its library's errors in one place."""
+    _check_file(path)
+    if fmt in ("csv", "tsv"):
+        df = _read_text(path, separator or ("\t" if fmt == "tsv" else ","), has_header, wanted)
+    elif fmt == "parquet":
+        df = _read_parquet(path, wanted)
+    else:
+        df = _read_jsonl(path, wanted)
+    if df.height == 0:
+        raise DataError(f"{path}: no rows (the file has a header or schema and no data)")
+    return df
+
+
+def _mapping(columns: Mapping[str, str] | None, source: str) -> dict[str, str]:
+    """Canonical name → the table's column name; ``rating`` only when asked for."""
+    mapping = {c: c for c in REQUIRED}
+    for canonical, src in (columns or {}).items():
+        if canonical not in COLUMNS:
+            raise DataError(f"{source}: unknown canonical column {canonical!r}; expected one of {COLUMNS}")
+        mapping[canonical] = src
+    return mapping
 
 
 def read_interactions(
@@ -62,120 +241,252 @@ def read_interactions(
 
     ``columns`` maps canonical names to the file's names, e.g.
     ``{"user_id": "userId", "item_id": "movieId", "timestamp": "timestamp", "rating": "rating"}``;
-    canonical names not mapped are looked up under their own name. ``rating`` is optional.
+    canonical names not mapped are looked up under their own name. ``rating`` is optional: it is
+    read when mapped (then it must exist) or when the file has a column named ``rating``.
+    See the module doc for the id, timestamp and rating policy.
     """
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such file")
     fmt = _format_of(path, format)
+    mapping = _mapping(columns, str(path))
+    df = _read_table(path, fmt, mapping, separator, has_header)
+    return normalize_interactions(df, mapping, source=str(path), timestamp_format=timestamp_format,
+                                  infer_integer_ids=True)
+
+
+def read_items(
+    path: str | Path,
+    id_column: str = "item_id",
+    *,
+    format: str | None = None,
+    separator: str | None = None,
+) -> pl.DataFrame:
+    """Reads an item metadata file (csv/tsv/parquet/jsonl) keyed by ``id_column``, which is
+    renamed to ``item_id`` and follows the id policy of the module doc (the other columns keep
+    their inferred types)."""
+    path = Path(path)
+    fmt = _format_of(path, format)
+    _check_file(path)
     if fmt in ("csv", "tsv"):
         sep = separator or ("\t" if fmt == "tsv" else ",")
-        df = pl.read_csv(path, separator=sep, has_header=has_header, infer_schema_length=10000, try_parse_dates=False)
+        with _translated(path, fmt.upper(), lambda: _explain_csv(path, sep)):
+            df = pl.read_csv(path, separator=sep, schema_overrides={id_column: pl.String}, infer_schema_length=10000)
     elif fmt == "parquet":
-        df = pl.read_parquet(path)
-    elif fmt == "jsonl":
-        df = pl.read_ndjson(path)
+        with _translated(path, "parquet"):
+            df = pl.read_parquet(path)
     else:
-        raise DataError(f"{path}: unknown format {fmt!r}")
-    return normalize_interactions(df, columns, source=str(path), timestamp_format=timestamp_format)
+        with _translated(path, "JSON lines", lambda: _explain_jsonl(path)):
+            df = pl.read_ndjson(path, infer_schema_length=None)
+    _columns(path, df.columns, {"item_id": id_column})
+    if id_column != "item_id" and "item_id" in df.columns:
+        raise DataError(f"{path}: has both {id_column!r} (the id column) and 'item_id'; rename one of them")
+    ids = _id_series(df.get_column(id_column), id_column, "item_id", str(path), infer_integers=True)
+    return df.with_columns(ids.alias(id_column)).rename({id_column: "item_id"})
 
 
+# ------------------------------------------------------------------------------ validation
 def normalize_interactions(
     df: pl.DataFrame,
     columns: Mapping[str, str] | None = None,
     *,
     source: str = "interactions",
     timestamp_format: str | None = None,
+    infer_integer_ids: bool = False,
 ) -> pl.DataFrame:
-    """Maps, checks and casts a table to the canonical interaction columns (see module doc)."""
-    mapping = {c: c for c in COLUMNS}
-    for canonical, src in (columns or {}).items():
-        if canonical not in COLUMNS:
-            raise DataError(f"{source}: unknown canonical column {canonical!r}; expected one of {COLUMNS}")
-        mapping[canonical] = src
-    for canonical in REQUIRED:
-        if mapping[canonical] not in df.columns:
-            raise DataError(
-                f"{source}: missing column {mapping[canonical]!r} (for {canonical}); the file has {df.columns}"
-            )
-    has_rating = mapping["rating"] in df.columns
-    keep = [c for c in COLUMNS if c in REQUIRED or has_rating]
-    out = df.select([pl.col(mapping[c]).alias(c) for c in keep])
-    out = out.with_columns(
-        _id_column(out, "user_id", mapping, source),
-        _id_column(out, "item_id", mapping, source),
-        _timestamp_column(out, mapping, source, timestamp_format),
-    )
-    if has_rating:
-        out = out.with_columns(_rating_column(out, mapping, source))
+    """Maps, checks and casts a table to the canonical interaction columns (see module doc).
+
+    ``rating`` is kept when mapped in ``columns`` (then it must exist) or when the table has a
+    ``rating`` column. ``infer_integer_ids`` turns String id columns whose every value is a
+    canonical integer into Int64, as :func:`read_interactions` does for files.
+    """
+    mapping = _mapping(columns, source)
+    if "rating" not in mapping and "rating" in df.columns:
+        mapping["rating"] = "rating"
+    for canonical, col in mapping.items():
+        if col not in df.columns:
+            raise DataError(f"{source}: missing column {col!r} (for {canonical}); it has {df.columns}")
+    out = df.select([pl.col(mapping[c]).alias(c) for c in COLUMNS if c in mapping])
+    cols = [
+        _id_series(out.get_column(c), mapping[c], c, source, infer_integers=infer_integer_ids).alias(c)
+        for c in ("user_id", "item_id")
+    ]
+    cols.append(_timestamp_series(out.get_column("timestamp"), mapping["timestamp"], source, timestamp_format))
+    if "rating" in mapping:
+        cols.append(_rating_series(out.get_column("rating"), mapping["rating"], source))
+    return out.with_columns(cols)
+
+
+def _where(col: str, canonical: str) -> str:
+    return f"column {col!r}" if col == canonical else f"column {col!r} ({canonical})"
+
+
+def _show(value: Any) -> str:
+    """A value for a one-line message: its repr, on one line, at most 80 characters."""
+    if isinstance(value, pl.Series):
+        value = value.to_list()
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _first(mask: pl.Series) -> int | None:
+    """Index of the first True in ``mask`` (nulls count as False), or None."""
+    mask = mask.fill_null(False)
+    return int(mask.arg_true()[0]) if mask.any() else None
+
+
+def _refuse_nulls(s: pl.Series, col: str, canonical: str, source: str, hint: str = "") -> None:
+    row = _first(s.is_null())
+    if row is not None:
+        raise DataError(f"{source}: {_where(col, canonical)} is null at row {row}{hint}")
+
+
+def _id_series(s: pl.Series, col: str, canonical: str, source: str, *, infer_integers: bool) -> pl.Series:
+    """Apply the id policy of the module doc to one id column."""
+    _refuse_nulls(s, col, canonical, source)
+    if isinstance(s.dtype, (pl.Categorical, pl.Enum)):
+        s = s.cast(pl.String)
+    if s.dtype == pl.String:
+        return _string_ids(s, col, canonical, source, infer_integers)
+    if s.dtype.is_integer():
+        if s.dtype == pl.Int64 or (s.min() >= _INT64_MIN and s.max() <= _INT64_MAX):  # type: ignore[operator]
+            return s.cast(pl.Int64)
+        return s.cast(pl.String)  # exact decimal text of ids beyond int64
+    if s.dtype.is_float():
+        bad = ~s.is_finite() | (s != s.floor()) | (s < _INT64_MIN) | (s >= 2.0**63)
+        row = _first(bad)
+        if row is not None:
+            raise DataError(f"{source}: {_where(col, canonical)} has id {_show(s[row])} at row {row}; "
+                            "float ids must be finite whole numbers")
+        return s.cast(pl.Int64)
+    raise DataError(f"{source}: {_where(col, canonical)} has type {s.dtype} (first value {_show(s[0])}); "
+                    "ids must be integers or strings")
+
+
+def _string_ids(s: pl.Series, col: str, canonical: str, source: str, infer_integers: bool) -> pl.Series:
+    s = s.str.strip_chars()
+    row = _first(s.str.len_bytes() == 0)
+    if row is not None:
+        raise DataError(f"{source}: {_where(col, canonical)} has an empty id at row {row}")
+    row = _first(s.str.to_lowercase().is_in(_NAN_LIKE))
+    if row is not None:
+        raise DataError(f"{source}: {_where(col, canonical)} has the NaN-like id {_show(s[row])} at row {row}; "
+                        "ids must not be NaN")
+    if infer_integers and s.str.contains(_CANONICAL_INT).all():
+        as_int = s.cast(pl.Int64, strict=False)
+        if as_int.null_count() == 0:
+            return as_int
+    return s
+
+
+# ------------------------------------------------------------------------------ timestamps
+# Formats tried, in this order, to find the one most rows of a failing string column use.
+_TIME_FORMATS = (
+    "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d", "%Y/%m/%d",
+    "%d.%m.%Y", "%d/%m/%Y", "%m/%d/%Y", "%Y/%m/%d %H:%M:%S", "%d/%m/%Y %H:%M:%S", "%m/%d/%Y %H:%M:%S",
+)
+_ISO = tuple(f for f in _TIME_FORMATS if f.startswith("%Y-%m-%d") and "%z" not in f)
+_INTEGER = "integer seconds"
+_SAMPLE = 2000
+
+
+def _timestamp_series(s: pl.Series, col: str, source: str, fmt: str | None) -> pl.Series:
+    _refuse_nulls(s, col, "timestamp", source)
+    if s.dtype.is_integer():
+        row = _first((s < _INT64_MIN) | (s > _INT64_MAX))
+        if row is not None:
+            raise DataError(f"{source}: {_where(col, 'timestamp')} has value {_show(s[row])} at row {row}, beyond int64")
+        return s.cast(pl.Int64).alias("timestamp")
+    if s.dtype.is_float():
+        return _float_seconds(s, col, source)
+    if s.dtype == pl.Date:
+        return s.cast(pl.Datetime("ms")).dt.epoch("s").alias("timestamp")
+    if isinstance(s.dtype, pl.Datetime):
+        return s.dt.epoch("s").alias("timestamp")
+    if s.dtype == pl.String:
+        return _string_times(s.str.strip_chars(), col, source, fmt).alias("timestamp")
+    raise DataError(f"{source}: {_where(col, 'timestamp')} has unsupported type {s.dtype} (first value {_show(s[0])})")
+
+
+def _float_seconds(s: pl.Series, col: str, source: str) -> pl.Series:
+    row = _first(~s.is_finite() | (s != s.floor()) | (s < _INT64_MIN) | (s >= 2.0**63))
+    if row is not None:
+        raise DataError(f"{source}: {_where(col, 'timestamp')} has non-integer value {_show(s[row])} at row {row}")
+    return s.cast(pl.Int64).alias("timestamp")
+
+
+def _parse(s: pl.Series, fmt: str, *, iso_family: bool = False) -> pl.Series:
+    """Epoch seconds of ``s`` read with one format (null where a value does not fit it). With
+    ``iso_family`` an ISO date or date-time format also accepts the other ISO dates and date-times
+    (a column mixing ``2021-03-04`` and ``2021-03-05 10:00:00`` is common and parses as before)."""
+    if fmt == _INTEGER:
+        return s.cast(pl.Int64, strict=False)
+    out = s.str.to_datetime(format=fmt, strict=False, time_unit="ms").dt.epoch("s")
+    if iso_family and fmt in _ISO:
+        for other in _ISO:
+            out = out.fill_null(s.str.to_datetime(format=other, strict=False, time_unit="ms").dt.epoch("s"))
     return out
 
 
-def _first_null(df: pl.DataFrame, col: str) -> int | None:
-    nulls = df.get_column(col).is_null()
-    if nulls.any():
-        return int(nulls.arg_true()[0])
-    return None
+def _inferred(s: pl.Series) -> pl.Series:
+    """Epoch seconds with the date or date-time format polars infers from the first values."""
+    try:
+        out = s.str.to_datetime(strict=False, time_unit="ms")
+        out = out.fill_null(s.str.to_date(strict=False).cast(pl.Datetime("ms")))
+    except pl.exceptions.PolarsError:  # no format fits the first values: nothing parses
+        return pl.Series(s.name, [None] * len(s), dtype=pl.Int64)
+    return out.dt.epoch("s")
 
 
-def _id_column(df: pl.DataFrame, col: str, mapping: Mapping[str, str], source: str) -> pl.Series:
-    row = _first_null(df, col)
+def _string_times(s: pl.Series, col: str, source: str, fmt: str | None) -> pl.Series:
+    where = f"{source}: {_where(col, 'timestamp')}"
+    row = _first(s.str.len_bytes() == 0)
     if row is not None:
-        raise DataError(f"{source}: column {mapping[col]!r} ({col}) is null at row {row}")
-    s = df.get_column(col)
-    if s.dtype == pl.String:
-        return s
-    if s.dtype.is_integer():
-        if s.dtype == pl.UInt64 and len(s) and s.max() > 2**63 - 1:
-            return s.cast(pl.String)
-        return s.cast(pl.Int64)
-    return s.cast(pl.String)
-
-
-def _timestamp_column(df: pl.DataFrame, mapping: Mapping[str, str], source: str, fmt: str | None) -> pl.Series:
-    col = mapping["timestamp"]
-    row = _first_null(df, "timestamp")
-    if row is not None:
-        raise DataError(f"{source}: column {col!r} (timestamp) is null at row {row}")
-    s = df.get_column("timestamp")
-    if s.dtype.is_integer():
-        return s.cast(pl.Int64)
-    if s.dtype.is_float():
-        bad = ~s.is_finite() | (s != s.floor())
-        if bad.any():
-            i = int(bad.arg_true()[0])
-            raise DataError(f"{source}: column {col!r} (timestamp) has non-integer value {s[i]!r} at row {i}")
-        return s.cast(pl.Int64)
-    if s.dtype == pl.Date:
-        return s.cast(pl.Datetime("ms")).dt.epoch("s")
-    if isinstance(s.dtype, pl.Datetime):
-        return s.dt.epoch("s")
-    if s.dtype == pl.String:
-        if fmt is None:
-            as_int = s.str.strip_chars().cast(pl.Int64, strict=False)
-            if as_int.null_count() == 0:
-                return as_int
-            parsed = s.str.to_datetime(strict=False, time_unit="ms")
-            parsed = parsed.fill_null(s.str.to_date(strict=False).cast(pl.Datetime("ms")))
-        else:
-            parsed = s.str.to_datetime(format=fmt, strict=False, time_unit="ms")
-        bad = parsed.is_null()
-        if bad.any():
-            i = int(bad.arg_true()[0])
-            raise DataError(f"{source}: column {col!r} (timestamp) has unparsable value {s[i]!r} at row {i}")
+        raise DataError(f"{where} is empty at row {row}")
+    if fmt is not None:
+        parsed = s.str.to_datetime(format=fmt, strict=False, time_unit="ms")
+        row = _first(parsed.is_null())
+        if row is not None:
+            raise DataError(f"{where} has value {_show(s[row])} at row {row}, which does not match the format {fmt!r}")
         return parsed.dt.epoch("s")
-    raise DataError(f"{source}: column {col!r} (timestamp) has unsupported type {s.dtype}")
+    as_int = s.cast(pl.Int64, strict=False)
+    if as_int.null_count() == 0:
+        return as_int
+    as_float = s.cast(pl.Float64, strict=False)
+    if as_float.null_count() == 0:
+        return _float_seconds(as_float, col, source)
+    inferred = _inferred(s)
+    if inferred.null_count() == 0:
+        return inferred
+    return _blame_time_format(s, where, inferred)
 
 
-def _rating_column(df: pl.DataFrame, mapping: Mapping[str, str], source: str) -> pl.Series:
-    col = mapping["rating"]
-    s = df.get_column("rating")
-    row = _first_null(df, "rating")
-    if row is not None:
-        raise DataError(f"{source}: column {col!r} (rating) is null at row {row}; fill or drop it explicitly")
+def _blame_time_format(s: pl.Series, where: str, inferred: pl.Series) -> pl.Series:
+    """Parse with the format most rows use; raise naming the first row that does not fit it
+    (with no known format fitting any row, the first row the inferred format does not parse)."""
+    step = max(1, len(s) // _SAMPLE)
+    sample = s.gather_every(step)
+    counts = {f: len(sample) - _parse(sample, f).null_count() for f in (_INTEGER, *_TIME_FORMATS)}
+    best = max(counts, key=counts.__getitem__)  # the first of equals, in the order above
+    if counts[best] == 0:
+        row = _first(inferred.is_null()) or 0
+        raise DataError(f"{where} has unparsable value {_show(s[row])} at row {row}; pass timestamp_format "
+                        "(--timestamp-format) with its strftime pattern")
+    parsed = _parse(s, best, iso_family=True)
+    row = _first(parsed.is_null())
+    if row is None:
+        return parsed
+    raise DataError(f"{where} has value {_show(s[row])} at row {row}, which does not match the format {best!r} "
+                    "that most rows use")
+
+
+def _rating_series(s: pl.Series, col: str, source: str) -> pl.Series:
+    _refuse_nulls(s, col, "rating", source, "; fill or drop it explicitly")
+    if s.dtype == pl.String:
+        s = s.str.strip_chars()
+    if not (s.dtype == pl.String or s.dtype.is_numeric() or s.dtype == pl.Boolean):
+        raise DataError(f"{source}: {_where(col, 'rating')} has unsupported type {s.dtype} (first value {_show(s[0])})")
     cast = s.cast(pl.Float32, strict=False)
-    bad = cast.is_null() | cast.is_nan()
-    if bad.any():
-        i = int(bad.arg_true()[0])
-        raise DataError(f"{source}: column {col!r} (rating) has non-numeric value {s[i]!r} at row {i}")
-    return cast
+    row = _first(cast.is_null() | ~cast.is_finite())
+    if row is not None:
+        raise DataError(f"{source}: {_where(col, 'rating')} has non-numeric value {_show(s[row])} at row {row}; ratings must be finite numbers")
+    return cast.alias("rating")

@@ -1,37 +1,89 @@
 """Helpers shared by the source loaders: opening (gzipped) text, strict casts with clear errors,
-column checks, and building the `RawDataset` of the data contract."""
+column checks, and building the `RawDataset` of the data contract.
+
+Reading follows :mod:`seqdistill.data.interactions`: a missing path, a folder where a file is
+expected, an empty file, invalid UTF-8 and malformed CSV are :class:`~seqdistill.errors.DataError`
+naming the file (and the line where it can be found); operating-system errors stay `OSError`."""
 from __future__ import annotations
 
 import gzip
 import io
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Iterator
 
 import polars as pl
 
-from seqdistill.data.interactions import DataError, RawDataset
+from seqdistill.data.interactions import RawDataset, _check_file, _explain_csv, _translated
+from seqdistill.errors import DataError
+
+__all__ = [
+    "DataError",
+    "PathLike",
+    "cast_column",
+    "dedupe_items",
+    "interactions_frame",
+    "make_raw",
+    "open_text",
+    "read_bytes",
+    "read_csv_strings",
+    "require_columns",
+]
 
 PathLike = str | Path
 
 
-def open_text(path: PathLike, encoding: str = "utf-8") -> IO[str]:
-    """Open a text file for reading, transparently decompressing `.gz` files."""
+class _Text:
+    """A text file read line by line whose decoding errors become a DataError naming the file
+    and the line (the loaders iterate over lines; nothing else is needed)."""
+
+    def __init__(self, path: Path, raw: IO[str]) -> None:
+        self._path, self._raw, self._line = path, raw, 0
+
+    def __enter__(self) -> _Text:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._raw.close()
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        try:
+            line = next(self._raw)
+        except UnicodeDecodeError as e:
+            raise DataError(f"{self._path}: invalid {e.encoding} at line {self._line + 1}") from None
+        self._line += 1
+        return line
+
+    def read(self) -> str:
+        return "".join(self)
+
+    def close(self) -> None:
+        self._raw.close()
+
+
+def open_text(path: PathLike, encoding: str = "utf-8") -> _Text:
+    """Open a text file for reading line by line, transparently decompressing `.gz` files."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
+    _check_file(path)
     if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding=encoding, newline="")
-    return open(path, encoding=encoding, newline="")
+        raw: IO[str] = io.TextIOWrapper(gzip.open(path, "rb"), encoding=encoding, newline="")
+    else:
+        raw = open(path, encoding=encoding, newline="")
+    return _Text(path, raw)
 
 
 def read_bytes(path: PathLike) -> bytes:
-    """Read a whole file as bytes, decompressing `.gz` files."""
+    """Read a whole file as bytes, decompressing `.gz` files (a damaged archive is a DataError)."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
+    _check_file(path)
     if path.suffix == ".gz":
-        with gzip.open(path, "rb") as f:
-            return f.read()
+        try:
+            with gzip.open(path, "rb") as f:
+                return f.read()
+        except (gzip.BadGzipFile, EOFError) as e:
+            raise DataError(f"{path}: not a readable gzip file ({e})") from None
     return path.read_bytes()
 
 
@@ -39,20 +91,20 @@ def read_csv_strings(source: PathLike | bytes, name: str, **kwargs: Any) -> pl.D
     """Read a CSV with every column as a string (casts happen later, with clear errors).
 
     `name` is the file name used in error messages."""
-    data = source
-    if not isinstance(source, bytes):
+    data: Path | bytes
+    if isinstance(source, bytes):
+        data = source
+    else:
         path = Path(source)
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: no such file")
+        _check_file(path)
         data = read_bytes(path) if path.suffix == ".gz" else path
-    try:
+    explain = (lambda: None) if isinstance(data, bytes) else (lambda: _explain_csv(data, kwargs.get("separator", ",")))
+    with _translated(Path(name), "CSV", explain):  # malformed quoting, ragged rows, invalid UTF-8, ...
         return pl.read_csv(data, infer_schema=False, **kwargs)
-    except pl.exceptions.PolarsError as e:  # malformed quoting, ragged rows, ...
-        raise DataError(f"{name}: cannot read as CSV: {e}") from e
 
 
 def require_columns(df: pl.DataFrame, needed: list[str], name: str) -> None:
-    """Raise a ValueError naming the file and every missing column."""
+    """Raise a DataError naming the file and every missing column."""
     missing = [c for c in needed if c not in df.columns]
     if missing:
         raise DataError(
@@ -71,7 +123,7 @@ def cast_column(
     allow_null: bool = True,
 ) -> pl.DataFrame:
     """Cast a string column to `dtype`; a value that does not convert (or a null when
-    `allow_null` is False) raises a ValueError naming the file, column, line and value.
+    `allow_null` is False) raises a DataError naming the file, column, line and value.
 
     `first_line` is the line (or record) number of the first data row in the file."""
     s = df[column]
