@@ -9,17 +9,26 @@ targets, distillation grid, seeds and controls of a paper-style comparison.
     [distill]            DistillConfig fields (the base point); [distill.grid] lists that vary
     seeds, controls, k_core, eval_ks, name at the top level
 
-Everything round-trips: ``ExperimentConfig.from_dict(cfg.to_dict()) == cfg``.
+Everything round-trips: ``ExperimentConfig.from_dict(cfg.to_dict()) == cfg``. Every key is
+checked (type, range, the relations between sections) by :mod:`seqdistill.experiments.validate`
+before any work; each refusal is a :class:`~seqdistill.errors.ConfigError` naming the file, the
+``[section] key`` and the value.
 """
 from __future__ import annotations
 
 import copy
 import itertools
+import json
 import tomllib
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from seqdistill.errors import ConfigError
+
+from ._check import show, unknown_keys
+from .naming import unique_names
 
 __all__ = [
     "ConfigError", "DatasetSpec", "ProfilesSpec", "DistillSpec", "ExperimentConfig",
@@ -30,17 +39,19 @@ GRID_KEYS = ("alpha", "dynamic_beta", "block", "pooling", "gamma", "epochs", "lo
 CONTROLS = ("shuffled", "stats")
 SOURCES = ("stats", "llm", "targets")
 _SHORT = {"alpha": "a", "dynamic_beta": "b", "block": "blk", "pooling": "pool", "gamma": "g", "epochs": "ep", "loss": "loss"}
+_DATASET_ALIASES = {"movielens-1m": "ml-1m", "ml1m": "ml-1m", "movielens-20m": "ml-20m", "ml20m": "ml-20m",
+                    "movielens-100k": "ml-100k", "ml100k": "ml-100k", "m2": "amazon-m2"}
 
 
-class ConfigError(ValueError):
-    """A bad experiment configuration: the message names the source file and the key."""
-
-
-def _check_keys(d: dict[str, Any], cls: type, where: str) -> None:
-    known = {f.name for f in fields(cls)}
-    extra = set(d) - known
+def _table(d: Any, where: str, section: str, cls: type) -> dict[str, Any]:
+    """``d`` if it is a table whose keys are all fields of ``cls``; else a ConfigError."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where}: [{section}] must be a table, got {show(d)}")
+    extra = unknown_keys(d, cls)
     if extra:
-        raise ConfigError(f"{where}: unknown key(s) {sorted(extra)}; known: {sorted(known)}")
+        known = sorted(f.name for f in fields(cls))
+        raise ConfigError(f"{where}: [{section}] unknown key(s) {extra}; known: {known}")
+    return d
 
 
 @dataclass
@@ -55,10 +66,8 @@ class DatasetSpec:
     @property
     def registry_name(self) -> str:
         """The name in ``seqdistill.datasets`` (aliases such as ``movielens_1m`` resolved)."""
-        n = self.name.lower().replace("_", "-")
-        aliases = {"movielens-1m": "ml-1m", "ml1m": "ml-1m", "movielens-20m": "ml-20m", "ml20m": "ml-20m",
-                   "movielens-100k": "ml-100k", "ml100k": "ml-100k", "m2": "amazon-m2"}
-        return aliases.get(n, n)
+        n = str(self.name).lower().replace("_", "-")
+        return _DATASET_ALIASES.get(n, n)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "kwargs": dict(self.kwargs)}
@@ -89,14 +98,15 @@ class ProfilesSpec:
     encoder: str | None = None
 
     def validate(self, where: str) -> None:
+        """Check the values that need no other section (see :mod:`.validate` for the rest)."""
         if self.source not in SOURCES:
-            raise ConfigError(f"{where}: [profiles] source must be one of {SOURCES}, got {self.source!r}")
+            raise ConfigError(f"{where}: [profiles] source = {show(self.source)}: must be one of {SOURCES}")
         if self.reduce not in ("pca", "umap"):
-            raise ConfigError(f"{where}: [profiles] reduce must be 'pca' or 'umap', got {self.reduce!r}")
+            raise ConfigError(f"{where}: [profiles] reduce = {show(self.reduce)}: must be 'pca' or 'umap'")
         try:
             self.stats_config()
         except ValueError as e:
-            raise ConfigError(f"{where}: [profiles] stats_sections: {e}") from e
+            raise ConfigError(f"{where}: [profiles] stats_sections = {show(self.stats_sections)}: {e}") from None
 
     def stats_config(self):
         """The StatsConfig of the statistics profiles (source "stats" and the stats control)."""
@@ -116,33 +126,18 @@ class DistillSpec:
     base: dict[str, Any] = field(default_factory=dict)
     grid: dict[str, list[Any]] = field(default_factory=dict)
 
-    def validate(self, where: str) -> None:
-        from seqdistill.training.distill import DistillConfig
-
-        try:
-            DistillConfig.from_dict(self.base)
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"{where}: [distill] {e}") from e
-        for k, v in self.grid.items():
-            if k not in GRID_KEYS:
-                raise ConfigError(f"{where}: [distill.grid] unknown key {k!r}; known: {list(GRID_KEYS)}")
-            if not isinstance(v, list) or not v:
-                raise ConfigError(f"{where}: [distill.grid] {k} must be a non-empty list, got {v!r}")
-        for point in self.points():
-            try:
-                DistillConfig.from_dict(point[1])
-            except (TypeError, ValueError) as e:
-                raise ConfigError(f"{where}: [distill.grid] point {point[0]}: {e}") from e
-
     def points(self) -> list[tuple[str, dict[str, Any]]]:
-        """``(variant name, DistillConfig dict)`` for every grid point (one point without a grid)."""
+        """``(variant name, DistillConfig dict)`` for every grid point (one point without a grid).
+
+        Names are ``distill_<key><value>...`` made safe and unique by
+        :func:`~seqdistill.experiments.naming.unique_names`: a value can never steer a run's
+        files out of the experiment folder."""
         keys = list(self.grid)
-        out = []
+        wanted = []
         for values in itertools.product(*(self.grid[k] for k in keys)):
             cfg = {**self.base, **dict(zip(keys, values))}
-            name = "distill" + "".join(f"_{_SHORT[k]}{_fmt(v)}" for k, v in zip(keys, values))
-            out.append((name, cfg))
-        return out
+            wanted.append(("distill" + "".join(f"_{_SHORT.get(k, k)}{_fmt(v)}" for k, v in zip(keys, values)), cfg))
+        return list(zip(unique_names(wanted), (cfg for _, cfg in wanted)))
 
     def to_dict(self) -> dict[str, Any]:
         return {**copy.deepcopy(self.base), "grid": copy.deepcopy(self.grid)}
@@ -156,7 +151,10 @@ def _fmt(v: Any) -> str:
 
 @dataclass
 class ExperimentConfig:
-    """A whole comparison: vanilla vs every distilled grid point vs the controls, over seeds."""
+    """A whole comparison: vanilla vs every distilled grid point vs the controls, over seeds.
+
+    ``origin`` (not a field: it takes no part in equality or in ``to_dict``) is where the config
+    came from, e.g. the TOML file; every error names it."""
 
     name: str = "experiment"
     dataset: DatasetSpec = field(default_factory=DatasetSpec)
@@ -170,35 +168,27 @@ class ExperimentConfig:
     controls: list[str] = field(default_factory=lambda: ["shuffled"])
     eval_ks: list[int] = field(default_factory=lambda: [5, 10, 20])
 
-    def validate(self, where: str = "experiment config") -> "ExperimentConfig":
-        """Check every section with the library's own config classes; raises ConfigError."""
-        from seqdistill.data import SplitConfig
-        from seqdistill.models import ModelConfig
-        from seqdistill.training import TrainConfig
+    origin = "experiment config"
 
-        for section, fn in (("split", lambda: SplitConfig.from_dict(self.split)),
-                            ("model", lambda: ModelConfig.from_dict({**self.model, "n_items": 1})),
-                            ("train", lambda: TrainConfig.from_dict(self.train))):
-            try:
-                fn()
-            except (TypeError, ValueError) as e:
-                raise ConfigError(f"{where}: [{section}] {e}") from e
-        if "n_items" in self.model:
-            raise ConfigError(f"{where}: [model] n_items is taken from the data; remove it")
-        self.profiles.validate(where)
-        self.distill.validate(where)
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or not all(isinstance(s, int) for s in self.seeds):
-            raise ConfigError(f"{where}: seeds must be a non-empty list of distinct integers, got {self.seeds!r}")
-        for c in self.controls:
-            if c not in CONTROLS:
-                raise ConfigError(f"{where}: controls: unknown control {c!r}; known: {list(CONTROLS)}")
-        if "stats" in self.controls and self.profiles.source == "stats":
-            raise ConfigError(f"{where}: controls: 'stats' is the main source already; use it with source='llm'")
-        if len(self.k_core) != 2 or any(int(k) < 1 for k in self.k_core):
-            raise ConfigError(f"{where}: k_core must be [k_user, k_item] >= 1, got {self.k_core!r}")
-        if 10 not in self.eval_ks:
-            raise ConfigError(f"{where}: eval_ks must contain 10 (the report's metric), got {self.eval_ks!r}")
+    def validate(self, where: str | None = None) -> "ExperimentConfig":
+        """Check every key: types, ranges, the relations between sections (``block`` against
+        ``n_blocks``, the distillation stage against the training length, ...). Raises
+        :class:`ConfigError` naming ``where`` (default: :attr:`origin`), the key and the value.
+        Machine-dependent checks (files, device) are :meth:`check_runnable`."""
+        from .validate import validate_config
+
+        if where is not None:
+            self.origin = where
+        validate_config(self, self.origin)
         return self
+
+    def check_runnable(self, profiles: bool = True) -> None:
+        """Check what depends on this machine: the device is there, the files the config names
+        exist (those of ``[profiles]`` only with ``profiles``: a store may be written after the
+        dataset is prepared). Raises :class:`ConfigError`; ``run_experiment`` calls it first."""
+        from .validate import check_runnable
+
+        check_runnable(self, self.origin, profiles=profiles)
 
     def variants(self) -> list[tuple[str, str, dict[str, Any] | None]]:
         """``(variant, kind, DistillConfig dict or None)``: vanilla, the grid points, the controls
@@ -219,25 +209,30 @@ class ExperimentConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "experiment config") -> "ExperimentConfig":
         """Build and validate; ``where`` (e.g. the file name) prefixes every error."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"{where}: expected a table of settings, got {show(d)}")
         d = copy.deepcopy(d)
-        _check_keys(d, cls, where)
-        ds = d.pop("dataset", {})
-        _check_keys(ds, DatasetSpec, f"{where}: [dataset]")
-        pr = d.pop("profiles", {})
-        _check_keys(pr, ProfilesSpec, f"{where}: [profiles]")
+        extra = unknown_keys(d, cls)
+        if extra:
+            raise ConfigError(f"{where}: unknown key(s) {extra}; known: {sorted(f.name for f in fields(cls))}")
+        ds = _table(d.pop("dataset", {}), where, "dataset", DatasetSpec)
+        pr = _table(d.pop("profiles", {}), where, "profiles", ProfilesSpec)
         di = d.pop("distill", {})
+        if not isinstance(di, dict):
+            raise ConfigError(f"{where}: [distill] must be a table, got {show(di)}")
         grid = di.pop("grid", {})
         cfg = cls(dataset=DatasetSpec(**ds), profiles=ProfilesSpec(**pr), distill=DistillSpec(di, grid), **d)
-        cfg.k_core = [int(k) for k in cfg.k_core]
         return cfg.validate(where)
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "ExperimentConfig":
         path = Path(path)
         try:
-            data = tomllib.loads(path.read_text())
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{path}: not valid TOML: {e}") from e
+            raise ConfigError(f"{path}: not valid TOML: {e}") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: cannot read the config file ({e.__class__.__name__}: {e})") from None
         return cls.from_dict(data, where=str(path))
 
     def to_toml(self) -> str:
@@ -251,7 +246,8 @@ def _toml_value(v: Any) -> str:
     if isinstance(v, (int, float)):
         return repr(v)
     if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        # a JSON string is a TOML basic string: quotes, backslashes and control characters escaped
+        return json.dumps(v, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     raise ConfigError(f"cannot write {v!r} ({type(v).__name__}) to TOML")
@@ -284,11 +280,11 @@ def list_presets() -> list[str]:
 
 def load_preset(name: str) -> ExperimentConfig:
     """A packaged preset: beauty, ml20m, kion, amazon_m2 (the paper's settings), ml1m, synthetic."""
+    if name not in list_presets():
+        raise ConfigError(f"{name}: not a config file nor a preset; presets: {list_presets()}")
     f = resources.files("seqdistill.experiments") / "presets" / f"{name}.toml"
-    if not f.is_file():
-        raise ConfigError(f"unknown preset {name!r}; known: {list_presets()}")
     try:
-        data = tomllib.loads(f.read_text())
+        data = tomllib.loads(f.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"preset {name}: not valid TOML: {e}") from e
+        raise ConfigError(f"preset {name}: not valid TOML: {e}") from None
     return ExperimentConfig.from_dict(data, where=f"preset {name}")

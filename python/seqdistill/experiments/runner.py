@@ -3,74 +3,84 @@ resumable, one JSON per finished run.
 
 Layout of ``out_dir``::
 
-    config.json                 the experiment config (a rerun with other data/model settings is refused)
+    config.json                 the experiment config (a rerun that changes results is refused)
     dataset/                    the prepared dataset (PreparedDataset.save), reused on resume
     targets/main/               targets.npy, targets_mask.npy (+ profile store, embeddings, reducer)
     targets/stats/              the statistics-profile control's targets (when source = "llm")
     work/<run>/                 trainer checkpoint while a run is in progress (resumed after a crash)
-    runs/<run>.json             the finished run; <run>.ndcg10.npy / <run>.recall10.npy per test row
+    runs/<run>.json             the finished run (a RunRecord); <run>.ndcg10.npy / <run>.recall10.npy per test row
 
-A run's JSON is written last (atomically), so its presence means the run is complete.
+Before any work the config is validated completely, the machine checked (files, device) and the
+folder checked against the config (:mod:`.resume`). A run's JSON is written last (atomically,
+through ``seqdistill._io`` like every file here), so its presence means the run is complete.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from .config import ExperimentConfig, load_config
+from seqdistill import _io
+from seqdistill.errors import DataError, OutputError, StoreError
 
-__all__ = ["run_experiment", "prepare_dataset", "compute_targets", "run_name", "add_experiment_parser"]
+from .config import ExperimentConfig
+from .naming import is_run_name, run_name
+from .plan import RunPlan, plan_runs
+from .records import DatasetSummary, RunRecord, Timing
+from .resume import WORK_MARKER, check_folder, check_run_folder, write_config
 
-# Sections whose change invalidates finished runs (grid, seeds and controls may grow).
-_FIXED = ("dataset", "split", "k_core", "model", "train", "profiles", "eval_ks")
+__all__ = ["run_experiment", "prepare_dataset", "compute_targets", "run_name", "shuffled_targets"]
 
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _atomic_npy(path: Path, arr: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npy")
-    np.save(tmp, arr, allow_pickle=False)
-    os.replace(tmp, path)
+_PER_ROW = ("ndcg@10", "recall@10")  # metrics kept per test row for the report's paired tests
 
 
-def run_name(variant: str, seed: int) -> str:
-    return f"{variant}__seed{seed}"
+def _open(config: ExperimentConfig, out: Path, *, profiles: bool) -> tuple[list[RunPlan], dict[str, RunRecord]]:
+    """Every check that precedes work, then ``config.json`` (re)written: the plan and the finished runs."""
+    config.validate()
+    config.check_runnable(profiles=profiles)
+    plans = plan_runs(config)
+    done = check_folder(config, out, plans)
+    write_config(config, out)
+    return plans, done
 
 
-def prepare_dataset(config: ExperimentConfig, out_dir: str | Path):
-    """The prepared dataset of ``config``; cached in ``out_dir/dataset`` and reused on resume."""
+def _dataset(config: ExperimentConfig, out: Path):
+    """The prepared dataset, cached in ``out/dataset``."""
     from seqdistill import datasets
     from seqdistill.data import PreparedDataset, SplitConfig, prepare
+    from seqdistill.errors import ConfigError
 
-    folder = Path(out_dir) / "dataset"
-    if (folder / "manifest.json").is_file():
+    folder = out / "dataset"
+    _io.recover_dir(folder)  # an interrupted save: the complete copy put in place, temporaries dropped
+    if folder.exists():
         return PreparedDataset.load(folder)
     spec = config.dataset
     if spec.registry_name == "prepared":
-        if not spec.path:
-            raise ValueError("[dataset] name = 'prepared' needs path = a prepared dataset folder")
         ds = PreparedDataset.load(spec.path)
     else:
-        raw = datasets.load(spec.registry_name, spec.path, **spec.kwargs)
+        try:
+            raw = datasets.load(spec.registry_name, spec.path, **spec.kwargs)
+        except TypeError as e:  # a [dataset.kwargs] key the loader does not take
+            raise ConfigError(f"{config.origin}: [dataset.kwargs] {e}") from None
         ds = prepare(raw, k_core=tuple(config.k_core), split=SplitConfig.from_dict(config.split))
-    ds.save(folder)
+    ds.save(folder, overwrite=False)
     return ds
+
+
+def prepare_dataset(config: ExperimentConfig, out_dir: str | os.PathLike):
+    """The prepared dataset of ``config``; cached in ``out_dir/dataset`` and reused on resume.
+    Checks the config and the folder first (as :func:`run_experiment` does)."""
+    out = Path(out_dir)
+    _open(config, out, profiles=False)
+    return _dataset(config, out)
 
 
 def _load_targets(folder: Path) -> tuple[np.ndarray, np.ndarray] | None:
     if (folder / "targets.done").is_file():
-        return np.load(folder / "targets.npy"), np.load(folder / "targets_mask.npy")
+        return np.load(folder / "targets.npy", allow_pickle=False), np.load(folder / "targets_mask.npy", allow_pickle=False)
     return None
 
 
@@ -81,13 +91,41 @@ def _profile_targets(ds, store, folder: Path, config: ExperimentConfig, dim: int
     spec = config.profiles
     emb_dir = folder / "embeddings"
     if (emb_dir / "encode.json").is_file():
-        users, emb = np.load(emb_dir / "embedding_users.npy"), np.load(emb_dir / "embeddings.npy")
+        users = np.load(emb_dir / "embedding_users.npy", allow_pickle=False)
+        emb = np.load(emb_dir / "embeddings.npy", allow_pickle=False)
     else:
         users, emb = encode_store(store, emb_dir, EncoderConfig(model=spec.encoder), progress=False)
     return reduce_targets(users, emb, ds.n_users, folder, ReduceConfig(method=spec.reduce, dim=dim, seed=spec.seed))
 
 
-def compute_targets(config: ExperimentConfig, ds, out_dir: str | Path, which: str = "main") -> tuple[np.ndarray, np.ndarray]:
+def _read_npy(path: str, key: str) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: [profiles] {key}: not a readable .npy array ({e.__class__.__name__}: {e})") from None
+
+
+def _given_targets(config: ExperimentConfig, ds, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """``[profiles] targets`` / ``mask`` files, checked: shape, finite values, a boolean mask."""
+    spec = config.profiles
+    targets = _read_npy(spec.targets, "targets")
+    if targets.shape != (ds.n_users, dim) or targets.dtype.kind not in "fiu":
+        raise DataError(f"{spec.targets}: [profiles] targets: expected numbers of shape ({ds.n_users}, {dim}) "
+                        f"(users x model hidden), got {targets.dtype} {targets.shape}")
+    targets = targets.astype(np.float32)
+    mask = np.ones(len(targets), bool)
+    if spec.mask:
+        mask = _read_npy(spec.mask, "mask")
+        if mask.shape != (ds.n_users,) or not (mask.dtype == bool or (mask.dtype.kind in "iu" and np.isin(mask, (0, 1)).all())):
+            raise DataError(f"{spec.mask}: [profiles] mask: expected {ds.n_users} booleans, got {mask.dtype} {mask.shape}")
+        mask = mask.astype(bool)
+    bad = np.flatnonzero(~np.isfinite(targets).all(axis=1) & mask)
+    if len(bad):
+        raise DataError(f"{spec.targets}: [profiles] targets: row {bad[0]} holds NaN or infinity")
+    return targets, mask
+
+
+def compute_targets(config: ExperimentConfig, ds, out_dir: str | os.PathLike, which: str = "main") -> tuple[np.ndarray, np.ndarray]:
     """Profile targets ``[n_users, hidden]`` and mask for the main source (``which="main"``) or
     the statistics control (``which="stats"``); computed once, cached in ``out_dir/targets/<which>``."""
     from seqdistill.profiles import ProfileStore, write_stats_profiles
@@ -104,27 +142,19 @@ def compute_targets(config: ExperimentConfig, ds, out_dir: str | Path, which: st
         store = write_stats_profiles(ds, folder / "store", spec.stats_config())
         targets, mask = _profile_targets(ds, store, folder, config, dim)
     elif source == "llm":
-        if not spec.store:
-            raise ValueError("[profiles] source = 'llm' needs store = a profile store folder")
         store = ProfileStore(spec.store)
-        if store.meta.get("n_users") not in (None, ds.n_users):
-            raise ValueError(f"{spec.store}: store has n_users={store.meta['n_users']}, the dataset has {ds.n_users}; "
-                             "generate the profiles for this prepared dataset")
+        n = store.meta.get("n_users")
+        if n not in (None, ds.n_users):
+            raise StoreError(f"{spec.store}: [profiles] store: the store has n_users={n}, the dataset has "
+                             f"{ds.n_users}; generate the profiles for this prepared dataset")
         targets, mask = _profile_targets(ds, store, folder, config, dim)
     else:
-        if not spec.targets:
-            raise ValueError("[profiles] source = 'targets' needs targets = a .npy file")
-        targets = np.load(spec.targets).astype(np.float32)
-        mask = np.load(spec.mask).astype(bool) if spec.mask else np.ones(len(targets), bool)
-        if targets.shape != (ds.n_users, dim):
-            raise ValueError(f"{spec.targets}: expected shape ({ds.n_users}, {dim}) (users x model hidden), got {targets.shape}")
-        if mask.shape != (ds.n_users,):
-            raise ValueError(f"{spec.mask}: expected shape ({ds.n_users},), got {mask.shape}")
-        _atomic_npy(folder / "targets.npy", targets)
-        _atomic_npy(folder / "targets_mask.npy", mask)
+        targets, mask = _given_targets(config, ds, dim)
+        _io.write_npy(folder / "targets.npy", targets)
+        _io.write_npy(folder / "targets_mask.npy", mask)
     info = {"source": source, "n_users": int(ds.n_users), "with_profile": int(mask.sum()), "dim": dim,
             "seconds": round(time.perf_counter() - t0, 3), "profiles": spec.to_dict()}
-    _atomic_text(folder / "targets.done", json.dumps(info, indent=1))
+    _io.write_json(folder / "targets.done", info)
     return targets, mask
 
 
@@ -138,145 +168,136 @@ def shuffled_targets(targets: np.ndarray, mask: np.ndarray, seed: int) -> tuple[
     return out, mask.copy()
 
 
-def _check_config(config: ExperimentConfig, out: Path) -> None:
-    path = out / "config.json"
-    new = config.to_dict()
-    if path.is_file():
-        old = json.loads(path.read_text())
-        changed = [k for k in _FIXED if old.get(k) != new.get(k)]
-        if changed:
-            raise ValueError(f"{path}: this folder holds runs of a config that differs in {changed}; use another out_dir")
-    _atomic_text(path, json.dumps(new, indent=1))
+def _work_folder(out: Path, plan: RunPlan) -> Path:
+    """``out/work/<run>/`` for a run about to train: created here with a marker naming the run and
+    its settings, or an existing one this runner created for the same settings."""
+    work = out / "work" / plan.name
+    check_run_folder(work, plan)
+    if not work.exists():
+        work.mkdir(parents=True)
+        _io.write_json(work / WORK_MARKER, {"run": plan.name, "settings": plan.settings})
+    return work
 
 
-def _one_run(config: ExperimentConfig, ds, variant: str, kind: str, dcfg: dict | None, seed: int,
-             targets: dict[str, tuple[np.ndarray, np.ndarray]], out: Path) -> dict[str, Any]:
+def _remove_work_folder(out: Path, work: Path, name: str) -> None:
+    """Remove a finished run's checkpoint folder, but only one this runner created: directly in
+    ``out/work/``, named like a run, not a link, holding the runner's marker for this run."""
+    inside = work.parent.resolve() == (out / "work").resolve() and work.name == name
+    if not (inside and is_run_name(name) and work.is_dir() and not work.is_symlink() and (work / WORK_MARKER).is_file()):
+        raise OutputError(f"{work}: refusing to remove a folder the experiment runner did not create")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def _evaluate(model, ds, ks, batch_size: int):
     import torch
 
     from seqdistill.evaluation import evaluate
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    res = evaluate(model, ds, "test", ks=ks, batch_size=batch_size)
+    return res, time.perf_counter() - t0
+
+
+def _train(config: ExperimentConfig, ds, plan: RunPlan, targets: dict[str, tuple[np.ndarray, np.ndarray]], work: Path):
+    """Build the model and the distillation term of ``plan`` and train (resuming from ``work``)."""
     from seqdistill.models import ModelConfig, build_model
     from seqdistill.training import TrainConfig, Trainer, seed_everything
     from seqdistill.training.distill import DistillationTerm, DistillConfig
 
-    name = run_name(variant, seed)
-    base_epochs = config.distill.base.get("epochs") or 0
-    run_epochs = (dcfg or {}).get("epochs") or base_epochs
-    # Early stopping may not end a run inside its distillation stage (validation can dip there);
-    # vanilla gets the same floor, so every variant has the same minimum budget.
-    floor = max(int(config.train.get("min_epochs", 0)), int(base_epochs), int(run_epochs))
-    tcfg = TrainConfig.from_dict({**config.train, "seed": seed, "min_epochs": floor})
+    tcfg = TrainConfig.from_dict(plan.train)
     mcfg = ModelConfig.from_dict({**config.model, "n_items": ds.n_items})
-    seed_everything(seed)
+    seed_everything(plan.seed)
     model = build_model(mcfg)
-    base = DistillConfig.from_dict(config.distill.base)
-    if kind == "vanilla":
-        t, m = targets["main"]
-        term, used = DistillationTerm(t, m, base, train=False), base
-    else:
-        t, m = targets[{"distill": "main", "shuffled": "shuffled", "stats": "stats"}[kind]]
-        used = DistillConfig.from_dict(dcfg)
-        term = DistillationTerm(t, m, used, train=True)
-    work = out / "work" / name
+    source = {"vanilla": "main", "distill": "main", "shuffled": "shuffled", "stats": "stats"}[plan.kind]
+    t, m = targets[source]
+    term = DistillationTerm(t, m, DistillConfig.from_dict(plan.distill), train=plan.kind != "vanilla")
     trainer = Trainer(model, ds, config=tcfg, extra_losses=[term], run_dir=work)
     t0 = time.perf_counter()
     history = trainer.fit(resume=True)
-    train_total = time.perf_counter() - t0
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    t1 = time.perf_counter()
-    res = evaluate(model, ds, "test", ks=config.eval_ks, batch_size=tcfg.eval_batch_size)
-    infer = time.perf_counter() - t1
-    runs = out / "runs"
+    return model, trainer, history, time.perf_counter() - t0
+
+
+def _one_run(config: ExperimentConfig, ds, plan: RunPlan, targets: dict[str, tuple[np.ndarray, np.ndarray]],
+             out: Path) -> RunRecord:
+    """Train and test one run; write its per-row arrays, then its record (last), then drop ``work/<run>``."""
+    import torch
+
+    work = _work_folder(out, plan)
+    model, trainer, history, train_total = _train(config, ds, plan, targets, work)
+    res, infer = _evaluate(model, ds, config.eval_ks, trainer.config.eval_batch_size)
     files = {}
-    for key in ("ndcg@10", "recall@10"):
-        f = f"{name}.{key.replace('@', '')}.npy"
-        _atomic_npy(runs / f, np.asarray(res.per_row[key], dtype=np.float64))
-        files[key] = f
-    best = trainer.best_epoch
-    best_row = next((r for r in history if r["epoch"] == best), {})
+    for key in _PER_ROW:
+        files[key] = f"{plan.name}.{key.replace('@', '')}.npy"
+        _io.write_npy(out / "runs" / files[key], np.asarray(res.per_row[key], dtype=np.float64))
+    best_row = next((r for r in history if r["epoch"] == trainer.best_epoch), {})
     epoch_secs = [float(r["seconds"]) for r in history]
-    record = {
-        "run": name, "variant": variant, "kind": kind, "seed": seed,
-        "distill": used.to_dict(), "distill_trained": kind != "vanilla",
-        "model": mcfg.to_dict(), "train": tcfg.to_dict(), "profiles": config.profiles.to_dict(),
-        "dataset": {"name": ds.name, "n_users": ds.n_users, "n_items": ds.n_items,
-                    "test_rows": int(len(res.users)), "manifest": ds.manifest},
-        "history": history, "best_epoch": best,
-        "valid": {k[len("valid_"):]: v for k, v in best_row.items() if k.startswith("valid_")},
-        "test": dict(res.means), "per_row": files,
-        "timing": {"train_seconds_per_epoch": float(np.mean(epoch_secs)) if epoch_secs else None,
-                   "train_seconds_total": train_total, "epochs_run": len(history),
-                   "test_inference_seconds": infer},
-        "device": str(trainer.device), "torch_threads": torch.get_num_threads(),
-    }
-    _atomic_text(runs / f"{name}.json", json.dumps(record, indent=1, default=float))
-    shutil.rmtree(work, ignore_errors=True)  # the finished run's checkpoint is no longer needed
+    record = RunRecord(
+        run=plan.name, variant=plan.variant, kind=plan.kind, seed=plan.seed, settings=plan.settings,
+        distill=dict(plan.distill), distill_trained=plan.kind != "vanilla",
+        model=model.config.to_dict(), train=trainer.config.to_dict(), profiles=config.profiles.to_dict(),
+        dataset=DatasetSummary(name=ds.name, n_users=int(ds.n_users), n_items=int(ds.n_items),
+                               test_rows=int(len(res.users)), fingerprint=ds.fingerprint(), manifest=ds.manifest),
+        history=history, best_epoch=trainer.best_epoch,
+        valid={k[len("valid_"):]: float(v) for k, v in best_row.items() if k.startswith("valid_")},
+        test={k: float(v) for k, v in res.means.items()}, per_row=files,
+        timing=Timing(train_seconds_per_epoch=float(np.mean(epoch_secs)) if epoch_secs else None,
+                      train_seconds_total=train_total, epochs_run=len(history), test_inference_seconds=infer),
+        device=str(trainer.device), torch_threads=torch.get_num_threads(),
+    )
+    record.write(out / "runs" / f"{plan.name}.json")
+    _remove_work_folder(out, work, plan.name)  # the finished run's checkpoint is no longer needed
     return record
+
+
+def _check_test_targets(ds, config: ExperimentConfig) -> None:
+    if ds.n_users < 2 or len(ds.targets("test")[0]) == 0:
+        raise DataError(f"{ds.name}: no test targets after preparation ({ds.n_users} users); "
+                        f"check [split] and k_core in {config.origin}")
+
+
+def _check_same_data(ds, done: dict[str, RunRecord], out: Path) -> None:
+    """The prepared dataset in ``out`` is the one the finished runs used."""
+    fp = ds.fingerprint() if done else None
+    for name, rec in done.items():
+        if rec.dataset.fingerprint != fp:
+            raise DataError(f"{out / 'runs' / (name + '.json')}: ran on another dataset (fingerprint "
+                            f"{rec.dataset.fingerprint} vs {fp} in {out / 'dataset'}); use a new --out folder")
+
+
+def _targets(config: ExperimentConfig, ds, out: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    targets = {"main": compute_targets(config, ds, out, "main")}
+    targets["shuffled"] = shuffled_targets(*targets["main"], seed=config.profiles.seed)
+    if "stats" in config.controls:
+        targets["stats"] = compute_targets(config, ds, out, "stats")
+    return targets
 
 
 def run_experiment(config: ExperimentConfig, out_dir: str | os.PathLike, progress: bool = True) -> list[Path]:
     """Train and test every variant x seed of ``config`` into ``out_dir`` (see the module doc);
-    runs whose JSON exists are skipped. Returns the run JSON paths in run order."""
+    runs whose JSON exists are skipped. Returns the run JSON paths in run order.
+
+    Refused before any work (nothing written): an invalid config, a missing file or device, a
+    folder whose config.json or finished runs differ in anything that changes results."""
     out = Path(out_dir)
-    (out / "runs").mkdir(parents=True, exist_ok=True)
-    _check_config(config, out)
-    ds = prepare_dataset(config, out)
-    if ds.n_users < 2 or len(ds.targets("test")[0]) == 0:
-        raise ValueError(f"{ds.name}: no test targets after preparation; check [split] and k_core")
-    jobs = [(v, k, d, s) for v, k, d in config.variants() for s in config.seeds]
-    paths = [out / "runs" / f"{run_name(v, s)}.json" for v, _, _, s in jobs]
-    todo = [j for j, p in zip(jobs, paths) if not p.is_file()]
+    plans, done = _open(config, out, profiles=True)
+    ds = _dataset(config, out)
+    _check_test_targets(ds, config)
+    _check_same_data(ds, done, out)
+    paths = [out / "runs" / f"{p.name}.json" for p in plans]
+    todo = [p for p in plans if p.name not in done]
     if progress:
-        print(f"experiment {config.name}: {len(jobs)} runs, {len(jobs) - len(todo)} already done -> {out}", flush=True)
+        print(f"experiment {config.name}: {len(plans)} runs, {len(plans) - len(todo)} already done -> {out}", flush=True)
     if not todo:
         return paths
-    targets: dict[str, tuple[np.ndarray, np.ndarray]] = {"main": compute_targets(config, ds, out, "main")}
-    targets["shuffled"] = shuffled_targets(*targets["main"], seed=config.profiles.seed)
-    if "stats" in config.controls:
-        targets["stats"] = compute_targets(config, ds, out, "stats")
-    for i, (variant, kind, dcfg, seed) in enumerate(todo, 1):
+    targets = _targets(config, ds, out)
+    for i, plan in enumerate(todo, 1):
         t0 = time.perf_counter()
-        rec = _one_run(config, ds, variant, kind, dcfg, seed, targets, out)
+        rec = _one_run(config, ds, plan, targets, out)
         if progress:
-            print(f"[{i}/{len(todo)}] {rec['run']}: test ndcg@10={rec['test']['ndcg@10']:.4f} "
-                  f"recall@10={rec['test']['recall@10']:.4f} best_epoch={rec['best_epoch']} "
+            print(f"[{i}/{len(todo)}] {rec.run}: test ndcg@10={rec.test['ndcg@10']:.4f} "
+                  f"recall@10={rec.test['recall@10']:.4f} best_epoch={rec.best_epoch} "
                   f"({time.perf_counter() - t0:.1f}s)", flush=True)
     return paths
 
-
-def add_experiment_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``seqdistill experiment CONFIG --out DIR [--threads N] [--report-only] [--no-report]``."""
-    p = subparsers.add_parser("experiment", help="run a vanilla-vs-distilled comparison over seeds and write a report")
-    p.add_argument("config", help="experiment TOML file, or a preset name (beauty, ml20m, kion, amazon_m2, ml1m, synthetic)")
-    p.add_argument("--out", required=True, help="output folder (resumed when it exists)")
-    p.add_argument("--dataset-path", help="override [dataset] path")
-    p.add_argument("--store", help="override [profiles] store (source = 'llm')")
-    p.add_argument("--seeds", type=int, nargs="+", help="override the seeds")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; 1 is often fastest for small models)")
-    p.add_argument("--report-only", action="store_true", help="only (re)write the report from finished runs")
-    p.add_argument("--no-report", action="store_true", help="do not write the report after the runs")
-    p.set_defaults(func=_cmd_experiment)
-    return p
-
-
-def _cmd_experiment(args: argparse.Namespace) -> int:
-    from .report import report
-
-    cfg = load_config(args.config)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    if args.dataset_path:
-        cfg.dataset.path = args.dataset_path
-    if args.store:
-        cfg.profiles.store = args.store
-    if args.seeds:
-        cfg.seeds = list(args.seeds)
-    cfg.validate(str(args.config))
-    if not args.report_only:
-        run_experiment(cfg, args.out)
-    if not args.no_report:
-        res = report(args.out)
-        print(f"report: {Path(args.out) / 'report.md'} ({len(res['variants'])} variants)")
-    return 0

@@ -1,0 +1,285 @@
+"""Complete validation of an :class:`~seqdistill.experiments.ExperimentConfig`, before any work.
+
+Three layers, in order, each refusal one line naming the file, the ``[section] key`` and the value:
+
+1. types, key by key, from the type hints of the library's config classes (``True`` is not an
+   integer here, ``"0.5"`` is not a number, NaN and infinities are refused);
+2. ranges, by the library's own classes (``SplitConfig``, ``ModelConfig``, ``TrainConfig``,
+   ``DistillConfig``, ``SyntheticConfig``) plus the experiment's own keys (seeds, ``k_core``,
+   ``eval_ks``, controls, grid values);
+3. relations between sections: the distilled ``block`` exists in the model, the distillation
+   stage fits in the training run, the ``stats`` control is not the main source already.
+
+:func:`check_runnable` adds what depends on the machine (files named by the config, the device).
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from seqdistill.errors import ConfigError
+
+from ._check import describe, field_hints, matches, show, unknown_keys
+
+if TYPE_CHECKING:
+    from .config import ExperimentConfig
+
+__all__ = ["check_block", "check_device", "check_runnable", "validate_config"]
+
+_SEED_LIMIT = 2**32  # numpy's legacy seeding and the shuffled control's generator take < 2**32
+
+
+def _key(section: str, key: str) -> str:
+    return f"[{section}] {key}" if section else key
+
+
+def check_table(where: str, section: str, d: Any, cls: type, *, finite: bool = True) -> None:
+    """``d`` is a table of fields of the dataclass ``cls``, each value of its field's type."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where}: [{section}] must be a table, got {show(d)}")
+    extra = unknown_keys(d, cls)
+    if extra:
+        raise ConfigError(f"{where}: [{section}] unknown key(s) {extra}; known: {sorted(field_hints(cls))}")
+    hints = field_hints(cls)
+    for k, v in d.items():
+        if not matches(v, hints[k], finite=finite):
+            raise ConfigError(f"{where}: {_key(section, k)} = {show(v)}: expected {describe(hints[k])}")
+
+
+def _ranges(where: str, section: str, build: Callable[[], Any]) -> Any:
+    """Run a library constructor; its ValueError/TypeError becomes a ConfigError naming the file."""
+    try:
+        return build()
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}: [{section}] {e}") from None
+
+
+def _int_list(where: str, key: str, value: list[Any], *, low: int, high: int | None = None) -> None:
+    """A non-empty list of distinct integers in ``[low, high)``."""
+    if not value:
+        raise ConfigError(f"{where}: {key} = {show(value)}: must not be empty")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"{where}: {key} = {show(value)}: values must be distinct")
+    for v in value:
+        if v < low or (high is not None and v >= high):
+            top = f" and < {high}" if high is not None else ""
+            raise ConfigError(f"{where}: {key} = {show(value)}: {v} is out of range (must be >= {low}{top})")
+
+
+# ----------------------------------------------------------------------------- sections
+def _top_level(cfg: ExperimentConfig, where: str) -> None:
+    from .config import CONTROLS, ExperimentConfig
+
+    hints = field_hints(ExperimentConfig)
+    for key in ("name", "seeds", "controls", "k_core", "eval_ks", "split", "model", "train"):
+        value = getattr(cfg, key)
+        if not matches(value, hints[key]):
+            label = key if key not in ("split", "model", "train") else f"[{key}]"
+            raise ConfigError(f"{where}: {label} = {show(value)}: expected {describe(hints[key])}")
+    _int_list(where, "seeds", cfg.seeds, low=0, high=_SEED_LIMIT)
+    _int_list(where, "eval_ks", cfg.eval_ks, low=1)
+    if 10 not in cfg.eval_ks:
+        raise ConfigError(f"{where}: eval_ks = {show(cfg.eval_ks)}: must contain 10 (the report's metric)")
+    if len(cfg.k_core) != 2 or any(k < 1 for k in cfg.k_core):
+        raise ConfigError(f"{where}: k_core = {show(cfg.k_core)}: must be [k_user, k_item], two integers >= 1")
+    if len(set(cfg.controls)) != len(cfg.controls):
+        raise ConfigError(f"{where}: controls = {show(cfg.controls)}: values must be distinct")
+    for c in cfg.controls:
+        if c not in CONTROLS:
+            raise ConfigError(f"{where}: controls = {show(cfg.controls)}: unknown control {c!r}; known: {list(CONTROLS)}")
+
+
+def _dataset(cfg: ExperimentConfig, where: str) -> None:
+    from seqdistill import datasets
+
+    from .config import DatasetSpec
+
+    spec = cfg.dataset
+    check_table(where, "dataset", {k: getattr(spec, k) for k in ("name", "path", "kwargs")}, DatasetSpec)
+    known = sorted(info.name for info in datasets.list_datasets()) + ["prepared"]
+    if spec.registry_name not in known:
+        raise ConfigError(f"{where}: [dataset] name = {show(spec.name)}: unknown dataset; known: {known}")
+    if spec.registry_name == "prepared":
+        if spec.path is None:
+            raise ConfigError(f"{where}: [dataset] path: name = 'prepared' needs path = a prepared dataset folder")
+        if spec.kwargs:
+            raise ConfigError(f"{where}: [dataset.kwargs] = {show(spec.kwargs)}: a prepared dataset takes no kwargs")
+    if spec.registry_name == "synthetic":
+        from seqdistill.data.synthetic import SyntheticConfig
+
+        check_table(where, "dataset.kwargs", spec.kwargs, SyntheticConfig)
+        _ranges(where, "dataset.kwargs", lambda: SyntheticConfig.from_dict(spec.kwargs).validate())
+    else:
+        for k, v in spec.kwargs.items():  # the loaders take files, locales, flags: plain values only
+            if not matches(v, str | int | float | bool | list[str]):
+                raise ConfigError(f"{where}: [dataset.kwargs] {k} = {show(v)}: expected a string, number or true/false")
+
+
+def _library_sections(cfg: ExperimentConfig, where: str) -> None:
+    from seqdistill.data import SplitConfig
+    from seqdistill.models import ModelConfig
+    from seqdistill.training import TrainConfig
+
+    if "n_items" in cfg.model:
+        raise ConfigError(f"{where}: [model] n_items = {show(cfg.model['n_items'])}: taken from the data; remove it")
+    for section, cls in (("split", SplitConfig), ("model", ModelConfig), ("train", TrainConfig)):
+        check_table(where, section, getattr(cfg, section), cls)
+    _ranges(where, "split", lambda: SplitConfig.from_dict(cfg.split))
+    _ranges(where, "model", lambda: ModelConfig.from_dict({**cfg.model, "n_items": 1}))
+    _ranges(where, "train", lambda: TrainConfig.from_dict(cfg.train))
+
+
+def _profiles(cfg: ExperimentConfig, where: str) -> None:
+    from .config import ProfilesSpec
+
+    spec = cfg.profiles
+    check_table(where, "profiles", {f.name: getattr(spec, f.name) for f in fields(spec)}, ProfilesSpec)
+    spec.validate(where)
+    if not 0 <= spec.seed < _SEED_LIMIT:
+        raise ConfigError(f"{where}: [profiles] seed = {spec.seed}: must be >= 0 and < {_SEED_LIMIT}")
+    if "stats" in cfg.controls and spec.source == "stats":
+        raise ConfigError(f"{where}: controls = {show(cfg.controls)}: 'stats' is the main source already; "
+                          "use it with [profiles] source = 'llm'")
+
+
+def _distill(cfg: ExperimentConfig, where: str) -> None:
+    from seqdistill.training.distill import DistillConfig
+
+    from .config import GRID_KEYS
+
+    base, grid = cfg.distill.base, cfg.distill.grid
+    check_table(where, "distill", base, DistillConfig)
+    _ranges(where, "distill", lambda: DistillConfig.from_dict(base))
+    if not isinstance(grid, dict):
+        raise ConfigError(f"{where}: [distill.grid] must be a table, got {show(grid)}")
+    hints = field_hints(DistillConfig)
+    for k, values in grid.items():
+        if k not in GRID_KEYS:
+            raise ConfigError(f"{where}: [distill.grid] unknown key {k!r}; known: {list(GRID_KEYS)}")
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{where}: [distill.grid] {k} = {show(values)}: must be a non-empty list")
+        for v in values:
+            if v is None or not matches(v, hints[k]):
+                raise ConfigError(f"{where}: [distill.grid] {k} = {show(values)}: {show(v)} is not "
+                                  f"{describe(hints[k]).replace(' (or nothing)', '')}")
+            try:
+                DistillConfig.from_dict({**base, k: v})
+            except (TypeError, ValueError) as e:
+                raise ConfigError(f"{where}: [distill.grid] {k} = {show(values)}: {show(v)}: {e}") from None
+        if len(set(values)) != len(values):
+            raise ConfigError(f"{where}: [distill.grid] {k} = {show(values)}: values must be distinct")
+
+
+# ------------------------------------------------------------------------ relations
+def check_block(block: int, n_blocks: int) -> str | None:
+    """Why ``block`` does not index one of ``n_blocks`` blocks (Python indexing), or None."""
+    if -n_blocks <= block < n_blocks:
+        return None
+    return f"the model has n_blocks = {n_blocks}, so block must be in {-n_blocks}..{n_blocks - 1}"
+
+
+def _relations(cfg: ExperimentConfig, where: str) -> None:
+    from seqdistill.models import ModelConfig
+    from seqdistill.training import TrainConfig
+    from seqdistill.training.distill import DistillConfig
+
+    n_blocks = ModelConfig.from_dict({**cfg.model, "n_items": 1}).n_blocks
+    train_epochs = TrainConfig.from_dict(cfg.train).epochs
+    default = DistillConfig()
+    checks = [("[distill]", cfg.distill.base, k) for k in ("block", "epochs")]
+    checks += [("[distill.grid]", {k: v}, k) for k in ("block", "epochs") for v in cfg.distill.grid.get(k, [])]
+    for label, d, key in checks:
+        value = d.get(key, getattr(default, key))
+        if key == "block":
+            why = check_block(value, n_blocks)
+        elif value is None:
+            why = None
+        elif value < 1:
+            why = "the distillation stage needs at least 1 epoch (leave epochs out to distil for the whole run)"
+        else:
+            why = (f"longer than training ([train] epochs = {train_epochs}); leave epochs out to distil "
+                   "for the whole run") if value > train_epochs else None
+        if why:
+            raise ConfigError(f"{where}: {label} {key} = {show(value)}: {why}")
+
+
+def validate_config(cfg: ExperimentConfig, where: str) -> None:
+    """Every check that needs nothing but the config (see the module doc); ConfigError on the first."""
+    _top_level(cfg, where)
+    _dataset(cfg, where)
+    _library_sections(cfg, where)
+    _profiles(cfg, where)
+    _distill(cfg, where)
+    _relations(cfg, where)
+
+
+# ------------------------------------------------------------------ this machine
+def check_device(device: str) -> str | None:
+    """Why torch cannot train on ``device`` here, or None (``"auto"`` always works)."""
+    import torch
+
+    if device == "auto":
+        return None
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        return "not a device name (use 'auto', 'cpu', 'cuda' or 'cuda:N')"
+    if dev.type == "cpu":
+        return None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            return "CUDA is not available on this machine"
+        n = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= n:
+            return f"this machine has {n} CUDA device(s)"
+        return None
+    if dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        return None if mps is not None and mps.is_available() else "MPS is not available on this machine"
+    return f"device type {dev.type!r} is not supported (use 'auto', 'cpu' or 'cuda')"
+
+
+def _exists(where: str, key: str, value: str | None, kind: str) -> None:
+    if value is None:
+        return
+    p = Path(value)
+    ok = p.is_dir() if kind == "folder" else p.is_file()
+    if not ok:
+        raise ConfigError(f"{where}: {key} = {show(value)}: no such {kind}")
+
+
+def check_runnable(cfg: ExperimentConfig, where: str, *, profiles: bool = True) -> None:
+    """What depends on this machine: the device, and the files and folders the config names
+    (``[profiles]`` ones only with ``profiles``)."""
+    from seqdistill import datasets
+
+    device = cfg.train.get("device", "auto")
+    why = check_device(device)
+    if why:
+        raise ConfigError(f"{where}: [train] device = {show(device)}: {why}")
+    spec = cfg.dataset
+    needs = {info.name: info for info in datasets.list_datasets()}
+    if spec.registry_name == "prepared":
+        _exists(where, "[dataset] path", spec.path, "folder")
+        if not (Path(spec.path) / "manifest.json").is_file():
+            raise ConfigError(f"{where}: [dataset] path = {show(spec.path)}: not a prepared dataset (no manifest.json)")
+    elif spec.path is None and needs[spec.registry_name].needs_path:
+        raise ConfigError(f"{where}: [dataset] path: dataset {spec.registry_name!r} is read from files you "
+                          f"download; set path ({needs[spec.registry_name].source})")
+    elif spec.path is not None and not Path(spec.path).exists():
+        raise ConfigError(f"{where}: [dataset] path = {show(spec.path)}: no such file or folder")
+    pr = cfg.profiles
+    if not profiles:
+        return
+    if pr.source == "llm" and pr.store is None:
+        raise ConfigError(f"{where}: [profiles] store: source = 'llm' needs store = a profile store folder")
+    if pr.source == "targets" and pr.targets is None:
+        raise ConfigError(f"{where}: [profiles] targets: source = 'targets' needs targets = a .npy file")
+    if pr.source == "llm":
+        _exists(where, "[profiles] store", pr.store, "folder")
+    if pr.source == "targets":
+        _exists(where, "[profiles] targets", pr.targets, "file")
+        _exists(where, "[profiles] mask", pr.mask, "file")
+    _exists(where, "[profiles] encoder", pr.encoder, "folder")
