@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from seqdistill.training import BatchOutput
 from seqdistill.training.distill import DistillationTerm, DistillConfig, distill_loss
 
 torch.set_num_threads(1)
@@ -18,7 +19,9 @@ def fake_out(B=4, L=5, d=3, blocks=2, seed=0, epoch=0):
     real = torch.ones(B, L, dtype=torch.bool)
     real[0, :3] = False  # a short history
     main = (hs[-1] ** 2).mean() + 1.0
-    return {"hidden_states": hs, "real_mask": real, "users": torch.arange(B), "main_loss": main, "epoch": epoch}
+    tokens = torch.where(real, 1, 0)
+    return BatchOutput(inputs=tokens, real_mask=real, hidden=hs[-1], hidden_states=tuple(hs), users=torch.arange(B),
+                       windows=tokens, main_loss=main, loss=main, epoch=epoch, model=None)
 
 
 def test_masked_mse_matches_hand_computation():
@@ -49,17 +52,17 @@ def test_total_and_gradient_with_dynamic_beta_as_stop_gradient():
     cfg = DistillConfig(alpha=0.4, dynamic_beta=True, pooling="exp", gamma=0.3, standardize=False)
     out = fake_out()
     total, logs = DistillationTerm(t, None, cfg)(out)
-    main = out["main_loss"]
+    main = out.main_loss
     # β = Lm / Ld, so the value is α·Lm + (1-α)·Lm = Lm.
     assert total.item() == pytest.approx(main.item(), rel=1e-5)
-    (g_total,) = torch.autograd.grad(total, out["hidden_states"][-1], retain_graph=True)
+    (g_total,) = torch.autograd.grad(total, out.hidden_states[-1], retain_graph=True)
     # Reference: the same with β treated as a constant number.
     from seqdistill.models.pooling import pool
 
     beta = logs["beta"]
-    ld = distill_loss(pool(out["hidden_states"][-1], out["real_mask"], "exp", 0.3), torch.from_numpy(t), torch.ones(4))
+    ld = distill_loss(pool(out.hidden_states[-1], out.real_mask, "exp", 0.3), torch.from_numpy(t), torch.ones(4))
     ref = 0.4 * beta * ld + 0.6 * main
-    (g_ref,) = torch.autograd.grad(ref, out["hidden_states"][-1])
+    (g_ref,) = torch.autograd.grad(ref, out.hidden_states[-1])
     torch.testing.assert_close(g_total, g_ref)
 
 
@@ -74,11 +77,11 @@ def test_partial_coverage_weighting(coverage):
     total, logs = DistillationTerm(t, mask, cfg)(out)
     from seqdistill.models.pooling import pool
 
-    h = out["hidden_states"][-1]
-    pooled = pool(h, out["real_mask"], "mean", 0.1)
+    h = out.hidden_states[-1]
+    pooled = pool(h, out.real_mask, "mean", 0.1)
     ld_user2 = ((pooled[2] - torch.from_numpy(t[2])) ** 2).mean()
     a = 0.4 * (0.25 if coverage == "share" else 1.0)
-    ref = a * ld_user2 + (1 - a) * out["main_loss"]
+    ref = a * ld_user2 + (1 - a) * out.main_loss
     assert logs["alpha_eff"] == pytest.approx(a)
     assert total.item() == pytest.approx(ref.item(), rel=1e-6)
     g, g_ref = (torch.autograd.grad(x, h, retain_graph=True)[0] for x in (total, ref))
@@ -94,7 +97,7 @@ def test_block_choice_and_stage_switch():
     term = DistillationTerm(t, None, cfg)
     out = fake_out(epoch=1)
     total, _ = term(out)
-    (g0,) = torch.autograd.grad(total, out["hidden_states"][0], retain_graph=True, allow_unused=True)
+    (g0,) = torch.autograd.grad(total, out.hidden_states[0], retain_graph=True, allow_unused=True)
     assert g0 is not None and g0.abs().sum() > 0
     out2 = fake_out(epoch=2)
     total2, logs2 = term(out2)

@@ -80,7 +80,7 @@ class Crash:
         self.epoch = epoch
 
     def __call__(self, out):
-        if out["epoch"] >= self.epoch:
+        if out.epoch >= self.epoch:
             raise RuntimeError("simulated crash")
         return None, {}
 
@@ -109,9 +109,9 @@ class Sabotage:
         self.epoch = epoch
 
     def __call__(self, out):
-        if out["epoch"] < self.epoch:
+        if out.epoch < self.epoch:
             return None, {"sabotage": 0.0}
-        return -out["main_loss"], {"sabotage": 1.0}
+        return -out.main_loss, {"sabotage": 1.0}
 
 
 def test_early_stopping_restores_best_epoch(cyclic_ds):
@@ -144,9 +144,9 @@ class HalfAndLog:
     """Total = 0.5 * main loss; logs a constant and a tensor."""
 
     def __call__(self, out):
-        assert len(out["hidden_states"]) == out["model"].config.n_blocks
-        assert out["users"].shape[0] == out["windows"].shape[0] == out["real_mask"].shape[0]
-        return 0.5 * out["main_loss"], {"const": 2.0, "main_again": out["main_loss"].detach()}
+        assert len(out.hidden_states) == out.model.config.n_blocks
+        assert out.users.shape[0] == out.windows.shape[0] == out.real_mask.shape[0]
+        return 0.5 * out.main_loss, {"const": 2.0, "main_again": out.main_loss.detach()}
 
 
 def test_extra_loss_terms_combine_and_log(cyclic_ds):

@@ -24,19 +24,36 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .losses import chunked_ce, full_ce, sample_negatives, sampled_softmax_ce
+from seqdistill._checks import at_least, check_fields, in_range, one_of
 from seqdistill._config import DictConfig
+from seqdistill._io import atomic_dir, recover_dir, write_json
+from seqdistill.errors import ConfigError, DataError
 
-__all__ = ["ModelConfig", "SequentialRecommender", "build_model", "load_model"]
+from .losses import chunked_ce, full_ce, sample_negatives, sampled_softmax_ce
+from .registry import canonical_kind, model_class
+
+__all__ = ["ModelConfig", "ModelOutput", "SequentialRecommender", "build_model", "load_model"]
 
 LOSSES = ("full", "chunked", "sampled")
+NEGATIVES = ("uniform", "popularity")
+
+# A saved model folder: exactly these files (weights.pt only in folders of the old format).
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+LEGACY_WEIGHTS = "weights.pt"
+MODEL_FORMAT = 2
 
 
 @dataclass
 class ModelConfig(DictConfig):
-    """Architecture and training-objective settings of a sequential recommender."""
+    """Architecture and training-objective settings of a sequential recommender.
 
-    kind: str = "sasrec"  # "sasrec" | "bert4rec"
+    Every field is checked on construction (type, range, ``hidden`` divisible by ``n_heads``);
+    a bad value raises :class:`~seqdistill.errors.ConfigError` naming the key and the value.
+    ``kind`` is a kind or an alias from :mod:`seqdistill.models.registry`, stored canonical.
+    """
+
+    kind: str = "sasrec"  # a registered kind: "sasrec" | "bert4rec"
     n_items: int = 0  # dense items are 1..n_items
     max_len: int = 50
     hidden: int = 64
@@ -52,20 +69,34 @@ class ModelConfig(DictConfig):
     negatives: str = "uniform"  # "uniform" | "popularity"
 
     def __post_init__(self) -> None:
-        if self.kind not in ("sasrec", "bert4rec"):
-            raise ValueError(f"ModelConfig.kind: expected 'sasrec' or 'bert4rec', got {self.kind!r}")
-        if self.loss not in LOSSES:
-            raise ValueError(f"ModelConfig.loss: expected one of {LOSSES}, got {self.loss!r}")
-        if self.negatives not in ("uniform", "popularity"):
-            raise ValueError(f"ModelConfig.negatives: expected 'uniform' or 'popularity', got {self.negatives!r}")
+        check_fields(self)
+        self.kind = canonical_kind(self.kind)
+        one_of(self, "loss", LOSSES)
+        one_of(self, "negatives", NEGATIVES)
+        at_least(self, "n_items", 1)
+        at_least(self, "max_len", 2)
+        for key in ("hidden", "n_blocks", "n_heads", "ffn_mult", "loss_chunk", "n_negatives"):
+            at_least(self, key, 1)
+        in_range(self, "dropout", 0.0, 1.0, high_open=True)
+        in_range(self, "mask_prob", 0.0, 1.0)
+        in_range(self, "mask_last_prob", 0.0, 1.0)
         if self.hidden % self.n_heads:
-            raise ValueError(f"ModelConfig: hidden={self.hidden} is not divisible by n_heads={self.n_heads}")
-        if self.n_items < 1:
-            raise ValueError(f"ModelConfig.n_items must be >= 1, got {self.n_items}")
-        if self.max_len < 2:
-            raise ValueError(f"ModelConfig.max_len must be >= 2, got {self.max_len}")
+            raise ConfigError(f"ModelConfig.hidden: {self.hidden} is not divisible by n_heads={self.n_heads}")
 
 
+@dataclass(frozen=True)
+class ModelOutput:
+    """What one training step of a model exposes besides its loss (for extra loss terms).
+
+    ``inputs [B, L]``: the tokens the encoder saw (BERT4Rec: with mask tokens); ``real_mask
+    [B, L]``: True where ``inputs`` is not padding; ``hidden [B, L, d]``: the final hidden states;
+    ``hidden_states``: the output of each block, ``n_blocks`` tensors ``[B, L, d]``.
+    """
+
+    inputs: Tensor
+    real_mask: Tensor
+    hidden: Tensor
+    hidden_states: tuple[Tensor, ...]
 
 
 class _Block(nn.Module):
@@ -99,15 +130,20 @@ class SequentialRecommender(nn.Module):
     - ``forward(windows)`` -> final hidden, ``hidden_states(windows)`` -> per-block list;
     - ``score(hidden [B, d]) -> [B, n_items + 1]`` logits (column 0 is ``-inf``);
     - ``next_item_scores(windows [B, input_length]) -> [B, n_items + 1]``;
-    - ``training_loss(windows) -> (loss, out dict)``;
+    - ``training_loss(windows) -> (loss, ModelOutput)``;
     - ``recommend(histories, k, filter_seen=True)`` -> raw item ids;
     - ``save(folder)`` / ``SequentialRecommender.load(folder)``.
+
+    A subclass sets ``kind`` (its name in :mod:`seqdistill.models.registry`) and registers there.
     """
 
+    kind: str = ""  # the registry name of the subclass
     causal: bool = True
     n_special: int = 0  # extra token rows after the items (BERT4Rec: the mask token)
 
     def __init__(self, config: ModelConfig) -> None:
+        if self.kind and config.kind != self.kind:
+            raise ConfigError(f"{type(self).__name__}: ModelConfig.kind is {config.kind!r}, expected {self.kind!r}")
         super().__init__()
         self.config = config
         d = config.hidden
@@ -216,9 +252,15 @@ class SequentialRecommender(nn.Module):
         s[:, 0] = float("-inf")
         return s
 
+    def next_item_hidden(self, windows: Tensor) -> Tensor:
+        """Query vectors ``[B, d]`` of left-padded histories ``[B, input_length]``: the hidden
+        state whose product with the item table gives :meth:`next_item_scores` (evaluation
+        scores this product itself, block by block)."""
+        return self.forward(windows)[:, -1]
+
     def next_item_scores(self, windows: Tensor) -> Tensor:
         """Scores of the next item after each left-padded history ``[B, input_length]``."""
-        return self.score(self.forward(windows)[:, -1])
+        return self.score(self.next_item_hidden(windows))
 
     def item_loss(self, hidden: Tensor, targets: Tensor) -> Tensor:
         """Loss of the configured kind for ``hidden [N, d]`` and dense item ``targets [N]`` (>= 1)."""
@@ -231,10 +273,9 @@ class SequentialRecommender(nn.Module):
         neg, log_q = sample_negatives(c.n_negatives, c.n_items, probs, device=hidden.device)
         return sampled_softmax_ce(hidden, w, t, neg, log_q)
 
-    def training_loss(self, windows: Tensor) -> tuple[Tensor, dict[str, Any]]:
-        """Main objective on a batch of training windows. Returns ``(loss, out)`` where ``out``
-        has ``inputs`` (tokens fed to the encoder), ``real_mask``, ``hidden`` and
-        ``hidden_states`` (per-block list) for extra loss terms."""
+    def training_loss(self, windows: Tensor) -> tuple[Tensor, ModelOutput]:
+        """Main objective on a batch of training windows. Returns ``(loss, out)``; ``out`` is
+        what extra loss terms see of the step (see :class:`ModelOutput`)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------- serving
@@ -307,50 +348,104 @@ class SequentialRecommender(nn.Module):
         return results
 
     # ------------------------------------------------------------ save/load
-    def save(self, folder: str | os.PathLike) -> Path:
-        """Write ``config.json`` (config + raw id map) and ``weights.pt``, each via a temporary
-        name then renamed. The folder is all that serving needs."""
+    def save(self, folder: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write the model folder: ``config.json`` (format, config, raw id map) and
+        ``model.safetensors`` (the weights; a format that cannot run code when read).
+
+        The folder is built under a temporary name and swapped in whole. An existing model folder
+        is replaced only with ``overwrite=True``; any other non-empty folder is refused
+        (:class:`~seqdistill.errors.OutputError`). The folder is all that serving needs.
+        """
+        from safetensors.torch import save_file
+
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        meta = {"format": 1, "config": self.config.to_dict(), "item_ids": self.item_ids}
-        _atomic_write_bytes(folder / "weights.pt", lambda f: torch.save(self.state_dict(), f))
-        _atomic_write_bytes(folder / "config.json", lambda f: f.write(json.dumps(meta).encode()))
+        meta = {"format": MODEL_FORMAT, "config": self.config.to_dict(), "item_ids": self.item_ids,
+                "weights": WEIGHTS_FILE}
+        state = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
+        with atomic_dir(folder, is_ours=is_model_folder, what="seqdistill model folder", overwrite=overwrite) as tmp:
+            save_file(state, str(tmp / WEIGHTS_FILE))
+            write_json(tmp / CONFIG_FILE, meta)
         return folder
 
     @staticmethod
     def load(folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> "SequentialRecommender":
-        """Rebuild a model saved by :meth:`save` (SASRec or BERT4Rec, from the config)."""
+        """Rebuild a model saved by :meth:`save` (its class from the config's ``kind``)."""
         return load_model(folder, map_location)
 
 
-def _atomic_write_bytes(path: Path, write) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def is_model_folder(folder: Path) -> bool:
+    """True when ``folder`` holds a model written by :meth:`SequentialRecommender.save` and
+    nothing else (so replacing it deletes nothing seqdistill did not write)."""
+    names = {p.name for p in folder.iterdir()}
+    if CONFIG_FILE not in names or not names <= {CONFIG_FILE, WEIGHTS_FILE, LEGACY_WEIGHTS}:
+        return False
+    try:
+        meta = json.loads((folder / CONFIG_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and "config" in meta and "format" in meta
 
 
 def build_model(config: ModelConfig) -> SequentialRecommender:
-    """Instantiate the model named by ``config.kind``."""
-    from .bert4rec import BERT4Rec
-    from .sasrec import SASRec
+    """Instantiate the model class registered under ``config.kind``."""
+    return model_class(config.kind)(config)
 
-    return {"sasrec": SASRec, "bert4rec": BERT4Rec}[config.kind](config)
+
+def _read_meta(folder: Path) -> dict[str, Any]:
+    path = folder / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"load_model: {path} not found (not a model folder written by save)")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise DataError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+        raise DataError(f"{path}: has no 'config' entry; not a model folder written by save")
+    return meta
+
+
+def read_weights(path: Path, expected: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Tensors of the safetensors file ``path``, checked to have exactly the names, shapes and
+    dtypes of ``expected`` (a state dict); any difference is a one-line DataError."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as e:
+        raise DataError(f"{path}: not a readable safetensors file ({str(e).splitlines()[0]})") from None
+    missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or extra:
+        raise DataError(f"{path}: tensors do not fit the model (missing {missing[:3]}, unexpected {extra[:3]})")
+    for k, v in expected.items():
+        if state[k].shape != v.shape or state[k].dtype != v.dtype:
+            raise DataError(f"{path}: tensor {k!r} is {tuple(state[k].shape)} {state[k].dtype}, "
+                            f"the model needs {tuple(v.shape)} {v.dtype}")
+    return state
 
 
 def load_model(folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> SequentialRecommender:
-    """Load a model folder written by :meth:`SequentialRecommender.save`."""
+    """Load a model folder written by :meth:`SequentialRecommender.save`.
+
+    Never unpickles: weights come from ``model.safetensors``. A folder of the old format
+    (``weights.pt``, a pickle) is refused with a :class:`~seqdistill.errors.DataError`;
+    ``docs/models.md`` shows how to convert one you trust.
+    """
     folder = Path(folder)
-    cfg_path = folder / "config.json"
-    if not cfg_path.exists():
-        raise FileNotFoundError(f"load_model: {cfg_path} not found")
-    meta = json.loads(cfg_path.read_text())
-    if "config" not in meta:
-        raise ValueError(f"load_model: {cfg_path} has no 'config' entry")
-    model = build_model(ModelConfig.from_dict(meta["config"]))
-    model.load_state_dict(torch.load(folder / "weights.pt", map_location=map_location, weights_only=True))
+    recover_dir(folder)
+    meta = _read_meta(folder)
+    try:
+        config = ModelConfig.from_dict(meta["config"])
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{folder / CONFIG_FILE}: {e}") from None
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        if (folder / LEGACY_WEIGHTS).exists():
+            raise DataError(f"{folder / LEGACY_WEIGHTS}: model weights in the old pickle format, which seqdistill "
+                            "no longer reads (a pickle can run code); convert it if you trust it (docs/models.md)")
+        raise DataError(f"{weights}: missing; the model folder is incomplete")
+    model = build_model(config)
+    model.load_state_dict(read_weights(weights, model.state_dict()))
     if meta.get("item_ids") is not None:
         model.set_item_ids(meta["item_ids"])
     return model.to(map_location)

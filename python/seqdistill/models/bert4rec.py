@@ -9,12 +9,10 @@ ever ranked.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor
 
-from .base import ModelConfig, SequentialRecommender
+from .base import ModelOutput, SequentialRecommender
 
 __all__ = ["BERT4Rec", "mask_windows"]
 
@@ -46,13 +44,9 @@ def mask_windows(
 class BERT4Rec(SequentialRecommender):
     """Bidirectional transformer recommender with a masked-item objective."""
 
+    kind = "bert4rec"
     causal = False
     n_special = 1
-
-    def __init__(self, config: ModelConfig) -> None:
-        if config.kind != "bert4rec":
-            raise ValueError(f"BERT4Rec: config.kind is {config.kind!r}, expected 'bert4rec'")
-        super().__init__(config)
 
     @property
     def mask_token(self) -> int:
@@ -66,12 +60,12 @@ class BERT4Rec(SequentialRecommender):
     def input_length(self) -> int:
         return self.config.max_len - 1
 
-    def training_loss(self, windows: Tensor) -> tuple[Tensor, dict[str, Any]]:
+    def training_loss(self, windows: Tensor) -> tuple[Tensor, ModelOutput]:
         """Masked-item loss on ``windows [B, max_len]``."""
         inputs, masked = mask_windows(windows, self.config.mask_prob, self.mask_token, self.config.mask_last_prob)
         final, blocks = self.encode(inputs)
         loss = self.item_loss(final[masked], windows[masked])
-        return loss, {"inputs": inputs, "real_mask": inputs != 0, "hidden": final, "hidden_states": blocks}
+        return loss, ModelOutput(inputs=inputs, real_mask=inputs != 0, hidden=final, hidden_states=tuple(blocks))
 
     def with_mask_token(self, windows: Tensor) -> Tensor:
         """Append the mask token to ``max_len - 1`` history items (older items dropped)."""
@@ -79,6 +73,6 @@ class BERT4Rec(SequentialRecommender):
         tok = torch.full((hist.shape[0], 1), self.mask_token, dtype=hist.dtype, device=hist.device)
         return torch.cat([hist, tok], dim=1)
 
-    def next_item_scores(self, windows: Tensor) -> Tensor:
-        """Scores at the appended mask position."""
-        return self.score(self.forward(self.with_mask_token(windows))[:, -1])
+    def next_item_hidden(self, windows: Tensor) -> Tensor:
+        """Hidden state at the appended mask position (its scores rank the next item)."""
+        return self.forward(self.with_mask_token(windows))[:, -1]

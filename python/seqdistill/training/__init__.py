@@ -1,6 +1,7 @@
-"""Training loop, its configuration and the extra-loss extension point."""
+"""Training loop, its configuration, the loss-term protocol and the checkpoint format."""
 
 from .config import TrainConfig
-from .trainer import LossTerm, Trainer, item_counts, resolve_device, seed_everything
+from .terms import BatchOutput, LossTerm
+from .trainer import Trainer, item_counts, resolve_device, seed_everything
 
-__all__ = ["TrainConfig", "Trainer", "LossTerm", "seed_everything", "resolve_device", "item_counts"]
+__all__ = ["TrainConfig", "Trainer", "LossTerm", "BatchOutput", "seed_everything", "resolve_device", "item_counts"]

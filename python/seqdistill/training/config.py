@@ -1,12 +1,21 @@
-"""Training settings (a small dataclass that round-trips to dict/JSON)."""
+"""Training settings (a small dataclass that round-trips to dict/JSON), checked completely on
+construction: a bad type or range is a one-line :class:`~seqdistill.errors.ConfigError` naming the
+key and the value, before any work starts."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
-from seqdistill._config import DictConfig
 
-__all__ = ["TrainConfig"]
+from seqdistill._checks import at_least, bad, check_fields
+from seqdistill._config import DictConfig
+from seqdistill.errors import ConfigError
+
+__all__ = ["TrainConfig", "VALID_METRICS"]
+
+VALID_METRICS = ("ndcg", "recall", "hit_rate", "mrr")
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 @dataclass
@@ -19,8 +28,10 @@ class TrainConfig(DictConfig):
     ``stride`` sets how training windows tile each user's prefix (``None``: every transition
     once; a stride of at least the prefix length keeps one window per user, its most recent
     ``max_len + 1`` items, as in Klenitskiy & Vasilev's protocol).
-    ``patience=None`` disables early stopping (the best
-    validation epoch is still restored). ``amp`` turns on bf16 autocast on CUDA only.
+    ``patience=None`` disables early stopping (the best validation epoch is still restored).
+    ``grad_clip`` ``None`` or 0 disables clipping. ``amp`` turns on bf16 autocast on CUDA only.
+    ``device``: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``; whether this machine
+    has it is checked when the trainer is built (:func:`~seqdistill.training.resolve_device`).
     """
 
     epochs: int = 30
@@ -30,7 +41,7 @@ class TrainConfig(DictConfig):
     grad_clip: float | None = 0.5
     stride: int | None = None  # TrainWindows stride (None: length - 1)
     seed: int = 0
-    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:1" ...
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:1" | "mps"
     amp: bool = True
     patience: int | None = 5
     min_epochs: int = 0  # early stopping never ends a run before this many epochs
@@ -42,14 +53,22 @@ class TrainConfig(DictConfig):
     progress: bool = True
 
     def __post_init__(self) -> None:
-        self.valid_ks = tuple(int(k) for k in self.valid_ks)
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"TrainConfig: epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
-        if self.lr <= 0:
-            raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}")
+        check_fields(self)
+        for key in ("epochs", "batch_size", "eval_batch_size", "stride", "patience"):
+            at_least(self, key, 1)
+        at_least(self, "lr", 0.0, strict=True)
+        for key in ("weight_decay", "grad_clip", "min_epochs", "seed"):
+            at_least(self, key, 0)
+        if self.min_epochs > self.epochs:
+            raise bad(self, "min_epochs", f"at most epochs={self.epochs}")
+        if not _DEVICE.match(self.device):
+            raise bad(self, "device", "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+        if not self.valid_ks or any(k < 1 for k in self.valid_ks):
+            raise bad(self, "valid_ks", "a non-empty list of cut-offs >= 1")
         metric, _, k = self.valid_metric.partition("@")
-        if metric not in ("ndcg", "recall", "hit_rate", "mrr") or not k.isdigit():
-            raise ValueError(f"TrainConfig.valid_metric must look like 'ndcg@10', got {self.valid_metric!r}")
+        if metric not in VALID_METRICS or not k.isdigit() or int(k) < 1:
+            raise ConfigError(f"TrainConfig.valid_metric: expected '<metric>@<k>' with metric in "
+                              f"{list(VALID_METRICS)} and k >= 1 (e.g. 'ndcg@10'), got {self.valid_metric!r}")
         if int(k) not in self.valid_ks:
             self.valid_ks = tuple(sorted(set(self.valid_ks) | {int(k)}))
 
@@ -57,4 +76,3 @@ class TrainConfig(DictConfig):
         d = asdict(self)
         d["valid_ks"] = list(self.valid_ks)
         return d
-

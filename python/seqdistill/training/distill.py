@@ -19,16 +19,23 @@ term instead of being given their own hidden state as a target.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from seqdistill.models.pooling import pool
+from seqdistill._checks import at_least, bad, check_fields, in_range, one_of
 from seqdistill._config import DictConfig
+from seqdistill.errors import ConfigError, DataError
+from seqdistill.models.pooling import pool
 
-__all__ = ["DistillConfig", "DistillationTerm", "distill_loss", "standardize_targets"]
+from .terms import BatchOutput
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from seqdistill.models import ModelConfig
+
+__all__ = ["DistillConfig", "DistillationTerm", "check_block", "distill_loss", "standardize_targets"]
 
 
 @dataclass
@@ -51,6 +58,10 @@ class DistillConfig(DictConfig):
     the cross-entropy weight is 1 − α·s for every row of the batch; ``"batch"`` applies α to the whole batch whenever any row has a
     profile (the paper's formula, which assumes every user has one). With full coverage both are
     the same.
+
+    Every field is checked on construction (types, ranges, NaN refused); whether ``block`` exists
+    in the model is checked against its ModelConfig by :func:`check_block`, which the trainer runs
+    (through :meth:`DistillationTerm.check`) before training.
     """
 
     alpha: float = 0.4
@@ -64,16 +75,19 @@ class DistillConfig(DictConfig):
     coverage: str = "share"
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"DistillConfig.alpha must be in [0, 1], got {self.alpha}")
-        if self.pooling not in ("mean", "exp"):
-            raise ValueError(f"DistillConfig.pooling must be 'mean' or 'exp', got {self.pooling!r}")
-        if self.loss not in ("mse", "cosine"):
-            raise ValueError(f"DistillConfig.loss must be 'mse' or 'cosine', got {self.loss!r}")
-        if self.coverage not in ("share", "batch"):
-            raise ValueError(f"DistillConfig.coverage must be 'share' or 'batch', got {self.coverage!r}")
+        check_fields(self)  # types; NaN / inf refused (gamma = nan among them)
+        in_range(self, "alpha", 0.0, 1.0)
+        one_of(self, "pooling", ("mean", "exp"))
+        one_of(self, "loss", ("mse", "cosine"))
+        one_of(self, "coverage", ("share", "batch"))
+        at_least(self, "epochs", 0)
 
 
+def check_block(distill: DistillConfig, model: ModelConfig) -> None:
+    """``distill.block`` must name one of the model's blocks (``-n_blocks .. n_blocks - 1``)."""
+    n = model.n_blocks
+    if not -n <= distill.block < n:
+        raise bad(distill, "block", f"a block of ModelConfig.n_blocks={n} (an index in {-n}..{n - 1})")
 
 
 def distill_loss(pooled: Tensor, target: Tensor, weight: Tensor, kind: str = "mse") -> Tensor:
@@ -103,10 +117,16 @@ class DistillationTerm:
     def __init__(self, targets: np.ndarray, mask: np.ndarray | None, config: DistillConfig | None = None, train: bool = True) -> None:
         targets = np.asarray(targets, dtype=np.float32)
         if targets.ndim != 2:
-            raise ValueError(f"DistillationTerm: targets must be [n_users, d], got shape {targets.shape}")
+            raise DataError(f"DistillationTerm: targets must be [n_users, d], got shape {targets.shape}")
         mask = np.ones(len(targets), bool) if mask is None else np.asarray(mask, bool)
         if mask.shape != (len(targets),):
-            raise ValueError(f"DistillationTerm: mask must have shape ({len(targets)},), got {mask.shape}")
+            raise DataError(f"DistillationTerm: mask must have shape ({len(targets)},), got {mask.shape}")
+        bad_rows = np.flatnonzero(mask & ~np.isfinite(targets).all(axis=1))
+        if len(bad_rows):
+            r = int(bad_rows[0])
+            c = int(np.flatnonzero(~np.isfinite(targets[r]))[0])
+            raise DataError(f"DistillationTerm: target row {r} (a user with a profile), column {c} is "
+                            f"{targets[r, c]}; {len(bad_rows)} profiled row(s) are not finite")
         self.config = config or DistillConfig()
         self.train = train
         if self.config.standardize and mask.any():
@@ -114,30 +134,40 @@ class DistillationTerm:
         self._targets = torch.from_numpy(np.where(mask[:, None], targets, 0.0).astype(np.float32))
         self._mask = torch.from_numpy(mask.astype(np.float32))
 
+    def check(self, model, ds) -> None:
+        """Before training: the block exists in ``model``, the target size is its hidden size and
+        there is one target row per user of ``ds``."""
+        check_block(self.config, model.config)
+        if self._targets.shape[1] != model.config.hidden:
+            raise ConfigError(f"DistillationTerm: profile target size {self._targets.shape[1]} != "
+                              f"ModelConfig.hidden {model.config.hidden}")
+        if self._targets.shape[0] != ds.n_users:
+            raise DataError(f"DistillationTerm: {self._targets.shape[0]} target rows, dataset {ds.name!r} has "
+                            f"{ds.n_users} users")
+
     def active(self, epoch: int) -> bool:
         """True while the term is trained on (the distillation stage)."""
         return self.train and (self.config.epochs is None or epoch < self.config.epochs)
 
-    def __call__(self, out: dict[str, Any]) -> tuple[Tensor | None, dict[str, float]]:
+    def __call__(self, out: BatchOutput) -> tuple[Tensor | None, dict[str, float]]:
         cfg = self.config
-        hidden = out["hidden_states"][cfg.block]
+        hidden = out.hidden_states[cfg.block]
         if hidden.shape[-1] != self._targets.shape[1]:
             raise ValueError(
                 f"DistillationTerm: model hidden size {hidden.shape[-1]} != profile target size {self._targets.shape[1]}"
             )
         if self._targets.device != hidden.device:
             self._targets, self._mask = self._targets.to(hidden.device), self._mask.to(hidden.device)
-        users = out["users"]
-        target, weight = self._targets[users], self._mask[users]
-        active = self.active(int(out["epoch"]))
+        target, weight = self._targets[out.users], self._mask[out.users]
+        active = self.active(int(out.epoch))
         with torch.set_grad_enabled(active and torch.is_grad_enabled()):
-            pooled = pool(hidden.float(), out["real_mask"], cfg.pooling, cfg.gamma)
+            pooled = pool(hidden.float(), out.real_mask, cfg.pooling, cfg.gamma)
             ld = distill_loss(pooled, target, weight, cfg.loss)
         logs = {"distill_loss": float(ld.detach()), "distill_active": float(active)}
         profiled = float(weight.sum())
         if not active or profiled == 0:
             return None, logs
-        main = out["main_loss"]
+        main = out.main_loss
         beta = (main.detach() / ld.detach().clamp_min(1e-12)) if cfg.dynamic_beta else torch.ones((), device=ld.device)
         alpha = cfg.alpha * (profiled / weight.numel() if cfg.coverage == "share" else 1.0)
         logs["beta"] = float(beta)

@@ -2,49 +2,41 @@
 
 AdamW, gradient clipping, bf16 autocast on CUDA only, validation each epoch through
 :func:`seqdistill.evaluation.evaluate`, early stopping that restores the best epoch, a checkpoint
-after every epoch (atomic write) that ``fit(resume=True)`` continues from, and a per-epoch
-history JSON. Randomness is re-seeded from ``(seed, epoch)`` at the start of every epoch, so a
-resumed run repeats exactly what an uninterrupted one would have done.
+after every epoch (a folder swapped in atomically, no pickle; see :mod:`.checkpoint`) that
+``fit(resume=True)`` continues from, and a per-epoch history JSON. Randomness is re-seeded from
+:func:`~seqdistill.data.sequences.epoch_seed` at the start of every epoch (the same seed that orders
+the epoch's windows), so a resumed run repeats exactly what an uninterrupted one would have done.
+
+A loss that becomes NaN or infinite stops training at once with a
+:class:`~seqdistill.errors.TrainingError` naming the epoch, the batch and the term; the last
+checkpoint (the previous epoch's) is left as it was.
 
 Extra loss terms (e.g. profile distillation) plug in through ``extra_losses``; the trainer knows
-nothing about what they compute. See :class:`LossTerm`.
+nothing about what they compute. See :class:`~seqdistill.training.terms.LossTerm`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from seqdistill._io import clean_stale, write_json
+from seqdistill.errors import ConfigError, TrainingError
+
+from .checkpoint import CHECKPOINT_DIR, TrainState, join_optimizer_state, read_checkpoint, write_checkpoint
 from .config import TrainConfig
+from .terms import BatchOutput, LossTerm
 
-__all__ = ["Trainer", "LossTerm", "seed_everything", "resolve_device", "item_counts"]
-
-
-class LossTerm(Protocol):
-    """An extra training objective.
-
-    Called once per batch with ``out``, a dict holding ``users`` and ``windows`` (LongTensors on
-    the device), ``inputs`` (tokens the encoder saw), ``real_mask`` ([B, L] bool), ``hidden``
-    (final [B, L, d]), ``hidden_states`` (per-block list of [B, L, d]), ``main_loss`` (the
-    model's own loss), ``loss`` (the running total so far: the main loss, or what an earlier
-    term returned), ``epoch`` and ``model``.
-
-    Returns ``(total, logs)``: ``total`` is the NEW total loss to optimise (the term decides how
-    to combine, e.g. ``alpha * beta * L_distill + (1 - alpha) * out["main_loss"]``), or None to
-    leave the total unchanged (e.g. after the distillation epochs). ``logs`` maps names to
-    floats (or 0-d tensors); their per-epoch means are recorded in the history.
-    """
-
-    def __call__(self, out: dict[str, Any]) -> tuple[Tensor | None, dict[str, float]]: ...
+__all__ = ["Trainer", "LossTerm", "BatchOutput", "seed_everything", "resolve_device", "item_counts"]
 
 
 def seed_everything(seed: int) -> None:
@@ -55,10 +47,21 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to torch."""
+    """``"auto"`` -> CUDA when available, else CPU. A device this machine does not have is a
+    :class:`~seqdistill.errors.ConfigError` naming it (before any work, not a torch traceback)."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"TrainConfig.device: {device!r} asked for, but CUDA is not available here "
+                              f"(torch {torch.__version__}); use 'auto' or 'cpu'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"TrainConfig.device: {device!r} asked for, but this machine has "
+                              f"{torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"TrainConfig.device: {device!r} asked for, but MPS is not available here; use 'auto' or 'cpu'")
+    return dev
 
 
 def item_counts(ds) -> np.ndarray:
@@ -69,28 +72,21 @@ def item_counts(ds) -> np.ndarray:
     return np.bincount(ds.items[train], minlength=ds.n_items + 1)
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _atomic_json(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
-
-
 def _cpu_state(model: torch.nn.Module) -> dict[str, Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def _term_name(i: int, term: Any) -> str:
+    return f"extra loss term {i} ({type(term).__name__})"
 
 
 class Trainer:
     """Trains ``model`` on ``ds``'s training prefixes.
 
-    ``run_dir`` (optional) receives ``checkpoint.pt`` (after every epoch), ``history.json``
-    (after every epoch) and the final best model in ``model/``. ``fit(resume=True)`` continues
-    from ``checkpoint.pt`` when it exists.
+    ``run_dir`` (optional) receives ``checkpoint/`` (after every epoch), ``history.json`` (after
+    every epoch) and the final best model in ``model/``. ``fit(resume=True)`` continues from
+    ``checkpoint/`` when it exists. The model, the dataset, the device and every extra loss
+    term (through its optional ``check(model, ds)``) are checked here, before any work.
     """
 
     def __init__(
@@ -103,64 +99,31 @@ class Trainer:
     ) -> None:
         self.config = config or TrainConfig()
         if model.config.n_items != ds.n_items:
-            raise ValueError(f"Trainer: model has n_items={model.config.n_items}, dataset {ds.name!r} has {ds.n_items}")
+            raise ConfigError(f"ModelConfig.n_items: model has {model.config.n_items}, dataset {ds.name!r} has {ds.n_items}")
         self.model, self.ds = model, ds
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.extra_losses = list(extra_losses)
+        for term in self.extra_losses:
+            check = getattr(term, "check", None)
+            if callable(check):
+                check(model, ds)
         self.device = resolve_device(self.config.device)
-        self.history: list[dict[str, Any]] = []
-        self.best_epoch: int | None = None
-        self.best_score = -math.inf
+        self.state = TrainState()
         self._best_state: dict[str, Tensor] | None = None
-        self._bad_epochs = 0
-        self._stopped = False
+        self._saved_epoch: int | None = None  # the epoch the checkpoint on disk holds
 
-    # ---------------------------------------------------------------- helpers
-    def _epoch_seed(self, epoch: int) -> int:
-        return (self.config.seed * 1_000_003 + epoch * 7919 + 17) % 2**62
+    # the bookkeeping, readable as before
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return self.state.history
 
-    def _has_valid(self) -> bool:
-        return len(self.ds.targets("valid")[0]) > 0
+    @property
+    def best_epoch(self) -> int | None:
+        return self.state.best_epoch
 
-    def _checkpoint_path(self) -> Path | None:
-        return self.run_dir / "checkpoint.pt" if self.run_dir is not None else None
-
-    def _save_checkpoint(self, epoch: int, optimizer: torch.optim.Optimizer) -> None:
-        path = self._checkpoint_path()
-        if path is None:
-            return
-        state = {
-            "epoch": epoch,
-            "model": _cpu_state(self.model),
-            "optimizer": optimizer.state_dict(),
-            "history": self.history,
-            "best_state": self._best_state,
-            "best_score": self.best_score,
-            "best_epoch": self.best_epoch,
-            "bad_epochs": self._bad_epochs,
-            "stopped": self._stopped,
-            "train_config": self.config.to_dict(),
-            "model_config": self.model.config.to_dict(),
-        }
-        _atomic_torch_save(state, path)
-        _atomic_json(self.history, self.run_dir / "history.json")
-
-    def _load_checkpoint(self, optimizer: torch.optim.Optimizer) -> int:
-        """Restore state from the checkpoint; returns the next epoch to run (0 if none)."""
-        path = self._checkpoint_path()
-        if path is None:
-            raise ValueError("Trainer.fit(resume=True) needs a run_dir")
-        if not path.exists():
-            return 0
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-        if ck["model_config"] != self.model.config.to_dict():
-            raise ValueError(f"{path}: checkpoint model config {ck['model_config']} differs from {self.model.config.to_dict()}")
-        self.model.load_state_dict(ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
-        self.history = ck["history"]
-        self._best_state, self.best_score = ck["best_state"], ck["best_score"]
-        self.best_epoch, self._bad_epochs, self._stopped = ck["best_epoch"], ck["bad_epochs"], ck["stopped"]
-        return int(ck["epoch"]) + 1
+    @property
+    def best_score(self) -> float:
+        return self.state.best_score
 
     # ------------------------------------------------------------------- fit
     def fit(self, resume: bool = False) -> list[dict[str, Any]]:
@@ -170,87 +133,170 @@ class Trainer:
         when the dataset has no validation targets).
         """
         from seqdistill.data.sequences import TrainWindows
-        from seqdistill.evaluation import evaluate
 
-        cfg, model = self.config, self.model
+        cfg = self.config
+        optimizer = self._prepare()
+        start = self._resume(optimizer) if resume else 0
+        windows = TrainWindows(self.ds, self.model.train_length, cfg.batch_size, stride=cfg.stride, seed=cfg.seed)
+        validate = cfg.validate and len(self.ds.targets("valid")[0]) > 0
+        for epoch in range(start, cfg.epochs):
+            if self.state.stopped:
+                break
+            row = self._train_epoch(epoch, windows, optimizer)
+            score = self._validate(row) if validate else math.nan
+            self._track_best(epoch, score, validate)
+            row.update(best_epoch=self.state.best_epoch, stopped=self.state.stopped)
+            self.state.history.append(row)
+            self._save_checkpoint(epoch, optimizer)
+            self._show(row)
+        self._finish()
+        return self.history
+
+    def _prepare(self) -> torch.optim.Optimizer:
+        """Put the model on the device with its id map and popularity; a fresh optimizer."""
+        model = self.model
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            clean_stale(self.run_dir)
         if model.item_ids is None:
             model.set_item_ids(self.ds.item_ids)
         model.to(self.device)
         if model.config.loss == "sampled" and model.config.negatives == "popularity":
             model.set_item_popularity(item_counts(self.ds))
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        start = self._load_checkpoint(optimizer) if resume else 0
-        windows = TrainWindows(self.ds, model.train_length, cfg.batch_size, stride=cfg.stride, seed=cfg.seed)
+        return torch.optim.AdamW(model.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
+
+    # ----------------------------------------------------------------- epoch
+    def _train_epoch(self, epoch: int, windows, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        """One pass over the seeded window order of ``epoch``; the history row's training part."""
+        from seqdistill.data.sequences import epoch_seed
+
+        seed_everything(epoch_seed(self.config.seed, epoch))
+        self.model.train()
+        t0, n_samples, sums, n_batches = time.perf_counter(), 0, {}, 0
+        batches = self._progress(windows.epoch(epoch), len(windows), epoch)
+        for b, (users, win) in enumerate(batches):
+            logs = self._train_step(epoch, b, len(windows), users, win, optimizer)
+            n_batches += 1
+            n_samples += len(users)
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + v
+            if self.config.progress:
+                rate = n_samples / max(time.perf_counter() - t0, 1e-9)
+                batches.set_postfix(loss=f"{logs['loss']:.4f}", samples_s=f"{rate:.0f}")
+        seconds = time.perf_counter() - t0
+        row: dict[str, Any] = {"epoch": epoch, **{k: v / max(n_batches, 1) for k, v in sums.items()}}
+        row.update(seconds=seconds, samples_per_s=n_samples / max(seconds, 1e-9), n_samples=n_samples)
+        return row
+
+    def _progress(self, batches: Iterable, total: int, epoch: int):
+        if not self.config.progress:
+            return batches
+        from tqdm.auto import tqdm
+
+        return tqdm(batches, total=total, desc=f"epoch {epoch}", unit="batch", leave=False)
+
+    def _train_step(self, epoch: int, batch: int, n_batches: int, users: np.ndarray, win: np.ndarray,
+                    optimizer: torch.optim.Optimizer) -> dict[str, float]:
+        """Forward, the finiteness check, backward, clip, step. Returns the batch's log values."""
+        cfg = self.config
+        w = torch.from_numpy(win).to(self.device, non_blocking=True)
         use_amp = cfg.amp and self.device.type == "cuda"
-        has_valid = cfg.validate and self._has_valid()
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=use_amp):
+            total, main, logs, stages = self._batch_losses(epoch, users, w)
+        total_v, main_v = total.item(), main.item()
+        if not (math.isfinite(total_v) and math.isfinite(main_v)):
+            raise self._non_finite(epoch, batch, n_batches, stages)
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        return {"loss": total_v, "main_loss": main_v, **logs}
 
-        for epoch in range(start, cfg.epochs):
-            if self._stopped:
-                break
-            seed_everything(self._epoch_seed(epoch))
-            model.train()
-            t0, n_samples, sums, n_batches = time.perf_counter(), 0, {}, 0
-            batches = windows.epoch(epoch)
-            if cfg.progress:
-                from tqdm.auto import tqdm
+    def _batch_losses(self, epoch: int, users: np.ndarray, w: Tensor
+                      ) -> tuple[Tensor, Tensor, dict[str, float], list[tuple[str, Tensor]]]:
+        """The model's loss, then each extra term in turn. Returns ``(total, main, logs,
+        stages)``; ``stages`` names every loss computed, in order, for the finiteness check."""
+        main, model_out = self.model.training_loss(w)
+        total, logs, stages = main, {}, [("the model's loss", main)]
+        if not self.extra_losses:
+            return total, main, logs, stages
+        out = BatchOutput.of(model_out, users=torch.from_numpy(users).to(self.device), windows=w,
+                             main_loss=main, loss=main, epoch=epoch, model=self.model)
+        for i, term in enumerate(self.extra_losses):
+            new_total, term_logs = term(replace(out, loss=total))
+            if new_total is not None:
+                total = new_total
+                stages.append((_term_name(i, term), new_total))
+            for k, v in term_logs.items():
+                logs[k] = float(v.detach().item() if isinstance(v, Tensor) else v)
+        return total, main, logs, stages
 
-                batches = tqdm(batches, total=len(windows), desc=f"epoch {epoch}", unit="batch", leave=False)
-            for users, win in batches:
-                w = torch.from_numpy(win).to(self.device, non_blocking=True)
-                with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    main, out = model.training_loss(w)
-                    total = main
-                    logs: dict[str, float] = {}
-                    if self.extra_losses:
-                        out.update(users=torch.from_numpy(users).to(self.device), windows=w, main_loss=main, epoch=epoch, model=model)
-                        for term in self.extra_losses:
-                            out["loss"] = total
-                            new_total, term_logs = term(out)
-                            if new_total is not None:
-                                total = new_total
-                            for k, v in term_logs.items():
-                                logs[k] = float(v.detach().item() if isinstance(v, Tensor) else v)
-                optimizer.zero_grad(set_to_none=True)
-                total.backward()
-                if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimizer.step()
-                n_batches += 1
-                n_samples += len(users)
-                for k, v in {"loss": total.item(), "main_loss": main.item(), **logs}.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                if cfg.progress:
-                    rate = n_samples / max(time.perf_counter() - t0, 1e-9)
-                    batches.set_postfix(loss=f"{total.item():.4f}", samples_s=f"{rate:.0f}")
-            seconds = time.perf_counter() - t0
-            row: dict[str, Any] = {"epoch": epoch, **{k: v / max(n_batches, 1) for k, v in sums.items()}}
-            row.update(seconds=seconds, samples_per_s=n_samples / max(seconds, 1e-9), n_samples=n_samples)
-            if has_valid:
-                res = evaluate(model, self.ds, "valid", ks=cfg.valid_ks, batch_size=cfg.eval_batch_size,
-                               filter_seen=cfg.valid_filter_seen)
-                row.update({f"valid_{k}": v for k, v in res.means.items()})
-                score = res.means[cfg.valid_metric]
-            else:
-                score = math.nan  # no validation targets: the last epoch is kept
-            if not has_valid or self.best_epoch is None or score > self.best_score:
-                self.best_score, self.best_epoch, self._bad_epochs = score, epoch, 0
-                self._best_state = _cpu_state(model)
-            else:
-                self._bad_epochs += 1
-                if has_valid and cfg.patience is not None and self._bad_epochs >= cfg.patience and epoch + 1 >= cfg.min_epochs:
-                    self._stopped = True
-            row.update(best_epoch=self.best_epoch, stopped=self._stopped)
-            self.history.append(row)
-            self._save_checkpoint(epoch, optimizer)
-            if cfg.progress:
-                shown = {k: round(v, 4) for k, v in row.items() if isinstance(v, float)}
-                print(f"epoch {epoch}: {shown}", flush=True)
+    def _non_finite(self, epoch: int, batch: int, n_batches: int, stages: list[tuple[str, Tensor]]) -> TrainingError:
+        """The error for a NaN/inf loss: which loss first went non-finite, and where to resume."""
+        name, value = next(((n, t) for n, t in stages if not torch.isfinite(t.detach()).all()), stages[-1])
+        if self.run_dir is None:
+            resume = "no checkpoint (no run_dir)"
+        elif self._saved_epoch is None:
+            resume = "no checkpoint yet (a resumed run starts afresh)"
+        else:
+            resume = f"resume from {self.run_dir / CHECKPOINT_DIR} (end of epoch {self._saved_epoch})"
+        return TrainingError(f"non-finite loss at epoch {epoch}, batch {batch} of {n_batches}: {name} is "
+                             f"{float(value.detach().float())}; training stopped, nothing of this epoch was saved; {resume}")
 
+    # ------------------------------------------------------- validation / stopping
+    def _validate(self, row: dict[str, Any]) -> float:
+        """Validation metrics into ``row``; returns the score early stopping watches."""
+        from seqdistill.evaluation import evaluate
+
+        cfg = self.config
+        res = evaluate(self.model, self.ds, "valid", ks=cfg.valid_ks, batch_size=cfg.eval_batch_size,
+                       filter_seen=cfg.valid_filter_seen)
+        row.update({f"valid_{k}": v for k, v in res.means.items()})
+        return res.means[cfg.valid_metric]
+
+    def _track_best(self, epoch: int, score: float, validated: bool) -> None:
+        """Keep the best epoch's weights; stop after ``patience`` epochs without improvement
+        (never before ``min_epochs``). Without validation the last epoch is the best."""
+        st, cfg = self.state, self.config
+        if not validated or st.best_epoch is None or score > st.best_score:
+            st.best_score, st.best_epoch, st.bad_epochs = score, epoch, 0
+            self._best_state = _cpu_state(self.model)
+            return
+        st.bad_epochs += 1
+        if cfg.patience is not None and st.bad_epochs >= cfg.patience and epoch + 1 >= cfg.min_epochs:
+            st.stopped = True
+
+    # -------------------------------------------------------------- checkpoints
+    def _save_checkpoint(self, epoch: int, optimizer: torch.optim.Optimizer) -> None:
+        if self.run_dir is None:
+            return
+        write_checkpoint(self.run_dir, epoch, self.state, self.model, self._best_state, optimizer, self.config.to_dict())
+        self._saved_epoch = epoch
+        write_json(self.run_dir / "history.json", self.history)
+
+    def _resume(self, optimizer: torch.optim.Optimizer) -> int:
+        """Restore everything from the checkpoint; returns the next epoch to run (0 if none)."""
+        if self.run_dir is None:
+            raise ConfigError("Trainer.fit(resume=True) needs a run_dir")
+        ck = read_checkpoint(self.run_dir, self.model)
+        if ck is None:
+            return 0
+        self.model.load_state_dict(ck.model)
+        optimizer.load_state_dict(join_optimizer_state(ck.optimizer["meta"], ck.optimizer["tensors"],
+                                                       optimizer.state_dict()))
+        self.state, self._best_state, self._saved_epoch = ck.state, ck.best, ck.epoch
+        return ck.epoch + 1
+
+    def _show(self, row: dict[str, Any]) -> None:
+        if self.config.progress:
+            shown = {k: round(v, 4) for k, v in row.items() if isinstance(v, float)}
+            print(f"epoch {row['epoch']}: {shown}", flush=True)
+
+    def _finish(self) -> None:
+        """Load the best epoch's weights; write the final history and ``run_dir/model/``."""
         if self._best_state is not None:
-            model.load_state_dict(self._best_state)
+            self.model.load_state_dict(self._best_state)
         if self.run_dir is not None:
-            _atomic_json(self.history, self.run_dir / "history.json")
-            model.save(self.run_dir / "model")
-        return self.history
+            write_json(self.run_dir / "history.json", self.history)
+            self.model.save(self.run_dir / "model", overwrite=True)
