@@ -10,9 +10,14 @@ import pytest
 torch = pytest.importorskip("torch")
 pl = pytest.importorskip("polars")
 
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from seqdistill import core  # noqa: E402
 from seqdistill.data import SplitConfig, prepare  # noqa: E402
-from seqdistill.evaluation import evaluate  # noqa: E402
-from seqdistill.models import ModelConfig, SASRec  # noqa: E402
+from seqdistill.errors import ConfigError  # noqa: E402
+from seqdistill.evaluation import block_scores, evaluate, model_outputs, rank_queries, topk_ids  # noqa: E402
+from seqdistill.models import BERT4Rec, ModelConfig, SASRec  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -37,12 +42,13 @@ class FixedScores(torch.nn.Module):
         return self.s.expand(windows.shape[0], -1).clone()
 
 
-def test_hand_computed_metrics():
+@pytest.mark.parametrize("selection", ["rust", "torch"])
+def test_hand_computed_metrics(selection):
     # raw ids 10..50 map to dense 1..5 (sorted raw order); item 1 scores highest, item 5 lowest
     ds = make_ds({0: [40, 50, 10, 40, 10], 1: [20, 10, 20, 30], 2: [50, 50, 10, 50]})
     assert ds.item_ids.to_list() == [None, 10, 20, 30, 40, 50]
     model = FixedScores([100.0, 5, 4, 3, 2, 1])  # column 0 (padding) must never be ranked
-    res = evaluate(model, ds, "test", ks=(1, 2, 5))
+    res = evaluate(model, ds, "test", ks=(1, 2, 5), selection=selection)
     # user 0: target 10 -> dense 1 -> rank 1; user 1: target 30 -> rank 3; user 2: target 50 -> rank 5
     ranks = {0: 1, 1: 3, 2: 5}
     order = [ranks[int(u)] for u in res.users]
@@ -59,7 +65,7 @@ def test_hand_computed_metrics():
 
     # filter_seen: user 1's history {20, 10} is removed -> 30 ranks first; user 2's target 50 is
     # itself in the history, so it can no longer be ranked at all
-    res = evaluate(model, ds, "test", ks=(1, 5), filter_seen=True, return_topk=True)
+    res = evaluate(model, ds, "test", ks=(1, 5), filter_seen=True, return_topk=True, selection=selection)
     by_user = {int(u): i for i, u in enumerate(res.users)}
     assert res.per_row["recall@1"][by_user[1]] == 1.0
     assert res.per_row["recall@5"][by_user[2]] == 0.0
@@ -118,3 +124,146 @@ def test_evaluate_rejects_mismatched_catalogue():
     ds = make_ds({0: [1, 2, 3], 1: [2, 3, 1]})
     with pytest.raises(ValueError, match="n_items"):
         evaluate(FixedScores([0.0] * 9), ds)
+
+
+# ------------------------------------------------------------------ the same whatever the blocks
+def random_logs(n_users: int, n_items: int, seed: int) -> dict[int, list[int]]:
+    rng = np.random.default_rng(seed)
+    return {u: list(rng.integers(1, n_items + 1, size=rng.integers(3, 20))) for u in range(n_users)}
+
+
+def small_model(kind: str, n_items: int, seed: int = 0):
+    torch.manual_seed(seed)
+    cls = {"sasrec": SASRec, "bert4rec": BERT4Rec}[kind]
+    return cls(ModelConfig(kind=kind, n_items=n_items, max_len=8, hidden=16, n_blocks=1, n_heads=2)).eval()
+
+
+def one_shot(model, ds, part, ks, filter_seen):
+    """Today's loop in one block: every row's scores from ``next_item_scores``, then the core."""
+    from seqdistill.data.sequences import eval_inputs
+
+    inp = eval_inputs(ds, part, model.input_length)
+    with torch.no_grad():
+        scores = model.next_item_scores(torch.from_numpy(inp.windows)).numpy()
+    n = len(inp.users)
+    seen = (inp.seen_offsets, inp.seen_items) if filter_seen else (None, None)
+    return core.topk_metrics(scores, ks, np.arange(n + 1), inp.targets, *seen, min_item=1)
+
+
+@pytest.mark.parametrize("kind", ["sasrec", "bert4rec"])
+@pytest.mark.parametrize("filter_seen", [False, True])
+def test_same_result_whatever_batch_block_and_selection(kind, filter_seen):
+    ds = make_ds(random_logs(70, 30, seed=1))
+    model = small_model(kind, ds.n_items)
+    ks = (1, 5, 10)
+    ref = one_shot(model, ds, "test", ks, filter_seen)
+    assert len(ref.topk) == 70
+    for batch_size, block_rows, selection in [(1, None, "rust"), (2, 1, "rust"), (3, 2, "torch"), (7, 5, "rust"),
+                                              (16, 16, "torch"), (64, 3, "rust"), (1024, None, "rust"), (1024, 128, "torch")]:
+        res = evaluate(model, ds, "test", ks=ks, filter_seen=filter_seen, batch_size=batch_size,
+                       block_rows=block_rows, selection=selection, return_topk=True)
+        where = f"batch_size={batch_size} block_rows={block_rows} selection={selection}"
+        np.testing.assert_array_equal(res.topk, ref.topk, err_msg=where)
+        for key in ref.keys():
+            np.testing.assert_array_equal(res.per_row[key], ref[key], err_msg=f"{key} {where}")
+
+
+@pytest.mark.parametrize("kind", ["sasrec", "bert4rec"])
+def test_a_row_gets_the_same_bits_in_any_block(kind):
+    """Why the results above cannot depend on the blocks: a row's query vector and scores are
+    bit-for-bit the same alone as among 64 rows (MKL's 1- and 2-row kernels round differently,
+    which the padding to MIN_BLOCK rows avoids)."""
+    model = small_model(kind, 300)
+    wins = torch.from_numpy(np.random.default_rng(4).integers(0, 301, size=(64, model.input_length)))
+    table_t = model.item_emb.weight[:301].t()
+    with torch.no_grad():
+        q_all = model_outputs(model, wins, table_t.t())
+        s_all = block_scores(q_all, table_t)
+        for i in range(0, 64, 7):
+            for rows in (1, 2, 3):
+                q = model_outputs(model, wins[i : i + rows], table_t.t())
+                assert torch.equal(q, q_all[i : i + rows]), (i, rows)
+                out = torch.full((16, 301), float("nan"))
+                assert torch.equal(block_scores(q_all[i : i + rows], table_t, out), s_all[i : i + rows]), (i, rows)
+
+
+class ScoresOnly(torch.nn.Module):
+    """A model seen only through ``next_item_scores`` (evaluation cannot take the GEMM path)."""
+
+    def __init__(self, inner) -> None:
+        super().__init__()
+        self.inner, self.config, self.input_length, self.device = inner, inner.config, inner.input_length, inner.device
+
+    def next_item_scores(self, windows):
+        return self.inner.next_item_scores(windows)
+
+
+def test_scores_only_model_ranks_like_the_gemm_path():
+    ds = make_ds(random_logs(40, 25, seed=2))
+    model = small_model("sasrec", ds.n_items)
+    with torch.no_grad():  # the contract the GEMM path relies on
+        wins = torch.from_numpy(np.random.default_rng(0).integers(0, ds.n_items + 1, size=(20, 8)))
+        assert torch.equal(model.next_item_scores(wins), model.score(model.next_item_hidden(wins)))
+    fast = evaluate(model, ds, "test", ks=(3, 10), filter_seen=True, return_topk=True, batch_size=9, block_rows=4)
+    slow = evaluate(ScoresOnly(model), ds, "test", ks=(3, 10), filter_seen=True, return_topk=True, batch_size=9, block_rows=4)
+    np.testing.assert_array_equal(fast.topk, slow.topk)
+    for key in fast.per_row:
+        np.testing.assert_array_equal(fast.per_row[key], slow.per_row[key], err_msg=key)
+
+
+def test_scores_with_wrong_width_are_refused():
+    ds = make_ds({0: [1, 2, 3], 1: [2, 3, 1]})
+    model = FixedScores([0.0, 1, 2, 3])
+    model.next_item_scores = lambda w: torch.zeros(w.shape[0], 7)
+    with pytest.raises(ConfigError, match=r"expected \[rows, 4\]"):
+        evaluate(model, ds)
+
+
+@pytest.mark.parametrize("kwargs", [{"selection": "numpy"}, {"block_rows": 0}, {"batch_size": 0}, {"ks": (0, 5)}])
+def test_bad_arguments_are_refused(kwargs):
+    ds = make_ds({0: [1, 2, 3], 1: [2, 3, 1]})
+    with pytest.raises(ConfigError, match=next(iter(kwargs))):
+        evaluate(FixedScores([0.0, 1, 2, 3]), ds, **kwargs)
+
+
+# ------------------------------------------------------------------------ torch selection
+score_values = st.sampled_from([0.0, -0.0, 1.0, -1.0, 2.5, float("inf"), float("-inf"), float("nan"), 1e-38, -1e-45])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    rows=st.integers(1, 6),
+    cols=st.integers(1, 12),
+    k=st.integers(1, 15),
+    min_item=st.integers(0, 3),
+    data=st.data(),
+)
+def test_torch_topk_matches_the_rust_core_with_ties(rows, cols, k, min_item, data):
+    """Scores drawn from a few values (ties everywhere, NaN, infinities, signed zeros)."""
+    scores = np.array(data.draw(st.lists(score_values, min_size=rows * cols, max_size=rows * cols)), dtype=np.float32)
+    scores = scores.reshape(rows, cols)
+    seen = [sorted(data.draw(st.sets(st.integers(0, cols - 1), max_size=cols))) for _ in range(rows)]
+    seen_off = np.cumsum([0] + [len(s) for s in seen])
+    seen_items = np.array([i for s in seen for i in s], dtype=np.int64)
+    gt = np.ones(rows, dtype=np.int64)
+    ref = core.topk_metrics(scores, [k], np.arange(rows + 1), gt, seen_off, seen_items, min_item=min_item)
+    seen_rows = torch.from_numpy(np.repeat(np.arange(rows), np.diff(seen_off)))
+    ours = topk_ids(torch.from_numpy(scores), k, min_item, seen_rows, torch.from_numpy(seen_items))
+    np.testing.assert_array_equal(ours.numpy(), ref.topk)
+
+
+def test_rank_queries_paths_agree_on_tied_scores():
+    """Integer-valued query vectors and items: many exactly tied scores per row."""
+    gen = torch.Generator().manual_seed(3)
+    q = torch.randint(-2, 3, (300, 4), generator=gen).float()
+    table = torch.randint(-2, 3, (500, 4), generator=gen).float()
+    rng = np.random.default_rng(3)
+    targets = rng.integers(1, 500, size=300)
+    counts = rng.integers(0, 30, size=300)
+    seen = (np.concatenate([[0], np.cumsum(counts)]), rng.integers(1, 500, size=counts.sum()))
+    ref = core.topk_metrics((q @ table.t()).numpy(), (1, 10, 50), np.arange(301), targets, *seen, min_item=1)
+    for selection, block_rows in [("rust", 7), ("rust", 300), ("torch", 1), ("torch", 64)]:
+        res = rank_queries(q, table, targets, (1, 10, 50), seen, selection, block_rows, return_topk=True)
+        np.testing.assert_array_equal(res.topk, ref.topk, err_msg=selection)
+        for key in ref.keys():
+            np.testing.assert_array_equal(res[key], ref[key], err_msg=f"{key} {selection} {block_rows}")
