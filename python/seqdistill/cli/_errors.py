@@ -1,0 +1,80 @@
+"""The one map from an exception to the command line's exit status and message.
+
+    SeqdistillError (a user's mistake)           one line ``seqdistill <cmd>: error: <message>``, exit 2
+    OSError (permissions, missing paths, a full
+    or read-only disk, ...)                       one line naming the path and the problem, exit 2
+    KeyboardInterrupt                             one line, exit 130
+    anything else (a bug in seqdistill)           one line naming the exception, exit 1
+
+With ``--debug`` the exception is raised again, so Python prints the traceback. argparse's own
+usage errors exit with 2 before a command runs.
+"""
+
+from __future__ import annotations
+
+import errno
+import sys
+from typing import Callable
+
+from seqdistill.errors import SeqdistillError
+
+__all__ = ["EXIT_BUG", "EXIT_INTERRUPTED", "EXIT_USER", "describe", "run"]
+
+EXIT_USER = 2
+EXIT_BUG = 1
+EXIT_INTERRUPTED = 130
+
+_OS_PROBLEMS = {
+    errno.ENOSPC: "disk full (no space left on device)",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENOENT: "no such file or folder",
+    errno.EISDIR: "is a folder, expected a file",
+    errno.ENOTDIR: "not a folder",
+    errno.EEXIST: "already exists",
+    errno.ENOTEMPTY: "folder is not empty",
+    errno.EIO: "input/output error",
+}
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def _os_message(e: OSError, output: str | None) -> str:
+    problem = _OS_PROBLEMS.get(e.errno or -1) or e.strerror
+    paths = [str(p) for p in (e.filename, e.filename2) if p is not None]
+    if problem is None:  # raised with a message only (e.g. "x.csv: no such file")
+        return _one_line(e)
+    if paths:
+        return f"{' -> '.join(paths)}: {problem}"
+    if output:  # the operating system did not say which file: name what the command was writing
+        return f"{problem} (while writing {output})"
+    return problem
+
+
+def describe(e: BaseException, output: str | None = None) -> tuple[int, str]:
+    """Exit status and message (without the ``seqdistill <cmd>:`` prefix) for an exception;
+    ``output`` is the command's output path, named when an OS error carries no file name."""
+    if isinstance(e, KeyboardInterrupt):
+        return EXIT_INTERRUPTED, "interrupted"
+    if isinstance(e, SeqdistillError):
+        return EXIT_USER, f"error: {_one_line(e)}"
+    if isinstance(e, OSError):
+        return EXIT_USER, f"error: {_os_message(e, output)}"
+    return EXIT_BUG, (f"internal error ({type(e).__name__}: {_one_line(e)}); "
+                      "run again with --debug for the traceback")
+
+
+def run(command: str, func: Callable[[], int | None], *, debug: bool, output: str | None = None) -> int:
+    """Call ``func`` and turn what it raises into one line on stderr and an exit status."""
+    try:
+        return int(func() or 0)
+    except (Exception, KeyboardInterrupt) as e:
+        if debug:
+            raise
+        code, message = describe(e, output)
+        print(f"{command}: {message}", file=sys.stderr)
+        return code

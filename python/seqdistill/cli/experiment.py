@@ -1,0 +1,55 @@
+"""``seqdistill experiment CONFIG --out DIR``: a vanilla-vs-distilled comparison over seeds from
+one TOML file (or a packaged preset), then the report."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Sequence
+
+from seqdistill.cli._common import nonnegative_int, positive_int
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(sub: argparse._SubParsersAction, parents: Sequence[argparse.ArgumentParser]) -> None:
+    """Register ``experiment CONFIG --out DIR [--threads N] [--report-only] [--no-report]``."""
+    p = sub.add_parser("experiment", parents=list(parents),
+                       help="run a vanilla-vs-distilled comparison over seeds and write a report")
+    p.add_argument("config",
+                   help="experiment TOML file, or a preset name (beauty, ml20m, kion, amazon_m2, ml1m, synthetic)")
+    p.add_argument("--out", required=True, help="output folder (resumed when it exists)")
+    p.add_argument("--dataset-path", help="override [dataset] path")
+    p.add_argument("--store", help="override [profiles] store (source = 'llm')")
+    p.add_argument("--seeds", type=nonnegative_int, nargs="+", help="override the seeds")
+    p.add_argument("--threads", type=positive_int,
+                   help="torch CPU threads (default: torch's choice; 1 is often fastest for small models)")
+    p.add_argument("--report-only", action="store_true", help="only (re)write the report from finished runs")
+    p.add_argument("--no-report", action="store_true", help="do not write the report after the runs")
+    p.set_defaults(func=run, prog_name=p.prog, output_arg="out")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load and validate the config (with the overrides) before any work, run, report."""
+    from seqdistill.experiments.config import load_config
+    from seqdistill.experiments.report import report
+    from seqdistill.experiments.runner import run_experiment
+
+    cfg = load_config(args.config)
+    if args.dataset_path:
+        cfg.dataset.path = args.dataset_path
+    if args.store:
+        cfg.profiles.store = args.store
+    if args.seeds:
+        cfg.seeds = list(args.seeds)
+    cfg.validate(str(args.config))
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if not args.report_only:
+        run_experiment(cfg, args.out)
+    if not args.no_report:
+        res = report(args.out)
+        print(f"report: {Path(args.out) / 'report.md'} ({len(res['variants'])} variants)")
+    return 0

@@ -1,0 +1,91 @@
+"""``seqdistill prepare FILE --out DIR``: an interactions file (csv/tsv/parquet/jsonl) → a
+prepared dataset folder (see docs/datasets.md for what a file may hold)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Sequence
+
+import polars as pl
+
+from seqdistill.cli._common import KCore, check_dataset_out, fraction, positive_int
+from seqdistill.errors import DataError
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(sub: argparse._SubParsersAction, parents: Sequence[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("prepare", parents=list(parents),
+                       help="prepare an interactions file (csv/tsv/parquet/jsonl) into a dataset folder")
+    p.add_argument("path", help="interactions file")
+    p.add_argument("--out", required=True,
+                   help="output folder: new, empty, or a prepared dataset with --overwrite (written atomically)")
+    p.add_argument("--overwrite", action="store_true", help="replace the prepared dataset already at --out")
+    p.add_argument("--items", help="item metadata file (csv/tsv/parquet/jsonl) keyed by the item id column")
+    p.add_argument("--items-id-col", help="id column of --items (default: --item-col)")
+    p.add_argument("--user-col", default="user_id")
+    p.add_argument("--item-col", default="item_id")
+    p.add_argument("--time-col", default="timestamp")
+    p.add_argument("--rating-col", default=None, help="rating column (must exist when given)")
+    p.add_argument("--timestamp-format", default=None, help="strftime format of string timestamps")
+    p.add_argument("--k-core", type=positive_int, nargs="+", action=KCore, default=(5, 5), metavar="K",
+                   help="k (both) or k_user k_item")
+    p.add_argument("--split", choices=["global_temporal", "leave_one_out"], default="global_temporal")
+    p.add_argument("--quantile", type=fraction, default=0.8)
+    p.add_argument("--target", choices=["last", "first", "all"], default="last")
+    p.add_argument("--valid", choices=["time", "last_item", "none"], default="time")
+    p.add_argument("--valid-quantile", type=fraction, default=0.8)
+    p.add_argument("--name", default=None)
+    p.add_argument("--domain", default="generic", choices=["products", "movies", "sessions", "generic"])
+    p.set_defaults(func=run, prog_name=p.prog, output_arg="out")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Read, prepare and save; the output folder is checked before the input is read."""
+    from seqdistill.data import RawDataset, SplitConfig, prepare, read_interactions
+
+    check_dataset_out(args.out, [p for p in (args.path, args.items) if p], overwrite=args.overwrite)
+    cols = {"user_id": args.user_col, "item_id": args.item_col, "timestamp": args.time_col}
+    if args.rating_col:
+        cols["rating"] = args.rating_col
+    df = read_interactions(args.path, cols, timestamp_format=args.timestamp_format)
+    items = _read_items(args.items, args.items_id_col or args.item_col, df, args.path) if args.items else None
+    split = SplitConfig(kind=args.split, quantile=args.quantile, target=args.target, valid=args.valid,
+                        valid_quantile=args.valid_quantile)
+    raw = RawDataset(args.name or Path(args.path).stem, df, items, domain=args.domain)
+    ds = prepare(raw, k_core=args.k_core, split=split)
+    out = ds.save(args.out, overwrite=args.overwrite)
+    print(json.dumps(ds.stats, indent=2))
+    print(f"prepared dataset written to {out}")
+    return 0
+
+
+def _read_items(path: str, id_col: str, log: pl.DataFrame, log_path: str) -> pl.DataFrame:
+    """The metadata file with its ids in the log's id type; refused when no id is an item of the log."""
+    from seqdistill.data.interactions import read_items
+
+    meta = read_items(path, id_col)
+    meta = _with_id_type(meta, log.schema["item_id"])
+    items = log.get_column("item_id").unique()
+    if meta.height == 0 or not meta.get_column("item_id").is_in(items.implode()).any():
+        example = f"e.g. {meta['item_id'][0]!r} vs the log's {items[0]!r}" if meta.height else "it has no rows"
+        raise DataError(f"{path}: no id in column {id_col!r} is an item of {log_path} ({example}); "
+                        "check --items-id-col / --item-col")
+    return meta
+
+
+def _with_id_type(meta: pl.DataFrame, dtype: pl.DataType) -> pl.DataFrame:
+    """Give the metadata ids the log's id type exactly: integers as their decimal text for a
+    String log; for an Int64 log, ids that are not canonical integers (``'01'``, ``'a'``) cannot
+    match and are dropped."""
+    ids = meta.get_column("item_id")
+    if ids.dtype == dtype:
+        return meta
+    if dtype == pl.String:
+        return meta.with_columns(ids.cast(pl.String))
+    from seqdistill.data.interactions import _CANONICAL_INT
+
+    canonical = ids.str.contains(_CANONICAL_INT)
+    return meta.filter(canonical).with_columns(pl.col("item_id").cast(pl.Int64, strict=False)).drop_nulls("item_id")
