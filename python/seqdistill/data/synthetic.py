@@ -30,6 +30,7 @@ import polars as pl
 
 from seqdistill.data.interactions import RawDataset
 from seqdistill._config import DictConfig
+from seqdistill.errors import ConfigError
 
 CATEGORIES: list[tuple[str, list[str]]] = [
     ("skincare", ["serum", "moisturizer", "cleanser", "toner", "face mask"]),
@@ -89,7 +90,7 @@ class SyntheticConfig(DictConfig):
     name: str = "synthetic"
 
     def validate(self) -> None:
-        """Raise a ValueError naming the first setting out of range."""
+        """Raise a ConfigError (a ValueError) naming the first setting out of range."""
         checks = [
             ("n_users", self.n_users >= 1), ("n_items", self.n_items >= self.n_categories),
             ("n_categories", 1 <= self.n_categories), ("n_attributes", self.n_attributes >= 3),
@@ -106,7 +107,7 @@ class SyntheticConfig(DictConfig):
         ]
         for key, ok in checks:
             if not ok:
-                raise ValueError(f"SyntheticConfig: {key}={getattr(self, key)!r} is out of range")
+                raise ConfigError(f"SyntheticConfig: {key}={getattr(self, key)!r} is out of range")
 
 
 def _words(rng: np.random.Generator, n: int, taken: set[str], syllables: int = 3) -> list[str]:
