@@ -6,6 +6,11 @@ in halves recursively ("chunk") or the oldest are dropped ("truncate"). All chun
 batch are generated together; a user with several chunk profiles then has them merged with the
 aggregation prompt (in groups that fit, repeated until one profile is left). Finished users are
 appended to the store after each batch.
+
+Everything that can be checked is checked before the store is touched (user ids, the history
+budget, the prompts); the whole run then holds the store's lock, so a second process resuming the
+same store is refused instead of profiling the same users twice. Error texts recorded in the store
+pass through :func:`~seqdistill.profiles.llm.redact`.
 """
 from __future__ import annotations
 
@@ -17,10 +22,12 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from seqdistill.errors import ConfigError, DataError
+
 from .history import HistoryConfig, ItemTexts, keep_recent, resolve_rating_scale, split_halves, user_history
-from .llm import GenerationResult, LLMBackend
+from .llm import GenerationResult, LLMBackend, redact
 from .prompts import PromptSet, load_prompts
-from .store import ProfileStore
+from .store import ProfileStore, dataset_fingerprint
 
 
 @dataclass
@@ -50,7 +57,7 @@ def history_budget(backend: LLMBackend, prompts: PromptSet, config: HistoryConfi
     if config.max_tokens is not None:
         budget = min(budget, config.max_tokens)
     if budget < 16:
-        raise ValueError(
+        raise ConfigError(
             f"context of {backend.context_tokens} tokens leaves {budget} for the history after "
             f"{backend.config.max_new_tokens} new tokens and a {overhead}-token template")
     return budget
@@ -63,35 +70,53 @@ def generate_profiles(ds: Any, backend: LLMBackend, store_path: str | os.PathLik
     """Profile every user (or ``users``) not yet done in the store at ``store_path``.
 
     Users with an empty training prefix are skipped. Returns the store; its ``table()`` holds
-    one latest row per user (status ok / error).
+    one latest row per user (status ok / error). The store records the dataset's fingerprint;
+    resuming it with another dataset, model or prompt is a :class:`~seqdistill.errors.StoreError`.
     """
     history = history or HistoryConfig()
     prompts = load_prompts(ds.domain, prompt_dir)
-    meta = {"model": backend.name, "prompt_hash": prompts.hash, "dataset": getattr(ds, "name", None),
-            "n_users": int(ds.n_users), "domain": ds.domain, "history": history.to_dict(),
-            "generation": backend.config.to_dict(), "prompt_dir": None if prompt_dir is None else str(prompt_dir)}
-    store = ProfileStore(store_path, meta)
-    train_end = np.asarray(ds.train_end)
-    todo = np.arange(ds.n_users) if users is None else np.asarray(users, dtype=np.int64)
-    if todo.size and (todo.min() < 0 or todo.max() >= ds.n_users):
-        raise ValueError(f"users: ids must be within 0..{ds.n_users - 1}")
-    done = store.done_users()
-    pending = [int(u) for u in todo if train_end[u] > 0 and int(u) not in done]
-    if not pending:
-        return store
-    item_texts = ItemTexts(ds, history)
-    scale = resolve_rating_scale(ds, history)
+    todo = _checked_users(users, int(ds.n_users))
+    if not isinstance(batch_users, int) or isinstance(batch_users, bool) or batch_users < 1:
+        raise ConfigError(f"batch_users: expected an integer >= 1, got {batch_users!r}")
     budget = history_budget(backend, prompts, history)
-    bar = tqdm(total=len(pending), unit="user", desc="profiles", disable=not progress, dynamic_ncols=True)
-    try:
-        for s in range(0, len(pending), batch_users):
-            batch = pending[s:s + batch_users]
-            jobs = _run_batch(ds, batch, backend, prompts, item_texts, scale, budget, history)
-            store.append(_row(ds, j, backend.name, prompts.hash) for j in jobs)
-            bar.update(len(batch))
-    finally:
-        bar.close()
+    meta = {"model": backend.name, "prompt_hash": prompts.hash, "dataset": getattr(ds, "name", None),
+            "n_users": int(ds.n_users), "fingerprint": dataset_fingerprint(ds), "domain": ds.domain,
+            "history": history.to_dict(), "generation": backend.config.to_dict(),
+            "prompt_dir": None if prompt_dir is None else str(prompt_dir)}
+    store = ProfileStore(store_path, meta)
+    with store.writing():
+        train_end = np.asarray(ds.train_end)
+        done = store.done_users()
+        pending = [int(u) for u in todo if train_end[u] > 0 and int(u) not in done]
+        if not pending:
+            return store
+        item_texts = ItemTexts(ds, history)
+        scale = resolve_rating_scale(ds, history)
+        bar = tqdm(total=len(pending), unit="user", desc="profiles", disable=not progress, dynamic_ncols=True)
+        try:
+            for s in range(0, len(pending), batch_users):
+                batch = pending[s:s + batch_users]
+                jobs = _run_batch(ds, batch, backend, prompts, item_texts, scale, budget, history)
+                store.append(_row(ds, j, backend.name, prompts.hash) for j in jobs)
+                bar.update(len(batch))
+        finally:
+            bar.close()
     return store
+
+
+def _checked_users(users: Sequence[int] | None, n_users: int) -> np.ndarray:
+    """``users`` as int64 dense ids within ``0..n_users-1`` (all users when None)."""
+    if users is None:
+        return np.arange(n_users)
+    arr = np.asarray(list(users) if not isinstance(users, np.ndarray) else users)
+    if arr.size == 0:
+        return arr.astype(np.int64)
+    if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+        raise DataError(f"users: expected dense integer user ids, got dtype {arr.dtype} shape {arr.shape}")
+    bad = arr[(arr < 0) | (arr >= n_users)]
+    if bad.size:
+        raise DataError(f"users: ids must be within 0..{n_users - 1}, got {int(bad[0])}")
+    return arr.astype(np.int64)
 
 
 def _run_batch(ds, batch, backend, prompts, item_texts, scale, budget, history) -> list[_Job]:
@@ -123,7 +148,7 @@ def _generate(backend: LLMBackend, convs: list) -> list[GenerationResult]:
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as e:  # noqa: BLE001 - recorded per user and retried next run
-        msg = f"{type(e).__name__}: {e}"
+        msg = redact(" ".join(f"{type(e).__name__}: {e}".split()))
         return [GenerationResult("", 0, 0, 0.0, error=msg) for _ in convs]
     if len(res) != len(convs):
         raise RuntimeError(f"backend {backend.name} returned {len(res)} results for {len(convs)} prompts")
@@ -175,7 +200,7 @@ def _pack(texts: list[str], fits) -> list[list[str]]:
 
 def _row(ds: Any, job: _Job, model: str, prompt_hash: str) -> dict[str, Any]:
     ok = job.error is None and len(job.texts) == 1 and bool(job.texts[0].strip())
-    error = job.error if job.error else (None if ok else "empty generation")
+    error = redact(job.error) if job.error else (None if ok else "empty generation")
     return {"user": job.user, "user_id": str(ds.user_ids[job.user]), "profile": job.texts[0] if ok else "",
             "model": model, "prompt_hash": prompt_hash, "prompt_tokens": job.prompt_tokens,
             "completion_tokens": job.completion_tokens, "seconds": job.seconds,

@@ -19,9 +19,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .history import HistoryConfig, rating_class, resolve_rating_scale
-from .store import ProfileStore
 from seqdistill._config import DictConfig
+from seqdistill.errors import ConfigError
+
+from .history import HistoryConfig, rating_class, resolve_rating_scale
+from .pipeline import _checked_users
+from .store import ProfileStore, dataset_fingerprint
 
 TAG_COLUMNS = ("genres", "categories", "category", "brand", "keywords", "countries")
 _SPLIT = re.compile(r"\s*[|;,]\s*")
@@ -47,10 +50,16 @@ class StatsConfig(DictConfig):
     version: int = 2  # 2: tag shares of liked / disliked items, selectable sections
 
     def __post_init__(self) -> None:
+        for key in ("top_tags", "top_items", "version"):
+            v = getattr(self, key)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"StatsConfig.{key}: expected an integer >= 1, got {v!r}")
+        if isinstance(self.sections, str) or not isinstance(self.sections, (list, tuple)):
+            raise ConfigError(f"StatsConfig.sections: expected a list of section names, got {self.sections!r}")
         self.sections = tuple(self.sections)
         bad = [x for x in self.sections if x not in SECTIONS]
         if bad or not self.sections:
-            raise ValueError(f"StatsConfig.sections: unknown or empty {bad or list(self.sections)}; choose from {list(SECTIONS)}")
+            raise ConfigError(f"StatsConfig.sections: unknown or empty {bad or list(self.sections)}; choose from {list(SECTIONS)}")
 
     def to_dict(self) -> dict[str, Any]:
         d = super().to_dict()
@@ -146,25 +155,34 @@ def stats_profile_text(ds: Any, user: int, tables: _Tables, scale: str, config: 
 
 def write_stats_profiles(ds: Any, store_path: str | os.PathLike, config: StatsConfig | None = None,
                          users: Sequence[int] | None = None, batch_users: int = 4096) -> ProfileStore:
-    """Write statistics profiles for every user with a training prefix into a profile store."""
+    """Write statistics profiles for every user with a training prefix into a profile store
+    (same guarantees as :func:`~seqdistill.profiles.generate_profiles`: fingerprint, lock, resume)."""
     config = config or StatsConfig()
+    todo = _checked_users(users, int(ds.n_users))
+    if not isinstance(batch_users, int) or isinstance(batch_users, bool) or batch_users < 1:
+        raise ConfigError(f"batch_users: expected an integer >= 1, got {batch_users!r}")
     store = ProfileStore(store_path, {"model": MODEL_NAME, "prompt_hash": config.hash,
                                       "dataset": getattr(ds, "name", None), "n_users": int(ds.n_users),
-                                      "domain": ds.domain, "stats": config.to_dict()})
+                                      "fingerprint": dataset_fingerprint(ds), "domain": ds.domain,
+                                      "stats": config.to_dict()})
     tables = _Tables(ds)
     scale = resolve_rating_scale(ds, HistoryConfig())
-    done = store.done_users()
-    todo = range(ds.n_users) if users is None else users
-    pending = [int(u) for u in todo if ds.train_end[u] > 0 and int(u) not in done]
-    for s in range(0, len(pending), batch_users):
-        rows = []
-        for u in pending[s:s + batch_users]:
-            t0 = time.perf_counter()
-            text = stats_profile_text(ds, u, tables, scale, config)
-            if not text:  # none of the chosen sections applies (e.g. no liked items): no profile, masked
-                continue
-            rows.append({"user": u, "user_id": str(ds.user_ids[u]), "profile": text, "model": MODEL_NAME,
-                         "prompt_hash": config.hash, "prompt_tokens": 0, "completion_tokens": 0,
-                         "seconds": time.perf_counter() - t0, "n_chunks": 1, "status": "ok", "error": None})
-        store.append(rows)
+    with store.writing():
+        done = store.done_users()
+        pending = [int(u) for u in todo if ds.train_end[u] > 0 and int(u) not in done]
+        for s in range(0, len(pending), batch_users):
+            store.append(_stats_rows(ds, pending[s:s + batch_users], tables, scale, config))
     return store
+
+
+def _stats_rows(ds: Any, batch: list[int], tables: _Tables, scale: str, config: StatsConfig) -> list[dict[str, Any]]:
+    rows = []
+    for u in batch:
+        t0 = time.perf_counter()
+        text = stats_profile_text(ds, u, tables, scale, config)
+        if not text:  # none of the chosen sections applies (e.g. no liked items): no profile, masked
+            continue
+        rows.append({"user": u, "user_id": str(ds.user_ids[u]), "profile": text, "model": MODEL_NAME,
+                     "prompt_hash": config.hash, "prompt_tokens": 0, "completion_tokens": 0,
+                     "seconds": time.perf_counter() - t0, "n_chunks": 1, "status": "ok", "error": None})
+    return rows
