@@ -1,25 +1,44 @@
 """Embeddings -> distillation targets: UMAP (the paper's choice) or PCA to the recommender's size.
 
-The reducer is fitted once on the users given at fit time (the training users with a profile)
-and saved beside the targets; users added later are transformed with the saved reducer, not
-refitted. Output, aligned to dense user ids: ``targets.npy`` float32 [n_users, dim] (rows of users
-without a profile are zero), ``targets_mask.npy`` bool [n_users], ``reduce.json`` (settings,
-seed, library versions), and the reducer (``reducer.pkl`` for UMAP, ``pca.npz`` for PCA).
+The reducer is fitted once on the users given at fit time (the training users with a profile);
+users added later are transformed with that fit, not refitted. Output, aligned to dense user ids:
+``targets.npy`` float32 [n_users, dim] (rows of users without a profile are zero),
+``targets_mask.npy`` bool [n_users], ``reduce.json`` (settings, seed, library versions), the fitted
+users and their targets (``fit_users.npy``, ``fit_targets.npy``) and what a later transform needs.
+
+Nothing here is ever unpickled. A reducer folder can be handed from one person to another, and a
+pickle runs whatever code it was built to run when loaded, so the reducer is stored as plain
+arrays and JSON only, read with ``allow_pickle=False``:
+
+* PCA: ``pca.npz`` holds the mean, the components and the explained-variance ratios.
+* UMAP: a fitted ``umap.UMAP`` cannot be rebuilt from arrays (its transform searches a nearest-
+  neighbour index), so ``fit_inputs.npy`` keeps the embeddings it was fitted on. To transform new
+  users the reducer is fitted again from those inputs with the saved settings and seed
+  (single-threaded, hence deterministic) and its layout must equal ``fit_targets.npy`` bit for bit;
+  if it does not (another umap-learn, numba or numpy), the call stops with a
+  :class:`~seqdistill.errors.StoreError` instead of transforming with a different map.
+  The price is one extra fit whenever new users arrive.
+
+A ``reducer.pkl`` written by older versions is ignored, never loaded: a folder that has only it
+needs ``refit=True``.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .encode import save_npy
-from .store import atomic_write_bytes, atomic_write_json
+from seqdistill import _io
 from seqdistill._config import DictConfig
+from seqdistill.errors import ConfigError, DataError, StoreError
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
 @dataclass
@@ -35,9 +54,18 @@ class ReduceConfig(DictConfig):
 
     def __post_init__(self) -> None:
         if self.method not in ("umap", "pca"):
-            raise ValueError(f"ReduceConfig.method: expected 'umap' or 'pca', got {self.method!r}")
-        if self.dim < 1:
-            raise ValueError(f"ReduceConfig.dim must be >= 1, got {self.dim}")
+            raise ConfigError(f"ReduceConfig.method: expected 'umap' or 'pca', got {self.method!r}")
+        if not _is_int(self.dim) or self.dim < 1:
+            raise ConfigError(f"ReduceConfig.dim: expected an integer >= 1, got {self.dim!r}")
+        if not _is_int(self.seed) or self.seed < 0:
+            raise ConfigError(f"ReduceConfig.seed: expected an integer >= 0, got {self.seed!r}")
+        if not _is_int(self.n_neighbors) or self.n_neighbors < 2:
+            raise ConfigError(f"ReduceConfig.n_neighbors: expected an integer >= 2, got {self.n_neighbors!r}")
+        md = self.min_dist
+        if not isinstance(md, (int, float)) or isinstance(md, bool) or not 0 <= md < math.inf:
+            raise ConfigError(f"ReduceConfig.min_dist: expected a finite number >= 0, got {md!r}")
+        if not isinstance(self.metric, str) or not self.metric:
+            raise ConfigError(f"ReduceConfig.metric: expected a UMAP metric name, got {self.metric!r}")
 
 
 class PCA:
@@ -52,7 +80,7 @@ class PCA:
     def fit(self, x: np.ndarray) -> "PCA":
         x = np.asarray(x, dtype=np.float64)
         if self.dim > min(x.shape):
-            raise ValueError(f"PCA: dim {self.dim} exceeds min(n_samples, n_features) = {min(x.shape)}")
+            raise ConfigError(f"PCA: dim {self.dim} exceeds min(n_samples, n_features) = {min(x.shape)}")
         self.mean = x.mean(axis=0)
         _, s, vt = np.linalg.svd(x - self.mean, full_matrices=False)
         comps = vt[: self.dim]
@@ -68,29 +96,34 @@ class PCA:
         return (np.asarray(x, dtype=np.float64) - self.mean) @ self.components.T
 
     def save(self, path: Path) -> None:
-        import io
-
-        buf = io.BytesIO()
-        np.savez(buf, mean=self.mean, components=self.components, evr=self.explained_variance_ratio)
-        atomic_write_bytes(path, buf.getvalue())
+        """Plain arrays in one ``.npz`` (no pickled objects)."""
+        with _io.atomic_file(path) as f:
+            np.savez(f, mean=self.mean, components=self.components, evr=self.explained_variance_ratio)
 
     @classmethod
     def load(cls, path: Path) -> "PCA":
-        z = np.load(path)
-        p = cls(int(z["components"].shape[0]))
-        p.mean, p.components, p.explained_variance_ratio = z["mean"], z["components"], z["evr"]
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                mean, comps, evr = z["mean"], z["components"], z["evr"]
+        except (OSError, KeyError, ValueError) as e:
+            raise StoreError(f"{path}: cannot read the saved PCA ({type(e).__name__}: {e}); pass refit=True") from None
+        p = cls(int(comps.shape[0]))
+        p.mean, p.components, p.explained_variance_ratio = mean, comps, evr
         return p
 
 
 def fit_reducer(x: np.ndarray, config: ReduceConfig) -> Any:
-    """A fitted reducer with a ``transform`` method."""
+    """A fitted reducer with a ``transform`` method (UMAP: ``embedding_`` is the fitted layout)."""
     if config.method == "pca":
         return PCA(config.dim).fit(x)
     import umap
+    from umap.distances import named_distances
 
+    if config.metric not in named_distances:
+        raise ConfigError(f"ReduceConfig.metric: {config.metric!r} is not a UMAP metric; e.g. 'cosine', 'euclidean'")
     n = len(x)
     if config.dim >= n - 1:
-        raise ValueError(f"UMAP: dim {config.dim} needs more than {config.dim + 1} fitted users, got {n}")
+        raise DataError(f"UMAP: dim {config.dim} needs more than {config.dim + 1} fitted users, got {n}")
     reducer = umap.UMAP(n_components=config.dim, n_neighbors=min(config.n_neighbors, n - 1),
                         min_dist=config.min_dist, metric=config.metric, random_state=config.seed, n_jobs=1,
                         transform_seed=config.seed)
@@ -98,24 +131,70 @@ def fit_reducer(x: np.ndarray, config: ReduceConfig) -> Any:
     return reducer
 
 
-def _reducer_file(method: str) -> str:
-    return "pca.npz" if method == "pca" else "reducer.pkl"
-
-
-def save_reducer(reducer: Any, out_dir: Path, config: ReduceConfig) -> None:
-    path = out_dir / _reducer_file(config.method)
+def save_reducer(reducer: Any, out_dir: Path, config: ReduceConfig, x: np.ndarray) -> None:
+    """PCA: its arrays. UMAP: the inputs it was fitted on (see the module doc)."""
     if config.method == "pca":
-        reducer.save(path)
+        reducer.save(out_dir / "pca.npz")
     else:
-        atomic_write_bytes(path, pickle.dumps(reducer, protocol=pickle.HIGHEST_PROTOCOL))
+        _io.write_npy(out_dir / "fit_inputs.npy", np.asarray(x, dtype=np.float32))
 
 
-def load_reducer(out_dir: Path, config: ReduceConfig) -> Any:
-    path = out_dir / _reducer_file(config.method)
+def load_reducer(out_dir: Path, config: ReduceConfig, fit_targets: np.ndarray) -> Any:
+    """The saved reducer, rebuilt from arrays only; UMAP is refitted and checked against
+    ``fit_targets`` (its saved layout) bit for bit."""
     if config.method == "pca":
-        return PCA.load(path)
-    with open(path, "rb") as f:
-        return pickle.load(f)
+        return PCA.load(out_dir / "pca.npz")
+    inputs = out_dir / "fit_inputs.npy"
+    if not inputs.is_file():
+        old = " (reducer.pkl from an older version is never unpickled)" if (out_dir / "reducer.pkl").exists() else ""
+        raise StoreError(f"{inputs}: missing, so new users cannot be transformed{old}; pass refit=True to fit again")
+    x = _load_npy(inputs)
+    reducer = fit_reducer(x, config)
+    rebuilt = np.asarray(reducer.embedding_, dtype=np.float32)
+    if rebuilt.shape != fit_targets.shape or not np.array_equal(rebuilt, fit_targets):
+        saved = _read_info(out_dir / "reduce.json").get("versions", {})
+        raise StoreError(
+            f"{out_dir}: refitting UMAP from fit_inputs.npy does not reproduce fit_targets.npy (saved with "
+            f"{saved}, now {_versions('umap')}); pass refit=True to fit all users again")
+    return reducer
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise StoreError(f"{path}: cannot read ({type(e).__name__}: {e}); pass refit=True") from None
+
+
+def _read_info(path: Path) -> dict[str, Any]:
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise StoreError(f"{path}: cannot read ({type(e).__name__}: {e}); pass refit=True") from None
+    if not isinstance(info, dict) or not isinstance(info.get("config"), dict):
+        raise StoreError(f"{path}: not a reduce.json written by seqdistill (no 'config' object)")
+    return info
+
+
+def _check_inputs(users: np.ndarray, embeddings: Any, n_users: int) -> tuple[np.ndarray, np.ndarray]:
+    users = np.asarray(users)
+    if users.ndim != 1 or not (users.size == 0 or np.issubdtype(users.dtype, np.integer)):
+        raise DataError(f"users: expected a 1-d array of integer dense ids, got dtype {users.dtype} shape {users.shape}")
+    users = users.astype(np.int64)
+    x = np.asarray(embeddings)
+    if x.ndim != 2 or len(x) != len(users) or not np.issubdtype(x.dtype, np.number):
+        raise DataError(f"embeddings: expected a numeric array of shape [{len(users)}, d], got {x.dtype} {x.shape}")
+    x = x.astype(np.float32)
+    if not _is_int(n_users) or n_users < 1:
+        raise DataError(f"n_users: expected an integer >= 1, got {n_users!r}")
+    if users.size and (users.min() < 0 or users.max() >= n_users):
+        raise DataError(f"users: dense ids must be within 0..{n_users - 1}, got {users.min()}..{users.max()}")
+    if len(np.unique(users)) != len(users):
+        raise DataError("users: duplicate dense user ids")
+    if not np.isfinite(x).all():
+        row = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
+        raise DataError(f"embeddings: non-finite values (first in row {row}, user {users[row]})")
+    return users, x
 
 
 def reduce_targets(users: np.ndarray, embeddings: np.ndarray, n_users: int, out_dir: str | os.PathLike,
@@ -123,60 +202,71 @@ def reduce_targets(users: np.ndarray, embeddings: np.ndarray, n_users: int, out_
     """Targets for dense users ``0..n_users-1`` from (users, embeddings) rows.
 
     The first call (or ``refit=True``) fits the reducer on these rows and saves it in
-    ``out_dir``; later calls load the saved reducer (its settings must match ``config``) and
-    only transform. Writes targets.npy, targets_mask.npy and reduce.json atomically.
+    ``out_dir``; later calls reuse it (its settings must match ``config``): fitted users keep
+    their targets, new users are transformed. Every file is written atomically; ``reduce.json``
+    is written last and removed first on a refit, so a crash never leaves a fit that looks done.
     """
     config = config or ReduceConfig()
+    users, x = _check_inputs(users, embeddings, n_users)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    users = np.asarray(users, dtype=np.int64)
-    x = np.asarray(embeddings, dtype=np.float32)
-    if x.ndim != 2 or len(x) != len(users):
-        raise ValueError(f"embeddings: expected shape [{len(users)}, d], got {x.shape}")
-    if users.size and (users.min() < 0 or users.max() >= n_users):
-        raise ValueError(f"users: dense ids must be within 0..{n_users - 1}, got {users.min()}..{users.max()}")
-    if len(np.unique(users)) != len(users):
-        raise ValueError("users: duplicate dense user ids")
-    if not np.isfinite(x).all():
-        raise ValueError("embeddings: non-finite values")
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: exists and is not a folder; reduce_targets writes a folder")
     settings_path = out / "reduce.json"
-    fitted_now = refit or not settings_path.is_file()
-    if fitted_now:
-        reducer = fit_reducer(x, config)
-        save_reducer(reducer, out, config)
-        # UMAP's transform of its own training points differs from its fitted layout: keep the fit.
-        z = np.asarray(reducer.embedding_ if config.method == "umap" else reducer.transform(x), dtype=np.float32)
-        save_npy(out / "fit_users.npy", users)
-        save_npy(out / "fit_targets.npy", z)
+    if refit or not settings_path.is_file():
+        settings_path.unlink(missing_ok=True)
+        fit_users, z = _fit(users, x, out, config)
         n_new = 0
     else:
-        saved = json.loads(settings_path.read_text())
+        saved = _read_info(settings_path)
         if saved["config"] != config.to_dict():
-            raise ValueError(f"{settings_path}: saved reducer has settings {saved['config']}, asked for "
-                             f"{config.to_dict()}; pass refit=True or another folder")
-        fit_users = np.load(out / "fit_users.npy")
-        fit_z = np.load(out / "fit_targets.npy")
-        z = np.zeros((len(users), config.dim), dtype=np.float32)
-        pos = {int(u): i for i, u in enumerate(fit_users.tolist())}
-        known = np.array([int(u) in pos for u in users.tolist()], dtype=bool)
-        z[known] = fit_z[[pos[int(u)] for u in users[known].tolist()]]
-        n_new = int((~known).sum())
-        if n_new:
-            reducer = load_reducer(out, config)
-            z[~known] = np.asarray(reducer.transform(x[~known]), dtype=np.float32)
-    fit_info = {"fit_users": int(len(np.load(out / "fit_users.npy"))), "transformed_users": n_new}
+            raise ConfigError(f"{settings_path}: saved reducer has settings {saved['config']}, asked for "
+                              f"{config.to_dict()}; pass refit=True or another folder")
+        if saved.get("input_dim", x.shape[1]) != x.shape[1]:
+            raise DataError(f"embeddings: {x.shape[1]}-d, the reducer in {out} was fitted on "
+                            f"{saved['input_dim']}-d embeddings; pass refit=True or another folder")
+        fit_users, z, n_new = _reuse(users, x, out, config)
     targets = np.zeros((n_users, config.dim), dtype=np.float32)
     mask = np.zeros(n_users, dtype=bool)
     targets[users] = z
     mask[users] = True
-    save_npy(out / "targets.npy", targets)
-    save_npy(out / "targets_mask.npy", mask)
+    _io.write_npy(out / "targets.npy", targets)
+    _io.write_npy(out / "targets_mask.npy", mask)
     info = {"config": config.to_dict(), "n_users": int(n_users), "n_with_profile": int(mask.sum()),
-            "input_dim": int(x.shape[1]), "versions": _versions(config.method), **fit_info}
+            "input_dim": int(x.shape[1]), "versions": _versions(config.method),
+            "fit_users": int(len(fit_users)), "transformed_users": n_new}
     if config.method == "pca":
         info["explained_variance"] = float(PCA.load(out / "pca.npz").explained_variance_ratio.sum())
-    atomic_write_json(settings_path, info)
+    _io.write_json(settings_path, info, indent=2, sort_keys=True)
     return targets, mask
+
+
+def _fit(users: np.ndarray, x: np.ndarray, out: Path, config: ReduceConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Fit on every given user; save the reducer and the fitted layout."""
+    reducer = fit_reducer(x, config)
+    # UMAP's transform of its own training points differs from its fitted layout: keep the fit.
+    z = np.asarray(reducer.embedding_ if config.method == "umap" else reducer.transform(x), dtype=np.float32)
+    save_reducer(reducer, out, config, x)
+    _io.write_npy(out / "fit_users.npy", users)
+    _io.write_npy(out / "fit_targets.npy", z)
+    return users, z
+
+
+def _reuse(users: np.ndarray, x: np.ndarray, out: Path, config: ReduceConfig) -> tuple[np.ndarray, np.ndarray, int]:
+    """Fitted users keep their saved targets; the others are transformed with the saved reducer."""
+    fit_users = _load_npy(out / "fit_users.npy")
+    fit_z = _load_npy(out / "fit_targets.npy")
+    if fit_z.shape != (len(fit_users), config.dim):
+        raise StoreError(f"{out / 'fit_targets.npy'}: shape {fit_z.shape}, expected ({len(fit_users)}, {config.dim}); "
+                         "pass refit=True")
+    z = np.zeros((len(users), config.dim), dtype=np.float32)
+    pos = {int(u): i for i, u in enumerate(fit_users.tolist())}
+    known = np.array([int(u) in pos for u in users.tolist()], dtype=bool)
+    z[known] = fit_z[[pos[int(u)] for u in users[known].tolist()]]
+    n_new = int((~known).sum())
+    if n_new:
+        reducer = load_reducer(out, config, fit_z)
+        z[~known] = np.asarray(reducer.transform(x[~known]), dtype=np.float32)
+    return fit_users, z, n_new
 
 
 def _versions(method: str) -> dict[str, str]:
