@@ -4,26 +4,34 @@
   float32 on CPU; greedy by default, seeded sampling when ``temperature > 0``.
 - ``OpenAIBackend``: an OpenAI-compatible ``/v1/chat/completions`` server (vLLM, llama.cpp
   server, OpenAI); stdlib ``urllib``; bounded concurrency; retries with exponential backoff on
-  429, 5xx, connection errors and timeouts.
+  429, 5xx, connection errors and timeouts. The API key is never sent over plain ``http://`` to
+  anything but loopback (unless ``allow_insecure_http=True``), redirects are not followed (they
+  would carry the ``Authorization`` header elsewhere), and every error text it returns is passed
+  through :func:`redact` (no key, no ``Authorization`` value, no secret query parameter).
 
 A backend returns one result per conversation, in order. A conversation that fails is returned
 with ``error`` set (the served backend after its retries); an exception means the whole call failed.
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import os
 import random
+import re
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Iterable, Protocol, Sequence
+
 from seqdistill._config import DictConfig
+from seqdistill.errors import ConfigError
 
 Messages = list[dict[str, str]]
 
@@ -47,6 +55,79 @@ class GenerationConfig(DictConfig):
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not _is_int(self.max_new_tokens) or self.max_new_tokens < 1:
+            raise ConfigError(f"GenerationConfig.max_new_tokens: expected an integer >= 1, got {self.max_new_tokens!r}")
+        if not _is_number(self.temperature) or not 0 <= self.temperature < math.inf:
+            raise ConfigError(f"GenerationConfig.temperature: expected a finite number >= 0, got {self.temperature!r}")
+        if not _is_number(self.top_p) or not 0 < self.top_p <= 1:
+            raise ConfigError(f"GenerationConfig.top_p: expected a number in (0, 1], got {self.top_p!r}")
+        if not _is_int(self.seed):
+            raise ConfigError(f"GenerationConfig.seed: expected an integer, got {self.seed!r}")
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)
+
+
+# ------------------------------------------------------------------------------ redaction
+_SECRET_NAME = r"(?:[\w.-]*(?:key|token|secret|password|passwd|signature|credentials?)|(?:[\w.-]*[_-])?(?:sig|pwd|auth))"
+_SECRET_PARAM = re.compile(rf"(?i)((?:^|[?&;\s]){_SECRET_NAME}=)[^&#\s\"'<>]*")
+_SCHEME_AUTH = re.compile(r"(?i)\b(bearer|basic|token)(\s+)[A-Za-z0-9._~+/=-]+")
+_AUTH_FIELD = re.compile(r"(?i)\b(authorization|proxy-authorization|api[-_]?key|x-api-key)(\"?\s*[:=]\s*\"?)[^\s\",}]+")
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
+_KEY_LIKE = re.compile(r"\b(?:sk|pk|rk)-[A-Za-z0-9_-]{16,}")
+REDACTED = "[redacted]"
+
+
+def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """``text`` without credentials: each of ``secrets`` (4 characters or more), the value of an
+    ``Authorization`` / ``api-key`` field or a ``Bearer``/``Basic`` token, the password part of a
+    URL, query parameters named like a secret (``api_key=``, ``key=``, ``token=``, ``sig=``...)
+    and OpenAI-style ``sk-...`` keys. Used on every error a backend records or raises."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, REDACTED)
+    text = _USERINFO.sub(rf"\1{REDACTED}@", text)
+    text = _AUTH_FIELD.sub(rf"\1\2{REDACTED}", text)
+    text = _SCHEME_AUTH.sub(rf"\1\2{REDACTED}", text)
+    text = _SECRET_PARAM.sub(rf"\1{REDACTED}", text)
+    return _KEY_LIKE.sub(REDACTED, text)
+
+
+def chat_completions_url(base_url: str) -> str:
+    """``<base_url>/chat/completions`` with the path extended and the query kept
+    (``https://h/openai/v1?api-version=1`` -> ``https://h/openai/v1/chat/completions?api-version=1``)."""
+    parts = urllib.parse.urlsplit(base_url.strip())
+    path = parts.path.rstrip("/") + "/chat/completions"
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+
+
+def is_loopback(host: str | None) -> bool:
+    """True for ``localhost``, 127.0.0.0/8 and ::1 (also written as ::ffff:127.x.y.z)."""
+    if not host:
+        return False
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return ip.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Turn a redirect into an HTTPError: following it would send the Authorization header on."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001, D102
+        return None
 
 
 class LLMBackend(Protocol):
@@ -93,7 +174,7 @@ class TransformersBackend:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         if getattr(self.tokenizer, "chat_template", None) is None:
-            raise ValueError(f"{self.path}: the tokenizer has no chat template; profiles need one")
+            raise ConfigError(f"{self.path}: the tokenizer has no chat template; profiles need one")
         self.model = model if model is not None else AutoModelForCausalLM.from_pretrained(
             self.path, dtype=self.dtype)
         self.model.to(self.device).eval()
@@ -156,6 +237,11 @@ class OpenAIBackend:
 
     Token counts for budgeting are estimated from characters (``chars_per_token``) since the
     server's tokenizer is not available locally; the store records the server's own usage counts.
+
+    ``api_key`` defaults to ``$OPENAI_API_KEY``. A base URL with ``http://`` is refused when a
+    secret would travel in clear text (the key, a password in the URL, a ``key=``-like query
+    parameter) unless the host is loopback or ``allow_insecure_http=True`` says the network
+    between here and the server is trusted.
     """
 
     RETRY_STATUS = (408, 409, 429, 500, 502, 503, 504)
@@ -163,18 +249,45 @@ class OpenAIBackend:
     def __init__(self, base_url: str, model: str, config: GenerationConfig | None = None, *,
                  api_key: str | None = None, max_concurrency: int = 8, timeout: float = 120.0,
                  max_retries: int = 5, backoff: float = 1.0, max_backoff: float = 60.0,
-                 context_tokens: int = 8192, chars_per_token: float = 4.0) -> None:
-        if max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
-        self.url = base_url.rstrip("/") + "/chat/completions"
+                 context_tokens: int = 8192, chars_per_token: float = 4.0,
+                 allow_insecure_http: bool = False) -> None:
+        for key, value, low in (("max_concurrency", max_concurrency, 1), ("max_retries", max_retries, 0),
+                                ("context_tokens", context_tokens, 1)):
+            if not _is_int(value) or value < low:
+                raise ConfigError(f"OpenAIBackend {key}: expected an integer >= {low}, got {value!r}")
+        for key, value in (("timeout", timeout), ("backoff", backoff), ("max_backoff", max_backoff),
+                           ("chars_per_token", chars_per_token)):
+            if not _is_number(value) or not 0 < value < math.inf:
+                raise ConfigError(f"OpenAIBackend {key}: expected a finite number > 0, got {value!r}")
+        self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+        self.url = self._checked_url(base_url, allow_insecure_http)
         self.name = model
         self.config = config or GenerationConfig()
-        self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
         self.max_concurrency, self.timeout = int(max_concurrency), float(timeout)
         self.max_retries, self.backoff, self.max_backoff = int(max_retries), float(backoff), float(max_backoff)
         self.context_tokens, self.chars_per_token = int(context_tokens), float(chars_per_token)
         self._rng = random.Random(self.config.seed)
         self._lock = threading.Lock()
+        self._opener = urllib.request.build_opener(_NoRedirect)
+
+    def _checked_url(self, base_url: str, allow_insecure_http: bool) -> str:
+        """The chat-completions URL; refuses other schemes and secrets over plain HTTP."""
+        if not isinstance(base_url, str):
+            raise ConfigError(f"OpenAIBackend base_url: expected a string, got {type(base_url).__name__}")
+        url = chat_completions_url(base_url)
+        parts = urllib.parse.urlsplit(url)
+        shown = redact(base_url, [self.api_key])
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"OpenAIBackend base_url {shown!r}: expected http://HOST/... or https://HOST/...")
+        query_secret = redact(parts.query) != parts.query
+        secret = bool(self.api_key) or parts.password is not None or query_secret
+        if parts.scheme == "http" and secret and not is_loopback(parts.hostname) and not allow_insecure_http:
+            raise ConfigError(
+                f"OpenAIBackend base_url {shown!r}: refusing to send the API key over plain http:// to "
+                f"{parts.hostname} (not loopback); use https://, or allow_insecure_http=True on a trusted network")
+        self._secrets = [s for s in (self.api_key, parts.password) if s]
+        self.display_url = redact(url, self._secrets)
+        return url
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return [math.ceil(len(t) / self.chars_per_token) for t in texts]
@@ -217,27 +330,32 @@ class OpenAIBackend:
             headers["Authorization"] = f"Bearer {self.api_key}"
         t0 = time.perf_counter()
         last = "no attempt made"
+        url = self.display_url
         for attempt in range(self.max_retries + 1):
             retry_after = None
             try:
                 req = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                with self._opener.open(req, timeout=self.timeout) as resp:
                     reply = json.loads(resp.read().decode("utf-8"))
                 return self._parse(reply, time.perf_counter() - t0)
             except urllib.error.HTTPError as e:
-                detail = e.read()[:300].decode("utf-8", "replace")
-                last = f"HTTP {e.code} from {self.url}: {detail}"
+                if 300 <= e.code < 400:
+                    where = e.headers.get("Location") if e.headers else None
+                    last = f"HTTP {e.code} from {url}: redirect to {where} not followed (it would carry the API key)"
+                    break
+                detail = " ".join(e.read()[:300].decode("utf-8", "replace").split())
+                last = f"HTTP {e.code} from {url}: {detail}"
                 if e.code not in self.RETRY_STATUS:
                     break
                 retry_after = e.headers.get("Retry-After") if e.headers else None
             except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
-                last = f"{type(e).__name__} calling {self.url}: {e}"
+                last = f"{type(e).__name__} calling {url}: {e}"
             except (ValueError, KeyError, IndexError, TypeError) as e:
-                last = f"bad reply from {self.url}: {type(e).__name__}: {e}"
+                last = f"bad reply from {url}: {type(e).__name__}: {e}"
                 break
             if attempt < self.max_retries:
                 time.sleep(self._delay(attempt, retry_after))
-        return GenerationResult("", 0, 0, time.perf_counter() - t0, error=last)
+        return GenerationResult("", 0, 0, time.perf_counter() - t0, error=redact(last, self._secrets))
 
     @staticmethod
     def _parse(reply: dict[str, Any], seconds: float) -> GenerationResult:
