@@ -14,8 +14,11 @@ from typing import Sequence
 
 import numpy as np
 
-from .store import ProfileStore, atomic_write_bytes, atomic_write_json
+from seqdistill import _io
 from seqdistill._config import DictConfig
+from seqdistill.errors import ConfigError, OutputError, StoreError
+
+from .store import ProfileStore
 
 
 def default_encoder_path() -> str:
@@ -39,6 +42,16 @@ class EncoderConfig(DictConfig):
     normalize: bool = True
     device: str | None = None
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.batch_size, int) or isinstance(self.batch_size, bool) or self.batch_size < 1:
+            raise ConfigError(f"EncoderConfig.batch_size: expected an integer >= 1, got {self.batch_size!r}")
+        if self.model is not None:
+            m = str(self.model)
+            # a Hub id ("org/name") is left to sentence-transformers; a path that is not there is an error
+            if not Path(m).expanduser().exists() and (Path(m).is_absolute() or m.startswith((".", "~"))
+                                                     or m.count("/") > 1):
+                raise ConfigError(f"EncoderConfig.model: {m}: no such encoder folder")
+
 
 class TextEncoder:
     """A loaded sentence-transformers model with chunked encoding of long texts."""
@@ -61,7 +74,7 @@ class TextEncoder:
         # A small margin: re-tokenising a cut piece may differ by a token at its edges.
         self.chunk_tokens = self.max_seq_length - special - prefix_len - 2
         if self.chunk_tokens < 8:
-            raise ValueError(f"{path}: max_seq_length {self.max_seq_length} leaves no room for text")
+            raise ConfigError(f"{path}: max_seq_length {self.max_seq_length} leaves no room for text")
 
     @property
     def dim(self) -> int:
@@ -124,27 +137,19 @@ def encode_store(store: ProfileStore | str | os.PathLike, out_dir: str | os.Path
     ``embedding_users.npy`` (int64 dense user ids) and ``encode.json`` atomically.
     Returns (users, embeddings)."""
     store = store if isinstance(store, ProfileStore) else ProfileStore(store)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder; encode_store writes a folder of embeddings")
     table = store.table(ok_only=True)
     if table.height == 0:
-        raise ValueError(f"{store.path}: no profiles with status 'ok' to encode")
+        raise StoreError(f"{store.path}: no profiles with status 'ok' to encode")
     enc = TextEncoder(config)
     users = table["user"].to_numpy().astype(np.int64)
     emb = enc.encode(table["profile"].to_list(), progress=progress)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_npy(out / "embeddings.npy", emb)
-    save_npy(out / "embedding_users.npy", users)
-    atomic_write_json(out / "encode.json", {"encoder": enc.path, "prefix": enc.prefix, "dim": enc.dim,
+    _io.write_npy(out / "embeddings.npy", emb)
+    _io.write_npy(out / "embedding_users.npy", users)
+    _io.write_json(out / "encode.json", {"encoder": enc.path, "prefix": enc.prefix, "dim": enc.dim,
                                             "max_seq_length": enc.max_seq_length, "n": int(len(users)),
                                             "store": str(store.path), "store_meta": store.meta,
-                                            "config": enc.config.to_dict()})
+                                            "config": enc.config.to_dict()}, indent=2, sort_keys=True)
     return users, emb
-
-
-def save_npy(path: Path, arr: np.ndarray) -> None:
-    """np.save through a temporary file and a rename."""
-    import io
-
-    buf = io.BytesIO()
-    np.save(buf, arr, allow_pickle=False)
-    atomic_write_bytes(Path(path), buf.getvalue())

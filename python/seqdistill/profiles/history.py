@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
+
 from seqdistill._config import DictConfig
+from seqdistill.errors import ConfigError, DataError
 
 # Metadata columns per domain, in the order they are written; columns not present are skipped.
 DOMAIN_FIELDS: dict[str, tuple[str, ...]] = {
@@ -53,12 +55,23 @@ class HistoryConfig(DictConfig):
     fields: list[str] | None = None
 
     def __post_init__(self) -> None:
+        if self.max_tokens is not None and (not _is_int(self.max_tokens) or self.max_tokens < 1):
+            raise ConfigError(f"HistoryConfig.max_tokens: expected an integer >= 1 or None, got {self.max_tokens!r}")
         if self.overflow not in ("chunk", "truncate"):
-            raise ValueError(f"HistoryConfig.overflow: expected 'chunk' or 'truncate', got {self.overflow!r}")
+            raise ConfigError(f"HistoryConfig.overflow: expected 'chunk' or 'truncate', got {self.overflow!r}")
         if self.rating_scale not in ("auto", "stars", "share"):
-            raise ValueError(f"HistoryConfig.rating_scale: expected auto/stars/share, got {self.rating_scale!r}")
-        if self.chars_per_token <= 0:
-            raise ValueError(f"HistoryConfig.chars_per_token must be > 0, got {self.chars_per_token}")
+            raise ConfigError(f"HistoryConfig.rating_scale: expected auto/stars/share, got {self.rating_scale!r}")
+        cpt = self.chars_per_token
+        if not isinstance(cpt, (int, float)) or isinstance(cpt, bool) or not 0 < cpt < math.inf:
+            raise ConfigError(f"HistoryConfig.chars_per_token: expected a finite number > 0, got {cpt!r}")
+        if not _is_int(self.max_field_chars) or self.max_field_chars < 1:
+            raise ConfigError(f"HistoryConfig.max_field_chars: expected an integer >= 1, got {self.max_field_chars!r}")
+        if self.fields is not None and (isinstance(self.fields, str) or not all(isinstance(f, str) for f in self.fields)):
+            raise ConfigError(f"HistoryConfig.fields: expected a list of column names or None, got {self.fields!r}")
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def estimate_tokens(texts: Sequence[str], chars_per_token: float = 4.0) -> list[int]:
@@ -106,7 +119,7 @@ class ItemTexts:
         if meta is None:
             return
         if "item" not in meta.columns:
-            raise ValueError(f"item_meta: missing the dense 'item' column (columns: {meta.columns})")
+            raise DataError(f"item_meta: missing the dense 'item' column (columns: {meta.columns})")
         wanted = self.config.fields
         if wanted is None:
             default = DOMAIN_FIELDS.get(ds.domain, ())
@@ -116,7 +129,7 @@ class ItemTexts:
         else:
             missing = [c for c in wanted if c not in meta.columns]
             if missing:
-                raise ValueError(f"item_meta: HistoryConfig.fields names missing columns {missing}")
+                raise ConfigError(f"item_meta: HistoryConfig.fields names missing columns {missing}")
             cols = list(wanted)
         self.columns = cols
         dense = meta["item"].to_list()
@@ -124,7 +137,7 @@ class ItemTexts:
         cut = self.config.max_field_chars
         for row, item in enumerate(dense):
             if item is None or not (0 < item < n):
-                raise ValueError(f"item_meta: column 'item' has value {item!r} outside 1..{n - 1}")
+                raise DataError(f"item_meta: column 'item' has value {item!r} in row {row}, outside 1..{n - 1}")
             parts = []
             for c in cols:
                 text = _value_text(values[c][row])
@@ -168,7 +181,7 @@ def user_history(ds: Any, user: int, item_texts: ItemTexts, scale: str) -> UserH
     start = int(ds.offsets[user])
     stop = start + int(ds.train_end[user])
     if stop > int(ds.offsets[user + 1]):
-        raise ValueError(f"train_end[{user}] = {ds.train_end[user]} exceeds the user's log length")
+        raise DataError(f"train_end[{user}] = {ds.train_end[user]} exceeds the user's log length")
     items = np.asarray(ds.items[start:stop])
     ratings = None if ds.ratings is None else np.asarray(ds.ratings[start:stop], dtype=np.float64)
     last: dict[int, int] = {}

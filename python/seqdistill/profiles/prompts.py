@@ -3,7 +3,9 @@
 A template file has a ``### system`` section and a ``### user`` section. The user section holds
 placeholders in braces: ``{history}`` (domain templates) or ``{profiles}`` and ``{n_parts}``
 (``aggregate.txt``). Any other ``{name}`` is an error, so a typo never reaches the LLM. Pass
-``prompt_dir`` to use your own files; a file missing there falls back to the packaged one.
+``prompt_dir`` to use your own files: the domain's template must be there (a misnamed file would
+otherwise be replaced by the packaged prompt without a word); ``aggregate.txt`` falls back to the
+packaged one when absent.
 The result is a list of chat messages, rendered by the backend (chat template or served API).
 """
 from __future__ import annotations
@@ -13,6 +15,8 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+
+from seqdistill.errors import ConfigError
 
 from .history import DOMAINS
 
@@ -44,32 +48,44 @@ def parse_template(text: str, name: str, source: str, fields: set[str]) -> Templ
     """Parse a template file's text; errors name the file."""
     parts = _SECTION.split(text)
     if len(parts) < 3:
-        raise ValueError(f"{source}: a prompt template needs '### system' and/or '### user' sections")
+        raise ConfigError(f"{source}: a prompt template needs '### system' and/or '### user' sections")
     sections: dict[str, str] = {}
     for i in range(1, len(parts), 2):
         key = parts[i]
         if key in sections:
-            raise ValueError(f"{source}: section '### {key}' appears twice")
+            raise ConfigError(f"{source}: section '### {key}' appears twice")
         sections[key] = parts[i + 1].strip()
     if not sections.get("user"):
-        raise ValueError(f"{source}: the '### user' section is missing or empty")
+        raise ConfigError(f"{source}: the '### user' section is missing or empty")
     used = set(_FIELD.findall(sections["user"])) | set(_FIELD.findall(sections.get("system", "")))
     unknown = used - fields
     if unknown:
-        raise ValueError(f"{source}: unknown placeholder(s) {sorted(unknown)}; allowed: {sorted(fields)}")
+        raise ConfigError(f"{source}: unknown placeholder(s) {sorted(unknown)}; allowed: {sorted(fields)}")
     missing = fields - used
     if missing:
-        raise ValueError(f"{source}: the user section must contain {sorted('{' + m + '}' for m in missing)}")
+        raise ConfigError(f"{source}: the user section must contain {sorted('{' + m + '}' for m in missing)}")
     return Template(name, sections.get("system", ""), sections["user"], source)
 
 
-def _read(name: str, prompt_dir: str | Path | None) -> tuple[str, str]:
+def _read(name: str, prompt_dir: str | Path | None, required: bool) -> tuple[str, str]:
+    """Text and source of ``<name>.txt``: from ``prompt_dir`` (an error when ``required`` and
+    absent there), else the packaged file."""
     if prompt_dir is not None:
-        path = Path(prompt_dir) / f"{name}.txt"
+        folder = Path(prompt_dir)
+        if not folder.is_dir():
+            raise ConfigError(f"{folder}: prompt_dir is not a folder")
+        path = folder / f"{name}.txt"
         if path.is_file():
-            return path.read_text(encoding="utf-8"), str(path)
-        if not Path(prompt_dir).is_dir():
-            raise FileNotFoundError(f"{prompt_dir}: prompt_dir is not a folder")
+            try:
+                return path.read_text(encoding="utf-8"), str(path)
+            except UnicodeDecodeError as e:
+                raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
+            except OSError as e:
+                raise ConfigError(f"{path}: cannot read ({type(e).__name__}: {e.strerror})") from None
+        if required:
+            found = sorted(p.name for p in folder.glob("*.txt"))
+            raise ConfigError(f"{path}: prompt_dir has no {name}.txt (found {found}); name the "
+                              f"{name!r} template {name}.txt or leave prompt_dir unset")
     res = resources.files("seqdistill.profiles").joinpath("prompts", f"{name}.txt")
     return res.read_text(encoding="utf-8"), f"<packaged>/prompts/{name}.txt"
 
@@ -103,9 +119,9 @@ class PromptSet:
 def load_prompts(domain: str, prompt_dir: str | Path | None = None) -> PromptSet:
     """Load ``<domain>.txt`` and ``aggregate.txt`` from ``prompt_dir`` or the packaged defaults."""
     if domain not in DOMAINS:
-        raise ValueError(f"domain {domain!r} is not one of {DOMAINS}")
-    text, src = _read(domain, prompt_dir)
+        raise ConfigError(f"domain {domain!r} is not one of {DOMAINS}")
+    text, src = _read(domain, prompt_dir, required=True)
     profile = parse_template(text, domain, src, {"history"})
-    text, src = _read("aggregate", prompt_dir)
+    text, src = _read("aggregate", prompt_dir, required=False)
     aggregate = parse_template(text, "aggregate", src, {"profiles", "n_parts"})
     return PromptSet(domain, profile, aggregate)

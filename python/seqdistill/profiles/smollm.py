@@ -4,16 +4,18 @@ transformers folder and cache it.
 Loading the GGUF through transformers dequantizes it (needs ``gguf`` and ``accelerate``) and takes
 about 25 s; reloading the converted safetensors folder takes about half a second. The cache lives
 under ``$SEQDISTILL_CACHE`` (default ``~/.cache/seqdistill``) in ``smollm2-135m-instruct/`` and is
-written to a temporary folder that is renamed into place, so an interrupted conversion never leaves
-a half-written cache behind.
+built with :func:`seqdistill._io.atomic_dir` (a temporary sibling swapped into place), so an
+interrupted conversion never leaves a half-written cache behind. A folder at that place without
+the done-marker is not ours and is never replaced: the conversion stops with an
+:class:`~seqdistill.errors.OutputError` naming it.
 """
 from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
-import tempfile
 from pathlib import Path
+
+from seqdistill import _io
 
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CACHE_NAME = "smollm2-135m-instruct"
@@ -43,8 +45,11 @@ def converted_path(cache: str | os.PathLike | None = None) -> Path:
     """Folder of the converted model; converts and caches it on first use."""
     root = Path(cache) if cache is not None else cache_dir()
     target = root / CACHE_NAME
-    if (target / _DONE_MARK).is_file():
+    _io.recover_dir(target)  # a crash between the swap's two renames
+    if _is_converted(target):
         return target
+    what = "converted SmolLM2 folder"
+    _io.check_replaceable(target, _is_converted, what, overwrite=True)  # before 25 s of work
     src = gguf_path()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -56,21 +61,15 @@ def converted_path(cache: str | os.PathLike | None = None) -> Path:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{CACHE_NAME}.", dir=root))
-    tmp.chmod(0o755)
-    try:
+    if _is_converted(target):  # another process finished meanwhile
+        return target
+    with _io.atomic_dir(target, is_ours=_is_converted, what=what, overwrite=True) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        (tmp / _DONE_MARK).write_text(f"converted from {src}\n")
-        if target.exists():  # a stale, unmarked folder from an older layout
-            shutil.rmtree(target)
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            if not (target / _DONE_MARK).is_file():  # lost a race to another process: fine
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        _io.write_text(tmp / _DONE_MARK, f"converted from {src}\n")
     return target
+
+
+def _is_converted(folder: Path) -> bool:
+    """A folder this module finished writing (it holds the done-marker)."""
+    return (folder / _DONE_MARK).is_file()
