@@ -2,7 +2,7 @@
 
 A run's name becomes ``runs/<run>.json`` and ``work/<run>/``: it must never climb out of those
 folders, whatever a grid value holds. Names are built from :func:`slug` (only ``[A-Za-z0-9._-]``,
-no ``..``, no leading dot or dash, at most :data:`MAX_LEN` characters); where two different
+no ``..``, starting with a letter or digit, at most :data:`MAX_LEN` characters); where two different
 settings slug to the same name, each gets a short hash of its settings appended.
 """
 
@@ -23,11 +23,11 @@ RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,%d}__seed[0-9]{1,20}$" % (M
 
 def slug(text: str) -> str:
     """``text`` reduced to ``[A-Za-z0-9._-]``: other runs of characters become ``-``, ``..``
-    becomes ``.``, leading dots/dashes go, at most :data:`MAX_LEN` characters; never empty."""
+    becomes ``.``, it starts with a letter or digit, at most :data:`MAX_LEN` characters; never empty."""
     s = _UNSAFE.sub("-", str(text))
     while ".." in s:
         s = s.replace("..", ".")
-    s = s.lstrip(".-")[:MAX_LEN].rstrip(".-")
+    s = s.lstrip("._-")[:MAX_LEN].rstrip(".-")
     return s or "x"
 
 

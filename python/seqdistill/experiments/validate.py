@@ -15,6 +15,7 @@ Three layers, in order, each refusal one line naming the file, the ``[section] k
 
 from __future__ import annotations
 
+import re
 from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -48,12 +49,17 @@ def check_table(where: str, section: str, d: Any, cls: type, *, finite: bool = T
             raise ConfigError(f"{where}: {_key(section, k)} = {show(v)}: expected {describe(hints[k])}")
 
 
+_CLASS_KEY = re.compile(r"^[A-Z]\w*\.(\w+): ")  # "TrainConfig.lr: ..." as the library classes say it
+
+
 def _ranges(where: str, section: str, build: Callable[[], Any]) -> Any:
-    """Run a library constructor; its ValueError/TypeError becomes a ConfigError naming the file."""
+    """Run a library constructor; its ValueError/TypeError becomes a ConfigError naming the file
+    and the ``[section] key`` (a leading ``Class.key:`` is put the way the TOML file says it)."""
     try:
         return build()
     except (TypeError, ValueError) as e:
-        raise ConfigError(f"{where}: [{section}] {e}") from None
+        said = _CLASS_KEY.sub(r"\1: ", str(e))
+        raise ConfigError(f"{where}: [{section}] {said}") from None
 
 
 def _int_list(where: str, key: str, value: list[Any], *, low: int, high: int | None = None) -> None:
