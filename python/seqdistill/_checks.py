@@ -29,6 +29,8 @@ def bad(obj: Any, key: str, expected: str, value: Any | None = None) -> ConfigEr
 
 
 def _show(value: Any) -> str:
+    if isinstance(value, tuple):  # configs arrive as lists (TOML, JSON); show them as written
+        value = list(value)
     text = repr(value)
     text = text if len(text) <= 80 else text[:77] + "..."
     kind = type(value).__name__
@@ -43,34 +45,36 @@ def _is_real(v: Any) -> bool:
     return (_is_int(v) or isinstance(v, numbers.Real)) and not isinstance(v, bool) and type(v).__name__ != "bool_"
 
 
-def _coerce(obj: Any, key: str, value: Any, ann: str) -> Any:
+_EXPECTED = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
+             "tuple[int, ...]": "a list of integers"}
+
+
+def _coerce(obj: Any, key: str, value: Any, ann: str, optional: bool) -> Any:
     """``value`` checked against one annotation term; returns the value to store."""
+    expected = _EXPECTED.get(ann, ann) + (" or None" if optional else "")
     if ann == "int":
-        if not _is_int(value):
-            raise bad(obj, key, "an integer", value)
+        ok = _is_int(value)
+    elif ann == "float":
+        ok = _is_real(value)
+        if ok and not math.isfinite(float(value)):
+            raise bad(obj, key, "a finite number" + (" or None" if optional else ""), value)
+    elif ann == "bool":
+        ok = isinstance(value, bool)
+    elif ann == "str":
+        ok = isinstance(value, str)
+    elif ann == "tuple[int, ...]":
+        ok = isinstance(value, (list, tuple)) and all(_is_int(v) for v in value)
+    else:
+        return value  # an annotation this checker does not know: left to the class
+    if not ok:
+        raise bad(obj, key, expected, value)
+    if ann == "int":
         return int(value)
     if ann == "float":
-        if not _is_real(value):
-            raise bad(obj, key, "a number", value)
-        if not math.isfinite(float(value)):
-            raise bad(obj, key, "a finite number", value)
         return float(value)
-    if ann == "bool":
-        if not isinstance(value, bool):
-            raise bad(obj, key, "true or false", value)
-        return value
-    if ann == "str":
-        if not isinstance(value, str):
-            raise bad(obj, key, "a string", value)
-        return value
     if ann == "tuple[int, ...]":
-        if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-            raise bad(obj, key, "a list of integers", value)
-        items = list(value)
-        if not all(_is_int(v) for v in items):
-            raise bad(obj, key, "a list of integers", value)
-        return tuple(int(v) for v in items)
-    return value  # an annotation this checker does not know: left to the class
+        return tuple(int(v) for v in value)
+    return value
 
 
 def check_fields(obj: Any) -> None:
@@ -78,15 +82,14 @@ def check_fields(obj: Any) -> None:
     for f in fields(obj):
         ann = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
         terms = [t.strip() for t in ann.split("|")]
-        value = getattr(obj, f.name)
-        if value is None:
-            if "None" not in terms:
-                raise bad(obj, f.name, f"a value of type {ann}", value)
-            continue
         kinds = [t for t in terms if t != "None"]
-        if len(kinds) != 1:
+        optional = "None" in terms
+        value = getattr(obj, f.name)
+        if len(kinds) != 1 or (value is None and optional):
             continue
-        new = _coerce(obj, f.name, value, kinds[0])
+        if value is None:
+            raise bad(obj, f.name, _EXPECTED.get(kinds[0], kinds[0]), value)
+        new = _coerce(obj, f.name, value, kinds[0], optional)
         if new is not value:
             object.__setattr__(obj, f.name, new)
 

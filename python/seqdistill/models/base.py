@@ -348,13 +348,14 @@ class SequentialRecommender(nn.Module):
         return results
 
     # ------------------------------------------------------------ save/load
-    def save(self, folder: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    def save(self, folder: str | os.PathLike, *, overwrite: bool = True) -> Path:
         """Write the model folder: ``config.json`` (format, config, raw id map) and
         ``model.safetensors`` (the weights; a format that cannot run code when read).
 
         The folder is built under a temporary name and swapped in whole. An existing model folder
-        is replaced only with ``overwrite=True``; any other non-empty folder is refused
-        (:class:`~seqdistill.errors.OutputError`). The folder is all that serving needs.
+        (one holding only what this method writes) is replaced unless ``overwrite=False``; any
+        other non-empty folder is refused (:class:`~seqdistill.errors.OutputError`), so nothing
+        seqdistill did not write is ever deleted. The folder is all that serving needs.
         """
         from safetensors.torch import save_file
 

@@ -11,17 +11,13 @@ anywhere else.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
 
 from seqdistill.errors import ConfigError
-
-if TYPE_CHECKING:  # pragma: no cover - typing only
-    from .base import SequentialRecommender
 
 __all__ = ["canonical_kind", "model_class", "model_kinds", "register_model"]
 
 # kind -> class, or "module:Class" until first use
-_MODELS: dict[str, "type[SequentialRecommender] | str"] = {
+_MODELS: dict[str, type | str] = {  # values: SequentialRecommender subclasses
     "sasrec": "seqdistill.models.sasrec:SASRec",
     "bert4rec": "seqdistill.models.bert4rec:BERT4Rec",
 }
@@ -29,7 +25,7 @@ _MODELS: dict[str, "type[SequentialRecommender] | str"] = {
 _ALIASES: dict[str, str] = {"sas_rec": "sasrec", "bert": "bert4rec", "bert_4_rec": "bert4rec"}
 
 
-def register_model(kind: str, cls: "type[SequentialRecommender] | str", aliases: tuple[str, ...] = ()) -> None:
+def register_model(kind: str, cls: type | str, aliases: tuple[str, ...] = ()) -> None:
     """Make ``ModelConfig(kind=kind)`` build ``cls`` (a class or ``"module:Class"``).
 
     Names are case-insensitive; re-registering a kind replaces it, an alias may not shadow a kind.
@@ -62,7 +58,7 @@ def canonical_kind(kind: object) -> str:
     raise ConfigError(f"ModelConfig.kind: unknown model kind {kind!r}; known kinds are {model_kinds()}")
 
 
-def model_class(kind: str) -> "type[SequentialRecommender]":
+def model_class(kind: str) -> type:
     """The class registered under ``kind`` (or an alias), imported on first use."""
     key = canonical_kind(kind)
     entry = _MODELS[key]

@@ -204,7 +204,10 @@ class Trainer:
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=use_amp):
             total, main, logs, stages = self._batch_losses(epoch, users, w)
         total_v, main_v = total.item(), main.item()
-        if not (math.isfinite(total_v) and math.isfinite(main_v)):
+        finite = math.isfinite(total_v) and math.isfinite(main_v)
+        if finite and len(stages) > 2:  # an earlier term's total, replaced by a later one
+            finite = bool(torch.isfinite(torch.stack([t.detach().float() for _, t in stages])).all())
+        if not finite:
             raise self._non_finite(epoch, batch, n_batches, stages)
         optimizer.zero_grad(set_to_none=True)
         total.backward()

@@ -1,0 +1,163 @@
+"""ModelConfig, TrainConfig and DistillConfig refuse every bad value on construction, with one
+line naming the class, the key and the value; checks that need the model, the dataset or the
+machine (block vs n_blocks, target size, device) run when the trainer is built, before any work."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pl = pytest.importorskip("polars")
+
+from seqdistill.data import SplitConfig, prepare  # noqa: E402
+from seqdistill.errors import ConfigError, DataError  # noqa: E402
+from seqdistill.models import ModelConfig, build_model  # noqa: E402
+from seqdistill.training import TrainConfig, Trainer  # noqa: E402
+from seqdistill.training.distill import DistillationTerm, DistillConfig, check_block  # noqa: E402
+
+torch.set_num_threads(1)
+
+NAN, INF = float("nan"), float("inf")
+
+MODEL_BAD = [
+    ("kind", "gru"), ("kind", 3), ("n_items", "10"), ("n_items", 0), ("n_items", 10.0), ("hidden", 64.0),
+    ("hidden", True), ("n_blocks", 0), ("n_blocks", True), ("n_heads", 0), ("max_len", 1), ("max_len", "50"),
+    ("dropout", 1.0), ("dropout", -0.1), ("dropout", NAN), ("dropout", "0.1"), ("dropout", False),
+    ("ffn_mult", 0), ("mask_prob", 1.5), ("mask_prob", INF), ("mask_last_prob", -0.5), ("loss", "bpr"),
+    ("loss", None), ("loss_chunk", 0), ("n_negatives", -1), ("negatives", "hard"),
+]
+TRAIN_BAD = [
+    ("epochs", 0), ("epochs", -1), ("epochs", "3"), ("epochs", 3.0), ("epochs", True), ("batch_size", 0),
+    ("batch_size", 2.5), ("lr", 0), ("lr", -1e-3), ("lr", NAN), ("lr", INF), ("lr", "1e-3"), ("lr", None),
+    ("weight_decay", -0.1), ("grad_clip", NAN), ("grad_clip", -1.0), ("stride", 0), ("seed", -1),
+    ("seed", 1.5), ("device", "gpu"), ("device", "cuda:x"), ("device", 0), ("amp", "yes"), ("amp", 1),
+    ("patience", True), ("patience", False), ("patience", 0), ("patience", 2.5), ("min_epochs", -1),
+    ("validate", 1), ("valid_metric", "auc@10"), ("valid_metric", "ndcg@0"), ("valid_metric", "ndcg"),
+    ("valid_metric", 10), ("valid_ks", [0]), ("valid_ks", []), ("valid_ks", "10"), ("valid_ks", [10.0]),
+    ("valid_ks", [True]), ("valid_filter_seen", "no"), ("eval_batch_size", 0), ("eval_batch_size", -5),
+    ("progress", None),
+]
+DISTILL_BAD = [
+    ("alpha", 1.5), ("alpha", -0.1), ("alpha", "0.4"), ("alpha", NAN), ("alpha", True), ("gamma", NAN),
+    ("gamma", INF), ("gamma", "0.1"), ("epochs", -1), ("epochs", 2.0), ("epochs", True), ("block", 1.5),
+    ("block", True), ("block", None), ("pooling", "max"), ("loss", "l1"), ("coverage", "all"),
+    ("dynamic_beta", "yes"), ("dynamic_beta", 1), ("standardize", 0),
+]
+BASE_MODEL = dict(kind="sasrec", n_items=10, max_len=8, hidden=8, n_blocks=2, n_heads=2)
+
+
+def _assert_names(err: pytest.ExceptionInfo, cls: str, key: str, value) -> None:
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(f"{cls}.{key}"), msg
+    shown = repr(value)
+    assert shown in msg or (isinstance(value, float) and str(value) in msg), msg
+
+
+@pytest.mark.parametrize("key,value", MODEL_BAD, ids=[f"{k}={v!r}" for k, v in MODEL_BAD])
+def test_model_config_refuses(key, value):
+    with pytest.raises(ConfigError) as err:
+        ModelConfig.from_dict({**BASE_MODEL, key: value})
+    _assert_names(err, "ModelConfig", key, value)
+
+
+@pytest.mark.parametrize("key,value", TRAIN_BAD, ids=[f"{k}={v!r}" for k, v in TRAIN_BAD])
+def test_train_config_refuses(key, value):
+    with pytest.raises(ConfigError) as err:
+        TrainConfig.from_dict({key: value})
+    _assert_names(err, "TrainConfig", key, value)
+
+
+@pytest.mark.parametrize("key,value", DISTILL_BAD, ids=[f"{k}={v!r}" for k, v in DISTILL_BAD])
+def test_distill_config_refuses(key, value):
+    with pytest.raises(ConfigError) as err:
+        DistillConfig.from_dict({key: value})
+    _assert_names(err, "DistillConfig", key, value)
+
+
+def test_cross_field_rules_name_both_keys():
+    with pytest.raises(ConfigError, match=r"TrainConfig.min_epochs: expected at most epochs=3, got 5"):
+        TrainConfig(epochs=3, min_epochs=5)
+    with pytest.raises(ConfigError, match=r"ModelConfig.hidden: 30 is not divisible by n_heads=4"):
+        ModelConfig(**{**BASE_MODEL, "hidden": 30, "n_heads": 4})
+
+
+def test_good_values_are_normalised():
+    t = TrainConfig(lr=1, grad_clip=0, valid_ks=[5, 20], valid_metric="recall@10", patience=None, stride=None)
+    assert isinstance(t.lr, float) and t.lr == 1.0 and t.valid_ks == (5, 10, 20)
+    assert TrainConfig.from_dict(t.to_dict()) == t
+    assert TrainConfig(valid_ks=(np.int64(10),)).valid_ks == (10,)
+    m = ModelConfig(**{**BASE_MODEL, "kind": "BERT4Rec", "dropout": 0})
+    assert m.kind == "bert4rec" and m.dropout == 0.0 and isinstance(m.dropout, float)
+    assert ModelConfig(**{**BASE_MODEL, "kind": "bert"}).kind == "bert4rec"
+    d = DistillConfig(alpha=1, gamma=-0.5, epochs=0, block=-2)
+    assert d.alpha == 1.0 and d.epochs == 0 and DistillConfig.from_dict(d.to_dict()) == d
+
+
+@pytest.mark.parametrize("block,ok", [(-3, False), (-2, True), (-1, True), (0, True), (1, True), (2, False)])
+def test_block_must_exist_in_the_model(block, ok):
+    model = ModelConfig(**BASE_MODEL)  # n_blocks = 2
+    if ok:
+        check_block(DistillConfig(block=block), model)
+        return
+    with pytest.raises(ConfigError, match=rf"DistillConfig.block: .*n_blocks=2.*got {block}$"):
+        check_block(DistillConfig(block=block), model)
+
+
+# ----------------------------------------------------------- checked by the trainer, before work
+@pytest.fixture(scope="module")
+def tiny_ds():
+    rows = [(u, (u + t) % 12 + 1, t) for u in range(30) for t in range(6)]
+    df = pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row")
+    return prepare(df, k_core=None, split=SplitConfig(kind="leave_one_out"), name="tiny")
+
+
+def _model(ds, **kw):
+    return build_model(ModelConfig(**{**BASE_MODEL, "n_items": ds.n_items, **kw}))
+
+
+def test_trainer_refuses_a_term_that_does_not_fit_before_any_work(tiny_ds, tmp_path):
+    model = _model(tiny_ds)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    targets = np.zeros((tiny_ds.n_users, 8), np.float32)
+    cases = [
+        (DistillationTerm(targets, None, DistillConfig(block=2)), ConfigError, r"DistillConfig.block"),
+        (DistillationTerm(np.zeros((tiny_ds.n_users, 5), np.float32), None), ConfigError, r"target size 5 != ModelConfig.hidden 8"),
+        (DistillationTerm(targets[:-1], None), DataError, rf"{tiny_ds.n_users - 1} target rows.*{tiny_ds.n_users} users"),
+    ]
+    for term, exc, pattern in cases:
+        with pytest.raises(exc, match=pattern):
+            Trainer(model, tiny_ds, TrainConfig(epochs=1, progress=False, device="cpu"), run_dir=tmp_path / "run",
+                    extra_losses=[term])
+    assert not (tmp_path / "run").exists()
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_missing_device_is_a_config_error(tiny_ds, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"TrainConfig.device: 'cuda' asked for, but CUDA is not available"):
+        Trainer(_model(tiny_ds), tiny_ds, TrainConfig(device="cuda", progress=False))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ConfigError, match=r"'cuda:3' asked for, but this machine has 1 CUDA device"):
+        Trainer(_model(tiny_ds), tiny_ds, TrainConfig(device="cuda:3", progress=False))
+
+
+def test_model_for_another_catalogue_is_refused(tiny_ds):
+    with pytest.raises(ConfigError, match=rf"n_items: model has 99, dataset 'tiny' has {tiny_ds.n_items}"):
+        Trainer(build_model(ModelConfig(**{**BASE_MODEL, "n_items": 99})), tiny_ds, TrainConfig(progress=False))
+
+
+def test_non_finite_distillation_targets_are_refused_by_row():
+    t = np.zeros((5, 3), np.float32)
+    t[3, 1] = np.nan
+    with pytest.raises(DataError, match=r"target row 3 .*column 1 is nan"):
+        DistillationTerm(t, None)
+    # a NaN in the row of a user WITHOUT a profile is never used: accepted, and zeroed
+    mask = np.array([True, True, True, False, True])
+    term = DistillationTerm(t, mask, DistillConfig(standardize=True))
+    assert torch.isfinite(term._targets).all() and not term._targets[3].any()
+    assert math.isfinite(float(term._targets.sum()))
