@@ -1,19 +1,36 @@
-"""Full-ranking top-k metrics: seqdistill's Rust ``_core.topk_metrics`` vs torch.topk + numpy.
+"""Full-ranking evaluation: the Rust top-k against torch, and whole evaluations against the GEMM floor.
 
-Random float32 scores (generated chunk by chunk, so memory stays bounded) and one random target
-per row; both sides rank items 1..n_items (item 0 = padding excluded) and compute NDCG, Recall,
-HitRate and MRR at 5/10/20. Results are compared (top-k ids and every metric); seconds (scoring
-generation excluded) and the ratio baseline/ours are printed.
+Three kinds of case, each checked for identical results before it is timed:
 
-    python benches/evaluate.py [--cases 10000x40000,20000x330000] [--chunk 1024] [--json out.json]
+- ``topk``: random float32 scores (generated block by block), one target per row; the core's
+  ``topk_metrics`` vs ``torch.topk`` + numpy metrics (NDCG, Recall, HitRate, MRR at 5/10/20,
+  items 1..n ranked, padding excluded). Score generation is not timed.
+- ``scoring``: a SASRec-sized evaluation without the model: random query vectors and item table
+  (hidden 64, default 100k rows x 40k items), ~50 seen items filtered per row, scored and ranked
+  by :func:`seqdistill.evaluation.rank_queries` -- against the GEMM alone, ``torch.mm(q, W.T,
+  out=buf)`` into one reused buffer over the same rows (the fastest block size and thread count
+  of a screening on a share of the rows is kept and named). Also timed: the loop ``evaluate``
+  ran before (a fresh score block per 1,024-row batch, the core in a worker thread).
+- ``evaluate``: ``evaluate()`` of a SASRec (random weights; timings do not depend on them) on a
+  random log, its forward pass timed separately; the rest against the GEMM floor on the same
+  query vectors.
+
+Times are medians of ``--repeats`` runs (ours and the baseline interleaved). ``ratio`` is always
+baseline / ours; for the GEMM-floor cases ``times_floor`` = ours / floor is printed too.
+
+    python benches/evaluate.py [--only topk,scoring,evaluate] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -21,11 +38,31 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, write_json  # noqa: E402
 
-from seqdistill import _core  # noqa: E402
+from seqdistill import core  # noqa: E402
+from seqdistill.evaluation import evaluate, rank_queries  # noqa: E402
 
 KS = [5, 10, 20]
 
 
+def load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def median_time(fn: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def same_metrics(a: core.TopkMetrics, b: core.TopkMetrics) -> bool:
+    """Identical top-k ids and identical per-row metrics (NaN where both are NaN)."""
+    return bool(np.array_equal(a.topk, b.topk)) and all(np.array_equal(a[k], b[k], equal_nan=True) for k in a.keys())
+
+
+# ----------------------------------------------------------------------------------- topk
 def baseline(scores: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
     """torch.topk over items 1.. then numpy metrics (one target per row)."""
     s = torch.from_numpy(scores)[:, 1:]
@@ -42,7 +79,7 @@ def baseline(scores: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-def run_case(n_rows: int, n_items: int, chunk: int, seed: int = 0) -> dict:
+def run_topk_case(n_rows: int, n_items: int, chunk: int, seed: int = 0) -> dict:
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     ours_s = base_s = 0.0
@@ -54,7 +91,7 @@ def run_case(n_rows: int, n_items: int, chunk: int, seed: int = 0) -> dict:
         targets = rng.integers(1, n_items + 1, size=m).astype(np.int64)
         gt_off = np.arange(m + 1, dtype=np.int64)
         t0 = time.perf_counter()
-        ours = _core.topk_metrics(scores, KS, gt_off, targets, None, None, min_item=1)
+        ours = core.topk_metrics(scores, KS, gt_off, targets, None, None, min_item=1)
         t1 = time.perf_counter()
         ref = baseline(scores, targets)
         t2 = time.perf_counter()
@@ -62,13 +99,13 @@ def run_case(n_rows: int, n_items: int, chunk: int, seed: int = 0) -> dict:
         base_s += t2 - t1
         # float32 random scores do tie; torch.topk orders ties arbitrarily, ours by lower id.
         # Same result = the same score at every rank (ids may differ only inside a tie).
-        same &= bool(np.array_equal(np.take_along_axis(scores, ours["topk"], 1), np.take_along_axis(scores, ref["topk"], 1)))
-        tie_rows += int((ours["topk"] != ref["topk"]).any(axis=1).sum())
+        same &= bool(np.array_equal(np.take_along_axis(scores, ours.topk, 1), np.take_along_axis(scores, ref["topk"], 1)))
+        tie_rows += int((ours.topk != ref["topk"]).any(axis=1).sum())
         for key in ref:
             if key != "topk":
                 same &= bool(np.allclose(ours[key], ref[key], rtol=1e-12, atol=0))
     return {
-        "case": f"{n_rows} users x {n_items} items",
+        "case": f"topk: {n_rows} users x {n_items} items",
         "ours_s": round(ours_s, 4),
         "baseline": "torch.topk + numpy metrics",
         "baseline_s": round(base_s, 4),
@@ -78,20 +115,198 @@ def run_case(n_rows: int, n_items: int, chunk: int, seed: int = 0) -> dict:
     }
 
 
+# --------------------------------------------------------------------------- GEMM floor
+def gemm_loop(q: torch.Tensor, table: torch.Tensor, block: int) -> None:
+    """The floor: every score block of the evaluation computed into one reused buffer."""
+    wt = table.t()
+    buf = torch.empty(block, table.shape[0])
+    for lo in range(0, q.shape[0], block):
+        rows = min(block, q.shape[0] - lo)
+        torch.mm(q[lo : lo + rows], wt, out=buf[:rows])
+
+
+def fastest_gemm(q: torch.Tensor, table: torch.Tensor, blocks: list[int], threads: list[int], share: int) -> tuple[int, int, list[str]]:
+    """(block, threads) of the fastest GEMM-only loop over the first ``share`` rows (best of 2)."""
+    best, log = None, []
+    for th in threads:
+        torch.set_num_threads(th)
+        for b in blocks:
+            s = min(median_time(lambda: gemm_loop(q[:share], table, b), 1) for _ in range(2))
+            log.append(f"block {b} threads {th}: {s * q.shape[0] / share:.2f} s (extrapolated)")
+            if best is None or s < best[0]:
+                best = (s, b, th)
+    assert best is not None
+    return best[1], best[2], log
+
+
+def previous_loop(q: torch.Tensor, table: torch.Tensor, targets: np.ndarray, seen: tuple[np.ndarray, np.ndarray], block: int = 1024) -> None:
+    """What ``evaluate`` did before reused buffers: a fresh score block per batch, the core in a
+    worker thread."""
+    wt = table.t()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = None
+        for lo in range(0, q.shape[0], block):
+            hi = min(q.shape[0], lo + block)
+            scores = (q[lo:hi] @ wt).numpy()
+            a, b = seen[0][lo], seen[0][hi]
+            args = (scores, KS, np.arange(hi - lo + 1), targets[lo:hi], seen[0][lo : hi + 1] - a, seen[1][a:b])
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(core.topk_metrics, *args, min_item=1)
+        if pending is not None:
+            pending.result()
+
+
+def one_shot(q: torch.Tensor, table: torch.Tensor, targets: np.ndarray, seen: tuple[np.ndarray, np.ndarray] | None) -> core.TopkMetrics:
+    """Reference: fresh score matrices of near-equal chunks of at most 4,096 rows (each at least
+    16 rows when there are), each handed to the core whole."""
+    n = q.shape[0]
+    parts = []
+    for idx in np.array_split(np.arange(n), max(1, -(-n // 4096))):
+        lo, hi = int(idx[0]), int(idx[-1]) + 1
+        so, si = (seen[0][lo : hi + 1] - seen[0][lo], seen[1][seen[0][lo] : seen[0][hi]]) if seen is not None else (None, None)
+        parts.append(core.topk_metrics((q[lo:hi] @ table.t()).numpy(), KS, np.arange(hi - lo + 1), targets[lo:hi], so, si, min_item=1))
+    cat = {name: np.concatenate([getattr(p, name) for p in parts], axis=1) for name in core.METRICS}
+    return core.TopkMetrics(ks=tuple(KS), topk=np.concatenate([p.topk for p in parts]), **cat)
+
+
+def run_scoring_case(n_rows: int, n_items: int, hidden: int, n_seen: int, repeats: int, blocks: list[int], ours_blocks: list[int], seed: int = 0) -> list[dict]:
+    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    q = torch.randn(n_rows, hidden, generator=gen)
+    table = torch.randn(n_items + 1, hidden, generator=gen) / hidden**0.5
+    targets = rng.integers(1, n_items + 1, size=n_rows)
+    seen = (np.arange(n_rows + 1, dtype=np.int64) * n_seen, rng.integers(1, n_items + 1, size=n_rows * n_seen))
+    threads0 = torch.get_num_threads()
+    case = f"scoring: {n_rows} users x {n_items} items x hidden {hidden}, {n_seen} seen/row"
+
+    # Same result first: the timed paths against the whole matrix scored at once.
+    m = min(n_rows, 4096)
+    ref = one_shot(q[:m], table, targets[:m], (seen[0][: m + 1], seen[1][: seen[0][m]]))
+    same = all(
+        same_metrics(rank_queries(q[:m], table, targets[:m], KS, (seen[0][: m + 1], seen[1][: seen[0][m]]), sel, b, True), ref)
+        for sel, b in [("rust", None), ("rust", 1000), ("torch", 256)]
+    )
+    print(f"{case}: same result on the first {m} rows (rust and torch selection): {same}", flush=True)
+
+    block, th, log = fastest_gemm(q, table, blocks, sorted({1, threads0}), share=max(1, n_rows // 5))
+    floor_name = f"torch.mm(out=) into one reused buffer, {block}-row blocks, {th} thread(s)"
+    print("  GEMM-only screening: " + "; ".join(log), flush=True)
+    print(f"  floor: {floor_name}", flush=True)
+
+    def floor() -> None:
+        torch.set_num_threads(th)
+        gemm_loop(q, table, block)
+        torch.set_num_threads(threads0)
+
+    results: dict[str, list[float]] = {"floor": []}
+    ours_all = [None, *ours_blocks]  # None = the default block size
+    for r in range(repeats):
+        results["floor"].append(median_time(floor, 1))
+        for b in ours_all:
+            out = {}
+            t = median_time(lambda: out.setdefault("r", rank_queries(q, table, targets, KS, seen, "rust", b, True)), 1)
+            results.setdefault(f"ours {b}", []).append(t)
+            same &= bool(np.array_equal(out["r"].topk[:m], ref.topk))
+        results.setdefault("previous", []).append(median_time(lambda: previous_loop(q, table, targets, seen), 1))
+        print(f"  repeat {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in results.items()) + f" ({load()})", flush=True)
+
+    floor_s = statistics.median(results["floor"])
+    rows = []
+    for name, times in results.items():
+        if name == "floor":
+            continue
+        s = statistics.median(times)
+        if name == "previous":
+            what = "previous evaluate loop (fresh 1,024-row block per batch, core in a worker)"
+        else:
+            what = f"rank_queries, rust selection, {name.split()[1].replace('None', 'default')}-row blocks"
+        rows.append({"case": f"{case}: {what}", "ours_s": round(s, 3), "baseline": floor_name, "baseline_s": round(floor_s, 3),
+                     "ratio": round(floor_s / s, 3), "same_result": same, "times_floor": round(s / floor_s, 3),
+                     "repeats": repeats, "load_after": load()})
+        print(f"  {what}: {s:.2f} s = {s / floor_s:.2f}x the GEMM floor ({floor_s:.2f} s)", flush=True)
+    return rows
+
+
+# ---------------------------------------------------------------------------- evaluate()
+def random_dataset(n_users: int, n_items: int, mean_len: int, seed: int = 0):
+    import polars as pl
+
+    from seqdistill.data import SplitConfig, prepare
+
+    rng = np.random.default_rng(seed)
+    lengths = np.maximum(3, rng.poisson(mean_len, size=n_users))
+    users = np.repeat(np.arange(n_users), lengths)
+    items = rng.integers(0, n_items, size=len(users))
+    items[: n_items] = np.arange(n_items)  # every item occurs
+    t = np.arange(len(users))
+    df = pl.DataFrame({"user_id": users, "item_id": items, "timestamp": t})
+    return prepare(df, k_core=None, split=SplitConfig(kind="leave_one_out"), name="random")
+
+
+def run_evaluate_case(n_users: int, n_items: int, max_len: int, repeats: int) -> dict:
+    from seqdistill.data.sequences import eval_inputs
+    from seqdistill.models import ModelConfig, SASRec
+
+    ds = random_dataset(n_users, n_items, mean_len=max_len)
+    torch.manual_seed(0)
+    model = SASRec(ModelConfig(n_items=ds.n_items, max_len=max_len, hidden=64, n_blocks=2, n_heads=2)).eval()
+    inp = eval_inputs(ds, "test", model.input_length)
+    case = f"evaluate(): SASRec hidden 64, 2 blocks, max_len {max_len}, {len(inp.users)} users x {ds.n_items} items, seen filtered"
+    with torch.no_grad():
+        chunks = np.array_split(inp.windows, max(1, -(-len(inp.windows) // 1024)))  # each >= 16 rows
+        q = torch.cat([model.next_item_hidden(torch.from_numpy(c)) for c in chunks])
+        ref = one_shot(q, model.item_emb.weight[: ds.n_items + 1].detach(), inp.targets, (inp.seen_offsets, inp.seen_items))
+    res = evaluate(model, ds, "test", ks=KS, filter_seen=True, return_topk=True)
+    same = bool(np.array_equal(res.topk, ref.topk)) and all(np.array_equal(res.per_row[k], ref[k]) for k in ref.keys())
+    table = model.item_emb.weight[: ds.n_items + 1].detach()
+    totals, forwards, floors = [], [], []
+    for _ in range(repeats):
+        r = evaluate(model, ds, "test", ks=KS, filter_seen=True)
+        totals.append(r.timings["total_s"])
+        forwards.append(r.timings["forward_s"])
+        floors.append(median_time(lambda: gemm_loop(q, table, 1024), 1))
+    total, fwd, floor_s = statistics.median(totals), statistics.median(forwards), statistics.median(floors)
+    rank = total - fwd
+    print(f"{case}: total {total:.2f} s = forward {fwd:.2f} s + scoring/ranking {rank:.2f} s "
+          f"({rank / floor_s:.2f}x the GEMM floor {floor_s:.2f} s); same result: {same} ({load()})", flush=True)
+    return {"case": case, "ours_s": round(total, 3), "forward_s": round(fwd, 3), "rank_s": round(rank, 3),
+            "baseline": "torch.mm(out=) into one reused buffer, 1024-row blocks, same query vectors (forward excluded)",
+            "baseline_s": round(floor_s, 3), "ratio": round(floor_s / rank, 3), "same_result": same,
+            "times_floor": round(rank / floor_s, 3), "repeats": repeats, "load_after": load()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cases", default="10000x40000,20000x330000", help="comma list of ROWSxITEMS")
-    ap.add_argument("--chunk", type=int, default=1024, help="rows per scored block")
+    ap.add_argument("--only", default="topk,scoring,evaluate", help="comma list of: topk, scoring, evaluate")
+    ap.add_argument("--cases", default="10000x40000,20000x330000", help="topk: comma list of ROWSxITEMS")
+    ap.add_argument("--chunk", type=int, default=1024, help="topk: rows per scored block")
+    ap.add_argument("--scoring", default="100000x40000x64", help="scoring: ROWSxITEMSxHIDDEN")
+    ap.add_argument("--seen", type=int, default=50, help="scoring: seen items filtered per row")
+    ap.add_argument("--floor-blocks", default="64,128,256,512,1024", help="scoring: GEMM-only block sizes to screen")
+    ap.add_argument("--ours-blocks", default="", help="scoring: extra block sizes for ours (exploration)")
+    ap.add_argument("--eval-shape", default="20000x40000x50", help="evaluate: USERSxITEMSxMAX_LEN")
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", default=None, help="write results to this JSON file")
     args = ap.parse_args()
-    print(f"machine: {machine()}; torch threads: {torch.get_num_threads()}")
+    only = set(args.only.split(","))
+    print(f"machine: {machine()}; torch threads: {torch.get_num_threads()}; {load()}", flush=True)
     rows = []
-    for case in args.cases.split(","):
-        n_rows, n_items = (int(x) for x in case.lower().split("x"))
-        r = run_case(n_rows, n_items, args.chunk)
-        rows.append(r)
-        print(f"{r['case']:>30}: ours {r['ours_s']:.3f} s, {r['baseline']} {r['baseline_s']:.3f} s, "
-              f"ratio {r['ratio']:.2f}x, same result: {r['same_result']}", flush=True)
+    if "topk" in only:
+        for case in args.cases.split(","):
+            n_rows, n_items = (int(x) for x in case.lower().split("x"))
+            r = run_topk_case(n_rows, n_items, args.chunk)
+            rows.append(r)
+            print(f"{r['case']:>30}: ours {r['ours_s']:.3f} s, {r['baseline']} {r['baseline_s']:.3f} s, "
+                  f"ratio {r['ratio']:.2f}x, same result: {r['same_result']}", flush=True)
+    if "scoring" in only:
+        n_rows, n_items, hidden = (int(x) for x in args.scoring.lower().split("x"))
+        blocks = [int(b) for b in args.floor_blocks.split(",")]
+        ours_blocks = [int(b) for b in args.ours_blocks.split(",") if b]
+        rows += run_scoring_case(n_rows, n_items, hidden, args.seen, args.repeats, blocks, ours_blocks)
+    if "evaluate" in only:
+        n_users, n_items, max_len = (int(x) for x in args.eval_shape.lower().split("x"))
+        rows.append(run_evaluate_case(n_users, n_items, max_len, args.repeats))
     write_json(args.json, "evaluate", rows)
 
 
