@@ -2,6 +2,7 @@
 the real ``seqdistill.data.prepare`` once that exists)."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,13 @@ class ToyDataset:
     domain: str = "movies"
     name: str = "toy"
     manifest: dict[str, Any] = field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        """Who is in the dataset and where their training ends (as PreparedDataset.fingerprint)."""
+        h = hashlib.sha256(repr((self.user_ids.to_list(), self.item_ids.to_list())).encode())
+        h.update(np.asarray(self.train_end, dtype=np.int64).tobytes())
+        h.update(np.diff(self.offsets).astype(np.int64).tobytes())
+        return h.hexdigest()[:32]
 
 
 def toy_dataset(logs: list[list[tuple[int, int, float | None]]], meta: dict[str, list] | None,

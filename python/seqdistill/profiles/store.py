@@ -84,6 +84,8 @@ class ProfileStore:
             self._check_parts()
             _io.clean_stale(self.path)
             return
+        if not meta_path.is_file():  # refuse a foreign folder before putting a lock file into it
+            self._refuse_without_meta(creating=True)
         self.path.mkdir(parents=True, exist_ok=True)
         with self.writing():  # create-or-check under the lock: two creators cannot race
             if meta_path.is_file():
