@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -369,7 +370,7 @@ class SequentialRecommender(nn.Module):
         return folder
 
     @staticmethod
-    def load(folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> "SequentialRecommender":
+    def load(folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> SequentialRecommender:
         """Rebuild a model saved by :meth:`save` (its class from the config's ``kind``)."""
         return load_model(folder, map_location)
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["full_ce", "chunked_ce", "sampled_softmax_ce", "sample_negatives"]
+__all__ = ["chunked_ce", "full_ce", "sample_negatives", "sampled_softmax_ce"]
 
 
 def _acc_dtype(dtype: torch.dtype) -> torch.dtype:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["masked_mean", "exp_recency", "pool"]
+__all__ = ["exp_recency", "masked_mean", "pool"]
 
 
 def masked_mean(hidden: Tensor, mask: Tensor) -> Tensor:

@@ -4,4 +4,4 @@ from .config import TrainConfig
 from .terms import BatchOutput, LossTerm
 from .trainer import Trainer, item_counts, resolve_device, seed_everything
 
-__all__ = ["TrainConfig", "Trainer", "LossTerm", "BatchOutput", "seed_everything", "resolve_device", "item_counts"]
+__all__ = ["BatchOutput", "LossTerm", "TrainConfig", "Trainer", "item_counts", "resolve_device", "seed_everything"]

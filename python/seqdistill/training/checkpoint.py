@@ -157,6 +157,10 @@ def read_checkpoint(run_dir: Path, model: torch.nn.Module) -> Checkpoint | None:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise DataError(f"{folder / _STATE}: not a seqdistill checkpoint (format {meta.get('format')!r})"
                         if isinstance(meta, dict) else f"{folder / _STATE}: not a seqdistill checkpoint")
+    missing = sorted({"epoch", "history", "best_epoch", "best_score", "bad_epochs", "stopped", "train_config",
+                      "model_config", "optimizer"} - set(meta))
+    if missing:
+        raise DataError(f"{folder / _STATE}: damaged checkpoint state, missing {missing}")
     if meta["model_config"] != model.config.to_dict():
         raise ConfigError(f"{folder}: checkpoint model config {meta['model_config']} differs from "
                           f"{model.config.to_dict()}")

@@ -12,7 +12,7 @@ from seqdistill._checks import at_least, bad, check_fields
 from seqdistill._config import DictConfig
 from seqdistill.errors import ConfigError
 
-__all__ = ["TrainConfig", "VALID_METRICS"]
+__all__ = ["VALID_METRICS", "TrainConfig"]
 
 VALID_METRICS = ("ndcg", "recall", "hit_rate", "mrr")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")

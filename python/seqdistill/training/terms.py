@@ -8,7 +8,7 @@ computes; a term knows the batch only through this one frozen record.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 from torch import Tensor
 
@@ -37,12 +37,11 @@ class BatchOutput(ModelOutput):
     model: Any
 
     @classmethod
-    def of(cls, out: ModelOutput, **trainer_fields: Any) -> "BatchOutput":
+    def of(cls, out: ModelOutput, **trainer_fields: Any) -> BatchOutput:
         """The model's ``out`` completed with the trainer's fields (tensors are shared, not copied)."""
         return cls(**{f.name: getattr(out, f.name) for f in fields(ModelOutput)}, **trainer_fields)
 
 
-@runtime_checkable
 class LossTerm(Protocol):
     """An extra training objective.
 

@@ -21,9 +21,10 @@ import math
 import os
 import random
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,7 +37,7 @@ from .checkpoint import CHECKPOINT_DIR, TrainState, join_optimizer_state, read_c
 from .config import TrainConfig
 from .terms import BatchOutput, LossTerm
 
-__all__ = ["Trainer", "LossTerm", "BatchOutput", "seed_everything", "resolve_device", "item_counts"]
+__all__ = ["BatchOutput", "LossTerm", "Trainer", "item_counts", "resolve_device", "seed_everything"]
 
 
 def seed_everything(seed: int) -> None:
