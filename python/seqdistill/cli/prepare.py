@@ -67,13 +67,13 @@ def _read_items(path: str, id_col: str, log: pl.DataFrame, log_path: str) -> pl.
     from seqdistill.data.interactions import read_items
 
     meta = read_items(path, id_col)
-    meta = _with_id_type(meta, log.schema["item_id"])
-    items = log.get_column("item_id").unique()
-    if meta.height == 0 or not meta.get_column("item_id").is_in(items.implode()).any():
-        example = f"e.g. {meta['item_id'][0]!r} vs the log's {items[0]!r}" if meta.height else "it has no rows"
+    ids = meta.get_column("item_id").cast(pl.String)
+    items = log.get_column("item_id").unique().cast(pl.String)
+    if not ids.is_in(items.implode()).any():  # ids compared exactly, as text
+        example = f"e.g. {ids[0]!r} vs the log's {items.sort()[0]!r}" if len(ids) else "it has no rows"
         raise DataError(f"{path}: no id in column {id_col!r} is an item of {log_path} ({example}); "
                         "check --items-id-col / --item-col")
-    return meta
+    return _with_id_type(meta, log.schema["item_id"])
 
 
 def _with_id_type(meta: pl.DataFrame, dtype: pl.DataType) -> pl.DataFrame:

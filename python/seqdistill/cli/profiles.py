@@ -65,6 +65,8 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: Sequence[argpars
 def _load(folder: str):
     from seqdistill.data import PreparedDataset
 
+    if Path(folder).exists() and not Path(folder).is_dir():
+        raise DataError(f"{folder}: is a file; expected a prepared dataset folder")
     return PreparedDataset.load(folder)
 
 

@@ -392,10 +392,11 @@ _SAMPLE = 2000
 def _timestamp_series(s: pl.Series, col: str, source: str, fmt: str | None) -> pl.Series:
     _refuse_nulls(s, col, "timestamp", source)
     if s.dtype.is_integer():
-        row = _first((s < _INT64_MIN) | (s > _INT64_MAX))
+        as_int = s.cast(pl.Int64, strict=False)  # null where a value does not fit int64
+        row = _first(as_int.is_null())
         if row is not None:
             raise DataError(f"{source}: {_where(col, 'timestamp')} has value {_show(s[row])} at row {row}, beyond int64")
-        return s.cast(pl.Int64).alias("timestamp")
+        return as_int.alias("timestamp")
     if s.dtype.is_float():
         return _float_seconds(s, col, source)
     if s.dtype == pl.Date:

@@ -1,0 +1,70 @@
+"""``seqdistill experiment`` with missing, malformed and invalid configuration files: refused
+before any work, naming the file and the key (the checks themselves live in
+``seqdistill.experiments.validate``; this is what the command line shows of them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+CASES = [
+    ("broken-toml", "this is = = not toml\n", ["cfg.toml", "not valid TOML", "line 1"]),
+    ("invalid-utf8", b"\xff\xfe[model]\n", ["cfg.toml"]),
+    ("unknown-top-key", 'name = "x"\nbogus_key = 1\n', ["cfg.toml", "'bogus_key'"]),
+    ("unknown-section-key", "[train]\nepochz = 3\n", ["cfg.toml", "[train]", "'epochz'"]),
+    ("wrong-type", '[train]\nepochs = "ten"\n', ["cfg.toml", "[train] epochs", "'ten'"]),
+    ("negative-epochs", "[train]\nepochs = -3\n", ["cfg.toml", "[train] epochs", "-3"]),
+    ("patience-bool", "[train]\npatience = true\n", ["cfg.toml", "[train] patience", "True"]),
+    ("lr-word", '[train]\nlr = "fast"\n', ["cfg.toml", "[train] lr", "'fast'"]),
+    ("block-vs-n-blocks", "[model]\nn_blocks = 2\n[distill]\nblock = 5\n", ["[distill] block = 5", "n_blocks = 2"]),
+    ("gamma-nan", "[distill]\ngamma = nan\n", ["[distill] gamma", "nan"]),
+    ("eval-ks-empty", "eval_ks = []\n", ["eval_ks", "empty"]),
+    ("seeds-empty", "seeds = []\n", ["seeds", "empty"]),
+    ("k-core-three", "k_core = [5, 5, 7]\n", ["k_core", "[5, 5, 7]"]),
+    ("model-kind", '[model]\nkind = "gru"\n', ["[model] kind", "'gru'"]),
+    ("split-quantile", "[split]\nquantile = 2.0\n", ["[split]", "quantile", "2.0"]),
+    ("dataset-name", '[dataset]\nname = "nope"\n', ["[dataset] name", "'nope'"]),
+    ("dataset-path", '[dataset]\nname = "kion"\npath = "/nonexistent-seqdistill"\n', ["[dataset] path", "/nonexistent-seqdistill"]),
+    ("grid-value-path", '[distill.grid]\npooling = ["../../evil"]\n', ["[distill.grid] pooling", "../../evil"]),
+    ("section-not-table", "model = 3\n", ["[model]", "table"]),
+]
+
+
+@pytest.mark.parametrize("content, names", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_config(ws: Path, refused, content, names) -> None:
+    path = ws / "cfg.toml"
+    path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+    refused("experiment", "cfg.toml", "--out", "exp", names=tuple(names))
+    assert not (ws / "exp").exists()
+
+
+def test_missing_config_file(ws: Path, refused) -> None:
+    refused("experiment", "absent.toml", "--out", "exp", names=("absent.toml", "no such config file"))
+
+
+def test_config_is_a_folder(ws: Path, refused) -> None:
+    (ws / "cfg.toml").mkdir()
+    refused("experiment", "cfg.toml", "--out", "exp", names=("cfg.toml",))
+
+
+def test_unknown_preset(ws: Path, refused) -> None:
+    refused("experiment", "nosuchpreset", "--out", "exp", names=("nosuchpreset", "preset", "synthetic"))
+
+
+def test_out_is_a_file(ws: Path, refused) -> None:
+    refused("experiment", "synthetic", "--out", "log.csv", names=("log.csv", "not a folder"))
+
+
+def test_report_only_without_runs(ws: Path, refused) -> None:
+    refused("experiment", "synthetic", "--out", "exp", "--report-only", names=("exp", "no finished runs"))
+
+
+@pytest.mark.parametrize("argv, names", [
+    (["--threads", "-2"], ["--threads", "'-2'"]),
+    (["--threads", "0"], ["--threads", "'0'"]),
+    (["--seeds", "-1"], ["--seeds", "'-1'"]),
+    (["--seeds", "one"], ["--seeds", "'one'"]),
+], ids=["threads-negative", "threads-zero", "seeds-negative", "seeds-word"])
+def test_bad_experiment_option(ws: Path, refused, argv, names) -> None:
+    refused("experiment", "synthetic", "--out", "exp", *argv, names=tuple(names))

@@ -1,0 +1,95 @@
+"""``seqdistill profiles generate | encode | reduce`` with missing or wrong folders and bad options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def dataset(ws: Path, run) -> Path:
+    """A prepared dataset folder ``ds`` (9 interactions, 3 users) made through the command line."""
+    assert run("prepare", "log.csv", "--out", "ds", "--k-core", "1").code == 0
+    return ws / "ds"
+
+
+GENERATE = [
+    ("missing-dataset", ["absent"], ["absent", "no such folder"]),
+    ("file-as-dataset", ["log.csv"], ["log.csv", "is a file", "folder"]),
+    ("folder-not-a-dataset", ["plain"], ["plain", "not a prepared dataset"]),
+    ("openai-needs-model", ["ds", "--backend", "openai"], ["--backend openai", "--model"]),
+    ("transformers-needs-model", ["ds", "--backend", "transformers"], ["--backend transformers", "--model"]),
+    ("unknown-backend", ["ds", "--backend", "gpt"], ["--backend", "'gpt'"]),
+    ("max-new-tokens-zero", ["ds", "--max-new-tokens", "0"], ["--max-new-tokens", "'0'"]),
+    ("temperature-negative", ["ds", "--temperature", "-1"], ["--temperature", "'-1'"]),
+    ("temperature-inf", ["ds", "--temperature", "inf"], ["--temperature", "'inf'"]),
+    ("batch-users-zero", ["ds", "--batch-users", "0"], ["--batch-users", "'0'"]),
+    ("max-users-word", ["ds", "--max-users", "all"], ["--max-users", "'all'"]),
+    ("overflow-unknown", ["ds", "--overflow", "drop"], ["--overflow", "'drop'"]),
+]
+
+
+@pytest.mark.parametrize("argv, names", [c[1:] for c in GENERATE], ids=[c[0] for c in GENERATE])
+def test_bad_generate(ws: Path, dataset: Path, refused, argv, names) -> None:
+    (ws / "plain").mkdir()
+    refused("profiles", "generate", *argv, "--store", "store", names=tuple(names))
+    assert not (ws / "store").exists()
+
+
+def test_encode_without_a_store(ws: Path, refused) -> None:
+    refused("profiles", "encode", "--store", "absent", "--out", "emb", names=("absent", "no profile store"))
+    refused("profiles", "encode", "--store", "log.csv", "--out", "emb", names=("log.csv", "folder"))
+    assert not (ws / "emb").exists()
+
+
+def test_encode_bad_batch_size(ws: Path, refused) -> None:
+    refused("profiles", "encode", "--store", "s", "--out", "emb", "--batch-size", "-4", names=("--batch-size", "'-4'"))
+
+
+@pytest.fixture
+def embeddings(ws: Path) -> Path:
+    folder = ws / "emb"
+    folder.mkdir()
+    np.save(folder / "embedding_users.npy", np.arange(3, dtype=np.int64))
+    np.save(folder / "embeddings.npy", np.ones((3, 8), dtype=np.float32))
+    return folder
+
+
+def test_reduce_missing_embeddings_folder(ws: Path, dataset: Path, refused) -> None:
+    refused("profiles", "reduce", "ds", "--embeddings", "absent", "--out", "t", "--dim", "2", "--method", "pca",
+            names=("absent", "no such folder"))
+
+
+def test_reduce_missing_embeddings_file(ws: Path, dataset: Path, embeddings: Path, refused) -> None:
+    (embeddings / "embeddings.npy").unlink()
+    refused("profiles", "reduce", "ds", "--embeddings", "emb", "--out", "t", "--dim", "2", "--method", "pca",
+            names=("emb/embeddings.npy", "missing"))
+
+
+def test_reduce_damaged_embeddings(ws: Path, dataset: Path, embeddings: Path, refused) -> None:
+    (embeddings / "embeddings.npy").write_bytes(b"\x93NUMPY garbage")
+    refused("profiles", "reduce", "ds", "--embeddings", "emb", "--out", "t", "--dim", "2", "--method", "pca",
+            names=("emb/embeddings.npy", "not a readable .npy"))
+
+
+def test_reduce_never_unpickles_embeddings(ws: Path, dataset: Path, embeddings: Path, refused) -> None:
+    np.save(embeddings / "embeddings.npy", np.array([{"payload": 1}] * 3, dtype=object), allow_pickle=True)
+    refused("profiles", "reduce", "ds", "--embeddings", "emb", "--out", "t", "--dim", "2", "--method", "pca",
+            names=("emb/embeddings.npy", "allow_pickle"))
+
+
+REDUCE_OPTIONS = [
+    ("dim-zero", ["--dim", "0"], ["--dim", "'0'"]),
+    ("dim-missing", [], ["--dim"]),
+    ("n-neighbors-one", ["--dim", "2", "--n-neighbors", "1"], ["--n-neighbors", "'1'"]),
+    ("min-dist-negative", ["--dim", "2", "--min-dist", "-0.5"], ["--min-dist", "'-0.5'"]),
+    ("method-unknown", ["--dim", "2", "--method", "tsne"], ["--method", "'tsne'"]),
+    ("seed-negative", ["--dim", "2", "--seed", "-1"], ["--seed", "'-1'"]),
+]
+
+
+@pytest.mark.parametrize("argv, names", [c[1:] for c in REDUCE_OPTIONS], ids=[c[0] for c in REDUCE_OPTIONS])
+def test_bad_reduce_option(ws: Path, refused, argv, names) -> None:
+    refused("profiles", "reduce", "ds", "--embeddings", "emb", "--out", "t", *argv, names=tuple(names))
