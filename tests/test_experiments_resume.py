@@ -194,3 +194,58 @@ def test_remove_work_folder_only_removes_runner_folders(tmp_path):
     runner_mod._remove_work_folder(out, out / "work" / "vanilla__seed0", "vanilla__seed0")
     assert not (out / "work" / "vanilla__seed0").exists()
     assert (tmp_path / "elsewhere" / "vanilla__seed0" / "keep.txt").is_file()
+
+
+# ------------------------------------------------------------------ the user's target files
+def _targets_config(tmp_path, targets, mask=None) -> ExperimentConfig:
+    import numpy as np
+
+    cfg = small_config()
+    cfg.profiles.source = "targets"
+    cfg.profiles.targets = str(tmp_path / "t.npy")
+    np.save(tmp_path / "t.npy", targets)
+    if mask is not None:
+        cfg.profiles.mask = str(tmp_path / "m.npy")
+        np.save(tmp_path / "m.npy", mask)
+    return cfg.validate("small.toml")
+
+
+def test_bad_target_files_are_named(tmp_path, finished):
+    import numpy as np
+
+    from seqdistill.data import PreparedDataset
+
+    n = PreparedDataset.load(finished / "dataset").n_users
+    good = np.zeros((n, 8), np.float32)
+    bad_nan = good.copy()
+    bad_nan[3, 1] = np.nan
+    cases = [
+        (np.zeros((n, 7), np.float32), None, r"t\.npy: \[profiles\] targets: expected numbers of shape"),
+        (np.array(["a"] * n), None, r"t\.npy: \[profiles\] targets"),
+        (bad_nan, None, r"t\.npy: \[profiles\] targets: row 3 holds NaN"),
+        (good, np.full(n, 0.5), r"m\.npy: \[profiles\] mask: expected"),
+        (good, np.ones(n + 1, bool), r"m\.npy: \[profiles\] mask: expected"),
+        (np.array([{"a": 1}], dtype=object), None, r"t\.npy: \[profiles\] targets: not a readable \.npy"),
+    ]
+    for i, (targets, mask, words) in enumerate(cases):
+        out = tmp_path / f"out{i}"
+        with pytest.raises(DataError, match=words):
+            run_experiment(_targets_config(tmp_path, targets, mask), out, progress=False)
+        assert not list((out / "runs").glob("*")) and not (out / "targets" / "main" / "targets.npy").exists()
+
+
+def test_store_of_another_dataset_is_refused(tmp_path):
+    from seqdistill import datasets
+    from seqdistill.data import SplitConfig, prepare
+    from seqdistill.errors import StoreError
+    from seqdistill.profiles import write_stats_profiles
+
+    cfg = small_config()
+    other = prepare(datasets.load("synthetic", None, n_users=150, n_items=60, seed=7), k_core=(2, 2),
+                    split=SplitConfig.from_dict(cfg.split))
+    write_stats_profiles(other, tmp_path / "store")
+    cfg.profiles.source = "llm"
+    cfg.profiles.store = str(tmp_path / "store")
+    with pytest.raises(StoreError, match="store"):
+        run_experiment(cfg.validate("small.toml"), tmp_path / "out", progress=False)
+    assert not list((tmp_path / "out" / "runs").glob("*"))

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from seqdistill import _io
-from seqdistill.errors import DataError, OutputError, StoreError
+from seqdistill.errors import DataError, OutputError
 
 from .config import ExperimentConfig
 from .naming import is_run_name, run_name
@@ -143,10 +143,7 @@ def compute_targets(config: ExperimentConfig, ds, out_dir: str | os.PathLike, wh
         targets, mask = _profile_targets(ds, store, folder, config, dim)
     elif source == "llm":
         store = ProfileStore(spec.store)
-        n = store.meta.get("n_users")
-        if n not in (None, ds.n_users):
-            raise StoreError(f"{spec.store}: [profiles] store: the store has n_users={n}, the dataset has "
-                             f"{ds.n_users}; generate the profiles for this prepared dataset")
+        store.check_dataset(ds)  # StoreError unless made for this dataset (size and fingerprint)
         targets, mask = _profile_targets(ds, store, folder, config, dim)
     else:
         targets, mask = _given_targets(config, ds, dim)
