@@ -91,13 +91,16 @@ def test_smollm_chat_template_and_generation(smollm_dir):
 
 
 class _Server:
-    """An OpenAI-compatible /v1/chat/completions on 127.0.0.1 that fails the first calls with 503."""
+    """An OpenAI-compatible /v1/chat/completions on 127.0.0.1 that fails the first calls with 503.
 
-    def __init__(self, fail_first: int, delay: float = 0.05):
-        self.fail_first, self.delay = fail_first, delay
+    A message starting with "ECHO" gets a 401 whose body repeats the Authorization header and the
+    request path (as careless servers do); "REDIRECT" gets a 307 to ``redirect_to``."""
+
+    def __init__(self, fail_first: int, delay: float = 0.05, redirect_to: str | None = None):
+        self.fail_first, self.delay, self.redirect_to = fail_first, delay, redirect_to
         self.calls = self.active = self.max_active = 0
         self.lock = threading.Lock()
-        self.bodies = []
+        self.bodies, self.paths, self.auth = [], [], []
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -112,12 +115,20 @@ class _Server:
                     outer.active += 1
                     outer.max_active = max(outer.max_active, outer.active)
                     outer.bodies.append(body)
+                    outer.paths.append(self.path)
+                    outer.auth.append(self.headers.get("Authorization"))
                 try:
                     time.sleep(outer.delay)
-                    if self.path != "/v1/chat/completions":
+                    if self.path.split("?")[0] != "/v1/chat/completions":
                         return self._send(404, {"error": "no such path"})
-                    if body["messages"][-1]["content"] == "BAD":
+                    content = body["messages"][-1]["content"]
+                    if content == "BAD":
                         return self._send(400, {"error": "bad request"})
+                    if content.startswith("ECHO"):
+                        return self._send(401, {"error": f"invalid {self.headers.get('Authorization')}",
+                                                "url": self.path})
+                    if content == "REDIRECT":
+                        return self._send(307, {}, {"Location": outer.redirect_to})
                     if n <= outer.fail_first:
                         return self._send(503, {"error": "busy"})
                     text = "profile: " + body["messages"][-1]["content"][::-1]
@@ -128,9 +139,11 @@ class _Server:
                     with outer.lock:
                         outer.active -= 1
 
-            def _send(self, code, obj):
+            def _send(self, code, obj, headers=None):
                 data = json.dumps(obj).encode()
                 self.send_response(code)
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -187,3 +200,115 @@ def test_messages_are_checked():
     backend = OpenAIBackend("http://127.0.0.1:9/v1", "m")
     with pytest.raises(TypeError, match="conversation 0"):
         backend.generate([str([{"role": "user", "content": "x"}])])
+
+
+# ------------------------------------------------------------------------------ HTTP safety
+KEY = "sk-live-0123456789abcdefXYZ"
+
+
+def test_chat_url_keeps_the_query_and_extends_the_path():
+    from seqdistill.profiles.llm import chat_completions_url
+
+    assert chat_completions_url("http://127.0.0.1:8000/v1") == "http://127.0.0.1:8000/v1/chat/completions"
+    assert chat_completions_url("http://127.0.0.1:8000/v1/") == "http://127.0.0.1:8000/v1/chat/completions"
+    assert chat_completions_url("http://localhost:8000") == "http://localhost:8000/chat/completions"
+    assert (chat_completions_url("https://r.openai.azure.com/openai/deployments/d/?api-version=2024-06-01#x")
+            == "https://r.openai.azure.com/openai/deployments/d/chat/completions?api-version=2024-06-01")
+
+
+def test_base_url_with_a_query_reaches_the_server_with_it():
+    server = _Server(fail_first=0, delay=0.0)
+    try:
+        backend = OpenAIBackend(server.url + "?api-version=2024-06-01", "m", api_key=KEY, timeout=5)
+        res = backend.generate([[{"role": "user", "content": "hi"}]])
+        assert res[0].error is None and res[0].text == "profile: ih"
+        assert server.paths == ["/v1/chat/completions?api-version=2024-06-01"]
+        assert server.auth == [f"Bearer {KEY}"]  # loopback over http: the key is sent
+    finally:
+        server.close()
+
+
+def test_api_key_is_never_sent_over_plain_http_except_to_loopback(monkeypatch):
+    from seqdistill.errors import ConfigError
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    refused = [("http://10.1.2.3:8000/v1", KEY), ("http://example.com/v1", None), ("http://example.com/v1?api_key=QSECRET", None),
+               ("http://user:QSECRET@example.com/v1", None), ("http://127.0.0.1.example.com/v1", KEY)]
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)  # a key from the environment counts too
+    for url, key in refused:
+        with pytest.raises(ConfigError, match="refusing to send the API key over plain http://") as err:
+            OpenAIBackend(url, "m", api_key=key)
+        assert KEY not in str(err.value) and "QSECRET" not in str(err.value)
+    for url in ("https://example.com/v1", "http://127.0.0.1:8000/v1", "http://127.9.9.9/v1", "http://localhost:1/v1",
+                "http://[::1]:8000/v1", "http://[::ffff:127.0.0.1]:8000/v1"):
+        assert OpenAIBackend(url, "m").api_key == KEY
+    assert OpenAIBackend("http://10.1.2.3/v1", "m", allow_insecure_http=True).url == "http://10.1.2.3/v1/chat/completions"
+    monkeypatch.delenv("OPENAI_API_KEY")
+    OpenAIBackend("http://10.1.2.3/v1", "m")  # no secret to leak
+    for bad in ("ftp://example.com/v1", "127.0.0.1:8000/v1", "http:///v1"):
+        with pytest.raises(ConfigError, match="expected http://HOST"):
+            OpenAIBackend(bad, "m")
+
+
+def test_redact_hand_written_cases():
+    from seqdistill.profiles.llm import redact
+
+    cases = {
+        "Authorization: Bearer abc.DEF-123": "Authorization: [redacted]",
+        '{"Authorization": "Bearer abc"}': '{"Authorization": "[redacted]"}',
+        "token abcdef": "token [redacted]",
+        "https://h/v1/chat/completions?api-version=1&api_key=s3&key=s4&x=2":
+            "https://h/v1/chat/completions?api-version=1&api_key=[redacted]&key=[redacted]&x=2",
+        "http://u:pw@h/p?access_token=t&sig=z": "http://[redacted]@h/p?access_token=[redacted]&sig=[redacted]",
+        "invalid key sk-abcdefghijklmnopqrstu given": "invalid key [redacted] given",
+        "x-api-key=abcd1234 design=3": "x-api-key=[redacted] design=3",
+    }
+    for text, want in cases.items():
+        assert redact(text) == want, text
+    assert redact("the key MYKEY1234 again MYKEY1234", ["MYKEY1234"]) == "the key [redacted] again [redacted]"
+
+
+def test_error_bodies_and_urls_are_redacted_in_results_and_the_store(tmp_path):
+    import polars as pl
+
+    from seqdistill.profiles.pipeline import generate_profiles
+    from test_profiles_toy import movie_dataset
+
+    server = _Server(fail_first=0, delay=0.0)
+    try:
+        base = server.url + "?api-version=1&api_key=QSECRET123"
+        backend = OpenAIBackend(base, "m", api_key=KEY, timeout=5, max_retries=0)
+        res = backend.generate([[{"role": "user", "content": "ECHO"}]])[0]
+        assert res.error.startswith("HTTP 401 from http://127.0.0.1:") and "api-version=1" in res.error
+        assert server.auth[-1] == f"Bearer {KEY}" and "QSECRET123" in server.paths[-1]  # the server did see them
+        for secret in (KEY, "0123456789abcdef", "QSECRET123"):
+            assert secret not in res.error
+        prompts = tmp_path / "prompts"
+        prompts.mkdir()
+        (prompts / "movies.txt").write_text("### user\nECHO\n{history}\n")
+        store = generate_profiles(movie_dataset(n_users=2), backend, tmp_path / "store", prompt_dir=prompts,
+                                  progress=False)
+        t = store.table()
+        assert (t["status"] == "error").all() and t["error"].str.contains("HTTP 401").all()
+        texts = [json.dumps(store.meta)] + [str(v) for c in store.rows().columns for v in store.rows()[c].to_list()]
+        assert not [x for x in texts if KEY in x or "QSECRET123" in x or "0123456789abcdef" in x]
+        assert pl.read_parquet(store.parts()[0])["error"].str.contains("redacted").all()
+    finally:
+        server.close()
+    res = OpenAIBackend("http://127.0.0.1:9/v1?token=QSECRET123", "m", api_key=KEY, max_retries=0,
+                        timeout=2).generate([[{"role": "user", "content": "hi"}]])[0]
+    assert "calling http://127.0.0.1:9/v1/chat/completions?token=[redacted]" in res.error
+    assert "QSECRET123" not in res.error
+
+
+def test_redirects_are_not_followed():
+    other = _Server(fail_first=0, delay=0.0)
+    server = _Server(fail_first=0, delay=0.0, redirect_to=other.url + "/chat/completions")
+    try:
+        backend = OpenAIBackend(server.url, "m", api_key=KEY, timeout=5, backoff=0.001)
+        res = backend.generate([[{"role": "user", "content": "REDIRECT"}]])[0]
+        assert res.error.startswith("HTTP 307") and "not followed" in res.error
+        assert server.calls == 1 and other.calls == 0  # not retried, and the key went nowhere else
+    finally:
+        server.close()
+        other.close()

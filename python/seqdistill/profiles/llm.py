@@ -79,7 +79,8 @@ def _is_number(v: object) -> bool:
 _SECRET_NAME = r"(?:[\w.-]*(?:key|token|secret|password|passwd|signature|credentials?)|(?:[\w.-]*[_-])?(?:sig|pwd|auth))"
 _SECRET_PARAM = re.compile(rf"(?i)((?:^|[?&;\s]){_SECRET_NAME}=)[^&#\s\"'<>]*")
 _SCHEME_AUTH = re.compile(r"(?i)\b(bearer|basic|token)(\s+)[A-Za-z0-9._~+/=-]+")
-_AUTH_FIELD = re.compile(r"(?i)\b(authorization|proxy-authorization|api[-_]?key|x-api-key)(\"?\s*[:=]\s*\"?)[^\s\",}]+")
+_AUTH_FIELD = re.compile(
+    r"(?i)\b(authorization|proxy-authorization|api[-_]?key|x-api-key)(\"?\s*[:=]\s*\"?)(?:(?:bearer|basic|token)\s+)?[^\s\",}&#;'<>]+")
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
 _KEY_LIKE = re.compile(r"\b(?:sk|pk|rk)-[A-Za-z0-9_-]{16,}")
 REDACTED = "[redacted]"
