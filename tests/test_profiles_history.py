@@ -157,3 +157,46 @@ def test_item_meta_with_bad_dense_id_is_named():
     ds.item_meta = ds.item_meta.with_columns(ds.item_meta["item"].set(ds.item_meta["item"] == 3, 99))
     with pytest.raises(ValueError, match="item_meta: column 'item' has value 99"):
         ItemTexts(ds)
+
+
+def test_prompt_dir_problems_are_config_errors_naming_the_file(tmp_path):
+    from seqdistill.errors import ConfigError
+
+    (tmp_path / "movie.txt").write_text("### user\n{history}\n")  # misnamed: would silently fall back
+    with pytest.raises(ConfigError, match=r"movies\.txt: prompt_dir has no movies\.txt \(found \['movie\.txt'\]\)"):
+        load_prompts("movies", tmp_path)
+    with pytest.raises(ConfigError, match="prompt_dir is not a folder"):
+        load_prompts("movies", tmp_path / "movie.txt")
+    (tmp_path / "movies.txt").write_bytes(b"### user\n\xff{history}\n")
+    with pytest.raises(ConfigError, match=r"movies\.txt: not UTF-8 text \(byte 9\)"):
+        load_prompts("movies", tmp_path)
+    (tmp_path / "movies.txt").write_text("### user\n{history}\n### user\nagain {history}\n")
+    with pytest.raises(ConfigError, match=r"movies\.txt: section '### user' appears twice"):
+        load_prompts("movies", tmp_path)
+
+
+@pytest.mark.parametrize("make, key", [
+    (lambda: HistoryConfig(max_tokens=0), "HistoryConfig.max_tokens"),
+    (lambda: HistoryConfig(chars_per_token=float("nan")), "HistoryConfig.chars_per_token"),
+    (lambda: HistoryConfig(overflow="drop"), "HistoryConfig.overflow"),
+    (lambda: HistoryConfig(fields="title"), "HistoryConfig.fields"),
+    (lambda: StatsConfig(top_tags=0), "StatsConfig.top_tags"),
+    (lambda: StatsConfig(sections="tags"), "StatsConfig.sections"),
+])
+def test_bad_settings_are_config_errors_naming_the_key(make, key):
+    from seqdistill.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=key) as err:
+        make()
+    assert "\n" not in str(err.value)
+
+
+def test_generation_settings_are_checked():
+    from seqdistill.errors import ConfigError
+    from seqdistill.profiles.llm import GenerationConfig
+
+    for kw, key in (({"max_new_tokens": 0}, "max_new_tokens"), ({"max_new_tokens": True}, "max_new_tokens"),
+                    ({"temperature": -0.1}, "temperature"), ({"temperature": float("inf")}, "temperature"),
+                    ({"top_p": 0.0}, "top_p"), ({"seed": 1.5}, "seed")):
+        with pytest.raises(ConfigError, match=f"GenerationConfig.{key}"):
+            GenerationConfig(**kw)

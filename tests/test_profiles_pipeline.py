@@ -182,3 +182,46 @@ def test_cli_stats_encode_reduce_end_to_end(tmp_path, monkeypatch, capsys):
                "--method", "pca", "--dim", "3") == 0
     targets = np.load(tmp_path / "t" / "targets.npy")
     assert targets.shape == (8, 3) and np.load(tmp_path / "t" / "targets_mask.npy").all()
+
+
+def test_bad_arguments_are_refused_before_the_store_is_made(tmp_path):
+    from seqdistill.errors import ConfigError, DataError
+
+    ds = movie_dataset(n_users=4, seed=1)
+    with pytest.raises(DataError, match=r"users: ids must be within 0\.\.3, got 9"):
+        generate_profiles(ds, FakeBackend(), tmp_path / "s", users=[0, 9], progress=False)
+    with pytest.raises(ConfigError, match="batch_users"):
+        generate_profiles(ds, FakeBackend(), tmp_path / "s", batch_users=0, progress=False)
+    with pytest.raises(ConfigError, match=r"context of 300 tokens leaves -?\d+ for the history after 250 new tokens"):
+        generate_profiles(ds, FakeBackend(context_tokens=300, max_new_tokens=250), tmp_path / "s", progress=False)
+    with pytest.raises(DataError, match="users: ids must be within"):
+        write_stats_profiles(ds, tmp_path / "s", users=[-1])
+    assert not (tmp_path / "s").exists()
+
+
+def test_smollm_cache_never_replaces_a_folder_it_did_not_write(tmp_path):
+    from seqdistill.errors import OutputError
+    from seqdistill.profiles import smollm
+
+    target = tmp_path / smollm.CACHE_NAME
+    target.mkdir()
+    (target / "mine.bin").write_bytes(b"user data")
+    with pytest.raises(OutputError, match=r"smollm2-135m-instruct: folder exists and is not a converted SmolLM2"):
+        smollm.converted_path(tmp_path)
+    assert [p.name for p in target.iterdir()] == ["mine.bin"]
+    # a swap interrupted between its two renames is repaired, not converted again
+    (target / "mine.bin").unlink()
+    target.rmdir()
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    tmp = tmp_path / f".{smollm.CACHE_NAME}.sdtmp-{dead.pid}-0abc"
+    tmp.mkdir()
+    (tmp / "config.json").write_text("{}")
+    (tmp / smollm._DONE_MARK).write_text("converted\n")
+    (tmp / ".sdcomplete").touch()
+    assert smollm.converted_path(tmp_path) == target
+    assert sorted(p.name for p in target.iterdir()) == ["config.json", smollm._DONE_MARK]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [smollm.CACHE_NAME]
