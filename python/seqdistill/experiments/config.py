@@ -170,7 +170,7 @@ class ExperimentConfig:
 
     origin = "experiment config"
 
-    def validate(self, where: str | None = None) -> "ExperimentConfig":
+    def validate(self, where: str | None = None) -> ExperimentConfig:
         """Check every key: types, ranges, the relations between sections (``block`` against
         ``n_blocks``, the distillation stage against the training length, ...). Raises
         :class:`ConfigError` naming ``where`` (default: :attr:`origin`), the key and the value.
@@ -207,7 +207,7 @@ class ExperimentConfig:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], where: str = "experiment config") -> "ExperimentConfig":
+    def from_dict(cls, d: dict[str, Any], where: str = "experiment config") -> ExperimentConfig:
         """Build and validate; ``where`` (e.g. the file name) prefixes every error."""
         if not isinstance(d, dict):
             raise ConfigError(f"{where}: expected a table of settings, got {show(d)}")
@@ -225,7 +225,7 @@ class ExperimentConfig:
         return cfg.validate(where)
 
     @classmethod
-    def from_toml(cls, path: str | Path) -> "ExperimentConfig":
+    def from_toml(cls, path: str | Path) -> ExperimentConfig:
         path = Path(path)
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))

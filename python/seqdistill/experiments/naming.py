@@ -18,7 +18,7 @@ __all__ = ["MAX_LEN", "RUN_NAME", "is_run_name", "run_name", "settings_hash", "s
 MAX_LEN = 80
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 # what run_name produces: a slug, "__seed", a non-negative integer
-RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,%d}__seed[0-9]{1,20}$" % (MAX_LEN - 1))
+RUN_NAME = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_LEN - 1}}}__seed[0-9]{{1,20}}$")
 
 
 def slug(text: str) -> str:

@@ -105,7 +105,7 @@ class RunRecord:
         return out
 
     @classmethod
-    def from_dict(cls, d: Any, source: str = "run record") -> "RunRecord":
+    def from_dict(cls, d: Any, source: str = "run record") -> RunRecord:
         """Inverse of :meth:`to_dict`; refuses missing or unknown keys and wrong types, naming
         ``source`` (the file) and the key."""
         rec = _build(cls, d, source)
@@ -117,7 +117,7 @@ class RunRecord:
         return rec
 
     @classmethod
-    def from_json(cls, path: str | os.PathLike) -> "RunRecord":
+    def from_json(cls, path: str | os.PathLike) -> RunRecord:
         """Read ``runs/<run>.json``; a DataError naming the file when it is not a run record."""
         path = Path(path)
         try:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -45,7 +46,7 @@ class MeanStd:
     std: float
 
     @classmethod
-    def of(cls, values: list[float | None]) -> "MeanStd":
+    def of(cls, values: list[float | None]) -> MeanStd:
         a = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
         return cls(float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else math.nan)
 

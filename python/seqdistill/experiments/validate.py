@@ -27,7 +27,7 @@ from ._check import describe, field_hints, matches, show, unknown_keys
 if TYPE_CHECKING:
     from .config import ExperimentConfig
 
-__all__ = ["check_block", "check_device", "check_runnable", "validate_config"]
+__all__ = ["check_device", "check_runnable", "check_table", "validate_config"]
 
 _SEED_LIMIT = 2**32  # numpy's legacy seeding and the shuffled control's generator take < 2**32
 
@@ -50,6 +50,7 @@ def check_table(where: str, section: str, d: Any, cls: type, *, finite: bool = T
 
 
 _CLASS_KEY = re.compile(r"^[A-Z]\w*\.(\w+): ")  # "TrainConfig.lr: ..." as the library classes say it
+_CLASS_PREFIX = re.compile(r"^[A-Z]\w*\.\w+: ")
 
 
 def _ranges(where: str, section: str, build: Callable[[], Any]) -> Any:
@@ -173,40 +174,47 @@ def _distill(cfg: ExperimentConfig, where: str) -> None:
             try:
                 DistillConfig.from_dict({**base, k: v})
             except (TypeError, ValueError) as e:
-                raise ConfigError(f"{where}: [distill.grid] {k} = {show(values)}: {show(v)}: {e}") from None
+                said = _CLASS_PREFIX.sub("", str(e))
+                raise ConfigError(f"{where}: [distill.grid] {k} = {show(values)}: {show(v)}: {said}") from None
         if len(set(values)) != len(values):
             raise ConfigError(f"{where}: [distill.grid] {k} = {show(values)}: values must be distinct")
 
 
 # ------------------------------------------------------------------------ relations
-def check_block(block: int, n_blocks: int) -> str | None:
-    """Why ``block`` does not index one of ``n_blocks`` blocks (Python indexing), or None."""
-    if -n_blocks <= block < n_blocks:
+def _block_problem(distill: dict[str, Any], model: Any) -> str | None:
+    """Why ``distill``'s block is not one of ``model``'s blocks (the library's ``check_block``), or None."""
+    from seqdistill.training.distill import DistillConfig, check_block
+
+    try:
+        check_block(DistillConfig.from_dict(distill), model)
+    except ValueError as e:
+        return _CLASS_PREFIX.sub("", str(e))
+    return None
+
+
+def _stage_problem(epochs: int | None, train_epochs: int) -> str | None:
+    """Why a distillation stage of ``epochs`` cannot run in ``train_epochs`` epochs, or None."""
+    if epochs is None:
         return None
-    return f"the model has n_blocks = {n_blocks}, so block must be in {-n_blocks}..{n_blocks - 1}"
+    if epochs < 1:
+        return "the distillation stage needs at least 1 epoch (leave epochs out to distil for the whole run)"
+    if epochs > train_epochs:
+        return f"longer than training ([train] epochs = {train_epochs}); leave epochs out to distil for the whole run"
+    return None
 
 
 def _relations(cfg: ExperimentConfig, where: str) -> None:
     from seqdistill.models import ModelConfig
     from seqdistill.training import TrainConfig
-    from seqdistill.training.distill import DistillConfig
 
-    n_blocks = ModelConfig.from_dict({**cfg.model, "n_items": 1}).n_blocks
+    model = ModelConfig.from_dict({**cfg.model, "n_items": 1})
     train_epochs = TrainConfig.from_dict(cfg.train).epochs
-    default = DistillConfig()
-    checks = [("[distill]", cfg.distill.base, k) for k in ("block", "epochs")]
-    checks += [("[distill.grid]", {k: v}, k) for k in ("block", "epochs") for v in cfg.distill.grid.get(k, [])]
-    for label, d, key in checks:
-        value = d.get(key, getattr(default, key))
-        if key == "block":
-            why = check_block(value, n_blocks)
-        elif value is None:
-            why = None
-        elif value < 1:
-            why = "the distillation stage needs at least 1 epoch (leave epochs out to distil for the whole run)"
-        else:
-            why = (f"longer than training ([train] epochs = {train_epochs}); leave epochs out to distil "
-                   "for the whole run") if value > train_epochs else None
+    base, grid = cfg.distill.base, cfg.distill.grid
+    checks = [("[distill]", "block", base.get("block", -1), _block_problem(base, model)),
+              ("[distill]", "epochs", base.get("epochs"), _stage_problem(base.get("epochs"), train_epochs))]
+    checks += [("[distill.grid]", "block", v, _block_problem({**base, "block": v}, model)) for v in grid.get("block", [])]
+    checks += [("[distill.grid]", "epochs", v, _stage_problem(v, train_epochs)) for v in grid.get("epochs", [])]
+    for label, key, value, why in checks:
         if why:
             raise ConfigError(f"{where}: {label} {key} = {show(value)}: {why}")
 
