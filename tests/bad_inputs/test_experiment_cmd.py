@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 CASES = [
-    ("broken-toml", "this is = = not toml\n", ["cfg.toml", "not valid TOML", "line 1"]),
+    ("broken-toml", "this is = = not toml\n", ["cfg.toml", "TOML", "line 1"]),
     ("invalid-utf8", b"\xff\xfe[model]\n", ["cfg.toml"]),
     ("unknown-top-key", 'name = "x"\nbogus_key = 1\n', ["cfg.toml", "'bogus_key'"]),
     ("unknown-section-key", "[train]\nepochz = 3\n", ["cfg.toml", "[train]", "'epochz'"]),
@@ -17,17 +17,17 @@ CASES = [
     ("negative-epochs", "[train]\nepochs = -3\n", ["cfg.toml", "[train] epochs", "-3"]),
     ("patience-bool", "[train]\npatience = true\n", ["cfg.toml", "[train] patience", "True"]),
     ("lr-word", '[train]\nlr = "fast"\n', ["cfg.toml", "[train] lr", "'fast'"]),
-    ("block-vs-n-blocks", "[model]\nn_blocks = 2\n[distill]\nblock = 5\n", ["[distill] block = 5", "n_blocks = 2"]),
+    ("block-vs-n-blocks", "[model]\nn_blocks = 2\n[distill]\nblock = 5\n", ["cfg.toml", "[distill] block = 5", "n_blocks"]),
     ("gamma-nan", "[distill]\ngamma = nan\n", ["[distill] gamma", "nan"]),
-    ("eval-ks-empty", "eval_ks = []\n", ["eval_ks", "empty"]),
-    ("seeds-empty", "seeds = []\n", ["seeds", "empty"]),
+    ("eval-ks-empty", "eval_ks = []\n", ["cfg.toml", "eval_ks"]),
+    ("seeds-empty", "seeds = []\n", ["cfg.toml", "seeds"]),
     ("k-core-three", "k_core = [5, 5, 7]\n", ["k_core", "[5, 5, 7]"]),
-    ("model-kind", '[model]\nkind = "gru"\n', ["[model] kind", "'gru'"]),
+    ("model-kind", '[model]\nkind = "gru"\n', ["cfg.toml", "[model] kind", "'gru'"]),
     ("split-quantile", "[split]\nquantile = 2.0\n", ["[split]", "quantile", "2.0"]),
     ("dataset-name", '[dataset]\nname = "nope"\n', ["[dataset] name", "'nope'"]),
     ("dataset-path", '[dataset]\nname = "kion"\npath = "/nonexistent-seqdistill"\n', ["[dataset] path", "/nonexistent-seqdistill"]),
     ("grid-value-path", '[distill.grid]\npooling = ["../../evil"]\n', ["[distill.grid] pooling", "../../evil"]),
-    ("section-not-table", "model = 3\n", ["[model]", "table"]),
+    ("section-not-table", "model = 3\n", ["cfg.toml", "[model]"]),
 ]
 
 
