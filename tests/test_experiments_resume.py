@@ -249,3 +249,27 @@ def test_store_of_another_dataset_is_refused(tmp_path):
     with pytest.raises(StoreError, match="store"):
         run_experiment(cfg.validate("small.toml"), tmp_path / "out", progress=False)
     assert not list((tmp_path / "out" / "runs").glob("*"))
+
+
+def test_a_folder_with_nothing_computed_takes_a_corrected_config(tmp_path):
+    """Preparation failed (no test targets): the same folder may be used with the fixed split."""
+    cfg = small_config()
+    cfg.split["threshold"] = 2e9  # after every interaction: no test targets
+    out = tmp_path / "exp"
+    with pytest.raises(DataError, match="no test targets"):
+        run_experiment(cfg.validate("small.toml"), out, progress=False)
+    assert not (out / "dataset").exists()
+    fixed = small_config()
+    ds = runner_mod.prepare_dataset(fixed, out)
+    assert ds.n_users > 0 and json.loads((out / "config.json").read_text())["split"] == fixed.split
+    with pytest.raises(ConfigError, match=r"\[split\] threshold: None → 2000000000.0"):
+        runner_mod.prepare_dataset(cfg, out)  # now the folder holds a dataset: a change is refused
+
+
+def test_a_foreign_config_json_is_never_replaced(tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "config.json").write_text('{"learning": "mine"}')
+    with pytest.raises(ConfigError, match=r"config\.json: unknown key"):
+        run_experiment(small_config(), out, progress=False)
+    assert (out / "config.json").read_text() == '{"learning": "mine"}' and sorted(out.iterdir()) == [out / "config.json"]

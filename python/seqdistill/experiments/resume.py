@@ -75,15 +75,23 @@ def _old_config(folder: Path) -> ExperimentConfig | None:
         raise ConfigError(f"{e}; this folder's config cannot be checked, use a new --out folder") from None
 
 
+def _results(folder: Path) -> list[str]:
+    """What in ``folder`` was computed from its config: the dataset, targets, runs, work folders."""
+    held = [p for p in (folder / "dataset", folder / "targets") if p.exists()]
+    held += [p for p in (folder / "runs", folder / "work") if p.is_dir() and any(p.iterdir())]
+    return [p.name for p in held]
+
+
 def _check_config(config: ExperimentConfig, folder: Path) -> None:
-    """``folder/config.json`` against ``config``: the shared sections and every grid point both hold."""
-    old = _old_config(folder)
-    if old is None:
-        leftovers = [p.name for p in (folder / "dataset", folder / "runs", folder / "targets") if p.exists()]
-        if leftovers:
-            raise ConfigError(f"{folder}: holds {leftovers} but no config.json, so the config that made them "
-                              "is unknown; use a new --out folder")
+    """``folder/config.json`` against ``config``: the shared sections and every grid point both hold.
+    A folder with nothing computed yet (e.g. preparation failed) may take a corrected config."""
+    old = _old_config(folder)  # a config.json that is not an experiment config is never replaced
+    held = _results(folder) if folder.is_dir() else []
+    if not held:
         return
+    if old is None:
+        raise ConfigError(f"{folder}: holds {held} but no config.json, so the config that made them "
+                          "is unknown; use a new --out folder")
     diffs = changes(_sections(results_settings(old)), _sections(results_settings(config)))
     new_points = dict(config.distill.points())
     for name, settings in old.distill.points():
