@@ -75,6 +75,13 @@ def _int_list(where: str, key: str, value: list[Any], *, low: int, high: int | N
             raise ConfigError(f"{where}: {key} = {show(value)}: {v} is out of range (must be >= {low}{top})")
 
 
+def _paths(where: str, section: str, values: dict[str, Any]) -> None:
+    """Path keys that are set must name something: an empty string would mean the current folder."""
+    for key, value in values.items():
+        if isinstance(value, str) and not value.strip():
+            raise ConfigError(f"{where}: [{section}] {key} = {show(value)}: an empty path; leave the key out instead")
+
+
 # ----------------------------------------------------------------------------- sections
 def _top_level(cfg: ExperimentConfig, where: str) -> None:
     from .config import CONTROLS, ExperimentConfig
@@ -105,6 +112,7 @@ def _dataset(cfg: ExperimentConfig, where: str) -> None:
 
     spec = cfg.dataset
     check_table(where, "dataset", {k: getattr(spec, k) for k in ("name", "path", "kwargs")}, DatasetSpec)
+    _paths(where, "dataset", {"path": spec.path})
     known = sorted(info.name for info in datasets.list_datasets()) + ["prepared"]
     if spec.registry_name not in known:
         raise ConfigError(f"{where}: [dataset] name = {show(spec.name)}: unknown dataset; known: {known}")
@@ -144,6 +152,7 @@ def _profiles(cfg: ExperimentConfig, where: str) -> None:
     spec = cfg.profiles
     check_table(where, "profiles", {f.name: getattr(spec, f.name) for f in fields(spec)}, ProfilesSpec)
     spec.validate(where)
+    _paths(where, "profiles", {k: getattr(spec, k) for k in ("store", "targets", "mask", "encoder")})
     if not 0 <= spec.seed < _SEED_LIMIT:
         raise ConfigError(f"{where}: [profiles] seed = {spec.seed}: must be >= 0 and < {_SEED_LIMIT}")
     if "stats" in cfg.controls and spec.source == "stats":
