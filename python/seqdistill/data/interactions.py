@@ -362,19 +362,32 @@ def _id_series(s: pl.Series, col: str, canonical: str, source: str, *, infer_int
 
 
 def _string_ids(s: pl.Series, col: str, canonical: str, source: str, infer_integers: bool) -> pl.Series:
+    if infer_integers:  # fast path: every value parses (so none is padded, empty or NaN-like)
+        as_int = s.cast(pl.Int64, strict=False)
+        if as_int.null_count() == 0:
+            return as_int if _all_canonical(s) else s
     s = s.str.strip_chars()
     row = _first(s.str.len_bytes() == 0)
     if row is not None:
         raise DataError(f"{source}: {_where(col, canonical)} has an empty id at row {row}")
-    row = _first(s.str.to_lowercase().is_in(_NAN_LIKE))
-    if row is not None:
+    short = (s.str.len_bytes() <= 4).arg_true()  # only short values can be NaN-like
+    hits = s.gather(short).str.to_lowercase().is_in(_NAN_LIKE)
+    if hits.any():
+        row = int(short[int(hits.arg_true()[0])])
         raise DataError(f"{source}: {_where(col, canonical)} has the NaN-like id {_show(s[row])} at row {row}; "
                         "ids must not be NaN")
-    if infer_integers and s.str.contains(_CANONICAL_INT).all():
+    if infer_integers:
         as_int = s.cast(pl.Int64, strict=False)
-        if as_int.null_count() == 0:
+        if as_int.null_count() == 0 and _all_canonical(s):
             return as_int
     return s
+
+
+def _all_canonical(s: pl.Series) -> bool:
+    """Whether every value of ``s`` (each one a valid integer) is written canonically: no sign
+    ``+``, no leading zero, no ``-0`` (the same test as the pattern ``0|-?[1-9][0-9]*``)."""
+    odd = s.str.starts_with("+") | s.str.starts_with("-0") | (s.str.starts_with("0") & (s.str.len_bytes() > 1))
+    return not odd.any()
 
 
 # ------------------------------------------------------------------------------ timestamps
@@ -404,6 +417,9 @@ def _timestamp_series(s: pl.Series, col: str, source: str, fmt: str | None) -> p
     if isinstance(s.dtype, pl.Datetime):
         return s.dt.epoch("s").alias("timestamp")
     if s.dtype == pl.String:
+        as_int = s.cast(pl.Int64, strict=False) if fmt is None else None  # fast path: integer seconds
+        if as_int is not None and as_int.null_count() == 0:
+            return as_int.alias("timestamp")
         return _string_times(s.str.strip_chars(), col, source, fmt).alias("timestamp")
     raise DataError(f"{source}: {_where(col, 'timestamp')} has unsupported type {s.dtype} (first value {_show(s[0])})")
 
@@ -482,8 +498,8 @@ def _blame_time_format(s: pl.Series, where: str, inferred: pl.Series) -> pl.Seri
 
 def _rating_series(s: pl.Series, col: str, source: str) -> pl.Series:
     _refuse_nulls(s, col, "rating", source, "; fill or drop it explicitly")
-    if s.dtype == pl.String:
-        s = s.str.strip_chars()
+    if s.dtype == pl.String and s.cast(pl.Float32, strict=False).null_count():
+        s = s.str.strip_chars()  # only when some value does not parse as it is
     if not (s.dtype == pl.String or s.dtype.is_numeric() or s.dtype == pl.Boolean):
         raise DataError(f"{source}: {_where(col, 'rating')} has unsupported type {s.dtype} (first value {_show(s[0])})")
     cast = s.cast(pl.Float32, strict=False)
