@@ -205,6 +205,15 @@ def test_cuda_device_refused_without_cuda(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_unknown_loader_option_is_refused():
+    d = put(base_dict(), "dataset", {"name": "ml-1m", "kwargs": {"locale": "DE"}})
+    with pytest.raises(ConfigError, match=r"exp\.toml: \[dataset.kwargs\] unknown key 'locale' for dataset 'ml-1m'"):
+        ExperimentConfig.from_dict(d, where="exp.toml")
+    d = put(base_dict(), "dataset", {"name": "amazon-m2", "path": "x", "kwargs": {"locale": {"a": 1}}})
+    with pytest.raises(ConfigError, match=r"\[dataset.kwargs\] locale = \{'a': 1\}"):
+        ExperimentConfig.from_dict(d, where="exp.toml")
+
+
 def test_dataset_needing_files_without_path(tmp_path):
     d = put(base_dict(), "dataset", {"name": "beauty"})
     cfg = ExperimentConfig.from_dict(d, where="exp.toml")

@@ -51,7 +51,6 @@ def _dataset(config: ExperimentConfig, out: Path):
     """The prepared dataset, cached in ``out/dataset``."""
     from seqdistill import datasets
     from seqdistill.data import PreparedDataset, SplitConfig, prepare
-    from seqdistill.errors import ConfigError
 
     folder = out / "dataset"
     _io.recover_dir(folder)  # an interrupted save: the complete copy put in place, temporaries dropped
@@ -61,10 +60,7 @@ def _dataset(config: ExperimentConfig, out: Path):
     if spec.registry_name == "prepared":
         ds = PreparedDataset.load(spec.path)
     else:
-        try:
-            raw = datasets.load(spec.registry_name, spec.path, **spec.kwargs)
-        except TypeError as e:  # a [dataset.kwargs] key the loader does not take
-            raise ConfigError(f"{config.origin}: [dataset.kwargs] {e}") from None
+        raw = datasets.load(spec.registry_name, spec.path, **spec.kwargs)
         ds = prepare(raw, k_core=tuple(config.k_core), split=SplitConfig.from_dict(config.split))
     ds.save(folder, overwrite=False)
     return ds

@@ -127,7 +127,11 @@ def _dataset(cfg: ExperimentConfig, where: str) -> None:
         check_table(where, "dataset.kwargs", spec.kwargs, SyntheticConfig)
         _ranges(where, "dataset.kwargs", lambda: SyntheticConfig.from_dict(spec.kwargs).validate())
     else:
+        options = datasets.loader_options(spec.registry_name)
         for k, v in spec.kwargs.items():  # the loaders take files, locales, flags: plain values only
+            if k not in options:
+                raise ConfigError(f"{where}: [dataset.kwargs] unknown key {k!r} for dataset "
+                                  f"{spec.registry_name!r}; known: {sorted(options)}")
             if not matches(v, str | int | float | bool | list[str]):
                 raise ConfigError(f"{where}: [dataset.kwargs] {k} = {show(v)}: expected a string, number or true/false")
 
