@@ -93,3 +93,14 @@ REDUCE_OPTIONS = [
 @pytest.mark.parametrize("argv, names", [c[1:] for c in REDUCE_OPTIONS], ids=[c[0] for c in REDUCE_OPTIONS])
 def test_bad_reduce_option(ws: Path, refused, argv, names) -> None:
     refused("profiles", "reduce", "ds", "--embeddings", "emb", "--out", "t", *argv, names=tuple(names))
+
+
+@pytest.mark.parametrize("store, names", [
+    ("ds", ["ds", "not a profile store"]),
+    ("mine", ["mine", "not a profile store"]),
+    ("log.csv", ["log.csv", "folder"]),
+], ids=["store-is-the-dataset", "store-is-a-users-folder", "store-is-a-file"])
+def test_generate_into_a_folder_that_is_not_a_store(ws: Path, dataset: Path, refused, store, names) -> None:
+    (ws / "mine").mkdir()
+    (ws / "mine" / "notes.txt").write_text("mine")
+    refused("profiles", "generate", "ds", "--store", store, "--backend", "stats", names=tuple(names))
