@@ -73,6 +73,9 @@ def test_store_without_fingerprint_is_adopted_once_with_a_warning(tmp_path):
     del meta["fingerprint"]  # as written before fingerprints existed
     (path / "meta.json").write_text(json.dumps(meta))
     with pytest.warns(UserWarning, match="no dataset fingerprint"):
+        ProfileStore(path).check_dataset(b)  # a reader cannot tell: warned, and the store is not changed
+    assert "fingerprint" not in json.loads((path / "meta.json").read_text())
+    with pytest.warns(UserWarning, match="no dataset fingerprint"):
         store = write_stats_profiles(a, path)
     assert sorted(store.done_users()) == [0, 1, 2, 3]
     assert json.loads((path / "meta.json").read_text())["fingerprint"] == a.fingerprint()

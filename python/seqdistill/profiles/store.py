@@ -111,21 +111,26 @@ class ProfileStore:
         _io.write_json(self.path / META, self.meta, indent=2, sort_keys=True)
 
     def _check_meta(self, meta: dict[str, Any]) -> None:
-        """Refuse a resume whose model, prompts or dataset differ from the store's."""
+        """Refuse a resume whose dataset, model or prompts differ from the store's."""
         meta_path = self.path / META
+        self._refuse_other_dataset(meta.get("fingerprint"))
         for key in CHECKED_KEYS:
             if key in meta and key in self.meta and meta[key] != self.meta[key]:
                 raise StoreError(
                     f"{meta_path}: store was made with {key}={self.meta[key]!r}, this run has "
                     f"{key}={meta[key]!r}; use a new store path")
-        self._check_fingerprint(meta.get("fingerprint"), adopt=True)
+        self._note_unchecked(meta.get("fingerprint"), adopt=True)
 
-    def _check_fingerprint(self, new: str | None, adopt: bool) -> None:
+    def _refuse_other_dataset(self, new: str | None) -> None:
         old = self.meta.get("fingerprint")
         if new is not None and old is not None and new != old:
             raise StoreError(
                 f"{self.path}: store belongs to the dataset with fingerprint {old}, this dataset has "
                 f"fingerprint {new}; use a new store path for this dataset (or the dataset the store was made for)")
+
+    def _note_unchecked(self, new: str | None, adopt: bool) -> None:
+        """Warn when one side has no fingerprint; with ``adopt`` a legacy store records ``new``."""
+        old = self.meta.get("fingerprint")
         if new is not None and old is None:
             warnings.warn(f"{self.path}: store has no dataset fingerprint (written before fingerprints); "
                           f"assuming it belongs to this dataset{' and recording ' + new if adopt else ''}",
@@ -133,6 +138,9 @@ class ProfileStore:
             if adopt:
                 self.meta["fingerprint"] = new
                 self._write_meta()
+        elif new is None and old is not None:
+            warnings.warn(f"{self.path}: the dataset has no fingerprint(), so the store cannot check that it "
+                          "belongs to it", UserWarning, stacklevel=4)
 
     def check_dataset(self, ds: Any) -> None:
         """Raise :class:`StoreError` unless the store was made for ``ds`` (size and fingerprint).
@@ -144,7 +152,9 @@ class ProfileStore:
         if n is not None and n != int(ds.n_users):
             raise StoreError(f"{self.path}: store has n_users={n}, the dataset has {int(ds.n_users)}; "
                              "generate the profiles for this dataset")
-        self._check_fingerprint(dataset_fingerprint(ds), adopt=False)
+        new = dataset_fingerprint(ds)
+        self._refuse_other_dataset(new)
+        self._note_unchecked(new, adopt=False)
 
     def _refuse_without_meta(self, creating: bool) -> None:
         """No meta.json: fine to create in an absent or empty folder, an error anywhere else."""
