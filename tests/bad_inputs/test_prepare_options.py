@@ -170,3 +170,18 @@ def test_unreadable_input(ws: Path, refused, monkeypatch) -> None:
 
     monkeypatch.setattr(pl, "read_csv", denied)
     refused(*PREP, "--k-core", "1", names=("log.csv", "permission denied"))
+
+
+@pytest.mark.parametrize("out, names", [
+    (".", ["holds the input"]), ("log.csv", ["not a folder"]), ("mine", ["not a prepared dataset"]),
+], ids=["inputs-folder", "input-file", "users-folder"])
+def test_out_is_checked_before_the_input_is_read(ws: Path, refused, monkeypatch, out, names) -> None:
+    import seqdistill.data
+
+    def must_not_read(*a, **k):
+        raise AssertionError("the input was read before the output folder was checked")
+
+    monkeypatch.setattr(seqdistill.data, "read_interactions", must_not_read)
+    (ws / "mine").mkdir()
+    (ws / "mine" / "notes.txt").write_text("mine")
+    refused("prepare", "log.csv", "--out", out, names=tuple(names))
