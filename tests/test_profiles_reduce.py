@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import json
 import pickle
 from pathlib import Path
@@ -138,3 +139,21 @@ def test_bad_inputs_name_the_argument(tmp_path):
     reduce_targets(np.arange(6), _data(6, 4), 10, tmp_path, cfg)
     with pytest.raises(DataError, match="embeddings: 5-d, the reducer .* fitted on 4-d"):
         reduce_targets(np.arange(8), _data(8, 5), 10, tmp_path, cfg)
+
+
+def test_umap_fitted_in_another_process_is_rebuilt_here(tmp_path):
+    """The refit happens in a later process in real use: it must reproduce the saved layout there."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("umap")
+    x = _data(n=60, d=16, seed=4)
+    np.save(tmp_path / "x.npy", x)
+    code = ("import numpy as np, sys; from seqdistill.profiles.reduce import ReduceConfig, reduce_targets; "
+            "x = np.load(sys.argv[1]); reduce_targets(np.arange(50), x[:50], 60, sys.argv[2], "
+            "ReduceConfig('umap', dim=3, seed=9, n_neighbors=6))")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.npy"), str(tmp_path / "r")], check=True,
+                   env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    t, m = reduce_targets(np.arange(60), x, 60, tmp_path / "r", ReduceConfig("umap", dim=3, seed=9, n_neighbors=6))
+    assert m.all() and json.loads((tmp_path / "r" / "reduce.json").read_text())["transformed_users"] == 10
+    np.testing.assert_array_equal(t[:50], np.load(tmp_path / "r" / "fit_targets.npy"))
