@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import errno
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from seqdistill.errors import SeqdistillError
 

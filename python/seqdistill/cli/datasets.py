@@ -8,7 +8,8 @@ import inspect
 import json
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 from seqdistill import datasets
 from seqdistill.cli._common import KCore, check_dataset_out, positive_int

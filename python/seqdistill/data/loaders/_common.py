@@ -9,7 +9,8 @@ from __future__ import annotations
 import gzip
 import io
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
+from collections.abc import Iterator
 
 import polars as pl
 
