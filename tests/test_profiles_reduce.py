@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import ast
-import os
 import json
+import os
 import pickle
 from pathlib import Path
 
