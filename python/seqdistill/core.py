@@ -1,27 +1,40 @@
 """The one door to the compiled Rust core (``seqdistill._core``).
 
 Every other module calls the core through the functions here; nothing else imports ``_core``.
-Arguments are converted to the layout the core reads (C-contiguous, the right dtype) once, here;
-results are typed records, and errors are the classes of :mod:`seqdistill.errors`.
+Arguments are converted to the layout the core reads (C-contiguous, the right dtype) once, here.
+Results are the core's frozen classes (:class:`KCoreResult`, :class:`SplitResult`,
+:class:`PreparedLog`, :class:`TopkMetrics`), and errors are the classes of
+:mod:`seqdistill.errors` (the core raises :class:`~seqdistill.errors.CoreError` for arguments it
+refuses and :class:`~seqdistill.errors.DataError` for a log it cannot prepare).
+
+The split and metric option names are declared once, in Rust (``TARGETS``, ``VALID_MODES``,
+``SPLIT_KINDS``, ``METRICS``); the ``Literal`` types below mirror them for type checkers and a
+test keeps the two equal.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal, Sequence, Union
 
 import numpy as np
 import numpy.typing as npt
 
 from seqdistill import _core
+from seqdistill._core import KCoreResult, PreparedLog, SplitResult, TopkMetrics
 
 __all__ = [
+    "IdColumn",
     "KCoreResult",
-    "SplitResult",
-    "TopkMetrics",
-    "Target",
-    "Valid",
     "METRICS",
+    "PreparedLog",
+    "SPLIT_KINDS",
+    "SplitKind",
+    "SplitResult",
+    "TARGETS",
+    "Target",
+    "TopkMetrics",
+    "VALID_MODES",
+    "Valid",
     "core_version",
     "encode_i64",
     "encode_str",
@@ -30,6 +43,7 @@ __all__ = [
     "kcore",
     "leave_one_out_split",
     "permutation",
+    "prepare_log",
     "seen_items",
     "sort_by_user_time",
     "topk_metrics",
@@ -40,7 +54,13 @@ __all__ = [
 I64 = npt.NDArray[np.int64]
 Target = Literal["last", "first", "all"]
 Valid = Literal["time", "last_item", "none"]
-METRICS = ("ndcg", "recall", "hit_rate", "mrr")
+SplitKind = Literal["global_temporal", "leave_one_out"]
+TARGETS: tuple[str, ...] = _core.TARGETS
+VALID_MODES: tuple[str, ...] = _core.VALID_MODES
+SPLIT_KINDS: tuple[str, ...] = _core.SPLIT_KINDS
+METRICS: tuple[str, ...] = _core.METRICS
+#: An id column: int64 values, or UTF-8 strings as Arrow ``(offsets int64, data uint8)`` buffers.
+IdColumn = Union[I64, tuple[I64, npt.NDArray[np.uint8]]]
 
 
 def core_version() -> str:
@@ -55,62 +75,6 @@ def _u32(a: npt.ArrayLike) -> npt.NDArray[np.uint32]:
     return np.ascontiguousarray(a, dtype=np.uint32)
 
 
-# ------------------------------------------------------------------------------------ records
-@dataclass(frozen=True)
-class KCoreResult:
-    """Outcome of the iterative k-core: ``keep`` per row, old → new dense code maps (-1 = dropped)."""
-
-    keep: npt.NDArray[np.bool_]
-    user_map: I64
-    item_map: I64
-    n_users: int
-    n_items: int
-    rounds: int
-    rows_dropped: int
-
-
-@dataclass(frozen=True)
-class SplitResult:
-    """A split over the chronological CSR: per-user training prefix lengths and ``(user, position)``
-    targets; thresholds are NaN where the split has none."""
-
-    train_end: I64
-    valid_users: I64
-    valid_pos: I64
-    test_users: I64
-    test_pos: I64
-    test_threshold: float
-    valid_threshold: float
-
-
-@dataclass(frozen=True)
-class TopkMetrics:
-    """Per-row metrics of a block of rows at each ``k``, and each row's top ``max(ks)`` ids
-    (-1 where fewer candidates). ``result["ndcg@10"]`` is the per-row NDCG@10."""
-
-    ks: tuple[int, ...]
-    topk: I64 | None
-    ndcg: npt.NDArray[np.float64]  # [len(ks), rows]
-    recall: npt.NDArray[np.float64]
-    hit_rate: npt.NDArray[np.float64]
-    mrr: npt.NDArray[np.float64]
-
-    def __getitem__(self, key: str) -> npt.NDArray[np.float64]:
-        name, _, k = key.partition("@")
-        if name not in METRICS or not k.isdigit() or int(k) not in self.ks:
-            raise KeyError(f"{key!r}: expected one of {self.keys()}")
-        return getattr(self, name)[self.ks.index(int(k))]
-
-    def keys(self) -> list[str]:
-        return [f"{m}@{k}" for m in METRICS for k in self.ks]
-
-
-def _metrics(d: dict, ks: Sequence[int], topk: I64 | None) -> TopkMetrics:
-    ks = tuple(int(k) for k in ks)
-    stack = {m: np.stack([d[f"{m}@{k}"] for k in ks]) if ks else np.zeros((0, 0)) for m in METRICS}
-    return TopkMetrics(ks=ks, topk=topk, **stack)
-
-
 # ------------------------------------------------------------------------------------ ids
 def encode_i64(values: npt.ArrayLike) -> tuple[npt.NDArray[np.uint32], I64]:
     """Dense codes (sorted raw order) and the sorted distinct values."""
@@ -122,13 +86,48 @@ def encode_str(offsets: npt.ArrayLike, data: npt.ArrayLike) -> tuple[npt.NDArray
     return _core.encode_str(_i64(offsets), np.ascontiguousarray(data, dtype=np.uint8))
 
 
+# ----------------------------------------------------------------------------- the pipeline
+def prepare_log(
+    users: IdColumn,
+    items: IdColumn,
+    timestamps: npt.ArrayLike,
+    ratings: npt.ArrayLike | None = None,
+    *,
+    k_user: int = 1,
+    k_item: int = 1,
+    split: SplitKind = "global_temporal",
+    quantile: float = 0.8,
+    threshold: float | None = None,
+    target: Target = "last",
+    valid: Valid = "time",
+    valid_quantile: float = 0.8,
+) -> PreparedLog:
+    """Encode → iterative k-core → per-user chronological CSR → split, in one Rust call.
+
+    Arrays already in the core's layout (C-contiguous int64 / float32, as polars hands out
+    without nulls) are read in place. ``result.split`` is None when nothing survives the k-core.
+    """
+
+    def ids(col: IdColumn) -> IdColumn:
+        if isinstance(col, tuple):
+            return (_i64(col[0]), np.ascontiguousarray(col[1], dtype=np.uint8))
+        return _i64(col)
+
+    r = None if ratings is None else np.ascontiguousarray(ratings, dtype=np.float32)
+    return _core.prepare_log(
+        ids(users), ids(items), _i64(timestamps), r, k_user=k_user, k_item=k_item, split=split,
+        quantile=quantile, threshold=threshold, target=target, valid=valid, valid_quantile=valid_quantile,
+    )
+
+
 # ----------------------------------------------------------------------------- k-core, split
 def kcore(users: npt.ArrayLike, items: npt.ArrayLike, n_users: int, n_items: int, k_user: int, k_item: int) -> KCoreResult:
-    d = _core.kcore(_u32(users), _u32(items), n_users, n_items, k_user, k_item)
-    return KCoreResult(**d)
+    """Row-level iterative k-core over dense codes."""
+    return _core.kcore(_u32(users), _u32(items), n_users, n_items, k_user, k_item)
 
 
 def sort_by_user_time(users: npt.ArrayLike, timestamps: npt.ArrayLike, n_users: int) -> tuple[npt.NDArray[np.uint32], I64]:
+    """Stable order of rows by (user, timestamp) and the per-user offsets."""
     return _core.sort_by_user_time(_u32(users), _i64(timestamps), n_users)
 
 
@@ -141,12 +140,12 @@ def global_temporal_split(
     valid_quantile: float = 0.8,
     threshold: float | None = None,
 ) -> SplitResult:
-    d = _core.global_temporal_split(_i64(offsets), _i64(timestamps), quantile, target, valid, valid_quantile, threshold)
-    return SplitResult(**d)
+    """The global temporal split over a chronological CSR (see docs/architecture.md)."""
+    return _core.global_temporal_split(_i64(offsets), _i64(timestamps), quantile, target, valid, valid_quantile, threshold)
 
 
 def leave_one_out_split(offsets: npt.ArrayLike) -> SplitResult:
-    return SplitResult(**_core.leave_one_out_split(_i64(offsets)))
+    return _core.leave_one_out_split(_i64(offsets))
 
 
 # ------------------------------------------------------------------------------- sequences
@@ -184,16 +183,13 @@ def topk_metrics(
 
     ``scores`` must already be a C-contiguous float32 matrix (it is not copied). Ties go to the
     lower id; NaN ranks below -inf; items below ``min_item`` and each row's seen items are never
-    ranked.
+    ranked. ``result["ndcg@10"]`` is the per-row NDCG@10, ``result.topk`` the ranked ids.
     """
     so = None if seen_offsets is None else _i64(seen_offsets)
     si = None if seen_items is None else _i64(seen_items)
-    d = _core.topk_metrics(scores, [int(k) for k in ks], _i64(gt_offsets), _i64(gt_items), so, si, min_item=min_item)
-    return _metrics(d, ks, d["topk"])
+    return _core.topk_metrics(scores, [int(k) for k in ks], _i64(gt_offsets), _i64(gt_items), so, si, min_item=min_item)
 
 
 def topk_metrics_from_ids(topk: npt.ArrayLike, ks: Sequence[int], gt_offsets: npt.ArrayLike, gt_items: npt.ArrayLike) -> TopkMetrics:
     """Metrics from precomputed top-k ids ``[rows, k]`` (-1 = empty slot), e.g. from ``torch.topk``."""
-    t = _i64(topk)
-    d = _core.topk_metrics_from_ids(t, [int(k) for k in ks], _i64(gt_offsets), _i64(gt_items))
-    return _metrics(d, ks, t)
+    return _core.topk_metrics_from_ids(_i64(topk), [int(k) for k in ks], _i64(gt_offsets), _i64(gt_items))

@@ -28,6 +28,7 @@ __all__ = [
     "DataError",
     "OutputError",
     "SeqdistillError",
+    "SeqdistillWarning",
     "StoreError",
     "TrainingError",
 ]
@@ -59,3 +60,8 @@ class StoreError(SeqdistillError, ValueError):
 
 class TrainingError(SeqdistillError, RuntimeError):
     """Training cannot continue, e.g. the loss became NaN or infinite."""
+
+
+class SeqdistillWarning(UserWarning):
+    """Something a user should know that does not stop the work (e.g. a split with no test
+    targets); the command line prints it as one line ``seqdistill <cmd>: warning: ...``."""

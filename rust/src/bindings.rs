@@ -1,23 +1,186 @@
-//! pyo3 bindings: argument checks, numpy in and out (no copies where the layout allows), and the
-//! GIL released while the Rust functions run.
+//! pyo3 bindings: argument checks, numpy in and out (no copies where the layout allows), typed
+//! result classes, the GIL released while the Rust functions run, and the one place where
+//! [`CoreError`] becomes a Python exception (a class of `seqdistill.errors`).
 
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::PyTuple;
 
+use crate::error::CoreError;
+use crate::ids::{Ids, Uniques};
 use crate::kcore as peel;
+use crate::pipeline::{self, SplitSpec};
+use crate::split::{Target, Valid};
 use crate::{ids, metrics, sequences, split};
 
+/// The Python classes of `seqdistill.errors`, imported when first raised.
+mod py_errors {
+    pyo3::import_exception!(seqdistill.errors, CoreError);
+    pyo3::import_exception!(seqdistill.errors, DataError);
+}
+
+impl From<CoreError> for PyErr {
+    fn from(e: CoreError) -> PyErr {
+        if e.is_data() {
+            py_errors::DataError::new_err(e.to_string())
+        } else {
+            py_errors::CoreError::new_err(e.to_string())
+        }
+    }
+}
+
 type Arr1<'py, T> = Bound<'py, PyArray1<T>>;
+type Out1<T> = Py<PyArray1<T>>;
 
-fn err(msg: String) -> PyErr {
-    PyValueError::new_err(msg)
+fn slice<'a, T: numpy::Element>(a: &'a PyReadonlyArray1<'_, T>, name: &'static str) -> Result<&'a [T], CoreError> {
+    a.as_slice().map_err(|_| CoreError::invalid(name, "must be a C-contiguous 1-d array"))
 }
 
-fn slice<'a, T: numpy::Element>(a: &'a PyReadonlyArray1<'_, T>, name: &str) -> PyResult<&'a [T]> {
-    a.as_slice().map_err(|_| err(format!("{name} must be a C-contiguous 1-d array")))
+fn matrix<'a, T: numpy::Element>(a: &'a PyReadonlyArray2<'_, T>, name: &'static str) -> Result<&'a [T], CoreError> {
+    if !a.is_c_contiguous() {
+        return Err(CoreError::invalid(name, "must be a C-contiguous matrix"));
+    }
+    a.as_slice().map_err(|_| CoreError::invalid(name, "must be a C-contiguous matrix"))
 }
+
+fn arr<T: numpy::Element>(py: Python<'_>, v: Vec<T>) -> Out1<T> {
+    v.into_pyarray(py).unbind()
+}
+
+// ------------------------------------------------------------------------------------ results
+
+/// Outcome of the iterative k-core.
+#[pyclass(module = "seqdistill._core", frozen, get_all)]
+pub struct KCoreResult {
+    /// Per row: survives the filter.
+    keep: Out1<bool>,
+    /// Old user code → new dense code, -1 when dropped.
+    user_map: Out1<i64>,
+    item_map: Out1<i64>,
+    n_users: usize,
+    n_items: usize,
+    rounds: u32,
+    rows_dropped: usize,
+}
+
+/// A split over the chronological CSR: per-user training prefix lengths and `(user, position)`
+/// targets. Thresholds are NaN where the split has none.
+#[pyclass(module = "seqdistill._core", frozen, get_all)]
+pub struct SplitResult {
+    train_end: Out1<i64>,
+    valid_users: Out1<i64>,
+    valid_pos: Out1<i64>,
+    test_users: Out1<i64>,
+    test_pos: Out1<i64>,
+    test_threshold: f64,
+    valid_threshold: f64,
+}
+
+impl SplitResult {
+    fn new(py: Python<'_>, s: split::Split) -> Self {
+        SplitResult {
+            train_end: arr(py, s.train_end),
+            valid_users: arr(py, s.valid_users),
+            valid_pos: arr(py, s.valid_pos),
+            test_users: arr(py, s.test_users),
+            test_pos: arr(py, s.test_pos),
+            test_threshold: s.test_threshold,
+            valid_threshold: s.valid_threshold,
+        }
+    }
+}
+
+/// The prepared log of `prepare_log`: surviving raw ids (integers, or the first row of each
+/// string in the caller's column), the chronological CSR, the split, and the k-core counts.
+#[pyclass(module = "seqdistill._core", frozen, get_all)]
+pub struct PreparedLog {
+    user_values: Option<Out1<i64>>,
+    user_first_rows: Option<Out1<u64>>,
+    item_values: Option<Out1<i64>>,
+    item_first_rows: Option<Out1<u64>>,
+    offsets: Out1<i64>,
+    items: Out1<i64>,
+    timestamps: Out1<i64>,
+    ratings: Option<Out1<f32>>,
+    split: Option<Py<SplitResult>>,
+    users_before: usize,
+    items_before: usize,
+    kcore_rounds: u32,
+    rows_dropped: usize,
+    /// `(stage, seconds)` in pipeline order.
+    stages: Vec<(String, f64)>,
+}
+
+/// Per-row metrics of a block of rows at each k, and each row's top `max(ks)` ids (-1 where
+/// fewer candidates). `result["ndcg@10"]` is the per-row NDCG@10.
+#[pyclass(module = "seqdistill._core", frozen)]
+pub struct TopkMetrics {
+    ks: Vec<usize>,
+    #[pyo3(get)]
+    topk: Option<Py<PyArray2<i64>>>,
+    #[pyo3(get)]
+    ndcg: Py<PyArray2<f64>>,
+    #[pyo3(get)]
+    recall: Py<PyArray2<f64>>,
+    #[pyo3(get)]
+    hit_rate: Py<PyArray2<f64>>,
+    #[pyo3(get)]
+    mrr: Py<PyArray2<f64>>,
+}
+
+const METRIC_NAMES: [&str; 4] = ["ndcg", "recall", "hit_rate", "mrr"];
+
+#[pymethods]
+impl TopkMetrics {
+    /// A record assembled by the caller (e.g. from blocks); each metric is `[len(ks), rows]`.
+    #[new]
+    #[pyo3(signature = (*, ks, topk, ndcg, recall, hit_rate, mrr))]
+    fn new(
+        ks: Vec<usize>,
+        topk: Option<Py<PyArray2<i64>>>,
+        ndcg: Py<PyArray2<f64>>,
+        recall: Py<PyArray2<f64>>,
+        hit_rate: Py<PyArray2<f64>>,
+        mrr: Py<PyArray2<f64>>,
+    ) -> Self {
+        TopkMetrics { ks, topk, ndcg, recall, hit_rate, mrr }
+    }
+
+    #[getter]
+    fn ks<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(py, &self.ks)
+    }
+
+    /// The metric names, e.g. `["ndcg@5", "ndcg@10", ...]`.
+    fn keys(&self) -> Vec<String> {
+        METRIC_NAMES.iter().flat_map(|m| self.ks.iter().map(move |k| format!("{m}@{k}"))).collect()
+    }
+
+    fn __getitem__<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Bound<'py, PyAny>> {
+        let found = key.split_once('@').and_then(|(m, k)| {
+            let mi = METRIC_NAMES.iter().position(|&n| n == m)?;
+            let ki = self.ks.iter().position(|&x| k.parse::<usize>().ok() == Some(x))?;
+            Some((mi, ki))
+        });
+        let Some((mi, ki)) = found else {
+            return Err(pyo3::exceptions::PyKeyError::new_err(format!("{key:?}: expected one of {:?}", self.keys())));
+        };
+        let m = [&self.ndcg, &self.recall, &self.hit_rate, &self.mrr][mi];
+        m.bind(py).as_any().get_item(ki)
+    }
+}
+
+fn topk_result(py: Python<'_>, values: Vec<Vec<Vec<f64>>>, ks: &[usize], topk: Bound<'_, PyArray2<i64>>, rows: usize) -> PyResult<TopkMetrics> {
+    let mut mats = Vec::with_capacity(4);
+    for per_k in values {
+        let flat: Vec<f64> = per_k.into_iter().flatten().collect();
+        mats.push(flat.into_pyarray(py).reshape([ks.len(), rows])?.unbind());
+    }
+    let [ndcg, recall, hit_rate, mrr]: [Py<PyArray2<f64>>; 4] = mats.try_into().map_err(|_| CoreError::invalid("metrics", "expected four metrics"))?;
+    Ok(TopkMetrics { ks: ks.to_vec(), topk: Some(topk.unbind()), ndcg, recall, hit_rate, mrr })
+}
+
+// ------------------------------------------------------------------------------------ ids
 
 /// Encode int64 ids: returns (codes uint32, uniques int64 sorted).
 #[pyfunction]
@@ -32,38 +195,121 @@ fn encode_i64<'py>(py: Python<'py>, values: PyReadonlyArray1<'py, i64>) -> PyRes
 fn encode_str<'py>(py: Python<'py>, offsets: PyReadonlyArray1<'py, i64>, data: PyReadonlyArray1<'py, u8>) -> PyResult<(Arr1<'py, u32>, Arr1<'py, u64>)> {
     let o = slice(&offsets, "offsets")?;
     let d = slice(&data, "data")?;
-    let (codes, first) = py.detach(|| ids::encode_str(o, d)).map_err(err)?;
+    let (codes, first) = py.detach(|| ids::encode_str(o, d))?;
     Ok((codes.into_pyarray(py), first.into_pyarray(py)))
 }
 
-/// Iterative k-core. Returns a dict: keep (bool per row), user_map / item_map (old code → new
-/// dense code, -1 when dropped), n_users, n_items, rounds, rows_dropped.
+/// An id column: an int64 array, or `(offsets int64, data uint8)` of UTF-8 strings in Arrow layout.
+#[derive(FromPyObject)]
+enum IdArg<'py> {
+    Int(PyReadonlyArray1<'py, i64>),
+    Str(PyReadonlyArray1<'py, i64>, PyReadonlyArray1<'py, u8>),
+}
+
+impl IdArg<'_> {
+    fn ids(&self, name: &'static str) -> Result<Ids<'_>, CoreError> {
+        Ok(match self {
+            IdArg::Int(v) => Ids::Int(slice(v, name)?),
+            IdArg::Str(o, d) => Ids::Str { offsets: slice(o, name)?, data: slice(d, name)? },
+        })
+    }
+}
+
+fn uniques(py: Python<'_>, u: Uniques) -> (Option<Out1<i64>>, Option<Out1<u64>>) {
+    match u {
+        Uniques::Int(v) => (Some(arr(py, v)), None),
+        Uniques::FirstRows(v) => (None, Some(arr(py, v))),
+    }
+}
+
+fn split_spec(kind: &str, quantile: f64, threshold: Option<f64>, target: &str, valid: &str, valid_quantile: f64) -> Result<SplitSpec, CoreError> {
+    match kind {
+        "global_temporal" => Ok(SplitSpec::GlobalTemporal {
+            quantile,
+            threshold,
+            target: Target::parse(target)?,
+            valid: Valid::parse(valid, valid_quantile)?,
+        }),
+        "leave_one_out" => Ok(SplitSpec::LeaveOneOut),
+        other => Err(CoreError::invalid("split", format!("must be one of {:?}, got {other:?}", split::SPLIT_KINDS))),
+    }
+}
+
+/// The fused pipeline: encode → k-core → chronological CSR → split, in one call.
 #[pyfunction]
-#[pyo3(signature = (users, items, n_users, n_items, k_user, k_item))]
-fn kcore<'py>(
-    py: Python<'py>,
-    users: PyReadonlyArray1<'py, u32>,
-    items: PyReadonlyArray1<'py, u32>,
-    n_users: usize,
-    n_items: usize,
+#[pyo3(signature = (users, items, timestamps, ratings=None, *, k_user=1, k_item=1, split="global_temporal", quantile=0.8, threshold=None, target="last", valid="time", valid_quantile=0.8))]
+#[allow(clippy::too_many_arguments)]
+fn prepare_log(
+    py: Python<'_>,
+    users: IdArg<'_>,
+    items: IdArg<'_>,
+    timestamps: PyReadonlyArray1<'_, i64>,
+    ratings: Option<PyReadonlyArray1<'_, f32>>,
     k_user: u32,
     k_item: u32,
-) -> PyResult<Bound<'py, PyDict>> {
+    split: &str,
+    quantile: f64,
+    threshold: Option<f64>,
+    target: &str,
+    valid: &str,
+    valid_quantile: f64,
+) -> PyResult<PreparedLog> {
+    let input = pipeline::Input {
+        users: users.ids("users")?,
+        items: items.ids("items")?,
+        timestamps: slice(&timestamps, "timestamps")?,
+        ratings: match &ratings {
+            Some(r) => Some(slice(r, "ratings")?),
+            None => None,
+        },
+        k_user,
+        k_item,
+        split: split_spec(split, quantile, threshold, target, valid, valid_quantile)?,
+    };
+    let p = py.detach(|| pipeline::prepare(&input))?;
+    let (user_values, user_first_rows) = uniques(py, p.users);
+    let (item_values, item_first_rows) = uniques(py, p.items);
+    let split = match p.split {
+        Some(s) => Some(Py::new(py, SplitResult::new(py, s))?),
+        None => None,
+    };
+    Ok(PreparedLog {
+        user_values,
+        user_first_rows,
+        item_values,
+        item_first_rows,
+        offsets: arr(py, p.offsets),
+        items: arr(py, p.item_csr),
+        timestamps: arr(py, p.timestamps),
+        ratings: p.ratings.map(|r| arr(py, r)),
+        split,
+        users_before: p.users_before,
+        items_before: p.items_before,
+        kcore_rounds: p.kcore_rounds,
+        rows_dropped: p.rows_dropped,
+        stages: p.stages.into_iter().map(|(s, t)| (s.to_string(), t)).collect(),
+    })
+}
+
+/// Iterative k-core over dense codes.
+#[pyfunction]
+#[pyo3(signature = (users, items, n_users, n_items, k_user, k_item))]
+fn kcore(py: Python<'_>, users: PyReadonlyArray1<'_, u32>, items: PyReadonlyArray1<'_, u32>, n_users: usize, n_items: usize, k_user: u32, k_item: u32) -> PyResult<KCoreResult> {
     let u = slice(&users, "users")?;
     let i = slice(&items, "items")?;
-    let r = py.detach(|| peel::kcore(u, i, n_users, n_items, k_user, k_item)).map_err(err)?;
+    let r = py.detach(|| peel::kcore(u, i, n_users, n_items, k_user, k_item))?;
     let (umap, nu) = ids::compact_map(&r.keep_users);
     let (imap, ni) = ids::compact_map(&r.keep_items);
     let to_i64 = |m: Vec<u32>| -> Vec<i64> { m.into_iter().map(|c| if c == u32::MAX { -1 } else { c as i64 }).collect() };
-    let d = PyDict::new(py);
-    d.set_item("keep", r.keep.into_pyarray(py))?;
-    d.set_item("user_map", to_i64(umap).into_pyarray(py))?;
-    d.set_item("item_map", to_i64(imap).into_pyarray(py))?;
-    d.set_item("n_users", nu)?;
-    d.set_item("n_items", ni)?;
-    d.set_item("rounds", r.rounds)?;
-    d.set_item("rows_dropped", r.rows_dropped)?;
-    Ok(d)
+    Ok(KCoreResult {
+        keep: arr(py, r.keep),
+        user_map: arr(py, to_i64(umap)),
+        item_map: arr(py, to_i64(imap)),
+        n_users: nu,
+        n_items: ni,
+        rounds: r.rounds,
+        rows_dropped: r.rows_dropped,
+    })
 }
 
 /// Stable chronological order per user: returns (order uint32, offsets int64).
@@ -71,81 +317,54 @@ fn kcore<'py>(
 fn sort_by_user_time<'py>(py: Python<'py>, users: PyReadonlyArray1<'py, u32>, timestamps: PyReadonlyArray1<'py, i64>, n_users: usize) -> PyResult<(Arr1<'py, u32>, Arr1<'py, i64>)> {
     let u = slice(&users, "users")?;
     let t = slice(&timestamps, "timestamps")?;
-    let (order, offsets) = py.detach(|| split::sort_by_user_time(u, t, n_users)).map_err(err)?;
+    let (order, offsets) = py.detach(|| split::sort_by_user_time(u, t, n_users))?;
     Ok((order.into_pyarray(py), offsets.into_pyarray(py)))
-}
-
-fn split_dict<'py>(py: Python<'py>, s: split::Split) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item("train_end", s.train_end.into_pyarray(py))?;
-    d.set_item("valid_users", s.valid_users.into_pyarray(py))?;
-    d.set_item("valid_pos", s.valid_pos.into_pyarray(py))?;
-    d.set_item("test_users", s.test_users.into_pyarray(py))?;
-    d.set_item("test_pos", s.test_pos.into_pyarray(py))?;
-    d.set_item("test_threshold", s.test_threshold)?;
-    d.set_item("valid_threshold", s.valid_threshold)?;
-    Ok(d)
-}
-
-fn parse_target(target: &str) -> PyResult<split::Target> {
-    match target {
-        "last" => Ok(split::Target::Last),
-        "first" => Ok(split::Target::First),
-        "all" => Ok(split::Target::All),
-        other => Err(err(format!("target must be 'last', 'first' or 'all', got {other:?}"))),
-    }
-}
-
-fn parse_valid(valid: &str, valid_quantile: f64) -> PyResult<split::Valid> {
-    match valid {
-        "time" => Ok(split::Valid::Time(valid_quantile)),
-        "last_item" => Ok(split::Valid::LastItem),
-        "none" => Ok(split::Valid::None),
-        other => Err(err(format!("valid must be 'time', 'last_item' or 'none', got {other:?}"))),
-    }
 }
 
 /// Global temporal split over the chronological CSR. `threshold` overrides the quantile.
 #[pyfunction]
 #[pyo3(signature = (offsets, timestamps, quantile=0.8, target="last", valid="time", valid_quantile=0.8, threshold=None))]
 #[allow(clippy::too_many_arguments)]
-fn global_temporal_split<'py>(
-    py: Python<'py>,
-    offsets: PyReadonlyArray1<'py, i64>,
-    timestamps: PyReadonlyArray1<'py, i64>,
+fn global_temporal_split(
+    py: Python<'_>,
+    offsets: PyReadonlyArray1<'_, i64>,
+    timestamps: PyReadonlyArray1<'_, i64>,
     quantile: f64,
     target: &str,
     valid: &str,
     valid_quantile: f64,
     threshold: Option<f64>,
-) -> PyResult<Bound<'py, PyDict>> {
+) -> PyResult<SplitResult> {
     let o = slice(&offsets, "offsets")?;
     let t = slice(&timestamps, "timestamps")?;
-    let target = parse_target(target)?;
-    let valid = parse_valid(valid, valid_quantile)?;
-    let s = py
-        .detach(|| match threshold {
-            Some(th) => split::threshold_split(o, t, th, target, valid),
-            None => split::global_temporal(o, t, quantile, target, valid),
-        })
-        .map_err(err)?;
-    split_dict(py, s)
+    let target = Target::parse(target)?;
+    let valid = Valid::parse(valid, valid_quantile)?;
+    let s = py.detach(|| match threshold {
+        Some(th) => split::threshold_split(o, t, th, target, valid),
+        None => split::global_temporal(o, t, quantile, target, valid),
+    })?;
+    Ok(SplitResult::new(py, s))
 }
 
 /// Leave-one-out split over the chronological CSR offsets.
 #[pyfunction]
-fn leave_one_out_split<'py>(py: Python<'py>, offsets: PyReadonlyArray1<'py, i64>) -> PyResult<Bound<'py, PyDict>> {
+fn leave_one_out_split(py: Python<'_>, offsets: PyReadonlyArray1<'_, i64>) -> PyResult<SplitResult> {
     let o = slice(&offsets, "offsets")?;
+    if o.first().is_some_and(|&x| x != 0) || o.windows(2).any(|w| w[0] > w[1]) {
+        return Err(CoreError::invalid("offsets", "must start at 0 and not decrease").into());
+    }
     let s = py.detach(|| split::leave_one_out(o));
-    split_dict(py, s)
+    Ok(SplitResult::new(py, s))
 }
+
+// ------------------------------------------------------------------------------- sequences
 
 /// Sliding training windows: returns (users, ends) int64.
 #[pyfunction]
 #[pyo3(signature = (train_end, length, stride, min_len=2))]
 fn training_windows<'py>(py: Python<'py>, train_end: PyReadonlyArray1<'py, i64>, length: usize, stride: usize, min_len: usize) -> PyResult<(Arr1<'py, i64>, Arr1<'py, i64>)> {
     let t = slice(&train_end, "train_end")?;
-    let (u, e) = py.detach(|| sequences::training_windows(t, length, stride, min_len)).map_err(err)?;
+    let (u, e) = py.detach(|| sequences::training_windows(t, length, stride, min_len))?;
     Ok((u.into_pyarray(py), e.into_pyarray(py)))
 }
 
@@ -161,7 +380,7 @@ fn gather_windows<'py>(
 ) -> PyResult<Bound<'py, PyArray2<i64>>> {
     let (o, i, u, e) = (slice(&offsets, "offsets")?, slice(&items, "items")?, slice(&users, "users")?, slice(&ends, "ends")?);
     let rows = u.len();
-    let out = py.detach(|| sequences::gather_windows(o, i, u, e, length)).map_err(err)?;
+    let out = py.detach(|| sequences::gather_windows(o, i, u, e, length))?;
     out.into_pyarray(py).reshape([rows, length])
 }
 
@@ -181,72 +400,57 @@ fn seen_items<'py>(
     ends: PyReadonlyArray1<'py, i64>,
 ) -> PyResult<(Arr1<'py, i64>, Arr1<'py, i64>)> {
     let (o, i, u, e) = (slice(&offsets, "offsets")?, slice(&items, "items")?, slice(&users, "users")?, slice(&ends, "ends")?);
-    let (so, si) = py.detach(|| sequences::seen_items(o, i, u, e)).map_err(err)?;
+    let (so, si) = py.detach(|| sequences::seen_items(o, i, u, e))?;
     Ok((so.into_pyarray(py), si.into_pyarray(py)))
 }
 
-const METRIC_NAMES: [&str; 4] = ["ndcg", "recall", "hit_rate", "mrr"];
-
-fn metrics_dict<'py>(py: Python<'py>, values: Vec<Vec<Vec<f64>>>, ks: &[usize]) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    for (mi, per_k) in values.into_iter().enumerate() {
-        for (ci, v) in per_k.into_iter().enumerate() {
-            d.set_item(format!("{}@{}", METRIC_NAMES[mi], ks[ci]), v.into_pyarray(py))?;
-        }
-    }
-    Ok(d)
-}
+// --------------------------------------------------------------------------------- metrics
 
 /// Top-k ids and per-row NDCG/Recall/HitRate/MRR at each k from a float32 score matrix.
 #[pyfunction]
 #[pyo3(signature = (scores, ks, gt_offsets, gt_items, seen_offsets=None, seen_items=None, min_item=0))]
 #[allow(clippy::too_many_arguments)]
-fn topk_metrics<'py>(
-    py: Python<'py>,
-    scores: PyReadonlyArray2<'py, f32>,
+fn topk_metrics(
+    py: Python<'_>,
+    scores: PyReadonlyArray2<'_, f32>,
     ks: Vec<usize>,
-    gt_offsets: PyReadonlyArray1<'py, i64>,
-    gt_items: PyReadonlyArray1<'py, i64>,
-    seen_offsets: Option<PyReadonlyArray1<'py, i64>>,
-    seen_items: Option<PyReadonlyArray1<'py, i64>>,
+    gt_offsets: PyReadonlyArray1<'_, i64>,
+    gt_items: PyReadonlyArray1<'_, i64>,
+    seen_offsets: Option<PyReadonlyArray1<'_, i64>>,
+    seen_items: Option<PyReadonlyArray1<'_, i64>>,
     min_item: usize,
-) -> PyResult<Bound<'py, PyDict>> {
+) -> PyResult<TopkMetrics> {
     let n_items = scores.shape()[1];
-    if !scores.is_c_contiguous() {
-        return Err(err("scores must be a C-contiguous float32 matrix".into()));
-    }
-    let s = scores.as_slice().map_err(|_| err("scores must be a C-contiguous float32 matrix".into()))?;
+    let s = matrix(&scores, "scores")?;
     let truth = metrics::Csr { offsets: slice(&gt_offsets, "gt_offsets")?, values: slice(&gt_items, "gt_items")? };
     let seen = match (&seen_offsets, &seen_items) {
         (Some(o), Some(v)) => Some(metrics::Csr { offsets: slice(o, "seen_offsets")?, values: slice(v, "seen_items")? }),
         (None, None) => None,
-        _ => return Err(err("give both seen_offsets and seen_items, or neither".into())),
+        _ => return Err(CoreError::invalid("seen_items", "give both seen_offsets and seen_items, or neither").into()),
     };
-    let out = py.detach(|| metrics::topk_metrics(s, n_items, &ks, &truth, seen.as_ref(), min_item)).map_err(err)?;
+    let out = py.detach(|| metrics::topk_metrics(s, n_items, &ks, &truth, seen.as_ref(), min_item))?;
     let rows = out.topk.len() / out.max_k.max(1);
-    let max_k = out.max_k;
-    let d = metrics_dict(py, out.values, &ks)?;
-    d.set_item("topk", out.topk.into_pyarray(py).reshape([rows, max_k])?)?;
-    Ok(d)
+    let topk = out.topk.into_pyarray(py).reshape([rows, out.max_k])?;
+    topk_result(py, out.values, &ks, topk, rows)
 }
 
 /// Metrics from precomputed top-k ids `[rows, k]` int64 (−1 = empty slot).
 #[pyfunction]
-fn topk_metrics_from_ids<'py>(py: Python<'py>, topk: PyReadonlyArray2<'py, i64>, ks: Vec<usize>, gt_offsets: PyReadonlyArray1<'py, i64>, gt_items: PyReadonlyArray1<'py, i64>) -> PyResult<Bound<'py, PyDict>> {
+fn topk_metrics_from_ids(py: Python<'_>, topk: PyReadonlyArray2<'_, i64>, ks: Vec<usize>, gt_offsets: PyReadonlyArray1<'_, i64>, gt_items: PyReadonlyArray1<'_, i64>) -> PyResult<TopkMetrics> {
     let k = topk.shape()[1];
-    if !topk.is_c_contiguous() {
-        return Err(err("topk must be a C-contiguous int64 matrix".into()));
-    }
-    let t = topk.as_slice().map_err(|_| err("topk must be a C-contiguous int64 matrix".into()))?;
+    let rows = topk.shape()[0];
+    let t = matrix(&topk, "topk")?;
     let truth = metrics::Csr { offsets: slice(&gt_offsets, "gt_offsets")?, values: slice(&gt_items, "gt_items")? };
-    let values = py.detach(|| metrics::metrics_from_ids(t, k, &ks, &truth)).map_err(err)?;
-    metrics_dict(py, values, &ks)
+    let values = py.detach(|| metrics::metrics_from_ids(t, k, &ks, &truth))?;
+    let ids = PyArray1::from_slice(py, t).reshape([rows, k])?;
+    topk_result(py, values, &ks, ids, rows)
 }
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(encode_i64, m)?)?;
     m.add_function(wrap_pyfunction!(encode_str, m)?)?;
+    m.add_function(wrap_pyfunction!(prepare_log, m)?)?;
     m.add_function(wrap_pyfunction!(kcore, m)?)?;
     m.add_function(wrap_pyfunction!(sort_by_user_time, m)?)?;
     m.add_function(wrap_pyfunction!(global_temporal_split, m)?)?;
@@ -257,6 +461,14 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(seen_items, m)?)?;
     m.add_function(wrap_pyfunction!(topk_metrics, m)?)?;
     m.add_function(wrap_pyfunction!(topk_metrics_from_ids, m)?)?;
+    m.add_class::<KCoreResult>()?;
+    m.add_class::<SplitResult>()?;
+    m.add_class::<PreparedLog>()?;
+    m.add_class::<TopkMetrics>()?;
+    m.add("TARGETS", PyTuple::new(m.py(), Target::NAMES)?)?;
+    m.add("VALID_MODES", PyTuple::new(m.py(), split::VALID_NAMES)?)?;
+    m.add("SPLIT_KINDS", PyTuple::new(m.py(), split::SPLIT_KINDS)?)?;
+    m.add("METRICS", PyTuple::new(m.py(), METRIC_NAMES)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -4,87 +4,252 @@
 //! the result does not depend on row order. Codes start at 0; callers shift items by one so that
 //! 0 stays the padding id.
 
+use std::sync::atomic::{AtomicU8, Ordering};
+
 use ahash::AHashMap;
 use rayon::prelude::*;
+
+use crate::error::{CoreError, Result};
 
 /// Dense table lookups are used when the raw integer range is at most this many times the row
 /// count (and at most `DENSE_RANGE_MAX`); otherwise a hash map.
 const DENSE_RANGE_FACTOR: u64 = 4;
 const DENSE_RANGE_MAX: u64 = 1 << 28;
 
-/// Encodes integer ids. Returns `(codes, uniques)` with `uniques[codes[i]] == values[i]` and
-/// `uniques` strictly increasing.
-pub fn encode_i64(values: &[i64]) -> (Vec<u32>, Vec<i64>) {
-    if values.is_empty() {
-        return (Vec::new(), Vec::new());
+/// An id column as the core reads it: 64-bit integers, or UTF-8 strings in Arrow layout
+/// (`offsets` of length rows + 1 into `data`).
+#[derive(Debug, Clone, Copy)]
+pub enum Ids<'a> {
+    Int(&'a [i64]),
+    Str { offsets: &'a [i64], data: &'a [u8] },
+}
+
+impl Ids<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            Ids::Int(v) => v.len(),
+            Ids::Str { offsets, .. } => offsets.len().saturating_sub(1),
+        }
     }
-    let (lo, hi) = values
-        .par_iter()
-        .fold(|| (i64::MAX, i64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)))
-        .reduce(|| (i64::MAX, i64::MIN), |a, b| (a.0.min(b.0), a.1.max(b.1)));
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The distinct raw values, in code order: the integers themselves, or for strings the first row
+/// holding each one (the caller takes the strings from its own column without a copy through Rust).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Uniques {
+    Int(Vec<i64>),
+    FirstRows(Vec<u64>),
+}
+
+impl Uniques {
+    pub fn len(&self) -> usize {
+        match self {
+            Uniques::Int(v) => v.len(),
+            Uniques::FirstRows(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Keeps the values whose code survives (`map[code] != u32::MAX`), in code order.
+    pub fn retain(self, map: &[u32]) -> Uniques {
+        fn keep<T: Copy>(v: Vec<T>, map: &[u32]) -> Vec<T> {
+            v.into_iter().zip(map).filter(|(_, &m)| m != u32::MAX).map(|(x, _)| x).collect()
+        }
+        match self {
+            Uniques::Int(v) => Uniques::Int(keep(v, map)),
+            Uniques::FirstRows(v) => Uniques::FirstRows(keep(v, map)),
+        }
+    }
+}
+
+/// Codes per row, the distinct values, and how many rows hold each code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    pub codes: Vec<u32>,
+    pub uniques: Uniques,
+    pub counts: Vec<u32>,
+}
+
+/// Encodes an id column and counts the rows of every code in the same pass.
+pub fn encode(ids: Ids<'_>) -> Result<Encoded> {
+    if ids.len() > u32::MAX as usize {
+        return Err(CoreError::TooManyRows { rows: ids.len(), limit: u32::MAX as usize });
+    }
+    match ids {
+        Ids::Int(values) => {
+            let (table_or_map, uniques) = int_code_table(values);
+            let (codes, counts) = match &table_or_map {
+                Lookup::Dense { table, lo } => map_count(values, uniques.len(), |v| table[(v - lo) as usize]),
+                Lookup::Hashed(map) => map_count(values, uniques.len(), |v| map[&v]),
+            };
+            Ok(Encoded { codes, uniques: Uniques::Int(uniques), counts })
+        }
+        Ids::Str { offsets, data } => {
+            let (codes, first) = encode_str(offsets, data)?;
+            let counts = count_codes(&codes, first.len());
+            Ok(Encoded { codes, uniques: Uniques::FirstRows(first), counts })
+        }
+    }
+}
+
+enum Lookup {
+    Dense { table: Vec<u32>, lo: i64 },
+    Hashed(AHashMap<i64, u32>),
+}
+
+/// The value → code lookup of an integer column and its sorted distinct values.
+fn int_code_table(values: &[i64]) -> (Lookup, Vec<i64>) {
+    if values.is_empty() {
+        return (Lookup::Hashed(AHashMap::new()), Vec::new());
+    }
+    let (lo, hi) = min_max(values);
     let range = (hi as i128 - lo as i128) as u128 + 1;
     let limit = (values.len() as u64).saturating_mul(DENSE_RANGE_FACTOR).max(1 << 16).min(DENSE_RANGE_MAX);
     if range <= limit as u128 {
-        encode_dense(values, lo, range as usize)
+        let (table, uniques) = dense_table(values, lo, range as usize);
+        (Lookup::Dense { table, lo }, uniques)
     } else {
-        encode_hashed(values)
+        let (map, uniques) = hashed_table(values);
+        (Lookup::Hashed(map), uniques)
     }
 }
 
-fn encode_dense(values: &[i64], lo: i64, range: usize) -> (Vec<u32>, Vec<i64>) {
-    let mut table = vec![0u32; range];
-    for &v in values {
-        table[(v - lo) as usize] = 1;
+/// Minimum and maximum of a non-empty slice, in parallel.
+pub(crate) fn min_max(values: &[i64]) -> (i64, i64) {
+    values
+        .par_chunks(1 << 16)
+        .map(|c| c.iter().fold((i64::MAX, i64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v))))
+        .reduce(|| (i64::MAX, i64::MIN), |a, b| (a.0.min(b.0), a.1.max(b.1)))
+}
+
+fn dense_table(values: &[i64], lo: i64, range: usize) -> (Vec<u32>, Vec<i64>) {
+    let mut marks = vec![0u8; range];
+    {
+        // SAFETY: AtomicU8 has the size and alignment of u8, and `marks` is borrowed exclusively
+        // for this block; concurrent stores of the same value are then well defined.
+        let atomic: &[AtomicU8] = unsafe { &*(marks.as_mut_slice() as *mut [u8] as *const [AtomicU8]) };
+        values.par_chunks(1 << 16).for_each(|c| {
+            for &v in c {
+                atomic[(v - lo) as usize].store(1, Ordering::Relaxed);
+            }
+        });
     }
+    let mut table = vec![0u32; range];
     let mut uniques = Vec::new();
-    let mut next = 0u32;
-    for (offset, slot) in table.iter_mut().enumerate() {
-        if *slot != 0 {
-            *slot = next;
-            next += 1;
+    for (offset, (&m, slot)) in marks.iter().zip(table.iter_mut()).enumerate() {
+        if m != 0 {
+            *slot = uniques.len() as u32;
             uniques.push(lo + offset as i64);
         }
     }
-    let codes = values.par_iter().map(|&v| table[(v - lo) as usize]).collect();
-    (codes, uniques)
+    (table, uniques)
 }
 
-fn encode_hashed(values: &[i64]) -> (Vec<u32>, Vec<i64>) {
+fn hashed_table(values: &[i64]) -> (AHashMap<i64, u32>, Vec<i64>) {
     let mut seen: AHashMap<i64, u32> = AHashMap::new();
     for &v in values {
-        let n = seen.len() as u32;
-        seen.entry(v).or_insert(n);
+        seen.entry(v).or_insert(0);
     }
     let mut uniques: Vec<i64> = seen.keys().copied().collect();
     uniques.par_sort_unstable();
     for (code, v) in uniques.iter().enumerate() {
         *seen.get_mut(v).expect("present") = code as u32;
     }
-    let codes = values.par_iter().map(|v| seen[v]).collect();
-    (codes, uniques)
+    (seen, uniques)
+}
+
+/// Number of row blocks for the per-block counting passes: enough for every thread, few enough
+/// that `blocks × codes` counters stay small.
+pub(crate) fn n_blocks(rows: usize, codes: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    let by_memory = (1usize << 27) / codes.max(1) / 4; // at most ~512 MiB of counters
+    threads.min(by_memory.max(1)).min(rows.div_ceil(1 << 16).max(1))
+}
+
+/// Maps every value to its code and counts the codes, in parallel over row blocks.
+fn map_count<F: Fn(i64) -> u32 + Sync>(values: &[i64], n_codes: usize, code: F) -> (Vec<u32>, Vec<u32>) {
+    let mut codes = crate::buffer::with_capacity::<u32>(values.len());
+    let blocks = n_blocks(values.len(), n_codes);
+    let size = values.len().div_ceil(blocks).max(1);
+    let counts = codes.spare_capacity_mut()[..values.len()]
+        .par_chunks_mut(size)
+        .zip(values.par_chunks(size))
+        .map(|(out, vals)| {
+            let mut c = vec![0u32; n_codes];
+            for (o, &v) in out.iter_mut().zip(vals) {
+                let x = code(v);
+                o.write(x);
+                c[x as usize] += 1;
+            }
+            c
+        })
+        .reduce(|| vec![0u32; n_codes], add_counts);
+    // SAFETY: the chunks above cover 0..len and wrote every element.
+    unsafe { codes.set_len(values.len()) };
+    (codes, counts)
+}
+
+fn add_counts(mut a: Vec<u32>, b: Vec<u32>) -> Vec<u32> {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x += y;
+    }
+    a
+}
+
+/// Rows per code.
+pub fn count_codes(codes: &[u32], n_codes: usize) -> Vec<u32> {
+    let blocks = n_blocks(codes.len(), n_codes);
+    let size = codes.len().div_ceil(blocks).max(1);
+    codes
+        .par_chunks(size)
+        .map(|cs| {
+            let mut c = vec![0u32; n_codes];
+            for &x in cs {
+                c[x as usize] += 1;
+            }
+            c
+        })
+        .reduce(|| vec![0u32; n_codes], add_counts)
+}
+
+/// Encodes integer ids. Returns `(codes, uniques)` with `uniques[codes[i]] == values[i]` and
+/// `uniques` strictly increasing.
+pub fn encode_i64(values: &[i64]) -> (Vec<u32>, Vec<i64>) {
+    match encode(Ids::Int(values)) {
+        Ok(Encoded { codes, uniques: Uniques::Int(u), .. }) => (codes, u),
+        _ => unreachable!("integer encoding cannot fail below 2^32 rows"),
+    }
 }
 
 /// Encodes UTF-8 strings given in Arrow layout (`offsets` of length n+1 into `data`). Returns
-/// `(codes, first_rows)`: `first_rows[c]` is the first row holding the string with code `c`, so the
-/// caller can take the raw values from its own column without a copy through Rust.
-pub fn encode_str(offsets: &[i64], data: &[u8]) -> Result<(Vec<u32>, Vec<u64>), String> {
+/// `(codes, first_rows)`: `first_rows[c]` is the first row holding the string with code `c`.
+pub fn encode_str(offsets: &[i64], data: &[u8]) -> Result<(Vec<u32>, Vec<u64>)> {
     if offsets.is_empty() {
         return Ok((Vec::new(), Vec::new()));
     }
     let n = offsets.len() - 1;
-    let get = |i: usize| -> &[u8] { &data[offsets[i] as usize..offsets[i + 1] as usize] };
+    if offsets[0] < 0 {
+        return Err(CoreError::InvalidOffsets { what: "string ids", row: 0 });
+    }
     for i in 0..n {
-        if offsets[i] < 0 || offsets[i] > offsets[i + 1] || offsets[i + 1] as usize > data.len() {
-            return Err(format!("invalid string offsets at row {i}"));
+        if offsets[i] > offsets[i + 1] || offsets[i + 1] as usize > data.len() {
+            return Err(CoreError::InvalidOffsets { what: "string ids", row: i });
         }
     }
+    let get = |i: usize| -> &[u8] { &data[offsets[i] as usize..offsets[i + 1] as usize] };
     let mut seen: AHashMap<&[u8], u32> = AHashMap::new();
     let mut first_rows: Vec<u64> = Vec::new();
     let mut provisional = Vec::with_capacity(n);
     for i in 0..n {
-        let s = get(i);
         let next = seen.len() as u32;
-        let code = *seen.entry(s).or_insert_with(|| {
+        let code = *seen.entry(get(i)).or_insert_with(|| {
             first_rows.push(i as u64);
             next
         });
@@ -140,6 +305,18 @@ mod tests {
     }
 
     #[test]
+    fn counts_agree_with_codes() {
+        let vals: Vec<i64> = (0..300_000).map(|i| (i * 7919) % 1013 - 400).collect();
+        let e = encode(Ids::Int(&vals)).unwrap();
+        let mut want = vec![0u32; e.uniques.len()];
+        for &c in &e.codes {
+            want[c as usize] += 1;
+        }
+        assert_eq!(e.counts, want);
+        assert_eq!(count_codes(&e.codes, want.len()), want);
+    }
+
+    #[test]
     fn empty() {
         assert_eq!(encode_i64(&[]), (vec![], vec![]));
         assert_eq!(encode_str(&[], &[]).unwrap(), (vec![], vec![]));
@@ -164,6 +341,7 @@ mod tests {
     #[test]
     fn bad_offsets_rejected() {
         assert!(encode_str(&[0, 5], b"abc").is_err());
+        assert!(encode_str(&[-1, 0], b"abc").is_err());
     }
 
     #[test]

@@ -1,9 +1,13 @@
 //! seqdistill's Rust core. The modules are pure Rust over slices; `bindings` (built with the
-//! `python` feature, as maturin does) is the only place that knows about Python and numpy.
+//! `python` feature, as maturin does) is the only place that knows about Python and numpy, and
+//! the only place where [`error::CoreError`] becomes a Python exception.
 
+pub mod buffer;
+pub mod error;
 pub mod ids;
 pub mod kcore;
 pub mod metrics;
+pub mod pipeline;
 pub mod sequences;
 pub mod split;
 

@@ -5,6 +5,8 @@
 
 use rayon::prelude::*;
 
+use crate::error::{CoreError, Result};
+
 /// Totally ordered key of a score: larger key = better. −0.0 and 0.0 are equal; NaN is lowest.
 #[inline]
 fn key(s: f32) -> i32 {
@@ -136,12 +138,12 @@ pub struct Csr<'a> {
 }
 
 impl<'a> Csr<'a> {
-    pub fn check(&self, rows: usize, name: &str) -> Result<(), String> {
+    pub fn check(&self, rows: usize, name: &'static str) -> Result<()> {
         if self.offsets.len() != rows + 1 {
-            return Err(format!("{name}: offsets must have {} entries (rows + 1), got {}", rows + 1, self.offsets.len()));
+            return Err(CoreError::invalid(name, format!("offsets must have {} entries (rows + 1), got {}", rows + 1, self.offsets.len())));
         }
         if self.offsets[0] != 0 || self.offsets.windows(2).any(|w| w[0] > w[1]) || *self.offsets.last().unwrap() as usize != self.values.len() {
-            return Err(format!("{name}: offsets must start at 0, not decrease, and end at len(values) = {}", self.values.len()));
+            return Err(CoreError::invalid(name, format!("offsets must start at 0, not decrease, and end at len(values) = {}", self.values.len())));
         }
         Ok(())
     }
@@ -179,13 +181,13 @@ fn assemble(per_row: Vec<Vec<[f64; 4]>>, n_ks: usize) -> Vec<Vec<Vec<f64>>> {
 }
 
 /// Full pipeline over a row-major score matrix `[rows, n_items]`.
-pub fn topk_metrics(scores: &[f32], n_items: usize, ks: &[usize], truth: &Csr, seen: Option<&Csr>, min_item: usize) -> Result<MetricsOut, String> {
+pub fn topk_metrics(scores: &[f32], n_items: usize, ks: &[usize], truth: &Csr, seen: Option<&Csr>, min_item: usize) -> Result<MetricsOut> {
     if n_items == 0 && !scores.is_empty() {
-        return Err("score matrix has zero columns".into());
+        return Err(CoreError::invalid("scores", "score matrix has zero columns"));
     }
     let rows = if n_items == 0 { 0 } else { scores.len() / n_items };
     if ks.is_empty() || ks.iter().any(|&k| k == 0) {
-        return Err(format!("ks must be non-empty and positive, got {ks:?}"));
+        return Err(CoreError::invalid("ks", format!("ks must be non-empty and positive, got {ks:?}")));
     }
     truth.check(rows, "ground truth")?;
     if let Some(s) = seen {
@@ -211,9 +213,9 @@ pub fn topk_metrics(scores: &[f32], n_items: usize, ks: &[usize], truth: &Csr, s
 }
 
 /// Metrics from precomputed ranked ids `[rows, k]` (−1 entries are empty slots).
-pub fn metrics_from_ids(topk: &[i64], k: usize, ks: &[usize], truth: &Csr) -> Result<Vec<Vec<Vec<f64>>>, String> {
+pub fn metrics_from_ids(topk: &[i64], k: usize, ks: &[usize], truth: &Csr) -> Result<Vec<Vec<Vec<f64>>>> {
     if ks.is_empty() || ks.iter().any(|&c| c == 0 || c > k) {
-        return Err(format!("ks must be positive and at most the width of the id matrix ({k}), got {ks:?}"));
+        return Err(CoreError::invalid("ks", format!("ks must be positive and at most the width of the id matrix ({k}), got {ks:?}")));
     }
     let rows = topk.len() / k;
     truth.check(rows, "ground truth")?;

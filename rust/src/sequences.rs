@@ -2,21 +2,23 @@
 
 use rayon::prelude::*;
 
+use crate::error::{CoreError, Result};
+
 /// Training samples as sliding windows over each user's training prefix.
 ///
 /// A window of `length` items ending (exclusive) at `end` covers `[max(0, end - length), end)`.
 /// For user `u` with prefix length `L >= min_len`, windows end at `L, L - stride, L - 2·stride, …`
 /// until a window reaches the start of the prefix. With `stride = length - 1` the next-item targets
 /// of a causal model (`window[1..]`) tile the prefix exactly once.
-pub fn training_windows(train_end: &[i64], length: usize, stride: usize, min_len: usize) -> Result<(Vec<i64>, Vec<i64>), String> {
+pub fn training_windows(train_end: &[i64], length: usize, stride: usize, min_len: usize) -> Result<(Vec<i64>, Vec<i64>)> {
     if length == 0 || stride == 0 {
-        return Err(format!("length and stride must be positive, got length={length}, stride={stride}"));
+        return Err(CoreError::invalid("length", format!("length and stride must be positive, got length={length}, stride={stride}")));
     }
     let mut users = Vec::new();
     let mut ends = Vec::new();
     for (u, &len) in train_end.iter().enumerate() {
         if len < 0 {
-            return Err(format!("negative prefix length {len} for user {u}"));
+            return Err(CoreError::OutOfRange { what: "train_end (negative prefix length)", row: u, value: len, limit: 0 });
         }
         let len = len as usize;
         if len < min_len.max(1) {
@@ -37,8 +39,8 @@ pub fn training_windows(train_end: &[i64], length: usize, stride: usize, min_len
 
 /// Left-padded windows: row `j` holds the last `length` items of user `users[j]`'s log before
 /// position `ends[j]`, right-aligned, with 0 in front.
-pub fn gather_windows(offsets: &[i64], items: &[i64], users: &[i64], ends: &[i64], length: usize) -> Result<Vec<i64>, String> {
-    check_rows(offsets, users, ends)?;
+pub fn gather_windows(offsets: &[i64], items: &[i64], users: &[i64], ends: &[i64], length: usize) -> Result<Vec<i64>> {
+    check_rows(offsets, items, users, ends)?;
     let mut out = vec![0i64; users.len() * length];
     if length == 0 {
         return Ok(out);
@@ -53,18 +55,17 @@ pub fn gather_windows(offsets: &[i64], items: &[i64], users: &[i64], ends: &[i64
     Ok(out)
 }
 
-fn check_rows(offsets: &[i64], users: &[i64], ends: &[i64]) -> Result<(), String> {
-    if users.len() != ends.len() {
-        return Err(format!("users has {} rows but ends has {}", users.len(), ends.len()));
-    }
+fn check_rows(offsets: &[i64], items: &[i64], users: &[i64], ends: &[i64]) -> Result<()> {
+    crate::split::check_offsets(offsets, items.len())?;
+    crate::error::same_len("ends", users.len(), ends.len())?;
     let n_users = offsets.len().saturating_sub(1);
     for (j, (&u, &e)) in users.iter().zip(ends).enumerate() {
         if u < 0 || u as usize >= n_users {
-            return Err(format!("row {j}: user {u} out of range (n_users = {n_users})"));
+            return Err(CoreError::OutOfRange { what: "users", row: j, value: u, limit: n_users });
         }
         let len = offsets[u as usize + 1] - offsets[u as usize];
         if e < 0 || e > len {
-            return Err(format!("row {j}: end {e} outside user {u}'s log of length {len}"));
+            return Err(CoreError::invalid("ends", format!("row {j}: end {e} outside user {u}'s log of length {len}")));
         }
     }
     Ok(())
@@ -102,8 +103,8 @@ pub fn permutation(n: usize, seed: u64) -> Vec<i64> {
 }
 
 /// Distinct items of each row's input (`items` of user `users[j]` before `ends[j]`), sorted, as CSR.
-pub fn seen_items(offsets: &[i64], items: &[i64], users: &[i64], ends: &[i64]) -> Result<(Vec<i64>, Vec<i64>), String> {
-    check_rows(offsets, users, ends)?;
+pub fn seen_items(offsets: &[i64], items: &[i64], users: &[i64], ends: &[i64]) -> Result<(Vec<i64>, Vec<i64>)> {
+    check_rows(offsets, items, users, ends)?;
     let sets: Vec<Vec<i64>> = users
         .par_iter()
         .zip(ends.par_iter())

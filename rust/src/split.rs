@@ -7,17 +7,17 @@
 
 use rayon::prelude::*;
 
+use crate::error::{CoreError, Result};
+
 /// Stable order of rows by (user, timestamp): rows with equal timestamps keep their input order.
 /// Returns `(order, offsets)`: user `u`'s rows are `order[offsets[u]..offsets[u+1]]`.
-pub fn sort_by_user_time(users: &[u32], timestamps: &[i64], n_users: usize) -> Result<(Vec<u32>, Vec<i64>), String> {
-    if users.len() != timestamps.len() {
-        return Err(format!("users has {} rows but timestamps has {}", users.len(), timestamps.len()));
-    }
+pub fn sort_by_user_time(users: &[u32], timestamps: &[i64], n_users: usize) -> Result<(Vec<u32>, Vec<i64>)> {
+    crate::error::same_len("timestamps", users.len(), timestamps.len())?;
     if users.len() > u32::MAX as usize {
-        return Err("more than 2^32 - 1 rows".into());
+        return Err(CoreError::TooManyRows { rows: users.len(), limit: u32::MAX as usize });
     }
-    if let Some(&u) = users.iter().find(|&&u| u as usize >= n_users) {
-        return Err(format!("user code {u} out of range (n_users = {n_users})"));
+    if let Some(row) = users.iter().position(|&u| u as usize >= n_users) {
+        return Err(CoreError::OutOfRange { what: "user codes", row, value: users[row] as i64, limit: n_users });
     }
     let (offsets, mut order) = crate::kcore::group_rows(users, n_users);
     let offsets: Vec<i64> = offsets.into_iter().map(|o| o as i64).collect();
@@ -41,18 +41,140 @@ pub fn sort_by_user_time(users: &[u32], timestamps: &[i64], n_users: usize) -> R
     Ok((order, offsets))
 }
 
-/// Linear-interpolated quantile (numpy's default), computed by selection on a copy.
+/// Linear-interpolated quantile (numpy's default) of `values`.
 pub fn quantile(values: &[i64], q: f64) -> Option<f64> {
-    if values.is_empty() {
+    quantile_parts(&[values], q)
+}
+
+/// Linear-interpolated quantile (numpy's default) of all the values in `parts`, found by radix
+/// selection: a 2^16-bucket histogram narrows the rank to one bucket, and only that bucket's
+/// values are collected and selected, so the data is read two or three times and never copied.
+pub fn quantile_parts(parts: &[&[i64]], q: f64) -> Option<f64> {
+    let n: usize = parts.iter().map(|p| p.len()).sum();
+    if n == 0 {
         return None;
     }
-    let mut v = values.to_vec();
-    let h = (v.len() - 1) as f64 * q;
+    let h = (n - 1) as f64 * q;
     let lo = h.floor() as usize;
-    let hi = h.ceil() as usize;
-    let (_, &mut x_lo, upper) = v.select_nth_unstable(lo);
-    let x_hi = if hi > lo { *upper.iter().min().expect("hi exists") } else { x_lo };
+    let hi = (h.ceil() as usize).min(n - 1);
+    let (x_lo, x_hi) = select_pair(parts, lo, hi);
     Some(x_lo as f64 + (h - lo as f64) * (x_hi as f64 - x_lo as f64))
+}
+
+const BUCKETS: u64 = 1 << 16;
+const COLLECT_LIMIT: usize = 1 << 20;
+
+/// Visits every value of `parts`, in parallel; `f(acc, v)` folds, `merge` combines.
+fn fold_parts<A: Send, F, M>(parts: &[&[i64]], init: impl Fn() -> A + Sync + Send, f: F, merge: M) -> A
+where
+    F: Fn(&mut A, i64) + Sync + Send,
+    M: Fn(A, A) -> A + Sync + Send,
+{
+    parts
+        .par_iter()
+        .flat_map_iter(|p| p.chunks(1 << 16))
+        .fold(&init, |mut acc, chunk| {
+            for &v in chunk {
+                f(&mut acc, v);
+            }
+            acc
+        })
+        .reduce(&init, merge)
+}
+
+/// The values at ranks `lo` and `hi` (`hi` is `lo` or `lo + 1`) of the multiset `parts`.
+fn select_pair(parts: &[&[i64]], lo: usize, hi: usize) -> (i64, i64) {
+    let (mn, mx) = fold_parts(parts, || (i64::MAX, i64::MIN), |a, v| *a = (a.0.min(v), a.1.max(v)), |a, b| (a.0.min(b.0), a.1.max(b.1)));
+    // Invariant: the ranks are relative to the values in [base, base + span].
+    let (mut base, mut span) = (mn, mx.wrapping_sub(mn) as u64);
+    let (mut r_lo, mut r_hi) = (lo, hi);
+    loop {
+        if span == 0 {
+            return (base, base);
+        }
+        let width = span / BUCKETS + 1;
+        let in_range = move |v: i64| -> Option<usize> {
+            let d = v.wrapping_sub(base) as u64;
+            (d <= span).then(|| (d / width) as usize)
+        };
+        let hist = fold_parts(
+            parts,
+            || vec![0usize; BUCKETS as usize],
+            |h, v| {
+                if let Some(b) = in_range(v) {
+                    h[b] += 1;
+                }
+            },
+            |mut a, b| {
+                a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+                a
+            },
+        );
+        let (mut b_lo, mut b_hi, mut before_lo, mut cum) = (usize::MAX, 0, 0, 0usize);
+        for (b, &c) in hist.iter().enumerate() {
+            if b_lo == usize::MAX && cum + c > r_lo {
+                b_lo = b;
+                before_lo = cum;
+            }
+            if cum + c > r_hi {
+                b_hi = b;
+                break;
+            }
+            cum += c;
+        }
+        // Bucket b covers base + [b·width, (b+1)·width - 1] (clipped to the span).
+        let at = |b: usize, end: bool| -> i64 {
+            let off = (b as u128 * width as u128 + if end { width as u128 - 1 } else { 0 }).min(span as u128);
+            base.wrapping_add(off as u64 as i64)
+        };
+        let start = at(b_lo, false);
+        if width == 1 {
+            return (start, at(b_hi, false));
+        }
+        let in_lo = hist[b_lo];
+        if b_lo == b_hi && in_lo > COLLECT_LIMIT {
+            // Narrow to the bucket and histogram it again.
+            span = (at(b_lo, true).wrapping_sub(start)) as u64;
+            base = start;
+            r_lo -= before_lo;
+            r_hi -= before_lo;
+            continue;
+        }
+        let end = at(b_hi, true);
+        if b_lo != b_hi && in_lo + hist[b_hi] > COLLECT_LIMIT {
+            // r_lo is the last value of bucket b_lo and r_hi the first of bucket b_hi.
+            let (lo_end, hi_start) = (at(b_lo, true), at(b_hi, false));
+            return fold_parts(
+                parts,
+                || (i64::MIN, i64::MAX),
+                |a, v| {
+                    if v >= start && v <= lo_end {
+                        a.0 = a.0.max(v);
+                    } else if v >= hi_start && v <= end {
+                        a.1 = a.1.min(v);
+                    }
+                },
+                |a, b| (a.0.max(b.0), a.1.min(b.1)),
+            );
+        }
+        let mut vals = fold_parts(
+            parts,
+            Vec::new,
+            |acc, v| {
+                if v >= start && v <= end {
+                    acc.push(v);
+                }
+            },
+            |mut a, mut b| {
+                a.append(&mut b);
+                a
+            },
+        );
+        let (i_lo, i_hi) = (r_lo - before_lo, r_hi - before_lo);
+        let (_, &mut x_lo, upper) = vals.select_nth_unstable(i_lo);
+        let x_hi = if i_hi > i_lo { *upper.iter().min().expect("rank hi exists") } else { x_lo };
+        return (x_lo, x_hi);
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +185,37 @@ pub enum Target {
     First,
     /// Every one, each with its own prefix.
     All,
+}
+
+impl Target {
+    /// The option names, in declaration order (the Python API and CLI read them from here).
+    pub const NAMES: [&'static str; 3] = ["last", "first", "all"];
+
+    pub fn parse(name: &str) -> Result<Target> {
+        match name {
+            "last" => Ok(Target::Last),
+            "first" => Ok(Target::First),
+            "all" => Ok(Target::All),
+            other => Err(CoreError::invalid("target", format!("must be one of {:?}, got {other:?}", Target::NAMES))),
+        }
+    }
+}
+
+/// The validation option names (the Python API and CLI read them from here).
+pub const VALID_NAMES: [&str; 3] = ["time", "last_item", "none"];
+/// The split kinds.
+pub const SPLIT_KINDS: [&str; 2] = ["global_temporal", "leave_one_out"];
+
+impl Valid {
+    /// `valid_quantile` is used by `"time"` only.
+    pub fn parse(name: &str, valid_quantile: f64) -> Result<Valid> {
+        match name {
+            "time" => Ok(Valid::Time(valid_quantile)),
+            "last_item" => Ok(Valid::LastItem),
+            "none" => Ok(Valid::None),
+            other => Err(CoreError::invalid("valid", format!("must be one of {VALID_NAMES:?}, got {other:?}"))),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -107,21 +260,39 @@ fn push_targets(user: usize, start: usize, end: usize, target: Target, users: &m
 ///
 /// The test threshold is the `q` quantile of all timestamps: training is everything strictly
 /// before it, targets are taken at or after it. Validation is carved from the training part.
-pub fn global_temporal(offsets: &[i64], ts: &[i64], q: f64, target: Target, valid: Valid) -> Result<Split, String> {
+pub fn global_temporal(offsets: &[i64], ts: &[i64], q: f64, target: Target, valid: Valid) -> Result<Split> {
     if !(q > 0.0 && q < 1.0) {
-        return Err(format!("quantile must be in (0, 1), got {q}"));
+        return Err(CoreError::invalid("quantile", format!("quantile must be in (0, 1), got {q}")));
     }
-    if let Valid::Time(vq) = valid {
-        if !(vq > 0.0 && vq < 1.0) {
-            return Err(format!("validation quantile must be in (0, 1), got {vq}"));
-        }
-    }
-    let t_test = quantile(ts, q).ok_or("empty log: nothing to split")?;
+    check_valid(valid)?;
+    let t_test = quantile(ts, q).ok_or_else(|| CoreError::Data("empty log: nothing to split".into()))?;
     threshold_split(offsets, ts, t_test, target, valid)
 }
 
+fn check_valid(valid: Valid) -> Result<()> {
+    match valid {
+        Valid::Time(vq) if !(vq > 0.0 && vq < 1.0) => {
+            Err(CoreError::invalid("valid_quantile", format!("validation quantile must be in (0, 1), got {vq}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Checks that `offsets` is a CSR over `rows` rows.
+pub fn check_offsets(offsets: &[i64], rows: usize) -> Result<()> {
+    if offsets.first().is_some_and(|&o| o != 0) || offsets.windows(2).any(|w| w[0] > w[1]) || offsets.last().map_or(rows != 0, |&o| o as usize != rows) {
+        return Err(CoreError::invalid("offsets", format!("must start at 0, not decrease, and end at the number of rows ({rows})")));
+    }
+    Ok(())
+}
+
 /// The split at an explicit test threshold.
-pub fn threshold_split(offsets: &[i64], ts: &[i64], t_test: f64, target: Target, valid: Valid) -> Result<Split, String> {
+pub fn threshold_split(offsets: &[i64], ts: &[i64], t_test: f64, target: Target, valid: Valid) -> Result<Split> {
+    check_offsets(offsets, ts.len())?;
+    check_valid(valid)?;
+    if t_test.is_nan() {
+        return Err(CoreError::invalid("threshold", "the test threshold is NaN"));
+    }
     let n_users = offsets.len().saturating_sub(1);
     let lens: Vec<(usize, usize)> = (0..n_users).map(|u| (offsets[u] as usize, offsets[u + 1] as usize)).collect();
     // Training prefix per user: timestamps are sorted within a user.
@@ -148,8 +319,9 @@ pub fn threshold_split(offsets: &[i64], ts: &[i64], t_test: f64, target: Target,
             }
         }
         Valid::Time(vq) => {
-            let train_ts: Vec<i64> = (0..n_users).flat_map(|u| ts[lens[u].0..lens[u].0 + train_len[u]].iter().copied()).collect();
-            let t_valid = quantile(&train_ts, vq).ok_or("the training part is empty: nothing before the test threshold")?;
+            let train_ts: Vec<&[i64]> = (0..n_users).map(|u| &ts[lens[u].0..lens[u].0 + train_len[u]]).collect();
+            let t_valid = quantile_parts(&train_ts, vq)
+                .ok_or_else(|| CoreError::Data("the training part is empty: nothing before the test threshold".into()))?;
             s.valid_threshold = t_valid;
             for u in 0..n_users {
                 let (a, _) = lens[u];
@@ -205,6 +377,37 @@ mod tests {
         assert!((quantile(&[4, 1, 3, 2], 0.8).unwrap() - 3.4).abs() < 1e-12);
         assert_eq!(quantile(&[7], 0.5), Some(7.0));
         assert_eq!(quantile(&[], 0.5), None);
+    }
+
+    fn numpy_quantile(v: &[i64], q: f64) -> f64 {
+        let mut s = v.to_vec();
+        s.sort();
+        let h = (s.len() - 1) as f64 * q;
+        let (lo, hi) = (h.floor() as usize, h.ceil() as usize);
+        s[lo] as f64 + (h - lo as f64) * (s[hi] as f64 - s[lo] as f64)
+    }
+
+    #[test]
+    fn radix_quantile_matches_sorting_on_many_shapes() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let shapes: Vec<Vec<i64>> = vec![
+            (0..3_000_000).map(|_| rng.gen_range(0..1_000_000_000)).collect(),
+            // heavy duplicates: one bucket holds far more than the collect limit
+            (0..3_000_000).map(|i| if i % 10 == 0 { rng.gen_range(-5..5) } else { 7 }).collect(),
+            // two clusters far apart: ranks straddle an empty gap of buckets
+            (0..2_500_000).map(|i| if i < 1_250_000 { rng.gen_range(0..3) } else { rng.gen_range(i64::MAX - 3..i64::MAX) }).collect(),
+            vec![i64::MIN, i64::MAX, 0, -1, 1],
+            (0..50).map(|_| rng.gen_range(-100..100)).collect(),
+        ];
+        for v in &shapes {
+            for q in [0.0, 0.1, 0.5, 0.8, 0.999_999, 1.0] {
+                let want = numpy_quantile(v, q);
+                assert_eq!(quantile(v, q).unwrap(), want, "q {q} len {}", v.len());
+                let (a, b) = v.split_at(v.len() / 3);
+                assert_eq!(quantile_parts(&[a, &[], b], q).unwrap(), want);
+            }
+        }
     }
 
     #[test]

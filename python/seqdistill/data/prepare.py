@@ -1,21 +1,35 @@
-"""``prepare``: encode ids, k-core filter, order chronologically and split — the Rust core does
-the work, this module orchestrates it and keeps the result as a :class:`PreparedDataset`."""
+"""``prepare``: encode ids, k-core filter, order chronologically and split.
+
+The work is one call into the Rust core (:func:`seqdistill.core.prepare_log`), which reads the
+id, timestamp and rating columns in place (polars hands int64/float32 columns without nulls to
+numpy without a copy; string ids go as Arrow offsets + bytes). This module checks the arguments,
+turns the result into a :class:`PreparedDataset` and names the dataset in every error.
+"""
 
 from __future__ import annotations
 
+import math
 import time
+import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import polars as pl
 
 from seqdistill import core
-from seqdistill.data.dataset import PreparedDataset
-from seqdistill.data.interactions import DataError, RawDataset, normalize_interactions
 from seqdistill._config import DictConfig
+from seqdistill.data.dataset import PreparedDataset
+from seqdistill.data.interactions import RawDataset, normalize_interactions
+from seqdistill.errors import DataError, SeqdistillWarning
 
-SPLITS = ("global_temporal", "leave_one_out")
-FORMAT_VERSION = 1
+__all__ = ["SPLITS", "SplitConfig", "encode_column", "prepare"]
+
+SPLITS = core.SPLIT_KINDS
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
 
 
 @dataclass
@@ -28,6 +42,7 @@ class SplitConfig(DictConfig):
     rule again on the training part at ``valid_quantile`` of its timestamps; default),
     ``"last_item"`` (each training user's last training item) or ``"none"``. ``threshold``: an
     explicit test threshold timestamp instead of the quantile. Leave-one-out ignores the others.
+    The option names come from the Rust core (``seqdistill.core.TARGETS`` etc.).
     """
 
     kind: str = "global_temporal"
@@ -38,36 +53,61 @@ class SplitConfig(DictConfig):
     threshold: float | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in SPLITS:
-            raise DataError(f"split kind must be one of {SPLITS}, got {self.kind!r}")
+        for name, allowed in (("kind", core.SPLIT_KINDS), ("target", core.TARGETS), ("valid", core.VALID_MODES)):
+            value = getattr(self, name)
+            if not isinstance(value, str) or value not in allowed:
+                raise DataError(f"split {name} must be one of {allowed}, got {value!r}")
         for name in ("quantile", "valid_quantile"):
             q = getattr(self, name)
-            if not (0.0 < q < 1.0):
+            if not _is_number(q) or not (0.0 < q < 1.0):
                 raise DataError(f"split {name} must be in (0, 1), got {q!r}")
-        if self.target not in ("last", "first", "all"):
-            raise DataError(f"split target must be 'last', 'first' or 'all', got {self.target!r}")
-        if self.valid not in ("time", "last_item", "none"):
-            raise DataError(f"split valid must be 'time', 'last_item' or 'none', got {self.valid!r}")
+        if self.threshold is not None and (not _is_number(self.threshold) or not math.isfinite(self.threshold)):
+            raise DataError(f"split threshold must be a finite number (a timestamp) or None, got {self.threshold!r}")
 
 
-def encode_column(s: pl.Series) -> tuple[np.ndarray, pl.Series]:
-    """Dense codes (uint32, sorted raw order) and the distinct raw values, through the Rust core."""
+def _k_core(k_core: int | tuple[int, int] | list[int] | None, name: str) -> tuple[int, int]:
+    if k_core is None:
+        return 1, 1
+    ks = (k_core, k_core) if not isinstance(k_core, (tuple, list)) else tuple(k_core)
+    if len(ks) != 2 or not all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in ks):
+        raise DataError(f"{name}: k_core must be an int or (k_user, k_item) ints, got {k_core!r}")
+    if min(ks) < 1 or max(ks) > 2**32 - 1:
+        raise DataError(f"{name}: k_core values must be in 1..2^32-1, got {tuple(int(k) for k in ks)}")
+    return int(ks[0]), int(ks[1])
+
+
+def _id_column(s: pl.Series) -> core.IdColumn:
+    """The column as the core reads it: int64 values in place, or Arrow string buffers."""
     if s.dtype == pl.Int64:
-        codes, uniques = core.encode_i64(s.to_numpy())
-        return codes, pl.Series(s.name, uniques)
+        return s.to_numpy()
     if s.dtype == pl.String:
-        arr = s.to_arrow()
-        if hasattr(arr, "combine_chunks"):
-            arr = arr.combine_chunks()
         import pyarrow as pa
 
+        arr = s.to_arrow()
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
         arr = arr.cast(pa.large_string())
         _, off_buf, data_buf = arr.buffers()
         offsets = np.frombuffer(off_buf, dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
         data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
-        codes, first = core.encode_str(offsets, data)
-        return codes, s.gather(first.astype(np.int64))
+        return offsets, data
     raise DataError(f"column {s.name!r}: ids must be Int64 or String, got {s.dtype}")
+
+
+def _raw_ids(s: pl.Series, values: np.ndarray | None, first_rows: np.ndarray | None, name: str) -> pl.Series:
+    if values is not None:
+        return pl.Series(name, values, dtype=pl.Int64)
+    return s.gather(first_rows.astype(np.int64)).alias(name)
+
+
+def encode_column(s: pl.Series) -> tuple[np.ndarray, pl.Series]:
+    """Dense codes (uint32, sorted raw order) and the distinct raw values, through the Rust core."""
+    col = _id_column(s)
+    if isinstance(col, tuple):
+        codes, first = core.encode_str(*col)
+        return codes, s.gather(first.astype(np.int64))
+    codes, uniques = core.encode_i64(col)
+    return codes, pl.Series(s.name, uniques)
 
 
 def prepare(
@@ -82,71 +122,54 @@ def prepare(
     """Encodes, filters (iterative k-core) and splits an interaction log.
 
     ``data`` is a :class:`RawDataset` or a table with the canonical columns. ``k_core`` is
-    ``(k_user, k_item)``, one int for both, or None for no filter.
+    ``(k_user, k_item)``, one int for both, or None for no filter. Raises
+    :class:`~seqdistill.errors.DataError` naming the dataset when the log is empty, when nothing
+    survives the filter, when the split leaves no training part, and when item metadata matches
+    none of the log's items; warns (:class:`~seqdistill.errors.SeqdistillWarning`) when the split
+    leaves no test target.
     """
     started = time.perf_counter()
     split = split or SplitConfig()
+    if not isinstance(split, SplitConfig):
+        raise DataError(f"split must be a SplitConfig, got {type(split).__name__}")
     if isinstance(data, RawDataset):
-        raw = data
-        df, items = raw.interactions, raw.items if items is None else items
-        name, domain = name or raw.name, domain or raw.domain
+        df, items = data.interactions, data.items if items is None else items
+        name, domain = name or data.name, domain or data.domain
     else:
         df = data
     name, domain = name or "dataset", domain or "generic"
+    k_user, k_item = _k_core(k_core, name)
     df = normalize_interactions(df, source=name)
     if df.height == 0:
         raise DataError(f"{name}: the interaction table is empty")
-    k_user, k_item = (k_core, k_core) if isinstance(k_core, int) else (k_core or (1, 1))
-    if k_user < 1 or k_item < 1:
-        raise DataError(f"{name}: k_core values must be >= 1, got {(k_user, k_item)}")
-
-    ucodes, uniq_users = encode_column(df.get_column("user_id"))
-    icodes, uniq_items = encode_column(df.get_column("item_id"))
-    kc = core.kcore(ucodes, icodes, len(uniq_users), len(uniq_items), k_user, k_item)
-    if kc.n_users == 0:
+    ratings = df.get_column("rating").to_numpy() if "rating" in df.columns else None
+    try:
+        log = core.prepare_log(
+            _id_column(df.get_column("user_id")), _id_column(df.get_column("item_id")),
+            df.get_column("timestamp").to_numpy(), ratings, k_user=k_user, k_item=k_item, split=split.kind,
+            quantile=split.quantile, threshold=split.threshold, target=split.target, valid=split.valid,
+            valid_quantile=split.valid_quantile,
+        )
+    except DataError as e:
+        raise DataError(f"{name}: {e}") from None
+    sp = log.split
+    if sp is None:
         raise DataError(
             f"{name}: nothing left after k-core with k_user={k_user}, k_item={k_item} "
-            f"({df.height} rows, {len(uniq_users)} users, {len(uniq_items)} items before the filter)"
-        )
-    if kc.rows_dropped:
-        rows = np.flatnonzero(kc.keep)
-        ucodes = kc.user_map[ucodes[rows]].astype(np.uint32)
-        icodes = kc.item_map[icodes[rows]].astype(np.uint32)
-    else:
-        rows = None
-    user_ids = uniq_users.filter(pl.Series(kc.user_map >= 0))
-    item_ids = pl.concat([pl.Series("item_id", [None], dtype=uniq_items.dtype), uniq_items.filter(pl.Series(kc.item_map >= 0)).alias("item_id")])
-    del uniq_users, uniq_items
-
-    ts = df.get_column("timestamp").to_numpy()
-    if rows is not None:
-        ts = ts[rows]
-    ts = np.ascontiguousarray(ts, dtype=np.int64)
-    order, offsets = core.sort_by_user_time(ucodes, ts, kc.n_users)
-    del ucodes
-    items_csr = icodes[order].astype(np.int64)
-    items_csr += 1
-    del icodes
-    ts = ts[order]
-    ratings = None
-    if "rating" in df.columns:
-        r = df.get_column("rating").to_numpy()
-        ratings = (r[rows] if rows is not None else r)[order].astype(np.float32)
-    del order, rows
-
-    if split.kind == "leave_one_out":
-        sp = core.leave_one_out_split(offsets)
-    else:
-        sp = core.global_temporal_split(
-            offsets, ts, quantile=split.quantile, target=split.target, valid=split.valid,
-            valid_quantile=split.valid_quantile, threshold=split.threshold,
-        )
+            f"({df.height} rows, {log.users_before} users, {log.items_before} items before the filter)")
     train_end = sp.train_end
     if int(train_end.sum()) == 0:
         raise DataError(f"{name}: the training part is empty with split {split.to_dict()}")
-
+    if len(sp.test_users) == 0:
+        warnings.warn(
+            f"{name}: the split {split.to_dict()} gives no test targets (no user has an interaction at or after "
+            "the test threshold with an earlier one before it); this dataset cannot be evaluated — lower the "
+            "quantile or check the timestamps", SeqdistillWarning, stacklevel=2)
+    user_ids = _raw_ids(df.get_column("user_id"), log.user_values, log.user_first_rows, "user_id")
+    uniq_items = _raw_ids(df.get_column("item_id"), log.item_values, log.item_first_rows, "item_id")
+    item_ids = pl.concat([pl.Series("item_id", [None], dtype=uniq_items.dtype), uniq_items])
     item_meta = _align_items(items, item_ids, name) if items is not None else None
-    n_users, n_items, n = len(offsets) - 1, len(item_ids) - 1, len(items_csr)
+    n_users, n_items, n = len(log.offsets) - 1, len(item_ids) - 1, len(log.items)
     stats = {
         "rows_in": df.height,
         "users": n_users,
@@ -154,18 +177,19 @@ def prepare(
         "interactions": n,
         "avg_length": n / n_users,
         "density": n / (n_users * n_items),
-        "kcore": {"k_user": k_user, "k_item": k_item, "rounds": kc.rounds, "rows_dropped": kc.rows_dropped},
+        "kcore": {"k_user": k_user, "k_item": k_item, "rounds": log.kcore_rounds, "rows_dropped": log.rows_dropped},
         "train_interactions": int(train_end.sum()),
         "valid_targets": len(sp.valid_users),
         "test_targets": len(sp.test_users),
         "test_threshold": _finite(sp.test_threshold),
         "valid_threshold": _finite(sp.valid_threshold),
+        "stages": {stage: round(sec, 4) for stage, sec in log.stages},
         "seconds": round(time.perf_counter() - started, 3),
     }
     manifest = {"name": name, "domain": domain, "split": split.to_dict(), "k_core": [k_user, k_item], "stats": stats}
     return PreparedDataset(
-        name=name, domain=domain, user_ids=user_ids.alias("user_id"), item_ids=item_ids, offsets=offsets,
-        items=items_csr, timestamps=ts, ratings=ratings, train_end=train_end,
+        name=name, domain=domain, user_ids=user_ids, item_ids=item_ids, offsets=log.offsets,
+        items=log.items, timestamps=log.timestamps, ratings=log.ratings, train_end=train_end,
         valid_targets=(sp.valid_users, sp.valid_pos), test_targets=(sp.test_users, sp.test_pos),
         item_meta=item_meta, manifest=manifest,
     )
@@ -177,14 +201,25 @@ def _finite(x: float) -> float | None:
 
 def _align_items(items: pl.DataFrame, item_ids: pl.Series, source: str) -> pl.DataFrame:
     """Item metadata keyed by dense id: one row per dense item 1..n (metadata null where absent)."""
+    if not isinstance(items, pl.DataFrame):
+        raise DataError(f"{source}: item metadata must be a polars DataFrame, got {type(items).__name__}")
     if "item_id" not in items.columns:
         raise DataError(f"{source}: the item metadata table has no 'item_id' column (columns: {items.columns})")
-    dup = items.get_column("item_id").is_duplicated()
+    ids = items.get_column("item_id")
+    if ids.null_count():
+        row = int(ids.is_null().arg_true()[0])
+        raise DataError(f"{source}: item metadata column 'item_id' is null at row {row}")
+    dup = ids.is_duplicated()
     if dup.any():
-        v = items.get_column("item_id").filter(dup)[0]
+        v = ids.filter(dup)[0]
         raise DataError(f"{source}: item metadata column 'item_id' has duplicated value {v!r}")
     meta = items
     if meta.schema["item_id"] != item_ids.dtype:
         meta = meta.with_columns(pl.col("item_id").cast(item_ids.dtype, strict=False))
     keys = pl.DataFrame({"item": np.arange(1, len(item_ids), dtype=np.int64), "item_id": item_ids[1:]})
+    matched = keys.join(meta.select("item_id"), on="item_id", how="semi").height
+    if matched == 0:
+        raise DataError(
+            f"{source}: the item metadata matches none of the log's {keys.height} items (metadata ids "
+            f"{ids.dtype} such as {ids[0]!r}, log ids {item_ids.dtype} such as {item_ids[1]!r}); check the id column")
     return keys.join(meta, on="item_id", how="left")

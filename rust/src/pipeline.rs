@@ -1,0 +1,553 @@
+//! The fused preprocessing pipeline: raw id columns and timestamps in; dense codes, the k-core,
+//! each user's chronological log as CSR and the split out, with no copies between stages.
+//!
+//! Passes over the rows (n = rows, all in parallel over row blocks or user ranges):
+//! 1. encode: min/max, mark the id table, map rows to codes while counting them (per column);
+//! 2. k-core: a few read-only scans ([`crate::kcore::kcore_nodes`]);
+//! 3. group: count the surviving rows per user and block, then a stable two-pass radix partition
+//!    by user (see [`group`]) carrying timestamp, dense item and rating to their final CSR slot;
+//!    in the second pass, in cache, each user's slice is sorted by timestamp — skipped when
+//!    already in order, insertion sort when short, else one sort of packed
+//!    `(timestamp - min) << bits | position` keys, so ties keep the input order with no second key;
+//! 4. split: the numpy-linear quantile by radix selection and a binary search per user.
+//!
+//! Every stage is timed; `Prepared::stages` reports the seconds of each.
+
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::buffer;
+use crate::error::{same_len, CoreError, Result};
+use crate::ids::{self, Encoded, Ids, Uniques};
+use crate::kcore;
+use crate::split::{self, Split, Target, Valid};
+
+/// How to split the prepared log.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SplitSpec {
+    /// One threshold over all timestamps: the `quantile` (numpy-linear), or `threshold` itself.
+    GlobalTemporal { quantile: f64, threshold: Option<f64>, target: Target, valid: Valid },
+    LeaveOneOut,
+}
+
+/// What `prepare` reads. Lengths must agree; `ratings` is optional.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    pub users: Ids<'a>,
+    pub items: Ids<'a>,
+    pub timestamps: &'a [i64],
+    pub ratings: Option<&'a [f32]>,
+    pub k_user: u32,
+    pub k_item: u32,
+    pub split: SplitSpec,
+}
+
+/// The prepared log. `items` holds dense item ids `1..=n_items` (0 is padding).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    /// Surviving users and items in code order (dense user `u` is `users[u]`, item `j` is `items[j - 1]`).
+    pub users: Uniques,
+    pub items: Uniques,
+    pub offsets: Vec<i64>,
+    pub item_csr: Vec<i64>,
+    pub timestamps: Vec<i64>,
+    pub ratings: Option<Vec<f32>>,
+    /// None when nothing survives the k-core (the caller reports it with the dataset's name).
+    pub split: Option<Split>,
+    pub users_before: usize,
+    pub items_before: usize,
+    pub kcore_rounds: u32,
+    pub rows_dropped: usize,
+    pub stages: Vec<(&'static str, f64)>,
+}
+
+struct Clock(Instant, Vec<(&'static str, f64)>);
+
+impl Clock {
+    fn lap(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.1.push((name, (now - self.0).as_secs_f64()));
+        self.0 = now;
+    }
+}
+
+fn check(input: &Input<'_>) -> Result<()> {
+    let n = input.users.len();
+    same_len("item ids", n, input.items.len())?;
+    same_len("timestamps", n, input.timestamps.len())?;
+    if let Some(r) = input.ratings {
+        same_len("ratings", n, r.len())?;
+    }
+    if input.k_user == 0 || input.k_item == 0 {
+        return Err(CoreError::invalid("k_core", format!("k values must be >= 1, got ({}, {})", input.k_user, input.k_item)));
+    }
+    if let SplitSpec::GlobalTemporal { quantile, threshold, valid, .. } = input.split {
+        if threshold.is_none() && !(quantile > 0.0 && quantile < 1.0) {
+            return Err(CoreError::invalid("quantile", format!("quantile must be in (0, 1), got {quantile}")));
+        }
+        if threshold.is_some_and(f64::is_nan) {
+            return Err(CoreError::invalid("threshold", "the test threshold is NaN"));
+        }
+        if let Valid::Time(vq) = valid {
+            if !(vq > 0.0 && vq < 1.0) {
+                return Err(CoreError::invalid("valid_quantile", format!("validation quantile must be in (0, 1), got {vq}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs the whole pipeline (see the module doc).
+pub fn prepare(input: &Input<'_>) -> Result<Prepared> {
+    check(input)?;
+    let mut clock = Clock(Instant::now(), Vec::new());
+    let (users, items) = rayon::join(|| ids::encode(input.users), || ids::encode(input.items));
+    let (users, items): (Encoded, Encoded) = (users?, items?);
+    clock.lap("encode");
+    let (users_before, items_before) = (users.uniques.len(), items.uniques.len());
+    let core = kcore::kcore_nodes(&users.codes, &items.codes, users.counts, items.counts, input.k_user, input.k_item);
+    let (umap, n_users) = ids::compact_map(&core.keep_users);
+    let (imap, n_items) = ids::compact_map(&core.keep_items);
+    clock.lap("kcore");
+    let mut out = Prepared {
+        users: users.uniques.retain(&umap),
+        items: items.uniques.retain(&imap),
+        offsets: vec![0],
+        item_csr: Vec::new(),
+        timestamps: Vec::new(),
+        ratings: input.ratings.map(|_| Vec::new()),
+        split: None,
+        users_before,
+        items_before,
+        kcore_rounds: core.rounds,
+        rows_dropped: core.rows_dropped,
+        stages: Vec::new(),
+    };
+    if n_users == 0 {
+        out.stages = clock.1;
+        return Ok(out);
+    }
+    let grouped = group(&users.codes, &items.codes, &umap, &imap, n_users, input);
+    drop((users.codes, items.codes));
+    clock.lap("group");
+    let Grouped { offsets, ts, item_csr, ratings } = grouped;
+    debug_assert_eq!(n_items, out.items.len());
+    let split = match input.split {
+        SplitSpec::LeaveOneOut => split::leave_one_out(&offsets),
+        SplitSpec::GlobalTemporal { quantile, threshold, target, valid } => {
+            let t = match threshold {
+                Some(t) => t,
+                None => split::quantile(&ts, quantile).expect("non-empty log"),
+            };
+            split::threshold_split(&offsets, &ts, t, target, valid)?
+        }
+    };
+    clock.lap("split");
+    out.offsets = offsets;
+    out.item_csr = item_csr;
+    out.timestamps = ts;
+    out.ratings = ratings;
+    out.split = Some(split);
+    out.stages = clock.1;
+    Ok(out)
+}
+
+struct Grouped {
+    offsets: Vec<i64>,
+    ts: Vec<i64>,
+    item_csr: Vec<i64>,
+    ratings: Option<Vec<f32>>,
+}
+
+/// A pointer that parallel tasks write through at positions no other task writes.
+#[derive(Clone, Copy)]
+struct Slots<T>(*mut T);
+// SAFETY: tasks write disjoint positions (prefix-sum partitions), and the owning Vec outlives the
+// parallel loop that uses the pointer.
+unsafe impl<T: Send> Send for Slots<T> {}
+unsafe impl<T: Send> Sync for Slots<T> {}
+
+impl<T> Slots<T> {
+    /// Writes go to `v`'s allocation (its capacity), whatever its length.
+    fn of(v: &mut Vec<T>) -> Self {
+        Slots(v.as_mut_ptr())
+    }
+
+    /// # Safety
+    /// `at..at + n` is in bounds and written by one task only.
+    #[inline]
+    unsafe fn copy_from(self, at: usize, src: &[T]) {
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.0.add(at), src.len()) }
+    }
+
+    /// # Safety
+    /// `at` is in bounds and written by one task only.
+    #[inline]
+    unsafe fn put(self, at: usize, v: T) {
+        unsafe { self.0.add(at).write(v) }
+    }
+}
+
+/// A row on its way through the grouping (one write stream per bucket instead of three).
+#[derive(Clone, Copy, Default)]
+struct Rec {
+    ts: i64,
+    user: u32,
+    item: u32,
+}
+
+/// Rows of one user-bucket stay within about this many rows, so that the second pass of the
+/// grouping works in cache (the bucket's rows and its output slice are a few hundred KiB).
+const BUCKET_ROWS: usize = 1 << 16;
+const MAX_BUCKETS: usize = 1 << 12;
+
+/// Surviving rows grouped by user, each user's rows in chronological order (ties: input order).
+///
+/// A scatter straight to each row's final slot writes to as many places as there are users and
+/// misses the cache (and the TLB) on almost every row. So it is done in two stable passes, as a
+/// radix partition: first by bucket (a run of consecutive users; few enough buckets that every
+/// write stream stays in cache) into a buffer laid out exactly like the output — bucket `k`'s
+/// rows occupy the output range of its users — then, per bucket and in cache, by user into the
+/// final arrays, where each user's slice is sorted by timestamp.
+fn group(ucodes: &[u32], icodes: &[u32], umap: &[u32], imap: &[u32], n_users: usize, input: &Input<'_>) -> Grouped {
+    let rows = ucodes.len();
+    let blocks = ids::n_blocks(rows, n_users);
+    let size = rows.div_ceil(blocks).max(1);
+    let alive = |r: usize| -> Option<(u32, u32)> {
+        let (u, i) = (umap[ucodes[r] as usize], imap[icodes[r] as usize]);
+        (u != u32::MAX && i != u32::MAX).then_some((u, i))
+    };
+    // Surviving rows per block and user.
+    let per_block: Vec<Vec<u32>> = (0..blocks)
+        .into_par_iter()
+        .map(|b| {
+            let mut c = vec![0u32; n_users];
+            for r in b * size..((b + 1) * size).min(rows) {
+                if let Some((u, _)) = alive(r) {
+                    c[u as usize] += 1;
+                }
+            }
+            c
+        })
+        .collect();
+    let mut offsets = vec![0i64; n_users + 1];
+    for u in 0..n_users {
+        offsets[u + 1] = offsets[u] + per_block.iter().map(|c| c[u] as i64).sum::<i64>();
+    }
+    let n = offsets[n_users] as usize;
+    // Buckets of 2^shift consecutive users.
+    let want = (n / BUCKET_ROWS).clamp(1, MAX_BUCKETS);
+    let shift = usize::BITS - (n_users.div_ceil(want).max(1) - 1).leading_zeros();
+    let n_buckets = ((n_users - 1) >> shift) + 1;
+    let first_user = |k: usize| (k << shift).min(n_users);
+    // Pass 1: each block's first slot in each bucket.
+    let mut cursors: Vec<Vec<usize>> = Vec::with_capacity(blocks);
+    let mut seen = vec![0usize; n_buckets];
+    for c in &per_block {
+        let mut cur = Vec::with_capacity(n_buckets);
+        for (k, s) in seen.iter_mut().enumerate() {
+            cur.push(offsets[first_user(k)] as usize + *s);
+            *s += c[first_user(k)..first_user(k + 1)].iter().map(|&x| x as usize).sum::<usize>();
+        }
+        cursors.push(cur);
+    }
+    drop(per_block);
+    // Every slot of 0..n is written exactly once by the passes below (the cursors partition
+    // 0..n), so the buffers are allocated without zeroing and their length set afterwards.
+    let mut recs = buffer::with_capacity::<Rec>(n);
+    let mut b_rt = input.ratings.map(|_| buffer::with_capacity::<f32>(n));
+    let pre = Slots::of(&mut recs);
+    let pr = b_rt.as_mut().map(Slots::of);
+    cursors.par_iter_mut().enumerate().for_each(|(b, cur)| {
+        for r in b * size..((b + 1) * size).min(rows) {
+            if let Some((u, i)) = alive(r) {
+                let slot = &mut cur[u as usize >> shift];
+                let at = *slot;
+                *slot += 1;
+                // SAFETY: `at` lies in this block's own range of the bucket's slots.
+                unsafe {
+                    pre.put(at, Rec { ts: input.timestamps[r], user: u, item: i });
+                    if let (Some(p), Some(rt)) = (pr, input.ratings) {
+                        p.put(at, rt[r]);
+                    }
+                }
+            }
+        }
+    });
+    // SAFETY: pass 1 wrote every slot of 0..n.
+    unsafe {
+        recs.set_len(n);
+        if let Some(r) = b_rt.as_mut() {
+            r.set_len(n);
+        }
+    }
+    // Pass 2: per bucket, by user into the final arrays, then each user's slice by time.
+    let mut ts = buffer::with_capacity::<i64>(n);
+    let mut item_csr = buffer::with_capacity::<i64>(n);
+    let mut ratings = input.ratings.map(|_| buffer::with_capacity::<f32>(n));
+    let (qt, qi) = (Slots::of(&mut ts), Slots::of(&mut item_csr));
+    let qr = ratings.as_mut().map(Slots::of);
+    (0..n_buckets).into_par_iter().for_each_init(Bucket::default, |bk, k| {
+        let (u0, u1) = (first_user(k), first_user(k + 1));
+        let (lo, hi) = (offsets[u0] as usize, offsets[u1] as usize);
+        let rt = b_rt.as_deref().map(|r| &r[lo..hi]);
+        bk.fill(&recs[lo..hi], rt, &offsets[u0..=u1], u0);
+        // SAFETY: [lo, hi) is this bucket's own range of the outputs; it is written whole here.
+        unsafe {
+            qt.copy_from(lo, &bk.ts);
+            qi.copy_from(lo, &bk.items);
+            if let Some(q) = qr {
+                q.copy_from(lo, &bk.ratings);
+            }
+        }
+    });
+    // SAFETY: pass 2 wrote every slot of 0..n.
+    unsafe {
+        ts.set_len(n);
+        item_csr.set_len(n);
+        if let Some(r) = ratings.as_mut() {
+            r.set_len(n);
+        }
+    }
+    Grouped { offsets, ts, item_csr, ratings }
+}
+
+/// One bucket's rows, grouped by user and sorted, in reused (cache-resident) buffers.
+#[derive(Default)]
+struct Bucket {
+    ts: Vec<i64>,
+    items: Vec<i64>,
+    ratings: Vec<f32>,
+    cursor: Vec<usize>,
+    scratch: Scratch,
+}
+
+impl Bucket {
+    /// Stable counting sort of `recs` by user (users `u0..`, `offsets`: their CSR offsets), then
+    /// each user's slice sorted by timestamp.
+    fn fill(&mut self, recs: &[Rec], ratings: Option<&[f32]>, offsets: &[i64], u0: usize) {
+        let (m, base) = (recs.len(), offsets[0]);
+        self.ts.clear();
+        self.ts.resize(m, 0);
+        self.items.clear();
+        self.items.resize(m, 0);
+        self.cursor.clear();
+        self.cursor.extend(offsets[..offsets.len() - 1].iter().map(|&o| (o - base) as usize));
+        for rec in recs {
+            let c = &mut self.cursor[rec.user as usize - u0];
+            self.ts[*c] = rec.ts;
+            self.items[*c] = rec.item as i64 + 1;
+            *c += 1;
+        }
+        if let Some(rt) = ratings {
+            self.ratings.clear();
+            self.ratings.resize(m, 0.0);
+            self.cursor.clear();
+            self.cursor.extend(offsets[..offsets.len() - 1].iter().map(|&o| (o - base) as usize));
+            for (rec, &r) in recs.iter().zip(rt) {
+                let c = &mut self.cursor[rec.user as usize - u0];
+                self.ratings[*c] = r;
+                *c += 1;
+            }
+        }
+        for w in offsets.windows(2) {
+            let (s, e) = ((w[0] - base) as usize, (w[1] - base) as usize);
+            let r = if ratings.is_some() { Some(&mut self.ratings[s..e]) } else { None };
+            sort_segment(&mut self.ts[s..e], &mut self.items[s..e], r, &mut self.scratch);
+        }
+    }
+}
+
+#[derive(Default)]
+struct Scratch {
+    keys: Vec<u64>,
+    pairs: Vec<(i64, u32)>,
+    order: Vec<u32>,
+    ts: Vec<i64>,
+    items: Vec<i64>,
+    ratings: Vec<f32>,
+}
+
+/// Stable sort of one user's rows by timestamp (ties keep their order).
+fn sort_segment(ts: &mut [i64], items: &mut [i64], ratings: Option<&mut [f32]>, s: &mut Scratch) {
+    let n = ts.len();
+    if n < 2 || ts.windows(2).all(|w| w[0] <= w[1]) {
+        return;
+    }
+    if n <= 24 {
+        insertion_sort(ts, items, ratings);
+        return;
+    }
+    let (mn, mx) = ts.iter().fold((i64::MAX, i64::MIN), |(a, b), &t| (a.min(t), b.max(t)));
+    let span = mx.wrapping_sub(mn) as u64;
+    let bits = usize::BITS - (n - 1).leading_zeros(); // enough for positions 0..n-1
+    s.order.clear();
+    if bits < 64 && span >> (64 - bits) == 0 {
+        s.keys.clear();
+        s.keys.extend(ts.iter().enumerate().map(|(j, &t)| ((t.wrapping_sub(mn) as u64) << bits) | j as u64));
+        s.keys.sort_unstable();
+        let mask = (1u64 << bits) - 1;
+        s.order.extend(s.keys.iter().map(|&k| (k & mask) as u32));
+    } else {
+        s.pairs.clear();
+        s.pairs.extend(ts.iter().enumerate().map(|(j, &t)| (t, j as u32)));
+        s.pairs.sort_unstable();
+        s.order.extend(s.pairs.iter().map(|&(_, j)| j));
+    }
+    permute(ts, &s.order, &mut s.ts);
+    permute(items, &s.order, &mut s.items);
+    if let Some(r) = ratings {
+        permute(r, &s.order, &mut s.ratings);
+    }
+}
+
+fn permute<T: Copy>(v: &mut [T], order: &[u32], buf: &mut Vec<T>) {
+    buf.clear();
+    buf.extend_from_slice(v);
+    for (dst, &j) in v.iter_mut().zip(order) {
+        *dst = buf[j as usize];
+    }
+}
+
+fn insertion_sort(ts: &mut [i64], items: &mut [i64], mut ratings: Option<&mut [f32]>) {
+    for j in 1..ts.len() {
+        let mut k = j;
+        while k > 0 && ts[k - 1] > ts[k] {
+            ts.swap(k - 1, k);
+            items.swap(k - 1, k);
+            if let Some(r) = ratings.as_deref_mut() {
+                r.swap(k - 1, k);
+            }
+            k -= 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// The step-by-step path: encode, row-level k-core, stable sort by (user, time), split.
+    fn reference(users: &[i64], items: &[i64], ts: &[i64], k: u32, spec: SplitSpec) -> (Vec<i64>, Vec<i64>, Vec<i64>, Vec<i64>, Option<Split>) {
+        let (uc, uu) = ids::encode_i64(users);
+        let (ic, iu) = ids::encode_i64(items);
+        let core = kcore::kcore(&uc, &ic, uu.len(), iu.len(), k, k).unwrap();
+        let (umap, nu) = ids::compact_map(&core.keep_users);
+        let (imap, _) = ids::compact_map(&core.keep_items);
+        let rows: Vec<usize> = (0..users.len()).filter(|&r| core.keep[r]).collect();
+        let mut order = rows.clone();
+        order.sort_by_key(|&r| (umap[uc[r] as usize], ts[r], r));
+        let kept_users: Vec<i64> = uu.iter().zip(&umap).filter(|(_, &m)| m != u32::MAX).map(|(&v, _)| v).collect();
+        let mut offsets = vec![0i64; nu + 1];
+        for &r in &rows {
+            offsets[umap[uc[r] as usize] as usize + 1] += 1;
+        }
+        for u in 0..nu {
+            offsets[u + 1] += offsets[u];
+        }
+        let items_csr: Vec<i64> = order.iter().map(|&r| imap[ic[r] as usize] as i64 + 1).collect();
+        let ts_csr: Vec<i64> = order.iter().map(|&r| ts[r]).collect();
+        let split = (nu > 0).then(|| match spec {
+            SplitSpec::LeaveOneOut => split::leave_one_out(&offsets),
+            SplitSpec::GlobalTemporal { quantile, threshold, target, valid } => {
+                let t = threshold.unwrap_or_else(|| split::quantile(&ts_csr, quantile).unwrap());
+                split::threshold_split(&offsets, &ts_csr, t, target, valid).unwrap()
+            }
+        });
+        (kept_users, offsets, items_csr, ts_csr, split)
+    }
+
+    #[test]
+    fn fused_matches_step_by_step_on_random_logs() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        for case in 0..400 {
+            let n = rng.gen_range(0..400);
+            let nu = rng.gen_range(1..30);
+            let ni = rng.gen_range(1..30);
+            let span = if case % 3 == 0 { 5 } else { 1_000_000_000 };
+            let users: Vec<i64> = (0..n).map(|_| rng.gen_range(0..nu) * 1000 - 7).collect();
+            let items: Vec<i64> = (0..n).map(|_| rng.gen_range(0..ni)).collect();
+            let ts: Vec<i64> = (0..n).map(|_| rng.gen_range(0..span)).collect();
+            let ratings: Vec<f32> = (0..n).map(|r| r as f32).collect();
+            let k = rng.gen_range(1..4);
+            let spec = if case % 4 == 0 {
+                SplitSpec::LeaveOneOut
+            } else {
+                SplitSpec::GlobalTemporal { quantile: 0.8, threshold: None, target: Target::All, valid: Valid::LastItem }
+            };
+            let input = Input { users: Ids::Int(&users), items: Ids::Int(&items), timestamps: &ts, ratings: Some(&ratings), k_user: k, k_item: k, split: spec };
+            let got = prepare(&input).unwrap();
+            let (kept_users, offsets, items_csr, ts_csr, split) = reference(&users, &items, &ts, k, spec);
+            assert_eq!(got.users, Uniques::Int(kept_users));
+            if got.split.is_none() {
+                assert!(split.is_none());
+                continue;
+            }
+            assert_eq!(got.offsets, offsets);
+            assert_eq!(got.item_csr, items_csr);
+            assert_eq!(got.timestamps, ts_csr);
+            assert_eq!(format!("{:?}", got.split), format!("{split:?}")); // NaN thresholds compare equal as text
+            // Ratings travel with their rows: rating r was row r, whose timestamp is ts[r].
+            for (j, &rt) in got.ratings.as_ref().unwrap().iter().enumerate() {
+                assert_eq!(ts[rt as usize], got.timestamps[j]);
+            }
+        }
+    }
+
+    #[test]
+    fn fused_matches_step_by_step_on_a_log_with_many_buckets() {
+        // Enough rows and users for several row blocks and user buckets.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let n = 400_000;
+        let users: Vec<i64> = (0..n).map(|_| rng.gen_range(0..30_000i64).pow(2) % 40_000).collect();
+        let items: Vec<i64> = (0..n).map(|_| rng.gen_range(0..5_000)).collect();
+        let ts: Vec<i64> = (0..n).map(|_| rng.gen_range(0..2_000)).collect();
+        let spec = SplitSpec::GlobalTemporal { quantile: 0.7, threshold: None, target: Target::Last, valid: Valid::Time(0.8) };
+        let input = Input { users: Ids::Int(&users), items: Ids::Int(&items), timestamps: &ts, ratings: None, k_user: 3, k_item: 3, split: spec };
+        let got = prepare(&input).unwrap();
+        let (kept_users, offsets, items_csr, ts_csr, split) = reference(&users, &items, &ts, 3, spec);
+        assert_eq!(got.users, Uniques::Int(kept_users));
+        assert_eq!(got.offsets, offsets);
+        assert_eq!(got.item_csr, items_csr);
+        assert_eq!(got.timestamps, ts_csr);
+        assert_eq!(format!("{:?}", got.split), format!("{split:?}"));
+    }
+
+    #[test]
+    fn long_segments_and_wide_timestamps_sort_stably() {
+        // One user with many rows (key path) and extreme timestamps (pair path).
+        let n = 5000usize;
+        let users = vec![1i64; n];
+        let items: Vec<i64> = (0..n as i64).collect();
+        for ts in [
+            (0..n).map(|j| ((j * 7919) % 13) as i64).collect::<Vec<i64>>(),
+            (0..n).map(|j| if j % 2 == 0 { i64::MIN + j as i64 % 3 } else { i64::MAX - j as i64 % 3 }).collect(),
+        ] {
+            let spec = SplitSpec::GlobalTemporal { quantile: 0.5, threshold: None, target: Target::Last, valid: Valid::None };
+            let got = prepare(&Input { users: Ids::Int(&users), items: Ids::Int(&items), timestamps: &ts, ratings: None, k_user: 1, k_item: 1, split: spec }).unwrap();
+            let mut order: Vec<usize> = (0..n).collect();
+            order.sort_by_key(|&r| (ts[r], r));
+            assert_eq!(got.item_csr, order.iter().map(|&r| items[r] + 1).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn bad_arguments_are_refused_before_work() {
+        let spec = SplitSpec::GlobalTemporal { quantile: 1.5, threshold: None, target: Target::Last, valid: Valid::None };
+        let input = Input { users: Ids::Int(&[1]), items: Ids::Int(&[1]), timestamps: &[1], ratings: None, k_user: 1, k_item: 1, split: spec };
+        assert!(matches!(prepare(&input), Err(CoreError::InvalidArgument { name: "quantile", .. })));
+        let input = Input { timestamps: &[1, 2], ..input };
+        assert!(matches!(prepare(&input), Err(CoreError::LengthMismatch { .. })));
+    }
+
+    #[test]
+    fn everything_filtered_gives_no_split() {
+        let spec = SplitSpec::LeaveOneOut;
+        let input = Input { users: Ids::Int(&[1, 2]), items: Ids::Int(&[1, 2]), timestamps: &[1, 2], ratings: None, k_user: 5, k_item: 5, split: spec };
+        let got = prepare(&input).unwrap();
+        assert!(got.split.is_none());
+        assert_eq!((got.users_before, got.items_before, got.rows_dropped), (2, 2, 2));
+    }
+}
