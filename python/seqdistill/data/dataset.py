@@ -153,6 +153,8 @@ class PreparedDataset:
         naming the file when the folder is not a dataset or its files disagree."""
         folder = Path(folder)
         _io.recover_dir(folder)
+        if folder.exists() and not folder.is_dir():
+            raise DataError(f"{folder}: is a file, not a prepared dataset folder")
         if not folder.is_dir():
             raise DataError(f"{folder}: no such folder (expected a prepared dataset)")
         mf = folder / "manifest.json"
