@@ -104,3 +104,28 @@ def test_generate_into_a_folder_that_is_not_a_store(ws: Path, dataset: Path, ref
     (ws / "mine").mkdir()
     (ws / "mine" / "notes.txt").write_text("mine")
     refused("profiles", "generate", "ds", "--store", store, "--backend", "stats", names=tuple(names))
+
+
+def test_openai_key_over_plain_http_is_refused_unless_allowed(ws: Path, dataset: Path, refused, run,
+                                                               monkeypatch) -> None:
+    """The key is not sent to a non-loopback http:// server; --allow-insecure-http reaches the backend."""
+    from seqdistill.errors import ConfigError
+    from seqdistill.profiles import llm
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-QSECRETKEY")
+    argv = ("profiles", "generate", "ds", "--store", "store", "--backend", "openai", "--model", "m",
+            "--base-url", "http://10.1.2.3:8000/v1")
+    r = refused(*argv, names=("10.1.2.3", "plain http://", "--allow-insecure-http"))
+    assert "QSECRETKEY" not in r.err
+    seen: list[str] = []
+
+    class Recording(llm.OpenAIBackend):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)  # the real check, with the flag as passed
+            seen.append(self.url)
+            raise ConfigError("stop before any request")
+
+    monkeypatch.setattr(llm, "OpenAIBackend", Recording)
+    refused(*argv, "--allow-insecure-http", names=("stop before any request",))
+    assert seen == ["http://10.1.2.3:8000/v1/chat/completions"]
+    assert not (ws / "store").exists()

@@ -27,6 +27,9 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: Sequence[argpars
                    help="smollm: the bundled SmolLM2-135M; stats: the non-LLM control")
     g.add_argument("--model", help="transformers: model folder; openai: model name")
     g.add_argument("--base-url", default="http://127.0.0.1:8000/v1", help="openai: server URL")
+    g.add_argument("--allow-insecure-http", action="store_true",
+                   help="openai: send the API key over plain http:// to a host that is not loopback "
+                        "(refused by default: the key would travel in clear text; use only on a network you trust)")
     g.add_argument("--max-new-tokens", type=positive_int, default=512)
     g.add_argument("--temperature", type=nonnegative_float, default=0.0)
     g.add_argument("--seed", type=nonnegative_int, default=0)
@@ -88,7 +91,8 @@ def _generate(args: argparse.Namespace) -> int:
         cfg = GenerationConfig(args.max_new_tokens, args.temperature, seed=args.seed)
         if args.backend == "openai":
             backend = OpenAIBackend(args.base_url, args.model, cfg, max_concurrency=args.concurrency,
-                                    context_tokens=args.context_tokens or 8192)
+                                    context_tokens=args.context_tokens or 8192,
+                                    allow_insecure_http=args.allow_insecure_http)
         else:
             path = converted_path() if args.backend == "smollm" else args.model
             backend = TransformersBackend(path, cfg, batch_size=args.batch_size, context_tokens=args.context_tokens)

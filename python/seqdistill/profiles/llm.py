@@ -285,7 +285,7 @@ class OpenAIBackend:
         if parts.scheme == "http" and secret and not is_loopback(parts.hostname) and not allow_insecure_http:
             raise ConfigError(
                 f"OpenAIBackend base_url {shown!r}: refusing to send the API key over plain http:// to "
-                f"{parts.hostname} (not loopback); use https://, or allow_insecure_http=True on a trusted network")
+                f"{parts.hostname} (not loopback); use https://, or allow_insecure_http=True (--allow-insecure-http) on a trusted network")
         self._secrets = [s for s in (self.api_key, parts.password) if s]
         self.display_url = redact(url, self._secrets)
         return url
