@@ -203,3 +203,41 @@ def test_debug_shows_the_traceback(tmp_path):
     assert r.returncode == 1
     assert "Traceback (most recent call last)" in r.stderr
     assert r.stderr.strip().splitlines()[-1] == "seqdistill.errors.DataError: absent.csv: no such file"
+
+
+# ------------------------------------------------------------------------- warnings
+NO_TEST_TARGETS = "user_id,item_id,timestamp\n1,10,1\n1,11,2\n1,12,3\n2,10,4\n2,11,5\n2,12,6\n3,10,100\n"
+
+
+def test_a_library_warning_is_one_line_and_the_status_is_unchanged(tmp_path):
+    """In a real process (Python's own warning display, no pytest): user 3's only interaction is
+    after the test threshold, so the split has no test targets and prepare() warns."""
+    (tmp_path / "log.csv").write_text(NO_TEST_TARGETS)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    r = subprocess.run([sys.executable, "-m", "seqdistill.cli", "prepare", "log.csv", "--out", "ds", "--k-core", "1",
+                        "--quantile", "0.9"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("seqdistill prepare: warning: log: the split ") and "gives no test targets" in lines[0]
+    assert ".py:" not in r.stderr and "SeqdistillWarning" not in r.stderr
+    assert seqdistill.PreparedDataset.load(tmp_path / "ds").n_users == 3
+
+
+def test_other_warnings_keep_pythons_display(log, monkeypatch, capsys):
+    import warnings
+
+    from seqdistill.errors import SeqdistillWarning
+
+    def warns(args):
+        warnings.warn("first\n  second line", SeqdistillWarning)
+        warnings.warn("a plain one", UserWarning)
+        return 3
+
+    monkeypatch.setattr(prepare_cli, "run", warns)
+    with pytest.warns(UserWarning, match="a plain one") as seen:  # passed on to the display in place
+        display = warnings.showwarning
+        assert main(["prepare", "log.csv", "--out", "out"]) == 3
+        assert warnings.showwarning is display  # restored after the command
+    assert [str(w.message) for w in seen] == ["a plain one"]
+    assert capsys.readouterr().err == "seqdistill prepare: warning: first second line\n"

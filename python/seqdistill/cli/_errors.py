@@ -8,17 +8,23 @@
 
 With ``--debug`` the exception is raised again, so Python prints the traceback. argparse's own
 usage errors exit with 2 before a command runs.
+
+A :class:`~seqdistill.errors.SeqdistillWarning` raised while the command runs (e.g. a split with
+no test targets) is printed as one line ``seqdistill <cmd>: warning: <message>`` on stderr, without
+Python's file and line; the exit status is unchanged. Other warnings keep Python's default display.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import sys
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 
-from seqdistill.errors import SeqdistillError
+from seqdistill.errors import SeqdistillError, SeqdistillWarning
 
-__all__ = ["EXIT_BUG", "EXIT_INTERRUPTED", "EXIT_USER", "describe", "run"]
+__all__ = ["EXIT_BUG", "EXIT_INTERRUPTED", "EXIT_USER", "describe", "one_line_warnings", "run"]
 
 EXIT_USER = 2
 EXIT_BUG = 1
@@ -68,10 +74,30 @@ def describe(e: BaseException, output: str | None = None) -> tuple[int, str]:
                       "run again with --debug for the traceback")
 
 
+@contextlib.contextmanager
+def one_line_warnings(command: str) -> Iterator[None]:
+    """Inside the block, a SeqdistillWarning that the warning filters let through (Python's
+    default: each distinct one) is printed as ``<command>: warning: <message>``; other warnings
+    go to the display that was in place (Python's ``file:line: Category: message``)."""
+    with warnings.catch_warnings():
+        shown_before = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001, ANN202
+            if issubclass(category, SeqdistillWarning):
+                print(f"{command}: warning: {_one_line(message)}", file=sys.stderr)
+            else:
+                shown_before(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
+
+
 def run(command: str, func: Callable[[], int | None], *, debug: bool, output: str | None = None) -> int:
-    """Call ``func`` and turn what it raises into one line on stderr and an exit status."""
+    """Call ``func`` and turn what it raises into one line on stderr and an exit status; its
+    SeqdistillWarnings are printed as one line each (:func:`one_line_warnings`)."""
     try:
-        return int(func() or 0)
+        with one_line_warnings(command):
+            return int(func() or 0)
     except (Exception, KeyboardInterrupt) as e:
         if debug:
             raise

@@ -36,7 +36,7 @@ from typing import Any, Iterable, Iterator
 import polars as pl
 
 from seqdistill import _io
-from seqdistill.errors import StoreError
+from seqdistill.errors import SeqdistillWarning, StoreError
 
 SCHEMA: dict[str, Any] = {
     "user": pl.Int64, "user_id": pl.String, "profile": pl.String, "model": pl.String,
@@ -134,13 +134,13 @@ class ProfileStore:
         if new is not None and old is None:
             warnings.warn(f"{self.path}: store has no dataset fingerprint (written before fingerprints); "
                           f"assuming it belongs to this dataset{' and recording ' + new if adopt else ''}",
-                          UserWarning, stacklevel=4)
+                          SeqdistillWarning, stacklevel=4)
             if adopt:
                 self.meta["fingerprint"] = new
                 self._write_meta()
         elif new is None and old is not None:
             warnings.warn(f"{self.path}: the dataset has no fingerprint(), so the store cannot check that it "
-                          "belongs to it", UserWarning, stacklevel=4)
+                          "belongs to it", SeqdistillWarning, stacklevel=4)
 
     def check_dataset(self, ds: Any) -> None:
         """Raise :class:`StoreError` unless the store was made for ``ds`` (size and fingerprint).
@@ -267,10 +267,10 @@ class ProfileStore:
                 _io.fsync_dir(self.path)
         except StoreError:  # another process holds the lock: just skip the part this time
             warnings.warn(f"{part}: unreadable part ({reason}); skipped (the store is in use, so it is left "
-                          "in place); its users count as not done", UserWarning, stacklevel=3)
+                          "in place); its users count as not done", SeqdistillWarning, stacklevel=3)
             return
         warnings.warn(f"{part}: unreadable part ({reason}); moved aside to {dest.name}; its users will be "
-                      "profiled again on resume", UserWarning, stacklevel=3)
+                      "profiled again on resume", SeqdistillWarning, stacklevel=3)
 
     def _read_part(self, part: Path) -> pl.DataFrame | None:
         try:
