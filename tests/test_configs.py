@@ -161,3 +161,90 @@ def test_non_finite_distillation_targets_are_refused_by_row():
     term = DistillationTerm(t, mask, DistillConfig(standardize=True))
     assert torch.isfinite(term._targets).all() and not term._targets[3].any()
     assert math.isfinite(float(term._targets.sum()))
+
+
+# ----------------------------------------------------------- every DictConfig, through from_dict
+def _dict_configs() -> list[type]:
+    """Every DictConfig subclass of the package (their modules imported first)."""
+    import importlib
+
+    from seqdistill._config import DictConfig
+
+    for module in ("seqdistill.datasets", "seqdistill.data.synthetic", "seqdistill.data.prepare",
+                   "seqdistill.models.base", "seqdistill.training.config", "seqdistill.training.distill",
+                   "seqdistill.profiles.history", "seqdistill.profiles.llm", "seqdistill.profiles.encode",
+                   "seqdistill.profiles.reduce", "seqdistill.profiles.stats_profile"):
+        importlib.import_module(module)
+    return sorted(DictConfig.__subclasses__(), key=lambda c: c.__name__)
+
+
+# A value of the wrong kind for each annotation, chosen by hand (not by the checker under test).
+WRONG = {"int": "3", "float": "0.5", "bool": "yes", "str": 3, "tuple[int, ...]": "10", "tuple[str, ...]": 7,
+         "list[str] | None": "title", "int | None": "3", "float | None": "x", "str | None": 5}
+
+
+def _wrong_cases() -> list[tuple[type, str, object]]:
+    from dataclasses import fields
+
+    cases = []
+    for cls in _dict_configs():
+        for f in fields(cls):
+            if str(f.type) in WRONG:
+                cases.append((cls, f.name, WRONG[str(f.type)]))
+    return cases
+
+
+def test_the_sweep_covers_every_config_class():
+    covered = {cls.__name__ for cls, _, _ in _wrong_cases()}
+    assert covered >= {"DatasetInfo", "EncoderConfig", "GenerationConfig", "HistoryConfig", "ModelConfig",
+                       "ReduceConfig", "SplitConfig", "StatsConfig", "SyntheticConfig", "TrainConfig", "DistillConfig"}
+
+
+@pytest.mark.parametrize("cls,key,value", _wrong_cases(), ids=lambda x: getattr(x, "__name__", repr(x)))
+def test_from_dict_names_class_key_and_value_of_a_wrong_type(cls, key, value):
+    """A value of the wrong type is a ConfigError ``Class.key: expected ..., got value`` (never a
+    TypeError from deep inside the class)."""
+    from dataclasses import MISSING, fields
+
+    valid = {"str": "x", "bool": False, "int": 1}
+    required = {f.name: valid[str(f.type)] for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}
+    with pytest.raises(ConfigError) as err:
+        cls.from_dict({**required, key: value})
+    _assert_names(err, cls.__name__, key, value)
+
+
+@pytest.mark.parametrize("cls", _dict_configs(), ids=lambda c: c.__name__)
+def test_from_dict_unknown_key_and_not_a_dict(cls):
+    with pytest.raises(ConfigError, match=rf"^{cls.__name__}\.from_dict: unknown keys \['colour'\] \(colour = 'red'\)"):
+        cls.from_dict({"colour": "red"})
+    with pytest.raises(ConfigError, match=rf"^{cls.__name__}\.from_dict: expected a table .*got \[1, 2\]"):
+        cls.from_dict([1, 2])  # type: ignore[arg-type]
+
+
+def test_from_dict_missing_required_key():
+    from seqdistill.datasets import DatasetInfo
+
+    with pytest.raises(ConfigError, match=r"DatasetInfo\.from_dict: missing required keys \['domain', 'name'"):
+        DatasetInfo.from_dict({})
+
+
+@pytest.mark.parametrize("key,value", [("n_users", "10"), ("n_users", True), ("median_length", "6"),
+                                       ("p_explore", NAN), ("name", 3), ("n_items", 2.0)])
+def test_synthetic_config_types_are_config_errors(key, value):
+    from seqdistill.data.synthetic import SyntheticConfig
+
+    with pytest.raises(ConfigError) as err:
+        SyntheticConfig(**{key: value})
+    _assert_names(err, "SyntheticConfig", key, value)
+    with pytest.raises(ConfigError):
+        SyntheticConfig.from_dict({key: value})
+
+
+def test_synthetic_config_ranges_on_construction_and_numbers_normalised():
+    from seqdistill.data.synthetic import SyntheticConfig
+
+    with pytest.raises(ConfigError, match=r"SyntheticConfig: n_users=0 is out of range"):
+        SyntheticConfig(n_users=0)
+    cfg = SyntheticConfig(median_length=5, n_users=np.int64(20))
+    assert isinstance(cfg.median_length, float) and cfg.median_length == 5.0
+    assert type(cfg.n_users) is int and cfg.n_users == 20

@@ -28,8 +28,9 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from seqdistill.data.interactions import RawDataset
+from seqdistill._checks import check_fields
 from seqdistill._config import DictConfig
+from seqdistill.data.interactions import RawDataset
 from seqdistill.errors import ConfigError
 
 CATEGORIES: list[tuple[str, list[str]]] = [
@@ -89,8 +90,14 @@ class SyntheticConfig(DictConfig):
     start_timestamp: int = 1_577_836_800  # 2020-01-01 UTC
     name: str = "synthetic"
 
+    def __post_init__(self) -> None:
+        check_fields(self)  # types first: "10" or True where a count goes is a ConfigError, not a TypeError
+        self.validate()
+
     def validate(self) -> None:
-        """Raise a ConfigError (a ValueError) naming the first setting out of range."""
+        """Raise a ConfigError (a ValueError) naming the first setting out of range (and its type,
+        for a config changed after construction)."""
+        check_fields(self)
         checks = [
             ("n_users", self.n_users >= 1), ("n_items", self.n_items >= self.n_categories),
             ("n_categories", 1 <= self.n_categories), ("n_attributes", self.n_attributes >= 3),

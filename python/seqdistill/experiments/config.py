@@ -25,9 +25,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from seqdistill._checks import show, unknown_keys
 from seqdistill.errors import ConfigError
 
-from ._check import show, unknown_keys
 from .naming import unique_names
 
 __all__ = [

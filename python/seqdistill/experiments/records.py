@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from seqdistill import _io
+from seqdistill._checks import describe, field_hints, matches, show, unknown_keys
 from seqdistill.errors import DataError
-
-from ._check import describe, field_hints, matches, show, unknown_keys
 
 __all__ = ["DatasetSummary", "RunRecord", "Timing", "KINDS"]
 

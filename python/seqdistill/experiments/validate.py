@@ -20,9 +20,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from seqdistill._checks import describe, field_hints, matches, show, unknown_keys
 from seqdistill.errors import ConfigError
-
-from ._check import describe, field_hints, matches, show, unknown_keys
 
 if TYPE_CHECKING:
     from .config import ExperimentConfig
