@@ -273,3 +273,22 @@ def test_a_foreign_config_json_is_never_replaced(tmp_path):
     with pytest.raises(ConfigError, match=r"config\.json: unknown key"):
         run_experiment(small_config(), out, progress=False)
     assert (out / "config.json").read_text() == '{"learning": "mine"}' and sorted(out.iterdir()) == [out / "config.json"]
+
+
+def test_a_users_folder_is_never_an_experiment_folder(tmp_path):
+    """Absent, empty, or the runner's own (config.json): anything else is refused before any work."""
+    mine = tmp_path / "mine"
+    (mine / "sub").mkdir(parents=True)
+    (mine / "notes.txt").write_text("mine")
+    (mine / "sub" / "data.csv").write_text("u,i\n")
+    before = snapshot(mine)
+    for call in (lambda: run_experiment(small_config(), mine, progress=False),
+                 lambda: runner_mod.prepare_dataset(small_config(), mine)):
+        with pytest.raises(OutputError, match=r"mine: folder exists and is not an experiment folder .*notes\.txt, sub"):
+            call()
+        assert snapshot(mine) == before and sorted(p.name for p in mine.iterdir()) == ["notes.txt", "sub"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    ds = runner_mod.prepare_dataset(small_config(), empty)
+    assert ds.n_users > 0 and (empty / "config.json").is_file() and (empty / "dataset" / "manifest.json").is_file()
+    runner_mod.prepare_dataset(small_config(), empty)  # its own folder: resumed

@@ -113,3 +113,60 @@ def test_reduce_rejects_bad_input(tmp_path):
         reduce_targets(np.array([0, 12]), np.zeros((2, 3)), 10, tmp_path, ReduceConfig("pca", 1))
     with pytest.raises(ValueError, match="duplicate"):
         reduce_targets(np.array([1, 1]), np.zeros((2, 3)), 10, tmp_path, ReduceConfig("pca", 1))
+
+
+def _small_store(path):
+    store = ProfileStore(path, {"model": "m", "prompt_hash": "h"})
+    store.append([{"user": u, "user_id": f"u{u}", "profile": f"profile {u}", "model": "m", "prompt_hash": "h",
+                   "prompt_tokens": 1, "completion_tokens": 1, "seconds": 0.0, "n_chunks": 1, "status": "ok",
+                   "error": None} for u in (0, 1)])
+    return store
+
+
+def _tree(root):
+    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else None for p in sorted(root.rglob("*"))}
+
+
+def test_encode_refuses_outputs_it_did_not_write_before_loading_the_encoder(tmp_path, monkeypatch):
+    from seqdistill.errors import OutputError
+    from seqdistill.profiles import encode as encode_mod
+
+    store = _small_store(tmp_path / "s")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "embeddings.npy").write_text("the user's, same name")
+    (tmp_path / "file.npy").write_text("a file")
+
+    def no_encoder(*a, **k):
+        raise AssertionError("the encoder was loaded before the output was checked")
+
+    monkeypatch.setattr(encode_mod, "TextEncoder", no_encoder)
+    before = _tree(tmp_path)
+    cases = [(mine, "mine: folder exists and is not a folder of embeddings"),
+             (tmp_path / "file.npy", "file.npy: exists and is not a folder"),
+             (tmp_path / "s", "s: is the profile store"),
+             (tmp_path / "s" / "emb", "emb: lies inside the profile store"),
+             (tmp_path, "holds the profile store")]
+    for out, words in cases:
+        for overwrite in (False, True):
+            with pytest.raises(OutputError, match=words):
+                encode_store(store, out, progress=False, overwrite=overwrite)
+    assert _tree(tmp_path) == before
+
+
+def test_encode_replaces_its_own_folder_only_with_overwrite(tmp_path):
+    from seqdistill.errors import OutputError
+
+    store = _small_store(tmp_path / "s")
+    out = tmp_path / "emb"
+    users, emb = encode_store(store, out, EncoderConfig(batch_size=8), progress=False)
+    before = _tree(out)
+    with pytest.raises(OutputError, match=r"emb: a folder of embeddings .* pass overwrite=True \(--overwrite\)"):
+        encode_store(store, out, EncoderConfig(batch_size=8), progress=False)
+    assert _tree(out) == before
+    (out / "stale.txt").write_text("left by an older run")  # the folder is replaced whole, not patched
+    users2, emb2 = encode_store(store, out, EncoderConfig(batch_size=8), progress=False, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["embedding_users.npy", "embeddings.npy", "encode.json"]
+    np.testing.assert_array_equal(users2, users)
+    np.testing.assert_allclose(np.load(out / "embeddings.npy"), emb, atol=1e-6)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["emb", "s"]  # no temporaries left beside it

@@ -157,3 +157,59 @@ def test_umap_fitted_in_another_process_is_rebuilt_here(tmp_path):
     t, m = reduce_targets(np.arange(60), x, 60, tmp_path / "r", ReduceConfig("umap", dim=3, seed=9, n_neighbors=6))
     assert m.all() and json.loads((tmp_path / "r" / "reduce.json").read_text())["transformed_users"] == 10
     np.testing.assert_array_equal(t[:50], np.load(tmp_path / "r" / "fit_targets.npy"))
+
+
+def _tree(root):
+    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else None for p in sorted(root.rglob("*"))}
+
+
+def test_outputs_it_did_not_write_are_refused_before_any_work(tmp_path, monkeypatch):
+    from seqdistill.errors import OutputError
+    from seqdistill.profiles import reduce as reduce_mod
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "targets.npy").write_text("the user's, same name")
+    emb = tmp_path / "emb"  # what 'profiles encode' writes: not a folder of targets
+    emb.mkdir()
+    (emb / "encode.json").write_text("{}")
+    np.save(emb / "embeddings.npy", _data(6, 4))
+    (tmp_path / "t.npy").write_text("a file")
+
+    def no_fit(*a, **k):
+        raise AssertionError("fitted before the output was checked")
+
+    monkeypatch.setattr(reduce_mod, "fit_reducer", no_fit)
+    before = _tree(tmp_path)
+    for out, words in ((mine, "mine: folder exists and is not a folder of targets"), (emb, "emb: folder exists"),
+                       (tmp_path / "t.npy", "t.npy: exists and is not a folder"), (tmp_path, "folder exists")):
+        for refit in (False, True):
+            with pytest.raises(OutputError, match=words):
+                reduce_targets(np.arange(6), _data(6, 4), 10, out, ReduceConfig("pca", 2), refit=refit)
+    assert _tree(tmp_path) == before
+
+
+def test_a_refit_replaces_the_folder_whole_and_a_failed_one_keeps_the_old(tmp_path, monkeypatch):
+    from seqdistill.profiles import reduce as reduce_mod
+
+    out = tmp_path / "t"
+    x = _data(8, 5)
+    t1, _ = reduce_targets(np.arange(8), x, 10, out, ReduceConfig("pca", 2))
+    (out / "reducer.pkl").write_bytes(b"left by an older version")
+    before = _tree(out)
+
+    def crash(*a, **k):
+        raise RuntimeError("killed mid-fit")
+
+    monkeypatch.setattr(reduce_mod, "save_reducer", crash)
+    with pytest.raises(RuntimeError, match="killed mid-fit"):
+        reduce_targets(np.arange(8), x, 10, out, ReduceConfig("pca", 3), refit=True)
+    assert _tree(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["t"]
+    monkeypatch.undo()
+    t3, _ = reduce_targets(np.arange(8), x, 10, out, ReduceConfig("pca", 3), refit=True)
+    assert not (out / "reducer.pkl").exists() and t3.shape == (10, 3)
+    assert json.loads((out / "reduce.json").read_text())["config"]["dim"] == 3
+    centred = x.astype(np.float64) - x.astype(np.float64).mean(axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    np.testing.assert_allclose(np.abs(t3[:8]), np.abs(centred @ vt[:3].T), atol=1e-4)
+    np.testing.assert_allclose(np.abs(t1[:8]), np.abs(centred @ vt[:2].T), atol=1e-4)

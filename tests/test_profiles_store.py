@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from seqdistill.errors import StoreError
+from seqdistill.errors import OutputError, StoreError
 from seqdistill.profiles.pipeline import generate_profiles
 from seqdistill.profiles.stats_profile import write_stats_profiles
 from seqdistill.profiles.store import ProfileStore
@@ -183,9 +183,14 @@ def test_export_never_replaces_a_file_unasked(tmp_path):
     store = write_stats_profiles(ds, tmp_path / "store")
     out = tmp_path / "profiles.parquet"
     out.write_text("the user's")
-    with pytest.raises(StoreError, match="profiles.parquet: exists"):
+    with pytest.raises(OutputError, match="profiles.parquet: exists; pass overwrite=True"):
         store.export(out)
     assert out.read_text() == "the user's"
+    with pytest.raises(OutputError, match="lies inside the profile store"):
+        store.export(tmp_path / "store" / "meta.json", overwrite=True)
+    with pytest.raises(OutputError, match="is a folder"):
+        store.export(tmp_path / "store", overwrite=True)
+    assert json.loads((tmp_path / "store" / "meta.json").read_text())["n_users"] == 3
     store.export(out, overwrite=True)
     assert pl.read_parquet(out)["user"].to_list() == [0, 1, 2]
 

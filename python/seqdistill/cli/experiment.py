@@ -18,7 +18,9 @@ def add_parser(sub: argparse._SubParsersAction, parents: Sequence[argparse.Argum
                        help="run a vanilla-vs-distilled comparison over seeds and write a report")
     p.add_argument("config",
                    help="experiment TOML file, or a preset name (beauty, ml20m, kion, amazon_m2, ml1m, synthetic)")
-    p.add_argument("--out", required=True, help="output folder (resumed when it exists)")
+    p.add_argument("--out", required=True,
+                   help="output folder: new, empty, or an experiment folder written before (resumed; a changed "
+                        "config is refused)")
     p.add_argument("--dataset-path", help="override [dataset] path")
     p.add_argument("--store", help="override [profiles] store (source = 'llm')")
     p.add_argument("--seeds", type=nonnegative_int, nargs="+", help="override the seeds")
@@ -33,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     """Load and validate the config (with the overrides) before any work, run, report."""
     from seqdistill.experiments.config import load_config
     from seqdistill.experiments.report import report
+    from seqdistill.experiments.resume import check_owned
     from seqdistill.experiments.runner import run_experiment
 
     cfg = load_config(args.config)
@@ -43,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     if args.seeds:
         cfg.seeds = list(args.seeds)
     cfg.validate(str(args.config))
+    check_owned(Path(args.out))  # before torch is set up or anything is read (run_experiment checks it too)
     if args.threads:
         import torch
 

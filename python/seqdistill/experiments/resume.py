@@ -1,6 +1,8 @@
 """What an experiment folder already holds, checked against what the config asks for now.
 
-An experiment folder is resumed only when nothing that changes results has changed: the folder's
+An experiment folder is absent, empty, or one the runner wrote (its ``config.json``); a folder of
+someone else's files is refused (:func:`check_owned`). It is resumed only when nothing that
+changes results has changed: the folder's
 ``config.json`` is compared section by section (dataset, split, k_core, model, train, profiles,
 the distillation base point, eval_ks, and every grid point still in the config), and every
 finished run's recorded settings are compared with what that run would be now. More seeds, more
@@ -16,16 +18,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from seqdistill import _io
+from seqdistill._checks import show
 from seqdistill.errors import ConfigError, DataError, OutputError
 
-from ._check import show
 from .plan import RunPlan, results_settings
 from .records import RunRecord
 
 if TYPE_CHECKING:
     from .config import ExperimentConfig
 
-__all__ = ["changes", "check_folder", "check_run_folder", "write_config", "WORK_MARKER"]
+__all__ = ["changes", "check_folder", "check_owned", "check_run_folder", "write_config", "WORK_MARKER"]
 
 WORK_MARKER = "experiment-run.json"  # written into work/<run>/ by the runner that creates it
 _SHOWN = 6  # changes listed in one message
@@ -134,10 +136,26 @@ def check_run_folder(work: Path, plan: RunPlan) -> None:
         raise _refuse(work, "this unfinished run had other settings", diffs)
 
 
+def check_owned(folder: Path) -> None:
+    """``folder`` may be an experiment folder: absent, empty, or holding a ``config.json`` (checked
+    to be an experiment config by :func:`check_folder`) or what the runner computes; a file or a
+    folder of someone else's files is an OutputError, before anything is written there."""
+    if not folder.exists() and not folder.is_symlink():
+        return
+    if not folder.is_dir():
+        raise OutputError(f"{folder}: exists and is not a folder")
+    _io.clean_stale(folder)  # temporaries of interrupted writes of ours (dead processes only)
+    held = sorted(p.name for p in folder.iterdir())
+    if not held or "config.json" in held or _results(folder):
+        return
+    shown = ", ".join(held[:_SHOWN]) + (f", ... ({len(held)} entries)" if len(held) > _SHOWN else "")
+    raise OutputError(f"{folder}: folder exists and is not an experiment folder (no config.json; it holds "
+                      f"{shown}); choose a new or empty --out folder")
+
+
 def check_folder(config: ExperimentConfig, folder: Path, plans: list[RunPlan]) -> dict[str, RunRecord]:
     """All resume checks, before any work; returns the finished runs' records by run name."""
-    if folder.exists() and not folder.is_dir():
-        raise OutputError(f"{folder}: exists and is not a folder")
+    check_owned(folder)
     _check_config(config, folder)
     done = _check_runs(plans, folder)
     for plan in plans:

@@ -5,7 +5,9 @@ Layout of ``out_dir``::
 
     config.json                 the experiment config (a rerun that changes results is refused)
     dataset/                    the prepared dataset (PreparedDataset.save), reused on resume
-    targets/main/               targets.npy, targets_mask.npy (+ profile store, embeddings, reducer)
+    targets/main/               targets.done; store/ (stats profiles), embeddings/ (encode_store),
+                                reduce/ (reduce_targets: targets.npy, targets_mask.npy, the fit) —
+                                or targets.npy, targets_mask.npy here for source = "targets"
     targets/stats/              the statistics-profile control's targets (when source = "llm")
     work/<run>/                 trainer checkpoint while a run is in progress (resumed after a crash)
     runs/<run>.json             the finished run (a RunRecord); <run>.ndcg10.npy / <run>.recall10.npy per test row
@@ -16,6 +18,7 @@ through ``seqdistill._io`` like every file here), so its presence means the run 
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -48,7 +51,8 @@ def _open(config: ExperimentConfig, out: Path, *, profiles: bool) -> tuple[list[
 
 
 def _dataset(config: ExperimentConfig, out: Path):
-    """The prepared dataset, cached in ``out/dataset``."""
+    """The prepared dataset, cached in ``out/dataset`` (only when it has test targets, so a
+    folder whose preparation failed holds nothing computed and takes a corrected config)."""
     from seqdistill import datasets
     from seqdistill.data import PreparedDataset, SplitConfig, prepare
 
@@ -62,6 +66,7 @@ def _dataset(config: ExperimentConfig, out: Path):
     else:
         raw = datasets.load(spec.registry_name, spec.path, **spec.kwargs)
         ds = prepare(raw, k_core=tuple(config.k_core), split=SplitConfig.from_dict(config.split))
+    _check_test_targets(ds, config)
     ds.save(folder, overwrite=False)
     return ds
 
@@ -75,23 +80,39 @@ def prepare_dataset(config: ExperimentConfig, out_dir: str | os.PathLike):
 
 
 def _load_targets(folder: Path) -> tuple[np.ndarray, np.ndarray] | None:
-    if (folder / "targets.done").is_file():
-        return np.load(folder / "targets.npy", allow_pickle=False), np.load(folder / "targets_mask.npy", allow_pickle=False)
-    return None
+    """The targets ``targets.done`` says are complete: in ``folder/reduce/`` for profiles
+    (``"dir": "reduce"``), else (given targets, folders of older versions) in ``folder``."""
+    done = folder / "targets.done"
+    if not done.is_file():
+        return None
+    try:
+        sub = json.loads(done.read_text(encoding="utf-8")).get("dir", ".")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as e:
+        raise DataError(f"{done}: unreadable ({e.__class__.__name__}); remove it to compute the targets again") from None
+    if sub not in (".", _REDUCED):
+        raise DataError(f"{done}: 'dir' = {sub!r} is not a folder the runner writes; remove it to compute again")
+    where = folder / sub
+    return np.load(where / "targets.npy", allow_pickle=False), np.load(where / "targets_mask.npy", allow_pickle=False)
+
+
+_REDUCED = "reduce"  # targets/<which>/reduce/: the folder reduce_targets owns (targets.npy, reduce.json, fit)
 
 
 def _profile_targets(ds, store, folder: Path, config: ExperimentConfig, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """Encode a profile store and reduce to ``dim`` (cached in ``folder``)."""
+    """Encode a profile store into ``folder/embeddings`` and reduce to ``dim`` in ``folder/reduce``
+    (each a folder its writer owns, reused when complete)."""
     from seqdistill.profiles import EncoderConfig, ReduceConfig, encode_store, reduce_targets
+    from seqdistill.profiles.encode import is_embeddings_folder
 
     spec = config.profiles
     emb_dir = folder / "embeddings"
-    if (emb_dir / "encode.json").is_file():
+    if is_embeddings_folder(emb_dir):
         users = np.load(emb_dir / "embedding_users.npy", allow_pickle=False)
         emb = np.load(emb_dir / "embeddings.npy", allow_pickle=False)
     else:
         users, emb = encode_store(store, emb_dir, EncoderConfig(model=spec.encoder), progress=False)
-    return reduce_targets(users, emb, ds.n_users, folder, ReduceConfig(method=spec.reduce, dim=dim, seed=spec.seed))
+    cfg = ReduceConfig(method=spec.reduce, dim=dim, seed=spec.seed)
+    return reduce_targets(users, emb, ds.n_users, folder / _REDUCED, cfg)
 
 
 def _read_npy(path: str, key: str) -> np.ndarray:
@@ -146,7 +167,8 @@ def compute_targets(config: ExperimentConfig, ds, out_dir: str | os.PathLike, wh
         _io.write_npy(folder / "targets.npy", targets)
         _io.write_npy(folder / "targets_mask.npy", mask)
     info = {"source": source, "n_users": int(ds.n_users), "with_profile": int(mask.sum()), "dim": dim,
-            "seconds": round(time.perf_counter() - t0, 3), "profiles": spec.to_dict()}
+            "seconds": round(time.perf_counter() - t0, 3), "profiles": spec.to_dict(),
+            "dir": "." if source == "targets" else _REDUCED}
     _io.write_json(folder / "targets.done", info)
     return targets, mask
 

@@ -131,25 +131,49 @@ class TextEncoder:
         return out.astype(np.float32)
 
 
+MARKER = "encode.json"  # written last into every folder encode_store makes: the folder is ours
+_WHAT = "folder of embeddings written by profiles encode"
+
+
+def is_embeddings_folder(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` was written by :func:`encode_store` (it holds ``encode.json``)."""
+    return (Path(folder) / MARKER).is_file()
+
+
+def check_encode_out(out_dir: str | os.PathLike, store_path: str | os.PathLike, *, overwrite: bool) -> None:
+    """Refuse, before any work, an output folder :func:`encode_store` may not write: the store
+    itself, a folder inside it or holding it, a file, a folder of someone else's files, or a
+    folder of embeddings without ``overwrite``. Raises OutputError naming the folder."""
+    out = Path(out_dir)
+    _io.recover_dir(out)  # an interrupted swap: the complete copy put back, temporaries dropped
+    target, store = out.resolve(), Path(store_path).resolve()
+    if target == store or target.is_relative_to(store) or store.is_relative_to(target):
+        where = "is" if target == store else ("lies inside" if target.is_relative_to(store) else "holds")
+        raise OutputError(f"{out}: {where} the profile store {store_path}; write the embeddings to another folder")
+    _io.check_replaceable(out, is_embeddings_folder, _WHAT, overwrite)
+
+
 def encode_store(store: ProfileStore | str | os.PathLike, out_dir: str | os.PathLike,
-                 config: EncoderConfig | None = None, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Encode the store's ok profiles; writes ``embeddings.npy`` (float32 [n, dim]),
-    ``embedding_users.npy`` (int64 dense user ids) and ``encode.json`` atomically.
-    Returns (users, embeddings)."""
+                 config: EncoderConfig | None = None, progress: bool = True, *,
+                 overwrite: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Encode the store's ok profiles into the folder ``out_dir``: ``embeddings.npy`` (float32
+    [n, dim]), ``embedding_users.npy`` (int64 dense user ids) and ``encode.json``, built in a
+    temporary sibling and swapped in whole. ``out_dir`` must be new, empty, or a folder of
+    embeddings written here before (replaced only with ``overwrite=True``); that is checked
+    before the encoder is loaded. Returns (users, embeddings)."""
     store = store if isinstance(store, ProfileStore) else ProfileStore(store)
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{out}: exists and is not a folder; encode_store writes a folder of embeddings")
+    check_encode_out(out, store.path, overwrite=overwrite)
     table = store.table(ok_only=True)
     if table.height == 0:
         raise StoreError(f"{store.path}: no profiles with status 'ok' to encode")
     enc = TextEncoder(config)
     users = table["user"].to_numpy().astype(np.int64)
     emb = enc.encode(table["profile"].to_list(), progress=progress)
-    _io.write_npy(out / "embeddings.npy", emb)
-    _io.write_npy(out / "embedding_users.npy", users)
-    _io.write_json(out / "encode.json", {"encoder": enc.path, "prefix": enc.prefix, "dim": enc.dim,
-                                            "max_seq_length": enc.max_seq_length, "n": int(len(users)),
-                                            "store": str(store.path), "store_meta": store.meta,
-                                            "config": enc.config.to_dict()}, indent=2, sort_keys=True)
+    info = {"encoder": enc.path, "prefix": enc.prefix, "dim": enc.dim, "max_seq_length": enc.max_seq_length,
+            "n": int(len(users)), "store": str(store.path), "store_meta": store.meta, "config": enc.config.to_dict()}
+    with _io.atomic_dir(out, is_ours=is_embeddings_folder, what=_WHAT, overwrite=overwrite) as tmp:
+        _io.write_npy(tmp / "embeddings.npy", emb)
+        _io.write_npy(tmp / "embedding_users.npy", users)
+        _io.write_json(tmp / MARKER, info, indent=2, sort_keys=True)
     return users, emb

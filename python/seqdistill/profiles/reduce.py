@@ -197,58 +197,84 @@ def _check_inputs(users: np.ndarray, embeddings: Any, n_users: int) -> tuple[np.
     return users, x
 
 
+MARKER = "reduce.json"  # written last into every folder reduce_targets makes: the folder is ours
+_WHAT = "folder of targets written by profiles reduce"
+
+
+def is_reduce_folder(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` was written by :func:`reduce_targets` (it holds ``reduce.json``)."""
+    return (Path(folder) / MARKER).is_file()
+
+
+def check_reduce_out(out_dir: str | os.PathLike) -> None:
+    """Refuse, before any work, an output folder :func:`reduce_targets` may not write: a file, or
+    a folder of someone else's files (anything but new, empty or a folder of targets written by
+    ``reduce_targets``). Raises OutputError naming the folder."""
+    out = Path(out_dir)
+    _io.recover_dir(out)  # an interrupted swap: the complete copy put back, temporaries dropped
+    # A folder of targets is resumed or, with refit=True, replaced: both are asked for explicitly.
+    _io.check_replaceable(out, is_reduce_folder, _WHAT, overwrite=True)
+
+
 def reduce_targets(users: np.ndarray, embeddings: np.ndarray, n_users: int, out_dir: str | os.PathLike,
                    config: ReduceConfig | None = None, refit: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Targets for dense users ``0..n_users-1`` from (users, embeddings) rows.
 
-    The first call (or ``refit=True``) fits the reducer on these rows and saves it in
-    ``out_dir``; later calls reuse it (its settings must match ``config``): fitted users keep
-    their targets, new users are transformed. Every file is written atomically; ``reduce.json``
-    is written last and removed first on a refit, so a crash never leaves a fit that looks done.
+    ``out_dir`` must be new, empty, or a folder of targets this function wrote (``reduce.json``);
+    anything else is an OutputError before any work. The first call (or ``refit=True``) fits the
+    reducer on these rows and builds the whole folder in a temporary sibling, swapped in at the
+    end (a refit replaces the old fit only then). Later calls reuse the fit (its settings must
+    match ``config``): fitted users keep their targets, new users are transformed, and the
+    targets and ``reduce.json`` (last) are rewritten, each file atomically.
     """
     config = config or ReduceConfig()
     users, x = _check_inputs(users, embeddings, n_users)
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise DataError(f"{out}: exists and is not a folder; reduce_targets writes a folder")
-    settings_path = out / "reduce.json"
-    if refit or not settings_path.is_file():
-        settings_path.unlink(missing_ok=True)
-        fit_users, z = _fit(users, x, out, config)
-        n_new = 0
-    else:
-        saved = _read_info(settings_path)
-        if saved["config"] != config.to_dict():
-            raise ConfigError(f"{settings_path}: saved reducer has settings {saved['config']}, asked for "
-                              f"{config.to_dict()}; pass refit=True or another folder")
-        if saved.get("input_dim", x.shape[1]) != x.shape[1]:
-            raise DataError(f"embeddings: {x.shape[1]}-d, the reducer in {out} was fitted on "
-                            f"{saved['input_dim']}-d embeddings; pass refit=True or another folder")
-        fit_users, z, n_new = _reuse(users, x, out, config)
+    check_reduce_out(out)
+    if refit or not is_reduce_folder(out):
+        with _io.atomic_dir(out, is_ours=is_reduce_folder, what=_WHAT, overwrite=True) as tmp:
+            reducer, z = _fit(users, x, tmp, config)
+            extra = {"explained_variance": float(reducer.explained_variance_ratio.sum())} if config.method == "pca" else {}
+            targets, mask = _write_targets(tmp, users, z, x, n_users, config, fit_users=len(users), n_new=0, **extra)
+        return targets, mask
+    saved = _read_info(out / MARKER)
+    if saved["config"] != config.to_dict():
+        raise ConfigError(f"{out / MARKER}: saved reducer has settings {saved['config']}, asked for "
+                          f"{config.to_dict()}; pass refit=True (--refit) or another folder")
+    if saved.get("input_dim", x.shape[1]) != x.shape[1]:
+        raise DataError(f"embeddings: {x.shape[1]}-d, the reducer in {out} was fitted on "
+                        f"{saved['input_dim']}-d embeddings; pass refit=True (--refit) or another folder")
+    fit_users, z, n_new = _reuse(users, x, out, config)
+    extra = {"explained_variance": float(PCA.load(out / "pca.npz").explained_variance_ratio.sum())} \
+        if config.method == "pca" else {}
+    return _write_targets(out, users, z, x, n_users, config, fit_users=len(fit_users), n_new=n_new, **extra)
+
+
+def _write_targets(folder: Path, users: np.ndarray, z: np.ndarray, x: np.ndarray, n_users: int,
+                   config: ReduceConfig, *, fit_users: int, n_new: int, **extra: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``targets.npy`` / ``targets_mask.npy`` aligned to dense users, then ``reduce.json`` (last)."""
     targets = np.zeros((n_users, config.dim), dtype=np.float32)
     mask = np.zeros(n_users, dtype=bool)
     targets[users] = z
     mask[users] = True
-    _io.write_npy(out / "targets.npy", targets)
-    _io.write_npy(out / "targets_mask.npy", mask)
+    _io.write_npy(folder / "targets.npy", targets)
+    _io.write_npy(folder / "targets_mask.npy", mask)
     info = {"config": config.to_dict(), "n_users": int(n_users), "n_with_profile": int(mask.sum()),
             "input_dim": int(x.shape[1]), "versions": _versions(config.method),
-            "fit_users": int(len(fit_users)), "transformed_users": n_new}
-    if config.method == "pca":
-        info["explained_variance"] = float(PCA.load(out / "pca.npz").explained_variance_ratio.sum())
-    _io.write_json(settings_path, info, indent=2, sort_keys=True)
+            "fit_users": int(fit_users), "transformed_users": int(n_new), **extra}
+    _io.write_json(folder / MARKER, info, indent=2, sort_keys=True)
     return targets, mask
 
 
-def _fit(users: np.ndarray, x: np.ndarray, out: Path, config: ReduceConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Fit on every given user; save the reducer and the fitted layout."""
+def _fit(users: np.ndarray, x: np.ndarray, out: Path, config: ReduceConfig) -> tuple[Any, np.ndarray]:
+    """Fit on every given user; save the reducer and the fitted layout. Returns (reducer, layout)."""
     reducer = fit_reducer(x, config)
     # UMAP's transform of its own training points differs from its fitted layout: keep the fit.
     z = np.asarray(reducer.embedding_ if config.method == "umap" else reducer.transform(x), dtype=np.float32)
     save_reducer(reducer, out, config, x)
     _io.write_npy(out / "fit_users.npy", users)
     _io.write_npy(out / "fit_targets.npy", z)
-    return users, z
+    return reducer, z
 
 
 def _reuse(users: np.ndarray, x: np.ndarray, out: Path, config: ReduceConfig) -> tuple[np.ndarray, np.ndarray, int]:

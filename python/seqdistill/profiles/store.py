@@ -36,7 +36,7 @@ from typing import Any, Iterable, Iterator
 import polars as pl
 
 from seqdistill import _io
-from seqdistill.errors import SeqdistillWarning, StoreError
+from seqdistill.errors import OutputError, SeqdistillWarning, StoreError
 
 SCHEMA: dict[str, Any] = {
     "user": pl.Int64, "user_id": pl.String, "profile": pl.String, "model": pl.String,
@@ -325,8 +325,13 @@ class ProfileStore:
 
     def export(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
         """Write the latest ok row per user to one parquet file (atomically). An existing file
-        is replaced only with ``overwrite=True``."""
+        is replaced only with ``overwrite=True`` (OutputError otherwise), a folder never; nothing
+        inside the store itself."""
         out = Path(path)
-        if out.exists() and not overwrite:
-            raise StoreError(f"{out}: exists; pass overwrite=True to replace it")
+        if out.is_dir():
+            raise OutputError(f"{out}: is a folder; export writes one parquet file")
+        if out.resolve().is_relative_to(self.path.resolve()):
+            raise OutputError(f"{out}: lies inside the profile store {self.path}; export to a file outside it")
+        if (out.exists() or out.is_symlink()) and not overwrite:
+            raise OutputError(f"{out}: exists; pass overwrite=True to replace it")
         return _io.write_parquet(out, self.table(ok_only=True))
