@@ -64,9 +64,10 @@ Selection = Literal["rust", "torch"]
 
 #: Fewest rows one GEMM is given (smaller blocks are padded with zero rows); see the module doc.
 MIN_BLOCK = 16
-#: Rows per scored block on the CPU. Measured at 100k rows x 40k items x hidden 64 on the 2-core
-#: machine (benches/evaluate.py): see README "Measured" for the figures behind the choice.
-CPU_BLOCK_ROWS = 128
+#: Rows per scored block on the CPU: 64 rows x 40k items is a 10 MB block, which the GEMM writes
+#: and the selection reads while it is still in cache; at 128 rows and more the one-thread GEMM
+#: was 1.5-2x slower per row (benches/evaluate.py, README "Measured").
+CPU_BLOCK_ROWS = 64
 #: Bytes of int64 sort keys one device block may take (torch selection).
 DEVICE_BLOCK_BYTES = 1 << 28
 
@@ -183,6 +184,7 @@ class BlockRanker:
         block_rows: int = CPU_BLOCK_ROWS,
         device: Any = "cpu",
         return_topk: bool = False,
+        gemm_threads: int | None = None,
     ) -> None:
         import torch
 
@@ -207,6 +209,7 @@ class BlockRanker:
         self._pending: list[Future | None] = [None, None]
         self._slot = 0
         self._pool = ThreadPoolExecutor(max_workers=1)
+        self.gemm_threads = gemm_threads
 
     # ---------------------------------------------------------------------- feeding
     def add_queries(self, lo: int, queries: torch.Tensor) -> None:
@@ -227,10 +230,20 @@ class BlockRanker:
 
     # ---------------------------------------------------------------------- ranking
     def _rank_block(self, lo: int, score: Callable[[torch.Tensor | None], torch.Tensor]) -> None:
+        import torch
+
         slot, self._slot = self._slot, self._slot ^ 1
         self._wait(slot)  # the buffer (and the worker) are free again
         if self.selection == "rust":
-            out = score(self._bufs[slot])
+            if self.gemm_threads is None:
+                out = score(self._bufs[slot])
+            else:
+                threads = torch.get_num_threads()
+                torch.set_num_threads(self.gemm_threads)
+                try:
+                    out = score(self._bufs[slot])
+                finally:
+                    torch.set_num_threads(threads)
             self._pending[slot] = self._pool.submit(self._select_rust, lo, out.float().numpy())
         else:
             ids = self._select_torch(lo, score(None)).cpu().numpy()
@@ -303,6 +316,7 @@ def rank_queries(
     selection: Selection | None = None,
     block_rows: int | None = None,
     return_topk: bool = False,
+    gemm_threads: int | None = None,
 ) -> core.TopkMetrics:
     """Rank all items for query vectors ``[rows, d]`` against ``table [n_items + 1, d]`` (row 0 =
     padding, never ranked): per-row metrics against one target per row, seen items (CSR
@@ -310,7 +324,8 @@ def rank_queries(
     ks = _check_ks(ks)
     sel = _default_selection(table.device) if selection is None else selection
     rows = _default_block_rows(table.device, table.shape[0]) if block_rows is None else block_rows
-    with BlockRanker(table.shape[0], ks, targets, seen, table, sel, rows, table.device, return_topk) as ranker:
+    threads = _default_gemm_threads(table.device) if gemm_threads is None else gemm_threads
+    with BlockRanker(table.shape[0], ks, targets, seen, table, sel, rows, table.device, return_topk, threads) as ranker:
         ranker.add_queries(0, queries)
         return ranker.result()
 
@@ -325,6 +340,16 @@ def _check_ks(ks: Sequence[int]) -> list[int]:
 
 def _default_selection(device: torch.device) -> Selection:
     return "rust" if device.type == "cpu" else "torch"
+
+
+def _default_gemm_threads(device: torch.device) -> int | None:
+    """On the CPU the GEMM gets half the torch threads and the Rust selection of the previous
+    block the rest of the machine: on 2 cores a one-thread GEMM (memory-bound at hidden 64) lost
+    little to two threads, and two GEMM threads sharing the cores with the selection stalled
+    each other at every block's barrier."""
+    import torch
+
+    return max(1, torch.get_num_threads() // 2) if device.type == "cpu" else None
 
 
 def _default_block_rows(device: torch.device, n_cols: int) -> int:
@@ -406,7 +431,8 @@ def evaluate(
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), BlockRanker(n_cols, ks, inp.targets, seen, table, sel, rows, dev, return_topk) as ranker:
+        threads = _default_gemm_threads(dev)
+        with torch.no_grad(), BlockRanker(n_cols, ks, inp.targets, seen, table, sel, rows, dev, return_topk, threads) as ranker:
             for lo in starts:
                 hi = min(n, lo + batch_size)
                 t0 = time.perf_counter()
