@@ -125,18 +125,18 @@ def gemm_loop(q: torch.Tensor, table: torch.Tensor, block: int) -> None:
         torch.mm(q[lo : lo + rows], wt, out=buf[:rows])
 
 
-def fastest_gemm(q: torch.Tensor, table: torch.Tensor, blocks: list[int], threads: list[int], share: int) -> tuple[int, int, list[str]]:
-    """(block, threads) of the fastest GEMM-only loop over the first ``share`` rows (best of 2)."""
-    best, log = None, []
+def gemm_candidates(q: torch.Tensor, table: torch.Tensor, blocks: list[int], threads: list[int], share: int) -> tuple[list[tuple[int, int]], list[str]]:
+    """The two fastest (block, threads) GEMM-only loops over the first ``share`` rows (best of 3
+    each); both are then timed on all rows and the faster median is the floor."""
+    timed, log = [], []
     for th in threads:
         torch.set_num_threads(th)
         for b in blocks:
-            s = min(median_time(lambda: gemm_loop(q[:share], table, b), 1) for _ in range(2))
+            s = min(median_time(lambda: gemm_loop(q[:share], table, b), 1) for _ in range(3))
             log.append(f"block {b} threads {th}: {s * q.shape[0] / share:.2f} s (extrapolated)")
-            if best is None or s < best[0]:
-                best = (s, b, th)
-    assert best is not None
-    return best[1], best[2], log
+            timed.append((s, b, th))
+    timed.sort()
+    return [(b, th) for _, b, th in timed[:2]], log
 
 
 def previous_loop(q: torch.Tensor, table: torch.Tensor, targets: np.ndarray, seen: tuple[np.ndarray, np.ndarray], block: int = 1024) -> None:
@@ -170,7 +170,8 @@ def one_shot(q: torch.Tensor, table: torch.Tensor, targets: np.ndarray, seen: tu
     return core.TopkMetrics(ks=tuple(KS), topk=np.concatenate([p.topk for p in parts]), **cat)
 
 
-def run_scoring_case(n_rows: int, n_items: int, hidden: int, n_seen: int, repeats: int, blocks: list[int], ours_blocks: list[int], seed: int = 0) -> list[dict]:
+def run_scoring_case(n_rows: int, n_items: int, hidden: int, n_seen: int, repeats: int, blocks: list[int],
+                     variants: list[tuple[int | None, int | None]], seed: int = 0) -> list[dict]:
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     q = torch.randn(n_rows, hidden, generator=gen)
@@ -189,38 +190,40 @@ def run_scoring_case(n_rows: int, n_items: int, hidden: int, n_seen: int, repeat
     )
     print(f"{case}: same result on the first {m} rows (rust and torch selection): {same}", flush=True)
 
-    block, th, log = fastest_gemm(q, table, blocks, sorted({1, threads0}), share=max(1, n_rows // 5))
-    floor_name = f"torch.mm(out=) into one reused buffer, {block}-row blocks, {th} thread(s)"
+    candidates, log = gemm_candidates(q, table, blocks, sorted({1, threads0}), share=max(1, n_rows // 5))
     print("  GEMM-only screening: " + "; ".join(log), flush=True)
-    print(f"  floor: {floor_name}", flush=True)
 
-    def floor() -> None:
+    def floor(block: int, th: int) -> None:
         torch.set_num_threads(th)
         gemm_loop(q, table, block)
         torch.set_num_threads(threads0)
 
-    results: dict[str, list[float]] = {"floor": []}
-    ours_all = [None, *ours_blocks]  # None = the default block size
+    results: dict[str, list[float]] = {}
+    floors: dict[tuple[int, int], list[float]] = {c: [] for c in candidates}
     for r in range(repeats):
-        results["floor"].append(median_time(floor, 1))
-        for b in ours_all:
+        for (b, th), times in floors.items():
+            times.append(median_time(lambda: floor(b, th), 1))
+        for b, th_ours in [(None, None), *variants]:  # (None, None) = evaluate's defaults
             out = {}
-            t = median_time(lambda: out.setdefault("r", rank_queries(q, table, targets, KS, seen, "rust", b, True)), 1)
-            results.setdefault(f"ours {b}", []).append(t)
+            t = median_time(lambda: out.setdefault("r", rank_queries(q, table, targets, KS, seen, "rust", b, True, th_ours)), 1)
+            results.setdefault(f"ours {b} {th_ours}", []).append(t)
             same &= bool(np.array_equal(out["r"].topk[:m], ref.topk))
         results.setdefault("previous", []).append(median_time(lambda: previous_loop(q, table, targets, seen), 1))
-        print(f"  repeat {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in results.items()) + f" ({load()})", flush=True)
+        print(f"  repeat {r + 1}: " + ", ".join(f"floor {b}x{th} {v[-1]:.2f} s" for (b, th), v in floors.items()) + ", "
+              + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in results.items()) + f" ({load()})", flush=True)
 
-    floor_s = statistics.median(results["floor"])
+    (block, th), floor_s = min(((c, statistics.median(v)) for c, v in floors.items()), key=lambda x: x[1])
+    floor_name = f"torch.mm(out=) into one reused buffer, {block}-row blocks, {th} thread(s)"
+    print(f"  floor: {floor_name}: {floor_s:.2f} s", flush=True)
     rows = []
     for name, times in results.items():
-        if name == "floor":
-            continue
         s = statistics.median(times)
         if name == "previous":
             what = "previous evaluate loop (fresh 1,024-row block per batch, core in a worker)"
         else:
-            what = f"rank_queries, rust selection, {name.split()[1].replace('None', 'default')}-row blocks"
+            _, b, th_ours = name.split()
+            what = (f"rank_queries, rust selection, {b.replace('None', 'default')}-row blocks, "
+                    f"{th_ours.replace('None', 'default')} GEMM thread(s)")
         rows.append({"case": f"{case}: {what}", "ours_s": round(s, 3), "baseline": floor_name, "baseline_s": round(floor_s, 3),
                      "ratio": round(floor_s / s, 3), "same_result": same, "times_floor": round(s / floor_s, 3),
                      "repeats": repeats, "load_after": load()})
@@ -283,8 +286,8 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=1024, help="topk: rows per scored block")
     ap.add_argument("--scoring", default="100000x40000x64", help="scoring: ROWSxITEMSxHIDDEN")
     ap.add_argument("--seen", type=int, default=50, help="scoring: seen items filtered per row")
-    ap.add_argument("--floor-blocks", default="64,128,256,512,1024", help="scoring: GEMM-only block sizes to screen")
-    ap.add_argument("--ours-blocks", default="", help="scoring: extra block sizes for ours (exploration)")
+    ap.add_argument("--floor-blocks", default="32,64,128,256,1024", help="scoring: GEMM-only block sizes to screen")
+    ap.add_argument("--ours", default="", help="scoring: extra BLOCK:GEMM_THREADS settings for ours (exploration)")
     ap.add_argument("--eval-shape", default="20000x40000x50", help="evaluate: USERSxITEMSxMAX_LEN")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", default=None, help="write results to this JSON file")
@@ -302,8 +305,8 @@ def main() -> None:
     if "scoring" in only:
         n_rows, n_items, hidden = (int(x) for x in args.scoring.lower().split("x"))
         blocks = [int(b) for b in args.floor_blocks.split(",")]
-        ours_blocks = [int(b) for b in args.ours_blocks.split(",") if b]
-        rows += run_scoring_case(n_rows, n_items, hidden, args.seen, args.repeats, blocks, ours_blocks)
+        variants = [(int(v.split(":")[0]), int(v.split(":")[1])) for v in args.ours.split(",") if v]
+        rows += run_scoring_case(n_rows, n_items, hidden, args.seen, args.repeats, blocks, variants)
     if "evaluate" in only:
         n_users, n_items, max_len = (int(x) for x in args.eval_shape.lower().split("x"))
         rows.append(run_evaluate_case(n_users, n_items, max_len, args.repeats))
