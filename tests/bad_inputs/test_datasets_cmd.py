@@ -25,11 +25,19 @@ CASES = [
     ("k-core-three-values", ["prepare", "synthetic", "out", "--k-core", "1", "2", "3"], ["--k-core", "1 2 3"]),
     ("k-core-zero", ["prepare", "synthetic", "out", "--k-core", "0", "2"], ["--k-core", "'0'"]),
     ("unknown-subcommand", ["remove", "synthetic"], ["invalid choice", "'remove'"]),
+    ("option-given-twice", ["prepare", "synthetic", "out", "-o", "n_users=50", "-o", "n_users=60"],
+     ["-o n_users", "given twice", "n_users=50", "'n_users=60'"]),
+    ("option-float-for-int", ["prepare", "synthetic", "out", "-o", "n_users=1e3"], ["n_users=1000.0", "int"]),
+    ("option-bool-for-int", ["prepare", "synthetic", "out", "-o", "seed=true"], ["seed", "int"]),
+    ("out-below-a-file", ["prepare", "synthetic", "log.csv/out"], ["OUT_DIR log.csv/out", "log.csv is a file"]),
+    ("out-empty", ["prepare", "synthetic", ""], ["OUT_DIR ''", "an empty path"]),
+    ("describe-symlink-loop", ["describe", "loop"], ["'loop'", "nor an existing path"]),
 ]
 
 
 @pytest.mark.parametrize("argv, names", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_datasets_command(ws: Path, refused, argv, names) -> None:
+    (ws / "loop").symlink_to(ws / "loop")
     refused("datasets", *argv, names=tuple(names))
     assert not (ws / "out").exists()
 

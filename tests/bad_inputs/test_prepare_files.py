@@ -63,6 +63,26 @@ CASES = [
     ("unknown-extension", "log.txt", H + OK, [], ["log.txt", "format"]),
     ("folder-named-like-a-file", "dir.csv", folder, [], ["dir.csv", "is a folder"]),
     ("no-such-file", "absent.csv", None, [], ["absent.csv", "no such file"]),
+    # -- text files, second round (separators, headers, binary content)
+    ("csv-tab-separated", "bad.csv", H.replace(",", "\t") + OK.replace(",", "\t"), [],
+     ["bad.csv", "missing column 'user_id'", "user_id\\titem_id"]),
+    ("csv-semicolons", "bad.csv", H.replace(",", ";") + OK.replace(",", ";"), [],
+     ["bad.csv", "missing column 'user_id'", "user_id;item_id;timestamp"]),
+    ("csv-header-spaces", "bad.csv", "user_id, item_id, timestamp\n" + OK, [], ["missing column 'item_id'", "' item_id'"]),
+    ("csv-duplicate-column", "bad.csv", "user_id,item_id,timestamp,user_id\n" + OK.replace("\n", ",9\n"), [],
+     ["bad.csv", "column 'user_id' 2 times", "fields [0, 3]"]),
+    ("csv-blank-line-inside", "bad.csv", H + "1,10,1\n\n1,11,2\n", [], ["'user_id'", "null at row 1"]),
+    ("csv-nul-byte", "bad.csv", (H + "1,10,1\n1\x00,11,2\n").encode(), [], ["bad.csv", "NUL byte at line 3"]),
+    ("csv-is-parquet", "bad.csv", lambda p: pl.DataFrame({"user_id": [1], "item_id": [2], "timestamp": [3]}).write_parquet(p),
+     [], ["bad.csv", "NUL byte", "parquet file"]),
+    ("csv-control-char-id", "bad.csv", H + "1,10,1\nu\x01,11,2\n", [], ["'user_id'", "'u\\x01'", "row 1", "control character"]),
+    ("csv-escape-in-item", "bad.csv", H + "1,10,1\n1,\x1b[0m,2\n", [], ["'item_id'", "row 1", "control character"]),
+    ("tsv-duplicate-time", "bad.tsv", "user_id\titem_id\ttimestamp\ttimestamp\n1\t10\t1\t2\n", [],
+     ["bad.tsv", "column 'timestamp' 2 times"]),
+    ("json-extension", "bad.json", '[{"user_id": 1, "item_id": 2, "timestamp": 1}]', [],
+     ["bad.json", "name the file .csv, .tsv, .parquet or .jsonl"]),
+    ("time-zone-garbage", "bad.csv", H + "1,10,2021-01-01T00:00:00Z\n1,11,2021-01-02T00:00:00+25:00\n", [],
+     ["'timestamp'", "'2021-01-02T00:00:00+25:00'", "row 1"]),
     # -- parquet
     ("parquet-damaged", "bad.parquet", damaged_parquet, [], ["bad.parquet", "parquet"]),
     ("parquet-not-parquet", "bad.parquet", b"user_id,item_id\n1,2\n", [], ["bad.parquet", "parquet"]),
@@ -113,3 +133,60 @@ def test_bad_interactions_file(ws: Path, refused, name, content, extra, names) -
         path.write_text(content)
     refused("prepare", name, "--out", "out", "--k-core", "1", *extra, names=tuple(names))
     assert not (ws / "out").exists()
+
+
+# ------------------------------------------------------------------ files that are fine as they are
+def _prepared(ws: Path, run, name: str, *extra: str):
+    from seqdistill.data import PreparedDataset
+
+    r = run("prepare", name, "--out", "out", "--k-core", "1", *extra)
+    assert r.code == 0 and "Traceback" not in r.err, r.err
+    return PreparedDataset.load(ws / "out"), r
+
+
+@pytest.mark.parametrize("name, content", [
+    ("bom.csv", "\ufeff" + H + OK),
+    ("crlf.csv", (H + OK).replace("\n", "\r\n")),
+    ("données — ünïcode.csv", H + OK),
+    ("upper.CSV", H + OK),
+], ids=["byte-order-mark", "crlf", "unicode-name", "upper-case-suffix"])
+def test_text_variants_read_like_the_plain_file(ws: Path, run, name, content) -> None:
+    from seqdistill.data import read_interactions
+
+    (ws / "plain.csv").write_text(H + OK)
+    (ws / name).write_bytes(content.encode("utf-8"))
+    plain = read_interactions(ws / "plain.csv")
+    assert read_interactions(ws / name).equals(plain)
+    ds, _ = _prepared(ws, run, name)
+    assert (ds.n_users, ds.n_interactions) == (2, 4)
+
+
+def test_time_zones_are_read_as_python_reads_them(ws: Path, run) -> None:
+    from datetime import datetime
+
+    from seqdistill.data import read_interactions
+
+    stamps = ["2021-01-01T00:00:00Z", "2021-01-02T00:00:00+02:00", "2021-01-03T10:30:00-05:30", "2021-01-04T00:00:00Z"]
+    (ws / "tz.csv").write_text(H + "".join(f"{u},{10 + k},{t}\n" for k, (u, t) in enumerate(zip([1, 1, 2, 2], stamps))))
+    got = read_interactions(ws / "tz.csv")["timestamp"].to_list()
+    assert got == [int(datetime.fromisoformat(t).timestamp()) for t in stamps]
+    _prepared(ws, run, "tz.csv")
+
+
+def test_mixed_epoch_units_are_read_and_warned_about(ws: Path, run) -> None:
+    (ws / "units.csv").write_text(H + "1,10,1600000000\n1,11,1600000001000\n2,10,1600000002\n2,11,1600000003\n")
+    ds, r = _prepared(ws, run, "units.csv")
+    lines = r.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("seqdistill prepare: warning: units.csv: column 'timestamp' "
+                                                   "mixes epoch units: 1600000000 at row 0 reads as seconds, "
+                                                   "1600000001000 at row 1 as milliseconds"), r.err
+    (ws / "one.csv").write_text(H + "1,10,1600000000000\n1,11,1600000001000\n2,10,1600000002000\n2,11,1600000003000\n")
+    assert run("prepare", "one.csv", "--out", "o2", "--k-core", "1").err == ""  # milliseconds only: no warning
+
+
+def test_gzip_csv_is_read(ws: Path, run) -> None:
+    import gzip
+
+    (ws / "log.csv.gz").write_bytes(gzip.compress((H + OK).encode()))
+    ds, _ = _prepared(ws, run, "log.csv.gz")
+    assert ds.n_interactions == 4

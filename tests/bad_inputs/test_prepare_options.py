@@ -27,6 +27,16 @@ OPTION_CASES = [
     ("target-unknown", ["--target", "middle"], ["--target", "'middle'"]),
     ("valid-unknown", ["--valid", "sometimes"], ["--valid", "'sometimes'"]),
     ("domain-unknown", ["--domain", "books"], ["--domain", "'books'"]),
+    # one column for two roles: the users would silently be the items (or the times)
+    ("user-col-is-item-col", ["--user-col", "item_id"], ["log.csv", "'item_id'", "user_id and item_id"]),
+    ("item-col-is-time-col", ["--item-col", "timestamp"], ["'timestamp'", "item_id and timestamp"]),
+    ("rating-col-is-time-col", ["--rating-col", "timestamp"], ["'timestamp'", "timestamp and rating"]),
+    ("rating-col-is-user-col", ["--rating-col", "user_id"], ["'user_id'", "user_id and rating"]),
+    ("time-col-empty-name", ["--time-col", ""], ["log.csv", "missing column ''"]),
+    # output paths no folder can be made at
+    ("out-below-a-file", ["--out", "log.csv/out"], ["--out log.csv/out", "log.csv is a file, not a folder"]),
+    ("out-empty", ["--out", ""], ["--out ''", "an empty path"]),
+    ("out-name-too-long", ["--out", "x" * 300], ["name too long"]),
 ]
 
 
@@ -185,3 +195,12 @@ def test_out_is_checked_before_the_input_is_read(ws: Path, refused, monkeypatch,
     (ws / "mine").mkdir()
     (ws / "mine" / "notes.txt").write_text("mine")
     refused("prepare", "log.csv", "--out", out, names=tuple(names))
+
+
+@pytest.mark.parametrize("target", ["loop", "absent"], ids=["symlink-loop", "dangling-symlink"])
+def test_out_is_a_symlink_to_nowhere(ws: Path, refused, target) -> None:
+    (ws / "link").symlink_to(ws / target)
+    if target == "loop":
+        (ws / "loop").symlink_to(ws / "loop")
+    refused(*PREP[:3], "link", "--k-core", "1", names=("--out link", "symbolic link that leads to no folder"))
+    refused(*PREP[:3], "link/out", "--k-core", "1", names=("--out link/out", "link is a symbolic link"))

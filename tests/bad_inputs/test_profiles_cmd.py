@@ -196,3 +196,67 @@ def test_encode_replaces_its_own_folder_only_with_overwrite(ws: Path, store: Pat
     r = run("profiles", "encode", "--store", "store", "--out", "emb", "--overwrite")
     assert r.code == 0 and sorted(p.name for p in (ws / "emb").iterdir()) == [
         "embedding_users.npy", "embeddings.npy", "encode.json"]
+
+
+# ------------------------------------------------------------------ second round
+@pytest.mark.parametrize("store, names", [
+    ("", ["--store ''", "an empty path"]),
+    ("log.csv/store", ["--store log.csv/store", "log.csv is a file, not a folder"]),
+    ("loop", ["--store loop", "symbolic link that leads to no folder"]),
+], ids=["empty", "below-a-file", "symlink-loop"])
+def test_generate_store_path_no_folder_can_be_made_at(ws: Path, dataset: Path, refused, store, names) -> None:
+    (ws / "loop").symlink_to(ws / "loop")
+    refused("profiles", "generate", "ds", "--store", store, "--backend", "stats", names=tuple(names))
+
+
+def test_generate_prompt_dir_checked_before_the_model_loads(ws: Path, dataset: Path, refused, monkeypatch) -> None:
+    from seqdistill.profiles import llm
+
+    def no_model(*a, **k):
+        raise AssertionError("the model was loaded before --prompt-dir was checked")
+
+    monkeypatch.setattr(llm, "TransformersBackend", no_model)
+    (ws / "prompts").mkdir()
+    refused("profiles", "generate", "ds", "--store", "store", "--prompt-dir", "log.csv", names=("log.csv", "not a folder"))
+    refused("profiles", "generate", "ds", "--store", "store", "--prompt-dir", "prompts", names=("prompts", "generic.txt"))
+    assert not (ws / "store").exists()
+
+
+@pytest.mark.parametrize("encoder, names", [
+    ("log.csv", ["EncoderConfig.model", "log.csv", "is a file"]),
+    ("./absent", ["EncoderConfig.model", "./absent", "no such encoder folder"]),
+], ids=["encoder-is-a-file", "encoder-missing"])
+def test_encode_bad_encoder(ws: Path, store: Path, refused, encoder, names) -> None:
+    refused("profiles", "encode", "--store", "store", "--out", "emb", "--encoder", encoder, names=tuple(names))
+
+
+def _embeddings(ws: Path, users, emb) -> None:
+    (ws / "emb").mkdir()
+    np.save(ws / "emb" / "embedding_users.npy", np.asarray(users))
+    np.save(ws / "emb" / "embeddings.npy", np.asarray(emb))
+
+
+RNG = np.random.default_rng(0)
+REDUCE_DATA = [
+    ("dim-above-pca-rank", np.arange(3), RNG.normal(size=(3, 8)), ["--dim", "9", "--method", "pca"], ["PCA", "dim 9"]),
+    ("users-out-of-range", np.array([0, 1, 7]), RNG.normal(size=(3, 8)), ["--dim", "2", "--method", "pca"],
+     ["users", "within 0..2", "0..7"]),
+    ("users-duplicated", np.array([0, 0, 1]), RNG.normal(size=(3, 8)), ["--dim", "2", "--method", "pca"],
+     ["users", "duplicate"]),
+    ("users-two-dimensional", np.arange(6).reshape(3, 2), RNG.normal(size=(3, 8)), ["--dim", "2", "--method", "pca"],
+     ["users", "1-d array", "(3, 2)"]),
+    ("rows-mismatch", np.arange(3), RNG.normal(size=(4, 8)), ["--dim", "2", "--method", "pca"],
+     ["embeddings", "[3, d]", "(4, 8)"]),
+    ("embeddings-text", np.arange(3), np.array([["a"] * 8] * 3), ["--dim", "2", "--method", "pca"],
+     ["embeddings", "numeric", "<U1"]),
+    ("embeddings-nan", np.arange(3), np.where(np.eye(3, 8) > 0, np.nan, 1.0), ["--dim", "2", "--method", "pca"],
+     ["embeddings", "non-finite", "row 0"]),
+    ("umap-too-few-users", np.arange(3), RNG.normal(size=(3, 8)), ["--dim", "2"], ["UMAP", "dim 2", "got 3"]),
+]
+
+
+@pytest.mark.parametrize("users, emb, argv, names", [c[1:] for c in REDUCE_DATA], ids=[c[0] for c in REDUCE_DATA])
+def test_reduce_bad_embeddings(ws: Path, dataset: Path, refused, users, emb, argv, names) -> None:
+    _embeddings(ws, users, emb)
+    refused("profiles", "reduce", "ds", "--embeddings", "emb", "--out", "t", *argv, names=tuple(names))
+    assert not (ws / "t").exists()

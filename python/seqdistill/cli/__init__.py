@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 
 from seqdistill.cli import _errors, datasets, demo, experiment, prepare, profiles
-from seqdistill.cli._common import debug_parent
+from seqdistill.cli._common import check_output_path, debug_parent
 
 __all__ = ["build_parser", "main"]
 
@@ -41,6 +41,15 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse printed the usage error or the help already
         return e.code if isinstance(e.code, int) else 2
-    output = getattr(args, args.output_arg, None) if getattr(args, "output_arg", None) else None
-    return _errors.run(args.prog_name, lambda: args.func(args), debug=args.debug,
-                       output=None if output is None else str(output))
+    arg = getattr(args, "output_arg", None)
+    output = None if arg is None or getattr(args, arg, None) is None else str(getattr(args, arg))
+
+    def command() -> int:
+        if output is not None:  # a path no folder can be made at is refused before any work
+            check_output_path(output, _FLAGS.get(arg, f"--{arg.replace('_', '-')}"))
+        return args.func(args)
+
+    return _errors.run(args.prog_name, command, debug=args.debug, output=output)
+
+
+_FLAGS = {"out_dir": "OUT_DIR"}  # output arguments that are positional: named as the usage line shows them

@@ -14,6 +14,7 @@ from seqdistill.errors import OutputError
 __all__ = [
     "KCore",
     "check_dataset_out",
+    "check_output_path",
     "debug_parent",
     "finite_float",
     "fraction",
@@ -99,6 +100,23 @@ class KCore(argparse.Action):
 
 
 # ------------------------------------------------------------------------- output folders
+def check_output_path(path: str, flag: str) -> None:
+    """Refuse, before a command runs, an output path no folder can be made at: an empty path
+    (it would mean the current folder), a symbolic link that leads nowhere or in a loop, or a
+    path below something that is not a folder. Raises OutputError naming ``flag``."""
+    if not str(path).strip():
+        raise OutputError(f"{flag} {str(path)!r}: an empty path; name a new or empty folder")
+    p = Path(path)
+    if p.is_symlink() and not p.exists():
+        raise OutputError(f"{flag} {path}: a symbolic link that leads to no folder (dangling or a loop)")
+    for parent in p.parents:  # the nearest part of the path that is there must be a folder
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                what = "a symbolic link that leads to no folder" if parent.is_symlink() else "a file, not a folder"
+                raise OutputError(f"{flag} {path}: {parent} is {what}")
+            return
+
+
 def check_dataset_out(out: str | Path, inputs: Iterable[str | Path], *, overwrite: bool, flag: str = "--out") -> None:
     """Refuse, before any work, an output folder the prepared dataset may not replace: a file, a
     folder holding (at any depth) one of the command's ``inputs``, a folder that is not a

@@ -42,6 +42,8 @@ _OS_PROBLEMS = {
     errno.EEXIST: "already exists",
     errno.ENOTEMPTY: "folder is not empty",
     errno.EIO: "input/output error",
+    errno.ENAMETOOLONG: "name too long for the file system",
+    errno.ELOOP: "too many levels of symbolic links (a link loop?)",
 }
 
 

@@ -151,6 +151,8 @@ def parse_options(pairs: list[str] | None) -> dict:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ConfigError(f"option {pair!r} is not of the form key=value")
+        if key in out:  # the last one would silently win
+            raise ConfigError(f"-o {key} is given twice ({key}={out[key]!r} and {pair!r}); give it once")
         try:
             out[key] = json.loads(value)
         except ValueError:

@@ -90,6 +90,10 @@ def _generate(args: argparse.Namespace) -> int:
         what = "NAME" if args.backend == "openai" else "FOLDER"
         raise ConfigError(f"--backend {args.backend} needs --model {what}")
     ds = _load(args.dataset)
+    if args.prompt_dir is not None and args.backend != "stats":  # before a model is loaded
+        from seqdistill.profiles.prompts import load_prompts
+
+        load_prompts(ds.domain, args.prompt_dir)
     users = None if args.max_users is None else range(min(args.max_users, ds.n_users))
     if args.backend == "stats":
         store = write_stats_profiles(ds, args.store, users=users)

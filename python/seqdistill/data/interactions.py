@@ -10,21 +10,27 @@ and the value):
 
 * **Ids** (user and item columns). Text files (CSV/TSV) are read with every column as a string,
   so no id is ever inferred as a float. String ids are stripped of leading and trailing
-  whitespace — ``' 1'`` and ``'1'`` are one user — then refused when empty, null or NaN-like
-  (``nan``, any case, with an optional sign). When reading a file, a column whose every id is a
+  whitespace — ``' 1'`` and ``'1'`` are one user — then refused when empty, null, NaN-like
+  (``nan``, any case, with an optional sign) or holding a control character (``\\x00``-``\\x1f``,
+  ``\\x7f``: a damaged or binary file). When reading a file, a column whose every id is a
   canonical decimal integer (``0`` or ``-?[1-9][0-9]*``, fitting int64) becomes Int64; anything
   else stays String, so ``'01'`` and ``'1'`` stay two ids and ids beyond 2^63 stay exact strings.
   Parquet/JSONL integer columns become Int64 (values outside int64 become exact strings); float
   columns are accepted only when every value is finite and whole (→ Int64); other types are refused.
 * **Timestamps**: integers (seconds), whole floats, dates, datetimes, or strings. Strings are
   integers or dates/date-times in one format (``timestamp_format``, a strftime pattern, or
-  inferred). When some rows do not parse, the error blames the first row that does not fit the
-  format most rows use, naming its value and that format.
+  inferred; ``Z`` and ``+02:00`` zones are read). When some rows do not parse, the error blames the
+  first row that does not fit the format most rows use, naming its value and that format. Reading
+  a file warns (:class:`~seqdistill.errors.SeqdistillWarning`) when integer timestamps span two
+  epoch units (seconds from 1973 on are 10^8..10^11, milliseconds 10^11..10^14, ...), which would
+  order a user's interactions wrongly.
 * **Ratings**: numeric and finite. A rating column that was asked for but is missing is an error
   listing the file's columns.
-* **Files**: an empty file, a header without rows, ragged rows, invalid UTF-8, a damaged parquet
-  file, malformed JSON lines, a folder where a file is expected and a missing path are refused
-  by name. Operating-system errors (permissions, I/O) propagate as :class:`OSError`.
+* **Files**: an empty file, a header without rows, ragged rows, invalid UTF-8, a binary file read
+  as text (a NUL byte in its first 64 KiB), a header naming a column that is read twice, one
+  column given for two roles (users = items), a damaged parquet file, malformed JSON lines, a
+  folder where a file is expected and a missing path are refused by name. Operating-system
+  errors (permissions, I/O) propagate as :class:`OSError`.
 
 :func:`read_items` reads an item metadata file with the same id policy.
 """
@@ -35,6 +41,7 @@ import codecs
 import contextlib
 import csv
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +49,7 @@ from collections.abc import Callable, Iterator, Mapping
 
 import polars as pl
 
-from seqdistill.errors import DataError
+from seqdistill.errors import DataError, SeqdistillWarning
 
 __all__ = [
     "COLUMNS",
@@ -91,7 +98,8 @@ def _format_of(path: Path, fmt: str | None) -> str:
     suffixes = [s for s in path.suffixes if s != ".gz"]
     if suffixes and suffixes[-1].lower() in _FORMATS:
         return _FORMATS[suffixes[-1].lower()]
-    raise DataError(f"{path}: cannot tell the format from the name; pass format='csv'|'tsv'|'parquet'|'jsonl'")
+    raise DataError(f"{path}: cannot tell the format from the name; name the file .csv, .tsv, .parquet or .jsonl "
+                    "(or pass format='csv'|'tsv'|'parquet'|'jsonl')")
 
 
 def _check_file(path: Path) -> None:
@@ -181,11 +189,44 @@ def _columns(path: Path, have: list[str], wanted: Mapping[str, str]) -> list[str
     return cols
 
 
+_SNIFF = 1 << 16  # bytes of a text file looked at for a NUL (a binary file given as text)
+
+
+def _check_text(path: Path, fmt: str) -> None:
+    """A text file holds no NUL byte: one in its first bytes means a binary file (parquet, a
+    spreadsheet, a compressed file without .gz) whose bytes would otherwise become column names."""
+    if path.suffix == ".gz":
+        return
+    with open(path, "rb") as f:
+        head = f.read(_SNIFF)
+    at = head.find(b"\x00")
+    if at < 0:
+        return
+    line = head.count(b"\n", 0, at) + 1
+    kind = " (it starts like a parquet file: name it .parquet)" if head.startswith(b"PAR1") else ""
+    raise DataError(f"{path}: not a {fmt} text file: NUL byte at line {line} (byte {at}){kind}")
+
+
+def _duplicate_header(path: Path, sep: str, head: list[str], wanted: Mapping[str, str]) -> None:
+    """Refuse a header naming a column we read twice: which one was meant cannot be told (polars
+    would silently read the first and rename the other)."""
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        names = next(csv.reader(f, delimiter=sep), [])
+    for col in dict.fromkeys(wanted.values()):
+        at = [i for i, name in enumerate(names) if name == col]
+        if len(at) > 1:
+            raise DataError(f"{path}: the header has column {col!r} {len(at)} times (fields {at}); "
+                            "rename all but one")
+
+
 def _read_text(path: Path, sep: str, has_header: bool, wanted: Mapping[str, str]) -> pl.DataFrame:
     """CSV/TSV with every column read as a string (types are decided by the policy above)."""
     fmt = "TSV" if sep == "\t" else "CSV"
+    _check_text(path, fmt)
     with _translated(path, fmt, lambda: _explain_csv(path, sep)):
         head = pl.read_csv(path, separator=sep, has_header=has_header, n_rows=0, infer_schema=False).columns
+    if has_header and any("_duplicated_" in h for h in head):  # how polars renames a repeated name
+        _duplicate_header(path, sep, head, wanted)
     cols = _columns(path, head, wanted)
     with _translated(path, fmt, lambda: _explain_csv(path, sep)):
         return pl.read_csv(path, separator=sep, has_header=has_header, columns=cols, infer_schema=False)
@@ -226,6 +267,12 @@ def _mapping(columns: Mapping[str, str] | None, source: str) -> dict[str, str]:
         if canonical not in COLUMNS:
             raise DataError(f"{source}: unknown canonical column {canonical!r}; expected one of {COLUMNS}")
         mapping[canonical] = src
+    seen: dict[str, str] = {}
+    for canonical, src in mapping.items():  # one column read as two (e.g. users = items) is never meant
+        if src in seen:
+            raise DataError(f"{source}: column {src!r} is given for both {seen[src]} and {canonical}; "
+                            "each needs its own column")
+        seen[src] = canonical
     return mapping
 
 
@@ -250,8 +297,10 @@ def read_interactions(
     fmt = _format_of(path, format)
     mapping = _mapping(columns, str(path))
     df = _read_table(path, fmt, mapping, separator, has_header)
-    return normalize_interactions(df, mapping, source=str(path), timestamp_format=timestamp_format,
-                                  infer_integer_ids=True)
+    out = normalize_interactions(df, mapping, source=str(path), timestamp_format=timestamp_format,
+                                 infer_integer_ids=True)
+    _warn_mixed_units(out.get_column("timestamp"), mapping["timestamp"], str(path))
+    return out
 
 
 def read_items(
@@ -269,6 +318,7 @@ def read_items(
     _check_file(path)
     if fmt in ("csv", "tsv"):
         sep = separator or ("\t" if fmt == "tsv" else ",")
+        _check_text(path, fmt.upper())
         with _translated(path, fmt.upper(), lambda: _explain_csv(path, sep)):
             df = pl.read_csv(path, separator=sep, schema_overrides={id_column: pl.String}, infer_schema_length=10000)
     elif fmt == "parquet":
@@ -300,7 +350,7 @@ def normalize_interactions(
     canonical integer into Int64, as :func:`read_interactions` does for files.
     """
     mapping = _mapping(columns, source)
-    if "rating" not in mapping and "rating" in df.columns:
+    if "rating" not in mapping and "rating" in df.columns and "rating" not in mapping.values():
         mapping["rating"] = "rating"
     for canonical, col in mapping.items():
         if col not in df.columns:
@@ -371,6 +421,10 @@ def _string_ids(s: pl.Series, col: str, canonical: str, source: str, infer_integ
     row = _first(s.str.len_bytes() == 0)
     if row is not None:
         raise DataError(f"{source}: {_where(col, canonical)} has an empty id at row {row}")
+    row = _first(s.str.contains(r"[\x00-\x1f\x7f]"))
+    if row is not None:
+        raise DataError(f"{source}: {_where(col, canonical)} has the id {_show(s[row])} at row {row}, which holds a "
+                        "control character (a damaged or binary file?)")
     short = (s.str.len_bytes() <= 4).arg_true()  # only short values can be NaN-like
     hits = s.gather(short).str.to_lowercase().is_in(_NAN_LIKE)
     if hits.any():
@@ -395,12 +449,34 @@ def _all_canonical(s: pl.Series) -> bool:
 # Formats tried, in this order, to find the one most rows of a failing string column use.
 _TIME_FORMATS = (
     "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f",
-    "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d", "%Y/%m/%d",
+    "%Y-%m-%dT%H:%M:%S%#z", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d", "%Y/%m/%d",
     "%d.%m.%Y", "%d/%m/%Y", "%m/%d/%Y", "%Y/%m/%d %H:%M:%S", "%d/%m/%Y %H:%M:%S", "%m/%d/%Y %H:%M:%S",
 )
-_ISO = tuple(f for f in _TIME_FORMATS if f.startswith("%Y-%m-%d") and "%z" not in f)
+_ISO = tuple(f for f in _TIME_FORMATS if f.startswith("%Y-%m-%d") and "z" not in f)
 _INTEGER = "integer seconds"
 _SAMPLE = 2000
+
+
+# Epoch values from 1973-03 to 5138 in seconds, milliseconds, microseconds and nanoseconds.
+_UNITS = (("seconds", 10**8), ("milliseconds", 10**11), ("microseconds", 10**14), ("nanoseconds", 10**17))
+
+
+def _warn_mixed_units(t: pl.Series, col: str, source: str) -> None:
+    """Warn when integer timestamps span two epoch units (e.g. seconds and milliseconds): the
+    order of a user's interactions would then be silently wrong."""
+    if t.len() == 0 or t.max() < _UNITS[1][1]:  # type: ignore[operator]
+        return
+    found = []
+    for i, (unit, low) in enumerate(_UNITS):
+        high = _UNITS[i + 1][1] if i + 1 < len(_UNITS) else None
+        row = _first((t >= low) & (t < high) if high is not None else t >= low)
+        if row is not None:
+            found.append((unit, row))
+    if len(found) > 1:
+        (u1, r1), (u2, r2) = found[0], found[-1]
+        warnings.warn(f"{source}: {_where(col, 'timestamp')} mixes epoch units: {t[r1]} at row {r1} reads as "
+                      f"{u1}, {t[r2]} at row {r2} as {u2}; the order of interactions is wrong unless every "
+                      "timestamp uses one unit", SeqdistillWarning, stacklevel=3)
 
 
 def _timestamp_series(s: pl.Series, col: str, source: str, fmt: str | None) -> pl.Series:
@@ -446,13 +522,18 @@ def _parse(s: pl.Series, fmt: str, *, iso_family: bool = False) -> pl.Series:
 
 
 def _inferred(s: pl.Series) -> pl.Series:
-    """Epoch seconds with the date or date-time format polars infers from the first values."""
-    try:
-        out = s.str.to_datetime(strict=False, time_unit="ms")
-        out = out.fill_null(s.str.to_date(strict=False).cast(pl.Datetime("ms")))
-    except pl.exceptions.PolarsError:  # no format fits the first values: nothing parses
-        return pl.Series(s.name, [None] * len(s), dtype=pl.Int64)
-    return out.dt.epoch("s")
+    """Epoch seconds with the date or date-time format polars infers from the first values
+    (dates fill what date-times leave; a zone-aware column, ``Z`` or ``+02:00``, works too)."""
+    out = pl.Series(s.name, [None] * len(s), dtype=pl.Int64)
+    for parse in (lambda: s.str.to_datetime(strict=False, time_unit="ms"),
+                  lambda: s.str.to_date(strict=False).cast(pl.Datetime("ms"))):
+        try:
+            out = out.fill_null(parse().dt.epoch("s"))
+        except pl.exceptions.PolarsError:  # no format fits the first values: nothing parses this way
+            continue
+        if not out.null_count():
+            break
+    return out
 
 
 def _string_times(s: pl.Series, col: str, source: str, fmt: str | None) -> pl.Series:

@@ -228,11 +228,15 @@ class ExperimentConfig:
     def from_toml(cls, path: str | Path) -> ExperimentConfig:
         path = Path(path)
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Windows editors) is not content
+            data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{path}: not valid TOML: {e}") from None
         except (OSError, UnicodeDecodeError) as e:
             raise ConfigError(f"{path}: cannot read the config file ({e.__class__.__name__}: {e})") from None
+        if not data:  # an empty (or comments-only) file is a mistake, not "every default"
+            raise ConfigError(f"{path}: the config file sets nothing; for the defaults use the preset 'synthetic' "
+                              "or write at least a [dataset] table")
         return cls.from_dict(data, where=str(path))
 
     def to_toml(self) -> str:

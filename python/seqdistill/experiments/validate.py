@@ -156,6 +156,11 @@ def _profiles(cfg: ExperimentConfig, where: str) -> None:
     check_table(where, "profiles", {f.name: getattr(spec, f.name) for f in fields(spec)}, ProfilesSpec)
     spec.validate(where)
     _paths(where, "profiles", {k: getattr(spec, k) for k in ("store", "targets", "mask", "encoder")})
+    for key, needs in (("store", "llm"), ("targets", "targets"), ("mask", "targets")):
+        value = getattr(spec, key)
+        if value is not None and spec.source != needs:  # set but unused: the run would silently ignore it
+            raise ConfigError(f"{where}: [profiles] {key} = {show(value)}: used only with source = {needs!r} "
+                              f"(source is {spec.source!r}); remove it or set source = {needs!r}")
     if not 0 <= spec.seed < _SEED_LIMIT:
         raise ConfigError(f"{where}: [profiles] seed = {spec.seed}: must be >= 0 and < {_SEED_LIMIT}")
     if "stats" in cfg.controls and spec.source == "stats":

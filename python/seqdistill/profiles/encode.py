@@ -47,10 +47,12 @@ class EncoderConfig(DictConfig):
             raise ConfigError(f"EncoderConfig.batch_size: expected an integer >= 1, got {self.batch_size!r}")
         if self.model is not None:
             m = str(self.model)
+            where = Path(m).expanduser()
             # a Hub id ("org/name") is left to sentence-transformers; a path that is not there is an error
-            if not Path(m).expanduser().exists() and (Path(m).is_absolute() or m.startswith((".", "~"))
-                                                     or m.count("/") > 1):
+            if not where.exists() and (where.is_absolute() or m.startswith((".", "~")) or m.count("/") > 1):
                 raise ConfigError(f"EncoderConfig.model: {m}: no such encoder folder")
+            if where.exists() and not where.is_dir():
+                raise ConfigError(f"EncoderConfig.model: {m}: is a file; expected a sentence-transformers folder")
 
 
 class TextEncoder:
