@@ -59,8 +59,11 @@ TARGETS: tuple[str, ...] = _core.TARGETS
 VALID_MODES: tuple[str, ...] = _core.VALID_MODES
 SPLIT_KINDS: tuple[str, ...] = _core.SPLIT_KINDS
 METRICS: tuple[str, ...] = _core.METRICS
-#: An id column: int64 values, or UTF-8 strings as Arrow ``(offsets int64, data uint8)`` buffers.
-IdColumn = Union[I64, tuple[I64, npt.NDArray[np.uint8]]]
+#: An id column: int64 values (one array, or a list of chunks read in place), or UTF-8 strings as
+#: Arrow ``(offsets int64, data uint8)`` buffers.
+IdColumn = Union[I64, list[I64], tuple[I64, npt.NDArray[np.uint8]]]
+#: A numeric column: one array, or a list of chunks (e.g. polars' chunks of a parquet read).
+Chunks = Union[npt.ArrayLike, list[npt.ArrayLike]]
 
 
 def core_version() -> str:
@@ -87,11 +90,16 @@ def encode_str(offsets: npt.ArrayLike, data: npt.ArrayLike) -> tuple[npt.NDArray
 
 
 # ----------------------------------------------------------------------------- the pipeline
+def _chunks(col: Chunks, dtype: type) -> list[np.ndarray]:
+    parts = col if isinstance(col, list) else [col]
+    return [np.ascontiguousarray(c, dtype=dtype) for c in parts]
+
+
 def prepare_log(
     users: IdColumn,
     items: IdColumn,
-    timestamps: npt.ArrayLike,
-    ratings: npt.ArrayLike | None = None,
+    timestamps: Chunks,
+    ratings: Chunks | None = None,
     *,
     k_user: int = 1,
     k_item: int = 1,
@@ -104,18 +112,19 @@ def prepare_log(
 ) -> PreparedLog:
     """Encode → iterative k-core → per-user chronological CSR → split, in one Rust call.
 
-    Arrays already in the core's layout (C-contiguous int64 / float32, as polars hands out
-    without nulls) are read in place. ``result.split`` is None when nothing survives the k-core.
+    Arrays already in the core's layout (C-contiguous int64 / float32, as polars hands out the
+    chunks of a column without nulls) are read in place, chunk by chunk: no copy, no fresh
+    memory. ``result.split`` is None when nothing survives the k-core.
     """
 
     def ids(col: IdColumn) -> IdColumn:
         if isinstance(col, tuple):
             return (_i64(col[0]), np.ascontiguousarray(col[1], dtype=np.uint8))
-        return _i64(col)
+        return _chunks(col, np.int64)
 
-    r = None if ratings is None else np.ascontiguousarray(ratings, dtype=np.float32)
+    r = None if ratings is None else _chunks(ratings, np.float32)
     return _core.prepare_log(
-        ids(users), ids(items), _i64(timestamps), r, k_user=k_user, k_item=k_item, split=split,
+        ids(users), ids(items), _chunks(timestamps, np.int64), r, k_user=k_user, k_item=k_item, split=split,
         quantile=quantile, threshold=threshold, target=target, valid=valid, valid_quantile=valid_quantile,
     )
 

@@ -6,6 +6,7 @@ use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, P
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
+use crate::column::Column;
 use crate::error::CoreError;
 use crate::ids::{Ids, Uniques};
 use crate::kcore as peel;
@@ -199,20 +200,26 @@ fn encode_str<'py>(py: Python<'py>, offsets: PyReadonlyArray1<'py, i64>, data: P
     Ok((codes.into_pyarray(py), first.into_pyarray(py)))
 }
 
-/// An id column: an int64 array, or `(offsets int64, data uint8)` of UTF-8 strings in Arrow layout.
+/// An id column: a list of int64 chunks, or `(offsets int64, data uint8)` of UTF-8 strings in
+/// Arrow layout.
 #[derive(FromPyObject)]
 enum IdArg<'py> {
-    Int(PyReadonlyArray1<'py, i64>),
+    Int(Vec<PyReadonlyArray1<'py, i64>>),
     Str(PyReadonlyArray1<'py, i64>, PyReadonlyArray1<'py, u8>),
 }
 
 impl IdArg<'_> {
     fn ids(&self, name: &'static str) -> Result<Ids<'_>, CoreError> {
         Ok(match self {
-            IdArg::Int(v) => Ids::Int(slice(v, name)?),
+            IdArg::Int(chunks) => Ids::Int(column(chunks, name)?),
             IdArg::Str(o, d) => Ids::Str { offsets: slice(o, name)?, data: slice(d, name)? },
         })
     }
+}
+
+/// A column given as a list of 1-d chunks, read in place.
+fn column<'a, T: numpy::Element + Copy + Send + Sync>(chunks: &'a [PyReadonlyArray1<'_, T>], name: &'static str) -> Result<Column<'a, T>, CoreError> {
+    Ok(Column::new(chunks.iter().map(|c| slice(c, name)).collect::<Result<Vec<_>, _>>()?))
 }
 
 fn uniques(py: Python<'_>, u: Uniques) -> (Option<Out1<i64>>, Option<Out1<u64>>) {
@@ -235,7 +242,8 @@ fn split_spec(kind: &str, quantile: f64, threshold: Option<f64>, target: &str, v
     }
 }
 
-/// The fused pipeline: encode → k-core → chronological CSR → split, in one call.
+/// The fused pipeline: encode → k-core → chronological CSR → split, in one call. Integer ids,
+/// timestamps and ratings come as lists of chunks (read in place).
 #[pyfunction]
 #[pyo3(signature = (users, items, timestamps, ratings=None, *, k_user=1, k_item=1, split="global_temporal", quantile=0.8, threshold=None, target="last", valid="time", valid_quantile=0.8))]
 #[allow(clippy::too_many_arguments)]
@@ -243,8 +251,8 @@ fn prepare_log(
     py: Python<'_>,
     users: IdArg<'_>,
     items: IdArg<'_>,
-    timestamps: PyReadonlyArray1<'_, i64>,
-    ratings: Option<PyReadonlyArray1<'_, f32>>,
+    timestamps: Vec<PyReadonlyArray1<'_, i64>>,
+    ratings: Option<Vec<PyReadonlyArray1<'_, f32>>>,
     k_user: u32,
     k_item: u32,
     split: &str,
@@ -257,9 +265,9 @@ fn prepare_log(
     let input = pipeline::Input {
         users: users.ids("users")?,
         items: items.ids("items")?,
-        timestamps: slice(&timestamps, "timestamps")?,
+        timestamps: column(&timestamps, "timestamps")?,
         ratings: match &ratings {
-            Some(r) => Some(slice(r, "ratings")?),
+            Some(r) => Some(column(r, "ratings")?),
             None => None,
         },
         k_user,

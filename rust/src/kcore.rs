@@ -5,21 +5,24 @@
 //! loop "drop every row whose user or item is below its threshold on the current log, repeat":
 //! round r removes every user and item below its threshold after round r-1.
 //!
-//! [`kcore_nodes`] runs the first rounds as parallel scans over the rows: a node's death round is
+//! [`kcore_nodes`] runs the rounds as parallel scans over the rows: a node's death round is
 //! recorded, a row dies in the round `min(death(user), death(item))`, and only rows dying in the
-//! current round touch the counters. Real logs settle in a handful of rounds, so this reads the
-//! code arrays a few times and writes almost nothing. A log that keeps peeling (long chains) is
-//! handed, after [`SCAN_ROUNDS`] rounds, to wave peeling over per-node row lists ([`kcore`]'s
-//! algorithm), which touches each row a constant number of times whatever the number of rounds.
+//! current round touch the counters. Dense logs settle in a handful of rounds, so this reads the
+//! code arrays a few times and writes almost nothing; logs that peel for longer (an Amazon-M2-like
+//! log of 3.65M rows took 11 rounds and lost 36% of its rows) scan a compacted copy of the
+//! survivors once a round has dropped much. A log that keeps peeling (long chains) is handed,
+//! after [`SCAN_ROUNDS`] rounds, to wave peeling over per-node row lists ([`kcore`]'s algorithm),
+//! which touches each row a constant number of times whatever the number of rounds.
 
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use rayon::prelude::*;
 
 use crate::error::{CoreError, Result};
 
-/// Rounds run as full scans before switching to wave peeling.
-pub const SCAN_ROUNDS: u32 = 8;
+/// Rounds run as scans before switching to wave peeling (scans are cheap once the survivors are
+/// compacted; waves need two per-node row indexes built first).
+pub const SCAN_ROUNDS: u32 = 32;
 
 /// Which users and items survive, and how the filter got there.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,12 +44,18 @@ fn atomics(v: Vec<u32>) -> Vec<AtomicU32> {
     v.into_iter().map(AtomicU32::new).collect()
 }
 
-/// Marks the alive nodes (death round `u32::MAX`) with `0 < count < k` as dying in `round`.
-fn mark_dying(death: &mut [u32], count: &[AtomicU32], k: u32, round: u32) -> bool {
+/// Death round of a node; `ALIVE` while it lives (rounds never reach it: at most
+/// [`SCAN_ROUNDS`] run as scans). One byte per node keeps the scans' lookups in cache.
+type Death = u8;
+const ALIVE: Death = Death::MAX;
+
+/// Marks the `candidates` still alive with `0 < count < k` as dying in `round`.
+fn mark_dying(death: &mut [Death], count: &[AtomicU32], k: u32, round: Death, candidates: impl Iterator<Item = u32>) -> bool {
     let mut any = false;
-    for (d, c) in death.iter_mut().zip(count) {
-        let c = c.load(Ordering::Relaxed);
-        if *d == u32::MAX && c > 0 && c < k {
+    for x in candidates {
+        let c = count[x as usize].load(Ordering::Relaxed);
+        let d = &mut death[x as usize];
+        if *d == ALIVE && c > 0 && c < k {
             *d = round;
             any = true;
         }
@@ -63,56 +72,126 @@ pub(crate) fn kcore_nodes_with(
     k_item: u32,
     scan_rounds: u32,
 ) -> NodeCore {
+    let scan_rounds = scan_rounds.min(ALIVE as u32 - 1);
     let (ucount, icount) = (atomics(ucount), atomics(icount));
-    let mut du = vec![u32::MAX; ucount.len()];
-    let mut di = vec![u32::MAX; icount.len()];
+    let mut du = vec![ALIVE; ucount.len()];
+    let mut di = vec![ALIVE; icount.len()];
     let mut rounds = 0u32;
     let mut rows_dropped = 0usize;
+    // The rows scanned: all of them, or a compacted copy of the ones still alive.
+    let mut kept: Option<(Vec<u32>, Vec<u32>)> = None;
+    // Nodes whose count fell below k in the last round (every node before the first).
+    let mut below: Option<(Vec<u32>, Vec<u32>)> = None;
     loop {
+        let (us, is) = kept.as_ref().map_or((users, items), |(u, i)| (u.as_slice(), i.as_slice()));
         if rounds >= scan_rounds {
-            return peel_rest(users, items, &du, &di, rounds, rows_dropped, k_user, k_item);
+            return peel_rest(us, is, &du, &di, rounds, rows_dropped, k_user, k_item);
         }
         let round = rounds + 1;
-        let dying_users = mark_dying(&mut du, &ucount, k_user, round);
-        let dying_items = mark_dying(&mut di, &icount, k_item, round);
+        let (dying_users, dying_items) = match &below {
+            None => (
+                mark_dying(&mut du, &ucount, k_user, round as Death, 0..ucount.len() as u32),
+                mark_dying(&mut di, &icount, k_item, round as Death, 0..icount.len() as u32),
+            ),
+            Some((bu, bi)) => (
+                mark_dying(&mut du, &ucount, k_user, round as Death, bu.iter().copied()),
+                mark_dying(&mut di, &icount, k_item, round as Death, bi.iter().copied()),
+            ),
+        };
         if !dying_users && !dying_items {
             break;
         }
-        let dropped = AtomicUsize::new(0);
-        users.par_chunks(1 << 16).zip(items.par_chunks(1 << 16)).for_each(|(us, is)| {
-            let mut n = 0usize;
-            for (&u, &i) in us.iter().zip(is) {
-                let (a, b) = (du[u as usize], di[i as usize]);
-                if a.min(b) == round {
-                    n += 1;
-                    if a > round {
-                        ucount[u as usize].fetch_sub(1, Ordering::Relaxed);
-                    }
-                    if b > round {
-                        icount[i as usize].fetch_sub(1, Ordering::Relaxed);
-                    }
-                }
-            }
-            dropped.fetch_add(n, Ordering::Relaxed);
-        });
-        rows_dropped += dropped.into_inner();
+        let scan = scan_round(us, is, &du, &di, &ucount, &icount, (k_user, k_item), round as Death);
+        rows_dropped += scan.dropped;
+        below = Some((scan.users_below, scan.items_below));
         rounds = round;
+        // Logs that peel for many rounds (short histories, long tails) drop most of their rows
+        // early: once a round drops an eighth of what is scanned, later rounds scan a copy of
+        // the survivors instead.
+        if scan.dropped >= us.len() / 8 {
+            kept = Some(survivors(us, is, &du, &di));
+        }
     }
-    let alive = |death: &[u32], count: &[AtomicU32]| -> Vec<bool> {
-        death.iter().zip(count).map(|(&d, c)| d == u32::MAX && c.load(Ordering::Relaxed) > 0).collect()
+    let alive = |death: &[Death], count: &[AtomicU32]| -> Vec<bool> {
+        death.iter().zip(count).map(|(&d, c)| d == ALIVE && c.load(Ordering::Relaxed) > 0).collect()
     };
     NodeCore { keep_users: alive(&du, &ucount), keep_items: alive(&di, &icount), rounds, rows_dropped }
 }
 
+struct Scan {
+    dropped: usize,
+    users_below: Vec<u32>,
+    items_below: Vec<u32>,
+}
+
+/// One round over the rows: a row dies in `round` when the earlier of its user's and item's death
+/// rounds is `round`; it then leaves the counts of its endpoints that are still alive. Returns the
+/// rows dropped and the nodes whose count fell below k (the only candidates for the next round).
+#[allow(clippy::too_many_arguments)]
+fn scan_round(us: &[u32], is: &[u32], du: &[Death], di: &[Death], ucount: &[AtomicU32], icount: &[AtomicU32], k: (u32, u32), round: Death) -> Scan {
+    us.par_chunks(1 << 16)
+        .zip(is.par_chunks(1 << 16))
+        .map(|(us, is)| {
+            let mut out = Scan { dropped: 0, users_below: Vec::new(), items_below: Vec::new() };
+            for (&u, &i) in us.iter().zip(is) {
+                let (a, b) = (du[u as usize], di[i as usize]);
+                if a.min(b) == round {
+                    out.dropped += 1;
+                    if a > round && ucount[u as usize].fetch_sub(1, Ordering::Relaxed) == k.0 {
+                        out.users_below.push(u);
+                    }
+                    if b > round && icount[i as usize].fetch_sub(1, Ordering::Relaxed) == k.1 {
+                        out.items_below.push(i);
+                    }
+                }
+            }
+            out
+        })
+        .reduce(
+            || Scan { dropped: 0, users_below: Vec::new(), items_below: Vec::new() },
+            |mut x, mut y| {
+                x.dropped += y.dropped;
+                x.users_below.append(&mut y.users_below);
+                x.items_below.append(&mut y.items_below);
+                x
+            },
+        )
+}
+
+/// The rows whose user and item are both still alive, as new code arrays (two parallel passes:
+/// count per block, then copy into place).
+fn survivors(us: &[u32], is: &[u32], du: &[Death], di: &[Death]) -> (Vec<u32>, Vec<u32>) {
+    const BLOCK: usize = 1 << 16;
+    let alive = |u: u32, i: u32| du[u as usize] == ALIVE && di[i as usize] == ALIVE;
+    let counts: Vec<usize> = us.par_chunks(BLOCK).zip(is.par_chunks(BLOCK)).map(|(us, is)| us.iter().zip(is).filter(|(&u, &i)| alive(u, i)).count()).collect();
+    let n = counts.iter().sum();
+    let (mut nu, mut ni) = (vec![0u32; n], vec![0u32; n]);
+    let mut outs = Vec::with_capacity(counts.len());
+    let (mut ru, mut ri) = (&mut nu[..], &mut ni[..]);
+    for &c in &counts {
+        let (a, b) = ru.split_at_mut(c);
+        let (x, y) = ri.split_at_mut(c);
+        outs.push((a, x));
+        ru = b;
+        ri = y;
+    }
+    us.par_chunks(BLOCK).zip(is.par_chunks(BLOCK)).zip(outs).for_each(|((us, is), (ou, oi))| {
+        let mut j = 0;
+        for (&u, &i) in us.iter().zip(is) {
+            if alive(u, i) {
+                ou[j] = u;
+                oi[j] = i;
+                j += 1;
+            }
+        }
+    });
+    (nu, ni)
+}
+
 /// Finishes by wave peeling on the rows still alive after `rounds` scan rounds.
 #[allow(clippy::too_many_arguments)]
-fn peel_rest(users: &[u32], items: &[u32], du: &[u32], di: &[u32], rounds: u32, rows_dropped: usize, k_user: u32, k_item: u32) -> NodeCore {
-    let rows: Vec<u32> = (0..users.len() as u32)
-        .into_par_iter()
-        .filter(|&r| du[users[r as usize] as usize] == u32::MAX && di[items[r as usize] as usize] == u32::MAX)
-        .collect();
-    let sub_users: Vec<u32> = rows.par_iter().map(|&r| users[r as usize]).collect();
-    let sub_items: Vec<u32> = rows.par_iter().map(|&r| items[r as usize]).collect();
+fn peel_rest(users: &[u32], items: &[u32], du: &[Death], di: &[Death], rounds: u32, rows_dropped: usize, k_user: u32, k_item: u32) -> NodeCore {
+    let (sub_users, sub_items) = survivors(users, items, du, di);
     let rest = peel(&sub_users, &sub_items, du.len(), di.len(), k_user, k_item);
     NodeCore {
         keep_users: rest.keep_users,

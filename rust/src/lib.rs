@@ -3,6 +3,7 @@
 //! the only place where [`error::CoreError`] becomes a Python exception.
 
 pub mod buffer;
+pub mod column;
 pub mod error;
 pub mod ids;
 pub mod kcore;

@@ -18,6 +18,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use crate::buffer;
+use crate::column::Column;
 use crate::error::{same_len, CoreError, Result};
 use crate::ids::{self, Encoded, Ids, Uniques};
 use crate::kcore;
@@ -31,13 +32,13 @@ pub enum SplitSpec {
     LeaveOneOut,
 }
 
-/// What `prepare` reads. Lengths must agree; `ratings` is optional.
-#[derive(Debug, Clone, Copy)]
+/// What `prepare` reads (in place, chunks and all). Lengths must agree; `ratings` is optional.
+#[derive(Debug, Clone)]
 pub struct Input<'a> {
     pub users: Ids<'a>,
     pub items: Ids<'a>,
-    pub timestamps: &'a [i64],
-    pub ratings: Option<&'a [f32]>,
+    pub timestamps: Column<'a, i64>,
+    pub ratings: Option<Column<'a, f32>>,
     pub k_user: u32,
     pub k_item: u32,
     pub split: SplitSpec,
@@ -76,7 +77,7 @@ fn check(input: &Input<'_>) -> Result<()> {
     let n = input.users.len();
     same_len("item ids", n, input.items.len())?;
     same_len("timestamps", n, input.timestamps.len())?;
-    if let Some(r) = input.ratings {
+    if let Some(r) = &input.ratings {
         same_len("ratings", n, r.len())?;
     }
     if input.k_user == 0 || input.k_item == 0 {
@@ -102,7 +103,7 @@ fn check(input: &Input<'_>) -> Result<()> {
 pub fn prepare(input: &Input<'_>) -> Result<Prepared> {
     check(input)?;
     let mut clock = Clock(Instant::now(), Vec::new());
-    let (users, items) = rayon::join(|| ids::encode(input.users), || ids::encode(input.items));
+    let (users, items) = rayon::join(|| ids::encode(&input.users), || ids::encode(&input.items));
     let (users, items): (Encoded, Encoded) = (users?, items?);
     clock.lap("encode");
     let (users_before, items_before) = (users.uniques.len(), items.uniques.len());
@@ -116,7 +117,7 @@ pub fn prepare(input: &Input<'_>) -> Result<Prepared> {
         offsets: vec![0],
         item_csr: Vec::new(),
         timestamps: Vec::new(),
-        ratings: input.ratings.map(|_| Vec::new()),
+        ratings: input.ratings.as_ref().map(|_| Vec::new()),
         split: None,
         users_before,
         items_before,
@@ -175,13 +176,6 @@ impl<T> Slots<T> {
     }
 
     /// # Safety
-    /// `at..at + n` is in bounds and written by one task only.
-    #[inline]
-    unsafe fn copy_from(self, at: usize, src: &[T]) {
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.0.add(at), src.len()) }
-    }
-
-    /// # Safety
     /// `at` is in bounds and written by one task only.
     #[inline]
     unsafe fn put(self, at: usize, v: T) {
@@ -189,16 +183,8 @@ impl<T> Slots<T> {
     }
 }
 
-/// A row on its way through the grouping (one write stream per bucket instead of three).
-#[derive(Clone, Copy, Default)]
-struct Rec {
-    ts: i64,
-    user: u32,
-    item: u32,
-}
-
 /// Rows of one user-bucket stay within about this many rows, so that the second pass of the
-/// grouping works in cache (the bucket's rows and its output slice are a few hundred KiB).
+/// grouping works in cache (the bucket's rows and its sorted copy are a few MiB at most).
 const BUCKET_ROWS: usize = 1 << 16;
 const MAX_BUCKETS: usize = 1 << 12;
 
@@ -207,9 +193,16 @@ const MAX_BUCKETS: usize = 1 << 12;
 /// A scatter straight to each row's final slot writes to as many places as there are users and
 /// misses the cache (and the TLB) on almost every row. So it is done in two stable passes, as a
 /// radix partition: first by bucket (a run of consecutive users; few enough buckets that every
-/// write stream stays in cache) into a buffer laid out exactly like the output — bucket `k`'s
-/// rows occupy the output range of its users — then, per bucket and in cache, by user into the
-/// final arrays, where each user's slice is sorted by timestamp.
+/// write stream stays in cache), then, per bucket and in cache, by user, where each user's slice
+/// is also sorted by timestamp.
+///
+/// Both passes work in the output arrays themselves: pass 1 leaves each row in its bucket's range
+/// of the outputs (the range its users will occupy), with the item slot holding
+/// `user << 32 | item`; pass 2 reads a bucket's range into a reused buffer, sorts it there and
+/// writes the final values back over the same range. Fresh memory is expensive (a first touch
+/// costs a page fault and the kernel's zeroing — on this project's VMs it was 40% of a
+/// single-threaded run when the rows went through a separate buffer), so the outputs are the only
+/// row-sized buffers this stage allocates.
 fn group(ucodes: &[u32], icodes: &[u32], umap: &[u32], imap: &[u32], n_users: usize, input: &Input<'_>) -> Grouped {
     let rows = ucodes.len();
     let blocks = ids::n_blocks(rows, n_users);
@@ -241,7 +234,7 @@ fn group(ucodes: &[u32], icodes: &[u32], umap: &[u32], imap: &[u32], n_users: us
     let shift = usize::BITS - (n_users.div_ceil(want).max(1) - 1).leading_zeros();
     let n_buckets = ((n_users - 1) >> shift) + 1;
     let first_user = |k: usize| (k << shift).min(n_users);
-    // Pass 1: each block's first slot in each bucket.
+    // Each block's first slot in each bucket.
     let mut cursors: Vec<Vec<usize>> = Vec::with_capacity(blocks);
     let mut seen = vec![0usize; n_buckets];
     for c in &per_block {
@@ -253,56 +246,38 @@ fn group(ucodes: &[u32], icodes: &[u32], umap: &[u32], imap: &[u32], n_users: us
         cursors.push(cur);
     }
     drop(per_block);
-    // Every slot of 0..n is written exactly once by the passes below (the cursors partition
-    // 0..n), so the buffers are allocated without zeroing and their length set afterwards.
-    let mut recs = buffer::with_capacity::<Rec>(n);
-    let mut b_rt = input.ratings.map(|_| buffer::with_capacity::<f32>(n));
-    let pre = Slots::of(&mut recs);
-    let pr = b_rt.as_mut().map(Slots::of);
+    // Every slot of 0..n is written exactly once by pass 1 (the cursors partition 0..n), so the
+    // outputs are allocated without zeroing and their length set afterwards.
+    let mut ts = buffer::with_capacity::<i64>(n);
+    let mut item_csr = buffer::with_capacity::<i64>(n);
+    let mut ratings = input.ratings.as_ref().map(|_| buffer::with_capacity::<f32>(n));
+    let (qt, qi) = (Slots::of(&mut ts), Slots::of(&mut item_csr));
+    let qr = ratings.as_mut().map(Slots::of);
     cursors.par_iter_mut().enumerate().for_each(|(b, cur)| {
-        for r in b * size..((b + 1) * size).min(rows) {
-            if let Some((u, i)) = alive(r) {
-                let slot = &mut cur[u as usize >> shift];
-                let at = *slot;
-                *slot += 1;
-                // SAFETY: `at` lies in this block's own range of the bucket's slots.
-                unsafe {
-                    pre.put(at, Rec { ts: input.timestamps[r], user: u, item: i });
-                    if let (Some(p), Some(rt)) = (pr, input.ratings) {
-                        p.put(at, rt[r]);
+        let (lo, hi) = (b * size, ((b + 1) * size).min(rows));
+        let mut rts = input.ratings.as_ref().map(|c| c.range(lo, hi).flat_map(|s| s.iter().copied()));
+        let mut r = lo;
+        for part in input.timestamps.range(lo, hi) {
+            for &t in part {
+                let rating = rts.as_mut().and_then(Iterator::next);
+                if let Some((u, i)) = alive(r) {
+                    let slot = &mut cur[u as usize >> shift];
+                    let at = *slot;
+                    *slot += 1;
+                    // SAFETY: `at` lies in this block's own range of the bucket's slots.
+                    unsafe {
+                        qt.put(at, t);
+                        qi.put(at, (((u as u64) << 32) | i as u64) as i64);
+                        if let (Some(p), Some(x)) = (qr, rating) {
+                            p.put(at, x);
+                        }
                     }
                 }
+                r += 1;
             }
         }
     });
     // SAFETY: pass 1 wrote every slot of 0..n.
-    unsafe {
-        recs.set_len(n);
-        if let Some(r) = b_rt.as_mut() {
-            r.set_len(n);
-        }
-    }
-    // Pass 2: per bucket, by user into the final arrays, then each user's slice by time.
-    let mut ts = buffer::with_capacity::<i64>(n);
-    let mut item_csr = buffer::with_capacity::<i64>(n);
-    let mut ratings = input.ratings.map(|_| buffer::with_capacity::<f32>(n));
-    let (qt, qi) = (Slots::of(&mut ts), Slots::of(&mut item_csr));
-    let qr = ratings.as_mut().map(Slots::of);
-    (0..n_buckets).into_par_iter().for_each_init(Bucket::default, |bk, k| {
-        let (u0, u1) = (first_user(k), first_user(k + 1));
-        let (lo, hi) = (offsets[u0] as usize, offsets[u1] as usize);
-        let rt = b_rt.as_deref().map(|r| &r[lo..hi]);
-        bk.fill(&recs[lo..hi], rt, &offsets[u0..=u1], u0);
-        // SAFETY: [lo, hi) is this bucket's own range of the outputs; it is written whole here.
-        unsafe {
-            qt.copy_from(lo, &bk.ts);
-            qi.copy_from(lo, &bk.items);
-            if let Some(q) = qr {
-                q.copy_from(lo, &bk.ratings);
-            }
-        }
-    });
-    // SAFETY: pass 2 wrote every slot of 0..n.
     unsafe {
         ts.set_len(n);
         item_csr.set_len(n);
@@ -310,10 +285,31 @@ fn group(ucodes: &[u32], icodes: &[u32], umap: &[u32], imap: &[u32], n_users: us
             r.set_len(n);
         }
     }
+    // Pass 2: per bucket, in place: by user, then each user's slice by time.
+    let bucket_ranges: Vec<(usize, usize)> = (0..n_buckets).map(|k| (first_user(k), first_user(k + 1))).collect();
+    let mut tasks = Vec::with_capacity(n_buckets);
+    let (mut t_rest, mut i_rest, mut r_rest) = (&mut ts[..], &mut item_csr[..], ratings.as_deref_mut());
+    for &(u0, u1) in &bucket_ranges {
+        let len = (offsets[u1] - offsets[u0]) as usize;
+        let (t, tr) = t_rest.split_at_mut(len);
+        let (i, ir) = i_rest.split_at_mut(len);
+        let (r, rr) = match r_rest {
+            Some(r) => {
+                let (x, y) = r.split_at_mut(len);
+                (Some(x), Some(y))
+            }
+            None => (None, None),
+        };
+        tasks.push((u0, u1, t, i, r));
+        (t_rest, i_rest, r_rest) = (tr, ir, rr);
+    }
+    tasks.into_par_iter().for_each_init(Bucket::default, |bk, (u0, u1, t, i, r)| {
+        bk.sort_in_place(t, i, r, &offsets[u0..=u1], u0);
+    });
     Grouped { offsets, ts, item_csr, ratings }
 }
 
-/// One bucket's rows, grouped by user and sorted, in reused (cache-resident) buffers.
+/// Reused buffers for one bucket at a time.
 #[derive(Default)]
 struct Bucket {
     ts: Vec<i64>,
@@ -324,37 +320,46 @@ struct Bucket {
 }
 
 impl Bucket {
-    /// Stable counting sort of `recs` by user (users `u0..`, `offsets`: their CSR offsets), then
-    /// each user's slice sorted by timestamp.
-    fn fill(&mut self, recs: &[Rec], ratings: Option<&[f32]>, offsets: &[i64], u0: usize) {
-        let (m, base) = (recs.len(), offsets[0]);
+    /// `ts`/`items`/`ratings` hold a bucket's rows in input order, `items` as `user << 32 | item`
+    /// (users `u0..`, `offsets`: their CSR offsets). Rewrites them grouped by user, each user's
+    /// slice by timestamp (stable), with items as dense ids `item + 1`.
+    fn sort_in_place(&mut self, ts: &mut [i64], items: &mut [i64], ratings: Option<&mut [f32]>, offsets: &[i64], u0: usize) {
+        let (m, base) = (ts.len(), offsets[0]);
+        let user = |packed: i64| ((packed as u64) >> 32) as usize - u0;
         self.ts.clear();
         self.ts.resize(m, 0);
         self.items.clear();
         self.items.resize(m, 0);
         self.cursor.clear();
         self.cursor.extend(offsets[..offsets.len() - 1].iter().map(|&o| (o - base) as usize));
-        for rec in recs {
-            let c = &mut self.cursor[rec.user as usize - u0];
-            self.ts[*c] = rec.ts;
-            self.items[*c] = rec.item as i64 + 1;
+        for (&t, &packed) in ts.iter().zip(items.iter()) {
+            let c = &mut self.cursor[user(packed)];
+            self.ts[*c] = t;
+            self.items[*c] = ((packed as u64) & 0xFFFF_FFFF) as i64 + 1;
             *c += 1;
         }
-        if let Some(rt) = ratings {
+        let mut rt = None;
+        if let Some(r) = ratings {
             self.ratings.clear();
             self.ratings.resize(m, 0.0);
             self.cursor.clear();
             self.cursor.extend(offsets[..offsets.len() - 1].iter().map(|&o| (o - base) as usize));
-            for (rec, &r) in recs.iter().zip(rt) {
-                let c = &mut self.cursor[rec.user as usize - u0];
-                self.ratings[*c] = r;
+            for (&x, &packed) in r.iter().zip(items.iter()) {
+                let c = &mut self.cursor[user(packed)];
+                self.ratings[*c] = x;
                 *c += 1;
             }
+            rt = Some(r);
         }
         for w in offsets.windows(2) {
             let (s, e) = ((w[0] - base) as usize, (w[1] - base) as usize);
-            let r = if ratings.is_some() { Some(&mut self.ratings[s..e]) } else { None };
+            let r = if rt.is_some() { Some(&mut self.ratings[s..e]) } else { None };
             sort_segment(&mut self.ts[s..e], &mut self.items[s..e], r, &mut self.scratch);
+        }
+        ts.copy_from_slice(&self.ts);
+        items.copy_from_slice(&self.items);
+        if let Some(r) = rt {
+            r.copy_from_slice(&self.ratings);
         }
     }
 }
@@ -429,6 +434,25 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
 
+    /// The column cut into uneven chunks, as polars hands a column read from parquet.
+    fn chunks<T: Copy + Send + Sync>(v: &[T]) -> Column<'_, T> {
+        let mut parts = Vec::new();
+        let mut rest = v;
+        let mut k = 1;
+        while !rest.is_empty() {
+            let (a, b) = rest.split_at((k * 37 % 101).min(rest.len()));
+            parts.push(a);
+            parts.push(&b[..0]);
+            rest = b;
+            k += 1;
+        }
+        Column::new(parts)
+    }
+
+    fn users_as_one<T: Copy + Send + Sync>(v: &[T]) -> Column<'_, T> {
+        v.into()
+    }
+
     /// The step-by-step path: encode, row-level k-core, stable sort by (user, time), split.
     fn reference(users: &[i64], items: &[i64], ts: &[i64], k: u32, spec: SplitSpec) -> (Vec<i64>, Vec<i64>, Vec<i64>, Vec<i64>, Option<Split>) {
         let (uc, uu) = ids::encode_i64(users);
@@ -477,7 +501,7 @@ mod tests {
             } else {
                 SplitSpec::GlobalTemporal { quantile: 0.8, threshold: None, target: Target::All, valid: Valid::LastItem }
             };
-            let input = Input { users: Ids::Int(&users), items: Ids::Int(&items), timestamps: &ts, ratings: Some(&ratings), k_user: k, k_item: k, split: spec };
+            let input = Input { users: Ids::Int(chunks(&users)), items: Ids::Int(chunks(&items)), timestamps: chunks(&ts), ratings: Some(chunks(&ratings)), k_user: k, k_item: k, split: spec };
             let got = prepare(&input).unwrap();
             let (kept_users, offsets, items_csr, ts_csr, split) = reference(&users, &items, &ts, k, spec);
             assert_eq!(got.users, Uniques::Int(kept_users));
@@ -505,7 +529,7 @@ mod tests {
         let items: Vec<i64> = (0..n).map(|_| rng.gen_range(0..5_000)).collect();
         let ts: Vec<i64> = (0..n).map(|_| rng.gen_range(0..2_000)).collect();
         let spec = SplitSpec::GlobalTemporal { quantile: 0.7, threshold: None, target: Target::Last, valid: Valid::Time(0.8) };
-        let input = Input { users: Ids::Int(&users), items: Ids::Int(&items), timestamps: &ts, ratings: None, k_user: 3, k_item: 3, split: spec };
+        let input = Input { users: Ids::Int(chunks(&users)), items: Ids::Int(users_as_one(&items)), timestamps: chunks(&ts), ratings: None, k_user: 3, k_item: 3, split: spec };
         let got = prepare(&input).unwrap();
         let (kept_users, offsets, items_csr, ts_csr, split) = reference(&users, &items, &ts, 3, spec);
         assert_eq!(got.users, Uniques::Int(kept_users));
@@ -526,7 +550,7 @@ mod tests {
             (0..n).map(|j| if j % 2 == 0 { i64::MIN + j as i64 % 3 } else { i64::MAX - j as i64 % 3 }).collect(),
         ] {
             let spec = SplitSpec::GlobalTemporal { quantile: 0.5, threshold: None, target: Target::Last, valid: Valid::None };
-            let got = prepare(&Input { users: Ids::Int(&users), items: Ids::Int(&items), timestamps: &ts, ratings: None, k_user: 1, k_item: 1, split: spec }).unwrap();
+            let got = prepare(&Input { users: Ids::Int(users.as_slice().into()), items: Ids::Int(items.as_slice().into()), timestamps: ts.as_slice().into(), ratings: None, k_user: 1, k_item: 1, split: spec }).unwrap();
             let mut order: Vec<usize> = (0..n).collect();
             order.sort_by_key(|&r| (ts[r], r));
             assert_eq!(got.item_csr, order.iter().map(|&r| items[r] + 1).collect::<Vec<_>>());
@@ -536,16 +560,19 @@ mod tests {
     #[test]
     fn bad_arguments_are_refused_before_work() {
         let spec = SplitSpec::GlobalTemporal { quantile: 1.5, threshold: None, target: Target::Last, valid: Valid::None };
-        let input = Input { users: Ids::Int(&[1]), items: Ids::Int(&[1]), timestamps: &[1], ratings: None, k_user: 1, k_item: 1, split: spec };
+        let one: &[i64] = &[1];
+        let input = Input { users: Ids::Int(one.into()), items: Ids::Int(one.into()), timestamps: one.into(), ratings: None, k_user: 1, k_item: 1, split: spec };
         assert!(matches!(prepare(&input), Err(CoreError::InvalidArgument { name: "quantile", .. })));
-        let input = Input { timestamps: &[1, 2], ..input };
+        let two: &[i64] = &[1, 2];
+        let input = Input { timestamps: two.into(), ..input };
         assert!(matches!(prepare(&input), Err(CoreError::LengthMismatch { .. })));
     }
 
     #[test]
     fn everything_filtered_gives_no_split() {
         let spec = SplitSpec::LeaveOneOut;
-        let input = Input { users: Ids::Int(&[1, 2]), items: Ids::Int(&[1, 2]), timestamps: &[1, 2], ratings: None, k_user: 5, k_item: 5, split: spec };
+        let two: &[i64] = &[1, 2];
+        let input = Input { users: Ids::Int(two.into()), items: Ids::Int(two.into()), timestamps: two.into(), ratings: None, k_user: 5, k_item: 5, split: spec };
         let got = prepare(&input).unwrap();
         assert!(got.split.is_none());
         assert_eq!((got.users_before, got.items_before, got.rows_dropped), (2, 2, 2));

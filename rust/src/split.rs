@@ -46,9 +46,10 @@ pub fn quantile(values: &[i64], q: f64) -> Option<f64> {
     quantile_parts(&[values], q)
 }
 
-/// Linear-interpolated quantile (numpy's default) of all the values in `parts`, found by radix
-/// selection: a 2^16-bucket histogram narrows the rank to one bucket, and only that bucket's
-/// values are collected and selected, so the data is read two or three times and never copied.
+/// Linear-interpolated quantile (numpy's default) of all the values in `parts`, found without
+/// sorting or copying the data: a sampled bracket read once (usually), else radix selection — a
+/// 2^16-bucket histogram narrows the rank to one bucket, and only that bucket's values are
+/// collected and selected.
 pub fn quantile_parts(parts: &[&[i64]], q: f64) -> Option<f64> {
     let n: usize = parts.iter().map(|p| p.len()).sum();
     if n == 0 {
@@ -83,7 +84,72 @@ where
 }
 
 /// The values at ranks `lo` and `hi` (`hi` is `lo` or `lo + 1`) of the multiset `parts`.
+///
+/// First a sample guesses a narrow value bracket around the ranks; one pass counts the values
+/// below it and collects those inside, and when the ranks fall inside, they are selected there
+/// (one read of the data). Otherwise — skewed data, or an unlucky sample — the exact radix
+/// narrowing below decides; either way the result is exact.
 fn select_pair(parts: &[&[i64]], lo: usize, hi: usize) -> (i64, i64) {
+    let n: usize = parts.iter().map(|p| p.len()).sum();
+    if n >= SAMPLE_FROM {
+        if let Some(pair) = select_pair_sampled(parts, n, lo, hi) {
+            return pair;
+        }
+    }
+    select_pair_radix(parts, lo, hi)
+}
+
+const SAMPLE_FROM: usize = 1 << 16;
+const SAMPLE: usize = 1 << 14;
+
+fn select_pair_sampled(parts: &[&[i64]], n: usize, lo: usize, hi: usize) -> Option<(i64, i64)> {
+    let mut starts = Vec::with_capacity(parts.len() + 1);
+    let mut at = 0usize;
+    starts.push(0);
+    for p in parts {
+        at += p.len();
+        starts.push(at);
+    }
+    let mut rng = crate::sequences::SplitMix64::new(0x5EED_0F_5A3D);
+    let mut sample: Vec<i64> = (0..SAMPLE)
+        .map(|_| {
+            let r = rng.below(n as u64) as usize;
+            let k = starts.partition_point(|&s| s <= r) - 1;
+            parts[k][r - starts[k]]
+        })
+        .collect();
+    sample.sort_unstable();
+    // The rank's place in the sample, widened by ~4 standard deviations of a sample quantile.
+    let centre = (lo as f64 / n as f64 * SAMPLE as f64) as usize;
+    let margin = 4 * (SAMPLE as f64).sqrt() as usize;
+    let a = sample[centre.saturating_sub(margin)];
+    let b = sample[(centre + margin + 1).min(SAMPLE - 1)];
+    let (below, mut inside) = fold_parts(
+        parts,
+        || (0usize, Vec::new()),
+        |acc, v| {
+            if v < a {
+                acc.0 += 1;
+            } else if v <= b {
+                acc.1.push(v);
+            }
+        },
+        |mut x, mut y| {
+            x.1.append(&mut y.1);
+            (x.0 + y.0, x.1)
+        },
+    );
+    if lo < below || hi >= below + inside.len() {
+        return None;
+    }
+    let (i_lo, i_hi) = (lo - below, hi - below);
+    let (_, &mut x_lo, upper) = inside.select_nth_unstable(i_lo);
+    let x_hi = if i_hi > i_lo { *upper.iter().min().expect("rank hi exists") } else { x_lo };
+    Some((x_lo, x_hi))
+}
+
+/// Exact selection by histogram narrowing (see [`quantile_parts`]).
+fn select_pair_radix(parts: &[&[i64]], lo: usize, hi: usize) -> (i64, i64) {
     let (mn, mx) = fold_parts(parts, || (i64::MAX, i64::MIN), |a, v| *a = (a.0.min(v), a.1.max(v)), |a, b| (a.0.min(b.0), a.1.max(b.1)));
     // Invariant: the ranks are relative to the values in [base, base + span].
     let (mut base, mut span) = (mn, mx.wrapping_sub(mn) as u64);
@@ -406,6 +472,17 @@ mod tests {
                 assert_eq!(quantile(v, q).unwrap(), want, "q {q} len {}", v.len());
                 let (a, b) = v.split_at(v.len() / 3);
                 assert_eq!(quantile_parts(&[a, &[], b], q).unwrap(), want);
+                // Both selection paths on their own, whichever the quantile took.
+                let h = (v.len() - 1) as f64 * q;
+                let (lo, hi) = (h.floor() as usize, h.ceil() as usize);
+                let mut sorted = v.clone();
+                sorted.sort();
+                assert_eq!(select_pair_radix(&[a, b], lo, hi), (sorted[lo], sorted[hi]));
+                if v.len() >= SAMPLE_FROM {
+                    if let Some(pair) = select_pair_sampled(&[a, b], v.len(), lo, hi) {
+                        assert_eq!(pair, (sorted[lo], sorted[hi]));
+                    }
+                }
             }
         }
     }
