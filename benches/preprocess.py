@@ -1,20 +1,38 @@
-"""Preprocessing at scale: seqdistill's Rust pipeline vs an idiomatic polars implementation.
+"""Preprocessing at scale: seqdistill's fused Rust pipeline vs the fastest polars and DuckDB
+pipelines we could write for the same steps.
 
-Both run in this process on the same synthetic log (Zipf-like item popularity, lognormal user
-lengths, shuffled rows): encode ids → iterative 5-core → global temporal split (0.8 quantile,
-last-item targets, no validation carve) → per-user chronological sequences (CSR). The results are
-compared element by element; seconds, peak memory above the input and the ratio are printed.
+Steps (all pipelines): iterative k-core to the fixpoint (simultaneous rounds) → dense ids in
+sorted raw order (items from 1) → the global temporal threshold (numpy-linear 0.8 quantile) →
+per-user chronological sequences (CSR; equal timestamps keep file order) → per-user training
+prefix length and the last-item test target. The results are compared element by element.
 
-    python benches/preprocess.py --rows 20000000 [--json out.json]
+Every candidate runs in a fresh worker process (the same for all: `python benches/preprocess.py
+--worker ...`) on the same parquet file, so peak memory is its own; the parent compares the
+arrays and prints medians, ratios and our per-stage breakdown.
+
+Sources: ``memory`` times the pipeline on a DataFrame already in memory (the file is read
+before the clock starts); ``parquet`` times file → result, read included (each candidate with its
+fastest reader).
+
+    python benches/preprocess.py --case ml20m [--case m2 --case 100m] [--repeats 3] [--json out.json]
+
+Needs ``pip install -e .[bench]`` (duckdb). Data files are generated once under
+``bench-results/data/`` (not committed).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
+import os
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import polars as pl
@@ -22,22 +40,28 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import PeakMemory, machine, write_json  # noqa: E402
 
-import seqdistill as sd  # noqa: E402
-from seqdistill.data import SplitConfig  # noqa: E402
+K = 5
+Q = 0.8
+KEYS = ("user_ids", "item_ids", "offsets", "items", "train_end", "test_users", "test_pos")
+
+# rows, users, items: ML-20M-like, Amazon-M2-like (many users and items, short sequences), and big.
+CASES = {
+    "ml20m": (20_000_000, 138_000, 27_000),
+    "m2": (3_651_542, 616_502, 334_060),
+    "100m": (100_000_000, 5_000_000, 1_000_000),
+    "1m": (1_000_000, 6_900, 1_350),
+}
 
 
-def synthetic_log(rows: int, seed: int = 0) -> pl.DataFrame:
-    """~138k users and ~27k items at 20M rows (scaled linearly), as in ML-20M's shape."""
+# ------------------------------------------------------------------------------------ data
+def synthetic_log(rows: int, n_users: int, n_items: int, seed: int = 0) -> pl.DataFrame:
+    """Zipf-like item popularity, lognormal user lengths, timestamps uniform over ~16 years,
+    rows shuffled; ids are spread-out integers (not 0..n)."""
     rng = np.random.default_rng(seed)
-    n_users = max(10, int(138_000 * rows / 20_000_000))
-    n_items = max(10, int(27_000 * rows / 20_000_000))
-    lengths = rng.lognormal(mean=0.0, sigma=1.0, size=n_users)
-    lengths = np.maximum(1, np.round(lengths / lengths.sum() * rows)).astype(np.int64)
-    diff = rows - lengths.sum()
-    lengths[np.argmax(lengths)] += diff
+    weights = rng.lognormal(mean=0.0, sigma=1.0, size=n_users)
+    lengths = 1 + rng.multinomial(rows - n_users, weights / weights.sum())  # every user has a row
     users = np.repeat(np.arange(n_users, dtype=np.int64) * 7 + 1_000_003, lengths)
-    ranks = np.arange(1, n_items + 1, dtype=np.float64)
-    cdf = np.cumsum(1.0 / (ranks + 5.0) ** 1.05)
+    cdf = np.cumsum(1.0 / (np.arange(1, n_items + 1, dtype=np.float64) + 5.0) ** 1.05)
     cdf /= cdf[-1]
     items = np.searchsorted(cdf, rng.random(rows)).astype(np.int64) * 13 + 500
     ts = rng.integers(1_000_000_000, 1_500_000_000, rows, dtype=np.int64)
@@ -45,115 +69,312 @@ def synthetic_log(rows: int, seed: int = 0) -> pl.DataFrame:
     return pl.DataFrame({"user_id": users[perm], "item_id": items[perm], "timestamp": ts[perm]})
 
 
-def ours(df: pl.DataFrame, k: int):
-    ds = sd.prepare(df, k_core=k, split=SplitConfig(valid="none", target="last"))
-    test_users, test_pos = ds.targets("test")
-    return {
-        "user_ids": ds.user_ids.to_numpy(),
-        "item_ids": ds.item_ids[1:].to_numpy(),
-        "offsets": ds.offsets,
-        "items": ds.items,
-        "train_end": ds.train_end,
-        "test_users": test_users,
-        "test_pos": test_pos,
-        "rounds": ds.stats["kcore"]["rounds"],
-    }
+def data_file(case: str, folder: Path) -> Path:
+    path = folder / f"{case}.parquet"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        df = synthetic_log(*CASES[case])
+        tmp = path.with_suffix(".tmp.parquet")
+        df.write_parquet(tmp)
+        os.replace(tmp, path)
+        print(f"generated {path} ({df.height:,} rows) in {time.perf_counter() - t0:.0f}s", flush=True)
+    return path
 
 
-def polars_baseline(df: pl.DataFrame, k: int):
-    """The same steps written the way a polars user would."""
-    lf = df.lazy().with_row_index("row")
+# ------------------------------------------------------------------------------ candidates
+def ours(df: pl.DataFrame) -> dict[str, Any]:
+    import seqdistill as sd
+    from seqdistill.data import SplitConfig
+
+    ds = sd.prepare(df, k_core=K, split=SplitConfig(quantile=Q, valid="none", target="last"))
+    tu, tp = ds.targets("test")
+    return {"user_ids": ds.user_ids.to_numpy(), "item_ids": ds.item_ids[1:].to_numpy(), "offsets": ds.offsets,
+            "items": ds.items, "train_end": ds.train_end, "test_users": tu, "test_pos": tp,
+            "_rounds": ds.stats["kcore"]["rounds"], "_stages": ds.stats["stages"]}
+
+
+def _kcore_polars(cur: pl.DataFrame, how: str) -> tuple[pl.DataFrame, int]:
+    """Simultaneous rounds: counts on the current log, keep rows whose user and item both pass."""
     rounds = 0
-    cur = lf.collect()
     while True:
-        nxt = cur.filter((pl.len().over("user_id") >= k) & (pl.len().over("item_id") >= k))
+        keep_u = cur.group_by("user_id").len().filter(pl.col("len") >= K).get_column("user_id")
+        keep_i = cur.group_by("item_id").len().filter(pl.col("len") >= K).get_column("item_id")
+        if how == "is_in":
+            nxt = cur.filter(pl.col("user_id").is_in(keep_u.implode()) & pl.col("item_id").is_in(keep_i.implode()))
+        else:  # semi-joins that keep the left order
+            nxt = (cur.join(keep_u.to_frame(), on="user_id", how="semi", maintain_order="left")
+                   .join(keep_i.to_frame(), on="item_id", how="semi", maintain_order="left"))
         if nxt.height == cur.height:
-            break
+            return cur, rounds
         cur, rounds = nxt, rounds + 1
-    thr = cur.get_column("timestamp").quantile(0.8, interpolation="linear")
-    enc = (
-        cur.lazy()
-        .with_columns(
-            (pl.col("user_id").rank("dense") - 1).cast(pl.Int64).alias("user"),
-            pl.col("item_id").rank("dense").cast(pl.Int64).alias("item"),
-        )
-        .sort(["user", "timestamp", "row"])
-        .with_columns(pl.int_range(pl.len()).over("user").alias("pos"))
-        .collect()
-    )
-    per_user = (
-        enc.lazy()
-        .group_by("user", maintain_order=True)
-        .agg(
-            pl.len().alias("n"),
-            (pl.col("timestamp") < thr).sum().alias("train_end"),
-            pl.col("pos").filter((pl.col("timestamp") >= thr) & (pl.col("pos") >= 1)).last().alias("test_pos"),
-        )
-        .collect()
-    )
-    user_ids = enc.group_by("user").agg(pl.col("user_id").first()).sort("user").get_column("user_id").to_numpy()
-    item_ids = enc.group_by("item").agg(pl.col("item_id").first()).sort("item").get_column("item_id").to_numpy()
+
+
+def _polars_rest(cur: pl.DataFrame, rounds: int, sort_key: str) -> dict[str, Any]:
+    users = cur.get_column("user_id").unique().sort()
+    items = cur.get_column("item_id").unique().sort()
+    thr = cur.get_column("timestamp").quantile(Q, interpolation="linear")
+    enc = (cur.join(pl.DataFrame({"user_id": users, "user": np.arange(len(users), dtype=np.int64)}), on="user_id",
+                    how="left", maintain_order="left")
+           .join(pl.DataFrame({"item_id": items, "item": np.arange(1, len(items) + 1, dtype=np.int64)}), on="item_id",
+                 how="left", maintain_order="left"))
+    if sort_key == "combined":  # one int64 key: user * span + (timestamp - min), stable sort
+        t0, span = enc.get_column("timestamp").min(), enc.get_column("timestamp").max() - enc.get_column("timestamp").min() + 1
+        enc = enc.sort(pl.col("user") * span + (pl.col("timestamp") - t0), maintain_order=True)
+    else:
+        enc = enc.sort(["user", "timestamp"], maintain_order=True)
+    per_user = enc.group_by("user", maintain_order=True).agg(
+        n=pl.len(), train_end=(pl.col("timestamp") < thr).sum(), last_ts=pl.col("timestamp").last())
     n = per_user.get_column("n").to_numpy()
-    test = per_user.filter(pl.col("test_pos").is_not_null())
-    return {
-        "user_ids": user_ids,
-        "item_ids": item_ids,
-        "offsets": np.concatenate([[0], np.cumsum(n)]),
-        "items": enc.get_column("item").to_numpy(),
-        "train_end": per_user.get_column("train_end").to_numpy(),
-        "test_users": test.get_column("user").to_numpy(),
-        "test_pos": test.get_column("test_pos").to_numpy(),
-        "rounds": rounds,
-    }
+    test = per_user.filter((pl.col("last_ts") >= thr) & (pl.col("n") >= 2))
+    return {"user_ids": users.to_numpy(), "item_ids": items.to_numpy(), "offsets": np.concatenate([[0], np.cumsum(n)]),
+            "items": enc.get_column("item").to_numpy(), "train_end": per_user.get_column("train_end").to_numpy(),
+            "test_users": test.get_column("user").to_numpy(), "test_pos": test.get_column("n").to_numpy() - 1,
+            "_rounds": rounds}
 
 
-def same(a: dict, b: dict) -> bool:
+def polars_lazy(df: pl.DataFrame) -> dict[str, Any]:
+    """Lazy queries on the streaming engine where it measured faster: k-core by group_by + is_in
+    per round, codes by replace_strict on the sorted uniques, one stable sort on a single int64
+    key (user * span + time offset), per-user aggregates in that order."""
+    cur, rounds = df, 0
+    while True:
+        counts = pl.collect_all([cur.lazy().group_by("user_id").len().filter(pl.col("len") >= K),
+                                 cur.lazy().group_by("item_id").len().filter(pl.col("len") >= K)], engine="streaming")
+        keep_u, keep_i = counts[0].get_column("user_id"), counts[1].get_column("item_id")
+        if len(keep_u) == cur.get_column("user_id").n_unique() and len(keep_i) == cur.get_column("item_id").n_unique():
+            break
+        cur = cur.lazy().filter(pl.col("user_id").is_in(keep_u.implode()) & pl.col("item_id").is_in(keep_i.implode())).collect()
+        rounds += 1
+    users, items = keep_u.sort(), keep_i.sort()
+    ts = cur.get_column("timestamp")
+    t0, span = ts.min(), ts.max() - ts.min() + 1
+    thr = ts.quantile(Q, interpolation="linear")
+    enc = (cur.lazy()
+           .select(user=pl.col("user_id").replace_strict(users, np.arange(len(users), dtype=np.int64), return_dtype=pl.Int64),
+                   item=pl.col("item_id").replace_strict(items, np.arange(1, len(items) + 1, dtype=np.int64), return_dtype=pl.Int64),
+                   timestamp=pl.col("timestamp"))
+           .sort(pl.col("user") * span + (pl.col("timestamp") - t0), maintain_order=True)
+           .collect(engine="streaming"))
+    per_user = enc.group_by("user", maintain_order=True).agg(
+        n=pl.len(), train_end=(pl.col("timestamp") < thr).sum(), last_ts=pl.col("timestamp").last())
+    n = per_user.get_column("n").to_numpy()
+    test = per_user.filter((pl.col("last_ts") >= thr) & (pl.col("n") >= 2))
+    return {"user_ids": users.to_numpy(), "item_ids": items.to_numpy(), "offsets": np.concatenate([[0], np.cumsum(n)]),
+            "items": enc.get_column("item").to_numpy(), "train_end": per_user.get_column("train_end").to_numpy(),
+            "test_users": test.get_column("user").to_numpy(), "test_pos": test.get_column("n").to_numpy() - 1,
+            "_rounds": rounds}
+
+
+def polars_isin(df: pl.DataFrame) -> dict[str, Any]:
+    return _polars_rest(*_kcore_polars(df, "is_in"), "columns")
+
+
+def polars_isin_combined(df: pl.DataFrame) -> dict[str, Any]:
+    return _polars_rest(*_kcore_polars(df, "is_in"), "combined")
+
+
+def polars_semijoin(df: pl.DataFrame) -> dict[str, Any]:
+    return _polars_rest(*_kcore_polars(df, "semi"), "combined")
+
+
+def duckdb_sql(source: Any) -> dict[str, Any]:
+    """The same steps in DuckDB SQL (rowid keeps file order for equal timestamps)."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(f"PRAGMA threads={os.cpu_count()}")
+    if isinstance(source, pl.DataFrame):
+        con.register("src", source.to_arrow())
+        con.execute("CREATE TABLE t AS SELECT * FROM src")
+    else:
+        con.execute(f"CREATE TABLE t AS SELECT * FROM read_parquet('{source}')")
+    con.execute("CREATE TABLE cur AS SELECT rowid AS row, user_id, item_id, timestamp FROM t")
+    con.execute("DROP TABLE t")
+    rounds, height = 0, con.execute("SELECT count(*) FROM cur").fetchone()[0]
+    while True:
+        con.execute(f"""CREATE OR REPLACE TABLE nxt AS SELECT * FROM cur
+            WHERE user_id IN (SELECT user_id FROM cur GROUP BY user_id HAVING count(*) >= {K})
+              AND item_id IN (SELECT item_id FROM cur GROUP BY item_id HAVING count(*) >= {K})""")
+        h = con.execute("SELECT count(*) FROM nxt").fetchone()[0]
+        if h == height:
+            break
+        con.execute("DROP TABLE cur")
+        con.execute("ALTER TABLE nxt RENAME TO cur")
+        rounds, height = rounds + 1, h
+    thr = con.execute(f"SELECT quantile_cont(timestamp, {Q}) FROM cur").fetchone()[0]
+    con.execute("CREATE TABLE u AS SELECT user_id, (row_number() OVER (ORDER BY user_id)) - 1 AS user FROM (SELECT DISTINCT user_id FROM cur)")
+    con.execute("CREATE TABLE i AS SELECT item_id, row_number() OVER (ORDER BY item_id) AS item FROM (SELECT DISTINCT item_id FROM cur)")
+    seq = con.execute("""SELECT u.user, i.item, c.timestamp FROM cur c JOIN u USING (user_id) JOIN i USING (item_id)
+                         ORDER BY u.user, c.timestamp, c.row""").fetchnumpy()
+    per = con.execute(f"""SELECT u.user, count(*) AS n, sum(CASE WHEN c.timestamp < {thr} THEN 1 ELSE 0 END) AS train_end,
+                          max(c.timestamp) AS last_ts FROM cur c JOIN u USING (user_id) GROUP BY u.user ORDER BY u.user""").fetchnumpy()
+    users = con.execute("SELECT user_id FROM u ORDER BY user").fetchnumpy()["user_id"]
+    items = con.execute("SELECT item_id FROM i ORDER BY item").fetchnumpy()["item_id"]
+    n = np.asarray(per["n"], dtype=np.int64)
+    test = (np.asarray(per["last_ts"]) >= thr) & (n >= 2)
+    return {"user_ids": users, "item_ids": items, "offsets": np.concatenate([[0], np.cumsum(n)]),
+            "items": np.asarray(seq["item"]), "train_end": np.asarray(per["train_end"], dtype=np.int64),
+            "test_users": np.asarray(per["user"])[test], "test_pos": n[test] - 1, "_rounds": rounds}
+
+
+def read_polars(path: Path) -> pl.DataFrame:
+    return pl.read_parquet(path)
+
+
+def read_pyarrow(path: Path) -> pl.DataFrame:
+    import pyarrow.parquet as pq
+
+    return pl.from_arrow(pq.read_table(path))  # type: ignore[return-value]
+
+
+READERS: dict[str, Callable[[Path], pl.DataFrame]] = {"pl.read_parquet": read_polars, "pyarrow.parquet": read_pyarrow}
+CANDIDATES: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "seqdistill": ours,
+    "polars: lazy, streaming sort": polars_lazy,
+    "polars: is_in k-core, column sort": polars_isin,
+    "polars: is_in k-core, one-key sort": polars_isin_combined,
+    "polars: semi-join k-core, one-key sort": polars_semijoin,
+    "duckdb: SQL": duckdb_sql,
+}
+
+
+# ----------------------------------------------------------------------------------- worker
+def worker(candidate: str, path: Path, source: str, reader: str, out: Path | None) -> None:
+    """One timed run in this (fresh) process; prints a JSON line."""
+    import seqdistill  # noqa: F401  (import cost is not timed for anyone)
+    import duckdb  # noqa: F401
+
+    fn = CANDIDATES[candidate]
+    read = READERS[reader]
+    if source == "memory":
+        df = read(path)
+        gc.collect()
+        with PeakMemory() as mem:
+            t0 = time.perf_counter()
+            res = fn(df)
+            secs = time.perf_counter() - t0
+        input_bytes = df.estimated_size()
+    else:
+        gc.collect()
+        with PeakMemory() as mem:
+            t0 = time.perf_counter()
+            res = fn(path) if candidate.startswith("duckdb") else fn(read(path))
+            secs = time.perf_counter() - t0
+        input_bytes = path.stat().st_size
+    if out is not None:
+        np.savez(out, **{k: np.asarray(res[k]) for k in KEYS})
+    print(json.dumps({"seconds": secs, "peak_bytes": mem.peak, "input_bytes": input_bytes,
+                      "rounds": res["_rounds"], "stages": res.get("_stages")}), flush=True)
+
+
+def run_worker(candidate: str, path: Path, source: str, reader: str, out: Path | None) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--worker", candidate, "--data", str(path), "--source", source, "--reader", reader]
+    if out is not None:
+        cmd += ["--out", str(out)]
+    p = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if p.returncode != 0:
+        raise RuntimeError(f"{candidate} failed:\n{p.stderr[-3000:]}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
     ok = True
-    for key in a:
-        if key == "rounds":
-            continue
+    for key in KEYS:
         if not np.array_equal(np.asarray(a[key], dtype=np.int64), np.asarray(b[key], dtype=np.int64)):
-            print(f"  mismatch in {key}")
+            print(f"    mismatch in {key}", flush=True)
             ok = False
     return ok
 
 
-def timed(fn, *args):
-    gc.collect()
-    with PeakMemory() as mem:
-        t0 = time.perf_counter()
-        out = fn(*args)
-        secs = time.perf_counter() - t0
-    return out, secs, mem.peak
+def bench_case(case: str, source: str, candidates: list[str], repeats: int, data_dir: Path) -> list[dict[str, Any]]:
+    path = data_file(case, data_dir)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        results: dict[str, dict[str, Any]] = {}
+        reference = None
+        for cand in candidates:
+            readers = list(READERS) if source == "parquet" and not cand.startswith("duckdb") else ["pl.read_parquet"]
+            best: dict[str, Any] | None = None
+            for reader in readers:
+                runs = []
+                for r in range(repeats):
+                    out = Path(tmp) / f"{len(results)}.npz" if r == 0 else None
+                    runs.append(run_worker(cand, path, source, reader, out))
+                    if out is not None:
+                        arrays = dict(np.load(out))
+                        if reference is None:
+                            reference = arrays
+                            ok = True
+                        else:
+                            ok = same(reference, arrays)
+                med = statistics.median(x["seconds"] for x in runs)
+                entry = {"candidate": cand, "reader": reader if source == "parquet" else None, "seconds": med,
+                         "all_seconds": [round(x["seconds"], 3) for x in runs], "peak_bytes": max(x["peak_bytes"] for x in runs),
+                         "input_bytes": runs[0]["input_bytes"], "rounds": runs[0]["rounds"], "stages": runs[-1]["stages"],
+                         "same_result": ok}
+                name = cand + (f" ({reader})" if entry["reader"] else "")
+                print(f"  {name:55s} {med:8.3f}s  {[round(x['seconds'], 2) for x in runs]}  peak +{entry['peak_bytes'] / 2**30:.2f} GiB "
+                      f"({entry['peak_bytes'] / entry['input_bytes']:.2f}x input)  rounds {entry['rounds']}  same {ok}", flush=True)
+                if best is None or med < best["seconds"]:
+                    best = entry
+            assert best is not None
+            results[cand] = best
+        ours_r = results["seqdistill"]
+        if ours_r["stages"]:
+            print("  seqdistill stages: " + ", ".join(f"{k} {v:.3f}s" for k, v in ours_r["stages"].items()), flush=True)
+        for family in ("polars", "duckdb"):
+            fam = [r for c, r in results.items() if c.startswith(family)]
+            if not fam:
+                continue
+            b = min(fam, key=lambda r: r["seconds"])
+            ratio = b["seconds"] / ours_r["seconds"]
+            label = b["candidate"] + (f" ({b['reader']})" if b["reader"] else "")
+            print(f"  => {case} [{source}] fastest {family}: {label} {b['seconds']:.3f}s; seqdistill {ours_r['seconds']:.3f}s; "
+                  f"ratio {ratio:.2f}x", flush=True)
+            rows.append({"case": f"{case} {CASES[case][0]:,} rows, {source}", "ours_s": round(ours_r["seconds"], 4),
+                         "ours_reader": ours_r["reader"], "baseline": label, "baseline_s": round(b["seconds"], 4),
+                         "ratio": round(ratio, 3), "same_result": bool(ours_r["same_result"] and b["same_result"]),
+                         "ours_peak_gib": round(ours_r["peak_bytes"] / 2**30, 3),
+                         "baseline_peak_gib": round(b["peak_bytes"] / 2**30, 3),
+                         "input_gib": round(ours_r["input_bytes"] / 2**30, 3), "stages": ours_r["stages"],
+                         "all_candidates": {c: round(r["seconds"], 4) for c, r in results.items()}})
+        if len(results) == 1:
+            rows.append({"case": f"{case} {CASES[case][0]:,} rows, {source}", "ours_s": round(ours_r["seconds"], 4),
+                         "baseline": None, "baseline_s": None, "ratio": None, "same_result": None,
+                         "ours_peak_gib": round(ours_r["peak_bytes"] / 2**30, 3),
+                         "input_gib": round(ours_r["input_bytes"] / 2**30, 3), "stages": ours_r["stages"]})
+    return rows
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rows", type=int, default=20_000_000)
-    ap.add_argument("--k", type=int, default=5)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--skip-baseline", action="store_true", help="time seqdistill only (e.g. at 100M rows)")
+    ap.add_argument("--case", action="append", choices=sorted(CASES), help="default: ml20m and m2")
+    ap.add_argument("--source", action="append", choices=["memory", "parquet"], help="default: both")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--only-ours", action="store_true", help="seqdistill alone (e.g. at 100M rows)")
+    ap.add_argument("--candidates", nargs="+", help="subset of: " + ", ".join(CANDIDATES))
+    ap.add_argument("--data-dir", default="bench-results/data")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--data", help=argparse.SUPPRESS)
+    ap.add_argument("--reader", default="pl.read_parquet", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
-
-    print(f"machine: {machine()}")
-    t0 = time.perf_counter()
-    df = synthetic_log(args.rows, args.seed)
-    input_bytes = df.estimated_size()
-    print(f"generated {df.height:,} rows in {time.perf_counter() - t0:.1f}s; input columns {input_bytes / 2**30:.2f} GiB")
-
-    a, secs_a, mem_a = timed(ours, df, args.k)
-    print(f"seqdistill: {secs_a:7.2f}s  peak +{mem_a / 2**30:.2f} GiB ({mem_a / input_bytes:.2f}x input)  kcore rounds {a['rounds']}  "
-          f"users {len(a['user_ids']):,} items {len(a['item_ids']):,} rows {len(a['items']):,}")
-    row = {"case": f"prepare {args.rows:,} rows", "ours_s": round(secs_a, 3), "ours_peak_gib": round(mem_a / 2**30, 3),
-           "input_gib": round(input_bytes / 2**30, 3), "baseline": "polars", "baseline_s": None, "ratio": None, "same_result": None}
-    if not args.skip_baseline:
-        b, secs_b, mem_b = timed(polars_baseline, df, args.k)
-        ok = same(a, b)
-        print(f"polars:     {secs_b:7.2f}s  peak +{mem_b / 2**30:.2f} GiB ({mem_b / input_bytes:.2f}x input)  kcore rounds {b['rounds']}")
-        print(f"ratio (polars / seqdistill): {secs_b / secs_a:.2f}x   same result: {ok}")
-        row.update(baseline_s=round(secs_b, 3), ratio=round(secs_b / secs_a, 3), same_result=ok, baseline_peak_gib=round(mem_b / 2**30, 3))
-    write_json(args.json, "preprocess", [row])
+    if args.worker:
+        worker(args.worker, Path(args.data), args.source[0] if args.source else "memory", args.reader,
+               Path(args.out) if args.out else None)
+        return
+    print(f"machine: {machine()}", flush=True)
+    cands = ["seqdistill"] if args.only_ours else (args.candidates or list(CANDIDATES))
+    if "seqdistill" not in cands:
+        cands = ["seqdistill", *cands]
+    rows = []
+    for case in args.case or ["ml20m", "m2"]:
+        for source in args.source or ["memory", "parquet"]:
+            print(f"{case} [{source}]", flush=True)
+            rows += bench_case(case, source, cands, args.repeats, Path(args.data_dir))
+    write_json(args.json, "preprocess", rows)
 
 
 if __name__ == "__main__":
