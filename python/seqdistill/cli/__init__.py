@@ -41,12 +41,12 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse printed the usage error or the help already
         return e.code if isinstance(e.code, int) else 2
-    arg = getattr(args, "output_arg", None)
-    output = None if arg is None or getattr(args, arg, None) is None else str(getattr(args, arg))
+    arg: str = getattr(args, "output_arg", None) or ""
+    output = None if getattr(args, arg, None) is None else str(getattr(args, arg))
 
     def command() -> int:
         if output is not None:  # a path no folder can be made at is refused before any work
-            check_output_path(output, _FLAGS.get(arg, f"--{arg.replace('_', '-')}"))
+            check_output_path(output, _FLAGS.get(arg, "--" + arg.replace("_", "-")))
         return args.func(args)
 
     return _errors.run(args.prog_name, command, debug=args.debug, output=output)
