@@ -2,7 +2,9 @@
 //! result classes, the GIL released while the Rust functions run, and the one place where
 //! [`CoreError`] becomes a Python exception (a class of `seqdistill.errors`).
 
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{
+    IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
+};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
@@ -171,13 +173,20 @@ impl TopkMetrics {
     }
 }
 
-fn topk_result(py: Python<'_>, values: Vec<Vec<Vec<f64>>>, ks: &[usize], topk: Bound<'_, PyArray2<i64>>, rows: usize) -> PyResult<TopkMetrics> {
+fn topk_result(
+    py: Python<'_>,
+    values: Vec<Vec<Vec<f64>>>,
+    ks: &[usize],
+    topk: Bound<'_, PyArray2<i64>>,
+    rows: usize,
+) -> PyResult<TopkMetrics> {
     let mut mats = Vec::with_capacity(4);
     for per_k in values {
         let flat: Vec<f64> = per_k.into_iter().flatten().collect();
         mats.push(flat.into_pyarray(py).reshape([ks.len(), rows])?.unbind());
     }
-    let [ndcg, recall, hit_rate, mrr]: [Py<PyArray2<f64>>; 4] = mats.try_into().map_err(|_| CoreError::invalid("metrics", "expected four metrics"))?;
+    let [ndcg, recall, hit_rate, mrr]: [Py<PyArray2<f64>>; 4] =
+        mats.try_into().map_err(|_| CoreError::invalid("metrics", "expected four metrics"))?;
     Ok(TopkMetrics { ks: ks.to_vec(), topk: Some(topk.unbind()), ndcg, recall, hit_rate, mrr })
 }
 
@@ -193,7 +202,11 @@ fn encode_i64<'py>(py: Python<'py>, values: PyReadonlyArray1<'py, i64>) -> PyRes
 
 /// Encode UTF-8 strings in Arrow layout: returns (codes uint32, first_rows uint64 in sorted order).
 #[pyfunction]
-fn encode_str<'py>(py: Python<'py>, offsets: PyReadonlyArray1<'py, i64>, data: PyReadonlyArray1<'py, u8>) -> PyResult<(Arr1<'py, u32>, Arr1<'py, u64>)> {
+fn encode_str<'py>(
+    py: Python<'py>,
+    offsets: PyReadonlyArray1<'py, i64>,
+    data: PyReadonlyArray1<'py, u8>,
+) -> PyResult<(Arr1<'py, u32>, Arr1<'py, u64>)> {
     let o = slice(&offsets, "offsets")?;
     let d = slice(&data, "data")?;
     let (codes, first) = py.detach(|| ids::encode_str(o, d))?;
@@ -218,7 +231,10 @@ impl IdArg<'_> {
 }
 
 /// A column given as a list of 1-d chunks, read in place.
-fn column<'a, T: numpy::Element + Copy + Send + Sync>(chunks: &'a [PyReadonlyArray1<'_, T>], name: &'static str) -> Result<Column<'a, T>, CoreError> {
+fn column<'a, T: numpy::Element + Copy + Send + Sync>(
+    chunks: &'a [PyReadonlyArray1<'_, T>],
+    name: &'static str,
+) -> Result<Column<'a, T>, CoreError> {
     Ok(Column::new(chunks.iter().map(|c| slice(c, name)).collect::<Result<Vec<_>, _>>()?))
 }
 
@@ -229,7 +245,14 @@ fn uniques(py: Python<'_>, u: Uniques) -> (Option<Out1<i64>>, Option<Out1<u64>>)
     }
 }
 
-fn split_spec(kind: &str, quantile: f64, threshold: Option<f64>, target: &str, valid: &str, valid_quantile: f64) -> Result<SplitSpec, CoreError> {
+fn split_spec(
+    kind: &str,
+    quantile: f64,
+    threshold: Option<f64>,
+    target: &str,
+    valid: &str,
+    valid_quantile: f64,
+) -> Result<SplitSpec, CoreError> {
     match kind {
         "global_temporal" => Ok(SplitSpec::GlobalTemporal {
             quantile,
@@ -302,13 +325,22 @@ fn prepare_log(
 /// Iterative k-core over dense codes.
 #[pyfunction]
 #[pyo3(signature = (users, items, n_users, n_items, k_user, k_item))]
-fn kcore(py: Python<'_>, users: PyReadonlyArray1<'_, u32>, items: PyReadonlyArray1<'_, u32>, n_users: usize, n_items: usize, k_user: u32, k_item: u32) -> PyResult<KCoreResult> {
+fn kcore(
+    py: Python<'_>,
+    users: PyReadonlyArray1<'_, u32>,
+    items: PyReadonlyArray1<'_, u32>,
+    n_users: usize,
+    n_items: usize,
+    k_user: u32,
+    k_item: u32,
+) -> PyResult<KCoreResult> {
     let u = slice(&users, "users")?;
     let i = slice(&items, "items")?;
     let r = py.detach(|| peel::kcore(u, i, n_users, n_items, k_user, k_item))?;
     let (umap, nu) = ids::compact_map(&r.keep_users);
     let (imap, ni) = ids::compact_map(&r.keep_items);
-    let to_i64 = |m: Vec<u32>| -> Vec<i64> { m.into_iter().map(|c| if c == u32::MAX { -1 } else { c as i64 }).collect() };
+    let to_i64 =
+        |m: Vec<u32>| -> Vec<i64> { m.into_iter().map(|c| if c == u32::MAX { -1 } else { c as i64 }).collect() };
     Ok(KCoreResult {
         keep: arr(py, r.keep),
         user_map: arr(py, to_i64(umap)),
@@ -322,7 +354,12 @@ fn kcore(py: Python<'_>, users: PyReadonlyArray1<'_, u32>, items: PyReadonlyArra
 
 /// Stable chronological order per user: returns (order uint32, offsets int64).
 #[pyfunction]
-fn sort_by_user_time<'py>(py: Python<'py>, users: PyReadonlyArray1<'py, u32>, timestamps: PyReadonlyArray1<'py, i64>, n_users: usize) -> PyResult<(Arr1<'py, u32>, Arr1<'py, i64>)> {
+fn sort_by_user_time<'py>(
+    py: Python<'py>,
+    users: PyReadonlyArray1<'py, u32>,
+    timestamps: PyReadonlyArray1<'py, i64>,
+    n_users: usize,
+) -> PyResult<(Arr1<'py, u32>, Arr1<'py, i64>)> {
     let u = slice(&users, "users")?;
     let t = slice(&timestamps, "timestamps")?;
     let (order, offsets) = py.detach(|| split::sort_by_user_time(u, t, n_users))?;
@@ -370,7 +407,13 @@ fn leave_one_out_split(py: Python<'_>, offsets: PyReadonlyArray1<'_, i64>) -> Py
 /// Sliding training windows: returns (users, ends) int64.
 #[pyfunction]
 #[pyo3(signature = (train_end, length, stride, min_len=2))]
-fn training_windows<'py>(py: Python<'py>, train_end: PyReadonlyArray1<'py, i64>, length: usize, stride: usize, min_len: usize) -> PyResult<(Arr1<'py, i64>, Arr1<'py, i64>)> {
+fn training_windows<'py>(
+    py: Python<'py>,
+    train_end: PyReadonlyArray1<'py, i64>,
+    length: usize,
+    stride: usize,
+    min_len: usize,
+) -> PyResult<(Arr1<'py, i64>, Arr1<'py, i64>)> {
     let t = slice(&train_end, "train_end")?;
     let (u, e) = py.detach(|| sequences::training_windows(t, length, stride, min_len))?;
     Ok((u.into_pyarray(py), e.into_pyarray(py)))
@@ -386,7 +429,8 @@ fn gather_windows<'py>(
     ends: PyReadonlyArray1<'py, i64>,
     length: usize,
 ) -> PyResult<Bound<'py, PyArray2<i64>>> {
-    let (o, i, u, e) = (slice(&offsets, "offsets")?, slice(&items, "items")?, slice(&users, "users")?, slice(&ends, "ends")?);
+    let (o, i, u, e) =
+        (slice(&offsets, "offsets")?, slice(&items, "items")?, slice(&users, "users")?, slice(&ends, "ends")?);
     let rows = u.len();
     let out = py.detach(|| sequences::gather_windows(o, i, u, e, length))?;
     out.into_pyarray(py).reshape([rows, length])
@@ -407,7 +451,8 @@ fn seen_items<'py>(
     users: PyReadonlyArray1<'py, i64>,
     ends: PyReadonlyArray1<'py, i64>,
 ) -> PyResult<(Arr1<'py, i64>, Arr1<'py, i64>)> {
-    let (o, i, u, e) = (slice(&offsets, "offsets")?, slice(&items, "items")?, slice(&users, "users")?, slice(&ends, "ends")?);
+    let (o, i, u, e) =
+        (slice(&offsets, "offsets")?, slice(&items, "items")?, slice(&users, "users")?, slice(&ends, "ends")?);
     let (so, si) = py.detach(|| sequences::seen_items(o, i, u, e))?;
     Ok((so.into_pyarray(py), si.into_pyarray(py)))
 }
@@ -432,7 +477,9 @@ fn topk_metrics(
     let s = matrix(&scores, "scores")?;
     let truth = metrics::Csr { offsets: slice(&gt_offsets, "gt_offsets")?, values: slice(&gt_items, "gt_items")? };
     let seen = match (&seen_offsets, &seen_items) {
-        (Some(o), Some(v)) => Some(metrics::Csr { offsets: slice(o, "seen_offsets")?, values: slice(v, "seen_items")? }),
+        (Some(o), Some(v)) => {
+            Some(metrics::Csr { offsets: slice(o, "seen_offsets")?, values: slice(v, "seen_items")? })
+        }
         (None, None) => None,
         _ => return Err(CoreError::invalid("seen_items", "give both seen_offsets and seen_items, or neither").into()),
     };
@@ -444,7 +491,13 @@ fn topk_metrics(
 
 /// Metrics from precomputed top-k ids `[rows, k]` int64 (−1 = empty slot).
 #[pyfunction]
-fn topk_metrics_from_ids(py: Python<'_>, topk: PyReadonlyArray2<'_, i64>, ks: Vec<usize>, gt_offsets: PyReadonlyArray1<'_, i64>, gt_items: PyReadonlyArray1<'_, i64>) -> PyResult<TopkMetrics> {
+fn topk_metrics_from_ids(
+    py: Python<'_>,
+    topk: PyReadonlyArray2<'_, i64>,
+    ks: Vec<usize>,
+    gt_offsets: PyReadonlyArray1<'_, i64>,
+    gt_items: PyReadonlyArray1<'_, i64>,
+) -> PyResult<TopkMetrics> {
     let k = topk.shape()[1];
     let rows = topk.shape()[0];
     let t = matrix(&topk, "topk")?;

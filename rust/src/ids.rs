@@ -129,7 +129,7 @@ fn int_code_table(values: &Column<'_, i64>) -> (Lookup, Vec<i64>) {
     }
     let (lo, hi) = min_max(values);
     let range = (hi as i128 - lo as i128) as u128 + 1;
-    let limit = (values.len() as u64).saturating_mul(DENSE_RANGE_FACTOR).max(1 << 16).min(DENSE_RANGE_MAX);
+    let limit = (values.len() as u64).saturating_mul(DENSE_RANGE_FACTOR).clamp(1 << 16, DENSE_RANGE_MAX);
     if range <= limit as u128 {
         let (bitmap, uniques) = dense_table(values, lo, range as usize);
         (Lookup::Dense(bitmap), uniques)

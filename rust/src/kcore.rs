@@ -36,7 +36,14 @@ pub struct NodeCore {
 
 /// The k-core over codes whose row counts are already known (`ucount[u]` rows of user `u`).
 /// Codes must be in range (the caller built them).
-pub fn kcore_nodes(users: &[u32], items: &[u32], ucount: Vec<u32>, icount: Vec<u32>, k_user: u32, k_item: u32) -> NodeCore {
+pub fn kcore_nodes(
+    users: &[u32],
+    items: &[u32],
+    ucount: Vec<u32>,
+    icount: Vec<u32>,
+    k_user: u32,
+    k_item: u32,
+) -> NodeCore {
     kcore_nodes_with(users, items, ucount, icount, k_user, k_item, SCAN_ROUNDS)
 }
 
@@ -50,7 +57,13 @@ type Death = u8;
 const ALIVE: Death = Death::MAX;
 
 /// Marks the `candidates` still alive with `0 < count < k` as dying in `round`.
-fn mark_dying(death: &mut [Death], count: &[AtomicU32], k: u32, round: Death, candidates: impl Iterator<Item = u32>) -> bool {
+fn mark_dying(
+    death: &mut [Death],
+    count: &[AtomicU32],
+    k: u32,
+    round: Death,
+    candidates: impl Iterator<Item = u32>,
+) -> bool {
     let mut any = false;
     for x in candidates {
         let c = count[x as usize].load(Ordering::Relaxed);
@@ -128,7 +141,16 @@ struct Scan {
 /// rounds is `round`; it then leaves the counts of its endpoints that are still alive. Returns the
 /// rows dropped and the nodes whose count fell below k (the only candidates for the next round).
 #[allow(clippy::too_many_arguments)]
-fn scan_round(us: &[u32], is: &[u32], du: &[Death], di: &[Death], ucount: &[AtomicU32], icount: &[AtomicU32], k: (u32, u32), round: Death) -> Scan {
+fn scan_round(
+    us: &[u32],
+    is: &[u32],
+    du: &[Death],
+    di: &[Death],
+    ucount: &[AtomicU32],
+    icount: &[AtomicU32],
+    k: (u32, u32),
+    round: Death,
+) -> Scan {
     us.par_chunks(1 << 16)
         .zip(is.par_chunks(1 << 16))
         .map(|(us, is)| {
@@ -163,7 +185,11 @@ fn scan_round(us: &[u32], is: &[u32], du: &[Death], di: &[Death], ucount: &[Atom
 fn survivors(us: &[u32], is: &[u32], du: &[Death], di: &[Death]) -> (Vec<u32>, Vec<u32>) {
     const BLOCK: usize = 1 << 16;
     let alive = |u: u32, i: u32| du[u as usize] == ALIVE && di[i as usize] == ALIVE;
-    let counts: Vec<usize> = us.par_chunks(BLOCK).zip(is.par_chunks(BLOCK)).map(|(us, is)| us.iter().zip(is).filter(|(&u, &i)| alive(u, i)).count()).collect();
+    let counts: Vec<usize> = us
+        .par_chunks(BLOCK)
+        .zip(is.par_chunks(BLOCK))
+        .map(|(us, is)| us.iter().zip(is).filter(|(&u, &i)| alive(u, i)).count())
+        .collect();
     let n = counts.iter().sum();
     let (mut nu, mut ni) = (vec![0u32; n], vec![0u32; n]);
     let mut outs = Vec::with_capacity(counts.len());
@@ -190,7 +216,16 @@ fn survivors(us: &[u32], is: &[u32], du: &[Death], di: &[Death]) -> (Vec<u32>, V
 
 /// Finishes by wave peeling on the rows still alive after `rounds` scan rounds.
 #[allow(clippy::too_many_arguments)]
-fn peel_rest(users: &[u32], items: &[u32], du: &[Death], di: &[Death], rounds: u32, rows_dropped: usize, k_user: u32, k_item: u32) -> NodeCore {
+fn peel_rest(
+    users: &[u32],
+    items: &[u32],
+    du: &[Death],
+    di: &[Death],
+    rounds: u32,
+    rows_dropped: usize,
+    k_user: u32,
+    k_item: u32,
+) -> NodeCore {
     let (sub_users, sub_items) = survivors(users, items, du, di);
     let rest = peel(&sub_users, &sub_items, du.len(), di.len(), k_user, k_item);
     NodeCore {
@@ -238,8 +273,18 @@ pub fn kcore(users: &[u32], items: &[u32], n_users: usize, n_items: usize, k_use
     let ucount = crate::ids::count_codes(users, n_users);
     let icount = crate::ids::count_codes(items, n_items);
     let nodes = kcore_nodes(users, items, ucount, icount, k_user, k_item);
-    let keep = users.par_iter().zip(items.par_iter()).map(|(&u, &i)| nodes.keep_users[u as usize] && nodes.keep_items[i as usize]).collect();
-    Ok(KCore { keep, keep_users: nodes.keep_users, keep_items: nodes.keep_items, rounds: nodes.rounds, rows_dropped: nodes.rows_dropped })
+    let keep = users
+        .par_iter()
+        .zip(items.par_iter())
+        .map(|(&u, &i)| nodes.keep_users[u as usize] && nodes.keep_items[i as usize])
+        .collect();
+    Ok(KCore {
+        keep,
+        keep_users: nodes.keep_users,
+        keep_items: nodes.keep_items,
+        rounds: nodes.rounds,
+        rows_dropped: nodes.rows_dropped,
+    })
 }
 
 fn check_codes(users: &[u32], items: &[u32], n_users: usize, n_items: usize) -> Result<()> {
@@ -266,8 +311,10 @@ fn peel(users: &[u32], items: &[u32], n_users: usize, n_items: usize, k_user: u3
     }
     let mut keep_users: Vec<bool> = ucount.iter().map(|&c| c > 0).collect();
     let mut keep_items: Vec<bool> = icount.iter().map(|&c| c > 0).collect();
-    let mut queued_users: Vec<u32> = (0..n_users as u32).filter(|&u| ucount[u as usize] > 0 && ucount[u as usize] < k_user).collect();
-    let mut queued_items: Vec<u32> = (0..n_items as u32).filter(|&i| icount[i as usize] > 0 && icount[i as usize] < k_item).collect();
+    let mut queued_users: Vec<u32> =
+        (0..n_users as u32).filter(|&u| ucount[u as usize] > 0 && ucount[u as usize] < k_user).collect();
+    let mut queued_items: Vec<u32> =
+        (0..n_items as u32).filter(|&i| icount[i as usize] > 0 && icount[i as usize] < k_item).collect();
     let mut keep = vec![true; n];
     if queued_users.is_empty() && queued_items.is_empty() {
         return KCore { keep, keep_users, keep_items, rounds: 0, rows_dropped: 0 };
@@ -420,7 +467,11 @@ mod tests {
                 let uc = crate::ids::count_codes(&users, nu);
                 let ic = crate::ids::count_codes(&items, ni);
                 let got = kcore_nodes_with(&users, &items, uc, ic, ku, ki, scans);
-                let keep: Vec<bool> = users.iter().zip(&items).map(|(&u, &i)| got.keep_users[u as usize] && got.keep_items[i as usize]).collect();
+                let keep: Vec<bool> = users
+                    .iter()
+                    .zip(&items)
+                    .map(|(&u, &i)| got.keep_users[u as usize] && got.keep_items[i as usize])
+                    .collect();
                 assert_eq!(keep, want, "scan rounds {scans}");
                 assert_eq!(got.rounds, rounds, "scan rounds {scans}");
                 assert_eq!(got.rows_dropped, want.iter().filter(|k| !**k).count());

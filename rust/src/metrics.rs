@@ -140,10 +140,19 @@ pub struct Csr<'a> {
 impl<'a> Csr<'a> {
     pub fn check(&self, rows: usize, name: &'static str) -> Result<()> {
         if self.offsets.len() != rows + 1 {
-            return Err(CoreError::invalid(name, format!("offsets must have {} entries (rows + 1), got {}", rows + 1, self.offsets.len())));
+            return Err(CoreError::invalid(
+                name,
+                format!("offsets must have {} entries (rows + 1), got {}", rows + 1, self.offsets.len()),
+            ));
         }
-        if self.offsets[0] != 0 || self.offsets.windows(2).any(|w| w[0] > w[1]) || *self.offsets.last().unwrap() as usize != self.values.len() {
-            return Err(CoreError::invalid(name, format!("offsets must start at 0, not decrease, and end at len(values) = {}", self.values.len())));
+        if self.offsets[0] != 0
+            || self.offsets.windows(2).any(|w| w[0] > w[1])
+            || *self.offsets.last().unwrap() as usize != self.values.len()
+        {
+            return Err(CoreError::invalid(
+                name,
+                format!("offsets must start at 0, not decrease, and end at len(values) = {}", self.values.len()),
+            ));
         }
         Ok(())
     }
@@ -181,12 +190,19 @@ fn assemble(per_row: Vec<Vec<[f64; 4]>>, n_ks: usize) -> Vec<Vec<Vec<f64>>> {
 }
 
 /// Full pipeline over a row-major score matrix `[rows, n_items]`.
-pub fn topk_metrics(scores: &[f32], n_items: usize, ks: &[usize], truth: &Csr, seen: Option<&Csr>, min_item: usize) -> Result<MetricsOut> {
+pub fn topk_metrics(
+    scores: &[f32],
+    n_items: usize,
+    ks: &[usize],
+    truth: &Csr,
+    seen: Option<&Csr>,
+    min_item: usize,
+) -> Result<MetricsOut> {
     if n_items == 0 && !scores.is_empty() {
         return Err(CoreError::invalid("scores", "score matrix has zero columns"));
     }
-    let rows = if n_items == 0 { 0 } else { scores.len() / n_items };
-    if ks.is_empty() || ks.iter().any(|&k| k == 0) {
+    let rows = scores.len().checked_div(n_items).unwrap_or(0);
+    if ks.is_empty() || ks.contains(&0) {
         return Err(CoreError::invalid("ks", format!("ks must be non-empty and positive, got {ks:?}")));
     }
     truth.check(rows, "ground truth")?;
@@ -215,7 +231,10 @@ pub fn topk_metrics(scores: &[f32], n_items: usize, ks: &[usize], truth: &Csr, s
 /// Metrics from precomputed ranked ids `[rows, k]` (−1 entries are empty slots).
 pub fn metrics_from_ids(topk: &[i64], k: usize, ks: &[usize], truth: &Csr) -> Result<Vec<Vec<Vec<f64>>>> {
     if ks.is_empty() || ks.iter().any(|&c| c == 0 || c > k) {
-        return Err(CoreError::invalid("ks", format!("ks must be positive and at most the width of the id matrix ({k}), got {ks:?}")));
+        return Err(CoreError::invalid(
+            "ks",
+            format!("ks must be positive and at most the width of the id matrix ({k}), got {ks:?}"),
+        ));
     }
     let rows = topk.len() / k;
     truth.check(rows, "ground truth")?;

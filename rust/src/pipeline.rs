@@ -28,7 +28,12 @@ use crate::split::{self, Split, Target, Valid};
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum SplitSpec {
     /// One threshold over all timestamps: the `quantile` (numpy-linear), or `threshold` itself.
-    GlobalTemporal { quantile: f64, threshold: Option<f64>, target: Target, valid: Valid },
+    GlobalTemporal {
+        quantile: f64,
+        threshold: Option<f64>,
+        target: Target,
+        valid: Valid,
+    },
     LeaveOneOut,
 }
 
@@ -81,7 +86,10 @@ fn check(input: &Input<'_>) -> Result<()> {
         same_len("ratings", n, r.len())?;
     }
     if input.k_user == 0 || input.k_item == 0 {
-        return Err(CoreError::invalid("k_core", format!("k values must be >= 1, got ({}, {})", input.k_user, input.k_item)));
+        return Err(CoreError::invalid(
+            "k_core",
+            format!("k values must be >= 1, got ({}, {})", input.k_user, input.k_item),
+        ));
     }
     if let SplitSpec::GlobalTemporal { quantile, threshold, valid, .. } = input.split {
         if threshold.is_none() && !(quantile > 0.0 && quantile < 1.0) {
@@ -92,7 +100,10 @@ fn check(input: &Input<'_>) -> Result<()> {
         }
         if let Valid::Time(vq) = valid {
             if !(vq > 0.0 && vq < 1.0) {
-                return Err(CoreError::invalid("valid_quantile", format!("validation quantile must be in (0, 1), got {vq}")));
+                return Err(CoreError::invalid(
+                    "valid_quantile",
+                    format!("validation quantile must be in (0, 1), got {vq}"),
+                ));
             }
         }
     }
@@ -323,7 +334,14 @@ impl Bucket {
     /// `ts`/`items`/`ratings` hold a bucket's rows in input order, `items` as `user << 32 | item`
     /// (users `u0..`, `offsets`: their CSR offsets). Rewrites them grouped by user, each user's
     /// slice by timestamp (stable), with items as dense ids `item + 1`.
-    fn sort_in_place(&mut self, ts: &mut [i64], items: &mut [i64], ratings: Option<&mut [f32]>, offsets: &[i64], u0: usize) {
+    fn sort_in_place(
+        &mut self,
+        ts: &mut [i64],
+        items: &mut [i64],
+        ratings: Option<&mut [f32]>,
+        offsets: &[i64],
+        u0: usize,
+    ) {
         let (m, base) = (ts.len(), offsets[0]);
         let user = |packed: i64| ((packed as u64) >> 32) as usize - u0;
         self.ts.clear();
@@ -454,7 +472,10 @@ mod tests {
     }
 
     /// The step-by-step path: encode, row-level k-core, stable sort by (user, time), split.
-    fn reference(users: &[i64], items: &[i64], ts: &[i64], k: u32, spec: SplitSpec) -> (Vec<i64>, Vec<i64>, Vec<i64>, Vec<i64>, Option<Split>) {
+    /// Kept raw users, offsets, item CSR, timestamp CSR and the split.
+    type Reference = (Vec<i64>, Vec<i64>, Vec<i64>, Vec<i64>, Option<Split>);
+
+    fn reference(users: &[i64], items: &[i64], ts: &[i64], k: u32, spec: SplitSpec) -> Reference {
         let (uc, uu) = ids::encode_i64(users);
         let (ic, iu) = ids::encode_i64(items);
         let core = kcore::kcore(&uc, &ic, uu.len(), iu.len(), k, k).unwrap();
@@ -499,9 +520,22 @@ mod tests {
             let spec = if case % 4 == 0 {
                 SplitSpec::LeaveOneOut
             } else {
-                SplitSpec::GlobalTemporal { quantile: 0.8, threshold: None, target: Target::All, valid: Valid::LastItem }
+                SplitSpec::GlobalTemporal {
+                    quantile: 0.8,
+                    threshold: None,
+                    target: Target::All,
+                    valid: Valid::LastItem,
+                }
             };
-            let input = Input { users: Ids::Int(chunks(&users)), items: Ids::Int(chunks(&items)), timestamps: chunks(&ts), ratings: Some(chunks(&ratings)), k_user: k, k_item: k, split: spec };
+            let input = Input {
+                users: Ids::Int(chunks(&users)),
+                items: Ids::Int(chunks(&items)),
+                timestamps: chunks(&ts),
+                ratings: Some(chunks(&ratings)),
+                k_user: k,
+                k_item: k,
+                split: spec,
+            };
             let got = prepare(&input).unwrap();
             let (kept_users, offsets, items_csr, ts_csr, split) = reference(&users, &items, &ts, k, spec);
             assert_eq!(got.users, Uniques::Int(kept_users));
@@ -513,7 +547,7 @@ mod tests {
             assert_eq!(got.item_csr, items_csr);
             assert_eq!(got.timestamps, ts_csr);
             assert_eq!(format!("{:?}", got.split), format!("{split:?}")); // NaN thresholds compare equal as text
-            // Ratings travel with their rows: rating r was row r, whose timestamp is ts[r].
+                                                                          // Ratings travel with their rows: rating r was row r, whose timestamp is ts[r].
             for (j, &rt) in got.ratings.as_ref().unwrap().iter().enumerate() {
                 assert_eq!(ts[rt as usize], got.timestamps[j]);
             }
@@ -528,8 +562,17 @@ mod tests {
         let users: Vec<i64> = (0..n).map(|_| rng.gen_range(0..30_000i64).pow(2) % 40_000).collect();
         let items: Vec<i64> = (0..n).map(|_| rng.gen_range(0..5_000)).collect();
         let ts: Vec<i64> = (0..n).map(|_| rng.gen_range(0..2_000)).collect();
-        let spec = SplitSpec::GlobalTemporal { quantile: 0.7, threshold: None, target: Target::Last, valid: Valid::Time(0.8) };
-        let input = Input { users: Ids::Int(chunks(&users)), items: Ids::Int(users_as_one(&items)), timestamps: chunks(&ts), ratings: None, k_user: 3, k_item: 3, split: spec };
+        let spec =
+            SplitSpec::GlobalTemporal { quantile: 0.7, threshold: None, target: Target::Last, valid: Valid::Time(0.8) };
+        let input = Input {
+            users: Ids::Int(chunks(&users)),
+            items: Ids::Int(users_as_one(&items)),
+            timestamps: chunks(&ts),
+            ratings: None,
+            k_user: 3,
+            k_item: 3,
+            split: spec,
+        };
         let got = prepare(&input).unwrap();
         let (kept_users, offsets, items_csr, ts_csr, split) = reference(&users, &items, &ts, 3, spec);
         assert_eq!(got.users, Uniques::Int(kept_users));
@@ -549,8 +592,18 @@ mod tests {
             (0..n).map(|j| ((j * 7919) % 13) as i64).collect::<Vec<i64>>(),
             (0..n).map(|j| if j % 2 == 0 { i64::MIN + j as i64 % 3 } else { i64::MAX - j as i64 % 3 }).collect(),
         ] {
-            let spec = SplitSpec::GlobalTemporal { quantile: 0.5, threshold: None, target: Target::Last, valid: Valid::None };
-            let got = prepare(&Input { users: Ids::Int(users.as_slice().into()), items: Ids::Int(items.as_slice().into()), timestamps: ts.as_slice().into(), ratings: None, k_user: 1, k_item: 1, split: spec }).unwrap();
+            let spec =
+                SplitSpec::GlobalTemporal { quantile: 0.5, threshold: None, target: Target::Last, valid: Valid::None };
+            let got = prepare(&Input {
+                users: Ids::Int(users.as_slice().into()),
+                items: Ids::Int(items.as_slice().into()),
+                timestamps: ts.as_slice().into(),
+                ratings: None,
+                k_user: 1,
+                k_item: 1,
+                split: spec,
+            })
+            .unwrap();
             let mut order: Vec<usize> = (0..n).collect();
             order.sort_by_key(|&r| (ts[r], r));
             assert_eq!(got.item_csr, order.iter().map(|&r| items[r] + 1).collect::<Vec<_>>());
@@ -559,9 +612,18 @@ mod tests {
 
     #[test]
     fn bad_arguments_are_refused_before_work() {
-        let spec = SplitSpec::GlobalTemporal { quantile: 1.5, threshold: None, target: Target::Last, valid: Valid::None };
+        let spec =
+            SplitSpec::GlobalTemporal { quantile: 1.5, threshold: None, target: Target::Last, valid: Valid::None };
         let one: &[i64] = &[1];
-        let input = Input { users: Ids::Int(one.into()), items: Ids::Int(one.into()), timestamps: one.into(), ratings: None, k_user: 1, k_item: 1, split: spec };
+        let input = Input {
+            users: Ids::Int(one.into()),
+            items: Ids::Int(one.into()),
+            timestamps: one.into(),
+            ratings: None,
+            k_user: 1,
+            k_item: 1,
+            split: spec,
+        };
         assert!(matches!(prepare(&input), Err(CoreError::InvalidArgument { name: "quantile", .. })));
         let two: &[i64] = &[1, 2];
         let input = Input { timestamps: two.into(), ..input };
@@ -572,7 +634,15 @@ mod tests {
     fn everything_filtered_gives_no_split() {
         let spec = SplitSpec::LeaveOneOut;
         let two: &[i64] = &[1, 2];
-        let input = Input { users: Ids::Int(two.into()), items: Ids::Int(two.into()), timestamps: two.into(), ratings: None, k_user: 5, k_item: 5, split: spec };
+        let input = Input {
+            users: Ids::Int(two.into()),
+            items: Ids::Int(two.into()),
+            timestamps: two.into(),
+            ratings: None,
+            k_user: 5,
+            k_item: 5,
+            split: spec,
+        };
         let got = prepare(&input).unwrap();
         assert!(got.split.is_none());
         assert_eq!((got.users_before, got.items_before, got.rows_dropped), (2, 2, 2));

@@ -10,15 +10,28 @@ use crate::error::{CoreError, Result};
 /// For user `u` with prefix length `L >= min_len`, windows end at `L, L - stride, L - 2·stride, …`
 /// until a window reaches the start of the prefix. With `stride = length - 1` the next-item targets
 /// of a causal model (`window[1..]`) tile the prefix exactly once.
-pub fn training_windows(train_end: &[i64], length: usize, stride: usize, min_len: usize) -> Result<(Vec<i64>, Vec<i64>)> {
+pub fn training_windows(
+    train_end: &[i64],
+    length: usize,
+    stride: usize,
+    min_len: usize,
+) -> Result<(Vec<i64>, Vec<i64>)> {
     if length == 0 || stride == 0 {
-        return Err(CoreError::invalid("length", format!("length and stride must be positive, got length={length}, stride={stride}")));
+        return Err(CoreError::invalid(
+            "length",
+            format!("length and stride must be positive, got length={length}, stride={stride}"),
+        ));
     }
     let mut users = Vec::new();
     let mut ends = Vec::new();
     for (u, &len) in train_end.iter().enumerate() {
         if len < 0 {
-            return Err(CoreError::OutOfRange { what: "train_end (negative prefix length)", row: u, value: len, limit: 0 });
+            return Err(CoreError::OutOfRange {
+                what: "train_end (negative prefix length)",
+                row: u,
+                value: len,
+                limit: 0,
+            });
         }
         let len = len as usize;
         if len < min_len.max(1) {

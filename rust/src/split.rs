@@ -110,7 +110,7 @@ fn select_pair_sampled(parts: &[&[i64]], n: usize, lo: usize, hi: usize) -> Opti
         at += p.len();
         starts.push(at);
     }
-    let mut rng = crate::sequences::SplitMix64::new(0x5EED_0F_5A3D);
+    let mut rng = crate::sequences::SplitMix64::new(0x005E_ED0F_5A3D);
     let mut sample: Vec<i64> = (0..SAMPLE)
         .map(|_| {
             let r = rng.below(n as u64) as usize;
@@ -150,7 +150,12 @@ fn select_pair_sampled(parts: &[&[i64]], n: usize, lo: usize, hi: usize) -> Opti
 
 /// Exact selection by histogram narrowing (see [`quantile_parts`]).
 fn select_pair_radix(parts: &[&[i64]], lo: usize, hi: usize) -> (i64, i64) {
-    let (mn, mx) = fold_parts(parts, || (i64::MAX, i64::MIN), |a, v| *a = (a.0.min(v), a.1.max(v)), |a, b| (a.0.min(b.0), a.1.max(b.1)));
+    let (mn, mx) = fold_parts(
+        parts,
+        || (i64::MAX, i64::MIN),
+        |a, v| *a = (a.0.min(v), a.1.max(v)),
+        |a, b| (a.0.min(b.0), a.1.max(b.1)),
+    );
     // Invariant: the ranks are relative to the values in [base, base + span].
     let (mut base, mut span) = (mn, mx.wrapping_sub(mn) as u64);
     let (mut r_lo, mut r_hi) = (lo, hi);
@@ -346,8 +351,14 @@ fn check_valid(valid: Valid) -> Result<()> {
 
 /// Checks that `offsets` is a CSR over `rows` rows.
 pub fn check_offsets(offsets: &[i64], rows: usize) -> Result<()> {
-    if offsets.first().is_some_and(|&o| o != 0) || offsets.windows(2).any(|w| w[0] > w[1]) || offsets.last().map_or(rows != 0, |&o| o as usize != rows) {
-        return Err(CoreError::invalid("offsets", format!("must start at 0, not decrease, and end at the number of rows ({rows})")));
+    if offsets.first().is_some_and(|&o| o != 0)
+        || offsets.windows(2).any(|w| w[0] > w[1])
+        || offsets.last().map_or(rows != 0, |&o| o as usize != rows)
+    {
+        return Err(CoreError::invalid(
+            "offsets",
+            format!("must start at 0, not decrease, and end at the number of rows ({rows})"),
+        ));
     }
     Ok(())
 }
@@ -362,10 +373,8 @@ pub fn threshold_split(offsets: &[i64], ts: &[i64], t_test: f64, target: Target,
     let n_users = offsets.len().saturating_sub(1);
     let lens: Vec<(usize, usize)> = (0..n_users).map(|u| (offsets[u] as usize, offsets[u + 1] as usize)).collect();
     // Training prefix per user: timestamps are sorted within a user.
-    let train_len: Vec<usize> = lens
-        .par_iter()
-        .map(|&(a, b)| ts[a..b].partition_point(|&t| (t as f64) < t_test))
-        .collect();
+    let train_len: Vec<usize> =
+        lens.par_iter().map(|&(a, b)| ts[a..b].partition_point(|&t| (t as f64) < t_test)).collect();
     let mut s = Split { test_threshold: t_test, valid_threshold: f64::NAN, ..Default::default() };
     for u in 0..n_users {
         let (a, b) = lens[u];
@@ -374,20 +383,21 @@ pub fn threshold_split(offsets: &[i64], ts: &[i64], t_test: f64, target: Target,
     match valid {
         Valid::None => s.train_end = train_len.iter().map(|&l| l as i64).collect(),
         Valid::LastItem => {
-            for u in 0..n_users {
-                if train_len[u] >= 2 {
+            for (u, &len) in train_len.iter().enumerate() {
+                if len >= 2 {
                     s.valid_users.push(u as i64);
-                    s.valid_pos.push(train_len[u] as i64 - 1);
-                    s.train_end.push(train_len[u] as i64 - 1);
+                    s.valid_pos.push(len as i64 - 1);
+                    s.train_end.push(len as i64 - 1);
                 } else {
-                    s.train_end.push(train_len[u] as i64);
+                    s.train_end.push(len as i64);
                 }
             }
         }
         Valid::Time(vq) => {
             let train_ts: Vec<&[i64]> = (0..n_users).map(|u| &ts[lens[u].0..lens[u].0 + train_len[u]]).collect();
-            let t_valid = quantile_parts(&train_ts, vq)
-                .ok_or_else(|| CoreError::Data("the training part is empty: nothing before the test threshold".into()))?;
+            let t_valid = quantile_parts(&train_ts, vq).ok_or_else(|| {
+                CoreError::Data("the training part is empty: nothing before the test threshold".into())
+            })?;
             s.valid_threshold = t_valid;
             for u in 0..n_users {
                 let (a, _) = lens[u];
@@ -462,7 +472,9 @@ mod tests {
             // heavy duplicates: one bucket holds far more than the collect limit
             (0..3_000_000).map(|i| if i % 10 == 0 { rng.gen_range(-5..5) } else { 7 }).collect(),
             // two clusters far apart: ranks straddle an empty gap of buckets
-            (0..2_500_000).map(|i| if i < 1_250_000 { rng.gen_range(0..3) } else { rng.gen_range(i64::MAX - 3..i64::MAX) }).collect(),
+            (0..2_500_000)
+                .map(|i| if i < 1_250_000 { rng.gen_range(0..3) } else { rng.gen_range(i64::MAX - 3..i64::MAX) })
+                .collect(),
             vec![i64::MIN, i64::MAX, 0, -1, 1],
             (0..50).map(|_| rng.gen_range(-100..100)).collect(),
         ];

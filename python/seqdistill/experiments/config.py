@@ -35,9 +35,7 @@ __all__ = [
     "load_config", "load_preset", "list_presets", "GRID_KEYS", "CONTROLS",
 ]
 
-GRID_KEYS = ("alpha", "dynamic_beta", "block", "pooling", "gamma", "epochs", "loss")
-CONTROLS = ("shuffled", "stats")
-SOURCES = ("stats", "llm", "targets")
+from .options import CONTROLS, GRID_KEYS, SOURCES
 _SHORT = {"alpha": "a", "dynamic_beta": "b", "block": "blk", "pooling": "pool", "gamma": "g", "epochs": "ep", "loss": "loss"}
 _DATASET_ALIASES = {"movielens-1m": "ml-1m", "ml1m": "ml-1m", "movielens-20m": "ml-20m", "ml20m": "ml-20m",
                     "movielens-100k": "ml-100k", "ml100k": "ml-100k", "m2": "amazon-m2"}

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any, Callable
 from seqdistill._checks import describe, field_hints, matches, show, unknown_keys
 from seqdistill.errors import ConfigError
 
+from .options import CONTROLS, GRID_KEYS
+
 if TYPE_CHECKING:
     from .config import ExperimentConfig
 
@@ -83,9 +85,7 @@ def _paths(where: str, section: str, values: dict[str, Any]) -> None:
 
 # ----------------------------------------------------------------------------- sections
 def _top_level(cfg: ExperimentConfig, where: str) -> None:
-    from .config import CONTROLS, ExperimentConfig
-
-    hints = field_hints(ExperimentConfig)
+    hints = field_hints(type(cfg))
     for key in ("name", "seeds", "controls", "k_core", "eval_ks", "split", "model", "train"):
         value = getattr(cfg, key)
         if not matches(value, hints[key]):
@@ -107,10 +107,8 @@ def _top_level(cfg: ExperimentConfig, where: str) -> None:
 def _dataset(cfg: ExperimentConfig, where: str) -> None:
     from seqdistill import datasets
 
-    from .config import DatasetSpec
-
     spec = cfg.dataset
-    check_table(where, "dataset", {k: getattr(spec, k) for k in ("name", "path", "kwargs")}, DatasetSpec)
+    check_table(where, "dataset", {k: getattr(spec, k) for k in ("name", "path", "kwargs")}, type(spec))
     _paths(where, "dataset", {"path": spec.path})
     known = sorted(info.name for info in datasets.list_datasets()) + ["prepared"]
     if spec.registry_name not in known:
@@ -150,10 +148,8 @@ def _library_sections(cfg: ExperimentConfig, where: str) -> None:
 
 
 def _profiles(cfg: ExperimentConfig, where: str) -> None:
-    from .config import ProfilesSpec
-
     spec = cfg.profiles
-    check_table(where, "profiles", {f.name: getattr(spec, f.name) for f in fields(spec)}, ProfilesSpec)
+    check_table(where, "profiles", {f.name: getattr(spec, f.name) for f in fields(spec)}, type(spec))
     spec.validate(where)
     _paths(where, "profiles", {k: getattr(spec, k) for k in ("store", "targets", "mask", "encoder")})
     for key, needs in (("store", "llm"), ("targets", "targets"), ("mask", "targets")):
@@ -171,7 +167,6 @@ def _profiles(cfg: ExperimentConfig, where: str) -> None:
 def _distill(cfg: ExperimentConfig, where: str) -> None:
     from seqdistill.training.distill import DistillConfig
 
-    from .config import GRID_KEYS
 
     base, grid = cfg.distill.base, cfg.distill.grid
     check_table(where, "distill", base, DistillConfig)
