@@ -4,6 +4,7 @@ error messages and the on-disk round trip."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import polars as pl
@@ -144,3 +145,43 @@ def test_read_interactions_parses_dates_and_formats(tmp_path):
     pq = tmp_path / "log.parquet"
     df.write_parquet(pq)
     assert read_interactions(pq).equals(df)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 9), st.integers(0, 9), st.integers(0, 30), st.floats(0, 5)), min_size=1, max_size=120),
+    st.lists(st.integers(1, 40), min_size=1, max_size=6),
+    st.sampled_from(["int", "str"]),
+)
+def test_chunked_columns_give_the_same_dataset(rows, cuts, id_kind):
+    """polars hands a column read from parquet as many chunks; the core reads them in place and
+    must give exactly what one contiguous column gives."""
+    ids = (lambda x: x) if id_kind == "int" else (lambda x: f"u{x}")
+    df = pl.DataFrame({"user_id": [ids(r[0]) for r in rows], "item_id": [r[1] for r in rows],
+                       "timestamp": [r[2] for r in rows], "rating": [r[3] for r in rows]},
+                      schema_overrides={"rating": pl.Float32})
+    pieces, at = [], 0
+    for c in cuts:
+        if at >= df.height:
+            break
+        pieces.append(df.slice(at, c))
+        at += c
+    if at < df.height:
+        pieces.append(df.slice(at))
+    chunked = pl.concat(pieces, rechunk=False)
+    assert chunked.n_chunks("all")[2] == len(pieces)
+    split = SplitConfig(valid="last_item", quantile=0.5)
+    try:
+        want = sd.prepare(df.rechunk(), k_core=2, split=split)
+    except DataError as e:
+        with pytest.raises(DataError, match=re.escape(str(e))):
+            sd.prepare(chunked, k_core=2, split=split)
+        return
+    got = sd.prepare(chunked, k_core=2, split=split)
+    for attr in ("offsets", "items", "timestamps", "ratings", "train_end"):
+        np.testing.assert_array_equal(getattr(got, attr), getattr(want, attr))
+    for part in ("valid", "test"):
+        for a, b in zip(got.targets(part), want.targets(part)):
+            np.testing.assert_array_equal(a, b)
+    assert got.user_ids.to_list() == want.user_ids.to_list()
+    assert got.item_ids.to_list() == want.item_ids.to_list()
