@@ -140,11 +140,12 @@ pub fn prepare(input: &Input<'_>) -> Result<Prepared> {
         out.stages = clock.1;
         return Ok(out);
     }
-    let grouped = group(&users.codes, &items.codes, &umap, &imap, n_users, input);
+    let keep = (core.keep_users.as_slice(), core.keep_items.as_slice());
+    let grouped = group(&users.codes, &items.codes, keep, &imap, input);
     drop((users.codes, items.codes));
     clock.lap("group");
     let Grouped { offsets, ts, item_csr, ratings } = grouped;
-    debug_assert_eq!(n_items, out.items.len());
+    debug_assert_eq!((n_items, n_users), (out.items.len(), offsets.len() - 1));
     let split = match input.split {
         SplitSpec::LeaveOneOut => split::leave_one_out(&offsets),
         SplitSpec::GlobalTemporal { quantile, threshold, target, valid } => {
@@ -214,13 +215,19 @@ const MAX_BUCKETS: usize = 1 << 12;
 /// costs a page fault and the kernel's zeroing — on this project's VMs it was 40% of a
 /// single-threaded run when the rows went through a separate buffer), so the outputs are the only
 /// row-sized buffers this stage allocates.
-fn group(ucodes: &[u32], icodes: &[u32], umap: &[u32], imap: &[u32], n_users: usize, input: &Input<'_>) -> Grouped {
+fn group(ucodes: &[u32], icodes: &[u32], keep: (&[bool], &[bool]), imap: &[u32], input: &Input<'_>) -> Grouped {
+    // Rows are grouped by their encoded (pre-filter) user code: dropped users simply have no rows,
+    // and the one-byte keep flags are all a row needs to know whether it survives (the code maps
+    // are four times larger and, at millions of users, miss the cache). Items get their final
+    // code in pass 2.
+    let (keep_u, keep_i) = keep;
+    let n_users = keep_u.len();
     let rows = ucodes.len();
     let blocks = ids::n_blocks(rows, n_users);
     let size = rows.div_ceil(blocks).max(1);
     let alive = |r: usize| -> Option<(u32, u32)> {
-        let (u, i) = (umap[ucodes[r] as usize], imap[icodes[r] as usize]);
-        (u != u32::MAX && i != u32::MAX).then_some((u, i))
+        let (u, i) = (ucodes[r], icodes[r]);
+        (keep_u[u as usize] && keep_i[i as usize]).then_some((u, i))
     };
     // Surviving rows per block and user.
     let per_block: Vec<Vec<u32>> = (0..blocks)
@@ -315,9 +322,13 @@ fn group(ucodes: &[u32], icodes: &[u32], umap: &[u32], imap: &[u32], n_users: us
         (t_rest, i_rest, r_rest) = (tr, ir, rr);
     }
     tasks.into_par_iter().for_each_init(Bucket::default, |bk, (u0, u1, t, i, r)| {
-        bk.sort_in_place(t, i, r, &offsets[u0..=u1], u0);
+        bk.sort_in_place(t, i, r, &offsets[u0..=u1], u0, imap);
     });
-    Grouped { offsets, ts, item_csr, ratings }
+    // The CSR over the surviving users only (the others have no rows).
+    let mut kept = Vec::with_capacity(n_users + 1);
+    kept.extend(offsets.iter().zip(keep_u).filter(|(_, &k)| k).map(|(&o, _)| o));
+    kept.push(n as i64);
+    Grouped { offsets: kept, ts, item_csr, ratings }
 }
 
 /// Reused buffers for one bucket at a time.
@@ -333,7 +344,7 @@ struct Bucket {
 impl Bucket {
     /// `ts`/`items`/`ratings` hold a bucket's rows in input order, `items` as `user << 32 | item`
     /// (users `u0..`, `offsets`: their CSR offsets). Rewrites them grouped by user, each user's
-    /// slice by timestamp (stable), with items as dense ids `item + 1`.
+    /// slice by timestamp (stable), with items as dense ids `imap[item] + 1`.
     fn sort_in_place(
         &mut self,
         ts: &mut [i64],
@@ -341,6 +352,7 @@ impl Bucket {
         ratings: Option<&mut [f32]>,
         offsets: &[i64],
         u0: usize,
+        imap: &[u32],
     ) {
         let (m, base) = (ts.len(), offsets[0]);
         let user = |packed: i64| ((packed as u64) >> 32) as usize - u0;
@@ -353,7 +365,7 @@ impl Bucket {
         for (&t, &packed) in ts.iter().zip(items.iter()) {
             let c = &mut self.cursor[user(packed)];
             self.ts[*c] = t;
-            self.items[*c] = ((packed as u64) & 0xFFFF_FFFF) as i64 + 1;
+            self.items[*c] = imap[((packed as u64) & 0xFFFF_FFFF) as usize] as i64 + 1;
             *c += 1;
         }
         let mut rt = None;
