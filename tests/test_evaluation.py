@@ -267,3 +267,15 @@ def test_rank_queries_paths_agree_on_tied_scores():
         np.testing.assert_array_equal(res.topk, ref.topk, err_msg=selection)
         for key in ref.keys():
             np.testing.assert_array_equal(res[key], ref[key], err_msg=f"{key} {selection} {block_rows}")
+
+
+def test_evaluate_leaves_the_torch_thread_count_alone():
+    """The CPU GEMM runs on half the torch threads; the setting is restored after every block."""
+    ds = make_ds(random_logs(30, 20, seed=5))
+    model = small_model("sasrec", ds.n_items)
+    torch.set_num_threads(2)
+    try:
+        evaluate(model, ds, "test", ks=(5,), block_rows=4)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)

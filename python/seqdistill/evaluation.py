@@ -10,7 +10,8 @@ to :class:`BlockRanker`, which
   whole selection), and
 - on the CPU (``selection="rust"``, the default there) hands the block to the Rust core's
   ``topk_metrics`` in a worker thread (it releases the GIL) while the next block is scored
-  into the other buffer;
+  into the other buffer, the GEMM on half the torch threads (``gemm_threads``) so that the two
+  do not stall each other on a small machine;
 - on a GPU (``selection="torch"``, the default on any non-CPU device) keeps scores on the
   device: seen items are removed by a scatter, :func:`topk_ids` selects with ``torch.topk``
   in the Rust core's exact order, and only the ``[rows, k]`` ids are copied to the host,
@@ -182,7 +183,6 @@ class BlockRanker:
         table: torch.Tensor | None = None,
         selection: Selection = "rust",
         block_rows: int = CPU_BLOCK_ROWS,
-        device: Any = "cpu",
         return_topk: bool = False,
         gemm_threads: int | None = None,
     ) -> None:
@@ -198,7 +198,6 @@ class BlockRanker:
         self.block_rows = block_rows
         self.targets = np.ascontiguousarray(targets, dtype=np.int64)
         self.seen = seen
-        self.device = torch.device(device)
         self._table_t = None if table is None else table.t()
         n, m = len(self.targets), len(self.ks)
         self._values = {name: np.full((m, n), np.nan) for name in METRICS}
@@ -325,7 +324,7 @@ def rank_queries(
     sel = _default_selection(table.device) if selection is None else selection
     rows = _default_block_rows(table.device, table.shape[0]) if block_rows is None else block_rows
     threads = _default_gemm_threads(table.device) if gemm_threads is None else gemm_threads
-    with BlockRanker(table.shape[0], ks, targets, seen, table, sel, rows, table.device, return_topk, threads) as ranker:
+    with BlockRanker(table.shape[0], ks, targets, seen, table, sel, rows, return_topk, threads) as ranker:
         ranker.add_queries(0, queries)
         return ranker.result()
 
@@ -432,7 +431,7 @@ def evaluate(
     model.eval()
     try:
         threads = _default_gemm_threads(dev)
-        with torch.no_grad(), BlockRanker(n_cols, ks, inp.targets, seen, table, sel, rows, dev, return_topk, threads) as ranker:
+        with torch.no_grad(), BlockRanker(n_cols, ks, inp.targets, seen, table, sel, rows, return_topk, threads) as ranker:
             for lo in starts:
                 hi = min(n, lo + batch_size)
                 t0 = time.perf_counter()
