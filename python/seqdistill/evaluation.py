@@ -395,7 +395,7 @@ def evaluate(
     ``model`` is a :class:`~seqdistill.models.SequentialRecommender` (its ``input_length``
     decides the history window). ``filter_seen=False`` is the paper's protocol (seen items stay
     candidates). ``batch_size`` rows go through the forward pass at a time, ``block_rows`` rows
-    are scored and ranked at a time (default: 128 on the CPU, sized to the catalogue on a GPU);
+    are scored and ranked at a time (default: 64 on the CPU, sized to the catalogue on a GPU);
     ``selection`` is ``"rust"`` (default on the CPU) or ``"torch"`` (default elsewhere). Neither
     changes the result. Returns an :class:`EvalResult`; keys are ``"ndcg@10"`` etc.
     """
