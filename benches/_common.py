@@ -43,7 +43,7 @@ class PeakMemory:
         self.max = 0
         self._stop = threading.Event()
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         self.start = self.max = rss_bytes()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()

@@ -56,13 +56,27 @@ def main() -> None:
         t = torch.randint(0, v, (n,), generator=g)
         ours_s, ours_mem, l1, gh1, gw1 = run(full_ce, h, w, t, args.repeat)
         base_s, base_mem, l2, gh2, gw2 = run(lambda a, b, c: F.cross_entropy(a @ b.t(), c), h, w, t, args.repeat)
-        same = bool(torch.allclose(l1, l2, rtol=1e-5, atol=1e-6) and torch.allclose(gh1, gh2, rtol=1e-4, atol=1e-7)
-                    and torch.allclose(gw1, gw2, rtol=1e-4, atol=1e-7))
-        print(f"{case}: full_ce {ours_s:.3f} s (peak +{ours_mem / 2**20:.0f} MiB) | F.cross_entropy {base_s:.3f} s "
-              f"(peak +{base_mem / 2**20:.0f} MiB) | ratio {base_s / ours_s:.2f}x | same result: {same}")
-        rows.append({"case": f"{case} fwd+bwd", "ours_s": round(ours_s, 4), "baseline": "F.cross_entropy on full logits",
-                     "baseline_s": round(base_s, 4), "ratio": round(base_s / ours_s, 3), "same_result": same,
-                     "ours_peak_mib": round(ours_mem / 2**20, 1), "baseline_peak_mib": round(base_mem / 2**20, 1)})
+        same = bool(
+            torch.allclose(l1, l2, rtol=1e-5, atol=1e-6)
+            and torch.allclose(gh1, gh2, rtol=1e-4, atol=1e-7)
+            and torch.allclose(gw1, gw2, rtol=1e-4, atol=1e-7)
+        )
+        print(
+            f"{case}: full_ce {ours_s:.3f} s (peak +{ours_mem / 2**20:.0f} MiB) | F.cross_entropy {base_s:.3f} s "
+            f"(peak +{base_mem / 2**20:.0f} MiB) | ratio {base_s / ours_s:.2f}x | same result: {same}"
+        )
+        rows.append(
+            {
+                "case": f"{case} fwd+bwd",
+                "ours_s": round(ours_s, 4),
+                "baseline": "F.cross_entropy on full logits",
+                "baseline_s": round(base_s, 4),
+                "ratio": round(base_s / ours_s, 3),
+                "same_result": same,
+                "ours_peak_mib": round(ours_mem / 2**20, 1),
+                "baseline_peak_mib": round(base_mem / 2**20, 1),
+            }
+        )
     write_json(args.json, "losses", rows)
 
 

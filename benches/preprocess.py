@@ -31,8 +31,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -89,9 +90,17 @@ def ours(df: pl.DataFrame) -> dict[str, Any]:
 
     ds = sd.prepare(df, k_core=K, split=SplitConfig(quantile=Q, valid="none", target="last"))
     tu, tp = ds.targets("test")
-    return {"user_ids": ds.user_ids.to_numpy(), "item_ids": ds.item_ids[1:].to_numpy(), "offsets": ds.offsets,
-            "items": ds.items, "train_end": ds.train_end, "test_users": tu, "test_pos": tp,
-            "_rounds": ds.stats["kcore"]["rounds"], "_stages": ds.stats["stages"]}
+    return {
+        "user_ids": ds.user_ids.to_numpy(),
+        "item_ids": ds.item_ids[1:].to_numpy(),
+        "offsets": ds.offsets,
+        "items": ds.items,
+        "train_end": ds.train_end,
+        "test_users": tu,
+        "test_pos": tp,
+        "_rounds": ds.stats["kcore"]["rounds"],
+        "_stages": ds.stats["stages"],
+    }
 
 
 def _kcore_polars(cur: pl.DataFrame, how: str) -> tuple[pl.DataFrame, int]:
@@ -103,8 +112,9 @@ def _kcore_polars(cur: pl.DataFrame, how: str) -> tuple[pl.DataFrame, int]:
         if how == "is_in":
             nxt = cur.filter(pl.col("user_id").is_in(keep_u.implode()) & pl.col("item_id").is_in(keep_i.implode()))
         else:  # semi-joins that keep the left order
-            nxt = (cur.join(keep_u.to_frame(), on="user_id", how="semi", maintain_order="left")
-                   .join(keep_i.to_frame(), on="item_id", how="semi", maintain_order="left"))
+            nxt = cur.join(keep_u.to_frame(), on="user_id", how="semi", maintain_order="left").join(
+                keep_i.to_frame(), on="item_id", how="semi", maintain_order="left"
+            )
         if nxt.height == cur.height:
             return cur, rounds
         cur, rounds = nxt, rounds + 1
@@ -114,23 +124,40 @@ def _polars_rest(cur: pl.DataFrame, rounds: int, sort_key: str) -> dict[str, Any
     users = cur.get_column("user_id").unique().sort()
     items = cur.get_column("item_id").unique().sort()
     thr = cur.get_column("timestamp").quantile(Q, interpolation="linear")
-    enc = (cur.join(pl.DataFrame({"user_id": users, "user": np.arange(len(users), dtype=np.int64)}), on="user_id",
-                    how="left", maintain_order="left")
-           .join(pl.DataFrame({"item_id": items, "item": np.arange(1, len(items) + 1, dtype=np.int64)}), on="item_id",
-                 how="left", maintain_order="left"))
+    enc = cur.join(
+        pl.DataFrame({"user_id": users, "user": np.arange(len(users), dtype=np.int64)}),
+        on="user_id",
+        how="left",
+        maintain_order="left",
+    ).join(
+        pl.DataFrame({"item_id": items, "item": np.arange(1, len(items) + 1, dtype=np.int64)}),
+        on="item_id",
+        how="left",
+        maintain_order="left",
+    )
     if sort_key == "combined":  # one int64 key: user * span + (timestamp - min), stable sort
-        t0, span = enc.get_column("timestamp").min(), enc.get_column("timestamp").max() - enc.get_column("timestamp").min() + 1
+        t0, span = (
+            enc.get_column("timestamp").min(),
+            enc.get_column("timestamp").max() - enc.get_column("timestamp").min() + 1,
+        )
         enc = enc.sort(pl.col("user") * span + (pl.col("timestamp") - t0), maintain_order=True)
     else:
         enc = enc.sort(["user", "timestamp"], maintain_order=True)
     per_user = enc.group_by("user", maintain_order=True).agg(
-        n=pl.len(), train_end=(pl.col("timestamp") < thr).sum(), last_ts=pl.col("timestamp").last())
+        n=pl.len(), train_end=(pl.col("timestamp") < thr).sum(), last_ts=pl.col("timestamp").last()
+    )
     n = per_user.get_column("n").to_numpy()
     test = per_user.filter((pl.col("last_ts") >= thr) & (pl.col("n") >= 2))
-    return {"user_ids": users.to_numpy(), "item_ids": items.to_numpy(), "offsets": np.concatenate([[0], np.cumsum(n)]),
-            "items": enc.get_column("item").to_numpy(), "train_end": per_user.get_column("train_end").to_numpy(),
-            "test_users": test.get_column("user").to_numpy(), "test_pos": test.get_column("n").to_numpy() - 1,
-            "_rounds": rounds}
+    return {
+        "user_ids": users.to_numpy(),
+        "item_ids": items.to_numpy(),
+        "offsets": np.concatenate([[0], np.cumsum(n)]),
+        "items": enc.get_column("item").to_numpy(),
+        "train_end": per_user.get_column("train_end").to_numpy(),
+        "test_users": test.get_column("user").to_numpy(),
+        "test_pos": test.get_column("n").to_numpy() - 1,
+        "_rounds": rounds,
+    }
 
 
 def polars_lazy(df: pl.DataFrame) -> dict[str, Any]:
@@ -139,31 +166,53 @@ def polars_lazy(df: pl.DataFrame) -> dict[str, Any]:
     key (user * span + time offset), per-user aggregates in that order."""
     cur, rounds = df, 0
     while True:
-        counts = pl.collect_all([cur.lazy().group_by("user_id").len().filter(pl.col("len") >= K),
-                                 cur.lazy().group_by("item_id").len().filter(pl.col("len") >= K)], engine="streaming")
+        counts = pl.collect_all(
+            [
+                cur.lazy().group_by("user_id").len().filter(pl.col("len") >= K),
+                cur.lazy().group_by("item_id").len().filter(pl.col("len") >= K),
+            ],
+            engine="streaming",
+        )
         keep_u, keep_i = counts[0].get_column("user_id"), counts[1].get_column("item_id")
         if len(keep_u) == cur.get_column("user_id").n_unique() and len(keep_i) == cur.get_column("item_id").n_unique():
             break
-        cur = cur.lazy().filter(pl.col("user_id").is_in(keep_u.implode()) & pl.col("item_id").is_in(keep_i.implode())).collect()
+        cur = (
+            cur.lazy()
+            .filter(pl.col("user_id").is_in(keep_u.implode()) & pl.col("item_id").is_in(keep_i.implode()))
+            .collect()
+        )
         rounds += 1
     users, items = keep_u.sort(), keep_i.sort()
     ts = cur.get_column("timestamp")
     t0, span = ts.min(), ts.max() - ts.min() + 1
     thr = ts.quantile(Q, interpolation="linear")
-    enc = (cur.lazy()
-           .select(user=pl.col("user_id").replace_strict(users, np.arange(len(users), dtype=np.int64), return_dtype=pl.Int64),
-                   item=pl.col("item_id").replace_strict(items, np.arange(1, len(items) + 1, dtype=np.int64), return_dtype=pl.Int64),
-                   timestamp=pl.col("timestamp"))
-           .sort(pl.col("user") * span + (pl.col("timestamp") - t0), maintain_order=True)
-           .collect(engine="streaming"))
+    enc = (
+        cur.lazy()
+        .select(
+            user=pl.col("user_id").replace_strict(users, np.arange(len(users), dtype=np.int64), return_dtype=pl.Int64),
+            item=pl.col("item_id").replace_strict(
+                items, np.arange(1, len(items) + 1, dtype=np.int64), return_dtype=pl.Int64
+            ),
+            timestamp=pl.col("timestamp"),
+        )
+        .sort(pl.col("user") * span + (pl.col("timestamp") - t0), maintain_order=True)
+        .collect(engine="streaming")
+    )
     per_user = enc.group_by("user", maintain_order=True).agg(
-        n=pl.len(), train_end=(pl.col("timestamp") < thr).sum(), last_ts=pl.col("timestamp").last())
+        n=pl.len(), train_end=(pl.col("timestamp") < thr).sum(), last_ts=pl.col("timestamp").last()
+    )
     n = per_user.get_column("n").to_numpy()
     test = per_user.filter((pl.col("last_ts") >= thr) & (pl.col("n") >= 2))
-    return {"user_ids": users.to_numpy(), "item_ids": items.to_numpy(), "offsets": np.concatenate([[0], np.cumsum(n)]),
-            "items": enc.get_column("item").to_numpy(), "train_end": per_user.get_column("train_end").to_numpy(),
-            "test_users": test.get_column("user").to_numpy(), "test_pos": test.get_column("n").to_numpy() - 1,
-            "_rounds": rounds}
+    return {
+        "user_ids": users.to_numpy(),
+        "item_ids": items.to_numpy(),
+        "offsets": np.concatenate([[0], np.cumsum(n)]),
+        "items": enc.get_column("item").to_numpy(),
+        "train_end": per_user.get_column("train_end").to_numpy(),
+        "test_users": test.get_column("user").to_numpy(),
+        "test_pos": test.get_column("n").to_numpy() - 1,
+        "_rounds": rounds,
+    }
 
 
 def polars_isin(df: pl.DataFrame) -> dict[str, Any]:
@@ -203,8 +252,12 @@ def duckdb_sql(source: Any) -> dict[str, Any]:
         con.execute("ALTER TABLE nxt RENAME TO cur")
         rounds, height = rounds + 1, h
     thr = con.execute(f"SELECT quantile_cont(timestamp, {Q}) FROM cur").fetchone()[0]
-    con.execute("CREATE TABLE u AS SELECT user_id, (row_number() OVER (ORDER BY user_id)) - 1 AS user FROM (SELECT DISTINCT user_id FROM cur)")
-    con.execute("CREATE TABLE i AS SELECT item_id, row_number() OVER (ORDER BY item_id) AS item FROM (SELECT DISTINCT item_id FROM cur)")
+    con.execute(
+        "CREATE TABLE u AS SELECT user_id, (row_number() OVER (ORDER BY user_id)) - 1 AS user FROM (SELECT DISTINCT user_id FROM cur)"
+    )
+    con.execute(
+        "CREATE TABLE i AS SELECT item_id, row_number() OVER (ORDER BY item_id) AS item FROM (SELECT DISTINCT item_id FROM cur)"
+    )
     seq = con.execute("""SELECT u.user, i.item, c.timestamp FROM cur c JOIN u USING (user_id) JOIN i USING (item_id)
                          ORDER BY u.user, c.timestamp, c.row""").fetchnumpy()
     per = con.execute(f"""SELECT u.user, count(*) AS n, sum(CASE WHEN c.timestamp < {thr} THEN 1 ELSE 0 END) AS train_end,
@@ -213,9 +266,16 @@ def duckdb_sql(source: Any) -> dict[str, Any]:
     items = con.execute("SELECT item_id FROM i ORDER BY item").fetchnumpy()["item_id"]
     n = np.asarray(per["n"], dtype=np.int64)
     test = (np.asarray(per["last_ts"]) >= thr) & (n >= 2)
-    return {"user_ids": users, "item_ids": items, "offsets": np.concatenate([[0], np.cumsum(n)]),
-            "items": np.asarray(seq["item"]), "train_end": np.asarray(per["train_end"], dtype=np.int64),
-            "test_users": np.asarray(per["user"])[test], "test_pos": n[test] - 1, "_rounds": rounds}
+    return {
+        "user_ids": users,
+        "item_ids": items,
+        "offsets": np.concatenate([[0], np.cumsum(n)]),
+        "items": np.asarray(seq["item"]),
+        "train_end": np.asarray(per["train_end"], dtype=np.int64),
+        "test_users": np.asarray(per["user"])[test],
+        "test_pos": n[test] - 1,
+        "_rounds": rounds,
+    }
 
 
 def read_polars(path: Path) -> pl.DataFrame:
@@ -242,8 +302,9 @@ CANDIDATES: dict[str, Callable[[Any], dict[str, Any]]] = {
 # ----------------------------------------------------------------------------------- worker
 def worker(candidate: str, path: Path, source: str, reader: str, out: Path | None) -> None:
     """One timed run in this (fresh) process; prints a JSON line."""
-    import seqdistill  # noqa: F401  (import cost is not timed for anyone)
     import duckdb  # noqa: F401
+
+    import seqdistill  # noqa: F401  (import cost is not timed for anyone)
 
     fn = CANDIDATES[candidate]
     read = READERS[reader]
@@ -264,8 +325,18 @@ def worker(candidate: str, path: Path, source: str, reader: str, out: Path | Non
         input_bytes = path.stat().st_size
     if out is not None:
         np.savez(out, **{k: np.asarray(res[k]) for k in KEYS})
-    print(json.dumps({"seconds": secs, "peak_bytes": mem.peak, "input_bytes": input_bytes,
-                      "rounds": res["_rounds"], "stages": res.get("_stages")}), flush=True)
+    print(
+        json.dumps(
+            {
+                "seconds": secs,
+                "peak_bytes": mem.peak,
+                "input_bytes": input_bytes,
+                "rounds": res["_rounds"],
+                "stages": res.get("_stages"),
+            }
+        ),
+        flush=True,
+    )
 
 
 def run_worker(candidate: str, path: Path, source: str, reader: str, out: Path | None) -> dict[str, Any]:
@@ -309,13 +380,23 @@ def bench_case(case: str, source: str, candidates: list[str], repeats: int, data
                         else:
                             ok = same(reference, arrays)
                 med = statistics.median(x["seconds"] for x in runs)
-                entry = {"candidate": cand, "reader": reader if source == "parquet" else None, "seconds": med,
-                         "all_seconds": [round(x["seconds"], 3) for x in runs], "peak_bytes": max(x["peak_bytes"] for x in runs),
-                         "input_bytes": runs[0]["input_bytes"], "rounds": runs[0]["rounds"], "stages": runs[-1]["stages"],
-                         "same_result": ok}
+                entry = {
+                    "candidate": cand,
+                    "reader": reader if source == "parquet" else None,
+                    "seconds": med,
+                    "all_seconds": [round(x["seconds"], 3) for x in runs],
+                    "peak_bytes": max(x["peak_bytes"] for x in runs),
+                    "input_bytes": runs[0]["input_bytes"],
+                    "rounds": runs[0]["rounds"],
+                    "stages": runs[-1]["stages"],
+                    "same_result": ok,
+                }
                 name = cand + (f" ({reader})" if entry["reader"] else "")
-                print(f"  {name:55s} {med:8.3f}s  {[round(x['seconds'], 2) for x in runs]}  peak +{entry['peak_bytes'] / 2**30:.2f} GiB "
-                      f"({entry['peak_bytes'] / entry['input_bytes']:.2f}x input)  rounds {entry['rounds']}  same {ok}", flush=True)
+                print(
+                    f"  {name:55s} {med:8.3f}s  {[round(x['seconds'], 2) for x in runs]}  peak +{entry['peak_bytes'] / 2**30:.2f} GiB "
+                    f"({entry['peak_bytes'] / entry['input_bytes']:.2f}x input)  rounds {entry['rounds']}  same {ok}",
+                    flush=True,
+                )
                 if best is None or med < best["seconds"]:
                     best = entry
             assert best is not None
@@ -330,20 +411,41 @@ def bench_case(case: str, source: str, candidates: list[str], repeats: int, data
             b = min(fam, key=lambda r: r["seconds"])
             ratio = b["seconds"] / ours_r["seconds"]
             label = b["candidate"] + (f" ({b['reader']})" if b["reader"] else "")
-            print(f"  => {case} [{source}] fastest {family}: {label} {b['seconds']:.3f}s; seqdistill {ours_r['seconds']:.3f}s; "
-                  f"ratio {ratio:.2f}x", flush=True)
-            rows.append({"case": f"{case} {CASES[case][0]:,} rows, {source}", "ours_s": round(ours_r["seconds"], 4),
-                         "ours_reader": ours_r["reader"], "baseline": label, "baseline_s": round(b["seconds"], 4),
-                         "ratio": round(ratio, 3), "same_result": bool(ours_r["same_result"] and b["same_result"]),
-                         "ours_peak_gib": round(ours_r["peak_bytes"] / 2**30, 3),
-                         "baseline_peak_gib": round(b["peak_bytes"] / 2**30, 3),
-                         "input_gib": round(ours_r["input_bytes"] / 2**30, 3), "stages": ours_r["stages"],
-                         "all_candidates": {c: round(r["seconds"], 4) for c, r in results.items()}})
+            print(
+                f"  => {case} [{source}] fastest {family}: {label} {b['seconds']:.3f}s; seqdistill {ours_r['seconds']:.3f}s; "
+                f"ratio {ratio:.2f}x",
+                flush=True,
+            )
+            rows.append(
+                {
+                    "case": f"{case} {CASES[case][0]:,} rows, {source}",
+                    "ours_s": round(ours_r["seconds"], 4),
+                    "ours_reader": ours_r["reader"],
+                    "baseline": label,
+                    "baseline_s": round(b["seconds"], 4),
+                    "ratio": round(ratio, 3),
+                    "same_result": bool(ours_r["same_result"] and b["same_result"]),
+                    "ours_peak_gib": round(ours_r["peak_bytes"] / 2**30, 3),
+                    "baseline_peak_gib": round(b["peak_bytes"] / 2**30, 3),
+                    "input_gib": round(ours_r["input_bytes"] / 2**30, 3),
+                    "stages": ours_r["stages"],
+                    "all_candidates": {c: round(r["seconds"], 4) for c, r in results.items()},
+                }
+            )
         if len(results) == 1:
-            rows.append({"case": f"{case} {CASES[case][0]:,} rows, {source}", "ours_s": round(ours_r["seconds"], 4),
-                         "baseline": None, "baseline_s": None, "ratio": None, "same_result": None,
-                         "ours_peak_gib": round(ours_r["peak_bytes"] / 2**30, 3),
-                         "input_gib": round(ours_r["input_bytes"] / 2**30, 3), "stages": ours_r["stages"]})
+            rows.append(
+                {
+                    "case": f"{case} {CASES[case][0]:,} rows, {source}",
+                    "ours_s": round(ours_r["seconds"], 4),
+                    "baseline": None,
+                    "baseline_s": None,
+                    "ratio": None,
+                    "same_result": None,
+                    "ours_peak_gib": round(ours_r["peak_bytes"] / 2**30, 3),
+                    "input_gib": round(ours_r["input_bytes"] / 2**30, 3),
+                    "stages": ours_r["stages"],
+                }
+            )
     return rows
 
 
@@ -362,8 +464,13 @@ def main() -> None:
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        worker(args.worker, Path(args.data), args.source[0] if args.source else "memory", args.reader,
-               Path(args.out) if args.out else None)
+        worker(
+            args.worker,
+            Path(args.data),
+            args.source[0] if args.source else "memory",
+            args.reader,
+            Path(args.out) if args.out else None,
+        )
         return
     print(f"machine: {machine()}", flush=True)
     cands = ["seqdistill"] if args.only_ours else (args.candidates or list(CANDIDATES))

@@ -4,6 +4,7 @@ Batch size 1 is the baseline for the batched cases; ``same_result`` says whether
 texts equal the baseline's. Prompts are built from a synthetic movie dataset through the real
 history/prompt code. Usage: python benches/profiles.py [--users 32] [--new-tokens 24] [--json PATH]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,12 +29,18 @@ class _Dataset:
         genres = ["Comedy", "Drama", "Horror", "Sci-Fi", "Animation", "Thriller", "Romance", "War"]
         n_items = 200
         self.n_users, self.n_items, self.domain, self.name = n_users, n_items, "movies", "bench"
-        self.item_meta = pl.DataFrame({
-            "item": np.arange(1, n_items + 1), "item_id": [f"m{i}" for i in range(1, n_items + 1)],
-            "title": [f"The {['Silent', 'Last', 'Red', 'Lost', 'Grand'][i % 5]} {['River', 'Night', 'House', 'Road'][i % 4]} {i}"
-                      for i in range(1, n_items + 1)],
-            "year": rng.integers(1950, 2020, n_items),
-            "genres": ["|".join(rng.choice(genres, 2, replace=False)) for _ in range(n_items)]})
+        self.item_meta = pl.DataFrame(
+            {
+                "item": np.arange(1, n_items + 1),
+                "item_id": [f"m{i}" for i in range(1, n_items + 1)],
+                "title": [
+                    f"The {['Silent', 'Last', 'Red', 'Lost', 'Grand'][i % 5]} {['River', 'Night', 'House', 'Road'][i % 4]} {i}"
+                    for i in range(1, n_items + 1)
+                ],
+                "year": rng.integers(1950, 2020, n_items),
+                "genres": ["|".join(rng.choice(genres, 2, replace=False)) for _ in range(n_items)],
+            }
+        )
         lengths = rng.integers(8, 25, n_users)
         self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         self.items = rng.integers(1, n_items + 1, int(lengths.sum())).astype(np.int64)
@@ -81,17 +88,29 @@ def main() -> None:
             base_s, base_texts = sec, texts_now
         same = texts_now == base_texts
         n_same = sum(a == b for a, b in zip(texts_now, base_texts))
-        print(f"batch {bs:>3}: {sec:7.2f} s  {len(res) / sec:6.2f} users/s  {out_tokens / sec:7.1f} new tok/s  "
-              f"{in_tokens / len(res):.0f} prompt tok/user  speed-up x{base_s / sec:.2f}  same texts {n_same}/{len(res)}")
-        rows.append({"case": f"smollm2-135m cpu batch={bs} users={len(res)} new_tokens={args.new_tokens}",
-                     "ours_s": round(sec, 3), "baseline": "batch=1", "baseline_s": round(base_s, 3),
-                     "ratio": round(base_s / sec, 3), "same_result": same,
-                     "users_per_s": round(len(res) / sec, 3), "new_tokens_per_s": round(out_tokens / sec, 1),
-                     "same_texts": n_same})
+        print(
+            f"batch {bs:>3}: {sec:7.2f} s  {len(res) / sec:6.2f} users/s  {out_tokens / sec:7.1f} new tok/s  "
+            f"{in_tokens / len(res):.0f} prompt tok/user  speed-up x{base_s / sec:.2f}  same texts {n_same}/{len(res)}"
+        )
+        rows.append(
+            {
+                "case": f"smollm2-135m cpu batch={bs} users={len(res)} new_tokens={args.new_tokens}",
+                "ours_s": round(sec, 3),
+                "baseline": "batch=1",
+                "baseline_s": round(base_s, 3),
+                "ratio": round(base_s / sec, 3),
+                "same_result": same,
+                "users_per_s": round(len(res) / sec, 3),
+                "new_tokens_per_s": round(out_tokens / sec, 1),
+                "same_texts": n_same,
+            }
+        )
     if args.json:
-        out = {"bench": "profiles-generation",
-               "machine": f"{platform.machine()} {os.cpu_count()} cpus, torch threads {args.threads}, {platform.platform()}",
-               "rows": rows}
+        out = {
+            "bench": "profiles-generation",
+            "machine": f"{platform.machine()} {os.cpu_count()} cpus, torch threads {args.threads}, {platform.platform()}",
+            "rows": rows,
+        }
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
 
 

@@ -39,9 +39,14 @@ from seqdistill.models import ModelConfig, build_model  # noqa: E402
 from seqdistill.training import TrainConfig, Trainer  # noqa: E402
 
 # the reference configs differ per model (their SASRec.yaml / BERT4Rec.yaml)
-REFERENCE_DEFAULTS = {"sasrec": {"epochs": 100, "heads": 1, "patience": 10},
-                      "bert4rec": {"epochs": 200, "heads": 2, "patience": 20}}
-PUBLISHED = {"sasrec": {"hit_rate@10": 0.3152, "ndcg@10": 0.1821}, "bert4rec": {"hit_rate@10": 0.2843, "ndcg@10": 0.1537}}
+REFERENCE_DEFAULTS = {
+    "sasrec": {"epochs": 100, "heads": 1, "patience": 10},
+    "bert4rec": {"epochs": 200, "heads": 2, "patience": 20},
+}
+PUBLISHED = {
+    "sasrec": {"hit_rate@10": 0.3152, "ndcg@10": 0.1821},
+    "bert4rec": {"hit_rate@10": 0.2843, "ndcg@10": 0.1537},
+}
 
 
 def main() -> None:
@@ -59,11 +64,19 @@ def main() -> None:
     ap.add_argument("--weight-decay", type=float, default=0.0)
     ap.add_argument("--grad-clip", type=float, default=None)
     ap.add_argument("--mask-prob", type=float, default=0.2, help="BERT4Rec: share of positions masked")
-    ap.add_argument("--mask-last-prob", type=float, default=0.0,
-                    help="BERT4Rec: share of rows that mask only the last item (reference: 0)")
+    ap.add_argument(
+        "--mask-last-prob",
+        type=float,
+        default=0.0,
+        help="BERT4Rec: share of rows that mask only the last item (reference: 0)",
+    )
     ap.add_argument("--k-core", type=int, default=5)
-    ap.add_argument("--windows", choices=["last", "all"], default="last",
-                    help="last: one window per user (the reference protocol); all: every transition once")
+    ap.add_argument(
+        "--windows",
+        choices=["last", "all"],
+        default="last",
+        help="last: one window per user (the reference protocol); all: every transition once",
+    )
     ap.add_argument("--no-filter-seen", action="store_true", help="keep seen items in the ranking")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0)
@@ -78,12 +91,28 @@ def main() -> None:
     ds = prepare(datasets.movielens_1m(), k_core=args.k_core or None, split=SplitConfig(kind="leave_one_out"))
     filter_seen = not args.no_filter_seen
     print(f"machine: {machine()}; ML-1M {ds.n_users} users, {ds.n_items} items, {ds.n_interactions} interactions")
-    mcfg = ModelConfig(kind=args.model, n_items=ds.n_items, max_len=args.max_len, hidden=args.hidden,
-                       n_blocks=args.blocks, n_heads=args.heads, dropout=args.dropout,
-                       mask_prob=args.mask_prob, mask_last_prob=args.mask_last_prob)
-    tcfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience, seed=args.seed,
-                       weight_decay=args.weight_decay, grad_clip=args.grad_clip, valid_filter_seen=filter_seen,
-                       stride=10**9 if args.windows == "last" else None)
+    mcfg = ModelConfig(
+        kind=args.model,
+        n_items=ds.n_items,
+        max_len=args.max_len,
+        hidden=args.hidden,
+        n_blocks=args.blocks,
+        n_heads=args.heads,
+        dropout=args.dropout,
+        mask_prob=args.mask_prob,
+        mask_last_prob=args.mask_last_prob,
+    )
+    tcfg = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        patience=args.patience,
+        seed=args.seed,
+        weight_decay=args.weight_decay,
+        grad_clip=args.grad_clip,
+        valid_filter_seen=filter_seen,
+        stride=10**9 if args.windows == "last" else None,
+    )
     model = build_model(mcfg)
     run_dir = Path(args.run_dir) / args.model
     t0 = time.perf_counter()
@@ -93,17 +122,37 @@ def main() -> None:
     res = evaluate(model, ds, "test", ks=(10,), filter_seen=filter_seen)
     pub = PUBLISHED[args.model]
     best = max(history, key=lambda r: r.get("valid_ndcg@10", 0))
-    print(f"{args.model}: epochs run {len(history)} (this call {call_s:.0f} s, all epochs {train_s:.0f} s), best epoch {best['epoch']}")
-    print(f"test HitRate@10 {res.means['hit_rate@10']:.4f} (published {pub['hit_rate@10']}), "
-          f"NDCG@10 {res.means['ndcg@10']:.4f} (published {pub['ndcg@10']})")
-    (run_dir / "test.json").write_text(json.dumps({"test": res.means, "config": mcfg.to_dict(), "train": tcfg.to_dict()}, indent=1))
-    write_json(args.json, "quality_ml1m", [{
-        "case": f"{args.model} ML-1M LOO hit_rate@10", "ours_s": round(train_s, 1), "baseline": "published (Klenitskiy & Vasilev 2023)",
-        "baseline_s": None, "ratio": round(res.means["hit_rate@10"] / pub["hit_rate@10"], 4), "same_result": None,
-        "hit_rate@10": res.means["hit_rate@10"], "ndcg@10": res.means["ndcg@10"],
-        "epochs_run": len(history), "best_epoch": best["epoch"], "valid_ndcg@10": best.get("valid_ndcg@10"),
-        "published": pub, "early_stopped": bool(history[-1].get("stopped")),
-    }])
+    print(
+        f"{args.model}: epochs run {len(history)} (this call {call_s:.0f} s, all epochs {train_s:.0f} s), best epoch {best['epoch']}"
+    )
+    print(
+        f"test HitRate@10 {res.means['hit_rate@10']:.4f} (published {pub['hit_rate@10']}), "
+        f"NDCG@10 {res.means['ndcg@10']:.4f} (published {pub['ndcg@10']})"
+    )
+    (run_dir / "test.json").write_text(
+        json.dumps({"test": res.means, "config": mcfg.to_dict(), "train": tcfg.to_dict()}, indent=1)
+    )
+    write_json(
+        args.json,
+        "quality_ml1m",
+        [
+            {
+                "case": f"{args.model} ML-1M LOO hit_rate@10",
+                "ours_s": round(train_s, 1),
+                "baseline": "published (Klenitskiy & Vasilev 2023)",
+                "baseline_s": None,
+                "ratio": round(res.means["hit_rate@10"] / pub["hit_rate@10"], 4),
+                "same_result": None,
+                "hit_rate@10": res.means["hit_rate@10"],
+                "ndcg@10": res.means["ndcg@10"],
+                "epochs_run": len(history),
+                "best_epoch": best["epoch"],
+                "valid_ndcg@10": best.get("valid_ndcg@10"),
+                "published": pub,
+                "early_stopped": bool(history[-1].get("stopped")),
+            }
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -42,9 +42,21 @@ def datasets(args) -> list:
 def time_training(ds, loss: str, args) -> tuple[float, float, float]:
     """Seconds per epoch, test-inference seconds and test NDCG@10 of one SASRec run."""
     torch.manual_seed(0)
-    cfg = ModelConfig(kind="sasrec", n_items=ds.n_items, max_len=50, hidden=64, n_blocks=2, n_heads=2, dropout=0.2, loss=loss, loss_chunk=args.chunk)
+    cfg = ModelConfig(
+        kind="sasrec",
+        n_items=ds.n_items,
+        max_len=50,
+        hidden=64,
+        n_blocks=2,
+        n_heads=2,
+        dropout=0.2,
+        loss=loss,
+        loss_chunk=args.chunk,
+    )
     model = build_model(cfg)
-    tc = TrainConfig(epochs=args.epochs, batch_size=256, lr=1e-3, device=args.device, progress=False, patience=None, validate=False)
+    tc = TrainConfig(
+        epochs=args.epochs, batch_size=256, lr=1e-3, device=args.device, progress=False, patience=None, validate=False
+    )
     tr = Trainer(model, ds, tc)
     hist = tr.fit()
     per_epoch = sum(r["seconds"] for r in hist) / len(hist)
@@ -71,19 +83,32 @@ def main() -> None:
     for name, ds in datasets(args):
         full_epoch, full_inf, full_ndcg = time_training(ds, "full", args)
         ch_epoch, ch_inf, ch_ndcg = time_training(ds, "chunked", args)
-        print(f"{name} ({ds.n_users} users, {ds.n_items} items): full CE {full_epoch:.2f} s/epoch, "
-              f"chunked CE {ch_epoch:.2f} s/epoch, test inference {full_inf:.2f} s, "
-              f"NDCG@10 after {args.epochs} epoch(s): full {full_ndcg:.4f} chunked {ch_ndcg:.4f}", flush=True)
-        rows.append({
-            "case": f"{name}: SASRec s/epoch (full CE)",
-            "ours_s": round(full_epoch, 3),
-            "baseline": "chunked CE (exact, memory-bounded)",
-            "baseline_s": round(ch_epoch, 3),
-            "ratio": round(ch_epoch / max(full_epoch, 1e-12), 2),
-            "same_result": abs(full_ndcg - ch_ndcg) < 0.02,
-        })
-        rows.append({"case": f"{name}: test inference s (full ranking)", "ours_s": round(full_inf, 3),
-                     "baseline": None, "baseline_s": None, "ratio": None, "same_result": None})
+        print(
+            f"{name} ({ds.n_users} users, {ds.n_items} items): full CE {full_epoch:.2f} s/epoch, "
+            f"chunked CE {ch_epoch:.2f} s/epoch, test inference {full_inf:.2f} s, "
+            f"NDCG@10 after {args.epochs} epoch(s): full {full_ndcg:.4f} chunked {ch_ndcg:.4f}",
+            flush=True,
+        )
+        rows.append(
+            {
+                "case": f"{name}: SASRec s/epoch (full CE)",
+                "ours_s": round(full_epoch, 3),
+                "baseline": "chunked CE (exact, memory-bounded)",
+                "baseline_s": round(ch_epoch, 3),
+                "ratio": round(ch_epoch / max(full_epoch, 1e-12), 2),
+                "same_result": abs(full_ndcg - ch_ndcg) < 0.02,
+            }
+        )
+        rows.append(
+            {
+                "case": f"{name}: test inference s (full ranking)",
+                "ours_s": round(full_inf, 3),
+                "baseline": None,
+                "baseline_s": None,
+                "ratio": None,
+                "same_result": None,
+            }
+        )
     write_json(args.json, "train", rows)
 
 

@@ -37,8 +37,13 @@ def imported(name: str, path: Path) -> list[tuple[str, int]]:
     is_pkg = path.name == "__init__.py"
     package = name if is_pkg else name.rpartition(".")[0]
     tree = ast.parse(path.read_text(), str(path))
-    typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
-                   for stmt in node.body for n in ast.walk(stmt)}
+    typing_only = {
+        id(n)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
+        for stmt in node.body
+        for n in ast.walk(stmt)
+    }
     out = []
     for node in ast.walk(tree):
         if id(node) in typing_only:  # `if TYPE_CHECKING:` imports never run
@@ -118,8 +123,14 @@ def test_one_atomic_writer():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call):
                 call = ast.unparse(node.func)
-                if call in ("os.replace", "os.rename", "shutil.move", "tempfile.mkstemp", "tempfile.mkdtemp",
-                            "tempfile.NamedTemporaryFile"):
+                if call in (
+                    "os.replace",
+                    "os.rename",
+                    "shutil.move",
+                    "tempfile.mkstemp",
+                    "tempfile.mkdtemp",
+                    "tempfile.NamedTemporaryFile",
+                ):
                     found.append((name, call))
     assert sorted(set(found) - allowed) == []
 

@@ -20,24 +20,42 @@ from seqdistill.errors import ConfigError, DataError, OutputError
 LOG = "user_id,item_id,timestamp\n" + "".join(f"{u},{i},{10 * u + i}\n" for u in (1, 2, 3) for i in (10, 11, 12))
 
 
-@pytest.mark.parametrize("exc, code, message", [
-    (DataError("log.csv: column 'u' is null at row 3"), 2, "error: log.csv: column 'u' is null at row 3"),
-    (ConfigError("a.toml: [train] epochs = -1:\n  expected >= 1"), 2, "error: a.toml: [train] epochs = -1: expected >= 1"),
-    (OutputError("out: not ours"), 2, "error: out: not ours"),
-    (OSError(errno.ENOSPC, "No space left on device", "out/log.parquet"), 2,
-     "error: out/log.parquet: disk full (no space left on device)"),
-    (OSError(errno.EDQUOT, "Disk quota exceeded", "out/x"), 2, "error: out/x: disk quota exceeded"),
-    (OSError(errno.EROFS, "Read-only file system", "out"), 2, "error: out: read-only file system"),
-    (PermissionError(errno.EACCES, "Permission denied", "log.csv"), 2, "error: log.csv: permission denied"),
-    (FileNotFoundError(errno.ENOENT, "No such file or directory", "x.csv"), 2, "error: x.csv: no such file or folder"),
-    (IsADirectoryError(errno.EISDIR, "Is a directory", "d.csv"), 2, "error: d.csv: is a folder, expected a file"),
-    (NotADirectoryError(errno.ENOTDIR, "Not a directory", "f/x"), 2, "error: f/x: not a folder"),
-    (OSError(errno.EXDEV, "Invalid cross-device link", "a", None, "b"), 2, "error: a -> b: Invalid cross-device link"),
-    (FileNotFoundError("ratings.csv: no such file"), 2, "error: ratings.csv: no such file"),
-    (KeyboardInterrupt(), 130, "interrupted"),
-    (RuntimeError("boom"), 1, "internal error (RuntimeError: boom); run again with --debug for the traceback"),
-    (ValueError(""), 1, "internal error (ValueError: ValueError); run again with --debug for the traceback"),
-])
+@pytest.mark.parametrize(
+    "exc, code, message",
+    [
+        (DataError("log.csv: column 'u' is null at row 3"), 2, "error: log.csv: column 'u' is null at row 3"),
+        (
+            ConfigError("a.toml: [train] epochs = -1:\n  expected >= 1"),
+            2,
+            "error: a.toml: [train] epochs = -1: expected >= 1",
+        ),
+        (OutputError("out: not ours"), 2, "error: out: not ours"),
+        (
+            OSError(errno.ENOSPC, "No space left on device", "out/log.parquet"),
+            2,
+            "error: out/log.parquet: disk full (no space left on device)",
+        ),
+        (OSError(errno.EDQUOT, "Disk quota exceeded", "out/x"), 2, "error: out/x: disk quota exceeded"),
+        (OSError(errno.EROFS, "Read-only file system", "out"), 2, "error: out: read-only file system"),
+        (PermissionError(errno.EACCES, "Permission denied", "log.csv"), 2, "error: log.csv: permission denied"),
+        (
+            FileNotFoundError(errno.ENOENT, "No such file or directory", "x.csv"),
+            2,
+            "error: x.csv: no such file or folder",
+        ),
+        (IsADirectoryError(errno.EISDIR, "Is a directory", "d.csv"), 2, "error: d.csv: is a folder, expected a file"),
+        (NotADirectoryError(errno.ENOTDIR, "Not a directory", "f/x"), 2, "error: f/x: not a folder"),
+        (
+            OSError(errno.EXDEV, "Invalid cross-device link", "a", None, "b"),
+            2,
+            "error: a -> b: Invalid cross-device link",
+        ),
+        (FileNotFoundError("ratings.csv: no such file"), 2, "error: ratings.csv: no such file"),
+        (KeyboardInterrupt(), 130, "interrupted"),
+        (RuntimeError("boom"), 1, "internal error (RuntimeError: boom); run again with --debug for the traceback"),
+        (ValueError(""), 1, "internal error (ValueError: ValueError); run again with --debug for the traceback"),
+    ],
+)
 def test_one_map_from_exception_to_status(exc, code, message):
     assert _errors.describe(exc) == (code, message)
 
@@ -105,8 +123,10 @@ def test_items_are_matched_exactly(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "log.csv").write_text(LOG)
     (tmp_path / "items.csv").write_text("sku,title\n010,zero-ten\n11,eleven\nx,ex\n")
-    assert main(["prepare", "log.csv", "--out", "out", "--k-core", "1", "--items", "items.csv",
-                 "--items-id-col", "sku"]) == 0
+    assert (
+        main(["prepare", "log.csv", "--out", "out", "--k-core", "1", "--items", "items.csv", "--items-id-col", "sku"])
+        == 0
+    )
     ds = seqdistill.PreparedDataset.load(tmp_path / "out")
     assert ds.item_meta.select("item_id", "title").rows() == [(10, None), (11, "eleven"), (12, None)]
 
@@ -126,8 +146,11 @@ NUMERIC = [
     (["profiles", "generate", "d", "--store", "s", "--temperature"], ["-0.5", "nan"], "--temperature"),
     (["profiles", "generate", "d", "--store", "s", "--concurrency"], ["0"], "--concurrency"),
     (["profiles", "reduce", "d", "--embeddings", "e", "--out", "o", "--dim"], ["0", "-3"], "--dim"),
-    (["profiles", "reduce", "d", "--embeddings", "e", "--out", "o", "--dim", "2", "--n-neighbors"], ["1"],
-     "--n-neighbors"),
+    (
+        ["profiles", "reduce", "d", "--embeddings", "e", "--out", "o", "--dim", "2", "--n-neighbors"],
+        ["1"],
+        "--n-neighbors",
+    ),
     (["datasets", "prepare", "synthetic", "o", "--k-core"], ["0"], "--k-core"),
 ]
 
@@ -159,9 +182,17 @@ def _leaves(parser: argparse.ArgumentParser, path=()):
 
 def test_every_command_takes_debug_and_has_a_function():
     leaves = dict(_leaves(build_parser()))
-    assert set(leaves) == {("demo",), ("prepare",), ("datasets", "list"), ("datasets", "describe"),
-                           ("datasets", "prepare"), ("profiles", "generate"), ("profiles", "encode"),
-                           ("profiles", "reduce"), ("experiment",)}
+    assert set(leaves) == {
+        ("demo",),
+        ("prepare",),
+        ("datasets", "list"),
+        ("datasets", "describe"),
+        ("datasets", "prepare"),
+        ("profiles", "generate"),
+        ("profiles", "encode"),
+        ("profiles", "reduce"),
+        ("experiment",),
+    }
     for path, leaf in leaves.items():
         assert "--debug" in leaf._option_string_actions, path
         defaults = leaf._defaults
@@ -170,22 +201,28 @@ def test_every_command_takes_debug_and_has_a_function():
 
 def test_no_library_module_imports_argparse():
     root = Path(seqdistill.__file__).parent
-    offenders = [str(p.relative_to(root)) for p in root.rglob("*.py")
-                 if "cli" not in p.relative_to(root).parts and "argparse" in p.read_text()]
+    offenders = [
+        str(p.relative_to(root))
+        for p in root.rglob("*.py")
+        if "cli" not in p.relative_to(root).parts and "argparse" in p.read_text()
+    ]
     assert offenders == []
 
 
 # ------------------------------------------------------------------------- a real terminal
 def _seqdistill(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONWARNINGS="ignore")
-    return subprocess.run([sys.executable, "-m", "seqdistill.cli", *argv], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "seqdistill.cli", *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_no_traceback_reaches_the_terminal(tmp_path):
     (tmp_path / "bad.parquet").write_bytes(b"PAR1 not really")
-    (tmp_path / "big.csv").write_text("user_id,item_id,timestamp\n" + "".join(
-        f"{2**64 + u},{i},{t}\n" for t, (u, i) in enumerate([(0, 1), (0, 2), (1, 1), (1, 2)])))
+    (tmp_path / "big.csv").write_text(
+        "user_id,item_id,timestamp\n"
+        + "".join(f"{2**64 + u},{i},{t}\n" for t, (u, i) in enumerate([(0, 1), (0, 2), (1, 1), (1, 2)]))
+    )
     cases = [
         (["prepare", "bad.parquet", "--out", "o"], 2, "bad.parquet: cannot read as parquet"),
         (["prepare", "absent.csv", "--out", "o"], 2, "absent.csv: no such file"),
@@ -214,8 +251,26 @@ def test_a_library_warning_is_one_line_and_the_status_is_unchanged(tmp_path):
     after the test threshold, so the split has no test targets and prepare() warns."""
     (tmp_path / "log.csv").write_text(NO_TEST_TARGETS)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
-    r = subprocess.run([sys.executable, "-m", "seqdistill.cli", "prepare", "log.csv", "--out", "ds", "--k-core", "1",
-                        "--quantile", "0.9"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "seqdistill.cli",
+            "prepare",
+            "log.csv",
+            "--out",
+            "ds",
+            "--k-core",
+            "1",
+            "--quantile",
+            "0.9",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     lines = r.stderr.splitlines()
     assert len(lines) == 1, r.stderr
@@ -230,8 +285,8 @@ def test_other_warnings_keep_pythons_display(log, monkeypatch, capsys):
     from seqdistill.errors import SeqdistillWarning
 
     def warns(args):
-        warnings.warn("first\n  second line", SeqdistillWarning)
-        warnings.warn("a plain one", UserWarning)
+        warnings.warn("first\n  second line", SeqdistillWarning, stacklevel=2)
+        warnings.warn("a plain one", UserWarning, stacklevel=2)
         return 3
 
     monkeypatch.setattr(prepare_cli, "run", warns)

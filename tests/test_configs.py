@@ -23,28 +23,99 @@ torch.set_num_threads(1)
 NAN, INF = float("nan"), float("inf")
 
 MODEL_BAD = [
-    ("kind", "gru"), ("kind", 3), ("n_items", "10"), ("n_items", 0), ("n_items", 10.0), ("hidden", 64.0),
-    ("hidden", True), ("n_blocks", 0), ("n_blocks", True), ("n_heads", 0), ("max_len", 1), ("max_len", "50"),
-    ("dropout", 1.0), ("dropout", -0.1), ("dropout", NAN), ("dropout", "0.1"), ("dropout", False),
-    ("ffn_mult", 0), ("mask_prob", 1.5), ("mask_prob", INF), ("mask_last_prob", -0.5), ("loss", "bpr"),
-    ("loss", None), ("loss_chunk", 0), ("n_negatives", -1), ("negatives", "hard"),
+    ("kind", "gru"),
+    ("kind", 3),
+    ("n_items", "10"),
+    ("n_items", 0),
+    ("n_items", 10.0),
+    ("hidden", 64.0),
+    ("hidden", True),
+    ("n_blocks", 0),
+    ("n_blocks", True),
+    ("n_heads", 0),
+    ("max_len", 1),
+    ("max_len", "50"),
+    ("dropout", 1.0),
+    ("dropout", -0.1),
+    ("dropout", NAN),
+    ("dropout", "0.1"),
+    ("dropout", False),
+    ("ffn_mult", 0),
+    ("mask_prob", 1.5),
+    ("mask_prob", INF),
+    ("mask_last_prob", -0.5),
+    ("loss", "bpr"),
+    ("loss", None),
+    ("loss_chunk", 0),
+    ("n_negatives", -1),
+    ("negatives", "hard"),
 ]
 TRAIN_BAD = [
-    ("epochs", 0), ("epochs", -1), ("epochs", "3"), ("epochs", 3.0), ("epochs", True), ("batch_size", 0),
-    ("batch_size", 2.5), ("lr", 0), ("lr", -1e-3), ("lr", NAN), ("lr", INF), ("lr", "1e-3"), ("lr", None),
-    ("weight_decay", -0.1), ("grad_clip", NAN), ("grad_clip", -1.0), ("stride", 0), ("seed", -1),
-    ("seed", 1.5), ("device", "gpu"), ("device", "cuda:x"), ("device", 0), ("amp", "yes"), ("amp", 1),
-    ("patience", True), ("patience", False), ("patience", 0), ("patience", 2.5), ("min_epochs", -1),
-    ("validate", 1), ("valid_metric", "auc@10"), ("valid_metric", "ndcg@0"), ("valid_metric", "ndcg"),
-    ("valid_metric", 10), ("valid_ks", [0]), ("valid_ks", []), ("valid_ks", "10"), ("valid_ks", [10.0]),
-    ("valid_ks", [True]), ("valid_filter_seen", "no"), ("eval_batch_size", 0), ("eval_batch_size", -5),
+    ("epochs", 0),
+    ("epochs", -1),
+    ("epochs", "3"),
+    ("epochs", 3.0),
+    ("epochs", True),
+    ("batch_size", 0),
+    ("batch_size", 2.5),
+    ("lr", 0),
+    ("lr", -1e-3),
+    ("lr", NAN),
+    ("lr", INF),
+    ("lr", "1e-3"),
+    ("lr", None),
+    ("weight_decay", -0.1),
+    ("grad_clip", NAN),
+    ("grad_clip", -1.0),
+    ("stride", 0),
+    ("seed", -1),
+    ("seed", 1.5),
+    ("device", "gpu"),
+    ("device", "cuda:x"),
+    ("device", 0),
+    ("amp", "yes"),
+    ("amp", 1),
+    ("patience", True),
+    ("patience", False),
+    ("patience", 0),
+    ("patience", 2.5),
+    ("min_epochs", -1),
+    ("validate", 1),
+    ("valid_metric", "auc@10"),
+    ("valid_metric", "ndcg@0"),
+    ("valid_metric", "ndcg"),
+    ("valid_metric", 10),
+    ("valid_ks", [0]),
+    ("valid_ks", []),
+    ("valid_ks", "10"),
+    ("valid_ks", [10.0]),
+    ("valid_ks", [True]),
+    ("valid_filter_seen", "no"),
+    ("eval_batch_size", 0),
+    ("eval_batch_size", -5),
     ("progress", None),
 ]
 DISTILL_BAD = [
-    ("alpha", 1.5), ("alpha", -0.1), ("alpha", "0.4"), ("alpha", NAN), ("alpha", True), ("gamma", NAN),
-    ("gamma", INF), ("gamma", "0.1"), ("epochs", -1), ("epochs", 2.0), ("epochs", True), ("block", 1.5),
-    ("block", True), ("block", None), ("pooling", "max"), ("loss", "l1"), ("coverage", "all"),
-    ("dynamic_beta", "yes"), ("dynamic_beta", 1), ("standardize", 0),
+    ("alpha", 1.5),
+    ("alpha", -0.1),
+    ("alpha", "0.4"),
+    ("alpha", NAN),
+    ("alpha", True),
+    ("gamma", NAN),
+    ("gamma", INF),
+    ("gamma", "0.1"),
+    ("epochs", -1),
+    ("epochs", 2.0),
+    ("epochs", True),
+    ("block", 1.5),
+    ("block", True),
+    ("block", None),
+    ("pooling", "max"),
+    ("loss", "l1"),
+    ("coverage", "all"),
+    ("dynamic_beta", "yes"),
+    ("dynamic_beta", 1),
+    ("standardize", 0),
 ]
 BASE_MODEL = dict(kind="sasrec", n_items=10, max_len=8, hidden=8, n_blocks=2, n_heads=2)
 
@@ -124,13 +195,26 @@ def test_trainer_refuses_a_term_that_does_not_fit_before_any_work(tiny_ds, tmp_p
     targets = np.zeros((tiny_ds.n_users, 8), np.float32)
     cases = [
         (DistillationTerm(targets, None, DistillConfig(block=2)), ConfigError, r"DistillConfig.block"),
-        (DistillationTerm(np.zeros((tiny_ds.n_users, 5), np.float32), None), ConfigError, r"target size 5 != ModelConfig.hidden 8"),
-        (DistillationTerm(targets[:-1], None), DataError, rf"{tiny_ds.n_users - 1} target rows.*{tiny_ds.n_users} users"),
+        (
+            DistillationTerm(np.zeros((tiny_ds.n_users, 5), np.float32), None),
+            ConfigError,
+            r"target size 5 != ModelConfig.hidden 8",
+        ),
+        (
+            DistillationTerm(targets[:-1], None),
+            DataError,
+            rf"{tiny_ds.n_users - 1} target rows.*{tiny_ds.n_users} users",
+        ),
     ]
     for term, exc, pattern in cases:
         with pytest.raises(exc, match=pattern):
-            Trainer(model, tiny_ds, TrainConfig(epochs=1, progress=False, device="cpu"), run_dir=tmp_path / "run",
-                    extra_losses=[term])
+            Trainer(
+                model,
+                tiny_ds,
+                TrainConfig(epochs=1, progress=False, device="cpu"),
+                run_dir=tmp_path / "run",
+                extra_losses=[term],
+            )
     assert not (tmp_path / "run").exists()
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
@@ -170,17 +254,36 @@ def _dict_configs() -> list[type]:
 
     from seqdistill._config import DictConfig
 
-    for module in ("seqdistill.datasets", "seqdistill.data.synthetic", "seqdistill.data.prepare",
-                   "seqdistill.models.base", "seqdistill.training.config", "seqdistill.training.distill",
-                   "seqdistill.profiles.history", "seqdistill.profiles.llm", "seqdistill.profiles.encode",
-                   "seqdistill.profiles.reduce", "seqdistill.profiles.stats_profile"):
+    for module in (
+        "seqdistill.datasets",
+        "seqdistill.data.synthetic",
+        "seqdistill.data.prepare",
+        "seqdistill.models.base",
+        "seqdistill.training.config",
+        "seqdistill.training.distill",
+        "seqdistill.profiles.history",
+        "seqdistill.profiles.llm",
+        "seqdistill.profiles.encode",
+        "seqdistill.profiles.reduce",
+        "seqdistill.profiles.stats_profile",
+    ):
         importlib.import_module(module)
     return sorted(DictConfig.__subclasses__(), key=lambda c: c.__name__)
 
 
 # A value of the wrong kind for each annotation, chosen by hand (not by the checker under test).
-WRONG = {"int": "3", "float": "0.5", "bool": "yes", "str": 3, "tuple[int, ...]": "10", "tuple[str, ...]": 7,
-         "list[str] | None": "title", "int | None": "3", "float | None": "x", "str | None": 5}
+WRONG = {
+    "int": "3",
+    "float": "0.5",
+    "bool": "yes",
+    "str": 3,
+    "tuple[int, ...]": "10",
+    "tuple[str, ...]": 7,
+    "list[str] | None": "title",
+    "int | None": "3",
+    "float | None": "x",
+    "str | None": 5,
+}
 
 
 def _wrong_cases() -> list[tuple[type, str, object]]:
@@ -196,8 +299,19 @@ def _wrong_cases() -> list[tuple[type, str, object]]:
 
 def test_the_sweep_covers_every_config_class():
     covered = {cls.__name__ for cls, _, _ in _wrong_cases()}
-    assert covered >= {"DatasetInfo", "EncoderConfig", "GenerationConfig", "HistoryConfig", "ModelConfig",
-                       "ReduceConfig", "SplitConfig", "StatsConfig", "SyntheticConfig", "TrainConfig", "DistillConfig"}
+    assert covered >= {
+        "DatasetInfo",
+        "EncoderConfig",
+        "GenerationConfig",
+        "HistoryConfig",
+        "ModelConfig",
+        "ReduceConfig",
+        "SplitConfig",
+        "StatsConfig",
+        "SyntheticConfig",
+        "TrainConfig",
+        "DistillConfig",
+    }
 
 
 @pytest.mark.parametrize("cls,key,value", _wrong_cases(), ids=lambda x: getattr(x, "__name__", repr(x)))
@@ -207,7 +321,9 @@ def test_from_dict_names_class_key_and_value_of_a_wrong_type(cls, key, value):
     from dataclasses import MISSING, fields
 
     valid = {"str": "x", "bool": False, "int": 1}
-    required = {f.name: valid[str(f.type)] for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}
+    required = {
+        f.name: valid[str(f.type)] for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
+    }
     with pytest.raises(ConfigError) as err:
         cls.from_dict({**required, key: value})
     _assert_names(err, cls.__name__, key, value)
@@ -228,8 +344,10 @@ def test_from_dict_missing_required_key():
         DatasetInfo.from_dict({})
 
 
-@pytest.mark.parametrize("key,value", [("n_users", "10"), ("n_users", True), ("median_length", "6"),
-                                       ("p_explore", NAN), ("name", 3), ("n_items", 2.0)])
+@pytest.mark.parametrize(
+    "key,value",
+    [("n_users", "10"), ("n_users", True), ("median_length", "6"), ("p_explore", NAN), ("name", 3), ("n_items", 2.0)],
+)
 def test_synthetic_config_types_are_config_errors(key, value):
     from seqdistill.data.synthetic import SyntheticConfig
 

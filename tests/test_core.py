@@ -123,7 +123,9 @@ def split_reference(lens_ts, q, target, valid, vq):
         return [n - 1 if n >= 2 else n for n in train_len], vt, test
     train_ts = [t for ts, n in zip(lens_ts, train_len) for t in ts[:n]]
     vthr = float(np.quantile(np.array(train_ts, dtype=np.float64), vq))
-    vt = [(u, p) for u, ts in enumerate(lens_ts) for p in targets(ts[: train_len[u]], lambda t: t >= vthr, lambda t: True)]
+    vt = [
+        (u, p) for u, ts in enumerate(lens_ts) for p in targets(ts[: train_len[u]], lambda t: t >= vthr, lambda t: True)
+    ]
     fit = [sum(t < vthr for t in ts[:n]) for ts, n in zip(lens_ts, train_len)]
     return fit, vt, test
 

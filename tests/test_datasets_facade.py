@@ -1,4 +1,5 @@
 """The datasets facade: registry, describe (Table 1 statistics), load dispatch and CLI pieces."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,10 +13,10 @@ from seqdistill.data.synthetic import SyntheticConfig, generate
 
 
 def write_ml1m(folder):
-    (folder / "ratings.dat").write_bytes(
-        b"1::10::5::100\n1::20::3::200\n2::10::4::150\n3::30::2::120\n3::10::1::130\n"
+    (folder / "ratings.dat").write_bytes(b"1::10::5::100\n1::20::3::200\n2::10::4::150\n3::30::2::120\n3::10::1::130\n")
+    (folder / "movies.dat").write_bytes(
+        "10::A (1990)::Drama\n20::B (1991)::Comedy\n30::C (1992)::War\n".encode("latin-1")
     )
-    (folder / "movies.dat").write_bytes("10::A (1990)::Drama\n20::B (1991)::Comedy\n30::C (1992)::War\n".encode("latin-1"))
 
 
 def test_registry_lists_the_papers_four_and_local_sources():
@@ -58,7 +59,10 @@ def test_synthetic_facade_matches_generator():
 
 def test_parse_options():
     assert datasets_cli.parse_options(["n_users=50", "locale=UK", "p=0.5", "x=[1,2]"]) == {
-        "n_users": 50, "locale": "UK", "p": 0.5, "x": [1, 2],
+        "n_users": 50,
+        "locale": "UK",
+        "p": 0.5,
+        "x": [1, 2],
     }
     with pytest.raises(ValueError, match="key=value"):
         datasets_cli.parse_options(["oops"])
@@ -90,8 +94,23 @@ def test_cli_prepare_roundtrip(tmp_path, capsys):
 
     out = tmp_path / "prepared"
     args = _parser().parse_args(
-        ["datasets", "prepare", "synthetic", str(out), "--k-core", "3", "3",
-         "--split", "kind=leave_one_out", "-o", "n_users=150", "-o", "n_items=60", "-o", "seed=2"]
+        [
+            "datasets",
+            "prepare",
+            "synthetic",
+            str(out),
+            "--k-core",
+            "3",
+            "3",
+            "--split",
+            "kind=leave_one_out",
+            "-o",
+            "n_users=150",
+            "-o",
+            "n_items=60",
+            "-o",
+            "seed=2",
+        ]
     )
     assert args.func(args) == 0
     ds = PreparedDataset.load(out)
@@ -105,7 +124,11 @@ def test_cli_prepare_roundtrip(tmp_path, capsys):
         if nxt.height == df.height:
             break
         df = nxt
-    assert (ds.n_users, ds.n_items, ds.n_interactions) == (df["user_id"].n_unique(), df["item_id"].n_unique(), df.height)
+    assert (ds.n_users, ds.n_items, ds.n_interactions) == (
+        df["user_id"].n_unique(),
+        df["item_id"].n_unique(),
+        df.height,
+    )
     assert ds.domain == "products" and ds.item_meta is not None
     stats = datasets_cli.cmd_describe(str(out))
     assert stats["interactions"] == df.height and stats["users"] == ds.n_users

@@ -20,8 +20,18 @@ def fake_out(B=4, L=5, d=3, blocks=2, seed=0, epoch=0):
     real[0, :3] = False  # a short history
     main = (hs[-1] ** 2).mean() + 1.0
     tokens = torch.where(real, 1, 0)
-    return BatchOutput(inputs=tokens, real_mask=real, hidden=hs[-1], hidden_states=tuple(hs), users=torch.arange(B),
-                       windows=tokens, main_loss=main, loss=main, epoch=epoch, model=None)
+    return BatchOutput(
+        inputs=tokens,
+        real_mask=real,
+        hidden=hs[-1],
+        hidden_states=tuple(hs),
+        users=torch.arange(B),
+        windows=tokens,
+        main_loss=main,
+        loss=main,
+        epoch=epoch,
+        model=None,
+    )
 
 
 def test_masked_mse_matches_hand_computation():
@@ -87,7 +97,10 @@ def test_partial_coverage_weighting(coverage):
     g, g_ref = (torch.autograd.grad(x, h, retain_graph=True)[0] for x in (total, ref))
     torch.testing.assert_close(g, g_ref)
     # with every user profiled the two settings agree
-    full = [DistillationTerm(t, None, DistillConfig(alpha=0.4, coverage=c))(fake_out())[0].item() for c in ("share", "batch")]
+    full = [
+        DistillationTerm(t, None, DistillConfig(alpha=0.4, coverage=c))(fake_out())[0].item()
+        for c in ("share", "batch")
+    ]
     assert full[0] == pytest.approx(full[1])
 
 

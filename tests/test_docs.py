@@ -78,7 +78,11 @@ def resolves(dotted: str) -> bool:
 
 
 def test_every_seqdistill_name_in_the_docs_exists():
-    names = {(d, t.rstrip(".")) for d, t in mentions(r"\bseqdistill(?:\.\w+)+")}
-    names |= {(d, "seqdistill._core." + t.split(".", 1)[1]) for d, t in mentions(r"\b_core\.\w+")}
+    names = {
+        (d, t.rstrip(".")) for d, t in mentions(r"(?<![/\w])seqdistill(?:\.\w+)+") if not t.endswith((".py", ".pyi"))
+    }
+    names |= {
+        (d, "seqdistill._core." + t.split(".", 1)[1]) for d, t in mentions(r"(?<![/\w])_core\.\w+") if t != "_core.pyi"
+    }
     missing = sorted((d, t) for d, t in names if not resolves(t))
     assert missing == []

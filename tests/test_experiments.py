@@ -1,4 +1,5 @@
 """Experiments: config round trips, the resumable runner and the report's numbers (recomputed here)."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,15 @@ torch.set_num_threads(1)
 
 from scipy import stats  # noqa: E402
 
-from seqdistill.experiments import (ConfigError, ExperimentConfig, list_presets, load_preset, report,  # noqa: E402
-                                    run_experiment, shuffled_targets)
+from seqdistill.experiments import (  # noqa: E402
+    ConfigError,
+    ExperimentConfig,
+    list_presets,
+    load_preset,
+    report,
+    run_experiment,
+    shuffled_targets,
+)
 from seqdistill.experiments import runner as runner_mod  # noqa: E402
 
 SEEDS = [0, 1]
@@ -42,8 +50,14 @@ def done(tmp_path_factory):
 def test_every_run_written_with_arrays(done):
     cfg, out, paths, _ = done
     variants = [v for v, _, _ in cfg.variants()]
-    assert variants == ["vanilla", "distill_a0.4_b1", "distill_a0.4_b0", "distill_a0.8_b1", "distill_a0.8_b0",
-                        "control_shuffled"]
+    assert variants == [
+        "vanilla",
+        "distill_a0.4_b1",
+        "distill_a0.4_b0",
+        "distill_a0.8_b1",
+        "distill_a0.8_b0",
+        "control_shuffled",
+    ]
     assert sorted(p.name for p in paths) == sorted(f"{v}__seed{s}.json" for v in variants for s in SEEDS)
     n_test = None
     for p in paths:
@@ -162,13 +176,18 @@ def test_paper_settings_in_presets():
     b, m = load_preset("beauty"), load_preset("ml20m")
     assert (b.model["hidden"], b.model["n_blocks"], b.model["n_heads"], b.model["dropout"]) == (128, 4, 2, 0.3)
     assert (b.distill.base["alpha"], b.distill.base["dynamic_beta"], b.distill.base["epochs"]) == (0.4, True, 11)
-    assert (m.distill.base["block"], m.distill.base["pooling"], m.train["lr"], m.train["epochs"]) == (0, "exp", 0.00075, 200)
+    assert (m.distill.base["block"], m.distill.base["pooling"], m.train["lr"], m.train["epochs"]) == (
+        0,
+        "exp",
+        0.00075,
+        200,
+    )
     assert len(b.distill.points()) == 6  # Table 3: alpha {0.4, 0.6, 0.8} x beta {no, yes}
 
 
 def test_bad_config_names_file_and_key(tmp_path):
     p = tmp_path / "bad.toml"
-    p.write_text('[distill]\nalpha = 0.4\n[distill.grid]\nalhpa = [0.1]\n')
+    p.write_text("[distill]\nalpha = 0.4\n[distill.grid]\nalhpa = [0.1]\n")
     with pytest.raises(ConfigError, match=r"bad\.toml.*alhpa"):
         ExperimentConfig.from_toml(p)
     p.write_text('[distill]\npooling = "max"\n')

@@ -1,5 +1,6 @@
 """Experiment configs are validated completely before any work, and grid values can never steer a
 run's files out of the experiment folder (issue 12.4 and 12.6)."""
+
 from __future__ import annotations
 
 import copy
@@ -25,7 +26,11 @@ SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 def base_dict() -> dict:
     """A small valid config (synthetic data, two blocks, 10 epochs, a 5-epoch distillation stage)."""
     return {
-        "name": "t", "seeds": [0, 1], "controls": ["shuffled"], "k_core": [2, 2], "eval_ks": [5, 10],
+        "name": "t",
+        "seeds": [0, 1],
+        "controls": ["shuffled"],
+        "k_core": [2, 2],
+        "eval_ks": [5, 10],
         "dataset": {"name": "synthetic", "kwargs": {"n_users": 100, "n_items": 40}},
         "split": {"kind": "global_temporal", "quantile": 0.8},
         "model": {"hidden": 16, "n_blocks": 2, "n_heads": 2},
@@ -162,7 +167,7 @@ def test_unreadable_toml_names_the_file(tmp_path):
     p.write_text("seeds = [0,\n")
     with pytest.raises(ConfigError, match=r"broken\.toml: not valid TOML"):
         ExperimentConfig.from_toml(p)
-    p.write_bytes(b"name = \"\xff\"\n")
+    p.write_bytes(b'name = "\xff"\n')
     with pytest.raises(ConfigError, match=r"broken\.toml"):
         ExperimentConfig.from_toml(p)
 

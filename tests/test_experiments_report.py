@@ -1,5 +1,6 @@
 """The run record (strict JSON round trip) and the report's numbers on a hand-computed case:
 summarise() is pure, the renderers only present its Summary, report() only loads and writes."""
+
 from __future__ import annotations
 
 import json
@@ -16,45 +17,91 @@ from seqdistill.experiments.records import DatasetSummary, Timing
 ROWS = 3
 
 
-def record(variant: str, kind: str, seed: int, *, test: tuple[float, float], valid: float, secs: float,
-           losses: list[float], alpha: float = 0.4, n_rows: int = ROWS) -> RunRecord:
+def record(
+    variant: str,
+    kind: str,
+    seed: int,
+    *,
+    test: tuple[float, float],
+    valid: float,
+    secs: float,
+    losses: list[float],
+    alpha: float = 0.4,
+    n_rows: int = ROWS,
+) -> RunRecord:
     run = f"{variant}__seed{seed}"
     return RunRecord(
-        run=run, variant=variant, kind=kind, seed=seed, settings={"seed": seed}, distill_trained=kind != "vanilla",
-        distill={"alpha": alpha, "dynamic_beta": True, "epochs": 1}, model={"hidden": 8}, train={"seed": seed},
-        profiles={"source": "stats"}, dataset=DatasetSummary("hand", 3, 5, n_rows, "fp", {"name": "hand"}),
-        history=[{"epoch": e, "distill_loss": x} for e, x in enumerate(losses)], best_epoch=0,
-        valid={"ndcg@10": valid}, test={"ndcg@10": test[0], "recall@10": test[1]},
+        run=run,
+        variant=variant,
+        kind=kind,
+        seed=seed,
+        settings={"seed": seed},
+        distill_trained=kind != "vanilla",
+        distill={"alpha": alpha, "dynamic_beta": True, "epochs": 1},
+        model={"hidden": 8},
+        train={"seed": seed},
+        profiles={"source": "stats"},
+        dataset=DatasetSummary("hand", 3, 5, n_rows, "fp", {"name": "hand"}),
+        history=[{"epoch": e, "distill_loss": x} for e, x in enumerate(losses)],
+        best_epoch=0,
+        valid={"ndcg@10": valid},
+        test={"ndcg@10": test[0], "recall@10": test[1]},
         per_row={"ndcg@10": f"{run}.ndcg10.npy", "recall@10": f"{run}.recall10.npy"},
-        timing=Timing(secs, 2 * secs, len(losses), 0.5), device="cpu", torch_threads=1,
+        timing=Timing(secs, 2 * secs, len(losses), 0.5),
+        device="cpu",
+        torch_threads=1,
     )
 
 
 # variant -> seed -> (record, per-row ndcg, per-row recall); the numbers below are worked by hand
 HAND = {
     "vanilla": {
-        0: (record("vanilla", "vanilla", 0, test=(0.2, 0.5), valid=0.1, secs=1.0, losses=[1.0, 3.0]),
-            [0.0, 0.2, 0.4], [0.0, 1.0, 1.0]),
-        1: (record("vanilla", "vanilla", 1, test=(0.4, 0.7), valid=0.1, secs=3.0, losses=[3.0]),
-            [0.2, 0.4, 0.6], [0.0, 1.0, 1.0]),
+        0: (
+            record("vanilla", "vanilla", 0, test=(0.2, 0.5), valid=0.1, secs=1.0, losses=[1.0, 3.0]),
+            [0.0, 0.2, 0.4],
+            [0.0, 1.0, 1.0],
+        ),
+        1: (
+            record("vanilla", "vanilla", 1, test=(0.4, 0.7), valid=0.1, secs=3.0, losses=[3.0]),
+            [0.2, 0.4, 0.6],
+            [0.0, 1.0, 1.0],
+        ),
     },
     "distill_a0.4_b1": {
-        0: (record("distill_a0.4_b1", "distill", 0, test=(0.3, 0.6), valid=0.3, secs=2.5, losses=[2.0, 1.0]),
-            [0.1, 0.4, 0.7], [0.0, 1.0, 1.0]),
-        1: (record("distill_a0.4_b1", "distill", 1, test=(0.5, 0.9), valid=0.5, secs=2.5, losses=[4.0, 3.0]),
-            [0.3, 0.6, 0.9], [0.0, 1.0, 1.0]),
+        0: (
+            record("distill_a0.4_b1", "distill", 0, test=(0.3, 0.6), valid=0.3, secs=2.5, losses=[2.0, 1.0]),
+            [0.1, 0.4, 0.7],
+            [0.0, 1.0, 1.0],
+        ),
+        1: (
+            record("distill_a0.4_b1", "distill", 1, test=(0.5, 0.9), valid=0.5, secs=2.5, losses=[4.0, 3.0]),
+            [0.3, 0.6, 0.9],
+            [0.0, 1.0, 1.0],
+        ),
     },
     "distill_a0.8_b1": {  # best on test, worse on validation: must not be chosen
-        0: (record("distill_a0.8_b1", "distill", 0, test=(0.9, 0.9), valid=0.2, secs=2.0, losses=[1.0], alpha=0.8),
-            [0.9, 0.9, 0.9], [1.0, 1.0, 1.0]),
-        1: (record("distill_a0.8_b1", "distill", 1, test=(0.9, 0.9), valid=0.2, secs=2.0, losses=[1.0], alpha=0.8),
-            [0.9, 0.9, 0.9], [1.0, 1.0, 1.0]),
+        0: (
+            record("distill_a0.8_b1", "distill", 0, test=(0.9, 0.9), valid=0.2, secs=2.0, losses=[1.0], alpha=0.8),
+            [0.9, 0.9, 0.9],
+            [1.0, 1.0, 1.0],
+        ),
+        1: (
+            record("distill_a0.8_b1", "distill", 1, test=(0.9, 0.9), valid=0.2, secs=2.0, losses=[1.0], alpha=0.8),
+            [0.9, 0.9, 0.9],
+            [1.0, 1.0, 1.0],
+        ),
     },
     "control_shuffled": {
-        0: (record("control_shuffled", "shuffled", 0, test=(0.25, 0.6), valid=0.1, secs=2.0, losses=[1.0]),
-            [0.1, 0.3, 0.5], [0.0, 1.0, 1.0]),
-        1: (record("control_shuffled", "shuffled", 1, test=(0.35, 0.6), valid=0.1, secs=2.0, losses=[1.0]),
-            [0.1, 0.3, 0.5], [0.0, 1.0, 1.0]),
+        0: (
+            record("control_shuffled", "shuffled", 0, test=(0.25, 0.6), valid=0.1, secs=2.0, losses=[1.0]),
+            [0.1, 0.3, 0.5],
+            [0.0, 1.0, 1.0],
+        ),
+        1: (
+            record("control_shuffled", "shuffled", 1, test=(0.35, 0.6), valid=0.1, secs=2.0, losses=[1.0]),
+            [0.1, 0.3, 0.5],
+            [0.0, 1.0, 1.0],
+        ),
     },
 }
 # Student's t with 2 degrees of freedom: two-sided p = 1 - t / sqrt(t^2 + 2). Per-row differences
@@ -67,8 +114,13 @@ SD = math.sqrt(0.02)  # sample std of two values 0.2 apart
 
 
 def hand_runs() -> dict[str, dict[int, RunResult]]:
-    return {v: {s: RunResult(rec, {"ndcg@10": np.array(nd), "recall@10": np.array(rc)})
-                for s, (rec, nd, rc) in seeds.items()} for v, seeds in HAND.items()}
+    return {
+        v: {
+            s: RunResult(rec, {"ndcg@10": np.array(nd), "recall@10": np.array(rc)})
+            for s, (rec, nd, rc) in seeds.items()
+        }
+        for v, seeds in HAND.items()
+    }
 
 
 def write_hand_folder(folder):
@@ -98,7 +150,10 @@ def test_summarise_hand_computed_case():
     assert ctrl.distilled_vs_control.ttest_p == pytest.approx(P_T)  # best - control rows: 0.1, 0.2, 0.3
     assert ctrl.metrics["ndcg@10"].paired.mean_diff == pytest.approx(0.0, abs=1e-12)
     cells = {(c.alpha, c.dynamic_beta): (c.variant, c.test_ndcg.mean) for c in s.table3}
-    assert cells == {(0.4, True): ("distill_a0.4_b1", pytest.approx(0.4)), (0.8, True): ("distill_a0.8_b1", pytest.approx(0.9))}
+    assert cells == {
+        (0.4, True): ("distill_a0.4_b1", pytest.approx(0.4)),
+        (0.8, True): ("distill_a0.8_b1", pytest.approx(0.9)),
+    }
     rows = {r.variant: r for r in s.table5}
     assert set(rows) == {"vanilla", "distill_a0.4_b1"}
     assert rows["vanilla"].train_seconds_per_epoch.mean == pytest.approx(2.0)
@@ -122,8 +177,10 @@ def test_render_markdown_presents_the_summary():
     md = render_markdown(summarise(hand_runs()), "hand", figure="figure3.png")
     assert md.startswith("# Experiment report: hand\n")
     assert f"| vanilla | 0.3000 ± {SD:.4f} | 0.6000 ± {SD:.4f} | | | | |" in md
-    assert (f"| distill_a0.4_b1 | 0.4000 ± {SD:.4f} | 0.7500 ± {math.sqrt(0.045):.4f} | +33.33% | +25.00% | "
-            f"{P_T:.3g} / n/a | 0.25 / n/a |") in md
+    assert (
+        f"| distill_a0.4_b1 | 0.4000 ± {SD:.4f} | 0.7500 ± {math.sqrt(0.045):.4f} | +33.33% | +25.00% | "
+        f"{P_T:.3g} / n/a | 0.25 / n/a |"
+    ) in md
     assert f"| control_shuffled | 0.3000 ± {math.sqrt(0.005):.4f} |" in md
     assert "| α=0.4 | α=0.8 |" in md and "| distill_a0.4_b1 | 2.500 ± 0.000 | 0.500 ± 0.000 | +25.0% |" in md
     assert "![Figure 3](figure3.png)" in md
@@ -159,18 +216,21 @@ def test_run_record_round_trips_through_json(tmp_path):
     assert RunRecord.from_dict(json.loads(path.read_text())) == rec
 
 
-@pytest.mark.parametrize("change,words", [
-    (lambda d: d.pop("settings"), ["missing keys ['settings']"]),
-    (lambda d: d.update(extra=1), ["unknown keys ['extra']"]),
-    (lambda d: d["timing"].pop("epochs_run"), ["timing", "epochs_run"]),
-    (lambda d: d.update(seed="0"), ["seed = '0'", "an integer"]),
-    (lambda d: d.update(seed=True), ["seed = True"]),
-    (lambda d: d.update(kind="oracle"), ["kind = 'oracle'"]),
-    (lambda d: d.update(test=[0.1]), ["test = [0.1]"]),
-    (lambda d: d["per_row"].update({"ndcg@10": "../../etc/x.npy"}), ["per_row ndcg@10", "../../etc/x.npy"]),
-    (lambda d: d["per_row"].update({"ndcg@10": "a/b.npy"}), ["per_row ndcg@10"]),
-    (lambda d: d.update(run="other__seed0"), ["does not match the file name"]),
-])
+@pytest.mark.parametrize(
+    "change,words",
+    [
+        (lambda d: d.pop("settings"), ["missing keys ['settings']"]),
+        (lambda d: d.update(extra=1), ["unknown keys ['extra']"]),
+        (lambda d: d["timing"].pop("epochs_run"), ["timing", "epochs_run"]),
+        (lambda d: d.update(seed="0"), ["seed = '0'", "an integer"]),
+        (lambda d: d.update(seed=True), ["seed = True"]),
+        (lambda d: d.update(kind="oracle"), ["kind = 'oracle'"]),
+        (lambda d: d.update(test=[0.1]), ["test = [0.1]"]),
+        (lambda d: d["per_row"].update({"ndcg@10": "../../etc/x.npy"}), ["per_row ndcg@10", "../../etc/x.npy"]),
+        (lambda d: d["per_row"].update({"ndcg@10": "a/b.npy"}), ["per_row ndcg@10"]),
+        (lambda d: d.update(run="other__seed0"), ["does not match the file name"]),
+    ],
+)
 def test_run_record_refuses_what_it_did_not_write(tmp_path, change, words):
     rec = HAND["vanilla"][0][0]
     d = json.loads(json.dumps(rec.to_dict()))

@@ -1,5 +1,6 @@
 """Resuming an experiment folder: a changed config is refused before anything is written, growth
 (seeds, controls, grid values) only adds runs, and the runner removes only work folders it made."""
+
 from __future__ import annotations
 
 import json
@@ -114,8 +115,16 @@ def test_growth_adds_only_new_runs(folder, monkeypatch):
     cfg.controls = ["shuffled"]
     cfg.distill.grid = {"alpha": [0.4, 0.8]}
     run_experiment(cfg.validate("small.toml"), folder, progress=False)
-    assert sorted(trained) == sorted(["vanilla__seed1", "distill_a0.4__seed1", "distill_a0.8__seed0",
-                                      "distill_a0.8__seed1", "control_shuffled__seed0", "control_shuffled__seed1"])
+    assert sorted(trained) == sorted(
+        [
+            "vanilla__seed1",
+            "distill_a0.4__seed1",
+            "distill_a0.8__seed0",
+            "distill_a0.8__seed1",
+            "control_shuffled__seed0",
+            "control_shuffled__seed1",
+        ]
+    )
     assert {p: (folder / "runs" / p).read_bytes() for p in before} == before
 
 
@@ -178,9 +187,11 @@ def test_unfinished_run_with_other_settings_is_refused(folder):
 
 def test_remove_work_folder_only_removes_runner_folders(tmp_path):
     out = tmp_path / "exp"
-    for work, name in ((tmp_path / "elsewhere" / "vanilla__seed0", "vanilla__seed0"),  # not under out/work
-                       (out / "work" / "notes", "notes"),  # not named like a run
-                       (out / "work" / "vanilla__seed0", "vanilla__seed0")):  # no marker
+    for work, name in (
+        (tmp_path / "elsewhere" / "vanilla__seed0", "vanilla__seed0"),  # not under out/work
+        (out / "work" / "notes", "notes"),  # not named like a run
+        (out / "work" / "vanilla__seed0", "vanilla__seed0"),
+    ):  # no marker
         work.mkdir(parents=True)
         (work / "keep.txt").write_text("x")
         with pytest.raises(OutputError):
@@ -241,8 +252,11 @@ def test_store_of_another_dataset_is_refused(tmp_path):
     from seqdistill.profiles import write_stats_profiles
 
     cfg = small_config()
-    other = prepare(datasets.load("synthetic", None, n_users=150, n_items=60, seed=7), k_core=(2, 2),
-                    split=SplitConfig.from_dict(cfg.split))
+    other = prepare(
+        datasets.load("synthetic", None, n_users=150, n_items=60, seed=7),
+        k_core=(2, 2),
+        split=SplitConfig.from_dict(cfg.split),
+    )
     write_stats_profiles(other, tmp_path / "store")
     cfg.profiles.source = "llm"
     cfg.profiles.store = str(tmp_path / "store")
@@ -272,7 +286,9 @@ def test_a_foreign_config_json_is_never_replaced(tmp_path):
     (out / "config.json").write_text('{"learning": "mine"}')
     with pytest.raises(ConfigError, match=r"config\.json: unknown key"):
         run_experiment(small_config(), out, progress=False)
-    assert (out / "config.json").read_text() == '{"learning": "mine"}' and sorted(out.iterdir()) == [out / "config.json"]
+    assert (out / "config.json").read_text() == '{"learning": "mine"}' and sorted(out.iterdir()) == [
+        out / "config.json"
+    ]
 
 
 def test_a_users_folder_is_never_an_experiment_folder(tmp_path):
@@ -282,8 +298,10 @@ def test_a_users_folder_is_never_an_experiment_folder(tmp_path):
     (mine / "notes.txt").write_text("mine")
     (mine / "sub" / "data.csv").write_text("u,i\n")
     before = snapshot(mine)
-    for call in (lambda: run_experiment(small_config(), mine, progress=False),
-                 lambda: runner_mod.prepare_dataset(small_config(), mine)):
+    for call in (
+        lambda: run_experiment(small_config(), mine, progress=False),
+        lambda: runner_mod.prepare_dataset(small_config(), mine),
+    ):
         with pytest.raises(OutputError, match=r"mine: folder exists and is not an experiment folder .*notes\.txt, sub"):
             call()
         assert snapshot(mine) == before and sorted(p.name for p in mine.iterdir()) == ["notes.txt", "sub"]

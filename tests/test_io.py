@@ -27,8 +27,13 @@ def tree(root: Path) -> dict[str, bytes]:
 
 
 def small_dataset():
-    df = pl.DataFrame({"user_id": [1, 1, 1, 2, 2, 2, 3, 3], "item_id": [5, 6, 7, 5, 6, 7, 5, 6],
-                       "timestamp": [1, 2, 3, 4, 5, 6, 7, 8]})
+    df = pl.DataFrame(
+        {
+            "user_id": [1, 1, 1, 2, 2, 2, 3, 3],
+            "item_id": [5, 6, 7, 5, 6, 7, 5, 6],
+            "timestamp": [1, 2, 3, 4, 5, 6, 7, 8],
+        }
+    )
     return sd.prepare(df, k_core=1, split=SplitConfig(valid="last_item", quantile=0.5))
 
 
@@ -146,7 +151,9 @@ def test_an_interrupted_save_that_never_finished_keeps_the_old_dataset(tmp_path)
     out = tmp_path / "ds"
     small_dataset().save(out)
     # what a kill -9 while building leaves: a half-written temporary of a dead process
-    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout)
+    dead = int(
+        subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout
+    )
     half = tmp_path / f".ds.sdtmp-{dead}-00000000"
     half.mkdir()
     (half / "log.parquet").write_bytes(b"PAR1 half")
@@ -180,11 +187,24 @@ def test_save_replaces_a_dataset_unless_told_not_to(tmp_path):
         (lambda d: (d / "manifest.json").write_text("{not json"), "unreadable manifest"),
         (lambda d: (d / "targets_test.parquet").unlink(), "missing"),
         (lambda d: (d / "log.parquet").write_bytes(b"PAR1 truncated"), "log.parquet: unreadable"),
-        (lambda d: pl.DataFrame({"user": [0, 1, 2], "user_id": [1, 2, 3], "train_end": [9, 0, 0]}).write_parquet(d / "users.parquet"),
-         "train_end of user 0 is 9"),
-        (lambda d: pl.read_parquet(d / "log.parquet").with_columns(item=pl.lit(99, pl.Int64)).write_parquet(d / "log.parquet"),
-         "outside 1..3"),
-        (lambda d: pl.DataFrame({"user": [0], "position": [7]}).write_parquet(d / "targets_test.parquet"), "position 7"),
+        (
+            lambda d: pl.DataFrame({"user": [0, 1, 2], "user_id": [1, 2, 3], "train_end": [9, 0, 0]}).write_parquet(
+                d / "users.parquet"
+            ),
+            "train_end of user 0 is 9",
+        ),
+        (
+            lambda d: (
+                pl.read_parquet(d / "log.parquet")
+                .with_columns(item=pl.lit(99, pl.Int64))
+                .write_parquet(d / "log.parquet")
+            ),
+            "outside 1..3",
+        ),
+        (
+            lambda d: pl.DataFrame({"user": [0], "position": [7]}).write_parquet(d / "targets_test.parquet"),
+            "position 7",
+        ),
     ],
 )
 def test_load_names_the_file_that_disagrees(tmp_path, damage, message):

@@ -1,4 +1,5 @@
 """Source loaders on small fixture files written in each source's exact raw format (quirks included)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -43,9 +44,17 @@ def write_beauty(folder: Path, reviews: bool = False) -> None:
     if reviews:
         with gzip.open(folder / "reviews_Beauty_5.json.gz", "wt", encoding="utf-8") as f:
             for u, i, r, t in RATINGS:
-                rec = {"reviewerID": u, "asin": i, "reviewerName": "J\u00fcrgen", "helpful": [0, 0],
-                       "reviewText": "ok, fine", "overall": r, "summary": "s", "unixReviewTime": t,
-                       "reviewTime": "01 1, 2014"}
+                rec = {
+                    "reviewerID": u,
+                    "asin": i,
+                    "reviewerName": "J\u00fcrgen",
+                    "helpful": [0, 0],
+                    "reviewText": "ok, fine",
+                    "overall": r,
+                    "summary": "s",
+                    "unixReviewTime": t,
+                    "reviewTime": "01 1, 2014",
+                }
                 f.write(json.dumps(rec) + "\n")
     else:
         (folder / "ratings_Beauty.csv").write_text("".join(f"{u},{i},{r},{t}\n" for u, i, r, t in RATINGS))
@@ -120,7 +129,9 @@ def test_beauty_meta_roundtrips_python_repr(tmp_path_factory, titles):
 # ------------------------------------------------------------------ MovieLens
 def test_movielens_1m_grouplens_format(tmp_path):
     (tmp_path / "ratings.dat").write_bytes(b"1::10::5::978300760\n1::20::3::978302109\n2::10::4::978301968\n")
-    movies = "10::Caf\u00e9 au lait (1993)::Comedy|Drama\n20::Star Wars: Episode IV - A New Hope (1977)::Action|Sci-Fi\n"
+    movies = (
+        "10::Caf\u00e9 au lait (1993)::Comedy|Drama\n20::Star Wars: Episode IV - A New Hope (1977)::Action|Sci-Fi\n"
+    )
     (tmp_path / "movies.dat").write_bytes(movies.encode("latin-1"))
     raw = load_movielens_1m(tmp_path)
     assert raw.domain == "movies"
@@ -150,8 +161,7 @@ def test_movielens_100k_grouplens_format(tmp_path):
 def test_movielens_20m_csv(tmp_path):
     (tmp_path / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,2,3.5,1112486027\n1,29,0.5,1112484676\n")
     (tmp_path / "movies.csv").write_text(
-        'movieId,title,genres\n2,"American President, The (1995)",Comedy|Drama|Romance\n'
-        "29,Cosmos,(no genres listed)\n"
+        'movieId,title,genres\n2,"American President, The (1995)",Comedy|Drama|Romance\n29,Cosmos,(no genres listed)\n'
     )
     raw = load_movielens_20m(tmp_path)
     assert rows(raw.interactions) == [(1, 2, 1112486027, 3.5), (1, 29, 1112484676, 0.5)]
@@ -213,7 +223,7 @@ KION_INTER = (
 def test_kion_interactions(tmp_path):
     (tmp_path / "interactions.csv").write_text(KION_INTER)
     raw = load_kion(tmp_path)
-    day = lambda s: int(dt.datetime.fromisoformat(s).replace(tzinfo=dt.timezone.utc).timestamp())  # noqa: E731
+    day = lambda s: int(dt.datetime.fromisoformat(s).replace(tzinfo=dt.UTC).timestamp())  # noqa: E731
     assert rows(raw.interactions) == [
         (176549, 9506, day("2021-05-11"), 72.0),
         (699317, 1659, day("2021-05-29"), 100.0),
@@ -229,9 +239,11 @@ def test_kion_interactions(tmp_path):
 
 @pytest.mark.parametrize(
     "line, pattern",
-    [("1,2,2021-13-01,5,50.0", r"column 'last_watch_dt', line 2: value '2021-13-01'"),
-     ("1,2,2021-05-01,5,150.0", r"column 'watched_pct', line 2: value 150"),
-     ("1,x,2021-05-01,5,50.0", r"column 'item_id', line 2: value 'x'")],
+    [
+        ("1,2,2021-13-01,5,50.0", r"column 'last_watch_dt', line 2: value '2021-13-01'"),
+        ("1,2,2021-05-01,5,150.0", r"column 'watched_pct', line 2: value 150"),
+        ("1,x,2021-05-01,5,50.0", r"column 'item_id', line 2: value 'x'"),
+    ],
 )
 def test_kion_bad_values_named(tmp_path, line, pattern):
     (tmp_path / "interactions.csv").write_text("user_id,item_id,last_watch_dt,total_dur,watched_pct\n" + line + "\n")
@@ -241,11 +253,15 @@ def test_kion_bad_values_named(tmp_path, line, pattern):
 
 def test_kion_items_quoted_multiline_and_cyrillic(tmp_path):
     (tmp_path / "interactions.csv").write_text(KION_INTER)
-    header = ("item_id,content_type,title,title_orig,release_year,genres,countries,for_kids,age_rating,"
-              "studios,directors,actors,description,keywords\n")
-    r1 = ('9506,film,\u041f\u0440\u0438\u0432\u0435\u0442,Hello,2005.0,"\u0434\u0440\u0430\u043c\u044b, '
-          '\u043a\u043e\u043c\u0435\u0434\u0438\u0438",\u0420\u043e\u0441\u0441\u0438\u044f,,16.0,,'
-          '"A, B","C, D","line one,\nline two","k1, k2"\n')
+    header = (
+        "item_id,content_type,title,title_orig,release_year,genres,countries,for_kids,age_rating,"
+        "studios,directors,actors,description,keywords\n"
+    )
+    r1 = (
+        '9506,film,\u041f\u0440\u0438\u0432\u0435\u0442,Hello,2005.0,"\u0434\u0440\u0430\u043c\u044b, '
+        '\u043a\u043e\u043c\u0435\u0434\u0438\u0438",\u0420\u043e\u0441\u0441\u0438\u044f,,16.0,,'
+        '"A, B","C, D","line one,\nline two","k1, k2"\n'
+    )
     r2 = "1659,series,Show,,,,,1.0,0.0,,,,,\n"
     (tmp_path / "items.csv").write_text(header + r1 + r2, encoding="utf-8")
     items = load_kion(tmp_path).items.sort("item_id")
@@ -266,7 +282,7 @@ SESSIONS = (
 )
 PRODUCTS = (
     "id,locale,title,price,brand,color,size,model,material,desc\n"
-    "B09W9FND7K,DE,RED DRAGON Amberjack 3 \u2013 Steel Tip,30.95,RED DRAGON,,,RDD0089,,\"Amberjacks, new\"\n"
+    'B09W9FND7K,DE,RED DRAGON Amberjack 3 \u2013 Steel Tip,30.95,RED DRAGON,,,RDD0089,,"Amberjacks, new"\n'
     "B09W9FND7K,UK,Red Dragon (UK),25.0,RED DRAGON,,,,,\n"
     "B076THCGSG,JP,\u30b7\u30e3\u30f3\u30d7\u30fc,,\u82b1\u738b,,,,,\n"
 )
@@ -277,9 +293,11 @@ def test_amazon_m2_sessions_and_time(tmp_path):
     (tmp_path / "products_train.csv").write_text(PRODUCTS, encoding="utf-8")
     raw = load_amazon_m2(tmp_path)
     assert raw.domain == "sessions"
-    seqs = [["B09W9FND7K", "B09JSPLN1M", "B09M7GY217"],
-            ["B076THCGSG", "B007MO8IME", "B08MF65MLV", "B001B4TKA0", "B001B4THSA"],
-            ["B0749V8TC7", "B0749W93VC"]]
+    seqs = [
+        ["B09W9FND7K", "B09JSPLN1M", "B09M7GY217"],
+        ["B076THCGSG", "B007MO8IME", "B08MF65MLV", "B001B4TKA0", "B001B4THSA"],
+        ["B0749V8TC7", "B0749W93VC"],
+    ]
     L = 5  # longest session in the file
     expected = [(s, item, s * L + p) for s, seq in enumerate(seqs) for p, item in enumerate(seq)]
     assert rows(raw.interactions) == expected

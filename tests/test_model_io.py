@@ -24,8 +24,8 @@ from seqdistill.models import (  # noqa: E402
     model_class,
     model_kinds,
     register_model,
+    registry,  # noqa: E402
 )
-from seqdistill.models import registry  # noqa: E402
 
 torch.set_num_threads(1)
 

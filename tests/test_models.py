@@ -202,7 +202,13 @@ def test_recommend_raw_ids_filter_seen_and_unknown():
 
 # ----------------------------------------------------------------- losses
 @settings(max_examples=25, deadline=None)
-@given(n=st.integers(0, 12), v=st.integers(1, 40), d=st.integers(1, 8), chunk=st.integers(1, 50), seed=st.integers(0, 10**6))
+@given(
+    n=st.integers(0, 12),
+    v=st.integers(1, 40),
+    d=st.integers(1, 8),
+    chunk=st.integers(1, 50),
+    seed=st.integers(0, 10**6),
+)
 def test_chunked_ce_equals_full_ce_value_and_gradients(n, v, d, chunk, seed):
     g = torch.Generator().manual_seed(seed)
     h = (torch.randn(n, d, generator=g, dtype=torch.float64) * 3).requires_grad_()
@@ -221,8 +227,14 @@ def test_chunked_ce_equals_full_ce_value_and_gradients(n, v, d, chunk, seed):
 
 
 @settings(max_examples=30, deadline=None)
-@given(n=st.integers(1, 30), v=st.integers(1, 40), d=st.integers(1, 8), block=st.integers(1, 35),
-       dtype=st.sampled_from([torch.float32, torch.float64]), seed=st.integers(0, 10**6))
+@given(
+    n=st.integers(1, 30),
+    v=st.integers(1, 40),
+    d=st.integers(1, 8),
+    block=st.integers(1, 35),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    seed=st.integers(0, 10**6),
+)
 def test_full_ce_equals_torch_cross_entropy_value_and_gradients(n, v, d, block, dtype, seed):
     """The row-blocked fused full_ce against F.cross_entropy on the materialised logits."""
     g = torch.Generator().manual_seed(seed)
@@ -288,7 +300,13 @@ def test_sampled_softmax_training_decreases_loss(negatives):
 
 # ---------------------------------------------------------------- pooling
 @settings(max_examples=40, deadline=None)
-@given(b=st.integers(1, 4), length=st.integers(1, 7), d=st.integers(1, 3), gamma=st.floats(0.0, 2.0), seed=st.integers(0, 10**6))
+@given(
+    b=st.integers(1, 4),
+    length=st.integers(1, 7),
+    d=st.integers(1, 3),
+    gamma=st.floats(0.0, 2.0),
+    seed=st.integers(0, 10**6),
+)
 def test_pooling_matches_plain_reference(b, length, d, gamma, seed):
     rng = np.random.default_rng(seed)
     h = rng.normal(size=(b, length, d))

@@ -36,11 +36,15 @@ def reference_prepare(df: pl.DataFrame, k: int, q: float):
 
 @settings(max_examples=40, deadline=None)
 @given(
-    st.lists(st.tuples(st.integers(0, 12), st.sampled_from(list("abcdefgh")), st.integers(0, 20)), min_size=1, max_size=150),
+    st.lists(
+        st.tuples(st.integers(0, 12), st.sampled_from(list("abcdefgh")), st.integers(0, 20)), min_size=1, max_size=150
+    ),
     st.integers(1, 4),
 )
 def test_prepare_matches_polars_reference(rows, k):
-    df = pl.DataFrame({"user_id": [r[0] for r in rows], "item_id": [r[1] for r in rows], "timestamp": [r[2] for r in rows]})
+    df = pl.DataFrame(
+        {"user_id": [r[0] for r in rows], "item_id": [r[1] for r in rows], "timestamp": [r[2] for r in rows]}
+    )
     users, items, logs, thr = reference_prepare(df, k, 0.8)
     if not users:
         with pytest.raises(DataError, match="nothing left after k-core"):
@@ -71,7 +75,9 @@ def test_one_user_duplicates_and_equal_timestamps_keep_row_order():
 def test_string_ids_and_metadata_alignment():
     df = pl.DataFrame({"user_id": ["u2", "u1", "u1", "u2"], "item_id": ["é", "b", "é", "b"], "timestamp": [1, 2, 3, 4]})
     meta = pl.DataFrame({"item_id": ["b", "z", "é"], "title": ["Bee", "Zed", "Eh"]})
-    ds = sd.prepare(sd.RawDataset("toy", df, meta, domain="products"), k_core=None, split=SplitConfig(valid="none", quantile=0.5))
+    ds = sd.prepare(
+        sd.RawDataset("toy", df, meta, domain="products"), k_core=None, split=SplitConfig(valid="none", quantile=0.5)
+    )
     assert ds.item_ids.to_list() == [None, "b", "é"]
     assert ds.item_meta.select("item", "title").rows() == [(1, "Bee"), (2, "Eh")]
     assert ds.domain == "products"
@@ -80,7 +86,9 @@ def test_string_ids_and_metadata_alignment():
 def test_windows_and_eval_inputs_follow_the_split():
     rng = np.random.default_rng(0)
     n = 3000
-    df = pl.DataFrame({"user_id": rng.integers(0, 60, n), "item_id": rng.integers(0, 40, n), "timestamp": rng.integers(0, 10**5, n)})
+    df = pl.DataFrame(
+        {"user_id": rng.integers(0, 60, n), "item_id": rng.integers(0, 40, n), "timestamp": rng.integers(0, 10**5, n)}
+    )
     ds = sd.prepare(df, k_core=3)
     tw = TrainWindows(ds, length=8, batch_size=32, seed=3)
     seen_pairs = 0
@@ -104,7 +112,14 @@ def test_windows_and_eval_inputs_follow_the_split():
 
 
 def test_save_load_round_trip(tmp_path):
-    df = pl.DataFrame({"user_id": [1, 1, 1, 2, 2, 2], "item_id": [5, 6, 5, 6, 5, 6], "timestamp": [1, 2, 3, 4, 5, 6], "rating": [1.0, 2, 3, 4, 5, 4]})
+    df = pl.DataFrame(
+        {
+            "user_id": [1, 1, 1, 2, 2, 2],
+            "item_id": [5, 6, 5, 6, 5, 6],
+            "timestamp": [1, 2, 3, 4, 5, 6],
+            "rating": [1.0, 2, 3, 4, 5, 4],
+        }
+    )
     ds = sd.prepare(df, k_core=None, split=SplitConfig(valid="last_item", quantile=0.5))
     out = ds.save(tmp_path / "ds")
     back = sd.PreparedDataset.load(out)
@@ -132,7 +147,12 @@ def test_errors_name_file_column_and_value(tmp_path):
     with pytest.raises(DataError, match="quantile must be in"):
         SplitConfig(quantile=1.0)
     with pytest.raises(DataError, match="empty"):
-        sd.prepare(pl.DataFrame({"user_id": [], "item_id": [], "timestamp": []}, schema={"user_id": pl.Int64, "item_id": pl.Int64, "timestamp": pl.Int64}))
+        sd.prepare(
+            pl.DataFrame(
+                {"user_id": [], "item_id": [], "timestamp": []},
+                schema={"user_id": pl.Int64, "item_id": pl.Int64, "timestamp": pl.Int64},
+            )
+        )
 
 
 def test_read_interactions_parses_dates_and_formats(tmp_path):
@@ -149,7 +169,9 @@ def test_read_interactions_parses_dates_and_formats(tmp_path):
 
 @settings(max_examples=30, deadline=None)
 @given(
-    st.lists(st.tuples(st.integers(0, 9), st.integers(0, 9), st.integers(0, 30), st.floats(0, 5)), min_size=1, max_size=120),
+    st.lists(
+        st.tuples(st.integers(0, 9), st.integers(0, 9), st.integers(0, 30), st.floats(0, 5)), min_size=1, max_size=120
+    ),
     st.lists(st.integers(1, 40), min_size=1, max_size=6),
     st.sampled_from(["int", "str"]),
 )
@@ -157,9 +179,15 @@ def test_chunked_columns_give_the_same_dataset(rows, cuts, id_kind):
     """polars hands a column read from parquet as many chunks; the core reads them in place and
     must give exactly what one contiguous column gives."""
     ids = (lambda x: x) if id_kind == "int" else (lambda x: f"u{x}")
-    df = pl.DataFrame({"user_id": [ids(r[0]) for r in rows], "item_id": [r[1] for r in rows],
-                       "timestamp": [r[2] for r in rows], "rating": [r[3] for r in rows]},
-                      schema_overrides={"rating": pl.Float32})
+    df = pl.DataFrame(
+        {
+            "user_id": [ids(r[0]) for r in rows],
+            "item_id": [r[1] for r in rows],
+            "timestamp": [r[2] for r in rows],
+            "rating": [r[3] for r in rows],
+        },
+        schema_overrides={"rating": pl.Float32},
+    )
     pieces, at = [], 0
     for c in cuts:
         if at >= df.height:

@@ -1,4 +1,5 @@
 """Encoding (chunked, never cut) and reduction to targets (PCA against scikit-learn, seeded UMAP)."""
+
 from __future__ import annotations
 
 import json
@@ -53,14 +54,29 @@ def test_e5_prefix_rule(tmp_path):
 
 def test_encode_store_writes_aligned_files(tmp_path, encoder):
     store = ProfileStore(tmp_path / "s", {"model": "m", "prompt_hash": "h"})
-    rows = [{"user": u, "user_id": f"u{u}", "profile": f"profile {u}" if u != 1 else "", "model": "m",
-             "prompt_hash": "h", "prompt_tokens": 1, "completion_tokens": 1, "seconds": 0.0, "n_chunks": 1,
-             "status": "ok" if u != 1 else "error", "error": None if u != 1 else "x"} for u in (3, 1, 0)]
+    rows = [
+        {
+            "user": u,
+            "user_id": f"u{u}",
+            "profile": f"profile {u}" if u != 1 else "",
+            "model": "m",
+            "prompt_hash": "h",
+            "prompt_tokens": 1,
+            "completion_tokens": 1,
+            "seconds": 0.0,
+            "n_chunks": 1,
+            "status": "ok" if u != 1 else "error",
+            "error": None if u != 1 else "x",
+        }
+        for u in (3, 1, 0)
+    ]
     store.append(rows)
     users, emb = encode_store(store, tmp_path / "emb", EncoderConfig(batch_size=8), progress=False)
     assert users.tolist() == [0, 3]
     np.testing.assert_array_equal(np.load(tmp_path / "emb" / "embedding_users.npy"), users)
-    np.testing.assert_allclose(np.load(tmp_path / "emb" / "embeddings.npy")[1], encoder.encode(["profile 3"])[0], atol=1e-5)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "emb" / "embeddings.npy")[1], encoder.encode(["profile 3"])[0], atol=1e-5
+    )
     assert json.loads((tmp_path / "emb" / "encode.json").read_text())["dim"] == 384
 
 
@@ -117,9 +133,24 @@ def test_reduce_rejects_bad_input(tmp_path):
 
 def _small_store(path):
     store = ProfileStore(path, {"model": "m", "prompt_hash": "h"})
-    store.append([{"user": u, "user_id": f"u{u}", "profile": f"profile {u}", "model": "m", "prompt_hash": "h",
-                   "prompt_tokens": 1, "completion_tokens": 1, "seconds": 0.0, "n_chunks": 1, "status": "ok",
-                   "error": None} for u in (0, 1)])
+    store.append(
+        [
+            {
+                "user": u,
+                "user_id": f"u{u}",
+                "profile": f"profile {u}",
+                "model": "m",
+                "prompt_hash": "h",
+                "prompt_tokens": 1,
+                "completion_tokens": 1,
+                "seconds": 0.0,
+                "n_chunks": 1,
+                "status": "ok",
+                "error": None,
+            }
+            for u in (0, 1)
+        ]
+    )
     return store
 
 
@@ -142,11 +173,13 @@ def test_encode_refuses_outputs_it_did_not_write_before_loading_the_encoder(tmp_
 
     monkeypatch.setattr(encode_mod, "TextEncoder", no_encoder)
     before = _tree(tmp_path)
-    cases = [(mine, "mine: folder exists and is not a folder of embeddings"),
-             (tmp_path / "file.npy", "file.npy: exists and is not a folder"),
-             (tmp_path / "s", "s: is the profile store"),
-             (tmp_path / "s" / "emb", "emb: lies inside the profile store"),
-             (tmp_path, "holds the profile store")]
+    cases = [
+        (mine, "mine: folder exists and is not a folder of embeddings"),
+        (tmp_path / "file.npy", "file.npy: exists and is not a folder"),
+        (tmp_path / "s", "s: is the profile store"),
+        (tmp_path / "s" / "emb", "emb: lies inside the profile store"),
+        (tmp_path, "holds the profile store"),
+    ]
     for out, words in cases:
         for overwrite in (False, True):
             with pytest.raises(OutputError, match=words):

@@ -1,33 +1,53 @@
 """History text (training prefix only), budgets, prompts and the statistics control."""
+
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_profiles_toy import movie_dataset, toy_dataset
 
-from seqdistill.profiles.history import (HistoryConfig, ItemTexts, keep_recent, rating_class,
-                                         resolve_rating_scale, split_halves, user_history)
+from seqdistill.profiles.history import (
+    HistoryConfig,
+    ItemTexts,
+    keep_recent,
+    rating_class,
+    resolve_rating_scale,
+    split_halves,
+    user_history,
+)
 from seqdistill.profiles.prompts import load_prompts
 from seqdistill.profiles.stats_profile import StatsConfig, _Tables, stats_profile_text
-from test_profiles_toy import movie_dataset, toy_dataset
 
 
 def test_history_uses_training_prefix_only_with_repeats_and_last_rating():
-    meta = {"title": ["Alpha", "Beta", "Gamma", "FUTURE-VALID", "FUTURE-TEST"],
-            "genres": ["Comedy", "Horror", "Drama", "Comedy", "Comedy"], "year": [2001, 2002, 2003, 2004, 2005]}
+    meta = {
+        "title": ["Alpha", "Beta", "Gamma", "FUTURE-VALID", "FUTURE-TEST"],
+        "genres": ["Comedy", "Horror", "Drama", "Comedy", "Comedy"],
+        "year": [2001, 2002, 2003, 2004, 2005],
+    }
     log = [(1, 10, 5.0), (2, 20, 1.0), (1, 30, 3.0), (3, 40, 4.0), (4, 50, 5.0), (5, 60, 5.0)]
     ds = toy_dataset([log], meta, train_end=[4], n_items=5)
     h = user_history(ds, 0, ItemTexts(ds), resolve_rating_scale(ds, HistoryConfig()))
     # Beta (t=20), Alpha last at t=30 with its last rating 3 and 2 views, Gamma (t=40).
-    assert h.lines == ["- [rated 1/5] Beta; year: 2002; genres: Horror",
-                       "- [rated 3/5] Alpha; year: 2001; genres: Comedy (times: 2)",
-                       "- [rated 4/5] Gamma; year: 2003; genres: Drama"]
+    assert h.lines == [
+        "- [rated 1/5] Beta; year: 2002; genres: Horror",
+        "- [rated 3/5] Alpha; year: 2001; genres: Comedy (times: 2)",
+        "- [rated 4/5] Gamma; year: 2003; genres: Drama",
+    ]
     assert "FUTURE" not in h.text()
     assert h.n_interactions == 4
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.lists(st.tuples(st.integers(1, 6), st.sampled_from([1.0, 2.5, 4.0, 5.0])),
-                         min_size=1, max_size=15), min_size=1, max_size=4), st.data())
+@given(
+    st.lists(
+        st.lists(st.tuples(st.integers(1, 6), st.sampled_from([1.0, 2.5, 4.0, 5.0])), min_size=1, max_size=15),
+        min_size=1,
+        max_size=4,
+    ),
+    st.data(),
+)
 def test_history_matches_plain_reference(raw, data):
     logs = [[(it, 100 * k, r) for k, (it, r) in enumerate(u)] for u in raw]
     ends = [data.draw(st.integers(0, len(u))) for u in raw]
@@ -56,8 +76,10 @@ def test_watch_share_scale_and_rating_classes():
 
 def test_missing_metadata_and_long_fields():
     ds = toy_dataset([[(1, 1, None), (2, 2, None)]], None, [2], n_items=2)
-    assert user_history(ds, 0, ItemTexts(ds), resolve_rating_scale(ds, HistoryConfig())).lines == \
-        ["- item i1", "- item i2"]
+    assert user_history(ds, 0, ItemTexts(ds), resolve_rating_scale(ds, HistoryConfig())).lines == [
+        "- item i1",
+        "- item i2",
+    ]
     ds = toy_dataset([[(1, 1, 5.0)]], {"title": ["A"], "description": ["word " * 100]}, [1], "products")
     text = ItemTexts(ds, HistoryConfig(max_field_chars=20))[1]
     assert text.startswith("A; description: word") and len(text) <= len("A; description: ") + 20
@@ -107,8 +129,7 @@ def test_prompts_per_domain_hash_and_override(tmp_path):
 
 
 def test_stats_profile_hand_computed():
-    meta = {"title": ["Alpha", "Beta", "Gamma", "Delta"],
-            "genres": ["Comedy|Drama", "Horror", "Comedy", "Comedy"]}
+    meta = {"title": ["Alpha", "Beta", "Gamma", "Delta"], "genres": ["Comedy|Drama", "Horror", "Comedy", "Comedy"]}
     day = 86400
     t0 = 1_600_000_000
     log = [(1, t0, 5.0), (2, t0 + day, 1.0), (3, t0 + 3 * day, 4.0), (1, t0 + 10 * day, 4.0), (4, t0 + 20 * day, 1.0)]
@@ -175,14 +196,17 @@ def test_prompt_dir_problems_are_config_errors_naming_the_file(tmp_path):
         load_prompts("movies", tmp_path)
 
 
-@pytest.mark.parametrize("make, key", [
-    (lambda: HistoryConfig(max_tokens=0), "HistoryConfig.max_tokens"),
-    (lambda: HistoryConfig(chars_per_token=float("nan")), "HistoryConfig.chars_per_token"),
-    (lambda: HistoryConfig(overflow="drop"), "HistoryConfig.overflow"),
-    (lambda: HistoryConfig(fields="title"), "HistoryConfig.fields"),
-    (lambda: StatsConfig(top_tags=0), "StatsConfig.top_tags"),
-    (lambda: StatsConfig(sections="tags"), "StatsConfig.sections"),
-])
+@pytest.mark.parametrize(
+    "make, key",
+    [
+        (lambda: HistoryConfig(max_tokens=0), "HistoryConfig.max_tokens"),
+        (lambda: HistoryConfig(chars_per_token=float("nan")), "HistoryConfig.chars_per_token"),
+        (lambda: HistoryConfig(overflow="drop"), "HistoryConfig.overflow"),
+        (lambda: HistoryConfig(fields="title"), "HistoryConfig.fields"),
+        (lambda: StatsConfig(top_tags=0), "StatsConfig.top_tags"),
+        (lambda: StatsConfig(sections="tags"), "StatsConfig.sections"),
+    ],
+)
 def test_bad_settings_are_config_errors_naming_the_key(make, key):
     from seqdistill.errors import ConfigError
 
@@ -195,8 +219,13 @@ def test_generation_settings_are_checked():
     from seqdistill.errors import ConfigError
     from seqdistill.profiles.llm import GenerationConfig
 
-    for kw, key in (({"max_new_tokens": 0}, "max_new_tokens"), ({"max_new_tokens": True}, "max_new_tokens"),
-                    ({"temperature": -0.1}, "temperature"), ({"temperature": float("inf")}, "temperature"),
-                    ({"top_p": 0.0}, "top_p"), ({"seed": 1.5}, "seed")):
+    for kw, key in (
+        ({"max_new_tokens": 0}, "max_new_tokens"),
+        ({"max_new_tokens": True}, "max_new_tokens"),
+        ({"temperature": -0.1}, "temperature"),
+        ({"temperature": float("inf")}, "temperature"),
+        ({"top_p": 0.0}, "top_p"),
+        ({"seed": 1.5}, "seed"),
+    ):
         with pytest.raises(ConfigError, match=f"GenerationConfig.{key}"):
             GenerationConfig(**kw)

@@ -1,4 +1,5 @@
 """LLM backends: local transformers (tiny random Llama and SmolLM2) and an OpenAI-compatible server."""
+
 from __future__ import annotations
 
 import json
@@ -33,16 +34,29 @@ def tiny_model(smollm_dir):
 
     tok = AutoTokenizer.from_pretrained(smollm_dir)
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                      initializer_range=0.3, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        initializer_range=0.3,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     return LlamaForCausalLM(cfg).eval(), tok
 
 
 def _convs(n):
     p = load_prompts("movies")
-    hist = ["- [rated 5/5] Film A; genres: Comedy", "- [rated 1/5] Film B; genres: Horror\n- Film C",
-            "- [watched 90%] A very long title " + "and more words " * 12, "- x"]
+    hist = [
+        "- [rated 5/5] Film A; genres: Comedy",
+        "- [rated 1/5] Film B; genres: Horror\n- Film C",
+        "- [watched 90%] A very long title " + "and more words " * 12,
+        "- x",
+    ]
     return [p.profile_messages(hist[i % len(hist)] * (1 + i // len(hist))) for i in range(n)]
 
 
@@ -62,7 +76,7 @@ def test_left_padding_does_not_change_greedy_rows(tiny_model):
     # compare with transformers run by hand, unpadded
     ids = tok(batched.render(convs[2]), return_tensors="pt", add_special_tokens=False)
     out = model.generate(**ids, max_new_tokens=12, do_sample=False, pad_token_id=tok.pad_token_id)
-    new = out[0, ids["input_ids"].shape[1]:].tolist()
+    new = out[0, ids["input_ids"].shape[1] :].tolist()
     if tok.eos_token_id in new:
         new = new[: new.index(tok.eos_token_id)]
     assert a[2].text == tok.decode(new, skip_special_tokens=True).strip()
@@ -70,8 +84,14 @@ def test_left_padding_does_not_change_greedy_rows(tiny_model):
 
 def test_seeded_sampling_is_reproducible(tiny_model):
     model, tok = tiny_model
-    mk = lambda seed: TransformersBackend("tiny", GenerationConfig(8, temperature=1.0, seed=seed),  # noqa: E731
-                                          batch_size=2, model=model, tokenizer=tok, device="cpu")
+    mk = lambda seed: TransformersBackend(  # noqa: E731
+        "tiny",
+        GenerationConfig(8, temperature=1.0, seed=seed),
+        batch_size=2,
+        model=model,
+        tokenizer=tok,
+        device="cpu",
+    )
     convs = _convs(2)
     assert [r.text for r in mk(3).generate(convs)] == [r.text for r in mk(3).generate(convs)]
     texts = {tuple(r.text for r in mk(s).generate(convs)) for s in range(4)}
@@ -125,16 +145,21 @@ class _Server:
                     if content == "BAD":
                         return self._send(400, {"error": "bad request"})
                     if content.startswith("ECHO"):
-                        return self._send(401, {"error": f"invalid {self.headers.get('Authorization')}",
-                                                "url": self.path})
+                        return self._send(
+                            401, {"error": f"invalid {self.headers.get('Authorization')}", "url": self.path}
+                        )
                     if content == "REDIRECT":
                         return self._send(307, {}, {"Location": outer.redirect_to})
                     if n <= outer.fail_first:
                         return self._send(503, {"error": "busy"})
                     text = "profile: " + body["messages"][-1]["content"][::-1]
-                    self._send(200, {"choices": [{"message": {"role": "assistant", "content": text}}],
-                                     "usage": {"prompt_tokens": len(body["messages"][-1]["content"]),
-                                               "completion_tokens": 7}})
+                    self._send(
+                        200,
+                        {
+                            "choices": [{"message": {"role": "assistant", "content": text}}],
+                            "usage": {"prompt_tokens": len(body["messages"][-1]["content"]), "completion_tokens": 7},
+                        },
+                    )
                 finally:
                     with outer.lock:
                         outer.active -= 1
@@ -161,8 +186,15 @@ class _Server:
 def test_openai_backend_retries_bounds_concurrency_and_keeps_order():
     server = _Server(fail_first=3)
     try:
-        backend = OpenAIBackend(server.url, "served-model", GenerationConfig(max_new_tokens=33, seed=5),
-                                max_concurrency=3, backoff=0.01, max_retries=4, timeout=5)
+        backend = OpenAIBackend(
+            server.url,
+            "served-model",
+            GenerationConfig(max_new_tokens=33, seed=5),
+            max_concurrency=3,
+            backoff=0.01,
+            max_retries=4,
+            timeout=5,
+        )
         convs = [[{"role": "system", "content": "sys"}, {"role": "user", "content": f"user {i}"}] for i in range(10)]
         res = backend.generate(convs)
         assert [r.text for r in res] == [f"profile: {f'user {i}'[::-1]}" for i in range(10)]
@@ -192,7 +224,8 @@ def test_openai_backend_gives_up_after_retries():
         server.close()
     # connection refused (server gone): retried, then an error result, no exception
     res = OpenAIBackend(server.url, "m", backoff=0.001, max_retries=1, timeout=2).generate(
-        [[{"role": "user", "content": "hi"}]])
+        [[{"role": "user", "content": "hi"}]]
+    )
     assert res[0].error and "calling" in res[0].error
 
 
@@ -212,8 +245,10 @@ def test_chat_url_keeps_the_query_and_extends_the_path():
     assert chat_completions_url("http://127.0.0.1:8000/v1") == "http://127.0.0.1:8000/v1/chat/completions"
     assert chat_completions_url("http://127.0.0.1:8000/v1/") == "http://127.0.0.1:8000/v1/chat/completions"
     assert chat_completions_url("http://localhost:8000") == "http://localhost:8000/chat/completions"
-    assert (chat_completions_url("https://r.openai.azure.com/openai/deployments/d/?api-version=2024-06-01#x")
-            == "https://r.openai.azure.com/openai/deployments/d/chat/completions?api-version=2024-06-01")
+    assert (
+        chat_completions_url("https://r.openai.azure.com/openai/deployments/d/?api-version=2024-06-01#x")
+        == "https://r.openai.azure.com/openai/deployments/d/chat/completions?api-version=2024-06-01"
+    )
 
 
 def test_base_url_with_a_query_reaches_the_server_with_it():
@@ -232,17 +267,30 @@ def test_api_key_is_never_sent_over_plain_http_except_to_loopback(monkeypatch):
     from seqdistill.errors import ConfigError
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    refused = [("http://10.1.2.3:8000/v1", KEY), ("http://example.com/v1", None), ("http://example.com/v1?api_key=QSECRET", None),
-               ("http://user:QSECRET@example.com/v1", None), ("http://127.0.0.1.example.com/v1", KEY)]
+    refused = [
+        ("http://10.1.2.3:8000/v1", KEY),
+        ("http://example.com/v1", None),
+        ("http://example.com/v1?api_key=QSECRET", None),
+        ("http://user:QSECRET@example.com/v1", None),
+        ("http://127.0.0.1.example.com/v1", KEY),
+    ]
     monkeypatch.setenv("OPENAI_API_KEY", KEY)  # a key from the environment counts too
     for url, key in refused:
         with pytest.raises(ConfigError, match="refusing to send the API key over plain http://") as err:
             OpenAIBackend(url, "m", api_key=key)
         assert KEY not in str(err.value) and "QSECRET" not in str(err.value)
-    for url in ("https://example.com/v1", "http://127.0.0.1:8000/v1", "http://127.9.9.9/v1", "http://localhost:1/v1",
-                "http://[::1]:8000/v1", "http://[::ffff:127.0.0.1]:8000/v1"):
+    for url in (
+        "https://example.com/v1",
+        "http://127.0.0.1:8000/v1",
+        "http://127.9.9.9/v1",
+        "http://localhost:1/v1",
+        "http://[::1]:8000/v1",
+        "http://[::ffff:127.0.0.1]:8000/v1",
+    ):
         assert OpenAIBackend(url, "m").api_key == KEY
-    assert OpenAIBackend("http://10.1.2.3/v1", "m", allow_insecure_http=True).url == "http://10.1.2.3/v1/chat/completions"
+    assert (
+        OpenAIBackend("http://10.1.2.3/v1", "m", allow_insecure_http=True).url == "http://10.1.2.3/v1/chat/completions"
+    )
     monkeypatch.delenv("OPENAI_API_KEY")
     OpenAIBackend("http://10.1.2.3/v1", "m")  # no secret to leak
     for bad in ("ftp://example.com/v1", "127.0.0.1:8000/v1", "http:///v1"):
@@ -257,8 +305,7 @@ def test_redact_hand_written_cases():
         "Authorization: Bearer abc.DEF-123": "Authorization: [redacted]",
         '{"Authorization": "Bearer abc"}': '{"Authorization": "[redacted]"}',
         "token abcdef": "token [redacted]",
-        "https://h/v1/chat/completions?api-version=1&api_key=s3&key=s4&x=2":
-            "https://h/v1/chat/completions?api-version=1&api_key=[redacted]&key=[redacted]&x=2",
+        "https://h/v1/chat/completions?api-version=1&api_key=s3&key=s4&x=2": "https://h/v1/chat/completions?api-version=1&api_key=[redacted]&key=[redacted]&x=2",
         "http://u:pw@h/p?access_token=t&sig=z": "http://[redacted]@h/p?access_token=[redacted]&sig=[redacted]",
         "invalid key sk-abcdefghijklmnopqrstu given": "invalid key [redacted] given",
         "x-api-key=abcd1234 design=3": "x-api-key=[redacted] design=3",
@@ -270,9 +317,9 @@ def test_redact_hand_written_cases():
 
 def test_error_bodies_and_urls_are_redacted_in_results_and_the_store(tmp_path):
     import polars as pl
+    from test_profiles_toy import movie_dataset
 
     from seqdistill.profiles.pipeline import generate_profiles
-    from test_profiles_toy import movie_dataset
 
     server = _Server(fail_first=0, delay=0.0)
     try:
@@ -286,8 +333,9 @@ def test_error_bodies_and_urls_are_redacted_in_results_and_the_store(tmp_path):
         prompts = tmp_path / "prompts"
         prompts.mkdir()
         (prompts / "movies.txt").write_text("### user\nECHO\n{history}\n")
-        store = generate_profiles(movie_dataset(n_users=2), backend, tmp_path / "store", prompt_dir=prompts,
-                                  progress=False)
+        store = generate_profiles(
+            movie_dataset(n_users=2), backend, tmp_path / "store", prompt_dir=prompts, progress=False
+        )
         t = store.table()
         assert (t["status"] == "error").all() and t["error"].str.contains("HTTP 401").all()
         texts = [json.dumps(store.meta)] + [str(v) for c in store.rows().columns for v in store.rows()[c].to_list()]
@@ -295,8 +343,9 @@ def test_error_bodies_and_urls_are_redacted_in_results_and_the_store(tmp_path):
         assert pl.read_parquet(store.parts()[0])["error"].str.contains("redacted").all()
     finally:
         server.close()
-    res = OpenAIBackend("http://127.0.0.1:9/v1?token=QSECRET123", "m", api_key=KEY, max_retries=0,
-                        timeout=2).generate([[{"role": "user", "content": "hi"}]])[0]
+    res = OpenAIBackend("http://127.0.0.1:9/v1?token=QSECRET123", "m", api_key=KEY, max_retries=0, timeout=2).generate(
+        [[{"role": "user", "content": "hi"}]]
+    )[0]
     assert "calling http://127.0.0.1:9/v1/chat/completions?token=[redacted]" in res.error
     assert "QSECRET123" not in res.error
 

@@ -1,16 +1,17 @@
 """generate_profiles: store, resume after an interruption, error retry, chunking and merging."""
+
 from __future__ import annotations
 
 import math
 
 import numpy as np
 import pytest
+from test_profiles_toy import movie_dataset, toy_dataset
 
 from seqdistill.profiles.llm import GenerationConfig, GenerationResult
 from seqdistill.profiles.pipeline import generate_profiles
 from seqdistill.profiles.stats_profile import write_stats_profiles
 from seqdistill.profiles.store import ProfileStore
-from test_profiles_toy import movie_dataset, toy_dataset
 
 
 class FakeBackend:
@@ -41,7 +42,11 @@ class FakeBackend:
             if any(f in text for f in self.fail_on):
                 out.append(GenerationResult("", 5, 0, 0.1, error="server said no"))
             elif text.startswith("The history of one user"):  # aggregation: keep the parts' item lines
-                out.append(GenerationResult(" ".join(l for l in text.splitlines() if l.startswith("- ") or l.startswith("ITEMS")), 9, 4, 0.1))
+                out.append(
+                    GenerationResult(
+                        " ".join(l for l in text.splitlines() if l.startswith("- ") or l.startswith("ITEMS")), 9, 4, 0.1
+                    )
+                )
             else:
                 lines = [l for l in text.splitlines() if l.startswith("- [")]
                 out.append(GenerationResult("ITEMS " + " ".join(lines), self.prompt_tokens(conv), 4, 0.1))
@@ -100,8 +105,10 @@ def _custom_prompts(tmp_path):
 
 def _long_dataset(n_users=2, n_items=40, seed=3):
     rng = np.random.default_rng(seed)
-    logs = [[(int(i), 10 * k, float(rng.integers(1, 6))) for k, i in enumerate(rng.permutation(n_items) + 1)]
-            for _ in range(n_users)]
+    logs = [
+        [(int(i), 10 * k, float(rng.integers(1, 6))) for k, i in enumerate(rng.permutation(n_items) + 1)]
+        for _ in range(n_users)
+    ]
     meta = {"title": [f"Title number {i}" for i in range(1, n_items + 1)], "genres": ["Drama"] * n_items}
     return toy_dataset(logs, meta, [n_items - 1] * n_users, "movies", n_items)
 
@@ -145,11 +152,12 @@ def test_truncate_keeps_the_most_recent_lines(tmp_path):
 
     lines = user_history(ds, 0, ItemTexts(ds), "stars").lines
     backend = FakeBackend()
-    store = generate_profiles(ds, backend, tmp_path / "s", history=HistoryConfig(max_tokens=40, overflow="truncate"),
-                              progress=False)
+    store = generate_profiles(
+        ds, backend, tmp_path / "s", history=HistoryConfig(max_tokens=40, overflow="truncate"), progress=False
+    )
     profile = store.table()["profile"][0]
     kept = [l for l in lines if l in profile]
-    assert kept == lines[len(lines) - len(kept):] and 0 < len(kept) < len(lines)
+    assert kept == lines[len(lines) - len(kept) :] and 0 < len(kept) < len(lines)
     assert sum(math.ceil(len(l) / 4) + 1 for l in kept) <= 40
 
 
@@ -178,8 +186,22 @@ def test_cli_stats_encode_reduce_end_to_end(tmp_path, monkeypatch, capsys):
     assert run("profiles", "generate", "DS", "--store", str(tmp_path / "st"), "--backend", "stats") == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["ok"] == 8
     assert run("profiles", "encode", "--store", str(tmp_path / "st"), "--out", str(tmp_path / "emb")) == 0
-    assert run("profiles", "reduce", "DS", "--embeddings", str(tmp_path / "emb"), "--out", str(tmp_path / "t"),
-               "--method", "pca", "--dim", "3") == 0
+    assert (
+        run(
+            "profiles",
+            "reduce",
+            "DS",
+            "--embeddings",
+            str(tmp_path / "emb"),
+            "--out",
+            str(tmp_path / "t"),
+            "--method",
+            "pca",
+            "--dim",
+            "3",
+        )
+        == 0
+    )
     targets = np.load(tmp_path / "t" / "targets.npy")
     assert targets.shape == (8, 3) and np.load(tmp_path / "t" / "targets_mask.npy").all()
 

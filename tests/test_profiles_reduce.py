@@ -1,4 +1,5 @@
 """reduce_targets stores no pickle: a planted pickle never runs; UMAP is rebuilt by a checked refit."""
+
 from __future__ import annotations
 
 import ast
@@ -53,8 +54,9 @@ def test_umap_transform_rebuilds_the_reducer_and_never_unpickles(tmp_path):
     assert mask.all() and json.loads((tmp_path / "reduce.json").read_text())["transformed_users"] == 10
     np.testing.assert_array_equal(t_all[:30], t_fit[:30])
     # independent: umap-learn itself, fitted with the same settings, maps the new users the same way
-    ref = umap.UMAP(n_components=2, n_neighbors=5, min_dist=0.1, metric="cosine", random_state=3, n_jobs=1,
-                    transform_seed=3).fit(x[:30])
+    ref = umap.UMAP(
+        n_components=2, n_neighbors=5, min_dist=0.1, metric="cosine", random_state=3, n_jobs=1, transform_seed=3
+    ).fit(x[:30])
     np.testing.assert_array_equal(t_fit[:30], ref.embedding_)
     np.testing.assert_allclose(t_all[30:], ref.transform(x[30:]), atol=1e-6)
 
@@ -131,8 +133,14 @@ def test_bad_inputs_name_the_argument(tmp_path):
     x[1, 2] = np.nan
     with pytest.raises(DataError, match="non-finite values .*row 1, user 5"):
         reduce_targets(np.array([0, 5, 7]), x, 10, tmp_path, cfg)
-    for kw, key in (({"dim": 0}, "dim"), ({"dim": 2.5}, "dim"), ({"n_neighbors": 1}, "n_neighbors"),
-                    ({"min_dist": float("nan")}, "min_dist"), ({"method": "tsne"}, "method"), ({"seed": -1}, "seed")):
+    for kw, key in (
+        ({"dim": 0}, "dim"),
+        ({"dim": 2.5}, "dim"),
+        ({"n_neighbors": 1}, "n_neighbors"),
+        ({"min_dist": float("nan")}, "min_dist"),
+        ({"method": "tsne"}, "method"),
+        ({"seed": -1}, "seed"),
+    ):
         with pytest.raises(ConfigError, match=f"ReduceConfig.{key}"):
             ReduceConfig(**kw)
     assert not any(tmp_path.iterdir())  # nothing written for a refused call
@@ -149,11 +157,16 @@ def test_umap_fitted_in_another_process_is_rebuilt_here(tmp_path):
     pytest.importorskip("umap")
     x = _data(n=60, d=16, seed=4)
     np.save(tmp_path / "x.npy", x)
-    code = ("import numpy as np, sys; from seqdistill.profiles.reduce import ReduceConfig, reduce_targets; "
-            "x = np.load(sys.argv[1]); reduce_targets(np.arange(50), x[:50], 60, sys.argv[2], "
-            "ReduceConfig('umap', dim=3, seed=9, n_neighbors=6))")
-    subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.npy"), str(tmp_path / "r")], check=True,
-                   env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    code = (
+        "import numpy as np, sys; from seqdistill.profiles.reduce import ReduceConfig, reduce_targets; "
+        "x = np.load(sys.argv[1]); reduce_targets(np.arange(50), x[:50], 60, sys.argv[2], "
+        "ReduceConfig('umap', dim=3, seed=9, n_neighbors=6))"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "x.npy"), str(tmp_path / "r")],
+        check=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
     t, m = reduce_targets(np.arange(60), x, 60, tmp_path / "r", ReduceConfig("umap", dim=3, seed=9, n_neighbors=6))
     assert m.all() and json.loads((tmp_path / "r" / "reduce.json").read_text())["transformed_users"] == 10
     np.testing.assert_array_equal(t[:50], np.load(tmp_path / "r" / "fit_targets.npy"))
@@ -181,8 +194,12 @@ def test_outputs_it_did_not_write_are_refused_before_any_work(tmp_path, monkeypa
 
     monkeypatch.setattr(reduce_mod, "fit_reducer", no_fit)
     before = _tree(tmp_path)
-    for out, words in ((mine, "mine: folder exists and is not a folder of targets"), (emb, "emb: folder exists"),
-                       (tmp_path / "t.npy", "t.npy: exists and is not a folder"), (tmp_path, "folder exists")):
+    for out, words in (
+        (mine, "mine: folder exists and is not a folder of targets"),
+        (emb, "emb: folder exists"),
+        (tmp_path / "t.npy", "t.npy: exists and is not a folder"),
+        (tmp_path, "folder exists"),
+    ):
         for refit in (False, True):
             with pytest.raises(OutputError, match=words):
                 reduce_targets(np.arange(6), _data(6, 4), 10, out, ReduceConfig("pca", 2), refit=refit)

@@ -1,5 +1,6 @@
 """The profile store's guarantees: it knows its dataset, survives torn parts and kill -9, refuses a
 second writer and never takes over a folder that is not a store."""
+
 from __future__ import annotations
 
 import json
@@ -13,13 +14,13 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from test_profiles_pipeline import FakeBackend
+from test_profiles_toy import movie_dataset
 
 from seqdistill.errors import OutputError, StoreError
 from seqdistill.profiles.pipeline import generate_profiles
 from seqdistill.profiles.stats_profile import write_stats_profiles
 from seqdistill.profiles.store import ProfileStore
-from test_profiles_pipeline import FakeBackend
-from test_profiles_toy import movie_dataset
 
 SPAWN = mp.get_context("spawn")  # a fresh interpreter: no inherited lock, no forked threads
 
@@ -32,11 +33,21 @@ def _prepared(first_user: int):
     """A real PreparedDataset named "same" with 4 users whose raw ids start at ``first_user``."""
     from seqdistill.data import prepare
 
-    rows = [(first_user + u, f"m{(u + k) % 6}", 100 * k + u, float(1 + (u + k) % 5)) for u in range(4) for k in range(8)]
-    log = pl.DataFrame(rows, schema={"user_id": pl.Int64, "item_id": pl.String, "timestamp": pl.Int64,
-                                     "rating": pl.Float32}, orient="row")
-    items = pl.DataFrame({"item_id": [f"m{i}" for i in range(6)], "title": [f"Movie {i}" for i in range(6)],
-                          "genres": ["Comedy", "Drama"] * 3})
+    rows = [
+        (first_user + u, f"m{(u + k) % 6}", 100 * k + u, float(1 + (u + k) % 5)) for u in range(4) for k in range(8)
+    ]
+    log = pl.DataFrame(
+        rows,
+        schema={"user_id": pl.Int64, "item_id": pl.String, "timestamp": pl.Int64, "rating": pl.Float32},
+        orient="row",
+    )
+    items = pl.DataFrame(
+        {
+            "item_id": [f"m{i}" for i in range(6)],
+            "title": [f"Movie {i}" for i in range(6)],
+            "genres": ["Comedy", "Drama"] * 3,
+        }
+    )
     return prepare(log, items, k_core=None, name="same", domain="movies")
 
 
@@ -215,8 +226,19 @@ def test_second_writer_is_refused_while_the_first_holds_the_lock(tmp_path, how):
         before = _snapshot(path)
         with pytest.raises(StoreError, match=rf"{path}: store is in use by pid {holder.pid}"):
             write_stats_profiles(ds, path)
-        row = {"user": 5, "user_id": "u5", "profile": "p", "model": "stats-profile", "prompt_hash": "h",
-               "prompt_tokens": 0, "completion_tokens": 0, "seconds": 0.0, "n_chunks": 1, "status": "ok", "error": None}
+        row = {
+            "user": 5,
+            "user_id": "u5",
+            "profile": "p",
+            "model": "stats-profile",
+            "prompt_hash": "h",
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "seconds": 0.0,
+            "n_chunks": 1,
+            "status": "ok",
+            "error": None,
+        }
         with pytest.raises(StoreError, match="in use by pid"):
             ProfileStore(path).append([row])
         assert ProfileStore(path).table()["user"].to_list() == [0, 1]  # readers are not blocked

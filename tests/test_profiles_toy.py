@@ -1,5 +1,6 @@
 """A tiny PreparedDataset-shaped object for the profile tests (and a check of its shape against
 the real ``seqdistill.data.prepare`` once that exists)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -37,8 +38,13 @@ class ToyDataset:
         return h.hexdigest()[:32]
 
 
-def toy_dataset(logs: list[list[tuple[int, int, float | None]]], meta: dict[str, list] | None,
-                train_end: list[int], domain: str = "movies", n_items: int | None = None) -> ToyDataset:
+def toy_dataset(
+    logs: list[list[tuple[int, int, float | None]]],
+    meta: dict[str, list] | None,
+    train_end: list[int],
+    domain: str = "movies",
+    n_items: int | None = None,
+) -> ToyDataset:
     """logs[u] = [(dense item >= 1, timestamp, rating), ...] in time order; meta columns are
     lists indexed by dense item - 1 (item ids are ``"i<item>"``, user ids ``"u<user>"``)."""
     n_items = n_items or max(it for log in logs for it, _, _ in log)
@@ -50,11 +56,26 @@ def toy_dataset(logs: list[list[tuple[int, int, float | None]]], meta: dict[str,
     ratings = None if all(r is None for r in rs) else np.array(rs, dtype=np.float32)
     item_meta = None
     if meta is not None:
-        item_meta = pl.DataFrame({"item": np.arange(1, n_items + 1, dtype=np.int64),
-                                  "item_id": [f"i{i}" for i in range(1, n_items + 1)], **meta})
-    return ToyDataset(len(logs), n_items, pl.Series("user_id", [f"u{u}" for u in range(len(logs))]),
-                      pl.Series("item_id", [None] + [f"i{i}" for i in range(1, n_items + 1)]),
-                      offsets, items, ts, ratings, np.array(train_end, dtype=np.int64), item_meta, domain)
+        item_meta = pl.DataFrame(
+            {
+                "item": np.arange(1, n_items + 1, dtype=np.int64),
+                "item_id": [f"i{i}" for i in range(1, n_items + 1)],
+                **meta,
+            }
+        )
+    return ToyDataset(
+        len(logs),
+        n_items,
+        pl.Series("user_id", [f"u{u}" for u in range(len(logs))]),
+        pl.Series("item_id", [None] + [f"i{i}" for i in range(1, n_items + 1)]),
+        offsets,
+        items,
+        ts,
+        ratings,
+        np.array(train_end, dtype=np.int64),
+        item_meta,
+        domain,
+    )
 
 
 def movie_dataset(n_users: int = 6, seed: int = 0, length: tuple[int, int] = (6, 12)) -> ToyDataset:
@@ -87,10 +108,18 @@ def test_real_prepared_dataset_gives_training_prefix_histories(tmp_path):
     from seqdistill.profiles.stats_profile import write_stats_profiles
 
     rows = [(u, f"m{(u + k) % 6}", 100 * k + u, float(1 + (u + k) % 5)) for u in range(4) for k in range(8)]
-    log = pl.DataFrame(rows, schema={"user_id": pl.Int64, "item_id": pl.String, "timestamp": pl.Int64,
-                                     "rating": pl.Float32}, orient="row")
-    items = pl.DataFrame({"item_id": [f"m{i}" for i in range(6)], "title": [f"Movie {i}" for i in range(6)],
-                          "genres": ["Comedy", "Drama"] * 3})
+    log = pl.DataFrame(
+        rows,
+        schema={"user_id": pl.Int64, "item_id": pl.String, "timestamp": pl.Int64, "rating": pl.Float32},
+        orient="row",
+    )
+    items = pl.DataFrame(
+        {
+            "item_id": [f"m{i}" for i in range(6)],
+            "title": [f"Movie {i}" for i in range(6)],
+            "genres": ["Comedy", "Drama"] * 3,
+        }
+    )
     ds = data.prepare(log, items, k_core=None, name="tiny", domain="movies")
     ds = data.PreparedDataset.load(ds.save(tmp_path / "ds"))
     texts, scale = ItemTexts(ds), resolve_rating_scale(ds, HistoryConfig())

@@ -1,5 +1,6 @@
 """The synthetic generator: determinism, shapes, lengths, and the planted persona semantics,
 checked from the returned tables only (independently of the generator's internals)."""
+
 from __future__ import annotations
 
 import json
@@ -117,9 +118,11 @@ def test_exploration_steps_ignore_the_persona_but_ratings_tell():
     """With p_explore = 1 items are uniform over categories (about 1/C in the persona's top
     category, against far more without exploration), and the ratings still separate fitting
     from non-fitting items, so only rating-aware features recover the persona."""
+
     def top_share(raw):
         x = raw.interactions.join(raw.items.select("item_id", "category"), on="item_id").join(
-            raw.extra["personas"].select("user_id", "top_category"), on="user_id")
+            raw.extra["personas"].select("user_id", "top_category"), on="user_id"
+        )
         top = (x["category"] == x["top_category"]).to_numpy()
         return top.mean(), top[x["rating"].to_numpy() >= 4].mean()
 

@@ -91,7 +91,9 @@ def test_resume_after_crash_matches_uninterrupted_run(cyclic_ds, tmp_path):
 
     crashed = model_for(cyclic_ds)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        Trainer(crashed, cyclic_ds, quick(epochs=4, patience=None), run_dir=tmp_path / "b", extra_losses=[Crash(2)]).fit()
+        Trainer(
+            crashed, cyclic_ds, quick(epochs=4, patience=None), run_dir=tmp_path / "b", extra_losses=[Crash(2)]
+        ).fit()
     assert [r["epoch"] for r in json.loads((tmp_path / "b" / "history.json").read_text())] == [0, 1]
 
     fresh = model_for(cyclic_ds, seed=123)  # different init: everything must come from the checkpoint

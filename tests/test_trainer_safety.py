@@ -14,7 +14,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pl = pytest.importorskip("polars")
 from safetensors import safe_open  # noqa: E402
-from safetensors.torch import load as st_load, save as st_save  # noqa: E402
+from safetensors.torch import load as st_load  # noqa: E402
+from safetensors.torch import save as st_save  # noqa: E402
 
 from seqdistill.data import SplitConfig, prepare  # noqa: E402
 from seqdistill.errors import TrainingError  # noqa: E402
@@ -70,7 +71,11 @@ def test_checkpoint_folder_holds_tensors_and_json(ds, tmp_path):
     hist = trainer.fit()
     folder = tmp_path / "checkpoint"
     assert sorted(p.name for p in folder.iterdir()) == [
-        "best.safetensors", "model.safetensors", "optimizer.safetensors", "state.json"]
+        "best.safetensors",
+        "model.safetensors",
+        "optimizer.safetensors",
+        "state.json",
+    ]
     state = json.loads((folder / "state.json").read_text())
     assert state["epoch"] == 1 and state["best_epoch"] == trainer.best_epoch
     assert strip_timing(state["history"]) == strip_timing(hist)
@@ -86,11 +91,14 @@ def test_checkpoint_folder_holds_tensors_and_json(ds, tmp_path):
     assert not [p for p in tmp_path.iterdir() if ".sdtmp-" in p.name or ".sdold-" in p.name]
 
 
-@pytest.mark.parametrize("make", [
-    lambda p: torch.optim.AdamW(p, lr=1e-2),
-    lambda p: torch.optim.Adam(p, lr=1e-2, amsgrad=True),
-    lambda p: torch.optim.SGD(p, lr=1e-2, momentum=0.9),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: torch.optim.AdamW(p, lr=1e-2),
+        lambda p: torch.optim.Adam(p, lr=1e-2, amsgrad=True),
+        lambda p: torch.optim.SGD(p, lr=1e-2, momentum=0.9),
+    ],
+)
 def test_optimizer_state_round_trips_through_tensors_and_json(make):
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh(), torch.nn.Linear(3, 1))
@@ -209,8 +217,11 @@ class PullTo:
 def test_a_nan_target_stops_training_in_its_first_batch(ds):
     targets = torch.zeros(ds.n_users, 16)
     targets[:, 0] = float("nan")
-    with pytest.raises(TrainingError, match=r"epoch 0, batch 0 of \d+: extra loss term 0 \(PullTo\) is nan.*"
-                                            r"no checkpoint \(no run_dir\)"):
+    with pytest.raises(
+        TrainingError,
+        match=r"epoch 0, batch 0 of \d+: extra loss term 0 \(PullTo\) is nan.*"
+        r"no checkpoint \(no run_dir\)",
+    ):
         Trainer(model_for(ds), ds, quick(), extra_losses=[PullTo(targets)]).fit()
 
 

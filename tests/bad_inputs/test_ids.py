@@ -45,7 +45,9 @@ def test_csv_ids_follow_the_policy(tmp_path_factory, raw):
     path.write_text("user_id,item_id,timestamp\n" + "".join(f"{u},i,{t}\n" for t, u in enumerate(raw)))
     expected = reference_ids(raw)
     if expected is None:
-        with pytest.raises(DataError, match=r"log\.csv: column 'user_id' (is null|has an empty id|has the NaN-like id)"):
+        with pytest.raises(
+            DataError, match=r"log\.csv: column 'user_id' (is null|has an empty id|has the NaN-like id)"
+        ):
             read_interactions(path)
         return
     got = read_interactions(path).get_column("user_id")
@@ -93,13 +95,16 @@ def test_one_nan_does_not_turn_ids_into_floats(ws: Path, run) -> None:
 
 def test_binary_formats(tmp_path: Path) -> None:
     p = tmp_path / "log.parquet"
-    pl.DataFrame({"user_id": pl.Series([2**64 - 1, 5], dtype=pl.UInt64), "item_id": [3.0, 4.0],
-                  "timestamp": [1, 2]}).write_parquet(p)
+    pl.DataFrame(
+        {"user_id": pl.Series([2**64 - 1, 5], dtype=pl.UInt64), "item_id": [3.0, 4.0], "timestamp": [1, 2]}
+    ).write_parquet(p)
     df = read_interactions(p)
     assert df["user_id"].to_list() == [str(2**64 - 1), "5"] and df["item_id"].to_list() == [3, 4]
     j = tmp_path / "log.jsonl"
-    j.write_text('{"user_id": " u1 ", "item_id": "7", "timestamp": "2021-01-02"}\n'
-                 '{"user_id": "u2", "item_id": "8", "timestamp": "2021-01-03"}\n')
+    j.write_text(
+        '{"user_id": " u1 ", "item_id": "7", "timestamp": "2021-01-02"}\n'
+        '{"user_id": "u2", "item_id": "8", "timestamp": "2021-01-03"}\n'
+    )
     df = read_interactions(j)
     assert df["user_id"].to_list() == ["u1", "u2"] and df["item_id"].to_list() == [7, 8]
     assert df["timestamp"].to_list() == [1609545600, 1609632000]

@@ -97,8 +97,16 @@ def test_out_is_the_inputs_folder(ws: Path, refused) -> None:
 def test_out_is_a_parent_of_the_input(ws: Path, refused) -> None:
     (ws / "data" / "raw").mkdir(parents=True)
     (ws / "log.csv").rename(ws / "data" / "raw" / "log.csv")
-    refused("prepare", "data/raw/log.csv", "--out", "data", "--k-core", "1", "--overwrite",
-            names=("--out data", "holds the input data/raw/log.csv"))
+    refused(
+        "prepare",
+        "data/raw/log.csv",
+        "--out",
+        "data",
+        "--k-core",
+        "1",
+        "--overwrite",
+        names=("--out data", "holds the input data/raw/log.csv"),
+    )
 
 
 def test_out_is_the_input_file(ws: Path, refused) -> None:
@@ -108,8 +116,17 @@ def test_out_is_the_input_file(ws: Path, refused) -> None:
 def test_out_holds_the_items_file(ws: Path, refused) -> None:
     (ws / "meta").mkdir()
     (ws / "meta" / "items.csv").write_text("item_id,title\n10,a\n")
-    refused("prepare", "log.csv", "--out", "meta", "--k-core", "1", "--items", "meta/items.csv",
-            names=("--out meta", "holds the input meta/items.csv"))
+    refused(
+        "prepare",
+        "log.csv",
+        "--out",
+        "meta",
+        "--k-core",
+        "1",
+        "--items",
+        "meta/items.csv",
+        names=("--out meta", "holds the input meta/items.csv"),
+    )
 
 
 def test_out_is_a_users_folder(ws: Path, refused) -> None:
@@ -182,9 +199,15 @@ def test_unreadable_input(ws: Path, refused, monkeypatch) -> None:
     refused(*PREP, "--k-core", "1", names=("log.csv", "permission denied"))
 
 
-@pytest.mark.parametrize("out, names", [
-    (".", ["holds the input"]), ("log.csv", ["not a folder"]), ("mine", ["not a prepared dataset"]),
-], ids=["inputs-folder", "input-file", "users-folder"])
+@pytest.mark.parametrize(
+    "out, names",
+    [
+        (".", ["holds the input"]),
+        ("log.csv", ["not a folder"]),
+        ("mine", ["not a prepared dataset"]),
+    ],
+    ids=["inputs-folder", "input-file", "users-folder"],
+)
 def test_out_is_checked_before_the_input_is_read(ws: Path, refused, monkeypatch, out, names) -> None:
     import seqdistill.data
 

@@ -58,26 +58,74 @@ def embeddings(ws: Path) -> Path:
 
 
 def test_reduce_missing_embeddings_folder(ws: Path, dataset: Path, refused) -> None:
-    refused("profiles", "reduce", "ds", "--embeddings", "absent", "--out", "t", "--dim", "2", "--method", "pca",
-            names=("absent", "no such folder"))
+    refused(
+        "profiles",
+        "reduce",
+        "ds",
+        "--embeddings",
+        "absent",
+        "--out",
+        "t",
+        "--dim",
+        "2",
+        "--method",
+        "pca",
+        names=("absent", "no such folder"),
+    )
 
 
 def test_reduce_missing_embeddings_file(ws: Path, dataset: Path, embeddings: Path, refused) -> None:
     (embeddings / "embeddings.npy").unlink()
-    refused("profiles", "reduce", "ds", "--embeddings", "emb", "--out", "t", "--dim", "2", "--method", "pca",
-            names=("emb/embeddings.npy", "missing"))
+    refused(
+        "profiles",
+        "reduce",
+        "ds",
+        "--embeddings",
+        "emb",
+        "--out",
+        "t",
+        "--dim",
+        "2",
+        "--method",
+        "pca",
+        names=("emb/embeddings.npy", "missing"),
+    )
 
 
 def test_reduce_damaged_embeddings(ws: Path, dataset: Path, embeddings: Path, refused) -> None:
     (embeddings / "embeddings.npy").write_bytes(b"\x93NUMPY garbage")
-    refused("profiles", "reduce", "ds", "--embeddings", "emb", "--out", "t", "--dim", "2", "--method", "pca",
-            names=("emb/embeddings.npy", "not a readable .npy"))
+    refused(
+        "profiles",
+        "reduce",
+        "ds",
+        "--embeddings",
+        "emb",
+        "--out",
+        "t",
+        "--dim",
+        "2",
+        "--method",
+        "pca",
+        names=("emb/embeddings.npy", "not a readable .npy"),
+    )
 
 
 def test_reduce_never_unpickles_embeddings(ws: Path, dataset: Path, embeddings: Path, refused) -> None:
     np.save(embeddings / "embeddings.npy", np.array([{"payload": 1}] * 3, dtype=object), allow_pickle=True)
-    refused("profiles", "reduce", "ds", "--embeddings", "emb", "--out", "t", "--dim", "2", "--method", "pca",
-            names=("emb/embeddings.npy", "allow_pickle"))
+    refused(
+        "profiles",
+        "reduce",
+        "ds",
+        "--embeddings",
+        "emb",
+        "--out",
+        "t",
+        "--dim",
+        "2",
+        "--method",
+        "pca",
+        names=("emb/embeddings.npy", "allow_pickle"),
+    )
 
 
 REDUCE_OPTIONS = [
@@ -95,26 +143,42 @@ def test_bad_reduce_option(ws: Path, refused, argv, names) -> None:
     refused("profiles", "reduce", "ds", "--embeddings", "emb", "--out", "t", *argv, names=tuple(names))
 
 
-@pytest.mark.parametrize("store, names", [
-    ("ds", ["ds", "not a profile store"]),
-    ("mine", ["mine", "not a profile store"]),
-    ("log.csv", ["log.csv", "folder"]),
-], ids=["store-is-the-dataset", "store-is-a-users-folder", "store-is-a-file"])
+@pytest.mark.parametrize(
+    "store, names",
+    [
+        ("ds", ["ds", "not a profile store"]),
+        ("mine", ["mine", "not a profile store"]),
+        ("log.csv", ["log.csv", "folder"]),
+    ],
+    ids=["store-is-the-dataset", "store-is-a-users-folder", "store-is-a-file"],
+)
 def test_generate_into_a_folder_that_is_not_a_store(ws: Path, dataset: Path, refused, store, names) -> None:
     (ws / "mine").mkdir()
     (ws / "mine" / "notes.txt").write_text("mine")
     refused("profiles", "generate", "ds", "--store", store, "--backend", "stats", names=tuple(names))
 
 
-def test_openai_key_over_plain_http_is_refused_unless_allowed(ws: Path, dataset: Path, refused, run,
-                                                               monkeypatch) -> None:
+def test_openai_key_over_plain_http_is_refused_unless_allowed(
+    ws: Path, dataset: Path, refused, run, monkeypatch
+) -> None:
     """The key is not sent to a non-loopback http:// server; --allow-insecure-http reaches the backend."""
     from seqdistill.errors import ConfigError
     from seqdistill.profiles import llm
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-QSECRETKEY")
-    argv = ("profiles", "generate", "ds", "--store", "store", "--backend", "openai", "--model", "m",
-            "--base-url", "http://10.1.2.3:8000/v1")
+    argv = (
+        "profiles",
+        "generate",
+        "ds",
+        "--store",
+        "store",
+        "--backend",
+        "openai",
+        "--model",
+        "m",
+        "--base-url",
+        "http://10.1.2.3:8000/v1",
+    )
     r = refused(*argv, names=("10.1.2.3", "plain http://", "--allow-insecure-http"))
     assert "QSECRETKEY" not in r.err
     seen: list[str] = []
@@ -144,13 +208,27 @@ REDUCE_OUT = [
 
 
 @pytest.mark.parametrize("out, names", [c[1:] for c in REDUCE_OUT], ids=[c[0] for c in REDUCE_OUT])
-def test_reduce_never_writes_into_inputs_or_a_users_folder(ws: Path, dataset: Path, embeddings: Path, refused,
-                                                          out, names) -> None:
+def test_reduce_never_writes_into_inputs_or_a_users_folder(
+    ws: Path, dataset: Path, embeddings: Path, refused, out, names
+) -> None:
     (ws / "mine").mkdir()
     (ws / "mine" / "targets.npy").write_bytes(b"the user's own targets")
     for refit in ([], ["--refit"]):
-        refused("profiles", "reduce", "ds", "--embeddings", "emb", "--out", out, "--dim", "2", "--method", "pca",
-                *refit, names=tuple(names))
+        refused(
+            "profiles",
+            "reduce",
+            "ds",
+            "--embeddings",
+            "emb",
+            "--out",
+            out,
+            "--dim",
+            "2",
+            "--method",
+            "pca",
+            *refit,
+            names=tuple(names),
+        )
 
 
 def test_reduce_resumes_and_refits_its_own_folder(ws: Path, dataset: Path, embeddings: Path, run) -> None:
@@ -195,15 +273,22 @@ def test_encode_replaces_its_own_folder_only_with_overwrite(ws: Path, store: Pat
     refused("profiles", "encode", "--store", "store", "--out", "emb", names=("emb", "already there", "--overwrite"))
     r = run("profiles", "encode", "--store", "store", "--out", "emb", "--overwrite")
     assert r.code == 0 and sorted(p.name for p in (ws / "emb").iterdir()) == [
-        "embedding_users.npy", "embeddings.npy", "encode.json"]
+        "embedding_users.npy",
+        "embeddings.npy",
+        "encode.json",
+    ]
 
 
 # ------------------------------------------------------------------ second round
-@pytest.mark.parametrize("store, names", [
-    ("", ["--store ''", "an empty path"]),
-    ("log.csv/store", ["--store log.csv/store", "log.csv is a file, not a folder"]),
-    ("loop", ["--store loop", "symbolic link that leads to no folder"]),
-], ids=["empty", "below-a-file", "symlink-loop"])
+@pytest.mark.parametrize(
+    "store, names",
+    [
+        ("", ["--store ''", "an empty path"]),
+        ("log.csv/store", ["--store log.csv/store", "log.csv is a file, not a folder"]),
+        ("loop", ["--store loop", "symbolic link that leads to no folder"]),
+    ],
+    ids=["empty", "below-a-file", "symlink-loop"],
+)
 def test_generate_store_path_no_folder_can_be_made_at(ws: Path, dataset: Path, refused, store, names) -> None:
     (ws / "loop").symlink_to(ws / "loop")
     refused("profiles", "generate", "ds", "--store", store, "--backend", "stats", names=tuple(names))
@@ -217,15 +302,23 @@ def test_generate_prompt_dir_checked_before_the_model_loads(ws: Path, dataset: P
 
     monkeypatch.setattr(llm, "TransformersBackend", no_model)
     (ws / "prompts").mkdir()
-    refused("profiles", "generate", "ds", "--store", "store", "--prompt-dir", "log.csv", names=("log.csv", "not a folder"))
-    refused("profiles", "generate", "ds", "--store", "store", "--prompt-dir", "prompts", names=("prompts", "generic.txt"))
+    refused(
+        "profiles", "generate", "ds", "--store", "store", "--prompt-dir", "log.csv", names=("log.csv", "not a folder")
+    )
+    refused(
+        "profiles", "generate", "ds", "--store", "store", "--prompt-dir", "prompts", names=("prompts", "generic.txt")
+    )
     assert not (ws / "store").exists()
 
 
-@pytest.mark.parametrize("encoder, names", [
-    ("log.csv", ["EncoderConfig.model", "log.csv", "is a file"]),
-    ("./absent", ["EncoderConfig.model", "./absent", "no such encoder folder"]),
-], ids=["encoder-is-a-file", "encoder-missing"])
+@pytest.mark.parametrize(
+    "encoder, names",
+    [
+        ("log.csv", ["EncoderConfig.model", "log.csv", "is a file"]),
+        ("./absent", ["EncoderConfig.model", "./absent", "no such encoder folder"]),
+    ],
+    ids=["encoder-is-a-file", "encoder-missing"],
+)
 def test_encode_bad_encoder(ws: Path, store: Path, refused, encoder, names) -> None:
     refused("profiles", "encode", "--store", "store", "--out", "emb", "--encoder", encoder, names=tuple(names))
 
@@ -239,18 +332,48 @@ def _embeddings(ws: Path, users, emb) -> None:
 RNG = np.random.default_rng(0)
 REDUCE_DATA = [
     ("dim-above-pca-rank", np.arange(3), RNG.normal(size=(3, 8)), ["--dim", "9", "--method", "pca"], ["PCA", "dim 9"]),
-    ("users-out-of-range", np.array([0, 1, 7]), RNG.normal(size=(3, 8)), ["--dim", "2", "--method", "pca"],
-     ["users", "within 0..2", "0..7"]),
-    ("users-duplicated", np.array([0, 0, 1]), RNG.normal(size=(3, 8)), ["--dim", "2", "--method", "pca"],
-     ["users", "duplicate"]),
-    ("users-two-dimensional", np.arange(6).reshape(3, 2), RNG.normal(size=(3, 8)), ["--dim", "2", "--method", "pca"],
-     ["users", "1-d array", "(3, 2)"]),
-    ("rows-mismatch", np.arange(3), RNG.normal(size=(4, 8)), ["--dim", "2", "--method", "pca"],
-     ["embeddings", "[3, d]", "(4, 8)"]),
-    ("embeddings-text", np.arange(3), np.array([["a"] * 8] * 3), ["--dim", "2", "--method", "pca"],
-     ["embeddings", "numeric", "<U1"]),
-    ("embeddings-nan", np.arange(3), np.where(np.eye(3, 8) > 0, np.nan, 1.0), ["--dim", "2", "--method", "pca"],
-     ["embeddings", "non-finite", "row 0"]),
+    (
+        "users-out-of-range",
+        np.array([0, 1, 7]),
+        RNG.normal(size=(3, 8)),
+        ["--dim", "2", "--method", "pca"],
+        ["users", "within 0..2", "0..7"],
+    ),
+    (
+        "users-duplicated",
+        np.array([0, 0, 1]),
+        RNG.normal(size=(3, 8)),
+        ["--dim", "2", "--method", "pca"],
+        ["users", "duplicate"],
+    ),
+    (
+        "users-two-dimensional",
+        np.arange(6).reshape(3, 2),
+        RNG.normal(size=(3, 8)),
+        ["--dim", "2", "--method", "pca"],
+        ["users", "1-d array", "(3, 2)"],
+    ),
+    (
+        "rows-mismatch",
+        np.arange(3),
+        RNG.normal(size=(4, 8)),
+        ["--dim", "2", "--method", "pca"],
+        ["embeddings", "[3, d]", "(4, 8)"],
+    ),
+    (
+        "embeddings-text",
+        np.arange(3),
+        np.array([["a"] * 8] * 3),
+        ["--dim", "2", "--method", "pca"],
+        ["embeddings", "numeric", "<U1"],
+    ),
+    (
+        "embeddings-nan",
+        np.arange(3),
+        np.where(np.eye(3, 8) > 0, np.nan, 1.0),
+        ["--dim", "2", "--method", "pca"],
+        ["embeddings", "non-finite", "row 0"],
+    ),
     ("umap-too-few-users", np.arange(3), RNG.normal(size=(3, 8)), ["--dim", "2"], ["UMAP", "dim 2", "got 3"]),
 ]
 

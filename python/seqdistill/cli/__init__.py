@@ -24,8 +24,9 @@ __all__ = ["build_parser", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line: ``seqdistill [--debug] <command> ...``."""
-    ap = argparse.ArgumentParser(prog="seqdistill",
-                                 description="Distil LLM-written user profiles into sequential recommenders.")
+    ap = argparse.ArgumentParser(
+        prog="seqdistill", description="Distil LLM-written user profiles into sequential recommenders."
+    )
     ap.add_argument("--debug", action="store_true", help="show the full traceback of an error instead of one line")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
     parents = [debug_parent()]

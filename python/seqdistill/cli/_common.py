@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import argparse
 import math
-from pathlib import Path
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from seqdistill import _io
 from seqdistill.errors import OutputError
@@ -29,8 +29,12 @@ def debug_parent() -> argparse.ArgumentParser:
     """A parent parser giving a sub-command ``--debug`` (default left unset, so the top-level
     flag before the sub-command is not overwritten)."""
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                   help="show the full traceback of an error instead of one line")
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show the full traceback of an error instead of one line",
+    )
     return p
 
 
@@ -89,13 +93,20 @@ def fraction(text: str) -> float:
 class KCore(argparse.Action):
     """``--k-core K`` (users and items) or ``--k-core K_USER K_ITEM``; stores ``(k_user, k_item)``."""
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: object, option_string: str | None = None) -> None:
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
         ks = list(values)  # type: ignore[call-overload]
         if len(ks) > 2:
             raise argparse.ArgumentError(
-                self, f"takes one value (k for users and items) or two (k_user k_item), got {len(ks)}: "
-                      + " ".join(map(str, ks)))
+                self,
+                f"takes one value (k for users and items) or two (k_user k_item), got {len(ks)}: "
+                + " ".join(map(str, ks)),
+            )
         setattr(namespace, self.dest, (ks[0], ks[-1]))
 
 
@@ -130,6 +141,8 @@ def check_dataset_out(out: str | Path, inputs: Iterable[str | Path], *, overwrit
     for p in inputs:
         src = Path(p).resolve()
         if src == target or src.is_relative_to(target):
-            raise OutputError(f"{flag} {out}: holds the input {p}; writing the dataset there would replace it "
-                              "— choose a new or empty folder")
+            raise OutputError(
+                f"{flag} {out}: holds the input {p}; writing the dataset there would replace it "
+                "— choose a new or empty folder"
+            )
     _io.check_replaceable(out, is_dataset_folder, "prepared dataset", overwrite)

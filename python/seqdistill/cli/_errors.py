@@ -72,8 +72,7 @@ def describe(e: BaseException, output: str | None = None) -> tuple[int, str]:
         return EXIT_USER, f"error: {_one_line(e)}"
     if isinstance(e, OSError):
         return EXIT_USER, f"error: {_os_message(e, output)}"
-    return EXIT_BUG, (f"internal error ({type(e).__name__}: {_one_line(e)}); "
-                      "run again with --debug for the traceback")
+    return EXIT_BUG, (f"internal error ({type(e).__name__}: {_one_line(e)}); run again with --debug for the traceback")
 
 
 @contextlib.contextmanager

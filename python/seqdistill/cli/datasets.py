@@ -7,9 +7,9 @@ import argparse
 import inspect
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from collections.abc import Sequence
 
 from seqdistill import datasets
 from seqdistill.cli._common import KCore, check_dataset_out, positive_int
@@ -28,20 +28,30 @@ def add_parser(sub: argparse._SubParsersAction, parents: Sequence[argparse.Argum
     ls = dsub.add_parser("list", parents=list(parents), help="registered datasets and the paper's Table 1")
     ls.set_defaults(func=lambda a: cmd_list(), prog_name=ls.prog)
 
-    d = dsub.add_parser("describe", parents=list(parents),
-                        help="users/items/interactions/avg length/density of a dataset")
+    d = dsub.add_parser(
+        "describe", parents=list(parents), help="users/items/interactions/avg length/density of a dataset"
+    )
     d.add_argument("name_or_path", help="registered name, prepared folder, or interactions file")
     d.add_argument("--path", help="raw file or folder for datasets you download yourself")
     d.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", help="loader option (repeatable)")
     d.set_defaults(func=_describe, prog_name=d.prog)
 
-    pr = dsub.add_parser("prepare", parents=list(parents), help="k-core filter, split and save a PreparedDataset folder")
+    pr = dsub.add_parser(
+        "prepare", parents=list(parents), help="k-core filter, split and save a PreparedDataset folder"
+    )
     pr.add_argument("name", help="registered dataset name")
     pr.add_argument("out_dir", help="output folder: new, empty, or a prepared dataset with --overwrite")
     pr.add_argument("--overwrite", action="store_true", help="replace the prepared dataset already at OUT_DIR")
     pr.add_argument("--path", help="raw file or folder for datasets you download yourself")
-    pr.add_argument("--k-core", type=positive_int, nargs="+", action=KCore, default=(5, 5), metavar="K",
-                    help="k (both) or k_user k_item")
+    pr.add_argument(
+        "--k-core",
+        type=positive_int,
+        nargs="+",
+        action=KCore,
+        default=(5, 5),
+        metavar="K",
+        help="k (both) or k_user k_item",
+    )
     pr.add_argument("--split", action="append", metavar="KEY=VALUE", help="SplitConfig field (repeatable)")
     pr.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", help="loader option (repeatable)")
     pr.set_defaults(func=_prepare, prog_name=pr.prog, output_arg="out_dir")
@@ -53,8 +63,15 @@ def _describe(a: argparse.Namespace) -> int:
 
 
 def _prepare(a: argparse.Namespace) -> int:
-    cmd_prepare(a.name, a.out_dir, a.path, a.k_core, parse_options(a.split) or None, parse_options(a.option),
-                overwrite=a.overwrite)
+    cmd_prepare(
+        a.name,
+        a.out_dir,
+        a.path,
+        a.k_core,
+        parse_options(a.split) or None,
+        parse_options(a.option),
+        overwrite=a.overwrite,
+    )
     return 0
 
 
@@ -69,8 +86,11 @@ def cmd_list() -> int:
     rows = []
     for info in datasets.list_datasets():
         p = info.paper
-        nums = ([f"{p.users:,}", f"{p.items:,}", f"{p.interactions:,}", f"{p.avg_length:.3f}", f"{p.density:.5f}"]
-                if p else ["-"] * 5)
+        nums = (
+            [f"{p.users:,}", f"{p.items:,}", f"{p.interactions:,}", f"{p.avg_length:.3f}", f"{p.density:.5f}"]
+            if p
+            else ["-"] * 5
+        )
         rows.append([info.name, info.domain, *nums, info.source])
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head) - 1)] + [0]
     print(_fmt_row(head, widths))

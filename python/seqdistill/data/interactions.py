@@ -42,10 +42,10 @@ import contextlib
 import csv
 import json
 import warnings
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable, Iterator, Mapping
 
 import polars as pl
 
@@ -87,7 +87,14 @@ class RawDataset:
 
 
 # ------------------------------------------------------------------------------ reading files
-_FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+_FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+}
 
 
 def _format_of(path: Path, fmt: str | None) -> str:
@@ -98,8 +105,10 @@ def _format_of(path: Path, fmt: str | None) -> str:
     suffixes = [s for s in path.suffixes if s != ".gz"]
     if suffixes and suffixes[-1].lower() in _FORMATS:
         return _FORMATS[suffixes[-1].lower()]
-    raise DataError(f"{path}: cannot tell the format from the name; name the file .csv, .tsv, .parquet or .jsonl "
-                    "(or pass format='csv'|'tsv'|'parquet'|'jsonl')")
+    raise DataError(
+        f"{path}: cannot tell the format from the name; name the file .csv, .tsv, .parquet or .jsonl "
+        "(or pass format='csv'|'tsv'|'parquet'|'jsonl')"
+    )
 
 
 def _check_file(path: Path) -> None:
@@ -215,8 +224,7 @@ def _duplicate_header(path: Path, sep: str, head: list[str], wanted: Mapping[str
     for col in dict.fromkeys(wanted.values()):
         at = [i for i, name in enumerate(names) if name == col]
         if len(at) > 1:
-            raise DataError(f"{path}: the header has column {col!r} {len(at)} times (fields {at}); "
-                            "rename all but one")
+            raise DataError(f"{path}: the header has column {col!r} {len(at)} times (fields {at}); rename all but one")
 
 
 def _read_text(path: Path, sep: str, has_header: bool, wanted: Mapping[str, str]) -> pl.DataFrame:
@@ -246,7 +254,9 @@ def _read_jsonl(path: Path, wanted: Mapping[str, str]) -> pl.DataFrame:
     return df.select(_columns(path, df.columns, wanted))
 
 
-def _read_table(path: Path, fmt: str, wanted: Mapping[str, str], separator: str | None, has_header: bool) -> pl.DataFrame:
+def _read_table(
+    path: Path, fmt: str, wanted: Mapping[str, str], separator: str | None, has_header: bool
+) -> pl.DataFrame:
     """One reader per format, each translating its library's errors in one place."""
     _check_file(path)
     if fmt in ("csv", "tsv"):
@@ -270,8 +280,9 @@ def _mapping(columns: Mapping[str, str] | None, source: str) -> dict[str, str]:
     seen: dict[str, str] = {}
     for canonical, src in mapping.items():  # one column read as two (e.g. users = items) is never meant
         if src in seen:
-            raise DataError(f"{source}: column {src!r} is given for both {seen[src]} and {canonical}; "
-                            "each needs its own column")
+            raise DataError(
+                f"{source}: column {src!r} is given for both {seen[src]} and {canonical}; each needs its own column"
+            )
         seen[src] = canonical
     return mapping
 
@@ -297,8 +308,9 @@ def read_interactions(
     fmt = _format_of(path, format)
     mapping = _mapping(columns, str(path))
     df = _read_table(path, fmt, mapping, separator, has_header)
-    out = normalize_interactions(df, mapping, source=str(path), timestamp_format=timestamp_format,
-                                 infer_integer_ids=True)
+    out = normalize_interactions(
+        df, mapping, source=str(path), timestamp_format=timestamp_format, infer_integer_ids=True
+    )
     _warn_mixed_units(out.get_column("timestamp"), mapping["timestamp"], str(path))
     return out
 
@@ -405,11 +417,15 @@ def _id_series(s: pl.Series, col: str, canonical: str, source: str, *, infer_int
         bad = ~s.is_finite() | (s != s.floor()) | (s < _INT64_MIN) | (s >= 2.0**63)
         row = _first(bad)
         if row is not None:
-            raise DataError(f"{source}: {_where(col, canonical)} has id {_show(s[row])} at row {row}; "
-                            "float ids must be finite whole numbers")
+            raise DataError(
+                f"{source}: {_where(col, canonical)} has id {_show(s[row])} at row {row}; "
+                "float ids must be finite whole numbers"
+            )
         return s.cast(pl.Int64)
-    raise DataError(f"{source}: {_where(col, canonical)} has type {s.dtype} (first value {_show(s[0])}); "
-                    "ids must be integers or strings")
+    raise DataError(
+        f"{source}: {_where(col, canonical)} has type {s.dtype} (first value {_show(s[0])}); "
+        "ids must be integers or strings"
+    )
 
 
 def _string_ids(s: pl.Series, col: str, canonical: str, source: str, infer_integers: bool) -> pl.Series:
@@ -423,14 +439,17 @@ def _string_ids(s: pl.Series, col: str, canonical: str, source: str, infer_integ
         raise DataError(f"{source}: {_where(col, canonical)} has an empty id at row {row}")
     row = _first(s.str.contains(r"[\x00-\x1f\x7f]"))
     if row is not None:
-        raise DataError(f"{source}: {_where(col, canonical)} has the id {_show(s[row])} at row {row}, which holds a "
-                        "control character (a damaged or binary file?)")
+        raise DataError(
+            f"{source}: {_where(col, canonical)} has the id {_show(s[row])} at row {row}, which holds a "
+            "control character (a damaged or binary file?)"
+        )
     short = (s.str.len_bytes() <= 4).arg_true()  # only short values can be NaN-like
     hits = s.gather(short).str.to_lowercase().is_in(_NAN_LIKE)
     if hits.any():
         row = int(short[int(hits.arg_true()[0])])
-        raise DataError(f"{source}: {_where(col, canonical)} has the NaN-like id {_show(s[row])} at row {row}; "
-                        "ids must not be NaN")
+        raise DataError(
+            f"{source}: {_where(col, canonical)} has the NaN-like id {_show(s[row])} at row {row}; ids must not be NaN"
+        )
     if infer_integers:
         as_int = s.cast(pl.Int64, strict=False)
         if as_int.null_count() == 0 and _all_canonical(s):
@@ -448,9 +467,21 @@ def _all_canonical(s: pl.Series) -> bool:
 # ------------------------------------------------------------------------------ timestamps
 # Formats tried, in this order, to find the one most rows of a failing string column use.
 _TIME_FORMATS = (
-    "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f",
-    "%Y-%m-%dT%H:%M:%S%#z", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d", "%Y/%m/%d",
-    "%d.%m.%Y", "%d/%m/%Y", "%m/%d/%Y", "%Y/%m/%d %H:%M:%S", "%d/%m/%Y %H:%M:%S", "%m/%d/%Y %H:%M:%S",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M:%S%#z",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d",
+    "%Y/%m/%d",
+    "%d.%m.%Y",
+    "%d/%m/%Y",
+    "%m/%d/%Y",
+    "%Y/%m/%d %H:%M:%S",
+    "%d/%m/%Y %H:%M:%S",
+    "%m/%d/%Y %H:%M:%S",
 )
 _ISO = tuple(f for f in _TIME_FORMATS if f.startswith("%Y-%m-%d") and "z" not in f)
 _INTEGER = "integer seconds"
@@ -474,9 +505,13 @@ def _warn_mixed_units(t: pl.Series, col: str, source: str) -> None:
             found.append((unit, row))
     if len(found) > 1:
         (u1, r1), (u2, r2) = found[0], found[-1]
-        warnings.warn(f"{source}: {_where(col, 'timestamp')} mixes epoch units: {t[r1]} at row {r1} reads as "
-                      f"{u1}, {t[r2]} at row {r2} as {u2}; the order of interactions is wrong unless every "
-                      "timestamp uses one unit", SeqdistillWarning, stacklevel=3)
+        warnings.warn(
+            f"{source}: {_where(col, 'timestamp')} mixes epoch units: {t[r1]} at row {r1} reads as "
+            f"{u1}, {t[r2]} at row {r2} as {u2}; the order of interactions is wrong unless every "
+            "timestamp uses one unit",
+            SeqdistillWarning,
+            stacklevel=3,
+        )
 
 
 def _timestamp_series(s: pl.Series, col: str, source: str, fmt: str | None) -> pl.Series:
@@ -485,7 +520,9 @@ def _timestamp_series(s: pl.Series, col: str, source: str, fmt: str | None) -> p
         as_int = s.cast(pl.Int64, strict=False)  # null where a value does not fit int64
         row = _first(as_int.is_null())
         if row is not None:
-            raise DataError(f"{source}: {_where(col, 'timestamp')} has value {_show(s[row])} at row {row}, beyond int64")
+            raise DataError(
+                f"{source}: {_where(col, 'timestamp')} has value {_show(s[row])} at row {row}, beyond int64"
+            )
         return as_int.alias("timestamp")
     if s.dtype.is_float():
         return _float_seconds(s, col, source)
@@ -525,8 +562,10 @@ def _inferred(s: pl.Series) -> pl.Series:
     """Epoch seconds with the date or date-time format polars infers from the first values
     (dates fill what date-times leave; a zone-aware column, ``Z`` or ``+02:00``, works too)."""
     out = pl.Series(s.name, [None] * len(s), dtype=pl.Int64)
-    for parse in (lambda: s.str.to_datetime(strict=False, time_unit="ms"),
-                  lambda: s.str.to_date(strict=False).cast(pl.Datetime("ms"))):
+    for parse in (
+        lambda: s.str.to_datetime(strict=False, time_unit="ms"),
+        lambda: s.str.to_date(strict=False).cast(pl.Datetime("ms")),
+    ):
         try:
             out = out.fill_null(parse().dt.epoch("s"))
         except pl.exceptions.PolarsError:  # no format fits the first values: nothing parses this way
@@ -568,14 +607,17 @@ def _blame_time_format(s: pl.Series, where: str, inferred: pl.Series) -> pl.Seri
     best = max(counts, key=counts.__getitem__)  # the first of equals, in the order above
     if counts[best] == 0:
         row = _first(inferred.is_null()) or 0
-        raise DataError(f"{where} has unparsable value {_show(s[row])} at row {row}; pass timestamp_format "
-                        "(--timestamp-format) with its strftime pattern")
+        raise DataError(
+            f"{where} has unparsable value {_show(s[row])} at row {row}; pass timestamp_format "
+            "(--timestamp-format) with its strftime pattern"
+        )
     parsed = _parse(s, best, iso_family=True)
     row = _first(parsed.is_null())
     if row is None:
         return parsed
-    raise DataError(f"{where} has value {_show(s[row])} at row {row}, which does not match the format {best!r} "
-                    "that most rows use")
+    raise DataError(
+        f"{where} has value {_show(s[row])} at row {row}, which does not match the format {best!r} that most rows use"
+    )
 
 
 def _rating_series(s: pl.Series, col: str, source: str) -> pl.Series:
@@ -587,5 +629,7 @@ def _rating_series(s: pl.Series, col: str, source: str) -> pl.Series:
     cast = s.cast(pl.Float32, strict=False)
     row = _first(cast.is_null() | ~cast.is_finite())
     if row is not None:
-        raise DataError(f"{source}: {_where(col, 'rating')} has non-numeric value {_show(s[row])} at row {row}; ratings must be finite numbers")
+        raise DataError(
+            f"{source}: {_where(col, 'rating')} has non-numeric value {_show(s[row])} at row {row}; ratings must be finite numbers"
+        )
     return cast.alias("rating")

@@ -152,9 +152,17 @@ def prepare(
     ratings = _chunks(df.get_column("rating")) if "rating" in df.columns else None
     try:
         log = core.prepare_log(
-            _id_column(df.get_column("user_id")), _id_column(df.get_column("item_id")),
-            _chunks(df.get_column("timestamp")), ratings, k_user=k_user, k_item=k_item, split=split.kind,
-            quantile=split.quantile, threshold=split.threshold, target=split.target, valid=split.valid,
+            _id_column(df.get_column("user_id")),
+            _id_column(df.get_column("item_id")),
+            _chunks(df.get_column("timestamp")),
+            ratings,
+            k_user=k_user,
+            k_item=k_item,
+            split=split.kind,
+            quantile=split.quantile,
+            threshold=split.threshold,
+            target=split.target,
+            valid=split.valid,
             valid_quantile=split.valid_quantile,
         )
     except DataError as e:
@@ -163,7 +171,8 @@ def prepare(
     if sp is None:
         raise DataError(
             f"{name}: nothing left after k-core with k_user={k_user}, k_item={k_item} "
-            f"({df.height} rows, {log.users_before} users, {log.items_before} items before the filter)")
+            f"({df.height} rows, {log.users_before} users, {log.items_before} items before the filter)"
+        )
     train_end = sp.train_end
     if int(train_end.sum()) == 0:
         raise DataError(f"{name}: the training part is empty with split {split.to_dict()}")
@@ -171,7 +180,10 @@ def prepare(
         warnings.warn(
             f"{name}: the split {split.to_dict()} gives no test targets (no user has an interaction at or after "
             "the test threshold with an earlier one before it); this dataset cannot be evaluated — lower the "
-            "quantile or check the timestamps", SeqdistillWarning, stacklevel=2)
+            "quantile or check the timestamps",
+            SeqdistillWarning,
+            stacklevel=2,
+        )
     user_ids = _raw_ids(df.get_column("user_id"), log.user_values, log.user_first_rows, "user_id")
     uniq_items = _raw_ids(df.get_column("item_id"), log.item_values, log.item_first_rows, "item_id")
     item_ids = pl.concat([pl.Series("item_id", [None], dtype=uniq_items.dtype), uniq_items])
@@ -195,10 +207,19 @@ def prepare(
     }
     manifest = {"name": name, "domain": domain, "split": split.to_dict(), "k_core": [k_user, k_item], "stats": stats}
     return PreparedDataset(
-        name=name, domain=domain, user_ids=user_ids, item_ids=item_ids, offsets=log.offsets,
-        items=log.items, timestamps=log.timestamps, ratings=log.ratings, train_end=train_end,
-        valid_targets=(sp.valid_users, sp.valid_pos), test_targets=(sp.test_users, sp.test_pos),
-        item_meta=item_meta, manifest=manifest,
+        name=name,
+        domain=domain,
+        user_ids=user_ids,
+        item_ids=item_ids,
+        offsets=log.offsets,
+        items=log.items,
+        timestamps=log.timestamps,
+        ratings=log.ratings,
+        train_end=train_end,
+        valid_targets=(sp.valid_users, sp.valid_pos),
+        test_targets=(sp.test_users, sp.test_pos),
+        item_meta=item_meta,
+        manifest=manifest,
     )
 
 
@@ -228,5 +249,6 @@ def _align_items(items: pl.DataFrame, item_ids: pl.Series, source: str) -> pl.Da
     if matched == 0:
         raise DataError(
             f"{source}: the item metadata matches none of the log's {keys.height} items (metadata ids "
-            f"{ids.dtype} such as {ids[0]!r}, log ids {item_ids.dtype} such as {item_ids[1]!r}); check the id column")
+            f"{ids.dtype} such as {ids[0]!r}, log ids {item_ids.dtype} such as {item_ids[1]!r}); check the id column"
+        )
     return keys.join(meta, on="item_id", how="left")

@@ -5,8 +5,8 @@ All heavy lifting happens in the Rust core (GIL released); this module only slic
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 
@@ -87,4 +87,3 @@ def eval_inputs(ds: PreparedDataset, part: str, max_len: int) -> EvalInputs:
     targets = ds.items[ds.offsets[users] + positions]
     seen_offsets, seen = core.seen_items(ds.offsets, ds.items, users, positions)
     return EvalInputs(users, positions, windows, targets, seen_offsets, seen)
-

@@ -21,6 +21,7 @@ histories, e.g. median 6, are the default). Everything is drawn from one seeded
 
 The true personas are returned in `raw.extra["personas"]` for analysis.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -48,9 +49,22 @@ CATEGORIES: list[tuple[str, list[str]]] = [
     ("baby products", ["baby lotion", "diaper cream", "baby wash"]),
 ]
 ATTRIBUTES = [
-    "organic", "vegan", "fragrance-free", "long-lasting", "hydrating", "matte", "shimmering",
-    "travel-size", "hypoallergenic", "anti-aging", "cruelty-free", "waterproof", "refillable",
-    "mineral-based", "oil-free", "cooling",
+    "organic",
+    "vegan",
+    "fragrance-free",
+    "long-lasting",
+    "hydrating",
+    "matte",
+    "shimmering",
+    "travel-size",
+    "hypoallergenic",
+    "anti-aging",
+    "cruelty-free",
+    "waterproof",
+    "refillable",
+    "mineral-based",
+    "oil-free",
+    "cooling",
 ]
 PRICE_LEVELS = ["budget", "mid-range", "premium", "luxury"]
 PRICE_BASE = np.array([6.0, 15.0, 35.0, 80.0])
@@ -99,18 +113,25 @@ class SyntheticConfig(DictConfig):
         for a config changed after construction)."""
         check_fields(self)
         checks = [
-            ("n_users", self.n_users >= 1), ("n_items", self.n_items >= self.n_categories),
-            ("n_categories", 1 <= self.n_categories), ("n_attributes", self.n_attributes >= 3),
+            ("n_users", self.n_users >= 1),
+            ("n_items", self.n_items >= self.n_categories),
+            ("n_categories", 1 <= self.n_categories),
+            ("n_attributes", self.n_attributes >= 3),
             ("attributes_per_item", 1 <= self.attributes_per_item <= self.n_attributes),
-            ("median_length", self.median_length > 0), ("length_sigma", self.length_sigma >= 0),
+            ("median_length", self.median_length > 0),
+            ("length_sigma", self.length_sigma >= 0),
             ("min_length", 1 <= self.min_length <= self.max_length),
-            ("p_transition", 0 <= self.p_transition <= 1), ("p_explore", 0 <= self.p_explore <= 1),
+            ("p_transition", 0 <= self.p_transition <= 1),
+            ("p_explore", 0 <= self.p_explore <= 1),
             ("graph_degree", self.graph_degree >= 1),
             ("graph_same_category", 0 <= self.graph_same_category <= 1),
             ("persona_concentration", self.persona_concentration > 0),
-            ("n_candidates", self.n_candidates >= 1), ("popularity_skew", self.popularity_skew >= 0),
-            ("rating_noise", self.rating_noise >= 0), ("n_brands", self.n_brands >= 1),
-            ("mean_gap_days", self.mean_gap_days > 0), ("time_span_days", self.time_span_days > 0),
+            ("n_candidates", self.n_candidates >= 1),
+            ("popularity_skew", self.popularity_skew >= 0),
+            ("rating_noise", self.rating_noise >= 0),
+            ("n_brands", self.n_brands >= 1),
+            ("mean_gap_days", self.mean_gap_days > 0),
+            ("time_span_days", self.time_span_days > 0),
         ]
         for key, ok in checks:
             if not ok:
@@ -274,14 +295,19 @@ def generate(cfg: SyntheticConfig | None = None) -> RawDataset:
             "user_id": np.arange(n_u, dtype=np.int64),
             "top_category": cat_s.gather(top2[:, 0]),
             "second_category": cat_s.gather(top2[:, -1]) if n_c > 1 else pl.Series([None] * n_u, dtype=pl.String),
-            "liked_attributes": pl.select(pl.concat_list(attr_s.gather(pick[:, 0]), attr_s.gather(pick[:, 1]))).to_series(),
+            "liked_attributes": pl.select(
+                pl.concat_list(attr_s.gather(pick[:, 0]), attr_s.gather(pick[:, 1]))
+            ).to_series(),
             "disliked_attribute": attr_s.gather(pick[:, 2]),
             "price_level": pl.Series(PRICE_LEVELS, dtype=pl.String).gather(pref_price),
             "vector": vector,
         }
     )
-    layout = {"category_weights": [0, n_c], "attribute_weights": [n_c, n_c + n_a],
-              "price_level_onehot": [n_c + n_a, n_c + n_a + len(PRICE_LEVELS)]}
+    layout = {
+        "category_weights": [0, n_c],
+        "attribute_weights": [n_c, n_c + n_a],
+        "price_level_onehot": [n_c + n_a, n_c + n_a + len(PRICE_LEVELS)],
+    }
     extra = {
         "personas": personas,
         "persona_vector_layout": layout,

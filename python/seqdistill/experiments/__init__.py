@@ -9,18 +9,47 @@ Modules: ``config`` (the TOML config), ``validate`` (every check before any work
 runs and their settings), ``resume`` (what a folder already holds), ``runner``, ``records`` (the
 run record shared by runner and report), ``summary`` (the report's numbers, pure), ``report``.
 """
+
 from seqdistill.errors import ConfigError
 
-from .config import (CONTROLS, GRID_KEYS, DatasetSpec, DistillSpec, ExperimentConfig, ProfilesSpec, list_presets,
-                     load_config, load_preset)
+from .config import (
+    CONTROLS,
+    GRID_KEYS,
+    DatasetSpec,
+    DistillSpec,
+    ExperimentConfig,
+    ProfilesSpec,
+    list_presets,
+    load_config,
+    load_preset,
+)
 from .records import RunRecord
 from .report import load_runs, render_figure, render_markdown, report
 from .runner import compute_targets, prepare_dataset, run_experiment, shuffled_targets
 from .summary import RunResult, Summary, paired_test, summarise
 
 __all__ = [
-    "CONTROLS", "GRID_KEYS", "ConfigError", "DatasetSpec", "DistillSpec", "ExperimentConfig", "ProfilesSpec",
-    "RunRecord", "RunResult", "Summary", "list_presets", "load_config", "load_preset", "load_runs", "paired_test",
-    "render_figure", "render_markdown", "report", "summarise", "compute_targets",
-    "prepare_dataset", "run_experiment", "shuffled_targets",
+    "CONTROLS",
+    "GRID_KEYS",
+    "ConfigError",
+    "DatasetSpec",
+    "DistillSpec",
+    "ExperimentConfig",
+    "ProfilesSpec",
+    "RunRecord",
+    "RunResult",
+    "Summary",
+    "list_presets",
+    "load_config",
+    "load_preset",
+    "load_runs",
+    "paired_test",
+    "render_figure",
+    "render_markdown",
+    "report",
+    "summarise",
+    "compute_targets",
+    "prepare_dataset",
+    "run_experiment",
+    "shuffled_targets",
 ]

@@ -14,6 +14,7 @@ checked (type, range, the relations between sections) by :mod:`seqdistill.experi
 before any work; each refusal is a :class:`~seqdistill.errors.ConfigError` naming the file, the
 ``[section] key`` and the value.
 """
+
 from __future__ import annotations
 
 import copy
@@ -31,14 +32,38 @@ from seqdistill.errors import ConfigError
 from .naming import unique_names
 
 __all__ = [
-    "ConfigError", "DatasetSpec", "ProfilesSpec", "DistillSpec", "ExperimentConfig",
-    "load_config", "load_preset", "list_presets", "GRID_KEYS", "CONTROLS",
+    "ConfigError",
+    "DatasetSpec",
+    "ProfilesSpec",
+    "DistillSpec",
+    "ExperimentConfig",
+    "load_config",
+    "load_preset",
+    "list_presets",
+    "GRID_KEYS",
+    "CONTROLS",
 ]
 
 from .options import CONTROLS, GRID_KEYS, SOURCES
-_SHORT = {"alpha": "a", "dynamic_beta": "b", "block": "blk", "pooling": "pool", "gamma": "g", "epochs": "ep", "loss": "loss"}
-_DATASET_ALIASES = {"movielens-1m": "ml-1m", "ml1m": "ml-1m", "movielens-20m": "ml-20m", "ml20m": "ml-20m",
-                    "movielens-100k": "ml-100k", "ml100k": "ml-100k", "m2": "amazon-m2"}
+
+_SHORT = {
+    "alpha": "a",
+    "dynamic_beta": "b",
+    "block": "blk",
+    "pooling": "pool",
+    "gamma": "g",
+    "epochs": "ep",
+    "loss": "loss",
+}
+_DATASET_ALIASES = {
+    "movielens-1m": "ml-1m",
+    "ml1m": "ml-1m",
+    "movielens-20m": "ml-20m",
+    "ml20m": "ml-20m",
+    "movielens-100k": "ml-100k",
+    "ml100k": "ml-100k",
+    "m2": "amazon-m2",
+}
 
 
 def _table(d: Any, where: str, section: str, cls: type) -> dict[str, Any]:
@@ -198,10 +223,17 @@ class ExperimentConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "dataset": self.dataset.to_dict(), "split": dict(self.split),
-            "k_core": list(self.k_core), "model": dict(self.model), "train": dict(self.train),
-            "profiles": self.profiles.to_dict(), "distill": self.distill.to_dict(), "seeds": list(self.seeds),
-            "controls": list(self.controls), "eval_ks": list(self.eval_ks),
+            "name": self.name,
+            "dataset": self.dataset.to_dict(),
+            "split": dict(self.split),
+            "k_core": list(self.k_core),
+            "model": dict(self.model),
+            "train": dict(self.train),
+            "profiles": self.profiles.to_dict(),
+            "distill": self.distill.to_dict(),
+            "seeds": list(self.seeds),
+            "controls": list(self.controls),
+            "eval_ks": list(self.eval_ks),
         }
 
     @classmethod
@@ -233,8 +265,10 @@ class ExperimentConfig:
         except (OSError, UnicodeDecodeError) as e:
             raise ConfigError(f"{path}: cannot read the config file ({e.__class__.__name__}: {e})") from None
         if not data:  # an empty (or comments-only) file is a mistake, not "every default"
-            raise ConfigError(f"{path}: the config file sets nothing; for the defaults use the preset 'synthetic' "
-                              "or write at least a [dataset] table")
+            raise ConfigError(
+                f"{path}: the config file sets nothing; for the defaults use the preset 'synthetic' "
+                "or write at least a [dataset] table"
+            )
         return cls.from_dict(data, where=str(path))
 
     def to_toml(self) -> str:

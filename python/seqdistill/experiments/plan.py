@@ -58,16 +58,18 @@ def results_settings(config: ExperimentConfig) -> dict[str, Any]:
     train = _train(config.train)
     train.pop("seed")
     spec = config.dataset
-    return _json({
-        "dataset": {"name": spec.registry_name, "path": spec.path, "kwargs": spec.kwargs},
-        "split": SplitConfig.from_dict(config.split).to_dict(),
-        "k_core": list(config.k_core),
-        "model": _model(config),
-        "train": train,
-        "profiles": asdict(config.profiles),
-        "distill": _distill(config.distill.base),
-        "eval_ks": sorted(config.eval_ks),
-    })
+    return _json(
+        {
+            "dataset": {"name": spec.registry_name, "path": spec.path, "kwargs": spec.kwargs},
+            "split": SplitConfig.from_dict(config.split).to_dict(),
+            "k_core": list(config.k_core),
+            "model": _model(config),
+            "train": train,
+            "profiles": asdict(config.profiles),
+            "distill": _distill(config.distill.base),
+            "eval_ks": sorted(config.eval_ks),
+        }
+    )
 
 
 @dataclass(frozen=True)

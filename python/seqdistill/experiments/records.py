@@ -30,8 +30,10 @@ def _build(cls: type[T], d: Any, source: str, where: str = "") -> T:
         raise DataError(f"{at}expected a JSON object, got {show(d)}")
     extra, missing = unknown_keys(d, cls), sorted(f.name for f in fields(cls) if f.name not in d)
     if extra or missing:
-        raise DataError(f"{at}not a {cls.__name__} (unknown keys {extra}, missing keys {missing}); "
-                        "was it written by this version of seqdistill?")
+        raise DataError(
+            f"{at}not a {cls.__name__} (unknown keys {extra}, missing keys {missing}); "
+            "was it written by this version of seqdistill?"
+        )
     for key, hint in field_hints(cls).items():
         if isinstance(hint, type) and hint in _NESTED:
             continue
@@ -112,7 +114,9 @@ class RunRecord:
             raise DataError(f"{source}: kind = {show(rec.kind)}: expected one of {KINDS}")
         for metric, name in rec.per_row.items():
             if not _PLAIN_FILE.match(name) or ".." in name or not name.endswith(".npy"):
-                raise DataError(f"{source}: per_row {metric} = {show(name)}: expected a .npy file name in the same folder")
+                raise DataError(
+                    f"{source}: per_row {metric} = {show(name)}: expected a .npy file name in the same folder"
+                )
         return rec
 
     @classmethod

@@ -7,6 +7,7 @@ described there); :func:`render_markdown` and :func:`render_figure` present a
 :class:`~seqdistill.experiments.summary.Summary`. :func:`report` only calls them in turn and writes
 ``report.md``, ``report.json`` and ``figure3.png`` through ``seqdistill._io``.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,7 +33,9 @@ def _per_row(folder: Path, rec: RunRecord, metric: str) -> np.ndarray:
     except (OSError, ValueError) as e:
         raise DataError(f"{path}: per-row {metric} of run {rec.run} unreadable ({e.__class__.__name__}: {e})") from None
     if a.shape != (rec.dataset.test_rows,) or a.dtype.kind != "f":
-        raise DataError(f"{path}: expected {rec.dataset.test_rows} floats (the run's test rows), got {a.dtype} {a.shape}")
+        raise DataError(
+            f"{path}: expected {rec.dataset.test_rows} floats (the run's test rows), got {a.dtype} {a.shape}"
+        )
     return a
 
 
@@ -60,30 +63,41 @@ def _p(x: float) -> str:
 
 def _md_table2(s: Summary) -> list[str]:
     van = s.vanilla
-    md = ["## Table 2: vanilla vs distilled (test)", "",
-          "| variant | NDCG@10 | Recall@10 | uplift NDCG@10 | uplift Recall@10 | p t-test (NDCG / Recall) | p Wilcoxon (NDCG / Recall) |",
-          "|---|---|---|---|---|---|---|",
-          f"| vanilla | {_pm(van.test['ndcg@10'])} | {_pm(van.test['recall@10'])} | | | | |"]
+    md = [
+        "## Table 2: vanilla vs distilled (test)",
+        "",
+        "| variant | NDCG@10 | Recall@10 | uplift NDCG@10 | uplift Recall@10 | p t-test (NDCG / Recall) | p Wilcoxon (NDCG / Recall) |",
+        "|---|---|---|---|---|---|---|",
+        f"| vanilla | {_pm(van.test['ndcg@10'])} | {_pm(van.test['recall@10'])} | | | | |",
+    ]
     if s.table2 is not None:
         b = s.variants[s.table2.variant]
         n, r = s.table2.metrics["ndcg@10"], s.table2.metrics["recall@10"]
-        md.append(f"| {b.variant} | {_pm(b.test['ndcg@10'])} | {_pm(b.test['recall@10'])} | "
-                  f"{n.uplift_pct:+.2f}% | {r.uplift_pct:+.2f}% | {_p(n.paired.ttest_p)} / {_p(r.paired.ttest_p)} | "
-                  f"{_p(n.paired.wilcoxon_p)} / {_p(r.paired.wilcoxon_p)} |")
+        md.append(
+            f"| {b.variant} | {_pm(b.test['ndcg@10'])} | {_pm(b.test['recall@10'])} | "
+            f"{n.uplift_pct:+.2f}% | {r.uplift_pct:+.2f}% | {_p(n.paired.ttest_p)} / {_p(r.paired.ttest_p)} | "
+            f"{_p(n.paired.wilcoxon_p)} / {_p(r.paired.wilcoxon_p)} |"
+        )
     return md
 
 
 def _md_controls(s: Summary) -> list[str]:
     if not s.controls:
         return []
-    md = ["", "## Controls (test; p-values vs vanilla, and of the distilled variant vs the control)", "",
-          "| control | NDCG@10 | Recall@10 | uplift NDCG@10 | p t-test NDCG@10 | p Wilcoxon NDCG@10 | p t-test distilled vs control |",
-          "|---|---|---|---|---|---|---|"]
+    md = [
+        "",
+        "## Controls (test; p-values vs vanilla, and of the distilled variant vs the control)",
+        "",
+        "| control | NDCG@10 | Recall@10 | uplift NDCG@10 | p t-test NDCG@10 | p Wilcoxon NDCG@10 | p t-test distilled vs control |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for c in s.controls:
         v, n, d = s.variants[c.variant], c.metrics["ndcg@10"], c.distilled_vs_control
-        md.append(f"| {c.variant} | {_pm(v.test['ndcg@10'])} | {_pm(v.test['recall@10'])} | "
-                  f"{n.uplift_pct:+.2f}% | {_p(n.paired.ttest_p)} | {_p(n.paired.wilcoxon_p)} | "
-                  f"{_p(d.ttest_p) if d else 'n/a'} |")
+        md.append(
+            f"| {c.variant} | {_pm(v.test['ndcg@10'])} | {_pm(v.test['recall@10'])} | "
+            f"{n.uplift_pct:+.2f}% | {_p(n.paired.ttest_p)} | {_p(n.paired.wilcoxon_p)} | "
+            f"{_p(d.ttest_p) if d else 'n/a'} |"
+        )
     return md
 
 
@@ -92,30 +106,55 @@ def _md_table3(s: Summary) -> list[str]:
         return []
     cells = {(c.alpha, c.dynamic_beta): c for c in s.table3}
     alphas = sorted({a for a, _ in cells})
-    md = ["", "## Table 3: α × β grid (test NDCG@10)", "",
-          "| dynamic β | " + " | ".join(f"α={a:g}" for a in alphas) + " |", "|---" * (len(alphas) + 1) + "|"]
+    md = [
+        "",
+        "## Table 3: α × β grid (test NDCG@10)",
+        "",
+        "| dynamic β | " + " | ".join(f"α={a:g}" for a in alphas) + " |",
+        "|---" * (len(alphas) + 1) + "|",
+    ]
     for b in sorted({b for _, b in cells}):
-        md.append(f"| {'yes' if b else 'no'} | " + " | ".join(
-            _pm(cells[(a, b)].test_ndcg) if (a, b) in cells else "" for a in alphas) + " |")
+        md.append(
+            f"| {'yes' if b else 'no'} | "
+            + " | ".join(_pm(cells[(a, b)].test_ndcg) if (a, b) in cells else "" for a in alphas)
+            + " |"
+        )
     return md
 
 
 def _md_table5(s: Summary) -> list[str]:
-    md = ["", "## Table 5: training seconds per epoch and test inference seconds", "",
-          "| variant | train s/epoch | test inference s | train overhead |", "|---|---|---|---|"]
+    md = [
+        "",
+        "## Table 5: training seconds per epoch and test inference seconds",
+        "",
+        "| variant | train s/epoch | test inference s | train overhead |",
+        "|---|---|---|---|",
+    ]
     for r in s.table5:
         over = "" if r.variant == "vanilla" else f"{r.overhead_pct:+.1f}%"
-        md.append(f"| {r.variant} | {_pm(r.train_seconds_per_epoch, 3)} | {_pm(r.test_inference_seconds, 3)} | {over} |")
-    md += ["", "Vanilla runs also measure L_distill (no gradient) each batch for Figure 3, which adds a little to their time."]
+        md.append(
+            f"| {r.variant} | {_pm(r.train_seconds_per_epoch, 3)} | {_pm(r.test_inference_seconds, 3)} | {over} |"
+        )
+    md += [
+        "",
+        "Vanilla runs also measure L_distill (no gradient) each batch for Figure 3, which adds a little to their time.",
+    ]
     return md
 
 
 def _md_all(s: Summary) -> list[str]:
-    md = ["", "## All variants", "", "| variant | kind | seeds | valid NDCG@10 | test NDCG@10 | test Recall@10 |",
-          "|---|---|---|---|---|---|"]
+    md = [
+        "",
+        "## All variants",
+        "",
+        "| variant | kind | seeds | valid NDCG@10 | test NDCG@10 | test Recall@10 |",
+        "|---|---|---|---|---|---|",
+    ]
     for v in s.variants.values():
-        md.append(f"| {v.variant} | {v.kind} | {len(v.seeds)} | {_pm(v.valid['ndcg@10'])} | {_pm(v.test['ndcg@10'])} | "
-                  f"{_pm(v.test['recall@10'])} |")
+        md.append(
+            f"| {v.variant} | {v.kind} | {len(v.seeds)} | {_pm(v.valid['ndcg@10'])} | {_pm(v.test['ndcg@10'])} | "
+            f"{_pm(v.test['recall@10'])} |"
+        )
     return md
 
 
@@ -123,14 +162,24 @@ def render_markdown(summary: Summary, title: str, figure: str | None = None) -> 
     """``report.md``: Table 2, the controls, Table 3, Table 5, all variants, and Figure 3 when
     ``figure`` (its file name beside the report) is given."""
     s = summary
-    md = [f"# Experiment report: {title}", "",
-          "Seeds per variant: " + ", ".join(f"{v}={len(x.seeds)}" for v, x in s.variants.items()) + ". "
-          "Values are mean ± sample std over seeds on the TEST part; the distilled variant is "
-          "chosen by mean validation NDCG@10. p-values: paired over test rows (per-row metric averaged over seeds).", ""]
+    md = [
+        f"# Experiment report: {title}",
+        "",
+        "Seeds per variant: " + ", ".join(f"{v}={len(x.seeds)}" for v, x in s.variants.items()) + ". "
+        "Values are mean ± sample std over seeds on the TEST part; the distilled variant is "
+        "chosen by mean validation NDCG@10. p-values: paired over test rows (per-row metric averaged over seeds).",
+        "",
+    ]
     md += _md_table2(s) + _md_controls(s) + _md_table3(s) + _md_table5(s) + _md_all(s)
     if figure:
-        md += ["", "## Figure 3: distillation loss per epoch", "", f"![Figure 3]({figure})",
-               "", "The dashed line marks the switch from the distillation stage to plain training."]
+        md += [
+            "",
+            "## Figure 3: distillation loss per epoch",
+            "",
+            f"![Figure 3]({figure})",
+            "",
+            "The dashed line marks the switch from the distillation stage to plain training.",
+        ]
     return "\n".join(md + [""])
 
 
@@ -175,4 +224,3 @@ def report(out_dir: str | os.PathLike) -> dict[str, Any]:
     _io.write_text(out / "report.md", render_markdown(summary, out.name, fig.name if drew else None))
     _io.write_json(out / "report.json", res)
     return res
-

@@ -69,8 +69,10 @@ def _old_config(folder: Path) -> ExperimentConfig | None:
     try:
         d = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigError(f"{path}: unreadable ({e.__class__.__name__}); not an experiment folder of "
-                          "this seqdistill? use a new --out folder") from None
+        raise ConfigError(
+            f"{path}: unreadable ({e.__class__.__name__}); not an experiment folder of "
+            "this seqdistill? use a new --out folder"
+        ) from None
     try:
         return ExperimentConfig.from_dict(d, where=str(path))
     except ConfigError as e:
@@ -92,8 +94,10 @@ def _check_config(config: ExperimentConfig, folder: Path) -> None:
     if not held:
         return
     if old is None:
-        raise ConfigError(f"{folder}: holds {held} but no config.json, so the config that made them "
-                          "is unknown; use a new --out folder")
+        raise ConfigError(
+            f"{folder}: holds {held} but no config.json, so the config that made them "
+            "is unknown; use a new --out folder"
+        )
     diffs = changes(_sections(results_settings(old)), _sections(results_settings(config)))
     new_points = dict(config.distill.points())
     for name, settings in old.distill.points():
@@ -149,8 +153,10 @@ def check_owned(folder: Path) -> None:
     if not held or "config.json" in held or _results(folder):
         return
     shown = ", ".join(held[:_SHOWN]) + (f", ... ({len(held)} entries)" if len(held) > _SHOWN else "")
-    raise OutputError(f"{folder}: folder exists and is not an experiment folder (no config.json; it holds "
-                      f"{shown}); choose a new or empty --out folder")
+    raise OutputError(
+        f"{folder}: folder exists and is not an experiment folder (no config.json; it holds "
+        f"{shown}); choose a new or empty --out folder"
+    )
 
 
 def check_folder(config: ExperimentConfig, folder: Path, plans: list[RunPlan]) -> dict[str, RunRecord]:

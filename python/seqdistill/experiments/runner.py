@@ -16,6 +16,7 @@ Before any work the config is validated completely, the machine checked (files, 
 folder checked against the config (:mod:`.resume`). A run's JSON is written last (atomically,
 through ``seqdistill._io`` like every file here), so its presence means the run is complete.
 """
+
 from __future__ import annotations
 
 import json
@@ -88,7 +89,9 @@ def _load_targets(folder: Path) -> tuple[np.ndarray, np.ndarray] | None:
     try:
         sub = json.loads(done.read_text(encoding="utf-8")).get("dir", ".")
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as e:
-        raise DataError(f"{done}: unreadable ({e.__class__.__name__}); remove it to compute the targets again") from None
+        raise DataError(
+            f"{done}: unreadable ({e.__class__.__name__}); remove it to compute the targets again"
+        ) from None
     if sub not in (".", _REDUCED):
         raise DataError(f"{done}: 'dir' = {sub!r} is not a folder the runner writes; remove it to compute again")
     where = folder / sub
@@ -127,14 +130,20 @@ def _given_targets(config: ExperimentConfig, ds, dim: int) -> tuple[np.ndarray, 
     spec = config.profiles
     targets = _read_npy(spec.targets, "targets")
     if targets.shape != (ds.n_users, dim) or targets.dtype.kind not in "fiu":
-        raise DataError(f"{spec.targets}: [profiles] targets: expected numbers of shape ({ds.n_users}, {dim}) "
-                        f"(users x model hidden), got {targets.dtype} {targets.shape}")
+        raise DataError(
+            f"{spec.targets}: [profiles] targets: expected numbers of shape ({ds.n_users}, {dim}) "
+            f"(users x model hidden), got {targets.dtype} {targets.shape}"
+        )
     targets = targets.astype(np.float32)
     mask = np.ones(len(targets), bool)
     if spec.mask:
         mask = _read_npy(spec.mask, "mask")
-        if mask.shape != (ds.n_users,) or not (mask.dtype == bool or (mask.dtype.kind in "iu" and np.isin(mask, (0, 1)).all())):
-            raise DataError(f"{spec.mask}: [profiles] mask: expected {ds.n_users} booleans, got {mask.dtype} {mask.shape}")
+        if mask.shape != (ds.n_users,) or not (
+            mask.dtype == bool or (mask.dtype.kind in "iu" and np.isin(mask, (0, 1)).all())
+        ):
+            raise DataError(
+                f"{spec.mask}: [profiles] mask: expected {ds.n_users} booleans, got {mask.dtype} {mask.shape}"
+            )
         mask = mask.astype(bool)
     bad = np.flatnonzero(~np.isfinite(targets).all(axis=1) & mask)
     if len(bad):
@@ -142,7 +151,9 @@ def _given_targets(config: ExperimentConfig, ds, dim: int) -> tuple[np.ndarray, 
     return targets, mask
 
 
-def compute_targets(config: ExperimentConfig, ds, out_dir: str | os.PathLike, which: str = "main") -> tuple[np.ndarray, np.ndarray]:
+def compute_targets(
+    config: ExperimentConfig, ds, out_dir: str | os.PathLike, which: str = "main"
+) -> tuple[np.ndarray, np.ndarray]:
     """Profile targets ``[n_users, hidden]`` and mask for the main source (``which="main"``) or
     the statistics control (``which="stats"``); computed once, cached in ``out_dir/targets/<which>``."""
     from seqdistill.profiles import ProfileStore, write_stats_profiles
@@ -166,9 +177,15 @@ def compute_targets(config: ExperimentConfig, ds, out_dir: str | os.PathLike, wh
         targets, mask = _given_targets(config, ds, dim)
         _io.write_npy(folder / "targets.npy", targets)
         _io.write_npy(folder / "targets_mask.npy", mask)
-    info = {"source": source, "n_users": int(ds.n_users), "with_profile": int(mask.sum()), "dim": dim,
-            "seconds": round(time.perf_counter() - t0, 3), "profiles": spec.to_dict(),
-            "dir": "." if source == "targets" else _REDUCED}
+    info = {
+        "source": source,
+        "n_users": int(ds.n_users),
+        "with_profile": int(mask.sum()),
+        "dim": dim,
+        "seconds": round(time.perf_counter() - t0, 3),
+        "profiles": spec.to_dict(),
+        "dir": "." if source == "targets" else _REDUCED,
+    }
     _io.write_json(folder / "targets.done", info)
     return targets, mask
 
@@ -198,7 +215,9 @@ def _remove_work_folder(out: Path, work: Path, name: str) -> None:
     """Remove a finished run's checkpoint folder, but only one this runner created: directly in
     ``out/work/``, named like a run, not a link, holding the runner's marker for this run."""
     inside = work.parent.resolve() == (out / "work").resolve() and work.name == name
-    if not (inside and is_run_name(name) and work.is_dir() and not work.is_symlink() and (work / WORK_MARKER).is_file()):
+    if not (
+        inside and is_run_name(name) and work.is_dir() and not work.is_symlink() and (work / WORK_MARKER).is_file()
+    ):
         raise OutputError(f"{work}: refusing to remove a folder the experiment runner did not create")
     shutil.rmtree(work, ignore_errors=True)
 
@@ -234,8 +253,9 @@ def _train(config: ExperimentConfig, ds, plan: RunPlan, targets: dict[str, tuple
     return model, trainer, history, time.perf_counter() - t0
 
 
-def _one_run(config: ExperimentConfig, ds, plan: RunPlan, targets: dict[str, tuple[np.ndarray, np.ndarray]],
-             out: Path) -> RunRecord:
+def _one_run(
+    config: ExperimentConfig, ds, plan: RunPlan, targets: dict[str, tuple[np.ndarray, np.ndarray]], out: Path
+) -> RunRecord:
     """Train and test one run; write its per-row arrays, then its record (last), then drop ``work/<run>``."""
     import torch
 
@@ -249,17 +269,37 @@ def _one_run(config: ExperimentConfig, ds, plan: RunPlan, targets: dict[str, tup
     best_row = next((r for r in history if r["epoch"] == trainer.best_epoch), {})
     epoch_secs = [float(r["seconds"]) for r in history]
     record = RunRecord(
-        run=plan.name, variant=plan.variant, kind=plan.kind, seed=plan.seed, settings=plan.settings,
-        distill=dict(plan.distill), distill_trained=plan.kind != "vanilla",
-        model=model.config.to_dict(), train=trainer.config.to_dict(), profiles=config.profiles.to_dict(),
-        dataset=DatasetSummary(name=ds.name, n_users=int(ds.n_users), n_items=int(ds.n_items),
-                               test_rows=int(len(res.users)), fingerprint=ds.fingerprint(), manifest=ds.manifest),
-        history=history, best_epoch=trainer.best_epoch,
-        valid={k[len("valid_"):]: float(v) for k, v in best_row.items() if k.startswith("valid_")},
-        test={k: float(v) for k, v in res.means.items()}, per_row=files,
-        timing=Timing(train_seconds_per_epoch=float(np.mean(epoch_secs)) if epoch_secs else None,
-                      train_seconds_total=train_total, epochs_run=len(history), test_inference_seconds=infer),
-        device=str(trainer.device), torch_threads=torch.get_num_threads(),
+        run=plan.name,
+        variant=plan.variant,
+        kind=plan.kind,
+        seed=plan.seed,
+        settings=plan.settings,
+        distill=dict(plan.distill),
+        distill_trained=plan.kind != "vanilla",
+        model=model.config.to_dict(),
+        train=trainer.config.to_dict(),
+        profiles=config.profiles.to_dict(),
+        dataset=DatasetSummary(
+            name=ds.name,
+            n_users=int(ds.n_users),
+            n_items=int(ds.n_items),
+            test_rows=int(len(res.users)),
+            fingerprint=ds.fingerprint(),
+            manifest=ds.manifest,
+        ),
+        history=history,
+        best_epoch=trainer.best_epoch,
+        valid={k[len("valid_") :]: float(v) for k, v in best_row.items() if k.startswith("valid_")},
+        test={k: float(v) for k, v in res.means.items()},
+        per_row=files,
+        timing=Timing(
+            train_seconds_per_epoch=float(np.mean(epoch_secs)) if epoch_secs else None,
+            train_seconds_total=train_total,
+            epochs_run=len(history),
+            test_inference_seconds=infer,
+        ),
+        device=str(trainer.device),
+        torch_threads=torch.get_num_threads(),
     )
     record.write(out / "runs" / f"{plan.name}.json")
     _remove_work_folder(out, work, plan.name)  # the finished run's checkpoint is no longer needed
@@ -268,8 +308,10 @@ def _one_run(config: ExperimentConfig, ds, plan: RunPlan, targets: dict[str, tup
 
 def _check_test_targets(ds, config: ExperimentConfig) -> None:
     if ds.n_users < 2 or len(ds.targets("test")[0]) == 0:
-        raise DataError(f"{ds.name}: no test targets after preparation ({ds.n_users} users); "
-                        f"check [split] and k_core in {config.origin}")
+        raise DataError(
+            f"{ds.name}: no test targets after preparation ({ds.n_users} users); "
+            f"check [split] and k_core in {config.origin}"
+        )
 
 
 def _check_same_data(ds, done: dict[str, RunRecord], out: Path) -> None:
@@ -277,8 +319,10 @@ def _check_same_data(ds, done: dict[str, RunRecord], out: Path) -> None:
     fp = ds.fingerprint() if done else None
     for name, rec in done.items():
         if rec.dataset.fingerprint != fp:
-            raise DataError(f"{out / 'runs' / (name + '.json')}: ran on another dataset (fingerprint "
-                            f"{rec.dataset.fingerprint} vs {fp} in {out / 'dataset'}); use a new --out folder")
+            raise DataError(
+                f"{out / 'runs' / (name + '.json')}: ran on another dataset (fingerprint "
+                f"{rec.dataset.fingerprint} vs {fp} in {out / 'dataset'}); use a new --out folder"
+            )
 
 
 def _targets(config: ExperimentConfig, ds, out: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -303,7 +347,9 @@ def run_experiment(config: ExperimentConfig, out_dir: str | os.PathLike, progres
     paths = [out / "runs" / f"{p.name}.json" for p in plans]
     todo = [p for p in plans if p.name not in done]
     if progress:
-        print(f"experiment {config.name}: {len(plans)} runs, {len(plans) - len(todo)} already done -> {out}", flush=True)
+        print(
+            f"experiment {config.name}: {len(plans)} runs, {len(plans) - len(todo)} already done -> {out}", flush=True
+        )
     if not todo:
         return paths
     targets = _targets(config, ds, out)
@@ -311,8 +357,10 @@ def run_experiment(config: ExperimentConfig, out_dir: str | os.PathLike, progres
         t0 = time.perf_counter()
         rec = _one_run(config, ds, plan, targets, out)
         if progress:
-            print(f"[{i}/{len(todo)}] {rec.run}: test ndcg@10={rec.test['ndcg@10']:.4f} "
-                  f"recall@10={rec.test['recall@10']:.4f} best_epoch={rec.best_epoch} "
-                  f"({time.perf_counter() - t0:.1f}s)", flush=True)
+            print(
+                f"[{i}/{len(todo)}] {rec.run}: test ndcg@10={rec.test['ndcg@10']:.4f} "
+                f"recall@10={rec.test['recall@10']:.4f} best_epoch={rec.best_epoch} "
+                f"({time.perf_counter() - t0:.1f}s)",
+                flush=True,
+            )
     return paths
-

@@ -10,9 +10,9 @@ wilcoxon, two-sided; rows with NaN dropped; NaN when every difference is zero).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from collections.abc import Mapping
 
 import numpy as np
 
@@ -20,8 +20,21 @@ from seqdistill.errors import DataError
 
 from .records import RunRecord
 
-__all__ = ["METRICS", "Comparison", "Curve", "GridCell", "MeanStd", "MetricComparison", "PairedTest", "RunResult",
-           "Summary", "TimingRow", "VariantSummary", "paired_test", "summarise"]
+__all__ = [
+    "METRICS",
+    "Comparison",
+    "Curve",
+    "GridCell",
+    "MeanStd",
+    "MetricComparison",
+    "PairedTest",
+    "RunResult",
+    "Summary",
+    "TimingRow",
+    "VariantSummary",
+    "paired_test",
+    "summarise",
+]
 
 METRICS = ("ndcg@10", "recall@10")
 SELECTION = "mean validation ndcg@10"
@@ -88,8 +101,13 @@ class PairedTest:
     wilcoxon_p: float
 
     def to_json(self) -> dict[str, Any]:
-        return {"seeds": list(self.seeds), "n_rows": self.n_rows, "mean_diff": self.mean_diff,
-                "ttest_p": self.ttest_p, "wilcoxon_p": self.wilcoxon_p}
+        return {
+            "seeds": list(self.seeds),
+            "n_rows": self.n_rows,
+            "mean_diff": self.mean_diff,
+            "ttest_p": self.ttest_p,
+            "wilcoxon_p": self.wilcoxon_p,
+        }
 
 
 @dataclass(frozen=True)
@@ -131,8 +149,12 @@ class GridCell:
     test_ndcg: MeanStd
 
     def to_json(self) -> dict[str, Any]:
-        return {"alpha": self.alpha, "dynamic_beta": self.dynamic_beta, "variant": self.variant,
-                "test_ndcg@10": self.test_ndcg.to_json()}
+        return {
+            "alpha": self.alpha,
+            "dynamic_beta": self.dynamic_beta,
+            "variant": self.variant,
+            "test_ndcg@10": self.test_ndcg.to_json(),
+        }
 
 
 @dataclass(frozen=True)
@@ -145,8 +167,12 @@ class TimingRow:
     overhead_pct: float
 
     def to_json(self) -> dict[str, Any]:
-        return {"variant": self.variant, "train_seconds_per_epoch": self.train_seconds_per_epoch.to_json(),
-                "test_inference_seconds": self.test_inference_seconds.to_json(), "overhead_pct": self.overhead_pct}
+        return {
+            "variant": self.variant,
+            "train_seconds_per_epoch": self.train_seconds_per_epoch.to_json(),
+            "test_inference_seconds": self.test_inference_seconds.to_json(),
+            "overhead_pct": self.overhead_pct,
+        }
 
 
 @dataclass(frozen=True)
@@ -176,8 +202,11 @@ class Summary:
         return self.variants["vanilla"]
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"variants": {v: s.to_json() for v, s in self.variants.items()},
-                               "best_distilled": self.best_distilled, "selection": self.selection}
+        out: dict[str, Any] = {
+            "variants": {v: s.to_json() for v, s in self.variants.items()},
+            "best_distilled": self.best_distilled,
+            "selection": self.selection,
+        }
         if self.table2 is not None:
             out["table2"] = self.table2.to_json()
         if self.controls:
@@ -205,8 +234,10 @@ def paired_test(a: Mapping[int, RunResult], b: Mapping[int, RunResult], metric: 
     rows = {len(r.per_row[metric]) for r in [*(a[s] for s in seeds), *(b[s] for s in seeds)]}
     if len(rows) > 1:
         names = sorted({r.record.run for r in (*a.values(), *b.values())})
-        raise DataError(f"runs {names[:4]}: {metric} per-row arrays differ in length {sorted(rows)}; "
-                        "they were not run on the same test rows")
+        raise DataError(
+            f"runs {names[:4]}: {metric} per-row arrays differ in length {sorted(rows)}; "
+            "they were not run on the same test rows"
+        )
     xa = np.mean([a[s].per_row[metric] for s in seeds], axis=0)
     xb = np.mean([b[s].per_row[metric] for s in seeds], axis=0)
     ok = np.isfinite(xa) & np.isfinite(xb)
@@ -222,7 +253,10 @@ def paired_test(a: Mapping[int, RunResult], b: Mapping[int, RunResult], metric: 
 def _variant(variant: str, runs: Mapping[int, RunResult]) -> VariantSummary:
     recs = [runs[s].record for s in sorted(runs)]
     return VariantSummary(
-        variant=variant, kind=recs[0].kind, seeds=tuple(sorted(runs)), distill=dict(recs[0].distill),
+        variant=variant,
+        kind=recs[0].kind,
+        seeds=tuple(sorted(runs)),
+        distill=dict(recs[0].distill),
         test={m: MeanStd.of([r.test[m] for r in recs]) for m in METRICS},
         valid={m: MeanStd.of([r.valid.get(m) for r in recs]) for m in METRICS},
         train_seconds_per_epoch=MeanStd.of([r.timing.train_seconds_per_epoch for r in recs]),
@@ -232,9 +266,15 @@ def _variant(variant: str, runs: Mapping[int, RunResult]) -> VariantSummary:
 
 def _compare(runs: Runs, summ: dict[str, VariantSummary], v: str, best: str | None = None) -> Comparison:
     van = summ["vanilla"]
-    metrics = {m: MetricComparison(summ[v].test[m].mean, summ[v].test[m].std,
-                                   uplift(summ[v].test[m].mean, van.test[m].mean),
-                                   paired_test(runs["vanilla"], runs[v], m)) for m in METRICS}
+    metrics = {
+        m: MetricComparison(
+            summ[v].test[m].mean,
+            summ[v].test[m].std,
+            uplift(summ[v].test[m].mean, van.test[m].mean),
+            paired_test(runs["vanilla"], runs[v], m),
+        )
+        for m in METRICS
+    }
     vs = paired_test(runs[v], runs[best], "ndcg@10") if best is not None and v != best else None
     return Comparison(v, metrics, vs)
 
@@ -252,9 +292,15 @@ def _grid(summ: dict[str, VariantSummary], distilled: list[str]) -> tuple[GridCe
 
 def _timings(summ: dict[str, VariantSummary], best: str | None) -> tuple[TimingRow, ...]:
     base = summ["vanilla"].train_seconds_per_epoch.mean
-    return tuple(TimingRow(v, summ[v].train_seconds_per_epoch, summ[v].test_inference_seconds,
-                           uplift(summ[v].train_seconds_per_epoch.mean, base))
-                 for v in ["vanilla"] + ([best] if best else []))
+    return tuple(
+        TimingRow(
+            v,
+            summ[v].train_seconds_per_epoch,
+            summ[v].test_inference_seconds,
+            uplift(summ[v].train_seconds_per_epoch.mean, base),
+        )
+        for v in ["vanilla"] + ([best] if best else [])
+    )
 
 
 def _curves(runs: Runs, best: str | None) -> tuple[Curve, ...]:
@@ -283,9 +329,12 @@ def summarise(runs: Runs) -> Summary:
     best = max(distilled, key=lambda v: summ[v].valid["ndcg@10"].mean) if distilled else None
     controls = [v for v in summ if summ[v].kind not in ("vanilla", "distill")]
     return Summary(
-        variants=summ, best_distilled=best,
+        variants=summ,
+        best_distilled=best,
         table2=_compare(runs, summ, best) if best else None,
         controls=tuple(_compare(runs, summ, v, best) for v in controls),
-        table3=_grid(summ, distilled), table5=_timings(summ, best), curves=_curves(runs, best),
+        table3=_grid(summ, distilled),
+        table5=_timings(summ, best),
+        curves=_curves(runs, best),
         stage_switch=summ[best].distill.get("epochs") if best else None,
     )

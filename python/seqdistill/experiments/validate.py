@@ -16,9 +16,10 @@ Three layers, in order, each refusal one line naming the file, the ``[section] k
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from seqdistill._checks import describe, field_hints, matches, show, unknown_keys
 from seqdistill.errors import ConfigError
@@ -101,7 +102,9 @@ def _top_level(cfg: ExperimentConfig, where: str) -> None:
         raise ConfigError(f"{where}: controls = {show(cfg.controls)}: values must be distinct")
     for c in cfg.controls:
         if c not in CONTROLS:
-            raise ConfigError(f"{where}: controls = {show(cfg.controls)}: unknown control {c!r}; known: {list(CONTROLS)}")
+            raise ConfigError(
+                f"{where}: controls = {show(cfg.controls)}: unknown control {c!r}; known: {list(CONTROLS)}"
+            )
 
 
 def _dataset(cfg: ExperimentConfig, where: str) -> None:
@@ -127,8 +130,10 @@ def _dataset(cfg: ExperimentConfig, where: str) -> None:
         options = datasets.loader_options(spec.registry_name)
         for k, v in spec.kwargs.items():  # the loaders take files, locales, flags: plain values only
             if k not in options:
-                raise ConfigError(f"{where}: [dataset.kwargs] unknown key {k!r} for dataset "
-                                  f"{spec.registry_name!r}; known: {sorted(options)}")
+                raise ConfigError(
+                    f"{where}: [dataset.kwargs] unknown key {k!r} for dataset "
+                    f"{spec.registry_name!r}; known: {sorted(options)}"
+                )
             if not matches(v, str | int | float | bool | list[str]):
                 raise ConfigError(f"{where}: [dataset.kwargs] {k} = {show(v)}: expected a string, number or true/false")
 
@@ -155,18 +160,21 @@ def _profiles(cfg: ExperimentConfig, where: str) -> None:
     for key, needs in (("store", "llm"), ("targets", "targets"), ("mask", "targets")):
         value = getattr(spec, key)
         if value is not None and spec.source != needs:  # set but unused: the run would silently ignore it
-            raise ConfigError(f"{where}: [profiles] {key} = {show(value)}: used only with source = {needs!r} "
-                              f"(source is {spec.source!r}); remove it or set source = {needs!r}")
+            raise ConfigError(
+                f"{where}: [profiles] {key} = {show(value)}: used only with source = {needs!r} "
+                f"(source is {spec.source!r}); remove it or set source = {needs!r}"
+            )
     if not 0 <= spec.seed < _SEED_LIMIT:
         raise ConfigError(f"{where}: [profiles] seed = {spec.seed}: must be >= 0 and < {_SEED_LIMIT}")
     if "stats" in cfg.controls and spec.source == "stats":
-        raise ConfigError(f"{where}: controls = {show(cfg.controls)}: 'stats' is the main source already; "
-                          "use it with [profiles] source = 'llm'")
+        raise ConfigError(
+            f"{where}: controls = {show(cfg.controls)}: 'stats' is the main source already; "
+            "use it with [profiles] source = 'llm'"
+        )
 
 
 def _distill(cfg: ExperimentConfig, where: str) -> None:
     from seqdistill.training.distill import DistillConfig
-
 
     base, grid = cfg.distill.base, cfg.distill.grid
     check_table(where, "distill", base, DistillConfig)
@@ -181,8 +189,10 @@ def _distill(cfg: ExperimentConfig, where: str) -> None:
             raise ConfigError(f"{where}: [distill.grid] {k} = {show(values)}: must be a non-empty list")
         for v in values:
             if v is None or not matches(v, hints[k]):
-                raise ConfigError(f"{where}: [distill.grid] {k} = {show(values)}: {show(v)} is not "
-                                  f"{describe(hints[k]).replace(' (or nothing)', '')}")
+                raise ConfigError(
+                    f"{where}: [distill.grid] {k} = {show(values)}: {show(v)} is not "
+                    f"{describe(hints[k]).replace(' (or nothing)', '')}"
+                )
             try:
                 DistillConfig.from_dict({**base, k: v})
             except (TypeError, ValueError) as e:
@@ -222,9 +232,13 @@ def _relations(cfg: ExperimentConfig, where: str) -> None:
     model = ModelConfig.from_dict({**cfg.model, "n_items": 1})
     train_epochs = TrainConfig.from_dict(cfg.train).epochs
     base, grid = cfg.distill.base, cfg.distill.grid
-    checks = [("[distill]", "block", base.get("block", -1), _block_problem(base, model)),
-              ("[distill]", "epochs", base.get("epochs"), _stage_problem(base.get("epochs"), train_epochs))]
-    checks += [("[distill.grid]", "block", v, _block_problem({**base, "block": v}, model)) for v in grid.get("block", [])]
+    checks = [
+        ("[distill]", "block", base.get("block", -1), _block_problem(base, model)),
+        ("[distill]", "epochs", base.get("epochs"), _stage_problem(base.get("epochs"), train_epochs)),
+    ]
+    checks += [
+        ("[distill.grid]", "block", v, _block_problem({**base, "block": v}, model)) for v in grid.get("block", [])
+    ]
     checks += [("[distill.grid]", "epochs", v, _stage_problem(v, train_epochs)) for v in grid.get("epochs", [])]
     for label, key, value, why in checks:
         if why:
@@ -292,8 +306,10 @@ def check_runnable(cfg: ExperimentConfig, where: str, *, profiles: bool = True) 
         if not (Path(spec.path) / "manifest.json").is_file():
             raise ConfigError(f"{where}: [dataset] path = {show(spec.path)}: not a prepared dataset (no manifest.json)")
     elif spec.path is None and needs[spec.registry_name].needs_path:
-        raise ConfigError(f"{where}: [dataset] path: dataset {spec.registry_name!r} is read from files you "
-                          f"download; set path ({needs[spec.registry_name].source})")
+        raise ConfigError(
+            f"{where}: [dataset] path: dataset {spec.registry_name!r} is read from files you "
+            f"download; set path ({needs[spec.registry_name].source})"
+        )
     elif spec.path is not None and not Path(spec.path).exists():
         raise ConfigError(f"{where}: [dataset] path = {show(spec.path)}: no such file or folder")
     pr = cfg.profiles

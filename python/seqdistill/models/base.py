@@ -117,7 +117,9 @@ class _Block(nn.Module):
     def forward(self, x: Tensor, attn_mask: Tensor) -> Tensor:
         B, L, d = x.shape
         q, k, v = self.qkv(self.ln1(x)).view(B, L, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=self.p_attn if self.training else 0.0)
+        a = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=self.p_attn if self.training else 0.0
+        )
         x = x + self.drop(self.proj(a.transpose(1, 2).reshape(B, L, d)))
         return x + self.drop(self.ffn(self.ln2(x)))
 
@@ -151,7 +153,9 @@ class SequentialRecommender(nn.Module):
         self.item_emb = nn.Embedding(config.n_items + 1 + self.n_special, d, padding_idx=0)
         self.pos_emb = nn.Embedding(config.max_len, d)
         self.emb_drop = nn.Dropout(config.dropout)
-        self.blocks = nn.ModuleList(_Block(d, config.n_heads, config.dropout, config.ffn_mult) for _ in range(config.n_blocks))
+        self.blocks = nn.ModuleList(
+            _Block(d, config.n_heads, config.dropout, config.ffn_mult) for _ in range(config.n_blocks)
+        )
         self.final_ln = nn.LayerNorm(d)
         # Sampling weights for popularity negatives (set by the trainer from training counts).
         self.register_buffer("item_popularity", torch.ones(config.n_items), persistent=False)
@@ -174,7 +178,9 @@ class SequentialRecommender(nn.Module):
         """Store the raw id map (index = dense item, entry 0 = padding/None) for serving."""
         ids = item_ids.to_list() if hasattr(item_ids, "to_list") else list(item_ids)
         if len(ids) != self.config.n_items + 1:
-            raise ValueError(f"set_item_ids: expected {self.config.n_items + 1} ids (entry 0 = padding), got {len(ids)}")
+            raise ValueError(
+                f"set_item_ids: expected {self.config.n_items + 1} ids (entry 0 = padding), got {len(ids)}"
+            )
         ids = [None if i == 0 else (x.item() if isinstance(x, np.generic) else x) for i, x in enumerate(ids)]
         self.item_ids = ids
         self._raw_to_dense = {x: i for i, x in enumerate(ids) if i > 0}
@@ -299,7 +305,9 @@ class SequentialRecommender(nn.Module):
                 dense = [int(x) for x in h]
                 bad = [x for x in dense if not 1 <= x <= self.config.n_items]
                 if bad:
-                    raise ValueError(f"recommend: history {row} has dense item ids out of 1..{self.config.n_items}: {bad[:5]}")
+                    raise ValueError(
+                        f"recommend: history {row} has dense item ids out of 1..{self.config.n_items}: {bad[:5]}"
+                    )
             out.append(dense)
         return out
 
@@ -361,8 +369,12 @@ class SequentialRecommender(nn.Module):
         from safetensors.torch import save_file
 
         folder = Path(folder)
-        meta = {"format": MODEL_FORMAT, "config": self.config.to_dict(), "item_ids": self.item_ids,
-                "weights": WEIGHTS_FILE}
+        meta = {
+            "format": MODEL_FORMAT,
+            "config": self.config.to_dict(),
+            "item_ids": self.item_ids,
+            "weights": WEIGHTS_FILE,
+        }
         state = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
         with atomic_dir(folder, is_ours=is_model_folder, what="seqdistill model folder", overwrite=overwrite) as tmp:
             save_file(state, str(tmp / WEIGHTS_FILE))
@@ -421,8 +433,10 @@ def read_weights(path: Path, expected: dict[str, Tensor]) -> dict[str, Tensor]:
         raise DataError(f"{path}: tensors do not fit the model (missing {missing[:3]}, unexpected {extra[:3]})")
     for k, v in expected.items():
         if state[k].shape != v.shape or state[k].dtype != v.dtype:
-            raise DataError(f"{path}: tensor {k!r} is {tuple(state[k].shape)} {state[k].dtype}, "
-                            f"the model needs {tuple(v.shape)} {v.dtype}")
+            raise DataError(
+                f"{path}: tensor {k!r} is {tuple(state[k].shape)} {state[k].dtype}, "
+                f"the model needs {tuple(v.shape)} {v.dtype}"
+            )
     return state
 
 
@@ -443,8 +457,10 @@ def load_model(folder: str | os.PathLike, map_location: str | torch.device = "cp
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
         if (folder / LEGACY_WEIGHTS).exists():
-            raise DataError(f"{folder / LEGACY_WEIGHTS}: model weights in the old pickle format, which seqdistill "
-                            "no longer reads (a pickle can run code); convert it if you trust it (docs/models.md)")
+            raise DataError(
+                f"{folder / LEGACY_WEIGHTS}: model weights in the old pickle format, which seqdistill "
+                "no longer reads (a pickle can run code); convert it if you trust it (docs/models.md)"
+            )
         raise DataError(f"{weights}: missing; the model folder is incomplete")
     model = build_model(config)
     model.load_state_dict(read_weights(weights, model.state_dict()))

@@ -176,9 +176,7 @@ def sample_negatives(
     return idx, torch.log(p.clamp_min(1e-30))
 
 
-def sampled_softmax_ce(
-    hidden: Tensor, weight: Tensor, targets: Tensor, negatives: Tensor, log_q: Tensor
-) -> Tensor:
+def sampled_softmax_ce(hidden: Tensor, weight: Tensor, targets: Tensor, negatives: Tensor, log_q: Tensor) -> Tensor:
     """Sampled softmax with log-q correction and shared negatives.
 
     ``negatives`` are row indices into ``weight`` shared by all positions, ``log_q [V]``

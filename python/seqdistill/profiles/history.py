@@ -9,11 +9,13 @@ Token budgets use a tokenizer's counts when one is given (``count_tokens``), oth
 estimate ``ceil(len(text) / chars_per_token)`` with 4 characters per token (English text in BPE
 vocabularies is 3.5-4.5 characters per token; the estimate errs on the long side for prose).
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -23,8 +25,7 @@ from seqdistill.errors import ConfigError, DataError
 # Metadata columns per domain, in the order they are written; columns not present are skipped.
 DOMAIN_FIELDS: dict[str, tuple[str, ...]] = {
     "products": ("title", "brand", "categories", "category", "price", "description"),
-    "movies": ("title", "year", "genres", "countries", "directors", "director", "keywords",
-               "description"),
+    "movies": ("title", "year", "genres", "countries", "directors", "director", "keywords", "description"),
     "sessions": ("title", "brand", "price", "color", "size", "model", "material", "description"),
     "generic": (),  # every metadata column
 }
@@ -66,7 +67,9 @@ class HistoryConfig(DictConfig):
             raise ConfigError(f"HistoryConfig.chars_per_token: expected a finite number > 0, got {cpt!r}")
         if not _is_int(self.max_field_chars) or self.max_field_chars < 1:
             raise ConfigError(f"HistoryConfig.max_field_chars: expected an integer >= 1, got {self.max_field_chars!r}")
-        if self.fields is not None and (isinstance(self.fields, str) or not all(isinstance(f, str) for f in self.fields)):
+        if self.fields is not None and (
+            isinstance(self.fields, str) or not all(isinstance(f, str) for f in self.fields)
+        ):
             raise ConfigError(f"HistoryConfig.fields: expected a list of column names or None, got {self.fields!r}")
 
 

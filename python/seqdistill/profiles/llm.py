@@ -12,6 +12,7 @@
 A backend returns one result per conversation, in order. A conversation that fails is returned
 with ``error`` set (the served backend after its retries); an exception means the whole call failed.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -25,10 +26,11 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Protocol, Sequence
+from typing import Any, Protocol
 
 from seqdistill._config import DictConfig
 from seqdistill.errors import ConfigError
@@ -76,11 +78,14 @@ def _is_number(v: object) -> bool:
 
 
 # ------------------------------------------------------------------------------ redaction
-_SECRET_NAME = r"(?:[\w.-]*(?:key|token|secret|password|passwd|signature|credentials?)|(?:[\w.-]*[_-])?(?:sig|pwd|auth))"
+_SECRET_NAME = (
+    r"(?:[\w.-]*(?:key|token|secret|password|passwd|signature|credentials?)|(?:[\w.-]*[_-])?(?:sig|pwd|auth))"
+)
 _SECRET_PARAM = re.compile(rf"(?i)((?:^|[?&;\s]){_SECRET_NAME}=)[^&#\s\"'<>]*")
 _SCHEME_AUTH = re.compile(r"(?i)\b(bearer|basic|token)(\s+)[A-Za-z0-9._~+/=-]+")
 _AUTH_FIELD = re.compile(
-    r"(?i)\b(authorization|proxy-authorization|api[-_]?key|x-api-key)(\"?\s*[:=]\s*\"?)(?:(?:bearer|basic|token)\s+)?[^\s\",}&#;'<>]+")
+    r"(?i)\b(authorization|proxy-authorization|api[-_]?key|x-api-key)(\"?\s*[:=]\s*\"?)(?:(?:bearer|basic|token)\s+)?[^\s\",}&#;'<>]+"
+)
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
 _KEY_LIKE = re.compile(r"\b(?:sk|pk|rk)-[A-Za-z0-9_-]{16,}")
 REDACTED = "[redacted]"
@@ -156,9 +161,18 @@ def _check_messages(conv: Messages, i: int) -> None:
 class TransformersBackend:
     """A local causal LM (a transformers folder) with batched left-padded generation."""
 
-    def __init__(self, path: str | os.PathLike, config: GenerationConfig | None = None, *,
-                 batch_size: int = 8, device: str | None = None, dtype: str | None = None,
-                 context_tokens: int | None = None, model: Any = None, tokenizer: Any = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        config: GenerationConfig | None = None,
+        *,
+        batch_size: int = 8,
+        device: str | None = None,
+        dtype: str | None = None,
+        context_tokens: int | None = None,
+        model: Any = None,
+        tokenizer: Any = None,
+    ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -176,8 +190,7 @@ class TransformersBackend:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         if getattr(self.tokenizer, "chat_template", None) is None:
             raise ConfigError(f"{self.path}: the tokenizer has no chat template; profiles need one")
-        self.model = model if model is not None else AutoModelForCausalLM.from_pretrained(
-            self.path, dtype=self.dtype)
+        self.model = model if model is not None else AutoModelForCausalLM.from_pretrained(self.path, dtype=self.dtype)
         self.model.to(self.device).eval()
         self.context_tokens = int(context_tokens or getattr(self.model.config, "max_position_embeddings", 2048))
 
@@ -199,7 +212,7 @@ class TransformersBackend:
         for i, c in enumerate(conversations):
             _check_messages(c, i)
         for s in range(0, len(conversations), self.batch_size):
-            out.extend(self._batch([self.render(c) for c in conversations[s:s + self.batch_size]]))
+            out.extend(self._batch([self.render(c) for c in conversations[s : s + self.batch_size]]))
         return out
 
     def _batch(self, prompts: list[str]) -> list[GenerationResult]:
@@ -218,7 +231,7 @@ class TransformersBackend:
             kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         with torch.inference_mode():
             gen = self.model.generate(**enc, **kw)
-        new = gen[:, enc["input_ids"].shape[1]:].cpu()
+        new = gen[:, enc["input_ids"].shape[1] :].cpu()
         eos = self.model.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}
         eos_ids.discard(None)
@@ -247,17 +260,35 @@ class OpenAIBackend:
 
     RETRY_STATUS = (408, 409, 429, 500, 502, 503, 504)
 
-    def __init__(self, base_url: str, model: str, config: GenerationConfig | None = None, *,
-                 api_key: str | None = None, max_concurrency: int = 8, timeout: float = 120.0,
-                 max_retries: int = 5, backoff: float = 1.0, max_backoff: float = 60.0,
-                 context_tokens: int = 8192, chars_per_token: float = 4.0,
-                 allow_insecure_http: bool = False) -> None:
-        for key, value, low in (("max_concurrency", max_concurrency, 1), ("max_retries", max_retries, 0),
-                                ("context_tokens", context_tokens, 1)):
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        config: GenerationConfig | None = None,
+        *,
+        api_key: str | None = None,
+        max_concurrency: int = 8,
+        timeout: float = 120.0,
+        max_retries: int = 5,
+        backoff: float = 1.0,
+        max_backoff: float = 60.0,
+        context_tokens: int = 8192,
+        chars_per_token: float = 4.0,
+        allow_insecure_http: bool = False,
+    ) -> None:
+        for key, value, low in (
+            ("max_concurrency", max_concurrency, 1),
+            ("max_retries", max_retries, 0),
+            ("context_tokens", context_tokens, 1),
+        ):
             if not _is_int(value) or value < low:
                 raise ConfigError(f"OpenAIBackend {key}: expected an integer >= {low}, got {value!r}")
-        for key, value in (("timeout", timeout), ("backoff", backoff), ("max_backoff", max_backoff),
-                           ("chars_per_token", chars_per_token)):
+        for key, value in (
+            ("timeout", timeout),
+            ("backoff", backoff),
+            ("max_backoff", max_backoff),
+            ("chars_per_token", chars_per_token),
+        ):
             if not _is_number(value) or not 0 < value < math.inf:
                 raise ConfigError(f"OpenAIBackend {key}: expected a finite number > 0, got {value!r}")
         self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
@@ -285,7 +316,8 @@ class OpenAIBackend:
         if parts.scheme == "http" and secret and not is_loopback(parts.hostname) and not allow_insecure_http:
             raise ConfigError(
                 f"OpenAIBackend base_url {shown!r}: refusing to send the API key over plain http:// to "
-                f"{parts.hostname} (not loopback); use https://, or allow_insecure_http=True (--allow-insecure-http) on a trusted network")
+                f"{parts.hostname} (not loopback); use https://, or allow_insecure_http=True (--allow-insecure-http) on a trusted network"
+            )
         self._secrets = [s for s in (self.api_key, parts.password) if s]
         self.display_url = redact(url, self._secrets)
         return url
@@ -307,9 +339,13 @@ class OpenAIBackend:
 
     def _payload(self, messages: Messages) -> bytes:
         cfg = self.config
-        body: dict[str, Any] = {"model": self.name, "messages": messages,
-                                "max_tokens": cfg.max_new_tokens, "temperature": cfg.temperature,
-                                "seed": cfg.seed}
+        body: dict[str, Any] = {
+            "model": self.name,
+            "messages": messages,
+            "max_tokens": cfg.max_new_tokens,
+            "temperature": cfg.temperature,
+            "seed": cfg.seed,
+        }
         if cfg.temperature > 0:
             body["top_p"] = cfg.top_p
         return json.dumps(body).encode("utf-8")
@@ -322,7 +358,7 @@ class OpenAIBackend:
                 pass
         with self._lock:
             jitter = self._rng.uniform(0.0, 0.25)
-        return min(self.backoff * (2 ** attempt) * (1 + jitter), self.max_backoff)
+        return min(self.backoff * (2**attempt) * (1 + jitter), self.max_backoff)
 
     def _one(self, messages: Messages) -> GenerationResult:
         data = self._payload(messages)
@@ -364,5 +400,6 @@ class OpenAIBackend:
         if not isinstance(text, str):
             raise TypeError(f"choices[0].message.content is {type(text).__name__}, not str")
         usage = reply.get("usage") or {}
-        return GenerationResult(text.strip(), int(usage.get("prompt_tokens", 0)),
-                                int(usage.get("completion_tokens", 0)), seconds)
+        return GenerationResult(
+            text.strip(), int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)), seconds
+        )

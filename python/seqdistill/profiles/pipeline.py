@@ -12,12 +12,14 @@ budget, the prompts); the whole run then holds the store's lock, so a second pro
 same store is refused instead of profiling the same users twice. Error texts recorded in the store
 pass through :func:`~seqdistill.profiles.llm.redact`.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -59,14 +61,22 @@ def history_budget(backend: LLMBackend, prompts: PromptSet, config: HistoryConfi
     if budget < 16:
         raise ConfigError(
             f"context of {backend.context_tokens} tokens leaves {budget} for the history after "
-            f"{backend.config.max_new_tokens} new tokens and a {overhead}-token template")
+            f"{backend.config.max_new_tokens} new tokens and a {overhead}-token template"
+        )
     return budget
 
 
-def generate_profiles(ds: Any, backend: LLMBackend, store_path: str | os.PathLike, *,
-                      history: HistoryConfig | None = None, prompt_dir: str | Path | None = None,
-                      users: Sequence[int] | None = None, batch_users: int = 32,
-                      progress: bool = True) -> ProfileStore:
+def generate_profiles(
+    ds: Any,
+    backend: LLMBackend,
+    store_path: str | os.PathLike,
+    *,
+    history: HistoryConfig | None = None,
+    prompt_dir: str | Path | None = None,
+    users: Sequence[int] | None = None,
+    batch_users: int = 32,
+    progress: bool = True,
+) -> ProfileStore:
     """Profile every user (or ``users``) not yet done in the store at ``store_path``.
 
     Users with an empty training prefix are skipped. Returns the store; its ``table()`` holds
@@ -79,10 +89,17 @@ def generate_profiles(ds: Any, backend: LLMBackend, store_path: str | os.PathLik
     if not isinstance(batch_users, int) or isinstance(batch_users, bool) or batch_users < 1:
         raise ConfigError(f"batch_users: expected an integer >= 1, got {batch_users!r}")
     budget = history_budget(backend, prompts, history)
-    meta = {"model": backend.name, "prompt_hash": prompts.hash, "dataset": getattr(ds, "name", None),
-            "n_users": int(ds.n_users), "fingerprint": dataset_fingerprint(ds), "domain": ds.domain,
-            "history": history.to_dict(), "generation": backend.config.to_dict(),
-            "prompt_dir": None if prompt_dir is None else str(prompt_dir)}
+    meta = {
+        "model": backend.name,
+        "prompt_hash": prompts.hash,
+        "dataset": getattr(ds, "name", None),
+        "n_users": int(ds.n_users),
+        "fingerprint": dataset_fingerprint(ds),
+        "domain": ds.domain,
+        "history": history.to_dict(),
+        "generation": backend.config.to_dict(),
+        "prompt_dir": None if prompt_dir is None else str(prompt_dir),
+    }
     store = ProfileStore(store_path, meta)
     with store.writing():
         train_end = np.asarray(ds.train_end)
@@ -95,7 +112,7 @@ def generate_profiles(ds: Any, backend: LLMBackend, store_path: str | os.PathLik
         bar = tqdm(total=len(pending), unit="user", desc="profiles", disable=not progress, dynamic_ncols=True)
         try:
             for s in range(0, len(pending), batch_users):
-                batch = pending[s:s + batch_users]
+                batch = pending[s : s + batch_users]
                 jobs = _run_batch(ds, batch, backend, prompts, item_texts, scale, budget, history)
                 store.append(_row(ds, j, backend.name, prompts.hash) for j in jobs)
                 bar.update(len(batch))
@@ -201,7 +218,16 @@ def _pack(texts: list[str], fits) -> list[list[str]]:
 def _row(ds: Any, job: _Job, model: str, prompt_hash: str) -> dict[str, Any]:
     ok = job.error is None and len(job.texts) == 1 and bool(job.texts[0].strip())
     error = redact(job.error) if job.error else (None if ok else "empty generation")
-    return {"user": job.user, "user_id": str(ds.user_ids[job.user]), "profile": job.texts[0] if ok else "",
-            "model": model, "prompt_hash": prompt_hash, "prompt_tokens": job.prompt_tokens,
-            "completion_tokens": job.completion_tokens, "seconds": job.seconds,
-            "n_chunks": job.n_chunks, "status": "ok" if ok else "error", "error": error}
+    return {
+        "user": job.user,
+        "user_id": str(ds.user_ids[job.user]),
+        "profile": job.texts[0] if ok else "",
+        "model": model,
+        "prompt_hash": prompt_hash,
+        "prompt_tokens": job.prompt_tokens,
+        "completion_tokens": job.completion_tokens,
+        "seconds": job.seconds,
+        "n_chunks": job.n_chunks,
+        "status": "ok" if ok else "error",
+        "error": error,
+    }

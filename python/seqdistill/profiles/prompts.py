@@ -8,6 +8,7 @@ otherwise be replaced by the packaged prompt without a word); ``aggregate.txt`` 
 packaged one when absent.
 The result is a list of chat messages, rendered by the backend (chat template or served API).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -36,6 +37,7 @@ class Template:
 
     def render(self, **values: object) -> Messages:
         """Fill the user section and return [system, user] chat messages."""
+
         def fill(m: re.Match[str]) -> str:
             return str(values[m.group(1)])
 
@@ -84,8 +86,10 @@ def _read(name: str, prompt_dir: str | Path | None, required: bool) -> tuple[str
                 raise ConfigError(f"{path}: cannot read ({type(e).__name__}: {e.strerror})") from None
         if required:
             found = sorted(p.name for p in folder.glob("*.txt"))
-            raise ConfigError(f"{path}: prompt_dir has no {name}.txt (found {found}); name the "
-                              f"{name!r} template {name}.txt or leave prompt_dir unset")
+            raise ConfigError(
+                f"{path}: prompt_dir has no {name}.txt (found {found}); name the "
+                f"{name!r} template {name}.txt or leave prompt_dir unset"
+            )
     res = resources.files("seqdistill.profiles").joinpath("prompts", f"{name}.txt")
     return res.read_text(encoding="utf-8"), f"<packaged>/prompts/{name}.txt"
 

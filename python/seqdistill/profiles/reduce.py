@@ -22,6 +22,7 @@ arrays and JSON only, read with ``allow_pickle=False``:
 A ``reducer.pkl`` written by older versions is ignored, never loaded: a folder that has only it
 needs ``refit=True``.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,6 +37,7 @@ import numpy as np
 from seqdistill import _io
 from seqdistill._config import DictConfig
 from seqdistill.errors import ConfigError, DataError, StoreError
+
 
 def _is_int(v: object) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
@@ -77,7 +79,7 @@ class PCA:
         self.components: np.ndarray | None = None
         self.explained_variance_ratio: np.ndarray | None = None
 
-    def fit(self, x: np.ndarray) -> "PCA":
+    def fit(self, x: np.ndarray) -> PCA:
         x = np.asarray(x, dtype=np.float64)
         if self.dim > min(x.shape):
             raise ConfigError(f"PCA: dim {self.dim} exceeds min(n_samples, n_features) = {min(x.shape)}")
@@ -86,7 +88,7 @@ class PCA:
         comps = vt[: self.dim]
         signs = np.sign(comps[np.arange(self.dim), np.abs(comps).argmax(axis=1)])
         self.components = comps * np.where(signs == 0, 1.0, signs)[:, None]
-        var = s ** 2
+        var = s**2
         self.explained_variance_ratio = var[: self.dim] / max(var.sum(), 1e-300)
         return self
 
@@ -101,7 +103,7 @@ class PCA:
             np.savez(f, mean=self.mean, components=self.components, evr=self.explained_variance_ratio)
 
     @classmethod
-    def load(cls, path: Path) -> "PCA":
+    def load(cls, path: Path) -> PCA:
         try:
             with np.load(path, allow_pickle=False) as z:
                 mean, comps, evr = z["mean"], z["components"], z["evr"]
@@ -124,9 +126,15 @@ def fit_reducer(x: np.ndarray, config: ReduceConfig) -> Any:
     n = len(x)
     if config.dim >= n - 1:
         raise DataError(f"UMAP: dim {config.dim} needs more than {config.dim + 1} fitted users, got {n}")
-    reducer = umap.UMAP(n_components=config.dim, n_neighbors=min(config.n_neighbors, n - 1),
-                        min_dist=config.min_dist, metric=config.metric, random_state=config.seed, n_jobs=1,
-                        transform_seed=config.seed)
+    reducer = umap.UMAP(
+        n_components=config.dim,
+        n_neighbors=min(config.n_neighbors, n - 1),
+        min_dist=config.min_dist,
+        metric=config.metric,
+        random_state=config.seed,
+        n_jobs=1,
+        transform_seed=config.seed,
+    )
     reducer.fit(np.asarray(x, dtype=np.float32))
     return reducer
 
@@ -155,7 +163,8 @@ def load_reducer(out_dir: Path, config: ReduceConfig, fit_targets: np.ndarray) -
         saved = _read_info(out_dir / "reduce.json").get("versions", {})
         raise StoreError(
             f"{out_dir}: refitting UMAP from fit_inputs.npy does not reproduce fit_targets.npy (saved with "
-            f"{saved}, now {_versions('umap')}); pass refit=True to fit all users again")
+            f"{saved}, now {_versions('umap')}); pass refit=True to fit all users again"
+        )
     return reducer
 
 
@@ -179,7 +188,9 @@ def _read_info(path: Path) -> dict[str, Any]:
 def _check_inputs(users: np.ndarray, embeddings: Any, n_users: int) -> tuple[np.ndarray, np.ndarray]:
     users = np.asarray(users)
     if users.ndim != 1 or not (users.size == 0 or np.issubdtype(users.dtype, np.integer)):
-        raise DataError(f"users: expected a 1-d array of integer dense ids, got dtype {users.dtype} shape {users.shape}")
+        raise DataError(
+            f"users: expected a 1-d array of integer dense ids, got dtype {users.dtype} shape {users.shape}"
+        )
     users = users.astype(np.int64)
     x = np.asarray(embeddings)
     if x.ndim != 2 or len(x) != len(users) or not np.issubdtype(x.dtype, np.number):
@@ -216,8 +227,14 @@ def check_reduce_out(out_dir: str | os.PathLike) -> None:
     _io.check_replaceable(out, is_reduce_folder, _WHAT, overwrite=True)
 
 
-def reduce_targets(users: np.ndarray, embeddings: np.ndarray, n_users: int, out_dir: str | os.PathLike,
-                   config: ReduceConfig | None = None, refit: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def reduce_targets(
+    users: np.ndarray,
+    embeddings: np.ndarray,
+    n_users: int,
+    out_dir: str | os.PathLike,
+    config: ReduceConfig | None = None,
+    refit: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
     """Targets for dense users ``0..n_users-1`` from (users, embeddings) rows.
 
     ``out_dir`` must be new, empty, or a folder of targets this function wrote (``reduce.json``);
@@ -234,24 +251,43 @@ def reduce_targets(users: np.ndarray, embeddings: np.ndarray, n_users: int, out_
     if refit or not is_reduce_folder(out):
         with _io.atomic_dir(out, is_ours=is_reduce_folder, what=_WHAT, overwrite=True) as tmp:
             reducer, z = _fit(users, x, tmp, config)
-            extra = {"explained_variance": float(reducer.explained_variance_ratio.sum())} if config.method == "pca" else {}
+            extra = (
+                {"explained_variance": float(reducer.explained_variance_ratio.sum())} if config.method == "pca" else {}
+            )
             targets, mask = _write_targets(tmp, users, z, x, n_users, config, fit_users=len(users), n_new=0, **extra)
         return targets, mask
     saved = _read_info(out / MARKER)
     if saved["config"] != config.to_dict():
-        raise ConfigError(f"{out / MARKER}: saved reducer has settings {saved['config']}, asked for "
-                          f"{config.to_dict()}; pass refit=True (--refit) or another folder")
+        raise ConfigError(
+            f"{out / MARKER}: saved reducer has settings {saved['config']}, asked for "
+            f"{config.to_dict()}; pass refit=True (--refit) or another folder"
+        )
     if saved.get("input_dim", x.shape[1]) != x.shape[1]:
-        raise DataError(f"embeddings: {x.shape[1]}-d, the reducer in {out} was fitted on "
-                        f"{saved['input_dim']}-d embeddings; pass refit=True (--refit) or another folder")
+        raise DataError(
+            f"embeddings: {x.shape[1]}-d, the reducer in {out} was fitted on "
+            f"{saved['input_dim']}-d embeddings; pass refit=True (--refit) or another folder"
+        )
     fit_users, z, n_new = _reuse(users, x, out, config)
-    extra = {"explained_variance": float(PCA.load(out / "pca.npz").explained_variance_ratio.sum())} \
-        if config.method == "pca" else {}
+    extra = (
+        {"explained_variance": float(PCA.load(out / "pca.npz").explained_variance_ratio.sum())}
+        if config.method == "pca"
+        else {}
+    )
     return _write_targets(out, users, z, x, n_users, config, fit_users=len(fit_users), n_new=n_new, **extra)
 
 
-def _write_targets(folder: Path, users: np.ndarray, z: np.ndarray, x: np.ndarray, n_users: int,
-                   config: ReduceConfig, *, fit_users: int, n_new: int, **extra: Any) -> tuple[np.ndarray, np.ndarray]:
+def _write_targets(
+    folder: Path,
+    users: np.ndarray,
+    z: np.ndarray,
+    x: np.ndarray,
+    n_users: int,
+    config: ReduceConfig,
+    *,
+    fit_users: int,
+    n_new: int,
+    **extra: Any,
+) -> tuple[np.ndarray, np.ndarray]:
     """``targets.npy`` / ``targets_mask.npy`` aligned to dense users, then ``reduce.json`` (last)."""
     targets = np.zeros((n_users, config.dim), dtype=np.float32)
     mask = np.zeros(n_users, dtype=bool)
@@ -259,9 +295,16 @@ def _write_targets(folder: Path, users: np.ndarray, z: np.ndarray, x: np.ndarray
     mask[users] = True
     _io.write_npy(folder / "targets.npy", targets)
     _io.write_npy(folder / "targets_mask.npy", mask)
-    info = {"config": config.to_dict(), "n_users": int(n_users), "n_with_profile": int(mask.sum()),
-            "input_dim": int(x.shape[1]), "versions": _versions(config.method),
-            "fit_users": int(fit_users), "transformed_users": int(n_new), **extra}
+    info = {
+        "config": config.to_dict(),
+        "n_users": int(n_users),
+        "n_with_profile": int(mask.sum()),
+        "input_dim": int(x.shape[1]),
+        "versions": _versions(config.method),
+        "fit_users": int(fit_users),
+        "transformed_users": int(n_new),
+        **extra,
+    }
     _io.write_json(folder / MARKER, info, indent=2, sort_keys=True)
     return targets, mask
 
@@ -282,8 +325,10 @@ def _reuse(users: np.ndarray, x: np.ndarray, out: Path, config: ReduceConfig) ->
     fit_users = _load_npy(out / "fit_users.npy")
     fit_z = _load_npy(out / "fit_targets.npy")
     if fit_z.shape != (len(fit_users), config.dim):
-        raise StoreError(f"{out / 'fit_targets.npy'}: shape {fit_z.shape}, expected ({len(fit_users)}, {config.dim}); "
-                         "pass refit=True")
+        raise StoreError(
+            f"{out / 'fit_targets.npy'}: shape {fit_z.shape}, expected ({len(fit_users)}, {config.dim}); "
+            "pass refit=True"
+        )
     z = np.zeros((len(users), config.dim), dtype=np.float32)
     pos = {int(u): i for i, u in enumerate(fit_users.tolist())}
     known = np.array([int(u) in pos for u in users.tolist()], dtype=bool)

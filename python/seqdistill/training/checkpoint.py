@@ -96,26 +96,44 @@ def split_optimizer_state(sd: dict[str, Any]) -> tuple[dict[str, Tensor], dict[s
 def join_optimizer_state(meta: dict[str, Any], tensors: dict[str, Tensor], current: dict[str, Any]) -> dict[str, Any]:
     """Inverse of :func:`split_optimizer_state`. ``current`` (the live optimizer's state dict)
     tells which group entries are tuples (JSON stores them as lists, e.g. ``betas``)."""
-    state = {int(pid): {name: tensors[e["tensor"]] if "tensor" in e else e["value"] for name, e in entries.items()}
-             for pid, entries in meta["state"].items()}
+    state = {
+        int(pid): {name: tensors[e["tensor"]] if "tensor" in e else e["value"] for name, e in entries.items()}
+        for pid, entries in meta["state"].items()
+    }
     groups = []
     for saved, live in zip(meta["param_groups"], current["param_groups"]):
-        groups.append({k: tuple(v) if isinstance(live.get(k), tuple) and isinstance(v, list) else v
-                       for k, v in saved.items()})
+        groups.append(
+            {k: tuple(v) if isinstance(live.get(k), tuple) and isinstance(v, list) else v for k, v in saved.items()}
+        )
     return {"state": state, "param_groups": groups}
 
 
 # ------------------------------------------------------------------------- write / read
-def write_checkpoint(run_dir: Path, epoch: int, state: TrainState, model: torch.nn.Module,
-                     best: dict[str, Tensor] | None, optimizer: torch.optim.Optimizer,
-                     train_config: dict[str, Any]) -> Path:
+def write_checkpoint(
+    run_dir: Path,
+    epoch: int,
+    state: TrainState,
+    model: torch.nn.Module,
+    best: dict[str, Tensor] | None,
+    optimizer: torch.optim.Optimizer,
+    train_config: dict[str, Any],
+) -> Path:
     """Write ``run_dir/checkpoint/`` for the finished ``epoch`` (replacing the previous one)."""
     from safetensors.torch import save_file
 
     opt_tensors, opt_meta = split_optimizer_state(optimizer.state_dict())
-    meta = {"format": FORMAT, "epoch": epoch, "best_epoch": state.best_epoch, "best_score": state.best_score,
-            "bad_epochs": state.bad_epochs, "stopped": state.stopped, "history": state.history,
-            "train_config": train_config, "model_config": model.config.to_dict(), "optimizer": opt_meta}
+    meta = {
+        "format": FORMAT,
+        "epoch": epoch,
+        "best_epoch": state.best_epoch,
+        "best_score": state.best_score,
+        "bad_epochs": state.bad_epochs,
+        "stopped": state.stopped,
+        "history": state.history,
+        "train_config": train_config,
+        "model_config": model.config.to_dict(),
+        "optimizer": opt_meta,
+    }
     weights = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     folder = run_dir / CHECKPOINT_DIR
     with atomic_dir(folder, is_ours=is_checkpoint_dir, what="trainer checkpoint", overwrite=True) as tmp:
@@ -147,27 +165,56 @@ def read_checkpoint(run_dir: Path, model: torch.nn.Module) -> Checkpoint | None:
     if not folder.is_dir():
         legacy = run_dir / LEGACY_CHECKPOINT
         if legacy.exists():
-            raise TrainingError(f"{legacy}: a checkpoint in the old pickle format, which seqdistill no longer "
-                                "reads (a pickle can run code); remove it to start this run afresh")
+            raise TrainingError(
+                f"{legacy}: a checkpoint in the old pickle format, which seqdistill no longer "
+                "reads (a pickle can run code); remove it to start this run afresh"
+            )
         return None
     try:
         meta = json.loads((folder / _STATE).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise DataError(f"{folder / _STATE}: unreadable checkpoint state ({e})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise DataError(f"{folder / _STATE}: not a seqdistill checkpoint (format {meta.get('format')!r})"
-                        if isinstance(meta, dict) else f"{folder / _STATE}: not a seqdistill checkpoint")
-    missing = sorted({"epoch", "history", "best_epoch", "best_score", "bad_epochs", "stopped", "train_config",
-                      "model_config", "optimizer"} - set(meta))
+        raise DataError(
+            f"{folder / _STATE}: not a seqdistill checkpoint (format {meta.get('format')!r})"
+            if isinstance(meta, dict)
+            else f"{folder / _STATE}: not a seqdistill checkpoint"
+        )
+    missing = sorted(
+        {
+            "epoch",
+            "history",
+            "best_epoch",
+            "best_score",
+            "bad_epochs",
+            "stopped",
+            "train_config",
+            "model_config",
+            "optimizer",
+        }
+        - set(meta)
+    )
     if missing:
         raise DataError(f"{folder / _STATE}: damaged checkpoint state, missing {missing}")
     if meta["model_config"] != model.config.to_dict():
-        raise ConfigError(f"{folder}: checkpoint model config {meta['model_config']} differs from "
-                          f"{model.config.to_dict()}")
+        raise ConfigError(
+            f"{folder}: checkpoint model config {meta['model_config']} differs from {model.config.to_dict()}"
+        )
     expected = model.state_dict()
     best = read_weights(folder / _BEST, expected) if (folder / _BEST).is_file() else None
-    state = TrainState(history=meta["history"], best_epoch=meta["best_epoch"], best_score=meta["best_score"],
-                       bad_epochs=meta["bad_epochs"], stopped=meta["stopped"])
-    return Checkpoint(epoch=int(meta["epoch"]), state=state, model=read_weights(folder / _MODEL, expected), best=best,
-                      optimizer={"meta": meta["optimizer"], "tensors": _read_tensors(folder / _OPTIM)},
-                      train_config=meta["train_config"], model_config=meta["model_config"])
+    state = TrainState(
+        history=meta["history"],
+        best_epoch=meta["best_epoch"],
+        best_score=meta["best_score"],
+        bad_epochs=meta["bad_epochs"],
+        stopped=meta["stopped"],
+    )
+    return Checkpoint(
+        epoch=int(meta["epoch"]),
+        state=state,
+        model=read_weights(folder / _MODEL, expected),
+        best=best,
+        optimizer={"meta": meta["optimizer"], "tensors": _read_tensors(folder / _OPTIM)},
+        train_config=meta["train_config"],
+        model_config=meta["model_config"],
+    )

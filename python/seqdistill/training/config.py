@@ -67,8 +67,10 @@ class TrainConfig(DictConfig):
             raise bad(self, "valid_ks", "a non-empty list of cut-offs >= 1")
         metric, _, k = self.valid_metric.partition("@")
         if metric not in VALID_METRICS or not k.isdigit() or int(k) < 1:
-            raise ConfigError(f"TrainConfig.valid_metric: expected '<metric>@<k>' with metric in "
-                              f"{list(VALID_METRICS)} and k >= 1 (e.g. 'ndcg@10'), got {self.valid_metric!r}")
+            raise ConfigError(
+                f"TrainConfig.valid_metric: expected '<metric>@<k>' with metric in "
+                f"{list(VALID_METRICS)} and k >= 1 (e.g. 'ndcg@10'), got {self.valid_metric!r}"
+            )
         if int(k) not in self.valid_ks:
             self.valid_ks = tuple(sorted(set(self.valid_ks) | {int(k)}))
 

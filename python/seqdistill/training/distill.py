@@ -114,7 +114,9 @@ class DistillationTerm:
     vanilla run's curve).
     """
 
-    def __init__(self, targets: np.ndarray, mask: np.ndarray | None, config: DistillConfig | None = None, train: bool = True) -> None:
+    def __init__(
+        self, targets: np.ndarray, mask: np.ndarray | None, config: DistillConfig | None = None, train: bool = True
+    ) -> None:
         targets = np.asarray(targets, dtype=np.float32)
         if targets.ndim != 2:
             raise DataError(f"DistillationTerm: targets must be [n_users, d], got shape {targets.shape}")
@@ -125,8 +127,10 @@ class DistillationTerm:
         if len(bad_rows):
             r = int(bad_rows[0])
             c = int(np.flatnonzero(~np.isfinite(targets[r]))[0])
-            raise DataError(f"DistillationTerm: target row {r} (a user with a profile), column {c} is "
-                            f"{targets[r, c]}; {len(bad_rows)} profiled row(s) are not finite")
+            raise DataError(
+                f"DistillationTerm: target row {r} (a user with a profile), column {c} is "
+                f"{targets[r, c]}; {len(bad_rows)} profiled row(s) are not finite"
+            )
         self.config = config or DistillConfig()
         self.train = train
         if self.config.standardize and mask.any():
@@ -139,11 +143,14 @@ class DistillationTerm:
         there is one target row per user of ``ds``."""
         check_block(self.config, model.config)
         if self._targets.shape[1] != model.config.hidden:
-            raise ConfigError(f"DistillationTerm: profile target size {self._targets.shape[1]} != "
-                              f"ModelConfig.hidden {model.config.hidden}")
+            raise ConfigError(
+                f"DistillationTerm: profile target size {self._targets.shape[1]} != "
+                f"ModelConfig.hidden {model.config.hidden}"
+            )
         if self._targets.shape[0] != ds.n_users:
-            raise DataError(f"DistillationTerm: {self._targets.shape[0]} target rows, dataset {ds.name!r} has "
-                            f"{ds.n_users} users")
+            raise DataError(
+                f"DistillationTerm: {self._targets.shape[0]} target rows, dataset {ds.name!r} has {ds.n_users} users"
+            )
 
     def active(self, epoch: int) -> bool:
         """True while the term is trained on (the distillation stage)."""

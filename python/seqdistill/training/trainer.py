@@ -55,13 +55,19 @@ def resolve_device(device: str) -> torch.device:
     dev = torch.device(device)
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(f"TrainConfig.device: {device!r} asked for, but CUDA is not available here "
-                              f"(torch {torch.__version__}); use 'auto' or 'cpu'")
+            raise ConfigError(
+                f"TrainConfig.device: {device!r} asked for, but CUDA is not available here "
+                f"(torch {torch.__version__}); use 'auto' or 'cpu'"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ConfigError(f"TrainConfig.device: {device!r} asked for, but this machine has "
-                              f"{torch.cuda.device_count()} CUDA device(s)")
+            raise ConfigError(
+                f"TrainConfig.device: {device!r} asked for, but this machine has "
+                f"{torch.cuda.device_count()} CUDA device(s)"
+            )
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"TrainConfig.device: {device!r} asked for, but MPS is not available here; use 'auto' or 'cpu'")
+        raise ConfigError(
+            f"TrainConfig.device: {device!r} asked for, but MPS is not available here; use 'auto' or 'cpu'"
+        )
     return dev
 
 
@@ -100,7 +106,9 @@ class Trainer:
     ) -> None:
         self.config = config or TrainConfig()
         if model.config.n_items != ds.n_items:
-            raise ConfigError(f"ModelConfig.n_items: model has {model.config.n_items}, dataset {ds.name!r} has {ds.n_items}")
+            raise ConfigError(
+                f"ModelConfig.n_items: model has {model.config.n_items}, dataset {ds.name!r} has {ds.n_items}"
+            )
         self.model, self.ds = model, ds
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.extra_losses = list(extra_losses)
@@ -196,8 +204,15 @@ class Trainer:
 
         return tqdm(batches, total=total, desc=f"epoch {epoch}", unit="batch", leave=False)
 
-    def _train_step(self, epoch: int, batch: int, n_batches: int, users: np.ndarray, win: np.ndarray,
-                    optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    def _train_step(
+        self,
+        epoch: int,
+        batch: int,
+        n_batches: int,
+        users: np.ndarray,
+        win: np.ndarray,
+        optimizer: torch.optim.Optimizer,
+    ) -> dict[str, float]:
         """Forward, the finiteness check, backward, clip, step. Returns the batch's log values."""
         cfg = self.config
         w = torch.from_numpy(win).to(self.device, non_blocking=True)
@@ -217,16 +232,24 @@ class Trainer:
         optimizer.step()
         return {"loss": total_v, "main_loss": main_v, **logs}
 
-    def _batch_losses(self, epoch: int, users: np.ndarray, w: Tensor
-                      ) -> tuple[Tensor, Tensor, dict[str, float], list[tuple[str, Tensor]]]:
+    def _batch_losses(
+        self, epoch: int, users: np.ndarray, w: Tensor
+    ) -> tuple[Tensor, Tensor, dict[str, float], list[tuple[str, Tensor]]]:
         """The model's loss, then each extra term in turn. Returns ``(total, main, logs,
         stages)``; ``stages`` names every loss computed, in order, for the finiteness check."""
         main, model_out = self.model.training_loss(w)
         total, logs, stages = main, {}, [("the model's loss", main)]
         if not self.extra_losses:
             return total, main, logs, stages
-        out = BatchOutput.of(model_out, users=torch.from_numpy(users).to(self.device), windows=w,
-                             main_loss=main, loss=main, epoch=epoch, model=self.model)
+        out = BatchOutput.of(
+            model_out,
+            users=torch.from_numpy(users).to(self.device),
+            windows=w,
+            main_loss=main,
+            loss=main,
+            epoch=epoch,
+            model=self.model,
+        )
         for i, term in enumerate(self.extra_losses):
             new_total, term_logs = term(replace(out, loss=total))
             if new_total is not None:
@@ -245,8 +268,10 @@ class Trainer:
             resume = "no checkpoint yet (a resumed run starts afresh)"
         else:
             resume = f"resume from {self.run_dir / CHECKPOINT_DIR} (end of epoch {self._saved_epoch})"
-        return TrainingError(f"non-finite loss at epoch {epoch}, batch {batch} of {n_batches}: {name} is "
-                             f"{float(value.detach().float())}; training stopped, nothing of this epoch was saved; {resume}")
+        return TrainingError(
+            f"non-finite loss at epoch {epoch}, batch {batch} of {n_batches}: {name} is "
+            f"{float(value.detach().float())}; training stopped, nothing of this epoch was saved; {resume}"
+        )
 
     # ------------------------------------------------------- validation / stopping
     def _validate(self, row: dict[str, Any]) -> float:
@@ -254,8 +279,14 @@ class Trainer:
         from seqdistill.evaluation import evaluate
 
         cfg = self.config
-        res = evaluate(self.model, self.ds, "valid", ks=cfg.valid_ks, batch_size=cfg.eval_batch_size,
-                       filter_seen=cfg.valid_filter_seen)
+        res = evaluate(
+            self.model,
+            self.ds,
+            "valid",
+            ks=cfg.valid_ks,
+            batch_size=cfg.eval_batch_size,
+            filter_seen=cfg.valid_filter_seen,
+        )
         row.update({f"valid_{k}": v for k, v in res.means.items()})
         return res.means[cfg.valid_metric]
 
@@ -275,7 +306,9 @@ class Trainer:
     def _save_checkpoint(self, epoch: int, optimizer: torch.optim.Optimizer) -> None:
         if self.run_dir is None:
             return
-        write_checkpoint(self.run_dir, epoch, self.state, self.model, self._best_state, optimizer, self.config.to_dict())
+        write_checkpoint(
+            self.run_dir, epoch, self.state, self.model, self._best_state, optimizer, self.config.to_dict()
+        )
         self._saved_epoch = epoch
         write_json(self.run_dir / "history.json", self.history)
 
@@ -287,8 +320,9 @@ class Trainer:
         if ck is None:
             return 0
         self.model.load_state_dict(ck.model)
-        optimizer.load_state_dict(join_optimizer_state(ck.optimizer["meta"], ck.optimizer["tensors"],
-                                                       optimizer.state_dict()))
+        optimizer.load_state_dict(
+            join_optimizer_state(ck.optimizer["meta"], ck.optimizer["tensors"], optimizer.state_dict())
+        )
         self.state, self._best_state, self._saved_epoch = ck.state, ck.best, ck.epoch
         return ck.epoch + 1
 

@@ -4,13 +4,14 @@ column checks, and building the `RawDataset` of the data contract.
 Reading follows :mod:`seqdistill.data.interactions`: a missing path, a folder where a file is
 expected, an empty file, invalid UTF-8 and malformed CSV are :class:`~seqdistill.errors.DataError`
 naming the file (and the line where it can be found); operating-system errors stay `OSError`."""
+
 from __future__ import annotations
 
 import gzip
 import io
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
-from collections.abc import Iterator
 
 import polars as pl
 
@@ -108,9 +109,7 @@ def require_columns(df: pl.DataFrame, needed: list[str], name: str) -> None:
     """Raise a DataError naming the file and every missing column."""
     missing = [c for c in needed if c not in df.columns]
     if missing:
-        raise DataError(
-            f"{name}: missing column(s) {missing}; the file has columns {df.columns}"
-        )
+        raise DataError(f"{name}: missing column(s) {missing}; the file has columns {df.columns}")
 
 
 def cast_column(
@@ -142,9 +141,7 @@ def cast_column(
         i = int(bad.arg_true()[0])
         value = s[i]
         what = "a missing value" if value is None else f"value {value!r}"
-        raise DataError(
-            f"{name}: column {column!r}, {unit} {i + first_line}: {what} is not a valid {dtype}"
-        )
+        raise DataError(f"{name}: column {column!r}, {unit} {i + first_line}: {what} is not a valid {dtype}")
     return df.with_columns(out.alias(column))
 
 
@@ -167,9 +164,7 @@ def make_raw(
     extra: dict | None = None,
 ):
     """Build the data contract's `RawDataset`."""
-    return RawDataset(
-        name=name, interactions=interactions, items=items, domain=domain, extra=dict(extra or {})
-    )
+    return RawDataset(name=name, interactions=interactions, items=items, domain=domain, extra=dict(extra or {}))
 
 
 def dedupe_items(items: pl.DataFrame) -> pl.DataFrame:

@@ -11,6 +11,7 @@ the session's row in the file (before any locale filter), position its place in 
 L the longest session length in the file. Sessions thus never overlap in time and file order is
 the only notion of time, so a global temporal split cuts the file into earlier and later sessions.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

