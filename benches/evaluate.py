@@ -31,9 +31,9 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -102,7 +102,9 @@ def run_topk_case(n_rows: int, n_items: int, chunk: int, seed: int = 0) -> dict:
         base_s += t2 - t1
         # float32 random scores do tie; torch.topk orders ties arbitrarily, ours by lower id.
         # Same result = the same score at every rank (ids may differ only inside a tie).
-        same &= bool(np.array_equal(np.take_along_axis(scores, ours.topk, 1), np.take_along_axis(scores, ref["topk"], 1)))
+        same &= bool(
+            np.array_equal(np.take_along_axis(scores, ours.topk, 1), np.take_along_axis(scores, ref["topk"], 1))
+        )
         tie_rows += int((ours.topk != ref["topk"]).any(axis=1).sum())
         for key in ref:
             if key != "topk":
@@ -128,7 +130,9 @@ def gemm_loop(q: torch.Tensor, table: torch.Tensor, block: int) -> None:
         torch.mm(q[lo : lo + rows], wt, out=buf[:rows])
 
 
-def gemm_candidates(q: torch.Tensor, table: torch.Tensor, blocks: list[int], threads: list[int], share: int) -> tuple[list[tuple[int, int]], list[str]]:
+def gemm_candidates(
+    q: torch.Tensor, table: torch.Tensor, blocks: list[int], threads: list[int], share: int
+) -> tuple[list[tuple[int, int]], list[str]]:
     """For each thread count, the fastest block size of the GEMM-only loop over the first
     ``share`` rows (best of 3). Every candidate is then timed in every repeat and the faster
     median is the floor: on a shared machine the best thread count changes with the load."""
@@ -143,7 +147,9 @@ def gemm_candidates(q: torch.Tensor, table: torch.Tensor, blocks: list[int], thr
     return [(b, th) for th, (_, b) in best.items()], log
 
 
-def previous_loop(q: torch.Tensor, table: torch.Tensor, targets: np.ndarray, seen: tuple[np.ndarray, np.ndarray], block: int = 1024) -> np.ndarray:
+def previous_loop(
+    q: torch.Tensor, table: torch.Tensor, targets: np.ndarray, seen: tuple[np.ndarray, np.ndarray], block: int = 1024
+) -> np.ndarray:
     """What ``evaluate`` did before reused buffers: a fresh score block per batch, the core in a
     worker thread. Returns the top-k ids (to check the result)."""
     wt = table.t()
@@ -167,21 +173,39 @@ def previous_loop(q: torch.Tensor, table: torch.Tensor, targets: np.ndarray, see
     return topk
 
 
-def one_shot(q: torch.Tensor, table: torch.Tensor, targets: np.ndarray, seen: tuple[np.ndarray, np.ndarray] | None) -> core.TopkMetrics:
+def one_shot(
+    q: torch.Tensor, table: torch.Tensor, targets: np.ndarray, seen: tuple[np.ndarray, np.ndarray] | None
+) -> core.TopkMetrics:
     """Reference: fresh score matrices of near-equal chunks of at most 4,096 rows (each at least
     16 rows when there are), each handed to the core whole."""
     n = q.shape[0]
     parts = []
     for idx in np.array_split(np.arange(n), max(1, -(-n // 4096))):
         lo, hi = int(idx[0]), int(idx[-1]) + 1
-        so, si = (seen[0][lo : hi + 1] - seen[0][lo], seen[1][seen[0][lo] : seen[0][hi]]) if seen is not None else (None, None)
-        parts.append(core.topk_metrics((q[lo:hi] @ table.t()).numpy(), KS, np.arange(hi - lo + 1), targets[lo:hi], so, si, min_item=1))
+        so, si = (
+            (seen[0][lo : hi + 1] - seen[0][lo], seen[1][seen[0][lo] : seen[0][hi]])
+            if seen is not None
+            else (None, None)
+        )
+        parts.append(
+            core.topk_metrics(
+                (q[lo:hi] @ table.t()).numpy(), KS, np.arange(hi - lo + 1), targets[lo:hi], so, si, min_item=1
+            )
+        )
     cat = {name: np.concatenate([getattr(p, name) for p in parts], axis=1) for name in core.METRICS}
     return core.TopkMetrics(ks=tuple(KS), topk=np.concatenate([p.topk for p in parts]), **cat)
 
 
-def run_scoring_case(n_rows: int, n_items: int, hidden: int, n_seen: int, repeats: int, blocks: list[int],
-                     variants: list[tuple[int | None, int | None]], seed: int = 0) -> list[dict]:
+def run_scoring_case(
+    n_rows: int,
+    n_items: int,
+    hidden: int,
+    n_seen: int,
+    repeats: int,
+    blocks: list[int],
+    variants: list[tuple[int | None, int | None]],
+    seed: int = 0,
+) -> list[dict]:
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     q = torch.randn(n_rows, hidden, generator=gen)
@@ -195,7 +219,9 @@ def run_scoring_case(n_rows: int, n_items: int, hidden: int, n_seen: int, repeat
     m = min(n_rows, 4096)
     ref = one_shot(q[:m], table, targets[:m], (seen[0][: m + 1], seen[1][: seen[0][m]]))
     same = all(
-        same_metrics(rank_queries(q[:m], table, targets[:m], KS, (seen[0][: m + 1], seen[1][: seen[0][m]]), sel, b, True), ref)
+        same_metrics(
+            rank_queries(q[:m], table, targets[:m], KS, (seen[0][: m + 1], seen[1][: seen[0][m]]), sel, b, True), ref
+        )
         for sel, b in [("rust", None), ("rust", 1000), ("torch", 256)]
     )
     print(f"{case}: same result on the first {m} rows (rust and torch selection): {same}", flush=True)
@@ -216,15 +242,23 @@ def run_scoring_case(n_rows: int, n_items: int, hidden: int, n_seen: int, repeat
             times.append(median_time(lambda: floor(b, th), 1))
         for b, th_ours in [(None, None), *variants]:  # (None, None) = evaluate's defaults
             out = {}
-            t = median_time(lambda: out.setdefault("r", rank_queries(q, table, targets, KS, seen, "rust", b, True, th_ours)), 1)
+            t = median_time(
+                lambda: out.setdefault("r", rank_queries(q, table, targets, KS, seen, "rust", b, True, th_ours)), 1
+            )
             results.setdefault(f"ours {b} {th_ours}", []).append(t)
             same &= bool(np.array_equal(out["r"].topk[:m], ref.topk))
         prev: dict[str, np.ndarray] = {}
         t_prev = median_time(lambda: prev.setdefault("t", previous_loop(q, table, targets, seen)), 1)
         results.setdefault("previous", []).append(t_prev)
         same_previous &= bool(np.array_equal(prev["t"][:m], ref.topk))
-        print(f"  repeat {r + 1}: " + ", ".join(f"floor {b}x{th} {v[-1]:.2f} s" for (b, th), v in floors.items()) + ", "
-              + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in results.items()) + f" ({load()})", flush=True)
+        print(
+            f"  repeat {r + 1}: "
+            + ", ".join(f"floor {b}x{th} {v[-1]:.2f} s" for (b, th), v in floors.items())
+            + ", "
+            + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in results.items())
+            + f" ({load()})",
+            flush=True,
+        )
 
     (block, th), floor_s = min(((c, statistics.median(v)) for c, v in floors.items()), key=lambda x: x[1])
     floor_name = f"torch.mm(out=) into one reused buffer, {block}-row blocks, {th} thread(s)"
@@ -236,12 +270,23 @@ def run_scoring_case(n_rows: int, n_items: int, hidden: int, n_seen: int, repeat
             what = "previous evaluate loop (fresh 1,024-row block per batch, core in a worker)"
         else:
             _, b, th_ours = name.split()
-            what = (f"rank_queries, rust selection, {b.replace('None', 'default')}-row blocks, "
-                    f"{th_ours.replace('None', 'default')} GEMM thread(s)")
-        rows.append({"case": f"{case}: {what}", "ours_s": round(s, 3), "baseline": floor_name, "baseline_s": round(floor_s, 3),
-                     "ratio": round(floor_s / s, 3), "same_result": same_previous if name == "previous" else same,
-                     "times_floor": round(s / floor_s, 3),
-                     "repeats": repeats, "load_after": load()})
+            what = (
+                f"rank_queries, rust selection, {b.replace('None', 'default')}-row blocks, "
+                f"{th_ours.replace('None', 'default')} GEMM thread(s)"
+            )
+        rows.append(
+            {
+                "case": f"{case}: {what}",
+                "ours_s": round(s, 3),
+                "baseline": floor_name,
+                "baseline_s": round(floor_s, 3),
+                "ratio": round(floor_s / s, 3),
+                "same_result": same_previous if name == "previous" else same,
+                "times_floor": round(s / floor_s, 3),
+                "repeats": repeats,
+                "load_after": load(),
+            }
+        )
         print(f"  {what}: {s:.2f} s = {s / floor_s:.2f}x the GEMM floor ({floor_s:.2f} s)", flush=True)
     return rows
 
@@ -256,7 +301,7 @@ def random_dataset(n_users: int, n_items: int, mean_len: int, seed: int = 0):
     lengths = np.maximum(3, rng.poisson(mean_len, size=n_users))
     users = np.repeat(np.arange(n_users), lengths)
     items = rng.integers(0, n_items, size=len(users))
-    items[: n_items] = np.arange(n_items)  # every item occurs
+    items[:n_items] = np.arange(n_items)  # every item occurs
     t = np.arange(len(users))
     df = pl.DataFrame({"user_id": users, "item_id": items, "timestamp": t})
     return prepare(df, k_core=None, split=SplitConfig(kind="leave_one_out"), name="random")
@@ -274,7 +319,9 @@ def run_evaluate_case(n_users: int, n_items: int, max_len: int, repeats: int) ->
     with torch.no_grad():
         chunks = np.array_split(inp.windows, max(1, -(-len(inp.windows) // 1024)))  # each >= 16 rows
         q = torch.cat([model.next_item_hidden(torch.from_numpy(c)) for c in chunks])
-        ref = one_shot(q, model.item_emb.weight[: ds.n_items + 1].detach(), inp.targets, (inp.seen_offsets, inp.seen_items))
+        ref = one_shot(
+            q, model.item_emb.weight[: ds.n_items + 1].detach(), inp.targets, (inp.seen_offsets, inp.seen_items)
+        )
     res = evaluate(model, ds, "test", ks=KS, filter_seen=True, return_topk=True)
     same = bool(np.array_equal(res.topk, ref.topk)) and all(np.array_equal(res.per_row[k], ref[k]) for k in ref.keys())
     table = model.item_emb.weight[: ds.n_items + 1].detach()
@@ -295,13 +342,26 @@ def run_evaluate_case(n_users: int, n_items: int, max_len: int, repeats: int) ->
     total, fwd = statistics.median(totals), statistics.median(forwards)
     rank = total - fwd
     base = fwd + floor_s
-    print(f"{case}: total {total:.2f} s = forward {fwd:.2f} s + the rest {rank:.2f} s; forward + GEMM floor "
-          f"{base:.2f} s (floor {floor_s:.2f} s): {total / base:.2f}x; same result: {same} ({load()})", flush=True)
-    return {"case": case, "ours_s": round(total, 3), "forward_s": round(fwd, 3), "rank_s": round(rank, 3),
-            "baseline": f"its forward pass + GEMM-only floor: torch.mm(out=) into one reused buffer, {block}-row blocks, "
-                        f"{th} thread(s), same query vectors",
-            "baseline_s": round(base, 3), "gemm_floor_s": round(floor_s, 3), "ratio": round(base / total, 3),
-            "same_result": same, "times_floor": round(total / base, 3), "repeats": repeats, "load_after": load()}
+    print(
+        f"{case}: total {total:.2f} s = forward {fwd:.2f} s + the rest {rank:.2f} s; forward + GEMM floor "
+        f"{base:.2f} s (floor {floor_s:.2f} s): {total / base:.2f}x; same result: {same} ({load()})",
+        flush=True,
+    )
+    return {
+        "case": case,
+        "ours_s": round(total, 3),
+        "forward_s": round(fwd, 3),
+        "rank_s": round(rank, 3),
+        "baseline": f"its forward pass + GEMM-only floor: torch.mm(out=) into one reused buffer, {block}-row blocks, "
+        f"{th} thread(s), same query vectors",
+        "baseline_s": round(base, 3),
+        "gemm_floor_s": round(floor_s, 3),
+        "ratio": round(base / total, 3),
+        "same_result": same,
+        "times_floor": round(total / base, 3),
+        "repeats": repeats,
+        "load_after": load(),
+    }
 
 
 def main() -> None:
@@ -325,8 +385,11 @@ def main() -> None:
             n_rows, n_items = (int(x) for x in case.lower().split("x"))
             r = run_topk_case(n_rows, n_items, args.chunk)
             rows.append(r)
-            print(f"{r['case']:>30}: ours {r['ours_s']:.3f} s, {r['baseline']} {r['baseline_s']:.3f} s, "
-                  f"ratio {r['ratio']:.2f}x, same result: {r['same_result']}", flush=True)
+            print(
+                f"{r['case']:>30}: ours {r['ours_s']:.3f} s, {r['baseline']} {r['baseline_s']:.3f} s, "
+                f"ratio {r['ratio']:.2f}x, same result: {r['same_result']}",
+                flush=True,
+            )
     if "scoring" in only:
         n_rows, n_items, hidden = (int(x) for x in args.scoring.lower().split("x"))
         blocks = [int(b) for b in args.floor_blocks.split(",")]

@@ -158,10 +158,27 @@ def test_same_result_whatever_batch_block_and_selection(kind, filter_seen):
     ks = (1, 5, 10)
     ref = one_shot(model, ds, "test", ks, filter_seen)
     assert len(ref.topk) == 70
-    for batch_size, block_rows, selection in [(1, None, "rust"), (2, 1, "rust"), (3, 2, "torch"), (7, 5, "rust"),
-                                              (16, 16, "torch"), (64, 3, "rust"), (1024, None, "rust"), (1024, 128, "torch")]:
-        res = evaluate(model, ds, "test", ks=ks, filter_seen=filter_seen, batch_size=batch_size,
-                       block_rows=block_rows, selection=selection, return_topk=True)
+    for batch_size, block_rows, selection in [
+        (1, None, "rust"),
+        (2, 1, "rust"),
+        (3, 2, "torch"),
+        (7, 5, "rust"),
+        (16, 16, "torch"),
+        (64, 3, "rust"),
+        (1024, None, "rust"),
+        (1024, 128, "torch"),
+    ]:
+        res = evaluate(
+            model,
+            ds,
+            "test",
+            ks=ks,
+            filter_seen=filter_seen,
+            batch_size=batch_size,
+            block_rows=block_rows,
+            selection=selection,
+            return_topk=True,
+        )
         where = f"batch_size={batch_size} block_rows={block_rows} selection={selection}"
         np.testing.assert_array_equal(res.topk, ref.topk, err_msg=where)
         for key in ref.keys():
@@ -205,7 +222,9 @@ def test_scores_only_model_ranks_like_the_gemm_path():
         wins = torch.from_numpy(np.random.default_rng(0).integers(0, ds.n_items + 1, size=(20, 8)))
         assert torch.equal(model.next_item_scores(wins), model.score(model.next_item_hidden(wins)))
     fast = evaluate(model, ds, "test", ks=(3, 10), filter_seen=True, return_topk=True, batch_size=9, block_rows=4)
-    slow = evaluate(ScoresOnly(model), ds, "test", ks=(3, 10), filter_seen=True, return_topk=True, batch_size=9, block_rows=4)
+    slow = evaluate(
+        ScoresOnly(model), ds, "test", ks=(3, 10), filter_seen=True, return_topk=True, batch_size=9, block_rows=4
+    )
     np.testing.assert_array_equal(fast.topk, slow.topk)
     for key in fast.per_row:
         np.testing.assert_array_equal(fast.per_row[key], slow.per_row[key], err_msg=key)

@@ -36,9 +36,10 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -131,7 +132,9 @@ def topk_ids(
 
 def _slice_csr(offsets: np.ndarray, values: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
     a, b = int(offsets[lo]), int(offsets[hi])
-    return np.ascontiguousarray(offsets[lo : hi + 1] - a, dtype=np.int64), np.ascontiguousarray(values[a:b], dtype=np.int64)
+    return np.ascontiguousarray(offsets[lo : hi + 1] - a, dtype=np.int64), np.ascontiguousarray(
+        values[a:b], dtype=np.int64
+    )
 
 
 def _pad_rows(x: torch.Tensor, rows: int) -> torch.Tensor:
@@ -222,7 +225,9 @@ class BlockRanker:
     def add_scores(self, lo: int, scores: torch.Tensor) -> None:
         """Rank a ready score matrix ``[rows, n_items + 1]`` of rows ``lo..lo + rows``."""
         if scores.ndim != 2 or scores.shape[1] != self.n_cols:
-            raise ConfigError(f"evaluate: the model returned scores of shape {tuple(scores.shape)}, expected [rows, {self.n_cols}]")
+            raise ConfigError(
+                f"evaluate: the model returned scores of shape {tuple(scores.shape)}, expected [rows, {self.n_cols}]"
+            )
         for s in range(0, scores.shape[0], self.block_rows):
             block = scores[s : s + self.block_rows]
             self._rank_block(lo + s, lambda out, b=block: b if out is None else out[: b.shape[0]].copy_(b))
@@ -411,7 +416,9 @@ def evaluate(
     if selection not in (None, "rust", "torch"):
         raise ConfigError(f"evaluate: selection must be 'rust' or 'torch', got {selection!r}")
     if model.config.n_items != ds.n_items:
-        raise ConfigError(f"evaluate: model has n_items={model.config.n_items} but dataset {ds.name!r} has {ds.n_items}")
+        raise ConfigError(
+            f"evaluate: model has n_items={model.config.n_items} but dataset {ds.name!r} has {ds.n_items}"
+        )
     t_start = time.perf_counter()
     inp = eval_inputs(ds, part, model.input_length)
     n, n_cols = len(inp.users), ds.n_items + 1
@@ -432,7 +439,10 @@ def evaluate(
     model.eval()
     try:
         threads = _default_gemm_threads(dev)
-        with torch.no_grad(), BlockRanker(n_cols, ks, inp.targets, seen, table, sel, rows, return_topk, threads) as ranker:
+        with (
+            torch.no_grad(),
+            BlockRanker(n_cols, ks, inp.targets, seen, table, sel, rows, return_topk, threads) as ranker,
+        ):
             for lo in starts:
                 hi = min(n, lo + batch_size)
                 t0 = time.perf_counter()
