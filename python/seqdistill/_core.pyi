@@ -108,7 +108,9 @@ class PreparedLog:
 
 @final
 class TopkMetrics:
-    def __new__(cls, *, ks: list[int], topk: _I64 | None, ndcg: _F64, recall: _F64, hit_rate: _F64, mrr: _F64) -> TopkMetrics: ...
+    def __new__(
+        cls, *, ks: list[int], topk: _I64 | None, ndcg: _F64, recall: _F64, hit_rate: _F64, mrr: _F64
+    ) -> TopkMetrics: ...
     @property
     def ks(self) -> tuple[int, ...]: ...
     @property
