@@ -118,37 +118,12 @@ def _profile_targets(ds, store, folder: Path, config: ExperimentConfig, dim: int
     return reduce_targets(users, emb, ds.n_users, folder / _REDUCED, cfg)
 
 
-def _read_npy(path: str, key: str) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: [profiles] {key}: not a readable .npy array ({e.__class__.__name__}: {e})") from None
-
-
 def _given_targets(config: ExperimentConfig, ds, dim: int) -> tuple[np.ndarray, np.ndarray]:
     """``[profiles] targets`` / ``mask`` files, checked: shape, finite values, a boolean mask."""
+    from seqdistill.profiles.targets import read_targets
+
     spec = config.profiles
-    targets = _read_npy(spec.targets, "targets")
-    if targets.shape != (ds.n_users, dim) or targets.dtype.kind not in "fiu":
-        raise DataError(
-            f"{spec.targets}: [profiles] targets: expected numbers of shape ({ds.n_users}, {dim}) "
-            f"(users x model hidden), got {targets.dtype} {targets.shape}"
-        )
-    targets = targets.astype(np.float32)
-    mask = np.ones(len(targets), bool)
-    if spec.mask:
-        mask = _read_npy(spec.mask, "mask")
-        if mask.shape != (ds.n_users,) or not (
-            mask.dtype == bool or (mask.dtype.kind in "iu" and np.isin(mask, (0, 1)).all())
-        ):
-            raise DataError(
-                f"{spec.mask}: [profiles] mask: expected {ds.n_users} booleans, got {mask.dtype} {mask.shape}"
-            )
-        mask = mask.astype(bool)
-    bad = np.flatnonzero(~np.isfinite(targets).all(axis=1) & mask)
-    if len(bad):
-        raise DataError(f"{spec.targets}: [profiles] targets: row {bad[0]} holds NaN or infinity")
-    return targets, mask
+    return read_targets(spec.targets, spec.mask, ds.n_users, dim, keys=("[profiles] targets", "[profiles] mask"))
 
 
 def compute_targets(
