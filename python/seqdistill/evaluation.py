@@ -34,9 +34,12 @@ input history from the candidates (the more common protocol in other papers).
 
 from __future__ import annotations
 
+import contextlib
+import re
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -50,14 +53,28 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
-    "BlockRanker",
-    "EvalResult",
+    "DEFAULT_PROTOCOLS",
     "METRICS",
     "MIN_BLOCK",
+    "SAMPLE_BLOCK",
+    "BlockRanker",
+    "EvalResult",
+    "FullRanking",
+    "NegativeSampler",
+    "Protocol",
+    "SampledCandidates",
+    "SampledRanker",
+    "SampledRanking",
     "block_scores",
     "evaluate",
+    "evaluate_protocols",
+    "format_table",
     "model_outputs",
+    "parse_protocol",
+    "protocol_table",
     "rank_queries",
+    "sample_negatives",
+    "sampled_candidates",
     "topk_ids",
 ]
 
@@ -77,8 +94,9 @@ DEVICE_BLOCK_BYTES = 1 << 28
 @dataclass
 class EvalResult:
     """Mean metrics (NaN-skipping), per-row metric arrays aligned with ``users`` (for paired
-    tests), optionally each row's top-k dense item ids (-1 where fewer candidates), and the
-    seconds spent (``forward_s``: the model's forward pass, ``total_s``: everything)."""
+    tests), optionally each row's top-k dense item ids (-1 where fewer candidates), the
+    seconds spent (``forward_s``: the model's forward pass, ``total_s``: everything) and, for a
+    sampled protocol asked to keep them, each row's negatives (``[rows, n]``, -1 = none)."""
 
     means: dict[str, float]
     per_row: dict[str, np.ndarray]
@@ -87,6 +105,7 @@ class EvalResult:
     topk: np.ndarray | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    negatives: np.ndarray | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable summary (means and settings, not the per-row arrays or timings)."""
@@ -214,6 +233,14 @@ class BlockRanker:
         self.gemm_threads = gemm_threads
 
     # ---------------------------------------------------------------------- feeding
+    def add(self, lo: int, out: torch.Tensor) -> None:
+        """Rank the model's outputs for rows ``lo..``: query vectors when the ranker has an item
+        table, score rows otherwise (what :func:`model_outputs` returns in each case)."""
+        if self._table_t is not None:
+            self.add_queries(lo, out)
+        else:
+            self.add_scores(lo, out)
+
     def add_queries(self, lo: int, queries: torch.Tensor) -> None:
         """Score query vectors ``[rows, d]`` of rows ``lo..lo + rows`` and rank them."""
         if self._table_t is None:
@@ -382,6 +409,113 @@ def _item_table(model) -> torch.Tensor | None:
     return table if table.dtype == torch.float32 else None
 
 
+@dataclass
+class _Setup:
+    """What every protocol's ranker is built from (one forward pass feeds them all)."""
+
+    ds: Any
+    inp: Any  # seqdistill.data.sequences.EvalInputs
+    ks: list[int]
+    n_cols: int
+    table: torch.Tensor | None
+    device: torch.device
+    selection: Selection
+    block_rows: int
+    gemm_threads: int | None
+    return_topk: bool = False
+    seed: int = 0
+    keep_negatives: bool = False
+
+
+def _check_call(model, ds, ks, batch_size: int, block_rows: int | None, selection: str | None) -> list[int]:
+    """Arguments shared by :func:`evaluate` and :func:`evaluate_protocols`, checked before any work."""
+    ks = _check_ks(ks)
+    if batch_size < 1:
+        raise ConfigError(f"evaluate: batch_size must be >= 1, got {batch_size}")
+    if block_rows is not None and block_rows < 1:
+        raise ConfigError(f"evaluate: block_rows must be >= 1, got {block_rows}")
+    if selection not in (None, "rust", "torch"):
+        raise ConfigError(f"evaluate: selection must be 'rust' or 'torch', got {selection!r}")
+    if model.config.n_items != ds.n_items:
+        raise ConfigError(
+            f"evaluate: model has n_items={model.config.n_items} but dataset {ds.name!r} has {ds.n_items}"
+        )
+    return ks
+
+
+def _setup(model, ds, part: str, ks: list[int], device: str | None, selection, block_rows, **extra: Any) -> _Setup:
+    import torch
+
+    from seqdistill.data.sequences import eval_inputs
+
+    inp = eval_inputs(ds, part, model.input_length)
+    dev = torch.device(device) if device is not None else model.device
+    table = _item_table(model)
+    n_cols = ds.n_items + 1
+    return _Setup(
+        ds=ds,
+        inp=inp,
+        ks=ks,
+        n_cols=n_cols,
+        table=None if table is None else table.to(dev),
+        device=dev,
+        selection=_default_selection(dev) if selection is None else selection,
+        block_rows=_default_block_rows(dev, n_cols) if block_rows is None else block_rows,
+        gemm_threads=_default_gemm_threads(dev),
+        **extra,
+    )
+
+
+@contextlib.contextmanager
+def _inference(model) -> Iterator[None]:
+    """The model in eval mode without autograd; its training flag is restored afterwards."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def _forward(
+    model, setup: _Setup, batch_size: int, rankers: Sequence[Any], desc: str | None
+) -> tuple[float, list[float]]:
+    """Run the forward pass ``batch_size`` rows at a time and hand every batch's outputs to each
+    ranker (``ranker.add(lo, out)``). Returns the forward seconds and the seconds each ranker took;
+    ``desc`` shows a progress bar."""
+    import torch
+
+    windows, dev = setup.inp.windows, setup.device
+    n = len(windows)
+    starts: Any = range(0, n, batch_size)
+    if desc is not None:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc=desc, unit="batch")
+    forward_s, spent = 0.0, [0.0] * len(rankers)
+    for lo in starts:
+        t0 = time.perf_counter()
+        batch = torch.from_numpy(np.ascontiguousarray(windows[lo : lo + batch_size])).to(dev)
+        out = model_outputs(model, batch, setup.table)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        forward_s += time.perf_counter() - t0
+        for i, ranker in enumerate(rankers):
+            t0 = time.perf_counter()
+            ranker.add(lo, out)
+            spent[i] += time.perf_counter() - t0
+    return forward_s, spent
+
+
+def _means(per_row: dict[str, np.ndarray], n: int) -> dict[str, float]:
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return {key: float(np.nanmean(v)) if n else float("nan") for key, v in per_row.items()}
+
+
 def evaluate(
     model,
     ds,
@@ -403,65 +537,561 @@ def evaluate(
     are scored and ranked at a time (default: 64 on the CPU, sized to the catalogue on a GPU);
     ``selection`` is ``"rust"`` (default on the CPU) or ``"torch"`` (default elsewhere). Neither
     changes the result. Returns an :class:`EvalResult`; keys are ``"ndcg@10"`` etc.
+    :func:`evaluate_protocols` ranks the same rows under several protocols in one pass.
     """
-    import torch
-
-    from seqdistill.data.sequences import eval_inputs
-
-    ks = _check_ks(ks)
-    if batch_size < 1:
-        raise ConfigError(f"evaluate: batch_size must be >= 1, got {batch_size}")
-    if block_rows is not None and block_rows < 1:
-        raise ConfigError(f"evaluate: block_rows must be >= 1, got {block_rows}")
-    if selection not in (None, "rust", "torch"):
-        raise ConfigError(f"evaluate: selection must be 'rust' or 'torch', got {selection!r}")
-    if model.config.n_items != ds.n_items:
-        raise ConfigError(
-            f"evaluate: model has n_items={model.config.n_items} but dataset {ds.name!r} has {ds.n_items}"
-        )
+    ks = _check_call(model, ds, ks, batch_size, block_rows, selection)
     t_start = time.perf_counter()
-    inp = eval_inputs(ds, part, model.input_length)
-    n, n_cols = len(inp.users), ds.n_items + 1
-    dev = torch.device(device) if device is not None else model.device
-    table = _item_table(model)
-    if table is not None:
-        table = table.to(dev)
-    sel = _default_selection(dev) if selection is None else selection
-    rows = _default_block_rows(dev, n_cols) if block_rows is None else block_rows
-    seen = (inp.seen_offsets, inp.seen_items) if filter_seen else None
-    starts = range(0, n, batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-
-        starts = tqdm(starts, desc=f"evaluate {part}", unit="batch")
-    forward_s = 0.0
-    was_training = model.training
-    model.eval()
-    try:
-        threads = _default_gemm_threads(dev)
-        with (
-            torch.no_grad(),
-            BlockRanker(n_cols, ks, inp.targets, seen, table, sel, rows, return_topk, threads) as ranker,
-        ):
-            for lo in starts:
-                hi = min(n, lo + batch_size)
-                t0 = time.perf_counter()
-                out = model_outputs(model, torch.from_numpy(np.ascontiguousarray(inp.windows[lo:hi])).to(dev), table)
-                if dev.type == "cuda":
-                    torch.cuda.synchronize(dev)
-                forward_s += time.perf_counter() - t0
-                if table is not None:
-                    ranker.add_queries(lo, out)
-                else:
-                    ranker.add_scores(lo, out)
-            res = ranker.result()
-    finally:
-        model.train(was_training)
-
+    setup = _setup(model, ds, part, ks, device, selection, block_rows, return_topk=return_topk)
+    inp = setup.inp
+    with _inference(model), FullRanking(filter_seen).ranker(setup) as ranker:
+        forward_s, _ = _forward(model, setup, batch_size, [ranker], f"evaluate {part}" if progress else None)
+        res = ranker.result()
     per_row = {key: res[key] for key in res.keys()}
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        means = {key: float(np.nanmean(v)) if n else float("nan") for key, v in per_row.items()}
     settings = {"part": part, "ks": ks, "filter_seen": filter_seen, "max_len": model.input_length}
     timings = {"forward_s": forward_s, "total_s": time.perf_counter() - t_start}
-    return EvalResult(means, per_row, inp.users, inp.targets, res.topk, settings, timings)
+    return EvalResult(_means(per_row, len(inp.users)), per_row, inp.users, inp.targets, res.topk, settings, timings)
+
+
+# ------------------------------------------------------------------------ protocols
+@dataclass(frozen=True)
+class Protocol(ABC):
+    """One way of ranking a row's target; :func:`evaluate_protocols` runs several on one forward
+    pass. A new protocol is a subclass with a :attr:`name`, a JSON :meth:`definition` and a
+    :meth:`ranker` fed the model's outputs block by block."""
+
+    @property
+    @abstractmethod
+    def name(self) -> str:
+        """The protocol as written on the command line, e.g. ``"sampled-pop:100"``."""
+
+    @abstractmethod
+    def definition(self) -> dict[str, Any]:
+        """What the protocol does, as recorded beside its numbers."""
+
+    @abstractmethod
+    def ranker(self, setup: _Setup) -> Any:
+        """A context manager with ``add(lo, out)`` and ``result() -> core.TopkMetrics``."""
+
+
+@dataclass(frozen=True)
+class FullRanking(Protocol):
+    """Every item of the catalogue is a candidate; ``filter_seen`` removes the row's history."""
+
+    filter_seen: bool = False
+
+    @property
+    def name(self) -> str:
+        return "full_filtered" if self.filter_seen else "full"
+
+    def definition(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "candidates": "every item",
+            "seen_items": "removed" if self.filter_seen else "kept",
+        }
+
+    def ranker(self, setup: _Setup) -> BlockRanker:
+        inp = setup.inp
+        seen = (inp.seen_offsets, inp.seen_items) if self.filter_seen else None
+        return BlockRanker(
+            setup.n_cols,
+            setup.ks,
+            inp.targets,
+            seen,
+            setup.table,
+            setup.selection,
+            setup.block_rows,
+            setup.return_topk,
+            setup.gemm_threads,
+        )
+
+
+Weighting = Literal["uniform", "popularity"]
+
+
+@dataclass(frozen=True)
+class SampledRanking(Protocol):
+    """The target and ``n_negatives`` items drawn for its row (:class:`NegativeSampler`) are the
+    candidates; ``weighting="popularity"`` draws in proportion to each item's count in the
+    training part (:func:`seqdistill.training.item_counts`: every user's training prefix)."""
+
+    n_negatives: int = 100
+    weighting: Weighting = "uniform"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.n_negatives, bool) or not isinstance(self.n_negatives, int) or self.n_negatives < 1:
+            raise ConfigError(f"protocol: the number of negatives must be an integer >= 1, got {self.n_negatives!r}")
+        if self.weighting not in ("uniform", "popularity"):
+            raise ConfigError(f"protocol: weighting must be 'uniform' or 'popularity', got {self.weighting!r}")
+
+    @property
+    def name(self) -> str:
+        return f"{'sampled-pop' if self.weighting == 'popularity' else 'sampled'}:{self.n_negatives}"
+
+    def definition(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "candidates": f"the target and {self.n_negatives} sampled negatives",
+            "n_negatives": self.n_negatives,
+            "weighting": self.weighting,
+            "negatives_exclude": "the target and the row's seen items (its history before the target)",
+            "replacement": False,
+        }
+        if self.weighting == "popularity":
+            out["popularity"] = "item counts over every user's training prefix"
+        return out
+
+    def ranker(self, setup: _Setup) -> SampledRanker:
+        inp = setup.inp
+        from seqdistill.training import item_counts
+
+        counts = item_counts(setup.ds) if self.weighting == "popularity" else None
+        sampler = NegativeSampler(
+            self.n_negatives,
+            inp.targets,
+            (inp.seen_offsets, inp.seen_items),
+            n_items=setup.n_cols - 1,
+            counts=counts,
+            seed=setup.seed,
+        )
+        return SampledRanker(sampler, setup.ks, setup.table, setup.device, setup.keep_negatives)
+
+
+DEFAULT_PROTOCOLS = ("full", "full_filtered", "sampled:100", "sampled-pop:100")
+_SAMPLED = re.compile(r"(sampled|sampled-pop):(\d+)")
+
+
+def parse_protocol(text: str | Protocol) -> Protocol:
+    """``"full"``, ``"full_filtered"``, ``"sampled:N"`` or ``"sampled-pop:N"`` (N >= 1) as a
+    :class:`Protocol`; anything else is a :class:`~seqdistill.errors.ConfigError` naming it."""
+    if isinstance(text, Protocol):
+        return text
+    if text in ("full", "full_filtered"):
+        return FullRanking(filter_seen=text == "full_filtered")
+    m = _SAMPLED.fullmatch(str(text))
+    if m is None or int(m[2]) < 1:
+        raise ConfigError(
+            f"protocol {text!r}: expected full, full_filtered, sampled:N or sampled-pop:N with N an integer >= 1"
+        )
+    return SampledRanking(int(m[2]), "popularity" if m[1] == "sampled-pop" else "uniform")
+
+
+# ------------------------------------------------------------------ sampled negatives
+#: Rows per sampling generator and per scored block of a sampled protocol. A block's negatives
+#: come from ``numpy.random.default_rng([seed, block index])`` and its scores from one batched
+#: product over exactly this many rows, so neither depends on the evaluation batch size.
+SAMPLE_BLOCK = 512
+#: Rounds of the vectorised draw before a row's remaining negatives are drawn by exact keys.
+_STREAM_ROUNDS = 4
+
+
+def _isin_sorted(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
+    if not len(sorted_keys):
+        return np.zeros(keys.shape, dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return sorted_keys[at] == keys
+
+
+class NegativeSampler:
+    """Negatives for sampled ranking: for every row, ``n_negatives`` distinct items drawn
+    without replacement from the items 1..n_items that are neither the row's target nor in its
+    ``seen`` CSR set (the history before the target).
+
+    Uniform (``counts=None``) or in proportion to ``counts`` (``[n_items + 1]`` non-negative
+    integers; an item with count 0 is never drawn). Draws are successive: each next negative is
+    drawn in proportion to the weights of the items still allowed, so column 0 of a row follows
+    the weights exactly and the row's columns are in draw order. A row with at most
+    ``n_negatives`` allowed items (of positive weight) gets all of them, ascending, and ``-1``
+    in the columns left over.
+
+    Rows are drawn :data:`SAMPLE_BLOCK` at a time, block ``b`` from
+    ``numpy.random.default_rng([seed, b])``: the same seed and rows give the same negatives on
+    any machine, whatever batch size the evaluation runs with. Within a block, rows whose allowed
+    weight is at least half the total draw from a vectorised stream (draw, drop excluded and
+    repeated items, keep the first ones); the others, and rows the stream has not filled after a
+    few rounds, take their remaining negatives as the smallest of exponential keys
+    ``E_i / weight_i`` over the allowed items. Both give the same successive distribution.
+    """
+
+    def __init__(
+        self,
+        n_negatives: int,
+        targets: np.ndarray,
+        seen: tuple[np.ndarray, np.ndarray] | None = None,
+        *,
+        n_items: int,
+        counts: np.ndarray | None = None,
+        seed: int = 0,
+    ) -> None:
+        if isinstance(n_negatives, bool) or int(n_negatives) != n_negatives or n_negatives < 1:
+            raise ConfigError(f"NegativeSampler: n_negatives must be an integer >= 1, got {n_negatives!r}")
+        if isinstance(seed, bool) or int(seed) != seed or seed < 0:
+            raise ConfigError(f"NegativeSampler: seed must be an integer >= 0, got {seed!r}")
+        self.n_negatives, self.n_items, self.seed = int(n_negatives), int(n_items), int(seed)
+        self.targets = np.ascontiguousarray(targets, dtype=np.int64)
+        n = len(self.targets)
+        if seen is None:
+            seen = (np.zeros(n + 1, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        self.seen = (np.asarray(seen[0], dtype=np.int64), np.asarray(seen[1], dtype=np.int64))
+        if len(self.seen[0]) != n + 1:
+            raise ConfigError(f"NegativeSampler: seen offsets have {len(self.seen[0])} entries, expected {n + 1}")
+        if n and (self.targets.min() < 1 or self.targets.max() > self.n_items):
+            raise ConfigError(f"NegativeSampler: targets must be dense items 1..{self.n_items}")
+        if counts is None:
+            weights = np.ones(self.n_items + 1, dtype=np.int64)
+        else:
+            weights = np.array(counts, dtype=np.int64)
+            if weights.shape != (self.n_items + 1,) or (weights < 0).any():
+                raise ConfigError(
+                    f"NegativeSampler: counts must be {self.n_items + 1} non-negative integers (entry 0 = padding)"
+                )
+        weights[0] = 0
+        self.weights, self.uniform = weights, counts is None
+        self._cum = np.cumsum(weights[1:])
+        self._total = int(self._cum[-1]) if len(self._cum) else 0
+        self._positive = int((weights > 0).sum())
+        self._stride = self.n_items + 1
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.targets)
+
+    @property
+    def n_blocks(self) -> int:
+        return -(-self.n_rows // SAMPLE_BLOCK)
+
+    def all(self) -> np.ndarray:
+        """Every row's negatives, int64 ``[rows, n_negatives]`` (-1 = fewer allowed items)."""
+        blocks = [self.block(b) for b in range(self.n_blocks)]
+        return np.concatenate(blocks) if blocks else np.zeros((0, self.n_negatives), dtype=np.int64)
+
+    def block(self, b: int) -> np.ndarray:
+        """The negatives of rows ``b * SAMPLE_BLOCK`` up to the next block."""
+        lo = b * SAMPLE_BLOCK
+        if not 0 <= lo < self.n_rows:
+            raise IndexError(f"NegativeSampler.block: block {b} is outside 0..{self.n_blocks - 1}")
+        hi = min(self.n_rows, lo + SAMPLE_BLOCK)
+        rng = np.random.default_rng([self.seed, b])
+        excluded = self._excluded(lo, hi)
+        row_of, item_of = np.divmod(excluded, self._stride)
+        rows, w = hi - lo, self.weights
+        allowed = self._positive - np.bincount(row_of, weights=w[item_of] > 0, minlength=rows).astype(np.int64)
+        mass = self._total - np.rint(np.bincount(row_of, weights=w[item_of], minlength=rows)).astype(np.int64)
+        out = np.full((rows, self.n_negatives), -1, dtype=np.int64)
+        filled = np.zeros(rows, dtype=np.int64)
+        every = allowed <= self.n_negatives
+        for r in np.flatnonzero(every):
+            ids = np.flatnonzero(self._allowed(r, excluded, row_of))
+            out[r, : len(ids)], filled[r] = ids, len(ids)
+        self._stream(rng, out, filled, excluded, np.flatnonzero(~every & (2 * mass >= self._total)), mass)
+        for r in np.flatnonzero(~every & (filled < self.n_negatives)):
+            self._exact(rng, out, filled, r, self._allowed(r, excluded, row_of, out[r, : filled[r]]))
+        return out
+
+    # ------------------------------------------------------------------ the two draws
+    def _excluded(self, lo: int, hi: int) -> np.ndarray:
+        """Sorted keys ``row * (n_items + 1) + item`` of each row's target and seen items."""
+        offsets, items = _slice_csr(*self.seen, lo, hi)
+        rows = np.arange(hi - lo, dtype=np.int64)
+        keys = np.concatenate(
+            [np.repeat(rows, np.diff(offsets)) * self._stride + items, rows * self._stride + self.targets[lo:hi]]
+        )
+        return np.unique(keys)
+
+    def _allowed(
+        self, r: int, excluded: np.ndarray, row_of: np.ndarray, chosen: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Mask over items 0..n_items of what row ``r`` may still draw."""
+        a, b = np.searchsorted(row_of, [r, r + 1])
+        mask = self.weights > 0
+        mask[excluded[a:b] - r * self._stride] = False
+        if chosen is not None:
+            mask[chosen] = False
+        return mask
+
+    def _draw(self, rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+        if self.uniform:
+            return rng.integers(1, self.n_items + 1, size=shape)
+        return np.searchsorted(self._cum, rng.integers(0, self._total, size=shape), side="right") + 1
+
+    def _stream(
+        self,
+        rng: np.random.Generator,
+        out: np.ndarray,
+        filled: np.ndarray,
+        excluded: np.ndarray,
+        rows: np.ndarray,
+        mass: np.ndarray,
+    ) -> None:
+        """Fill ``rows`` by drawing from the weights and keeping, in draw order, the first items
+        that are neither excluded nor drawn before; rows left short keep what they have."""
+        if not len(rows):
+            return
+        n = self.n_negatives
+        width = int(np.ceil(1.5 * n * self._total / mass[rows].min())) + 16
+        for _ in range(_STREAM_ROUNDS):
+            draws = self._draw(rng, (len(rows), width))
+            keys = rows[:, None] * self._stride + draws
+            chosen = out[rows]
+            taken = np.sort((rows[:, None] * self._stride + chosen)[chosen >= 0])
+            first = np.zeros(keys.size, dtype=bool)
+            first[np.unique(keys, return_index=True)[1]] = True
+            ok = first.reshape(keys.shape) & ~_isin_sorted(keys, excluded) & ~_isin_sorted(keys, taken)
+            rank = np.cumsum(ok, axis=1)
+            take = ok & (rank <= (n - filled[rows])[:, None])
+            i, j = np.nonzero(take)
+            out[rows[i], filled[rows[i]] + rank[i, j] - 1] = draws[i, j]
+            filled[rows] += take.sum(axis=1)
+            rows = rows[filled[rows] < n]
+            if not len(rows):
+                return
+            width *= 2
+
+    def _exact(
+        self, rng: np.random.Generator, out: np.ndarray, filled: np.ndarray, r: int, allowed: np.ndarray
+    ) -> None:
+        """Fill row ``r`` with the allowed items of the smallest keys ``E / weight`` (E ~ Exp(1)),
+        in key order: the successive draw without replacement, exactly."""
+        ids = np.flatnonzero(allowed)
+        need = min(self.n_negatives - int(filled[r]), len(ids))
+        keys = rng.standard_exponential(len(ids)) / self.weights[ids]
+        pick = np.argpartition(keys, need - 1)[:need] if need < len(ids) else np.arange(len(ids))
+        pick = pick[np.argsort(keys[pick], kind="stable")]
+        out[r, filled[r] : filled[r] + need] = ids[pick]
+        filled[r] += need
+
+
+def sample_negatives(
+    n_negatives: int,
+    targets: np.ndarray,
+    seen: tuple[np.ndarray, np.ndarray] | None = None,
+    *,
+    n_items: int,
+    counts: np.ndarray | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """Every row's negatives at once (see :class:`NegativeSampler`)."""
+    return NegativeSampler(n_negatives, targets, seen, n_items=n_items, counts=counts, seed=seed).all()
+
+
+@dataclass(frozen=True)
+class SampledCandidates:
+    """One block's candidate lists: ``items [rows, 1 + n_negatives]`` ascending (so the core's
+    tie rule, lower column first, is the lower item id first), with ``-1`` first in a row that
+    has fewer negatives; ``target_col`` is the target's column; ``(pad_offsets, pad_cols)`` is
+    the CSR set of the ``-1`` columns, which are never ranked."""
+
+    items: np.ndarray
+    target_col: np.ndarray
+    pad_offsets: np.ndarray
+    pad_cols: np.ndarray
+
+
+def sampled_candidates(targets: np.ndarray, negatives: np.ndarray) -> SampledCandidates:
+    """The candidate lists of rows with these targets and negatives (see :class:`SampledCandidates`)."""
+    targets = np.asarray(targets, dtype=np.int64)
+    items = np.sort(np.concatenate([targets[:, None], negatives], axis=1), axis=1)
+    target_col = (items < targets[:, None]).sum(axis=1)
+    n_pad = (negatives < 0).sum(axis=1)
+    pad_offsets = np.concatenate([[0], np.cumsum(n_pad)]).astype(np.int64)
+    pad_cols = np.arange(pad_offsets[-1], dtype=np.int64) - np.repeat(pad_offsets[:-1], n_pad)
+    return SampledCandidates(items, target_col.astype(np.int64), pad_offsets, pad_cols)
+
+
+class SampledRanker:
+    """Ranks each row's target among its sampled candidates, :data:`SAMPLE_BLOCK` rows at a time.
+
+    Fed like :class:`BlockRanker` (``add(lo, out)`` for consecutive rows): query vectors are
+    kept until their block is complete, then scored against the candidates' rows of ``table``
+    only (``[block, 1 + n, d] x [block, d, 1]`` as one batched product over exactly
+    :data:`SAMPLE_BLOCK` rows, zero rows padding the last block); a model without a table gives
+    score rows, from which the candidates' columns are taken as they are. The core's
+    ``topk_metrics`` then ranks each row's candidates with the full ranking's rule.
+    """
+
+    def __init__(
+        self,
+        sampler: NegativeSampler,
+        ks: Sequence[int],
+        table: torch.Tensor | None = None,
+        device: torch.device | str = "cpu",
+        keep_negatives: bool = False,
+    ) -> None:
+        import torch
+
+        self.sampler, self.ks, self.table = sampler, tuple(ks), table
+        self.device = torch.device(device)
+        n = sampler.n_rows
+        self._values = {name: np.full((len(self.ks), n), np.nan) for name in METRICS}
+        self.negatives = np.full((n, sampler.n_negatives), -1, dtype=np.int64) if keep_negatives else None
+        self._block: int | None = None
+        self._lo = self._rows = self._have = 0
+        self._cands: SampledCandidates | None = None
+        self._items: torch.Tensor | None = None
+        self._buf: torch.Tensor | None = None
+
+    def add(self, lo: int, out: torch.Tensor) -> None:
+        """Rows ``lo..lo + len(out)``: query vectors (with a table) or score rows ``[rows, n_items + 1]``."""
+        if self.table is None and (out.ndim != 2 or out.shape[1] != self.sampler.n_items + 1):
+            raise ConfigError(
+                f"evaluate: the model returned scores of shape {tuple(out.shape)}, "
+                f"expected [rows, {self.sampler.n_items + 1}]"
+            )
+        s = 0
+        while s < out.shape[0]:
+            b, off = divmod(lo + s, SAMPLE_BLOCK)
+            if b != self._block:
+                self._open(b)
+            if off != self._have:
+                raise ConfigError(f"SampledRanker.add: rows must come in order; got row {lo + s}")
+            take = min(out.shape[0] - s, self._rows - off)
+            self._put(off, out[s : s + take])
+            s += take
+            if self._have == self._rows:
+                self._rank()
+
+    def _open(self, b: int) -> None:
+        import torch
+
+        negatives = self.sampler.block(b)
+        self._lo, self._rows, self._have, self._block = b * SAMPLE_BLOCK, len(negatives), 0, b
+        targets = self.sampler.targets[self._lo : self._lo + self._rows]
+        self._cands = sampled_candidates(targets, negatives)
+        if self.negatives is not None:
+            self.negatives[self._lo : self._lo + self._rows] = negatives
+        rows = SAMPLE_BLOCK if self.table is not None else self._rows
+        items = torch.zeros((rows, self._cands.items.shape[1]), dtype=torch.int64)
+        items[: self._rows] = torch.from_numpy(np.maximum(self._cands.items, 0))
+        self._items = items.to(self.device)
+        if self.table is not None:
+            self._buf = torch.zeros((SAMPLE_BLOCK, self.table.shape[1]), dtype=self.table.dtype, device=self.device)
+        else:
+            self._buf = torch.empty(items.shape, dtype=torch.float32, device=self.device)
+
+    def _put(self, off: int, out: torch.Tensor) -> None:
+        assert self._buf is not None and self._items is not None
+        rows = slice(off, off + out.shape[0])
+        if self.table is not None:
+            self._buf[rows].copy_(out)
+        else:
+            self._buf[rows].copy_(out.float().gather(1, self._items[rows].to(out.device)))
+        self._have += out.shape[0]
+
+    def _rank(self) -> None:
+        import torch
+
+        assert self._buf is not None and self._items is not None and self._cands is not None
+        if self.table is not None:
+            scores = torch.bmm(self.table[self._items], self._buf.unsqueeze(2)).squeeze(2)[: self._rows]
+        else:
+            scores = self._buf
+        block = np.ascontiguousarray(scores.float().cpu().numpy(), dtype=np.float32)
+        c = self._cands
+        res = core.topk_metrics(
+            block, self.ks, np.arange(self._rows + 1), c.target_col, c.pad_offsets, c.pad_cols, min_item=0
+        )
+        for name in METRICS:
+            self._values[name][:, self._lo : self._lo + self._rows] = getattr(res, name)
+        self._buf = self._items = None
+
+    def result(self) -> core.TopkMetrics:
+        """Per-row metrics of every row (NaN for rows never fed); no top-k ids."""
+        return core.TopkMetrics(ks=list(self.ks), topk=None, **self._values)
+
+    def close(self) -> None:
+        """Nothing to wait for (blocks are ranked as they complete)."""
+
+    def __enter__(self) -> SampledRanker:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+# ------------------------------------------------------------------ side by side
+def evaluate_protocols(
+    model,
+    ds,
+    protocols: Sequence[str | Protocol] = DEFAULT_PROTOCOLS,
+    part: str = "test",
+    ks: Sequence[int] = (5, 10, 20),
+    seed: int = 0,
+    batch_size: int = 1024,
+    device: str | None = None,
+    progress: bool = False,
+    selection: Selection | None = None,
+    block_rows: int | None = None,
+    return_negatives: bool = False,
+) -> dict[str, EvalResult]:
+    """Evaluate one model under several protocols on one forward pass; ``{name: EvalResult}``
+    in the order given.
+
+    ``protocols``: names (:func:`parse_protocol`: ``full``, ``full_filtered``, ``sampled:N``,
+    ``sampled-pop:N``) or :class:`Protocol` objects. ``seed`` fixes the sampled negatives
+    (:class:`NegativeSampler`); ``return_negatives`` keeps them in ``EvalResult.negatives``.
+    ``full``/``full_filtered`` give exactly what ``evaluate(filter_seen=False/True)`` gives.
+    Other arguments as :func:`evaluate`; no result depends on ``batch_size``, ``block_rows`` or
+    ``selection``. ``timings``: ``forward_s`` (shared), ``rank_s`` (this protocol), ``total_s``.
+    """
+    parsed = [parse_protocol(p) for p in protocols]
+    names = [p.name for p in parsed]
+    if not parsed or len(set(names)) != len(names):
+        raise ConfigError(f"evaluate: protocols must be given, each once; got {names}")
+    if isinstance(seed, bool) or int(seed) != seed or seed < 0:
+        raise ConfigError(f"evaluate: seed must be an integer >= 0, got {seed!r}")
+    ks = _check_call(model, ds, ks, batch_size, block_rows, selection)
+    t_start = time.perf_counter()
+    setup = _setup(model, ds, part, ks, device, selection, block_rows, seed=int(seed), keep_negatives=return_negatives)
+    inp = setup.inp
+    with _inference(model), contextlib.ExitStack() as stack:
+        rankers = [stack.enter_context(p.ranker(setup)) for p in parsed]
+        forward_s, spent = _forward(model, setup, batch_size, rankers, f"evaluate {part}" if progress else None)
+        results = []
+        for i, ranker in enumerate(rankers):
+            t0 = time.perf_counter()
+            results.append(ranker.result())
+            spent[i] += time.perf_counter() - t0
+    total_s = time.perf_counter() - t_start
+    out: dict[str, EvalResult] = {}
+    for p, ranker, res, rank_s in zip(parsed, rankers, results, spent):
+        per_row = {key: res[key] for key in res.keys()}
+        settings = {
+            "part": part,
+            "ks": ks,
+            "protocol": p.definition(),
+            "seed": int(seed),
+            "max_len": model.input_length,
+        }
+        timings = {"forward_s": forward_s, "rank_s": rank_s, "total_s": total_s}
+        negatives = getattr(ranker, "negatives", None)
+        out[p.name] = EvalResult(
+            _means(per_row, len(inp.users)), per_row, inp.users, inp.targets, res.topk, settings, timings, negatives
+        )
+    return out
+
+
+def protocol_table(
+    results: dict[str, EvalResult], metrics: Sequence[str] = ("ndcg", "hit_rate"), ks: Sequence[int] | None = None
+) -> list[list[Any]]:
+    """The side-by-side table as rows: a header ``["protocol", "ndcg@5", ...]`` (each metric at
+    each k), then per protocol its name and mean values (floats, unformatted)."""
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise ConfigError(f"protocol_table: unknown metric {unknown[0]!r}; expected one of {list(METRICS)}")
+    if ks is None:
+        ks = next(iter(results.values())).settings["ks"] if results else []
+    columns = [f"{m}@{k}" for m in metrics for k in ks]
+    return [["protocol", *columns], *([name, *(res.means[c] for c in columns)] for name, res in results.items())]
+
+
+def format_table(rows: Sequence[Sequence[Any]], digits: int = 4) -> str:
+    """Rows from :func:`protocol_table` as aligned text (numbers with ``digits`` decimals)."""
+    cells = [[c if isinstance(c, str) else f"{c:.{digits}f}" for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))] if cells else []
+
+    def line(row: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+
+    if not cells:
+        return ""
+    return "\n".join([line(cells[0]), line(["-" * w for w in widths]), *(line(r) for r in cells[1:])])
