@@ -192,6 +192,9 @@ def test_every_command_takes_debug_and_has_a_function():
         ("profiles", "encode"),
         ("profiles", "reduce"),
         ("experiment",),
+        ("evaluate",),
+        ("train",),
+        ("recommend",),
     }
     for path, leaf in leaves.items():
         assert "--debug" in leaf._option_string_actions, path
