@@ -12,7 +12,10 @@ _F64 = npt.NDArray[np.float64]
 _U32 = npt.NDArray[np.uint32]
 
 __all__ = [
+    "AuditCounts",
+    "FILTERS",
     "KCoreResult",
+    "KCoreRounds",
     "METRICS",
     "PreparedLog",
     "SPLIT_KINDS",
@@ -39,7 +42,47 @@ __version__: str
 TARGETS: tuple[str, ...]
 VALID_MODES: tuple[str, ...]
 SPLIT_KINDS: tuple[str, ...]
+FILTERS: tuple[str, ...]
 METRICS: tuple[str, ...]
+
+@final
+class KCoreRounds:
+    """What each round of a filter removed: one entry per round."""
+
+    @property
+    def users(self) -> _I64: ...
+    @property
+    def items(self) -> _I64: ...
+    @property
+    def rows(self) -> _I64: ...
+    def __len__(self) -> int: ...
+
+@final
+class AuditCounts:
+    """The split audit's counts (rust/src/audit.rs)."""
+
+    @property
+    def train_users(self) -> int: ...
+    @property
+    def train_rows(self) -> int: ...
+    @property
+    def valid_users(self) -> int: ...
+    @property
+    def valid_rows(self) -> int: ...
+    @property
+    def test_users(self) -> int: ...
+    @property
+    def test_rows(self) -> int: ...
+    @property
+    def train_at_or_after_test_cutoff(self) -> int | None: ...
+    @property
+    def train_at_or_after_valid_cutoff(self) -> int | None: ...
+    @property
+    def test_users_without_train(self) -> int: ...
+    @property
+    def test_targets_unseen_item(self) -> int: ...
+    @property
+    def test_items_unseen(self) -> int: ...
 
 @final
 class KCoreResult:
@@ -57,6 +100,8 @@ class KCoreResult:
     def rounds(self) -> int: ...
     @property
     def rows_dropped(self) -> int: ...
+    @property
+    def removed(self) -> KCoreRounds: ...
 
 @final
 class SplitResult:
@@ -104,6 +149,10 @@ class PreparedLog:
     @property
     def rows_dropped(self) -> int: ...
     @property
+    def kcore_removed(self) -> KCoreRounds: ...
+    @property
+    def audit(self) -> AuditCounts | None: ...
+    @property
     def stages(self) -> list[tuple[str, float]]: ...
 
 @final
@@ -134,6 +183,7 @@ def prepare_log(
     timestamps: list[_I64],
     ratings: list[npt.NDArray[np.float32]] | None = None,
     *,
+    filter: str = "kcore",
     k_user: int = 1,
     k_item: int = 1,
     split: str = "global_temporal",

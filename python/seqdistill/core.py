@@ -2,13 +2,13 @@
 
 Every other module calls the core through the functions here; nothing else imports ``_core``.
 Arguments are converted to the layout the core reads (C-contiguous, the right dtype) once, here.
-Results are the core's frozen classes (:class:`KCoreResult`, :class:`SplitResult`,
-:class:`PreparedLog`, :class:`TopkMetrics`), and errors are the classes of
+Results are the core's frozen classes (:class:`KCoreResult`, :class:`KCoreRounds`,
+:class:`SplitResult`, :class:`AuditCounts`, :class:`PreparedLog`, :class:`TopkMetrics`), and errors are the classes of
 :mod:`seqdistill.errors` (the core raises :class:`~seqdistill.errors.CoreError` for arguments it
 refuses and :class:`~seqdistill.errors.DataError` for a log it cannot prepare).
 
-The split and metric option names are declared once, in Rust (``TARGETS``, ``VALID_MODES``,
-``SPLIT_KINDS``, ``METRICS``); the ``Literal`` types below mirror them for type checkers and a
+The filter, split and metric option names are declared once, in Rust (``FILTERS``, ``TARGETS``,
+``VALID_MODES``, ``SPLIT_KINDS``, ``METRICS``); the ``Literal`` types below mirror them for type checkers and a
 test keeps the two equal.
 """
 
@@ -21,11 +21,15 @@ import numpy as np
 import numpy.typing as npt
 
 from seqdistill import _core
-from seqdistill._core import KCoreResult, PreparedLog, SplitResult, TopkMetrics
+from seqdistill._core import AuditCounts, KCoreResult, KCoreRounds, PreparedLog, SplitResult, TopkMetrics
 
 __all__ = [
+    "AuditCounts",
+    "FILTERS",
+    "Filter",
     "IdColumn",
     "KCoreResult",
+    "KCoreRounds",
     "METRICS",
     "PreparedLog",
     "SPLIT_KINDS",
@@ -56,6 +60,8 @@ I64 = npt.NDArray[np.int64]
 Target = Literal["last", "first", "all"]
 Valid = Literal["time", "last_item", "none"]
 SplitKind = Literal["global_temporal", "leave_one_out"]
+Filter = Literal["kcore", "compat"]
+FILTERS: tuple[str, ...] = _core.FILTERS
 TARGETS: tuple[str, ...] = _core.TARGETS
 VALID_MODES: tuple[str, ...] = _core.VALID_MODES
 SPLIT_KINDS: tuple[str, ...] = _core.SPLIT_KINDS
@@ -102,6 +108,7 @@ def prepare_log(
     timestamps: Chunks,
     ratings: Chunks | None = None,
     *,
+    filter: Filter = "kcore",
     k_user: int = 1,
     k_item: int = 1,
     split: SplitKind = "global_temporal",
@@ -111,9 +118,13 @@ def prepare_log(
     valid: Valid = "time",
     valid_quantile: float = 0.8,
 ) -> PreparedLog:
-    """Encode → iterative k-core → per-user chronological CSR → split, in one Rust call.
+    """Encode → filter → per-user chronological CSR → split → audit, in one Rust call.
 
-    Arrays already in the core's layout (C-contiguous int64 / float32, as polars hands out the
+    ``filter="kcore"``: the iterative k-core, users with at least ``k_user`` rows and items with
+    at least ``k_item``; ``filter="compat"``: one pass, as the seed paper's released code, keeping
+    the rows whose user has more than ``k_user`` rows and whose item more than ``k_item``, both
+    counted on the input. ``result.kcore_removed`` says what each round removed and
+    ``result.audit`` counts the split's parts (see ``rust/src/audit.rs``). Arrays already in the core's layout (C-contiguous int64 / float32, as polars hands out the
     chunks of a column without nulls) are read in place, chunk by chunk: no copy, no fresh
     memory. ``result.split`` is None when nothing survives the k-core.
     """
@@ -129,6 +140,7 @@ def prepare_log(
         ids(items),
         _chunks(timestamps, np.int64),
         r,
+        filter=filter,
         k_user=k_user,
         k_item=k_item,
         split=split,

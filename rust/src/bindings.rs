@@ -8,10 +8,11 @@ use numpy::{
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
+use crate::audit::Audit;
 use crate::column::Column;
 use crate::error::CoreError;
 use crate::ids::{Ids, Uniques};
-use crate::kcore as peel;
+use crate::kcore::{self as peel, Filter, Removed};
 use crate::pipeline::{self, SplitSpec};
 use crate::split::{Target, Valid};
 use crate::{ids, metrics, sequences, split};
@@ -52,6 +53,63 @@ fn arr<T: numpy::Element>(py: Python<'_>, v: Vec<T>) -> Out1<T> {
 
 // ------------------------------------------------------------------------------------ results
 
+/// What each round of a filter removed, one entry per round: the users and items whose last row
+/// went in it, and its rows (those whose user or item went in it first).
+#[pyclass(module = "seqdistill._core", frozen, get_all)]
+pub struct KCoreRounds {
+    users: Out1<i64>,
+    items: Out1<i64>,
+    rows: Out1<i64>,
+}
+
+#[pymethods]
+impl KCoreRounds {
+    fn __len__(&self, py: Python<'_>) -> usize {
+        self.rows.bind(py).len()
+    }
+}
+
+fn rounds(py: Python<'_>, removed: &[Removed]) -> PyResult<Py<KCoreRounds>> {
+    let col = |f: fn(&Removed) -> usize| arr(py, removed.iter().map(|r| f(r) as i64).collect());
+    Py::new(py, KCoreRounds { users: col(|r| r.users), items: col(|r| r.items), rows: col(|r| r.rows) })
+}
+
+/// Counts of the split audit (see `rust/src/audit.rs`): users and rows per part (targets for
+/// valid and test), training rows at or after each cutoff (None without that cutoff), test users
+/// without a training row, test targets whose item has no training row and those items.
+#[pyclass(module = "seqdistill._core", frozen, get_all)]
+pub struct AuditCounts {
+    train_users: usize,
+    train_rows: usize,
+    valid_users: usize,
+    valid_rows: usize,
+    test_users: usize,
+    test_rows: usize,
+    train_at_or_after_test_cutoff: Option<usize>,
+    train_at_or_after_valid_cutoff: Option<usize>,
+    test_users_without_train: usize,
+    test_targets_unseen_item: usize,
+    test_items_unseen: usize,
+}
+
+impl From<Audit> for AuditCounts {
+    fn from(a: Audit) -> Self {
+        AuditCounts {
+            train_users: a.train.users,
+            train_rows: a.train.rows,
+            valid_users: a.valid.users,
+            valid_rows: a.valid.rows,
+            test_users: a.test.users,
+            test_rows: a.test.rows,
+            train_at_or_after_test_cutoff: a.train_at_or_after_test_cutoff,
+            train_at_or_after_valid_cutoff: a.train_at_or_after_valid_cutoff,
+            test_users_without_train: a.test_users_without_train,
+            test_targets_unseen_item: a.test_targets_unseen_item,
+            test_items_unseen: a.test_items_unseen,
+        }
+    }
+}
+
 /// Outcome of the iterative k-core.
 #[pyclass(module = "seqdistill._core", frozen, get_all)]
 pub struct KCoreResult {
@@ -64,6 +122,7 @@ pub struct KCoreResult {
     n_items: usize,
     rounds: u32,
     rows_dropped: usize,
+    removed: Py<KCoreRounds>,
 }
 
 /// A split over the chronological CSR: per-user training prefix lengths and `(user, position)`
@@ -110,6 +169,10 @@ pub struct PreparedLog {
     items_before: usize,
     kcore_rounds: u32,
     rows_dropped: usize,
+    /// What each round of the filter removed.
+    kcore_removed: Py<KCoreRounds>,
+    /// The split audit; None with the split.
+    audit: Option<Py<AuditCounts>>,
     /// `(stage, seconds)` in pipeline order.
     stages: Vec<(String, f64)>,
 }
@@ -265,10 +328,11 @@ fn split_spec(
     }
 }
 
-/// The fused pipeline: encode → k-core → chronological CSR → split, in one call. Integer ids,
-/// timestamps and ratings come as lists of chunks (read in place).
+/// The fused pipeline: encode → filter → chronological CSR → split → audit, in one call. Integer
+/// ids, timestamps and ratings come as lists of chunks (read in place). `filter` is `"kcore"`
+/// (`k_*` are minimum counts) or `"compat"` (one pass; counts must exceed `k_*`).
 #[pyfunction]
-#[pyo3(signature = (users, items, timestamps, ratings=None, *, k_user=1, k_item=1, split="global_temporal", quantile=0.8, threshold=None, target="last", valid="time", valid_quantile=0.8))]
+#[pyo3(signature = (users, items, timestamps, ratings=None, *, filter="kcore", k_user=1, k_item=1, split="global_temporal", quantile=0.8, threshold=None, target="last", valid="time", valid_quantile=0.8))]
 #[allow(clippy::too_many_arguments)]
 fn prepare_log(
     py: Python<'_>,
@@ -276,6 +340,7 @@ fn prepare_log(
     items: IdArg<'_>,
     timestamps: Vec<PyReadonlyArray1<'_, i64>>,
     ratings: Option<Vec<PyReadonlyArray1<'_, f32>>>,
+    filter: &str,
     k_user: u32,
     k_item: u32,
     split: &str,
@@ -293,6 +358,7 @@ fn prepare_log(
             Some(r) => Some(column(r, "ratings")?),
             None => None,
         },
+        filter: Filter::parse(filter)?,
         k_user,
         k_item,
         split: split_spec(split, quantile, threshold, target, valid, valid_quantile)?,
@@ -302,6 +368,10 @@ fn prepare_log(
     let (item_values, item_first_rows) = uniques(py, p.items);
     let split = match p.split {
         Some(s) => Some(Py::new(py, SplitResult::new(py, s))?),
+        None => None,
+    };
+    let audit = match p.audit {
+        Some(a) => Some(Py::new(py, AuditCounts::from(a))?),
         None => None,
     };
     Ok(PreparedLog {
@@ -318,6 +388,8 @@ fn prepare_log(
         items_before: p.items_before,
         kcore_rounds: p.kcore_rounds,
         rows_dropped: p.rows_dropped,
+        kcore_removed: rounds(py, &p.kcore_removed)?,
+        audit,
         stages: p.stages.into_iter().map(|(s, t)| (s.to_string(), t)).collect(),
     })
 }
@@ -349,6 +421,7 @@ fn kcore(
         n_items: ni,
         rounds: r.rounds,
         rows_dropped: r.rows_dropped,
+        removed: rounds(py, &r.removed)?,
     })
 }
 
@@ -523,12 +596,15 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(topk_metrics, m)?)?;
     m.add_function(wrap_pyfunction!(topk_metrics_from_ids, m)?)?;
     m.add_class::<KCoreResult>()?;
+    m.add_class::<KCoreRounds>()?;
+    m.add_class::<AuditCounts>()?;
     m.add_class::<SplitResult>()?;
     m.add_class::<PreparedLog>()?;
     m.add_class::<TopkMetrics>()?;
     m.add("TARGETS", PyTuple::new(m.py(), Target::NAMES)?)?;
     m.add("VALID_MODES", PyTuple::new(m.py(), split::VALID_NAMES)?)?;
     m.add("SPLIT_KINDS", PyTuple::new(m.py(), split::SPLIT_KINDS)?)?;
+    m.add("FILTERS", PyTuple::new(m.py(), Filter::NAMES)?)?;
     m.add("METRICS", PyTuple::new(m.py(), METRIC_NAMES)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -13,6 +13,15 @@
 //! survivors once a round has dropped much. A log that keeps peeling (long chains) is handed,
 //! after [`SCAN_ROUNDS`] rounds, to wave peeling over per-node row lists ([`kcore`]'s algorithm),
 //! which touches each row a constant number of times whatever the number of rounds.
+//!
+//! Both regimes report what each round removed ([`Removed`]): the users and items that left the
+//! log in it (their last row went in that round: the nodes below their threshold, and the nodes
+//! whose every remaining row went with such a node) and its rows (a row goes in the round of the
+//! earlier of its user's and item's removals). The counts ride on work the rounds do anyway.
+//!
+//! [`single_pass_nodes`] is the other filter the pipeline offers (`compat`): the seed paper's
+//! released code counted users and items once, on the input log, and kept the rows whose user
+//! count and item count were both strictly above their thresholds — one round, no repetition.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -24,6 +33,42 @@ use crate::error::{CoreError, Result};
 /// compacted; waves need two per-node row indexes built first).
 pub const SCAN_ROUNDS: u32 = 32;
 
+/// What one round of a filter removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Removed {
+    /// Users whose last row went in this round.
+    pub users: usize,
+    /// Items whose last row went in this round.
+    pub items: usize,
+    /// Rows whose user or item was removed in this round (and not in an earlier one).
+    pub rows: usize,
+}
+
+/// The filters `prepare` offers; the option names are [`Filter::NAMES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filter {
+    /// The iterative (k_user, k_item)-core: users with at least `k_user` rows and items with at
+    /// least `k_item`, repeated until nothing changes.
+    KCore,
+    /// One pass as the seed paper's released code did it: users with strictly more than `k_user`
+    /// rows and items with strictly more than `k_item` rows, both counted once on the input log;
+    /// a row stays when its user and its item both pass.
+    Compat,
+}
+
+impl Filter {
+    /// The option names, in declaration order (the Python API and CLI read them from here).
+    pub const NAMES: [&'static str; 2] = ["kcore", "compat"];
+
+    pub fn parse(name: &str) -> Result<Filter> {
+        match name {
+            "kcore" => Ok(Filter::KCore),
+            "compat" => Ok(Filter::Compat),
+            other => Err(CoreError::invalid("filter", format!("must be one of {:?}, got {other:?}", Filter::NAMES))),
+        }
+    }
+}
+
 /// Which users and items survive, and how the filter got there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeCore {
@@ -32,6 +77,8 @@ pub struct NodeCore {
     /// Rounds that removed something.
     pub rounds: u32,
     pub rows_dropped: usize,
+    /// What each of those rounds removed (`removed.len() == rounds`).
+    pub removed: Vec<Removed>,
 }
 
 /// The k-core over codes whose row counts are already known (`ucount[u]` rows of user `u`).
@@ -56,24 +103,67 @@ fn atomics(v: Vec<u32>) -> Vec<AtomicU32> {
 type Death = u8;
 const ALIVE: Death = Death::MAX;
 
-/// Marks the `candidates` still alive with `0 < count < k` as dying in `round`.
+/// Marks the `candidates` still alive with `0 < count < k` as dying in `round`; returns how many.
+/// (`k` is wide so that the compat filter's `count <= t` is `count < t + 1` for every `u32` t.)
 fn mark_dying(
     death: &mut [Death],
     count: &[AtomicU32],
-    k: u32,
+    k: u64,
     round: Death,
     candidates: impl Iterator<Item = u32>,
-) -> bool {
-    let mut any = false;
+) -> usize {
+    let mut marked = 0;
     for x in candidates {
         let c = count[x as usize].load(Ordering::Relaxed);
         let d = &mut death[x as usize];
-        if *d == ALIVE && c > 0 && c < k {
+        if *d == ALIVE && c > 0 && (c as u64) < k {
             *d = round;
-            any = true;
+            marked += 1;
         }
     }
-    any
+    marked
+}
+
+/// The compat filter (see the module doc): one round in which every node whose count on the
+/// input log is at most its threshold (`above_user`, `above_item`) dies.
+pub fn single_pass_nodes(
+    users: &[u32],
+    items: &[u32],
+    ucount: Vec<u32>,
+    icount: Vec<u32>,
+    above_user: u32,
+    above_item: u32,
+) -> NodeCore {
+    let (ucount, icount) = (atomics(ucount), atomics(icount));
+    let mut du = vec![ALIVE; ucount.len()];
+    let mut di = vec![ALIVE; icount.len()];
+    let n_users = mark_dying(&mut du, &ucount, above_user as u64 + 1, 1, 0..ucount.len() as u32);
+    let n_items = mark_dying(&mut di, &icount, above_item as u64 + 1, 1, 0..icount.len() as u32);
+    let mut removed = Vec::new();
+    if n_users + n_items > 0 {
+        // No threshold crossings are needed (there is no next round): k = 0 is never crossed.
+        let scan = scan_round(users, items, &du, &di, &ucount, &icount, (0, 0), 1);
+        removed.push(Removed {
+            users: n_users + scan.users_emptied,
+            items: n_items + scan.items_emptied,
+            rows: scan.dropped,
+        });
+    }
+    finish(&du, &di, &ucount, &icount, removed)
+}
+
+/// The survivors (alive, with rows left) and the totals of `removed`.
+fn finish(du: &[Death], di: &[Death], ucount: &[AtomicU32], icount: &[AtomicU32], removed: Vec<Removed>) -> NodeCore {
+    let alive = |death: &[Death], count: &[AtomicU32]| -> Vec<bool> {
+        death.iter().zip(count).map(|(&d, c)| d == ALIVE && c.load(Ordering::Relaxed) > 0).collect()
+    };
+    NodeCore {
+        keep_users: alive(du, ucount),
+        keep_items: alive(di, icount),
+        rounds: removed.len() as u32,
+        rows_dropped: removed.iter().map(|r| r.rows).sum(),
+        removed,
+    }
 }
 
 pub(crate) fn kcore_nodes_with(
@@ -89,57 +179,69 @@ pub(crate) fn kcore_nodes_with(
     let (ucount, icount) = (atomics(ucount), atomics(icount));
     let mut du = vec![ALIVE; ucount.len()];
     let mut di = vec![ALIVE; icount.len()];
-    let mut rounds = 0u32;
-    let mut rows_dropped = 0usize;
+    let mut removed: Vec<Removed> = Vec::new();
     // The rows scanned: all of them, or a compacted copy of the ones still alive.
     let mut kept: Option<(Vec<u32>, Vec<u32>)> = None;
     // Nodes whose count fell below k in the last round (every node before the first).
     let mut below: Option<(Vec<u32>, Vec<u32>)> = None;
     loop {
         let (us, is) = kept.as_ref().map_or((users, items), |(u, i)| (u.as_slice(), i.as_slice()));
+        let rounds = removed.len() as u32;
         if rounds >= scan_rounds {
-            return peel_rest(us, is, &du, &di, rounds, rows_dropped, k_user, k_item);
+            return peel_rest(us, is, &du, &di, removed, k_user, k_item);
         }
-        let round = rounds + 1;
+        let round = (rounds + 1) as Death;
+        let (ku, ki) = (k_user as u64, k_item as u64);
         let (dying_users, dying_items) = match &below {
             None => (
-                mark_dying(&mut du, &ucount, k_user, round as Death, 0..ucount.len() as u32),
-                mark_dying(&mut di, &icount, k_item, round as Death, 0..icount.len() as u32),
+                mark_dying(&mut du, &ucount, ku, round, 0..ucount.len() as u32),
+                mark_dying(&mut di, &icount, ki, round, 0..icount.len() as u32),
             ),
             Some((bu, bi)) => (
-                mark_dying(&mut du, &ucount, k_user, round as Death, bu.iter().copied()),
-                mark_dying(&mut di, &icount, k_item, round as Death, bi.iter().copied()),
+                mark_dying(&mut du, &ucount, ku, round, bu.iter().copied()),
+                mark_dying(&mut di, &icount, ki, round, bi.iter().copied()),
             ),
         };
-        if !dying_users && !dying_items {
+        if dying_users + dying_items == 0 {
             break;
         }
-        let scan = scan_round(us, is, &du, &di, &ucount, &icount, (k_user, k_item), round as Death);
-        rows_dropped += scan.dropped;
-        below = Some((scan.users_below, scan.items_below));
-        rounds = round;
+        let scan = scan_round(us, is, &du, &di, &ucount, &icount, (k_user, k_item), round);
+        removed.push(Removed {
+            users: dying_users + scan.users_emptied,
+            items: dying_items + scan.items_emptied,
+            rows: scan.dropped,
+        });
         // Logs that peel for many rounds (short histories, long tails) drop most of their rows
         // early: once a round drops an eighth of what is scanned, later rounds scan a copy of
         // the survivors instead.
-        if scan.dropped >= us.len() / 8 {
+        let dropped = scan.dropped;
+        below = Some((scan.users_below, scan.items_below));
+        if dropped >= us.len() / 8 {
             kept = Some(survivors(us, is, &du, &di));
         }
     }
-    let alive = |death: &[Death], count: &[AtomicU32]| -> Vec<bool> {
-        death.iter().zip(count).map(|(&d, c)| d == ALIVE && c.load(Ordering::Relaxed) > 0).collect()
-    };
-    NodeCore { keep_users: alive(&du, &ucount), keep_items: alive(&di, &icount), rounds, rows_dropped }
+    finish(&du, &di, &ucount, &icount, removed)
 }
 
 struct Scan {
     dropped: usize,
     users_below: Vec<u32>,
     items_below: Vec<u32>,
+    /// Nodes not dying this round whose every remaining row went with a dying node.
+    users_emptied: usize,
+    items_emptied: usize,
+}
+
+impl Scan {
+    fn empty() -> Scan {
+        Scan { dropped: 0, users_below: Vec::new(), items_below: Vec::new(), users_emptied: 0, items_emptied: 0 }
+    }
 }
 
 /// One round over the rows: a row dies in `round` when the earlier of its user's and item's death
 /// rounds is `round`; it then leaves the counts of its endpoints that are still alive. Returns the
-/// rows dropped and the nodes whose count fell below k (the only candidates for the next round).
+/// rows dropped, the nodes whose count fell below k (the only candidates for the next round) and
+/// how many nodes lost their last row without dying themselves.
 #[allow(clippy::too_many_arguments)]
 fn scan_round(
     us: &[u32],
@@ -154,30 +256,37 @@ fn scan_round(
     us.par_chunks(1 << 16)
         .zip(is.par_chunks(1 << 16))
         .map(|(us, is)| {
-            let mut out = Scan { dropped: 0, users_below: Vec::new(), items_below: Vec::new() };
+            let mut out = Scan::empty();
             for (&u, &i) in us.iter().zip(is) {
                 let (a, b) = (du[u as usize], di[i as usize]);
                 if a.min(b) == round {
                     out.dropped += 1;
-                    if a > round && ucount[u as usize].fetch_sub(1, Ordering::Relaxed) == k.0 {
-                        out.users_below.push(u);
+                    if a > round {
+                        let before = ucount[u as usize].fetch_sub(1, Ordering::Relaxed);
+                        if before == k.0 {
+                            out.users_below.push(u);
+                        }
+                        out.users_emptied += (before == 1) as usize;
                     }
-                    if b > round && icount[i as usize].fetch_sub(1, Ordering::Relaxed) == k.1 {
-                        out.items_below.push(i);
+                    if b > round {
+                        let before = icount[i as usize].fetch_sub(1, Ordering::Relaxed);
+                        if before == k.1 {
+                            out.items_below.push(i);
+                        }
+                        out.items_emptied += (before == 1) as usize;
                     }
                 }
             }
             out
         })
-        .reduce(
-            || Scan { dropped: 0, users_below: Vec::new(), items_below: Vec::new() },
-            |mut x, mut y| {
-                x.dropped += y.dropped;
-                x.users_below.append(&mut y.users_below);
-                x.items_below.append(&mut y.items_below);
-                x
-            },
-        )
+        .reduce(Scan::empty, |mut x, mut y| {
+            x.dropped += y.dropped;
+            x.users_below.append(&mut y.users_below);
+            x.items_below.append(&mut y.items_below);
+            x.users_emptied += y.users_emptied;
+            x.items_emptied += y.items_emptied;
+            x
+        })
 }
 
 /// The rows whose user and item are both still alive, as new code arrays (two parallel passes:
@@ -214,25 +323,25 @@ fn survivors(us: &[u32], is: &[u32], du: &[Death], di: &[Death]) -> (Vec<u32>, V
     (nu, ni)
 }
 
-/// Finishes by wave peeling on the rows still alive after `rounds` scan rounds.
-#[allow(clippy::too_many_arguments)]
+/// Finishes by wave peeling on the rows still alive after the scan rounds of `removed`.
 fn peel_rest(
     users: &[u32],
     items: &[u32],
     du: &[Death],
     di: &[Death],
-    rounds: u32,
-    rows_dropped: usize,
+    mut removed: Vec<Removed>,
     k_user: u32,
     k_item: u32,
 ) -> NodeCore {
     let (sub_users, sub_items) = survivors(users, items, du, di);
     let rest = peel(&sub_users, &sub_items, du.len(), di.len(), k_user, k_item);
+    removed.extend(rest.removed);
     NodeCore {
         keep_users: rest.keep_users,
         keep_items: rest.keep_items,
-        rounds: rounds + rest.rounds,
-        rows_dropped: rows_dropped + rest.rows_dropped,
+        rounds: removed.len() as u32,
+        rows_dropped: removed.iter().map(|r| r.rows).sum(),
+        removed,
     }
 }
 
@@ -246,6 +355,8 @@ pub struct KCore {
     /// Rounds that removed something.
     pub rounds: u32,
     pub rows_dropped: usize,
+    /// What each of those rounds removed.
+    pub removed: Vec<Removed>,
 }
 
 /// CSR of row indices grouped by a code, rows in input order within a group (a stable counting
@@ -284,6 +395,7 @@ pub fn kcore(users: &[u32], items: &[u32], n_users: usize, n_items: usize, k_use
         keep_items: nodes.keep_items,
         rounds: nodes.rounds,
         rows_dropped: nodes.rows_dropped,
+        removed: nodes.removed,
     })
 }
 
@@ -301,6 +413,10 @@ fn check_codes(users: &[u32], items: &[u32], n_users: usize, n_items: usize) -> 
 }
 
 /// Wave peeling (O(rows) whatever the number of rounds); codes are known to be in range.
+///
+/// Wave w holds the nodes that fell below their threshold in wave w - 1 (the first: those below
+/// it on the input), so wave w removes exactly the rows of round w. Both endpoints' counts follow
+/// every removed row, so a node leaves in the wave where its count reaches zero.
 fn peel(users: &[u32], items: &[u32], n_users: usize, n_items: usize, k_user: u32, k_item: u32) -> KCore {
     let n = users.len();
     let mut ucount = vec![0u32; n_users];
@@ -317,7 +433,7 @@ fn peel(users: &[u32], items: &[u32], n_users: usize, n_items: usize, k_user: u3
         (0..n_items as u32).filter(|&i| icount[i as usize] > 0 && icount[i as usize] < k_item).collect();
     let mut keep = vec![true; n];
     if queued_users.is_empty() && queued_items.is_empty() {
-        return KCore { keep, keep_users, keep_items, rounds: 0, rows_dropped: 0 };
+        return KCore { keep, keep_users, keep_items, rounds: 0, rows_dropped: 0, removed: Vec::new() };
     }
     let (uoff, urows) = group_rows(users, n_users);
     let (ioff, irows) = group_rows(items, n_items);
@@ -327,10 +443,9 @@ fn peel(users: &[u32], items: &[u32], n_users: usize, n_items: usize, k_user: u3
     for &i in &queued_items {
         keep_items[i as usize] = false;
     }
-    let mut rounds = 0u32;
-    let mut rows_dropped = 0usize;
+    let mut removed = Vec::new();
     while !queued_users.is_empty() || !queued_items.is_empty() {
-        let dropped_before = rows_dropped;
+        let mut wave = Wave { ucount: &mut ucount, icount: &mut icount, gone: Removed::default() };
         let mut next_users = Vec::new();
         let mut next_items = Vec::new();
         for &u in &queued_users {
@@ -338,10 +453,9 @@ fn peel(users: &[u32], items: &[u32], n_users: usize, n_items: usize, k_user: u3
                 let r = r as usize;
                 if keep[r] {
                     keep[r] = false;
-                    rows_dropped += 1;
                     let i = items[r] as usize;
-                    icount[i] -= 1;
-                    if keep_items[i] && icount[i] < k_item {
+                    wave.drop_row(users[r] as usize, i);
+                    if keep_items[i] && wave.icount[i] < k_item {
                         keep_items[i] = false;
                         next_items.push(i as u32);
                     }
@@ -353,24 +467,43 @@ fn peel(users: &[u32], items: &[u32], n_users: usize, n_items: usize, k_user: u3
                 let r = r as usize;
                 if keep[r] {
                     keep[r] = false;
-                    rows_dropped += 1;
                     let u = users[r] as usize;
-                    ucount[u] -= 1;
-                    if keep_users[u] && ucount[u] < k_user {
+                    wave.drop_row(u, items[r] as usize);
+                    if keep_users[u] && wave.ucount[u] < k_user {
                         keep_users[u] = false;
                         next_users.push(u as u32);
                     }
                 }
             }
         }
-        // A wave can hold nodes whose rows all went in the previous wave: not a round of its own.
-        if rows_dropped > dropped_before {
-            rounds += 1;
+        // A wave can hold nodes whose rows all went in the previous wave: not a round of its own
+        // (it can only be the last wave: with no rows removed, nothing falls below k).
+        if wave.gone.rows > 0 {
+            removed.push(wave.gone);
         }
         queued_users = next_users;
         queued_items = next_items;
     }
-    KCore { keep, keep_users, keep_items, rounds, rows_dropped }
+    let rows_dropped = removed.iter().map(|r| r.rows).sum();
+    KCore { keep, keep_users, keep_items, rounds: removed.len() as u32, rows_dropped, removed }
+}
+
+/// The counts a wave updates, and what it removed so far.
+struct Wave<'a> {
+    ucount: &'a mut [u32],
+    icount: &'a mut [u32],
+    gone: Removed,
+}
+
+impl Wave<'_> {
+    /// Row `(u, i)` goes: both counts drop, and a node whose count reaches zero leaves the log.
+    fn drop_row(&mut self, u: usize, i: usize) {
+        self.gone.rows += 1;
+        self.ucount[u] -= 1;
+        self.gone.users += (self.ucount[u] == 0) as usize;
+        self.icount[i] -= 1;
+        self.gone.items += (self.icount[i] == 0) as usize;
+    }
 }
 
 #[cfg(test)]
@@ -378,31 +511,49 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
 
-    /// Plain reference: simultaneous rounds recounting on the surviving rows.
-    fn reference(users: &[u32], items: &[u32], nu: usize, ni: usize, ku: u32, ki: u32) -> (Vec<bool>, u32) {
-        let mut keep = vec![true; users.len()];
-        let mut rounds = 0;
-        loop {
-            let mut uc = vec![0u32; nu];
-            let mut ic = vec![0u32; ni];
-            for r in 0..users.len() {
-                if keep[r] {
-                    uc[users[r] as usize] += 1;
-                    ic[items[r] as usize] += 1;
-                }
+    /// Users and items that have a row in `keep`.
+    fn present(users: &[u32], items: &[u32], keep: &[bool], nu: usize, ni: usize) -> (Vec<u32>, Vec<u32>) {
+        let mut uc = vec![0u32; nu];
+        let mut ic = vec![0u32; ni];
+        for r in 0..users.len() {
+            if keep[r] {
+                uc[users[r] as usize] += 1;
+                ic[items[r] as usize] += 1;
             }
-            let mut changed = false;
+        }
+        (uc, ic)
+    }
+
+    /// Plain reference: simultaneous rounds recounting on the surviving rows, and what each round
+    /// removed (users and items present before it and absent after it, and its rows).
+    fn reference_rounds(
+        users: &[u32],
+        items: &[u32],
+        nu: usize,
+        ni: usize,
+        ku: u32,
+        ki: u32,
+        max_rounds: usize,
+    ) -> (Vec<bool>, Vec<Removed>) {
+        let mut keep = vec![true; users.len()];
+        let mut removed = Vec::new();
+        while removed.len() < max_rounds {
+            let (uc, ic) = present(users, items, &keep, nu, ni);
+            let mut rows = 0;
             for r in 0..users.len() {
                 if keep[r] && (uc[users[r] as usize] < ku || ic[items[r] as usize] < ki) {
                     keep[r] = false;
-                    changed = true;
+                    rows += 1;
                 }
             }
-            if !changed {
-                return (keep, rounds);
+            if rows == 0 {
+                break;
             }
-            rounds += 1;
+            let (uc2, ic2) = present(users, items, &keep, nu, ni);
+            let gone = |a: &[u32], b: &[u32]| a.iter().zip(b).filter(|(&x, &y)| x > 0 && y == 0).count();
+            removed.push(Removed { users: gone(&uc, &uc2), items: gone(&ic, &ic2), rows });
         }
+        (keep, removed)
     }
 
     #[test]
@@ -445,9 +596,10 @@ mod tests {
             let items: Vec<u32> = (0..n).map(|_| rng.gen_range(0..ni)).collect();
             let (ku, ki) = (rng.gen_range(1..6), rng.gen_range(1..6));
             let got = kcore(&users, &items, nu as usize, ni as usize, ku, ki).unwrap();
-            let (want, rounds) = reference(&users, &items, nu as usize, ni as usize, ku, ki);
+            let (want, removed) = reference_rounds(&users, &items, nu as usize, ni as usize, ku, ki, usize::MAX);
             assert_eq!(got.keep, want);
-            assert_eq!(got.rounds, rounds);
+            assert_eq!(got.rounds, removed.len() as u32);
+            assert_eq!(got.removed, removed);
             assert_eq!(got.rows_dropped, want.iter().filter(|k| !**k).count());
         }
     }
@@ -462,7 +614,8 @@ mod tests {
             let users: Vec<u32> = (0..n).map(|_| rng.gen_range(0..nu as u32)).collect();
             let items: Vec<u32> = (0..n).map(|_| rng.gen_range(0..ni as u32)).collect();
             let (ku, ki) = (rng.gen_range(1..5), rng.gen_range(1..5));
-            let (want, rounds) = reference(&users, &items, nu, ni, ku, ki);
+            let (want, removed) = reference_rounds(&users, &items, nu, ni, ku, ki, usize::MAX);
+            let rounds = removed.len() as u32;
             for scans in 0..4 {
                 let uc = crate::ids::count_codes(&users, nu);
                 let ic = crate::ids::count_codes(&items, ni);
@@ -474,6 +627,7 @@ mod tests {
                     .collect();
                 assert_eq!(keep, want, "scan rounds {scans}");
                 assert_eq!(got.rounds, rounds, "scan rounds {scans}");
+                assert_eq!(got.removed, removed, "scan rounds {scans}");
                 assert_eq!(got.rows_dropped, want.iter().filter(|k| !**k).count());
             }
         }
@@ -495,10 +649,87 @@ mod tests {
             }
         }
         let r = kcore(&users, &items, len as usize, len as usize, 2, 2).unwrap();
-        let (want, rounds) = reference(&users, &items, len as usize, len as usize, 2, 2);
+        let (want, removed) = reference_rounds(&users, &items, len as usize, len as usize, 2, 2, usize::MAX);
         assert_eq!(r.keep, want);
-        assert_eq!(r.rounds, rounds);
-        assert!(rounds > SCAN_ROUNDS);
+        assert_eq!(r.rounds, removed.len() as u32);
+        assert_eq!(r.removed, removed);
+        assert!(r.rounds > SCAN_ROUNDS);
+    }
+
+    #[test]
+    fn chains_with_branches_count_every_round_in_both_regimes() {
+        // Random forests of paths hanging off a dense block: many rounds, nodes emptied by their
+        // neighbours' deaths, compaction and the wave fallback, all compared round by round.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(13);
+        for _ in 0..60 {
+            let (mut users, mut items) = (Vec::new(), Vec::new());
+            let block = rng.gen_range(0..4u32);
+            for u in 0..block {
+                for i in 0..block {
+                    users.push(u);
+                    items.push(i);
+                }
+            }
+            let (mut nu, mut ni) = (block.max(1), block.max(1));
+            for _ in 0..rng.gen_range(1..4) {
+                let len = rng.gen_range(1..90u32);
+                let (mut u, mut i) = (rng.gen_range(0..nu), rng.gen_range(0..ni));
+                for _ in 0..len {
+                    users.push(u);
+                    items.push(i);
+                    if rng.gen_bool(0.5) {
+                        u = nu;
+                        nu += 1;
+                    } else {
+                        i = ni;
+                        ni += 1;
+                    }
+                }
+            }
+            let (ku, ki) = (rng.gen_range(1..4), rng.gen_range(1..4));
+            let (want, removed) = reference_rounds(&users, &items, nu as usize, ni as usize, ku, ki, usize::MAX);
+            for scans in [0, 1, 5, SCAN_ROUNDS] {
+                let uc = crate::ids::count_codes(&users, nu as usize);
+                let ic = crate::ids::count_codes(&items, ni as usize);
+                let got = kcore_nodes_with(&users, &items, uc, ic, ku, ki, scans);
+                let keep: Vec<bool> = users
+                    .iter()
+                    .zip(&items)
+                    .map(|(&u, &i)| got.keep_users[u as usize] && got.keep_items[i as usize])
+                    .collect();
+                assert_eq!(keep, want, "scan rounds {scans}");
+                assert_eq!(got.removed, removed, "scan rounds {scans}");
+            }
+        }
+    }
+
+    #[test]
+    fn single_pass_is_the_first_round_with_strict_thresholds() {
+        // Round one of the k-core at k = t + 1 is the released code's `count > t` filter.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(17);
+        for _ in 0..300 {
+            let (nu, ni) = (rng.gen_range(1..15usize), rng.gen_range(1..15usize));
+            let n = rng.gen_range(0..120);
+            let users: Vec<u32> = (0..n).map(|_| rng.gen_range(0..nu as u32)).collect();
+            let items: Vec<u32> = (0..n).map(|_| rng.gen_range(0..ni as u32)).collect();
+            let (tu, ti) = (rng.gen_range(0..5), rng.gen_range(0..5));
+            let (want, removed) = reference_rounds(&users, &items, nu, ni, tu + 1, ti + 1, 1);
+            let uc = crate::ids::count_codes(&users, nu);
+            let ic = crate::ids::count_codes(&items, ni);
+            let got = single_pass_nodes(&users, &items, uc.clone(), ic.clone(), tu, ti);
+            for r in 0..n {
+                let (u, i) = (users[r] as usize, items[r] as usize);
+                assert_eq!(want[r], uc[u] > tu && ic[i] > ti);
+                assert_eq!(got.keep_users[u] && got.keep_items[i], want[r]);
+            }
+            let (pu, pi) = present(&users, &items, &want, nu, ni);
+            assert_eq!(got.keep_users, pu.iter().map(|&c| c > 0).collect::<Vec<_>>());
+            assert_eq!(got.keep_items, pi.iter().map(|&c| c > 0).collect::<Vec<_>>());
+            assert_eq!(got.removed, removed);
+        }
+        // The widest threshold removes everything without overflowing.
+        let got = single_pass_nodes(&[0, 1], &[0, 0], vec![1, 1], vec![2], u32::MAX, 0);
+        assert_eq!((got.keep_users, got.rows_dropped), (vec![false, false], 2));
     }
 
     #[test]

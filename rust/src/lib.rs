@@ -2,6 +2,7 @@
 //! `python` feature, as maturin does) is the only place that knows about Python and numpy, and
 //! the only place where [`error::CoreError`] becomes a Python exception.
 
+pub mod audit;
 pub mod buffer;
 pub mod column;
 pub mod error;

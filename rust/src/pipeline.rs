@@ -9,19 +9,23 @@
 //!    in the second pass, in cache, each user's slice is sorted by timestamp — skipped when
 //!    already in order, insertion sort when short, else one sort of packed
 //!    `(timestamp - min) << bits | position` keys, so ties keep the input order with no second key;
-//! 4. split: the numpy-linear quantile by radix selection and a binary search per user.
+//! 4. split: the numpy-linear quantile by radix selection and a binary search per user;
+//! 5. audit: one pass over the training rows and one over the targets ([`crate::audit`]).
 //!
-//! Every stage is timed; `Prepared::stages` reports the seconds of each.
+//! The filter is the k-core or, for `Filter::Compat`, one strict pass
+//! ([`crate::kcore::single_pass_nodes`]); either way `Prepared::kcore_removed` says what each of
+//! its rounds removed. Every stage is timed; `Prepared::stages` reports the seconds of each.
 
 use std::time::Instant;
 
 use rayon::prelude::*;
 
+use crate::audit::{self, Audit};
 use crate::buffer;
 use crate::column::Column;
 use crate::error::{same_len, CoreError, Result};
 use crate::ids::{self, Encoded, Ids, Uniques};
-use crate::kcore;
+use crate::kcore::{self, Filter, Removed};
 use crate::split::{self, Split, Target, Valid};
 
 /// How to split the prepared log.
@@ -38,12 +42,15 @@ pub enum SplitSpec {
 }
 
 /// What `prepare` reads (in place, chunks and all). Lengths must agree; `ratings` is optional.
+/// `k_user` / `k_item` are the k-core's minimum counts, or the compat filter's thresholds that a
+/// count must exceed.
 #[derive(Debug, Clone)]
 pub struct Input<'a> {
     pub users: Ids<'a>,
     pub items: Ids<'a>,
     pub timestamps: Column<'a, i64>,
     pub ratings: Option<Column<'a, f32>>,
+    pub filter: Filter,
     pub k_user: u32,
     pub k_item: u32,
     pub split: SplitSpec,
@@ -65,6 +72,10 @@ pub struct Prepared {
     pub items_before: usize,
     pub kcore_rounds: u32,
     pub rows_dropped: usize,
+    /// What each round of the filter removed (`kcore_rounds` entries).
+    pub kcore_removed: Vec<Removed>,
+    /// The split audit; None with the split.
+    pub audit: Option<Audit>,
     pub stages: Vec<(&'static str, f64)>,
 }
 
@@ -85,7 +96,7 @@ fn check(input: &Input<'_>) -> Result<()> {
     if let Some(r) = &input.ratings {
         same_len("ratings", n, r.len())?;
     }
-    if input.k_user == 0 || input.k_item == 0 {
+    if input.filter == Filter::KCore && (input.k_user == 0 || input.k_item == 0) {
         return Err(CoreError::invalid(
             "k_core",
             format!("k values must be >= 1, got ({}, {})", input.k_user, input.k_item),
@@ -118,7 +129,11 @@ pub fn prepare(input: &Input<'_>) -> Result<Prepared> {
     let (users, items): (Encoded, Encoded) = (users?, items?);
     clock.lap("encode");
     let (users_before, items_before) = (users.uniques.len(), items.uniques.len());
-    let core = kcore::kcore_nodes(&users.codes, &items.codes, users.counts, items.counts, input.k_user, input.k_item);
+    let (ucodes, icodes, (ku, ki)) = (&users.codes, &items.codes, (input.k_user, input.k_item));
+    let core = match input.filter {
+        Filter::KCore => kcore::kcore_nodes(ucodes, icodes, users.counts, items.counts, ku, ki),
+        Filter::Compat => kcore::single_pass_nodes(ucodes, icodes, users.counts, items.counts, ku, ki),
+    };
     let (umap, n_users) = ids::compact_map(&core.keep_users);
     let (imap, n_items) = ids::compact_map(&core.keep_items);
     clock.lap("kcore");
@@ -134,6 +149,8 @@ pub fn prepare(input: &Input<'_>) -> Result<Prepared> {
         items_before,
         kcore_rounds: core.rounds,
         rows_dropped: core.rows_dropped,
+        kcore_removed: core.removed,
+        audit: None,
         stages: Vec::new(),
     };
     if n_users == 0 {
@@ -157,6 +174,8 @@ pub fn prepare(input: &Input<'_>) -> Result<Prepared> {
         }
     };
     clock.lap("split");
+    out.audit = Some(audit::audit(&offsets, &ts, &item_csr, n_items, &split));
+    clock.lap("audit");
     out.offsets = offsets;
     out.item_csr = item_csr;
     out.timestamps = ts;
@@ -544,6 +563,7 @@ mod tests {
                 items: Ids::Int(chunks(&items)),
                 timestamps: chunks(&ts),
                 ratings: Some(chunks(&ratings)),
+                filter: Filter::KCore,
                 k_user: k,
                 k_item: k,
                 split: spec,
@@ -551,6 +571,8 @@ mod tests {
             let got = prepare(&input).unwrap();
             let (kept_users, offsets, items_csr, ts_csr, split) = reference(&users, &items, &ts, k, spec);
             assert_eq!(got.users, Uniques::Int(kept_users));
+            let ((uc, uu), (ic, iu)) = (ids::encode_i64(&users), ids::encode_i64(&items));
+            assert_eq!(got.kcore_removed, kcore::kcore(&uc, &ic, uu.len(), iu.len(), k, k).unwrap().removed);
             if got.split.is_none() {
                 assert!(split.is_none());
                 continue;
@@ -581,6 +603,7 @@ mod tests {
             items: Ids::Int(users_as_one(&items)),
             timestamps: chunks(&ts),
             ratings: None,
+            filter: Filter::KCore,
             k_user: 3,
             k_item: 3,
             split: spec,
@@ -611,6 +634,7 @@ mod tests {
                 items: Ids::Int(items.as_slice().into()),
                 timestamps: ts.as_slice().into(),
                 ratings: None,
+                filter: Filter::KCore,
                 k_user: 1,
                 k_item: 1,
                 split: spec,
@@ -623,6 +647,42 @@ mod tests {
     }
 
     #[test]
+    fn compat_filter_is_one_strict_pass() {
+        // Counts on the input: users 1:2 2:2 3:1, items 10:2 11:1 12:2. Thresholds "> 1": user 3
+        // and item 11 fail, taking rows (3, 12) and (1, 11); user 1 and item 12 are left with one
+        // row each and stay (there is no second round).
+        let users: &[i64] = &[1, 1, 2, 2, 3];
+        let items: &[i64] = &[10, 11, 10, 12, 12];
+        let ts: &[i64] = &[1, 2, 3, 4, 5];
+        let spec = SplitSpec::LeaveOneOut;
+        let mut input = Input {
+            users: Ids::Int(users.into()),
+            items: Ids::Int(items.into()),
+            timestamps: ts.into(),
+            ratings: None,
+            filter: Filter::Compat,
+            k_user: 1,
+            k_item: 1,
+            split: spec,
+        };
+        let got = prepare(&input).unwrap();
+        assert_eq!(got.users, Uniques::Int(vec![1, 2]));
+        assert_eq!(got.items, Uniques::Int(vec![10, 12]));
+        assert_eq!((got.offsets, got.item_csr), (vec![0, 1, 3], vec![1, 1, 2]));
+        assert_eq!(got.kcore_removed, vec![Removed { users: 1, items: 1, rows: 2 }]);
+        // The k-core with k = 2 goes on (user 1 and item 12, then the last row) to nothing.
+        input.filter = Filter::KCore;
+        input.k_user = 2;
+        input.k_item = 2;
+        assert!(prepare(&input).unwrap().split.is_none());
+        // Compat accepts 0 (keep everything).
+        input.filter = Filter::Compat;
+        input.k_user = 0;
+        input.k_item = 0;
+        assert_eq!(prepare(&input).unwrap().rows_dropped, 0);
+    }
+
+    #[test]
     fn bad_arguments_are_refused_before_work() {
         let spec =
             SplitSpec::GlobalTemporal { quantile: 1.5, threshold: None, target: Target::Last, valid: Valid::None };
@@ -632,6 +692,7 @@ mod tests {
             items: Ids::Int(one.into()),
             timestamps: one.into(),
             ratings: None,
+            filter: Filter::KCore,
             k_user: 1,
             k_item: 1,
             split: spec,
@@ -651,6 +712,7 @@ mod tests {
             items: Ids::Int(two.into()),
             timestamps: two.into(),
             ratings: None,
+            filter: Filter::KCore,
             k_user: 5,
             k_item: 5,
             split: spec,
