@@ -2,7 +2,7 @@
 
 Folder layout (``format_version`` 1)::
 
-    manifest.json        name, domain, split, k_core, stats, format_version
+    manifest.json        name, domain, split, filter, k_core, stats, audit (SplitAudit.to_dict()), format_version
     log.parquet          user (int32), item (int64, 1..n_items), timestamp (int64)[, rating (float32)]
                          in CSR order: users ascending, each user's rows chronological
     users.parquet        user (0..n_users-1), user_id (raw), train_end
@@ -13,13 +13,19 @@ Folder layout (``format_version`` 1)::
 ``save`` builds the folder under a temporary name and swaps it in (:func:`seqdistill._io.atomic_dir`);
 it refuses a folder that is not a prepared dataset and replaces a prepared dataset (unless
 ``overwrite=False``). ``load`` repairs an interrupted save and checks that the files agree with each other.
+
+:class:`SplitAudit` is the record of what the filter removed and what the split holds (written by
+``prepare``, saved in the manifest, read back by ``load``; datasets prepared before it existed
+have none).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +35,7 @@ import polars as pl
 from seqdistill import _io
 from seqdistill.errors import DataError
 
-__all__ = ["FORMAT_VERSION", "PreparedDataset", "is_dataset_folder"]
+__all__ = ["FORMAT_VERSION", "FilterRound", "PartCounts", "PreparedDataset", "SplitAudit", "is_dataset_folder"]
 
 FORMAT_VERSION = 1
 _FILES = ("log.parquet", "users.parquet", "items.parquet", "targets_valid.parquet", "targets_test.parquet")
@@ -46,6 +52,202 @@ def is_dataset_folder(folder: str | Path) -> bool:
         return False
 
 
+# ------------------------------------------------------------------------------ the audit
+@dataclass(frozen=True)
+class PartCounts:
+    """Users with a row in a part of the split, and its rows (for valid and test: targets)."""
+
+    users: int
+    rows: int
+
+
+@dataclass(frozen=True)
+class FilterRound:
+    """What one round of the filter removed: the users and items whose last row went in it, and
+    its rows (those whose user or item was removed in it, the earlier removal counting)."""
+
+    round: int
+    users: int
+    items: int
+    rows: int
+
+
+_LOO_NOTE = (
+    "n/a: leave-one-out has no cutoff time; each user's last rows are held out whenever they happened, "
+    "so other users' training rows can be later"
+)
+
+
+@dataclass(frozen=True)
+class SplitAudit:
+    """What ``prepare`` did to a log and what its split holds: the filter and each of its rounds,
+    the cutoffs, users and rows per part, and the counts that show a leak or a cold start.
+
+    * ``filter``: ``"kcore"`` (iterative; users with >= ``k_user`` rows, items with >= ``k_item``)
+      or ``"compat"`` (one pass on the input's counts, strictly more than ``k_user`` / ``k_item``);
+      ``filter_rounds`` lists every round that removed something.
+    * ``test_cutoff`` / ``valid_cutoff``: the split's threshold timestamps (None without one).
+    * ``train``: users with a training row and the training rows; ``valid`` / ``test``: distinct
+      users with a target and the targets.
+    * ``train_rows_at_or_after_test_cutoff`` (and ``..._valid_cutoff``): training rows dated at or
+      after the cutoff, counted on the saved log — 0 for the global temporal split; None for
+      leave-one-out, which has no cutoff (see :meth:`report`).
+    * ``test_users_without_train``: test users with no training row (their input is test-period
+      history only); ``test_targets_unseen_item``: test targets whose item never occurs in the
+      training part, ``test_items_unseen`` those items.
+    """
+
+    split: str
+    filter: str
+    k_user: int
+    k_item: int
+    rows_in: int
+    users_in: int
+    items_in: int
+    filter_rounds: tuple[FilterRound, ...]
+    test_cutoff: float | None
+    valid_cutoff: float | None
+    train: PartCounts
+    valid: PartCounts
+    test: PartCounts
+    train_rows_at_or_after_test_cutoff: int | None
+    train_rows_at_or_after_valid_cutoff: int | None
+    test_users_without_train: int
+    test_targets_unseen_item: int
+    test_items_unseen: int
+
+    @property
+    def filter_rule(self) -> str:
+        """The filter in words."""
+        if self.filter == "compat":
+            return (
+                f"single pass (the seed paper's released code): users with more than {self.k_user} rows and items "
+                f"with more than {self.k_item} rows, both counted once on the input; a row stays when both pass"
+            )
+        return (
+            f"iterative k-core: users with at least {self.k_user} rows and items with at least {self.k_item}, "
+            "repeated until nothing changes"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (``filter_rule`` added for readers; :meth:`from_dict` reads it back)."""
+        d = asdict(self)
+        d["filter_rounds"] = [asdict(r) for r in self.filter_rounds]
+        d["filter_rule"] = self.filter_rule
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "audit") -> SplitAudit:
+        """The record of :meth:`to_dict`; :class:`~seqdistill.errors.DataError` naming ``where``
+        and the key when a key is missing or has the wrong type."""
+        if not isinstance(d, dict):
+            raise DataError(f"{where}: expected an object, got {type(d).__name__}")
+        unknown = set(d) - {f.name for f in fields(cls)} - {"filter_rule"}
+        if unknown:
+            raise DataError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in d:
+                raise DataError(f"{where}: missing key {f.name!r}")
+            values[f.name] = _field(d[f.name], str(f.type), f"{where}.{f.name}")
+        return cls(**values)
+
+    def report(self) -> list[str]:
+        """The audit as lines of text (``seqdistill prepare`` and ``datasets describe`` print it)."""
+        lines = [
+            f"split audit ({self.split})",
+            f"  filter: {self.filter} — {self.filter_rule}",
+            f"  input: {self.rows_in:,} rows, {self.users_in:,} users, {self.items_in:,} items",
+        ]
+        lines += _rounds_report(self.filter_rounds)
+        for name, cut in (("test", self.test_cutoff), ("valid", self.valid_cutoff)):
+            lines.append(f"  {name} cutoff: {_when(cut)}")
+        lines.append(f"  {'part':<6}{'users':>12}{'rows':>14}")
+        for name, part, what in (
+            ("train", self.train, ""),
+            ("valid", self.valid, "  (targets)"),
+            ("test", self.test, "  (targets)"),
+        ):
+            lines.append(f"  {name:<6}{part.users:>12,}{part.rows:>14,}{what}")
+        for name, n in (
+            ("test", self.train_rows_at_or_after_test_cutoff),
+            ("valid", self.train_rows_at_or_after_valid_cutoff),
+        ):
+            if n is not None:
+                lines.append(f"  train rows at or after the {name} cutoff: {n:,}")
+            elif self.split == "leave_one_out" and name == "test":
+                lines.append(f"  train rows at or after the test cutoff: {_LOO_NOTE}")
+        lines.append(f"  test users with no training history: {self.test_users_without_train:,}")
+        lines.append(
+            f"  test targets whose item never occurs in training: {self.test_targets_unseen_item:,} "
+            f"({self.test_items_unseen:,} items)"
+        )
+        return lines
+
+
+_SHOWN_ROUNDS = (10, 5)  # the first and the last rounds printed when there are many
+
+
+def _rounds_report(rounds: tuple[FilterRound, ...]) -> list[str]:
+    if not rounds:
+        return ["  filter rounds: none removed anything"]
+    total = [sum(getattr(r, k) for r in rounds) for k in ("users", "items", "rows")]
+    lines = [f"  filter removed {total[0]:,} users, {total[1]:,} items, {total[2]:,} rows in {len(rounds)} round(s):"]
+    head, tail = _SHOWN_ROUNDS
+    shown = list(rounds) if len(rounds) <= head + tail else [*rounds[:head], None, *rounds[-tail:]]
+    for r in shown:
+        if r is None:
+            lines.append(f"    ... {len(rounds) - head - tail} more rounds (all of them in manifest.json) ...")
+        else:
+            lines.append(f"    round {r.round}: {r.users:,} users, {r.items:,} items, {r.rows:,} rows")
+    return lines
+
+
+def _when(t: float | None) -> str:
+    """A cutoff, with its UTC date when it reads as epoch seconds (1973 to 5138)."""
+    if t is None:
+        return "none"
+    text = f"{int(t)}" if t == int(t) else f"{t:.15g}"
+    if 1e8 <= t < 1e11:
+        text += f" ({datetime.fromtimestamp(t, tz=UTC):%Y-%m-%d %H:%M:%S} UTC)"
+    return text
+
+
+def _field(value: Any, kind: str, where: str) -> Any:
+    """One audit value checked against its annotation (as text: ``from __future__`` annotations)."""
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if value is None and "None" in kind:
+        return None
+    if kind.startswith("int"):
+        if is_int and value >= 0:
+            return value
+        raise DataError(f"{where}: expected a count (an integer >= 0), got {value!r}")
+    if kind.startswith("float"):
+        if (is_int or isinstance(value, float)) and math.isfinite(value):
+            return float(value)
+        raise DataError(f"{where}: expected a finite number or null, got {value!r}")
+    if kind == "str":
+        if isinstance(value, str):
+            return value
+        raise DataError(f"{where}: expected a string, got {value!r}")
+    if kind == "PartCounts":
+        return PartCounts(**_counts(value, ("users", "rows"), where))
+    if kind == "tuple[FilterRound, ...]":
+        if not isinstance(value, list):
+            raise DataError(f"{where}: expected a list of rounds, got {type(value).__name__}")
+        return tuple(
+            FilterRound(**_counts(r, ("round", "users", "items", "rows"), f"{where}[{j}]")) for j, r in enumerate(value)
+        )
+    raise AssertionError(f"no reader for {kind}")  # pragma: no cover - a field added without a reader
+
+
+def _counts(value: Any, keys: tuple[str, ...], where: str) -> dict[str, int]:
+    if not isinstance(value, dict) or set(value) != set(keys):
+        raise DataError(f"{where}: expected an object with keys {list(keys)}, got {value!r}")
+    return {k: _field(value[k], "int", f"{where}.{k}") for k in keys}
+
+
+# ----------------------------------------------------------------------------- the dataset
 @dataclass
 class PreparedDataset:
     """An encoded, filtered and split interaction log (see the module doc and docs/architecture.md)."""
@@ -63,6 +265,8 @@ class PreparedDataset:
     test_targets: tuple[np.ndarray, np.ndarray]
     item_meta: pl.DataFrame | None = None
     manifest: dict[str, Any] = field(default_factory=dict)
+    #: What the filter removed and what the split holds (None for datasets prepared without it).
+    audit: SplitAudit | None = None
 
     @property
     def n_users(self) -> int:
@@ -145,6 +349,8 @@ class PreparedDataset:
                 u, p = self.targets(part)
                 pl.DataFrame({"user": u, "position": p}).write_parquet(tmp / f"targets_{part}.parquet")
             manifest = dict(self.manifest, name=self.name, domain=self.domain, format_version=FORMAT_VERSION)
+            if self.audit is not None:
+                manifest["audit"] = self.audit.to_dict()
             _io.write_json(tmp / "manifest.json", manifest, indent=2)
         return folder
 
@@ -215,6 +421,7 @@ class PreparedDataset:
         for key, have in (("users", n_users), ("items", n_items), ("interactions", len(item_col))):
             if key in stats and stats[key] != have:
                 raise DataError(f"{mf}: stats.{key} = {stats[key]} but the files hold {have}")
+        audit = _check_audit(manifest, mf, train_end, len(item_col), targets)
         meta_path = folder / "item_meta.parquet"
         return cls(
             name=manifest["name"],
@@ -230,7 +437,33 @@ class PreparedDataset:
             test_targets=targets["test"],
             item_meta=_read(meta_path, {}) if meta_path.exists() else None,
             manifest=manifest,
+            audit=audit,
         )
+
+
+def _check_audit(
+    manifest: dict[str, Any],
+    mf: Path,
+    train_end: np.ndarray,
+    rows: int,
+    targets: dict[str, tuple[np.ndarray, np.ndarray]],
+) -> SplitAudit | None:
+    """The manifest's audit, refused when it does not describe the files beside it."""
+    if "audit" not in manifest:
+        return None
+    audit = SplitAudit.from_dict(manifest["audit"], f"{mf}: audit")
+    kept = audit.rows_in - sum(r.rows for r in audit.filter_rounds)
+    checks = [
+        ("rows_in minus the rows the filter rounds removed", kept, rows),
+        ("train.rows", audit.train.rows, int(train_end.sum())),
+        ("train.users", audit.train.users, int(np.count_nonzero(train_end))),
+        ("valid.rows", audit.valid.rows, len(targets["valid"][0])),
+        ("test.rows", audit.test.rows, len(targets["test"][0])),
+    ]
+    for what, said, have in checks:
+        if said != have:
+            raise DataError(f"{mf}: audit {what} = {said} but the files hold {have}")
+    return audit
 
 
 def _read(path: Path, columns: dict[str, str | None]) -> pl.DataFrame:

@@ -1,9 +1,11 @@
-"""``prepare``: encode ids, k-core filter, order chronologically and split.
+"""``prepare``: encode ids, filter (k-core, or the seed code's single pass), order chronologically,
+split, and audit the split.
 
 The work is one call into the Rust core (:func:`seqdistill.core.prepare_log`), which reads the
 id, timestamp and rating columns in place (polars hands int64/float32 columns without nulls to
 numpy without a copy; string ids go as Arrow offsets + bytes). This module checks the arguments,
-turns the result into a :class:`PreparedDataset` and names the dataset in every error.
+turns the result into a :class:`PreparedDataset` with its :class:`SplitAudit` and names the
+dataset in every error.
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ import polars as pl
 
 from seqdistill import core
 from seqdistill._config import DictConfig
-from seqdistill.data.dataset import PreparedDataset
+from seqdistill.data.dataset import FilterRound, PartCounts, PreparedDataset, SplitAudit
 from seqdistill.data.interactions import RawDataset, normalize_interactions
 from seqdistill.errors import DataError, SeqdistillWarning
 
-__all__ = ["SPLITS", "SplitConfig", "encode_column", "prepare"]
+__all__ = ["FILTERS", "SPLITS", "SplitConfig", "encode_column", "prepare"]
 
 SPLITS = core.SPLIT_KINDS
+#: ``"kcore"`` (iterative, >= k) and ``"compat"`` (the seed paper's released code: one pass, > k).
+FILTERS = core.FILTERS
 
 
 def _is_number(x: Any) -> bool:
@@ -65,14 +69,19 @@ class SplitConfig(DictConfig):
             raise DataError(f"split threshold must be a finite number (a timestamp) or None, got {self.threshold!r}")
 
 
-def _k_core(k_core: int | tuple[int, int] | list[int] | None, name: str) -> tuple[int, int]:
+def _k_core(k_core: int | tuple[int, int] | list[int] | None, name: str, filter: str) -> tuple[int, int]:
+    """``(k_user, k_item)``: minimum counts for the k-core (>= 1), thresholds a count must exceed
+    for compat (>= 0). None keeps every row."""
+    low = 0 if filter == "compat" else 1
     if k_core is None:
-        return 1, 1
+        return low, low
     ks = (k_core, k_core) if not isinstance(k_core, (tuple, list)) else tuple(k_core)
     if len(ks) != 2 or not all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in ks):
         raise DataError(f"{name}: k_core must be an int or (k_user, k_item) ints, got {k_core!r}")
-    if min(ks) < 1 or max(ks) > 2**32 - 1:
-        raise DataError(f"{name}: k_core values must be in 1..2^32-1, got {tuple(int(k) for k in ks)}")
+    if min(ks) < low or max(ks) > 2**32 - 1:
+        raise DataError(
+            f"{name}: k_core values must be in {low}..2^32-1 with filter={filter!r}, got {tuple(int(k) for k in ks)}"
+        )
     return int(ks[0]), int(ks[1])
 
 
@@ -125,11 +134,17 @@ def prepare(
     split: SplitConfig | None = None,
     name: str | None = None,
     domain: str | None = None,
+    filter: str = "kcore",
 ) -> PreparedDataset:
-    """Encodes, filters (iterative k-core) and splits an interaction log.
+    """Encodes, filters and splits an interaction log, and audits the split.
 
     ``data`` is a :class:`RawDataset` or a table with the canonical columns. ``k_core`` is
-    ``(k_user, k_item)``, one int for both, or None for no filter. Raises
+    ``(k_user, k_item)``, one int for both, or None for no filter. ``filter``: ``"kcore"`` (the
+    iterative core: users with at least ``k_user`` rows and items with at least ``k_item``, until
+    nothing changes) or ``"compat"`` (the seed paper's released code: users with *more than*
+    ``k_user`` rows and items with more than ``k_item``, both counted once on the input, one pass;
+    to line up with its tables). The result's ``audit`` (:class:`SplitAudit`, saved in the
+    manifest) records the filter's rounds and what each part of the split holds. Raises
     :class:`~seqdistill.errors.DataError` naming the dataset when the log is empty, when nothing
     survives the filter, when the split leaves no training part, and when item metadata matches
     none of the log's items; warns (:class:`~seqdistill.errors.SeqdistillWarning`) when the split
@@ -145,7 +160,9 @@ def prepare(
     else:
         df = data
     name, domain = name or "dataset", domain or "generic"
-    k_user, k_item = _k_core(k_core, name)
+    if not isinstance(filter, str) or filter not in FILTERS:
+        raise DataError(f"{name}: filter must be one of {FILTERS}, got {filter!r}")
+    k_user, k_item = _k_core(k_core, name, filter)
     df = normalize_interactions(df, source=name)
     if df.height == 0:
         raise DataError(f"{name}: the interaction table is empty")
@@ -156,6 +173,7 @@ def prepare(
             _id_column(df.get_column("item_id")),
             _chunks(df.get_column("timestamp")),
             ratings,
+            filter=filter,
             k_user=k_user,
             k_item=k_item,
             split=split.kind,
@@ -170,7 +188,8 @@ def prepare(
     sp = log.split
     if sp is None:
         raise DataError(
-            f"{name}: nothing left after k-core with k_user={k_user}, k_item={k_item} "
+            f"{name}: nothing left after {'k-core' if filter == 'kcore' else 'the compat filter'} with "
+            f"k_user={k_user}, k_item={k_item} "
             f"({df.height} rows, {log.users_before} users, {log.items_before} items before the filter)"
         )
     train_end = sp.train_end
@@ -196,7 +215,13 @@ def prepare(
         "interactions": n,
         "avg_length": n / n_users,
         "density": n / (n_users * n_items),
-        "kcore": {"k_user": k_user, "k_item": k_item, "rounds": log.kcore_rounds, "rows_dropped": log.rows_dropped},
+        "kcore": {
+            "filter": filter,
+            "k_user": k_user,
+            "k_item": k_item,
+            "rounds": log.kcore_rounds,
+            "rows_dropped": log.rows_dropped,
+        },
         "train_interactions": int(train_end.sum()),
         "valid_targets": len(sp.valid_users),
         "test_targets": len(sp.test_users),
@@ -205,7 +230,16 @@ def prepare(
         "stages": {stage: round(sec, 4) for stage, sec in log.stages},
         "seconds": round(time.perf_counter() - started, 3),
     }
-    manifest = {"name": name, "domain": domain, "split": split.to_dict(), "k_core": [k_user, k_item], "stats": stats}
+    audit = _audit(log, split.kind, filter, (k_user, k_item), df.height)
+    manifest = {
+        "name": name,
+        "domain": domain,
+        "split": split.to_dict(),
+        "filter": filter,
+        "k_core": [k_user, k_item],
+        "stats": stats,
+        "audit": audit.to_dict(),
+    }
     return PreparedDataset(
         name=name,
         domain=domain,
@@ -220,6 +254,34 @@ def prepare(
         test_targets=(sp.test_users, sp.test_pos),
         item_meta=item_meta,
         manifest=manifest,
+        audit=audit,
+    )
+
+
+def _audit(log: core.PreparedLog, kind: str, filter: str, ks: tuple[int, int], rows_in: int) -> SplitAudit:
+    """The typed audit from the core's counts (``log.kcore_removed``, ``log.audit``)."""
+    a, sp, removed = log.audit, log.split, log.kcore_removed
+    assert a is not None and sp is not None  # both come with a split
+    rounds = zip(removed.users.tolist(), removed.items.tolist(), removed.rows.tolist())
+    return SplitAudit(
+        split=kind,
+        filter=filter,
+        k_user=ks[0],
+        k_item=ks[1],
+        rows_in=rows_in,
+        users_in=log.users_before,
+        items_in=log.items_before,
+        filter_rounds=tuple(FilterRound(j + 1, u, i, r) for j, (u, i, r) in enumerate(rounds)),
+        test_cutoff=_finite(sp.test_threshold),
+        valid_cutoff=_finite(sp.valid_threshold),
+        train=PartCounts(a.train_users, a.train_rows),
+        valid=PartCounts(a.valid_users, a.valid_rows),
+        test=PartCounts(a.test_users, a.test_rows),
+        train_rows_at_or_after_test_cutoff=a.train_at_or_after_test_cutoff,
+        train_rows_at_or_after_valid_cutoff=a.train_at_or_after_valid_cutoff,
+        test_users_without_train=a.test_users_without_train,
+        test_targets_unseen_item=a.test_targets_unseen_item,
+        test_items_unseen=a.test_items_unseen,
     )
 
 
