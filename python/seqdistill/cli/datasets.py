@@ -1,5 +1,6 @@
 """``seqdistill datasets list | describe | prepare``: the registry of `seqdistill.datasets`,
-Table 1 statistics of a dataset, and a registered dataset → a prepared dataset folder."""
+Table 1 statistics of a dataset (and the split audit of a prepared one), and a registered dataset
+→ a prepared dataset folder."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 
 from seqdistill import datasets
 from seqdistill.cli._common import KCore, check_dataset_out, positive_int
+from seqdistill.cli.prepare import add_filter_args
 from seqdistill.errors import ConfigError, DataError
 
 __all__ = ["add_parser", "cmd_describe", "cmd_list", "cmd_prepare", "parse_options"]
@@ -50,8 +52,9 @@ def add_parser(sub: argparse._SubParsersAction, parents: Sequence[argparse.Argum
         action=KCore,
         default=(5, 5),
         metavar="K",
-        help="k (both) or k_user k_item",
+        help="k (both) or k_user k_item; with --filter compat, the counts a user / item must exceed",
     )
+    add_filter_args(pr)
     pr.add_argument("--split", action="append", metavar="KEY=VALUE", help="SplitConfig field (repeatable)")
     pr.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", help="loader option (repeatable)")
     pr.set_defaults(func=_prepare, prog_name=pr.prog, output_arg="out_dir")
@@ -71,6 +74,7 @@ def _prepare(a: argparse.Namespace) -> int:
         parse_options(a.split) or None,
         parse_options(a.option),
         overwrite=a.overwrite,
+        filter=a.filter,
     )
     return 0
 
@@ -132,7 +136,20 @@ def cmd_describe(name_or_path: str, path: PathLike | None = None, options: dict 
             raise DataError(f"{name_or_path!r} is neither a registered dataset {known} nor an existing path")
     stats = datasets.describe(data)
     _print_stats(stats)
+    _print_audit(data)
     return stats
+
+
+def _print_audit(data: Any) -> None:
+    """The split audit of a prepared dataset (a note when it was prepared without one)."""
+    from seqdistill.data import PreparedDataset
+
+    if not isinstance(data, PreparedDataset):
+        return
+    if data.audit is None:
+        print("split audit: not recorded (the dataset was prepared before audits were saved; prepare it again)")
+    else:
+        print("\n".join(data.audit.report()))
 
 
 def cmd_prepare(
@@ -144,23 +161,26 @@ def cmd_prepare(
     options: dict | None = None,
     *,
     overwrite: bool = False,
+    filter: str = "kcore",
 ) -> Path:
-    """Load a registered dataset, run `seqdistill.data.prepare(raw, k_core=..., split=...)` and save
-    the `PreparedDataset` to `out_dir` (refused before loading when `out_dir` may not be replaced).
-    `split` is a `SplitConfig`, a dict of its fields, or None (the default split). `options` are
-    passed to the loader (e.g. locale, n_users)."""
+    """Load a registered dataset, run `seqdistill.data.prepare(raw, k_core=..., split=...,
+    filter=...)` and save the `PreparedDataset` to `out_dir` (refused before loading when `out_dir`
+    may not be replaced). `split` is a `SplitConfig`, a dict of its fields, or None (the default
+    split). `filter` is "kcore" or "compat" (see `prepare`). `options` are passed to the loader
+    (e.g. locale, n_users). Prints the statistics and the split audit."""
     from seqdistill.data import prepare
 
     check_dataset_out(out_dir, [path] if path is not None else [], overwrite=overwrite, flag="OUT_DIR")
     split = _split_config(split) if isinstance(split, dict) else split
     raw = _load(name, path, dict(options or {}))
-    kwargs: dict[str, Any] = {"k_core": tuple(k_core)}
+    kwargs: dict[str, Any] = {"k_core": tuple(k_core), "filter": filter}
     if split is not None:
         kwargs["split"] = split
     prepared = prepare(raw, **kwargs)
     out = prepared.save(Path(out_dir), overwrite=overwrite)
     print(f"prepared {name} -> {out}")
     _print_stats(datasets.describe(prepared))
+    _print_audit(prepared)
     return out
 
 

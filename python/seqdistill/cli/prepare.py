@@ -1,5 +1,6 @@
 """``seqdistill prepare FILE --out DIR``: an interactions file (csv/tsv/parquet/jsonl) → a
-prepared dataset folder (see docs/datasets.md for what a file may hold)."""
+prepared dataset folder (see docs/datasets.md for what a file may hold). Prints the statistics and
+the split audit."""
 
 from __future__ import annotations
 
@@ -43,8 +44,9 @@ def add_parser(sub: argparse._SubParsersAction, parents: Sequence[argparse.Argum
         action=KCore,
         default=(5, 5),
         metavar="K",
-        help="k (both) or k_user k_item",
+        help="k (both) or k_user k_item; with --filter compat, the counts a user / item must exceed",
     )
+    add_filter_args(p)
     p.add_argument("--split", choices=["global_temporal", "leave_one_out"], default="global_temporal")
     p.add_argument("--quantile", type=fraction, default=0.8)
     p.add_argument("--target", choices=["last", "first", "all"], default="last")
@@ -53,6 +55,19 @@ def add_parser(sub: argparse._SubParsersAction, parents: Sequence[argparse.Argum
     p.add_argument("--name", default=None)
     p.add_argument("--domain", default="generic", choices=["products", "movies", "sessions", "generic"])
     p.set_defaults(func=run, prog_name=p.prog, output_arg="out")
+
+
+def add_filter_args(p: argparse.ArgumentParser) -> None:
+    """``--filter kcore|compat`` and its shorthand ``--compat`` (one or the other)."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
+        "--filter",
+        choices=["kcore", "compat"],
+        default="kcore",
+        help="kcore: iterative k-core (counts >= k, repeated; default); compat: the seed paper's released "
+        "code, one pass keeping users and items whose counts on the input are > k",
+    )
+    g.add_argument("--compat", dest="filter", action="store_const", const="compat", help="same as --filter compat")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,9 +88,11 @@ def run(args: argparse.Namespace) -> int:
         valid_quantile=args.valid_quantile,
     )
     raw = RawDataset(args.name or Path(args.path).stem, df, items, domain=args.domain)
-    ds = prepare(raw, k_core=args.k_core, split=split)
+    ds = prepare(raw, k_core=args.k_core, split=split, filter=args.filter)
     out = ds.save(args.out, overwrite=args.overwrite)
     print(json.dumps(ds.stats, indent=2))
+    if ds.audit is not None:
+        print("\n".join(ds.audit.report()))
     print(f"prepared dataset written to {out}")
     return 0
 
