@@ -30,6 +30,14 @@ by another kernel whose sums can differ in the last bit.
 Protocol: the paper ranks the whole catalogue WITHOUT removing the user's seen items, which is
 ``filter_seen=False`` (the default here). ``filter_seen=True`` removes every item of the row's
 input history from the candidates (the more common protocol in other papers).
+
+Protocols side by side (:func:`evaluate_protocols`, docs/evaluation.md): one forward pass feeds a
+ranker per protocol: ``full`` and ``full_filtered`` are the :class:`BlockRanker` above;
+``sampled:N`` / ``sampled-pop:N`` rank the target among N negatives that a
+:class:`NegativeSampler` draws per row (without replacement, never the target nor a seen item;
+uniform or by training-prefix counts), seeded per :data:`SAMPLE_BLOCK` rows, and a
+:class:`SampledRanker` scores only those candidates, in blocks of exactly :data:`SAMPLE_BLOCK`
+rows, with the same tie rule. No protocol's numbers depend on the batch size.
 """
 
 from __future__ import annotations
