@@ -211,18 +211,19 @@ def _evaluate(model, ds, ks, batch_size: int):
 
 def _train(config: ExperimentConfig, ds, plan: RunPlan, targets: dict[str, tuple[np.ndarray, np.ndarray]], work: Path):
     """Build the model and the distillation term of ``plan`` and train (resuming from ``work``)."""
-    from seqdistill.models import ModelConfig, build_model
-    from seqdistill.training import TrainConfig, Trainer, seed_everything
-    from seqdistill.training.distill import DistillationTerm, DistillConfig
+    from seqdistill.models import ModelConfig
+    from seqdistill.training import TrainConfig
+    from seqdistill.training.distill import DistillConfig
+    from seqdistill.training.run import build_trainer
 
     tcfg = TrainConfig.from_dict(plan.train)
     mcfg = ModelConfig.from_dict({**config.model, "n_items": ds.n_items})
-    seed_everything(plan.seed)
-    model = build_model(mcfg)
     source = {"vanilla": "main", "distill": "main", "shuffled": "shuffled", "stats": "stats"}[plan.kind]
-    t, m = targets[source]
-    term = DistillationTerm(t, m, DistillConfig.from_dict(plan.distill), train=plan.kind != "vanilla")
-    trainer = Trainer(model, ds, config=tcfg, extra_losses=[term], run_dir=work)
+    distill = DistillConfig.from_dict(plan.distill)
+    trainer = build_trainer(
+        ds, mcfg, tcfg, run_dir=work, targets=targets[source], distill=distill, distill_trained=plan.kind != "vanilla"
+    )
+    model = trainer.model
     t0 = time.perf_counter()
     history = trainer.fit(resume=True)
     return model, trainer, history, time.perf_counter() - t0
