@@ -5,7 +5,9 @@
     seqdistill datasets list|describe|prepare
     seqdistill profiles generate|encode|reduce
     seqdistill experiment CONFIG_OR_PRESET --out DIR
+    seqdistill train DATASET_DIR --out RUN_DIR   one model into a run folder (resumable)
     seqdistill evaluate RUN_DIR DATASET_DIR [--protocol ...]   protocols side by side (a table, --json)
+    seqdistill recommend RUN_DIR (--users FILE | --histories FILE) --k 10 --out FILE
 
 Each sub-command module registers its parser (``add_parser``) and a ``func(args) -> int``;
 :mod:`seqdistill.cli._errors` turns whatever a command raises into one line and an exit status
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 
-from seqdistill.cli import _errors, datasets, demo, evaluate, experiment, prepare, profiles
+from seqdistill.cli import _errors, datasets, demo, evaluate, experiment, prepare, profiles, recommend, train
 from seqdistill.cli._common import check_output_path, debug_parent
 
 __all__ = ["build_parser", "main"]
@@ -31,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--debug", action="store_true", help="show the full traceback of an error instead of one line")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
     parents = [debug_parent()]
-    for module in (demo, prepare, datasets, profiles, experiment, evaluate):
+    for module in (demo, prepare, datasets, profiles, experiment, train, evaluate, recommend):
         module.add_parser(sub, parents)
     return ap
 
