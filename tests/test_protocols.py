@@ -130,7 +130,7 @@ def test_sampler_draws_distinct_allowed_items_reproducibly(case):
     cnt = None if counts is None else np.array(counts)
     args = (n_neg, np.array(targets, dtype=np.int64), csr(seen))
     out = sample_negatives(*args, n_items=n_items, counts=cnt, seed=seed)
-    assert out.shape == (len(targets), n_neg)
+    assert out.shape == (len(targets), min(n_neg, n_items - 1))  # never wider than a row can fill
     for row, t, s in zip(out, targets, seen):
         allowed = {i for i in range(1, n_items + 1) if i != t and i not in s and weights[i] > 0}
         drawn = row[row >= 0]
@@ -329,6 +329,23 @@ def test_full_protocols_equal_evaluate(kind):
             np.testing.assert_array_equal(res[name].per_row[key], want, err_msg=f"{name} {key}")
         np.testing.assert_array_equal(res[name].users, plain.users)
         assert res[name].settings["protocol"]["seen_items"] == ("removed" if filter_seen else "kept")
+
+
+def test_more_negatives_than_items_ranks_every_unseen_item():
+    """With N >= n_items every unseen item is a candidate: a row whose target is not in its
+    history then ranks exactly as under full_filtered (the scores-only model gives both the same
+    score values); the negatives are never wider than the catalogue allows."""
+    ds = make_ds(random_logs(70, 25, seed=7))
+    model = ScoresOnly(small_model("sasrec", ds.n_items))
+    res = evaluate_protocols(model, ds, ["full_filtered", "sampled:10000000000"], ks=(1, 5, 10), return_negatives=True)
+    inp = eval_inputs(ds, "test", model.input_length)
+    assert res["sampled:10000000000"].negatives.shape == (len(inp.targets), ds.n_items - 1)
+    fresh = np.array(
+        [t not in inp.seen_items[a:b] for t, a, b in zip(inp.targets, inp.seen_offsets, inp.seen_offsets[1:])]
+    )
+    assert 0 < fresh.sum() < len(fresh)
+    for key, want in res["full_filtered"].per_row.items():
+        np.testing.assert_array_equal(res["sampled:10000000000"].per_row[key][fresh], want[fresh], err_msg=key)
 
 
 def test_protocol_arguments_are_checked():

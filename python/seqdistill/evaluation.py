@@ -666,7 +666,7 @@ class SampledRanking(Protocol):
 
 
 DEFAULT_PROTOCOLS = ("full", "full_filtered", "sampled:100", "sampled-pop:100")
-_SAMPLED = re.compile(r"(sampled|sampled-pop):(\d+)")
+_SAMPLED = re.compile(r"(sampled|sampled-pop):([0-9]+)")
 
 
 def parse_protocol(text: str | Protocol) -> Protocol:
@@ -736,6 +736,8 @@ class NegativeSampler:
         if isinstance(seed, bool) or int(seed) != seed or seed < 0:
             raise ConfigError(f"NegativeSampler: seed must be an integer >= 0, got {seed!r}")
         self.n_negatives, self.n_items, self.seed = int(n_negatives), int(n_items), int(seed)
+        #: Columns of the result: a row never has more than n_items - 1 items to draw from.
+        self.width = min(self.n_negatives, max(self.n_items - 1, 0))
         self.targets = np.ascontiguousarray(targets, dtype=np.int64)
         n = len(self.targets)
         if seen is None:
@@ -769,9 +771,10 @@ class NegativeSampler:
         return -(-self.n_rows // SAMPLE_BLOCK)
 
     def all(self) -> np.ndarray:
-        """Every row's negatives, int64 ``[rows, n_negatives]`` (-1 = fewer allowed items)."""
+        """Every row's negatives, int64 ``[rows, width]`` (``width = min(n_negatives, n_items - 1)``;
+        -1 = fewer allowed items)."""
         blocks = [self.block(b) for b in range(self.n_blocks)]
-        return np.concatenate(blocks) if blocks else np.zeros((0, self.n_negatives), dtype=np.int64)
+        return np.concatenate(blocks) if blocks else np.zeros((0, self.width), dtype=np.int64)
 
     def block(self, b: int) -> np.ndarray:
         """The negatives of rows ``b * SAMPLE_BLOCK`` up to the next block."""
@@ -785,7 +788,7 @@ class NegativeSampler:
         rows, w = hi - lo, self.weights
         allowed = self._positive - np.bincount(row_of, weights=w[item_of] > 0, minlength=rows).astype(np.int64)
         mass = self._total - np.rint(np.bincount(row_of, weights=w[item_of], minlength=rows)).astype(np.int64)
-        out = np.full((rows, self.n_negatives), -1, dtype=np.int64)
+        out = np.full((rows, self.width), -1, dtype=np.int64)
         filled = np.zeros(rows, dtype=np.int64)
         every = allowed <= self.n_negatives
         for r in np.flatnonzero(every):
@@ -931,7 +934,7 @@ class SampledRanker:
         self.device = torch.device(device)
         n = sampler.n_rows
         self._values = {name: np.full((len(self.ks), n), np.nan) for name in METRICS}
-        self.negatives = np.full((n, sampler.n_negatives), -1, dtype=np.int64) if keep_negatives else None
+        self.negatives = np.full((n, sampler.width), -1, dtype=np.int64) if keep_negatives else None
         self._block: int | None = None
         self._lo = self._rows = self._have = 0
         self._cands: SampledCandidates | None = None
