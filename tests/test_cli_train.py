@@ -114,10 +114,33 @@ def test_foreign_and_input_folders_are_refused(run, tmp_path, capsys):
     assert [p.name for p in mine.iterdir()] == ["data.txt"]
     refused(["train", ds, "--out", ds, *SMALL], capsys, "is the dataset")
     refused(["train", ds, "--out", str(run / "ds" / "run"), *SMALL], capsys, "lies inside the dataset")
+    refused(["train", ds, "--out", str(run), *SMALL], capsys, "not a training run folder")  # holds log.csv too
     (tmp_path / "f").write_text("x")
     refused(["train", ds, "--out", str(tmp_path / "f"), *SMALL], capsys, "exists and is not a folder")
     refused(["train", str(tmp_path / "nope"), "--out", str(tmp_path / "r"), *SMALL], capsys, "no such folder")
     assert not (tmp_path / "r").exists()
+
+
+def test_a_folder_holding_only_its_dataset_becomes_the_run_folder(tmp_path, capsys):
+    (tmp_path / "x").mkdir()
+    ds = prepared(tmp_path / "x", 60)
+    (tmp_path / "x" / "log.csv").unlink()  # runs/x holds nothing but runs/x/ds
+    before = tree(ds)
+    assert main(["train", str(ds), "--out", str(tmp_path / "x"), *SMALL, "--epochs", "1", "--quiet"]) == 0
+    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == [
+        "checkpoint",
+        "ds",
+        "history.json",
+        "model",
+        "run.json",
+    ]
+    assert tree(ds) == before
+    (tmp_path / "y").mkdir()
+    prepared(tmp_path / "y", 60)
+    (tmp_path / "y" / "log.csv").unlink()
+    (tmp_path / "y" / "ds").rename(tmp_path / "y" / "model")
+    refused(["train", str(tmp_path / "y" / "model"), "--out", str(tmp_path / "y"), *SMALL], capsys,
+            "holds the dataset", "where the run writes model")  # fmt: skip
 
 
 def test_distillation_settings_and_profile_vectors_are_checked(run, tmp_path, capsys):

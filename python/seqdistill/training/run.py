@@ -10,8 +10,9 @@ Layout of ``run_dir``::
     history.json    one row per epoch (losses, validation metrics, seconds)
     model/          the best epoch's model (``seqdistill.models.load_model`` reads it)
 
-A folder is a run folder when its ``run.json`` says so (:func:`is_run_folder`); anything else that
-is not empty is never written into. Training the same settings into a run folder resumes it (or,
+A folder is a run folder when its ``run.json`` says so (:func:`is_run_folder`). Any other folder
+that is not empty is never written into, except one that holds nothing but the run's inputs (so
+``runs/x`` may hold its dataset in ``runs/x/dataset``); the run never writes over an input. Training the same settings into a run folder resumes it (or,
 when complete, does nothing); other settings are refused unless ``overwrite``, which removes only
 what a run writes (the four names above) before starting afresh.
 
@@ -136,18 +137,27 @@ def is_run_folder(folder: str | os.PathLike) -> bool:
 
 
 def check_run_dir(run_dir: str | os.PathLike, inputs: Mapping[str, str | os.PathLike] | None = None) -> None:
-    """Refuse, before any work, a ``run_dir`` that is a file, a non-empty folder that is not a run
-    folder, or one that is, holds or lies inside an input (``{what: path}``). Raises OutputError."""
+    """Refuse, before any work, a ``run_dir`` that is a file, is or lies inside an input (``{what:
+    path}``), holds an input where the run writes (``checkpoint``, ``model``, ``history.json``), or
+    is a non-empty folder that is not a run folder. A folder holding only the inputs (e.g.
+    ``runs/x`` with the dataset in ``runs/x/dataset``) may become a run folder. Raises OutputError."""
     out = Path(run_dir)
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise OutputError(f"{run_dir}: exists and is not a folder; choose a new or empty folder for the run")
     target = out.resolve()
+    held = set()
     for what, path in (inputs or {}).items():
         src = Path(path).resolve()
-        if target == src or target.is_relative_to(src) or src.is_relative_to(target):
-            where = "is" if target == src else ("lies inside" if target.is_relative_to(src) else "holds")
+        if target == src or target.is_relative_to(src):
+            where = "is" if target == src else "lies inside"
             raise OutputError(f"{run_dir}: {where} the {what} {path}; write the run to another folder")
-    if out.is_dir() and any(out.iterdir()) and not is_run_folder(out):
+        if src.is_relative_to(target):
+            top = target / src.relative_to(target).parts[0]
+            if top.name in (*_WRITTEN, RUN_FILE):
+                raise OutputError(f"{run_dir}: holds the {what} {path} where the run writes {top.name}")
+            held.add(top)
+    others = [p for p in out.iterdir() if target / p.name not in held] if out.is_dir() else []
+    if others and not is_run_folder(out):
         raise OutputError(
             f"{run_dir}: folder exists and is not a training run folder (no seqdistill {RUN_FILE}); "
             "refusing to write into it — choose a new or empty folder"
