@@ -242,6 +242,10 @@ def test_recommend_refusals(trained, capsys):
              "o.xlsx: cannot tell the output format")  # fmt: skip
     _refused(["recommend", run, "--users", str(root / "u.txt"), "--out", str(root / "u.txt"), "--format", "csv",
               "--overwrite"], capsys, "is the input")  # fmt: skip
+    _refused(["recommend", run, "--users", str(root / "u.txt"), "--out", str(root / "ds" / "top.csv")], capsys,
+             "top.csv: lies inside", "an input folder")  # fmt: skip
+    _refused(["recommend", run, "--users", str(root / "u.txt"), "--out", str(root / "run" / "run.json"), "--format",
+              "jsonl", "--overwrite"], capsys, "is the input")  # fmt: skip
     _refused(["recommend", str(root / "ds"), "--users", str(root / "u.txt"), "--out", str(root / "o.csv")], capsys,
              "not a training run folder")  # fmt: skip
     other = root / "other_ds"

@@ -45,16 +45,22 @@ def add_parser(sub: argparse._SubParsersAction, parents: Sequence[argparse.Argum
     p.set_defaults(func=run, prog_name=p.prog, output_arg="out")
 
 
-def _check_out(out: str, inputs: Sequence[str], overwrite: bool) -> None:
-    """Refuse an --out that is a folder, one of the inputs, or an existing file without --overwrite."""
+def _check_out(out: str, files: Sequence[str | Path], folders: Sequence[str | Path], overwrite: bool) -> None:
+    """Refuse an --out that is a folder, one of the input ``files``, lies inside one of the input
+    ``folders`` (a dataset or model folder is replaced whole, which would take the file with it),
+    or is an existing file without --overwrite."""
     from seqdistill.errors import OutputError
 
     p = Path(out)
     if p.is_dir():
         raise OutputError(f"--out {out}: is a folder; name the output file")
-    for src in inputs:
-        if p.exists() and Path(src).exists() and p.resolve() == Path(src).resolve():
+    target = p.resolve()
+    for src in files:
+        if target == Path(src).resolve():
             raise OutputError(f"--out {out}: is the input {src}; write the recommendations to another file")
+    for folder in folders:
+        if target.is_relative_to(Path(folder).resolve()):
+            raise OutputError(f"--out {out}: lies inside {folder}, an input folder; write the file elsewhere")
     if (p.exists() or p.is_symlink()) and not overwrite:
         raise OutputError(f"--out {out}: a file is already there; pass --overwrite to replace it")
 
@@ -79,6 +85,8 @@ def _device(name: str) -> str:
 
     try:
         return str(resolve_device(name))
+    except ConfigError as e:  # not on this machine
+        raise ConfigError(str(e).replace("TrainConfig.device:", "--device")) from None
     except RuntimeError:  # not a device name torch knows
         raise ConfigError(f"--device {name!r}: expected auto, cpu, cuda, cuda:N or mps") from None
 
@@ -86,10 +94,16 @@ def _device(name: str) -> str:
 def run(args: argparse.Namespace) -> int:
     """Check the output, load the run, read the users or histories, rank, write."""
     from seqdistill.recommend import output_format, read_user_ids, recommend, write_table
-    from seqdistill.training.run import load_run
+    from seqdistill.training.run import RUN_FILE, RunInfo, load_run
 
     fmt = output_format(args.out, args.format)
-    _check_out(args.out, [f for f in (args.users, args.histories) if f], args.overwrite)
+    run_dir = Path(args.run_dir)
+    info = RunInfo.read(run_dir)
+    files = [f for f in (args.users, args.histories) if f] + [run_dir / RUN_FILE, run_dir / "history.json"]
+    folders = [run_dir / "model", run_dir / "checkpoint"]
+    if args.users is not None:
+        folders.append(args.dataset or info.dataset)
+    _check_out(args.out, files, folders, args.overwrite)
     info, model = load_run(args.run_dir, map_location=_device(args.device))
     if args.users is not None:
         ds = _dataset(args, info)
