@@ -216,12 +216,26 @@ def test_first_negative_follows_the_weights(weighting, path):
     assert stat(wrong) > threshold
 
 
-def test_uniform_negatives_include_each_allowed_item_equally():
+@pytest.mark.parametrize("rounds", [None, 1])
+def test_uniform_negatives_include_each_allowed_item_equally(rounds, monkeypatch):
     """Without replacement and uniform, every allowed item is in a row's negatives with
     probability n / (allowed items): inclusion counts over all columns pass a chi-square test
-    (inclusion counts vary less than Poisson counts, so the test is conservative)."""
+    (inclusion counts vary less than Poisson counts, so the test is conservative). With one
+    stream round, rows the stream leaves short are finished by the exact draw, which must
+    continue the same distribution."""
+    import seqdistill.evaluation as evaluation
+
+    finished = []
+    if rounds is not None:
+        monkeypatch.setattr(evaluation, "_STREAM_ROUNDS", rounds)
+        exact = NegativeSampler._exact
+        monkeypatch.setattr(
+            NegativeSampler,
+            "_exact",
+            lambda self, rng, out, filled, r, a: finished.append(filled[r]) or exact(self, rng, out, filled, r, a),
+        )
     rng = np.random.default_rng(5)
-    n_items, n_rows, n_neg = 30, 5000, 6
+    n_items, n_rows, n_neg = 30, 5000, 10
     targets = rng.integers(1, n_items + 1, size=n_rows)
     seen = [list(rng.integers(1, n_items + 1, size=rng.integers(0, 12))) for _ in range(n_rows)]
     out = sample_negatives(n_neg, targets, csr(seen), n_items=n_items, seed=9)
@@ -233,6 +247,11 @@ def test_uniform_negatives_include_each_allowed_item_equally():
     observed = np.bincount(out[out >= 0], minlength=n_items + 1)
     keep = exp > 0
     assert np.sum((observed[keep] - exp[keep]) ** 2 / exp[keep]) < chi_square_threshold(int(keep.sum()) - 1)
+    for row, t, s in zip(out, targets, seen):
+        drawn = row[row >= 0]
+        assert len(set(drawn.tolist())) == len(drawn) and t not in drawn and not set(drawn.tolist()) & set(s)
+    if rounds is not None:  # the case does take that path, part-way through rows
+        assert sum(f > 0 for f in finished) > 200, sum(f > 0 for f in finished)
 
 
 # ------------------------------------------------------------------------- sampled metrics

@@ -690,7 +690,16 @@ def parse_protocol(text: str | Protocol) -> Protocol:
 #: product over exactly this many rows, so neither depends on the evaluation batch size.
 SAMPLE_BLOCK = 512
 #: Rounds of the vectorised draw before a row's remaining negatives are drawn by exact keys.
-_STREAM_ROUNDS = 4
+_STREAM_ROUNDS = 6
+
+
+def _first_occurrence(keys: np.ndarray) -> np.ndarray:
+    """True where an entry of ``keys`` (row-major order) is the first of its value."""
+    order = np.argsort(keys, axis=None, kind="stable")
+    ranked = keys.ravel()[order]
+    first = np.empty(keys.size, dtype=bool)
+    first[order] = np.r_[True, ranked[1:] != ranked[:-1]] if keys.size else []
+    return first.reshape(keys.shape)
 
 
 def _isin_sorted(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
@@ -839,15 +848,16 @@ class NegativeSampler:
         if not len(rows):
             return
         n = self.n_negatives
-        width = int(np.ceil(1.5 * n * self._total / mass[rows].min())) + 16
-        for _ in range(_STREAM_ROUNDS):
+        for attempt in range(_STREAM_ROUNDS):
+            # about what a typical row needs (draws land on allowed items at rate mass / total);
+            # the rows it leaves short draw again, with twice the margin each round
+            typical = (n - filled[rows]).max() * self._total / np.median(mass[rows])
+            width = int(np.ceil(1.15 * 2**attempt * typical)) + 8
             draws = self._draw(rng, (len(rows), width))
             keys = rows[:, None] * self._stride + draws
             chosen = out[rows]
             taken = np.sort((rows[:, None] * self._stride + chosen)[chosen >= 0])
-            first = np.zeros(keys.size, dtype=bool)
-            first[np.unique(keys, return_index=True)[1]] = True
-            ok = first.reshape(keys.shape) & ~_isin_sorted(keys, excluded) & ~_isin_sorted(keys, taken)
+            ok = _first_occurrence(keys) & ~_isin_sorted(keys, excluded) & ~_isin_sorted(keys, taken)
             rank = np.cumsum(ok, axis=1)
             take = ok & (rank <= (n - filled[rows])[:, None])
             i, j = np.nonzero(take)
@@ -856,7 +866,6 @@ class NegativeSampler:
             rows = rows[filled[rows] < n]
             if not len(rows):
                 return
-            width *= 2
 
     def _exact(
         self, rng: np.random.Generator, out: np.ndarray, filled: np.ndarray, r: int, allowed: np.ndarray
