@@ -30,12 +30,19 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from seqdistill import _io
 from seqdistill.errors import ConfigError, DataError, OutputError, SeqdistillWarning
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from seqdistill.data import PreparedDataset
+    from seqdistill.models import ModelConfig
+
+    from .config import TrainConfig
+    from .distill import DistillConfig
 
 __all__ = [
     "RUN_FILE",
@@ -206,13 +213,13 @@ def _checkpoint_epoch(run_dir: Path) -> int | None:
 
 # ------------------------------------------------------------------------------ training
 def build_trainer(
-    ds,
-    model: Any,
-    train: Any,
+    ds: PreparedDataset,
+    model: ModelConfig,
+    train: TrainConfig,
     *,
     run_dir: str | os.PathLike | None = None,
     targets: tuple[np.ndarray, np.ndarray] | None = None,
-    distill: Any = None,
+    distill: DistillConfig | None = None,
     distill_trained: bool = True,
 ):
     """Seed everything with ``train.seed``, build the model of ``model`` (a ModelConfig), add a
@@ -229,7 +236,9 @@ def build_trainer(
     return Trainer(net, ds, config=train, extra_losses=terms, run_dir=run_dir)
 
 
-def _profiles(profiles: str | os.PathLike, mask: str | os.PathLike | None, ds, dim: int):
+def _profiles(
+    profiles: str | os.PathLike, mask: str | os.PathLike | None, ds: PreparedDataset, dim: int
+) -> tuple[tuple[np.ndarray, np.ndarray], dict[str, Any]]:
     """Targets, mask and their record (paths, a hash of the values, users with a profile)."""
     from seqdistill.profiles.targets import load_profile_vectors
 
@@ -270,11 +279,11 @@ def train_run(
     dataset: str | os.PathLike,
     run_dir: str | os.PathLike,
     model: Mapping[str, Any],
-    train: Any,
+    train: TrainConfig,
     *,
     profiles: str | os.PathLike | None = None,
     profiles_mask: str | os.PathLike | None = None,
-    distill: Any = None,
+    distill: DistillConfig | None = None,
     overwrite: bool = False,
 ) -> RunInfo:
     """Train a model on the prepared dataset in ``dataset`` into ``run_dir`` (see the module doc).
@@ -282,41 +291,26 @@ def train_run(
     ``model``: ModelConfig settings without ``n_items`` (taken from the dataset); ``train``: a
     TrainConfig; ``profiles`` (a ``profiles reduce`` folder or a targets ``.npy``, with an optional
     ``profiles_mask``) adds the distillation term of ``distill`` (a DistillConfig, default
-    settings when None). Returns the finished run's :class:`RunInfo`.
+    settings when None). Everything is checked before ``run_dir`` is touched. Returns the
+    finished run's :class:`RunInfo`.
     """
-    import torch
-
-    import seqdistill
     from seqdistill.data import PreparedDataset
     from seqdistill.models import ModelConfig
 
     from .distill import DistillConfig
 
     out = Path(run_dir)
-    inputs = {"dataset": dataset, **({"profile vectors": profiles} if profiles is not None else {})}
-    if profiles_mask is not None:
-        inputs["profile mask"] = profiles_mask
-    check_run_dir(out, inputs)
+    inputs = {"dataset": dataset, "profile vectors": profiles, "profile mask": profiles_mask}
+    check_run_dir(out, {what: path for what, path in inputs.items() if path is not None})
     ds = PreparedDataset.load(dataset)
     mcfg = ModelConfig.from_dict({**model, "n_items": ds.n_items})
     targets = record = None
     if profiles is not None:
         distill = distill or DistillConfig()
         targets, record = _profiles(profiles, profiles_mask, ds, mcfg.hidden)
-    elif distill is not None:
+    elif distill is not None or profiles_mask is not None:
         raise ConfigError("distillation settings given without profile vectors (--profiles)")
-    info = RunInfo(
-        dataset=str(Path(dataset).resolve()),
-        dataset_fingerprint=ds.fingerprint(),
-        seed=train.seed,
-        model=mcfg.to_dict(),
-        train=train.to_dict(),
-        distill=None if distill is None else distill.to_dict(),
-        profiles=record,
-        valid_metric=train.valid_metric,
-        torch_threads=torch.get_num_threads(),
-        seqdistill_version=seqdistill.__version__,
-    )
+    info = _new_info(dataset, ds, mcfg, train, distill, record)
     trainer = build_trainer(ds, mcfg, train, run_dir=out, targets=targets, distill=distill)  # checks all
     done = _start(out, info, overwrite)
     if done is not None:
@@ -341,6 +335,33 @@ def train_run(
     info.device, info.status = str(trainer.device), "complete"
     info.write(out)
     return info
+
+
+def _new_info(
+    dataset: str | os.PathLike,
+    ds: PreparedDataset,
+    mcfg: ModelConfig,
+    train: TrainConfig,
+    distill: DistillConfig | None,
+    profiles: dict[str, Any] | None,
+) -> RunInfo:
+    """The record of a run about to start (status ``training``)."""
+    import torch
+
+    import seqdistill
+
+    return RunInfo(
+        dataset=str(Path(dataset).resolve()),
+        dataset_fingerprint=ds.fingerprint(),
+        seed=train.seed,
+        model=mcfg.to_dict(),
+        train=train.to_dict(),
+        distill=None if distill is None else distill.to_dict(),
+        profiles=profiles,
+        valid_metric=train.valid_metric,
+        torch_threads=torch.get_num_threads(),
+        seqdistill_version=seqdistill.__version__,
+    )
 
 
 def _announce(out: Path, ds, mcfg, train, trainer, validated: bool) -> None:
