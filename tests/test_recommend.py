@@ -100,6 +100,18 @@ def test_users_get_numpy_top_k_without_seen_items(toy, kind):
         assert_matches(got, reference(model, mine.get_column("item_id").to_list(), 5))
 
 
+def test_blocks_of_rows_do_not_change_the_result(toy, monkeypatch):
+    import seqdistill.recommend as rec
+
+    _, ds = toy
+    model = untrained(ds, seed=5)
+    users = ds.user_ids.to_list()[::-1]  # 40 users: one block of 1024 rows, or three of 16
+    whole = recommend(model, ds, users=users, k=7)
+    monkeypatch.setattr(rec, "BLOCK_BYTES", 1)
+    assert recommend(model, ds, users=users, k=7).equals(whole)
+    assert whole.height == 7 * len(users)
+
+
 def test_keep_seen_ranks_the_whole_catalogue(toy):
     log, ds = toy
     model = untrained(ds, seed=1)

@@ -28,13 +28,16 @@ import os
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 
 from seqdistill import core
 from seqdistill.errors import ConfigError, DataError, SeqdistillWarning
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    import torch
 
 __all__ = ["catalogue", "output_format", "read_user_ids", "recommend", "write_table"]
 
@@ -77,33 +80,31 @@ def _lookup(ids: pl.Series, table: pl.Series) -> np.ndarray:
 
 # ------------------------------------------------------------------------------ ranking
 def _rank(
-    model, offsets: np.ndarray, items: np.ndarray, k: int, filter_seen: bool, device
+    model, offsets: np.ndarray, items: np.ndarray, k: int, filter_seen: bool, device: torch.device
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` dense ids (-1 = empty slot) and their scores for each CSR history."""
+    """Top-``k`` dense ids (-1 = empty slot) and their scores for each CSR history, a block of
+    rows at a time (windows, scores and selection keys sized to the catalogue)."""
     import torch
 
     from seqdistill.evaluation import model_outputs, topk_ids
 
     n = len(offsets) - 1
     rows, ends = np.arange(n, dtype=np.int64), np.diff(offsets)
-    windows = core.gather_windows(offsets, items, rows, ends, model.input_length)
-    seen = core.seen_items(offsets, items, rows, ends) if filter_seen else None
-    n_cols = model.config.n_items + 1
-    block = max(16, min(1024, BLOCK_BYTES // (8 * n_cols)))
+    block = max(16, min(1024, BLOCK_BYTES // (8 * (model.config.n_items + 1))))
     ids = np.full((n, k), -1, dtype=np.int64)
     scores = np.full((n, k), np.nan, dtype=np.float32)
     for lo in range(0, n, block):
-        hi = min(n, lo + block)
-        s = model_outputs(model, torch.from_numpy(windows[lo:hi]).to(device), None)
+        part, stop = rows[lo : lo + block], ends[lo : lo + block]
+        windows = core.gather_windows(offsets, items, part, stop, model.input_length)
+        s = model_outputs(model, torch.from_numpy(windows).to(device), None)
         seen_rows = seen_cols = None
-        if seen is not None:
-            a, b = int(seen[0][lo]), int(seen[0][hi])
-            counts = np.diff(seen[0][lo : hi + 1])
-            seen_rows = torch.from_numpy(np.repeat(np.arange(hi - lo), counts)).to(s.device)
-            seen_cols = torch.from_numpy(np.ascontiguousarray(seen[1][a:b])).to(s.device)
+        if filter_seen:
+            seen_offsets, seen = core.seen_items(offsets, items, part, stop)
+            seen_rows = torch.from_numpy(np.repeat(np.arange(len(part)), np.diff(seen_offsets))).to(s.device)
+            seen_cols = torch.from_numpy(seen).to(s.device)
         top = topk_ids(s, k, min_item=1, seen_rows=seen_rows, seen_cols=seen_cols)
-        ids[lo:hi] = top.cpu().numpy()
-        scores[lo:hi] = s.gather(1, top.clamp_min(0)).float().cpu().numpy()
+        ids[lo : lo + block] = top.cpu().numpy()
+        scores[lo : lo + block] = s.gather(1, top.clamp_min(0)).float().cpu().numpy()
     scores[ids < 0] = np.nan
     return ids, scores
 
