@@ -112,6 +112,17 @@ def test_blocks_of_rows_do_not_change_the_result(toy, monkeypatch):
     assert whole.height == 7 * len(users)
 
 
+def test_equals_the_models_own_recommend(toy):
+    """SequentialRecommender.recommend (raw histories in, torch.topk) is a second implementation."""
+    _, ds = toy
+    model = untrained(ds, seed=6)
+    histories = [ds.item_ids.gather(ds.history(u, ds.lengths[u])).to_list() for u in range(ds.n_users)]
+    table = recommend(model, ds, users=ds.user_ids, k=6)
+    assert table.group_by("user_id", maintain_order=True).agg("item_id")["item_id"].to_list() == model.recommend(
+        histories, k=6
+    )
+
+
 def test_keep_seen_ranks_the_whole_catalogue(toy):
     log, ds = toy
     model = untrained(ds, seed=1)
