@@ -181,6 +181,12 @@ def test_a_long_chain_takes_more_rounds_than_the_scans_and_each_is_counted():
     assert len(rounds) == 80 and all(r[2] == 1 for r in rounds)
     ds = sd.prepare(frame(rows), k_core=2, split=SplitConfig(kind="leave_one_out"))
     assert [(r.users, r.items, r.rows) for r in ds.audit.filter_rounds] == rounds
+    report = ds.audit.report()
+    assert "  filter removed 40 users, 40 items, 80 rows in 80 round(s):" in report
+    assert "    ... 65 more rounds (all of them in manifest.json) ..." in report
+    assert (
+        report[report.index("    round 10: 0 users, 1 items, 1 rows") + 2] == "    round 76: 0 users, 1 items, 1 rows"
+    )
     codes = [core.encode_i64(np.array([r[c] for r in rows]))[0] for c in (0, 1)]
     kc = core.kcore(codes[0], codes[1], int(codes[0].max()) + 1, int(codes[1].max()) + 1, 2, 2)
     assert len(kc.removed) == kc.rounds == 80
@@ -282,6 +288,7 @@ def test_the_audit_survives_save_and_load(tmp_path: Path):
         (lambda a: a.update(test_items_unseen=-1), "audit.test_items_unseen: expected a count"),
         (lambda a: a.update(filter_rounds=[{"round": 1}]), r"audit.filter_rounds\[0\]: expected an object with keys"),
         (lambda a: a.update(surprise=1), "audit: unknown key 'surprise'"),
+        (lambda a: a.update(filter="strict"), r"audit.filter: must be one of \('kcore', 'compat'\), got 'strict'"),
         (lambda a: a["train"].update(rows=1), r"audit train.rows = 1 but the files hold"),
         (lambda a: a.update(rows_in=99), "audit rows_in minus the rows the filter rounds removed = 93"),
     ],

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from seqdistill import _io
+from seqdistill import _io, core
 from seqdistill.errors import DataError
 
 __all__ = ["FORMAT_VERSION", "FilterRound", "PartCounts", "PreparedDataset", "SplitAudit", "is_dataset_folder"]
@@ -150,6 +150,9 @@ class SplitAudit:
             if f.name not in d:
                 raise DataError(f"{where}: missing key {f.name!r}")
             values[f.name] = _field(d[f.name], str(f.type), f"{where}.{f.name}")
+        for key, known in (("split", core.SPLIT_KINDS), ("filter", core.FILTERS)):
+            if values[key] not in known:
+                raise DataError(f"{where}.{key}: must be one of {known}, got {values[key]!r}")
         return cls(**values)
 
     def report(self) -> list[str]:
