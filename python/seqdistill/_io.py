@@ -223,9 +223,17 @@ def clean_stale(folder: str | os.PathLike) -> None:
             _remove(p)
 
 
-def check_replaceable(folder: str | os.PathLike, is_ours: Callable[[Path], bool], what: str, overwrite: bool) -> None:
+def check_replaceable(
+    folder: str | os.PathLike,
+    is_ours: Callable[[Path], bool],
+    what: str,
+    overwrite: bool,
+    known: Callable[[str], bool] | None = None,
+) -> None:
     """Refuse to write ``folder`` unless it is absent, an empty folder, or ``is_ours`` and
-    ``overwrite`` is set. Raises :class:`~seqdistill.errors.OutputError` naming the reason."""
+    ``overwrite`` is set. ``known(name)`` says which entries the writer makes: a folder of ours
+    that also holds anything else (a user's note dropped into it) is refused too, since
+    replacing the folder would delete it. Raises :class:`~seqdistill.errors.OutputError`."""
     folder = Path(folder)
     if not folder.exists() and not folder.is_symlink():
         return
@@ -238,25 +246,41 @@ def check_replaceable(folder: str | os.PathLike, is_ours: Callable[[Path], bool]
             f"{folder}: folder exists and is not a {what} (it holds files seqdistill did not write); "
             "refusing to replace it — choose a new or empty folder"
         )
+    foreign = [] if known is None else sorted(n for n in os.listdir(folder) if not known(n) and not _OURS.match(n))
+    if foreign:
+        listed = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise OutputError(
+            f"{folder}: a {what} that also holds {listed}, which seqdistill did not write; refusing to "
+            "replace it (that would delete them) — move them out or choose another folder"
+        )
     if not overwrite:
         raise OutputError(f"{folder}: a {what} is already there; pass overwrite=True (--overwrite) to replace it")
 
 
 @contextlib.contextmanager
 def atomic_dir(
-    folder: str | os.PathLike, *, is_ours: Callable[[Path], bool], what: str, overwrite: bool = False
+    folder: str | os.PathLike,
+    *,
+    is_ours: Callable[[Path], bool],
+    what: str,
+    overwrite: bool = False,
+    known: Callable[[str], bool] | None = None,
 ) -> Iterator[Path]:
     """Build a folder under a temporary sibling and swap it in when the block ends cleanly.
 
-    Refuses (before any work) a ``folder`` that :func:`check_replaceable` refuses. Files written
-    into the yielded temporary folder are synced before the swap; an exception removes it.
+    Refuses (before any work) a ``folder`` that :func:`check_replaceable` refuses (``known``:
+    see there). Files written into the yielded temporary folder are synced before the swap; an
+    exception removes it. An operating-system error making the temporary names ``folder``.
     """
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     recover_dir(folder)
-    check_replaceable(folder, is_ours, what, overwrite)
+    check_replaceable(folder, is_ours, what, overwrite, known)
     tmp = _sibling(folder, TMP_TAG)
-    tmp.mkdir()
+    try:
+        tmp.mkdir()
+    except OSError as e:  # the temporary's name would only confuse: the user asked for ``folder``
+        raise OSError(e.errno, e.strerror, str(folder)) from None
     try:
         yield tmp
         for p in tmp.rglob("*"):

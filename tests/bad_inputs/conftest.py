@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,8 @@ LOG_CSV = "user_id,item_id,timestamp\n" + "".join(f"{u},{i},{t}\n" for u, i, t i
 
 
 def tree(root: Path) -> dict[str, tuple]:
-    """Every path under ``root``: folders by name, files by size, mtime and SHA-256."""
+    """Every path under ``root``: folders by name, files by size, mtime and SHA-256 (links by
+    target, FIFOs and devices by kind: they are never opened)."""
     out: dict[str, tuple] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         for d in dirnames:
@@ -27,7 +29,12 @@ def tree(root: Path) -> dict[str, tuple]:
         for f in filenames:
             p = os.path.join(dirpath, f)
             st = os.lstat(p)
-            digest = hashlib.sha256(Path(p).read_bytes()).hexdigest() if not os.path.islink(p) else os.readlink(p)
+            if os.path.islink(p):
+                digest = os.readlink(p)
+            elif stat.S_ISREG(st.st_mode):
+                digest = hashlib.sha256(Path(p).read_bytes()).hexdigest()
+            else:  # a FIFO or device: reading it would block
+                digest = f"special {stat.S_IFMT(st.st_mode):o}"
             out[os.path.relpath(p, root)] = ("file", st.st_size, st.st_mtime_ns, digest)
     return out
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -137,12 +138,19 @@ def check_dataset_out(out: str | Path, inputs: Iterable[str | Path], *, overwrit
     out = Path(out)
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise OutputError(f"{flag} {out}: exists and is not a folder; choose a new or empty folder")
-    target = out.resolve()
+    target = Path(os.path.realpath(out))
     for p in inputs:
-        src = Path(p).resolve()
+        src = Path(os.path.realpath(p))  # never raises: a link loop stays a path (read later, named then)
         if src == target or src.is_relative_to(target):
             raise OutputError(
                 f"{flag} {out}: holds the input {p}; writing the dataset there would replace it "
                 "— choose a new or empty folder"
             )
-    _io.check_replaceable(out, is_dataset_folder, "prepared dataset", overwrite)
+    _io.check_replaceable(out, is_dataset_folder, "prepared dataset", overwrite, known=_dataset_file)
+
+
+def _dataset_file(name: str) -> bool:
+    """A name ``PreparedDataset.save`` writes (the files of ``data/dataset.py``'s folder layout)."""
+    from seqdistill.data.dataset import _FILES
+
+    return name in _FILES or name in ("manifest.json", "item_meta.parquet")

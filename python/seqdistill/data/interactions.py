@@ -11,26 +11,33 @@ and the value):
 * **Ids** (user and item columns). Text files (CSV/TSV) are read with every column as a string,
   so no id is ever inferred as a float. String ids are stripped of leading and trailing
   whitespace — ``' 1'`` and ``'1'`` are one user — then refused when empty, null, NaN-like
-  (``nan``, any case, with an optional sign) or holding a control character (``\\x00``-``\\x1f``,
-  ``\\x7f``: a damaged or binary file). When reading a file, a column whose every id is a
+  (``nan``, any case, with an optional sign), holding a control character (``\\x00``-``\\x1f``,
+  ``\\x7f``: a damaged or binary file) or an invisible format character (Unicode category Cf:
+  zero-width spaces, direction marks, a byte-order mark inside the file — two ids that print the
+  same would be two users). When reading a file, a column whose every id is a
   canonical decimal integer (``0`` or ``-?[1-9][0-9]*``, fitting int64) becomes Int64; anything
   else stays String, so ``'01'`` and ``'1'`` stay two ids and ids beyond 2^63 stay exact strings.
   Parquet/JSONL integer columns become Int64 (values outside int64 become exact strings); float
   columns are accepted only when every value is finite and whole (→ Int64); other types are refused.
 * **Timestamps**: integers (seconds), whole floats, dates, datetimes, or strings. Strings are
   integers or dates/date-times in one format (``timestamp_format``, a strftime pattern, or
-  inferred; ``Z`` and ``+02:00`` zones are read). When some rows do not parse, the error blames the
+  inferred; ``Z`` and ``+02:00`` zones are read; dates before 1970 are negative seconds). Integers
+  beyond int64 are refused as such. When some rows do not parse, the error blames the
   first row that does not fit the format most rows use, naming its value and that format. Reading
   a file warns (:class:`~seqdistill.errors.SeqdistillWarning`) when integer timestamps span two
   epoch units (seconds from 1973 on are 10^8..10^11, milliseconds 10^11..10^14, ...), which would
   order a user's interactions wrongly.
-* **Ratings**: numeric and finite. A rating column that was asked for but is missing is an error
+* **Ratings**: numeric and finite as float32 (``1e40`` is refused). A rating column that was asked for but is missing is an error
   listing the file's columns.
-* **Files**: an empty file, a header without rows, ragged rows, invalid UTF-8, a binary file read
-  as text (a NUL byte in its first 64 KiB), a header naming a column that is read twice, one
-  column given for two roles (users = items), a damaged parquet file, malformed JSON lines, a
-  folder where a file is expected and a missing path are refused by name. Operating-system
-  errors (permissions, I/O) propagate as :class:`OSError`.
+* **Files**: an empty file, a header without rows, ragged rows, an unclosed quote, invalid UTF-8,
+  a binary file read as text (a NUL byte in its first 64 KiB; a gzip, zip, parquet or UTF-16 file
+  is named as such), lines ending in a bare CR, a header naming a column that is read twice, one
+  column given for two roles (users = items), a damaged parquet file, malformed JSON lines (NaN
+  and Infinity are not JSON; a key twice in one object is ambiguous), a folder, FIFO or device
+  where a file is expected, a symbolic link that leads nowhere and a missing path are refused by
+  name. A UTF-8 byte-order mark is read past (CSV, TSV, JSON lines). Arguments of the wrong kind
+  (``columns`` not a mapping, a separator that is not one byte) are DataErrors too.
+  Operating-system errors (permissions, I/O) propagate as :class:`OSError`.
 
 :func:`read_items` reads an item metadata file with the same id policy.
 """
@@ -40,7 +47,11 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
+import io
 import json
+import re
+import stat
+import unicodedata
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -67,6 +78,7 @@ REQUIRED = ("user_id", "item_id", "timestamp")
 DOMAINS = ("products", "movies", "sessions", "generic")
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_FLOAT32_MAX = 3.4028234663852886e38
 _CANONICAL_INT = r"^(0|-?[1-9][0-9]*)$"
 _NAN_LIKE = ("nan", "+nan", "-nan")
 
@@ -112,13 +124,32 @@ def _format_of(path: Path, fmt: str | None) -> str:
 
 
 def _check_file(path: Path) -> None:
-    """A readable, non-empty regular file, or a DataError saying what is there instead."""
+    """A non-empty regular file, or a DataError saying what is there instead (never opened: a
+    FIFO would block the reader)."""
     if not path.exists():
-        raise DataError(f"{path}: no such file")
-    if path.is_dir():
+        link = " (a symbolic link that leads nowhere: dangling, or a loop)" if path.is_symlink() else ""
+        raise DataError(f"{path}: no such file{link}")
+    mode = path.stat().st_mode
+    if stat.S_ISDIR(mode):
         raise DataError(f"{path}: is a folder, not a file")
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a device or socket"
+        raise DataError(f"{path}: not a regular file ({kind}); save the data to a file first")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty")
+
+
+def _check_arguments(columns: object, separator: object, timestamp_format: object, source: str) -> None:
+    """Arguments that reach the reader from ``-o KEY=VALUE`` as well as from Python."""
+    if columns is not None and not isinstance(columns, Mapping):
+        raise DataError(f"{source}: columns must map canonical names to column names, got {_show(columns)}")
+    for canonical, col in (columns or {}).items():
+        if not isinstance(col, str):
+            raise DataError(f"{source}: columns[{canonical!r}] must be a column name, got {_show(col)}")
+    if separator is not None and (not isinstance(separator, str) or len(separator.encode("utf-8")) != 1):
+        raise DataError(f"{source}: separator must be one single-byte character, got {_show(separator)}")
+    if timestamp_format is not None and not isinstance(timestamp_format, str):
+        raise DataError(f"{source}: timestamp_format must be a strftime pattern, got {_show(timestamp_format)}")
 
 
 @contextlib.contextmanager
@@ -143,12 +174,16 @@ def _explain_csv(path: Path, sep: str) -> str | None:
     bad = _first_invalid_utf8(path)
     if bad is not None:
         return bad
-    with open(path, encoding="utf-8", newline="") as f:
+    with open(path, encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f, delimiter=sep)
         header = next(reader, [])
+        start, last = reader.line_num + 1, None
         for i, row in enumerate(reader):
             if len(row) > len(header):
                 return f"row {i} has {len(row)} fields; the header has {len(header)}"
+            last, start = (start, row), reader.line_num + 1
+    if last is not None and last[1] and "\n" in last[1][-1]:  # the last row ran to the end of the file
+        return f"a quote opened at line {last[0]} is never closed"
     return None
 
 
@@ -171,27 +206,57 @@ def _first_invalid_utf8(path: Path) -> str | None:
     return None
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON value; write null or a number")
+
+
 def _explain_jsonl(path: Path) -> str | None:
-    """The first line that is not a JSON object."""
-    with open(path, encoding="utf-8", errors="replace") as f:
+    """The first line that is not UTF-8, not JSON (``NaN`` and ``Infinity`` are not, though
+    Python reads them) or not a JSON object."""
+    bad = _first_invalid_utf8(path)
+    if bad is not None:
+        return bad
+    with open(path, encoding="utf-8-sig") as f:
         for n, text in enumerate(f, start=1):
             if not text.strip():
                 continue
             try:
-                obj = json.loads(text)
-            except ValueError as e:
+                obj = json.loads(text, parse_constant=_not_json)
+            except json.JSONDecodeError as e:
                 return f"line {n} is not valid JSON ({e.msg})"
+            except ValueError as e:
+                return f"line {n} is not valid JSON ({e})"
             if not isinstance(obj, dict):
                 return f"line {n} is not a JSON object"
     return None
 
 
-def _columns(path: Path, have: list[str], wanted: Mapping[str, str]) -> list[str]:
+def _duplicate_json_keys(path: Path, data: bytes, wanted: Mapping[str, str], rows: int) -> None:
+    """Refuse an object naming a column we read twice (``{"user_id": 1, "user_id": 3}``): readers
+    disagree on which value wins. A cheap count finds candidates; the lines are then parsed."""
+    for col in dict.fromkeys(wanted.values()):
+        key = re.compile(rb'"' + re.escape(json.dumps(col)[1:-1].encode()) + rb'"\s*:')
+        if len(key.findall(data)) <= rows:
+            continue
+        for n, line in enumerate(data.decode("utf-8").splitlines(), start=1):
+            if len(key.findall(line.encode())) < 2:
+                continue
+            pairs = json.loads(line, object_pairs_hook=lambda kv: kv)
+            if isinstance(pairs, list) and sum(k == col for k, _ in pairs) > 1:
+                raise DataError(f"{path}: line {n} has the key {col!r} twice; which value is meant cannot be told")
+
+
+def _columns(path: Path, have: list[str], wanted: Mapping[str, str], shown: list[str] | None = None) -> list[str]:
     """The file's columns to read: every wanted one (a missing one is an error listing the
-    file's columns), plus ``rating`` when the file has it and it was not mapped."""
+    file's columns, ``shown`` as written when given), plus ``rating`` when the file has it and
+    it was not mapped."""
     for canonical, col in wanted.items():
         if col not in have:
-            raise DataError(f"{path}: missing column {col!r} (for {canonical}); the file has {have}")
+            names = shown or have
+            hint = ""
+            if names and all(re.fullmatch(r"[-+]?[0-9][0-9.eE:/ TZ+-]*", n.strip()) for n in names):
+                hint = "; the first line looks like data: is the header row missing?"
+            raise DataError(f"{path}: missing column {col!r} (for {canonical}); the file has {names}{hint}")
     cols = list(dict.fromkeys(wanted.values()))
     if "rating" not in wanted and "rating" in have and "rating" not in cols:
         cols.append("rating")
@@ -212,15 +277,30 @@ def _check_text(path: Path, fmt: str) -> None:
     if at < 0:
         return
     line = head.count(b"\n", 0, at) + 1
-    kind = " (it starts like a parquet file: name it .parquet)" if head.startswith(b"PAR1") else ""
+    kind = next((hint for magic, hint in _MAGIC if head.startswith(magic)), "")
     raise DataError(f"{path}: not a {fmt} text file: NUL byte at line {line} (byte {at}){kind}")
 
 
-def _duplicate_header(path: Path, sep: str, head: list[str], wanted: Mapping[str, str]) -> None:
+_MAGIC = (
+    (b"PAR1", " (it starts like a parquet file: name it .parquet)"),
+    (b"\x1f\x8b", " (it starts like a gzip file: name it .csv.gz or .tsv.gz)"),
+    (b"PK\x03\x04", " (it starts like a zip archive: unzip it first)"),
+    (b"\xff\xfe", " (it starts like UTF-16 text: save it as UTF-8)"),
+    (b"\xfe\xff", " (it starts like UTF-16 text: save it as UTF-8)"),
+)
+
+
+def _raw_header(path: Path, sep: str) -> list[str]:
+    """The first row of a text file as written (polars renames repeated names)."""
+    if path.suffix == ".gz":
+        return []
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as f:
+        return next(csv.reader(f, delimiter=sep), [])
+
+
+def _duplicate_header(path: Path, names: list[str], wanted: Mapping[str, str]) -> None:
     """Refuse a header naming a column we read twice: which one was meant cannot be told (polars
     would silently read the first and rename the other)."""
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        names = next(csv.reader(f, delimiter=sep), [])
     for col in dict.fromkeys(wanted.values()):
         at = [i for i, name in enumerate(names) if name == col]
         if len(at) > 1:
@@ -233,9 +313,14 @@ def _read_text(path: Path, sep: str, has_header: bool, wanted: Mapping[str, str]
     _check_text(path, fmt)
     with _translated(path, fmt, lambda: _explain_csv(path, sep)):
         head = pl.read_csv(path, separator=sep, has_header=has_header, n_rows=0, infer_schema=False).columns
+    raw = _raw_header(path, sep) if has_header else []
+    if any("\r" in h for h in head):
+        raise DataError(
+            f"{path}: lines end with a bare CR (carriage return, old Mac style); convert the line ends to LF or CRLF"
+        )
     if has_header and any("_duplicated_" in h for h in head):  # how polars renames a repeated name
-        _duplicate_header(path, sep, head, wanted)
-    cols = _columns(path, head, wanted)
+        _duplicate_header(path, raw, wanted)
+    cols = _columns(path, head, wanted, raw or None)
     with _translated(path, fmt, lambda: _explain_csv(path, sep)):
         return pl.read_csv(path, separator=sep, has_header=has_header, columns=cols, infer_schema=False)
 
@@ -248,10 +333,19 @@ def _read_parquet(path: Path, wanted: Mapping[str, str]) -> pl.DataFrame:
         return pl.read_parquet(path, columns=cols)
 
 
-def _read_jsonl(path: Path, wanted: Mapping[str, str]) -> pl.DataFrame:
+def _ndjson(path: Path) -> tuple[pl.DataFrame, bytes]:
+    """A JSON lines file read whole (polars reads it whole too), past a UTF-8 byte-order mark."""
+    data = path.read_bytes()
+    body = data[3:] if data.startswith(codecs.BOM_UTF8) else data
     with _translated(path, "JSON lines", lambda: _explain_jsonl(path)):
-        df = pl.read_ndjson(path, infer_schema_length=None)
-    return df.select(_columns(path, df.columns, wanted))
+        return pl.read_ndjson(io.BytesIO(body), infer_schema_length=None), body
+
+
+def _read_jsonl(path: Path, wanted: Mapping[str, str]) -> pl.DataFrame:
+    df, data = _ndjson(path)
+    cols = _columns(path, df.columns, wanted)
+    _duplicate_json_keys(path, data, wanted, df.height)
+    return df.select(cols)
 
 
 def _read_table(
@@ -305,6 +399,8 @@ def read_interactions(
     See the module doc for the id, timestamp and rating policy.
     """
     path = Path(path)
+    _check_arguments(columns, separator, timestamp_format, str(path))
+    _check_file(path)
     fmt = _format_of(path, format)
     mapping = _mapping(columns, str(path))
     df = _read_table(path, fmt, mapping, separator, has_header)
@@ -326,19 +422,21 @@ def read_items(
     renamed to ``item_id`` and follows the id policy of the module doc (the other columns keep
     their inferred types)."""
     path = Path(path)
-    fmt = _format_of(path, format)
+    _check_arguments({"item_id": id_column}, separator, None, str(path))
     _check_file(path)
+    fmt = _format_of(path, format)
     if fmt in ("csv", "tsv"):
         sep = separator or ("\t" if fmt == "tsv" else ",")
         _check_text(path, fmt.upper())
+        _duplicate_header(path, _raw_header(path, sep), {"item_id": id_column})
         with _translated(path, fmt.upper(), lambda: _explain_csv(path, sep)):
             df = pl.read_csv(path, separator=sep, schema_overrides={id_column: pl.String}, infer_schema_length=10000)
     elif fmt == "parquet":
         with _translated(path, "parquet"):
             df = pl.read_parquet(path)
     else:
-        with _translated(path, "JSON lines", lambda: _explain_jsonl(path)):
-            df = pl.read_ndjson(path, infer_schema_length=None)
+        df, data = _ndjson(path)
+        _duplicate_json_keys(path, data, {"item_id": id_column}, df.height)
     _columns(path, df.columns, {"item_id": id_column})
     if id_column != "item_id" and "item_id" in df.columns:
         raise DataError(f"{path}: has both {id_column!r} (the id column) and 'item_id'; rename one of them")
@@ -361,6 +459,8 @@ def normalize_interactions(
     ``rating`` column. ``infer_integer_ids`` turns String id columns whose every value is a
     canonical integer into Int64, as :func:`read_interactions` does for files.
     """
+    if not isinstance(df, pl.DataFrame):
+        raise DataError(f"{source}: expected a polars DataFrame of interactions, got {type(df).__name__}")
     mapping = _mapping(columns, source)
     if "rating" not in mapping and "rating" in df.columns and "rating" not in mapping.values():
         mapping["rating"] = "rating"
@@ -390,6 +490,10 @@ def _show(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def _first_value(s: pl.Series) -> str:
+    return _show(s[0]) if len(s) else "none: no rows"
+
+
 def _first(mask: pl.Series) -> int | None:
     """Index of the first True in ``mask`` (nulls count as False), or None."""
     mask = mask.fill_null(False)
@@ -405,6 +509,8 @@ def _refuse_nulls(s: pl.Series, col: str, canonical: str, source: str, hint: str
 def _id_series(s: pl.Series, col: str, canonical: str, source: str, *, infer_integers: bool) -> pl.Series:
     """Apply the id policy of the module doc to one id column."""
     _refuse_nulls(s, col, canonical, source)
+    if s.dtype == pl.Null:  # no values at all (an empty table of untyped columns)
+        return s.cast(pl.Int64)
     if isinstance(s.dtype, (pl.Categorical, pl.Enum)):
         s = s.cast(pl.String)
     if s.dtype == pl.String:
@@ -423,7 +529,7 @@ def _id_series(s: pl.Series, col: str, canonical: str, source: str, *, infer_int
             )
         return s.cast(pl.Int64)
     raise DataError(
-        f"{source}: {_where(col, canonical)} has type {s.dtype} (first value {_show(s[0])}); "
+        f"{source}: {_where(col, canonical)} has type {s.dtype} (first value {_first_value(s)}); "
         "ids must be integers or strings"
     )
 
@@ -442,6 +548,14 @@ def _string_ids(s: pl.Series, col: str, canonical: str, source: str, infer_integ
         raise DataError(
             f"{source}: {_where(col, canonical)} has the id {_show(s[row])} at row {row}, which holds a "
             "control character (a damaged or binary file?)"
+        )
+    row = _first(s.str.contains(r"\p{Cf}"))
+    if row is not None:
+        char = next(c for c in s[row] if unicodedata.category(c) == "Cf")
+        raise DataError(
+            f"{source}: {_where(col, canonical)} has the id {_show(s[row])} at row {row}, which holds the "
+            f"invisible character U+{ord(char):04X} ({unicodedata.name(char, 'format character').lower()}); "
+            "ids that print the same would be different users or items — remove it"
         )
     short = (s.str.len_bytes() <= 4).arg_true()  # only short values can be NaN-like
     hits = s.gather(short).str.to_lowercase().is_in(_NAN_LIKE)
@@ -516,6 +630,8 @@ def _warn_mixed_units(t: pl.Series, col: str, source: str) -> None:
 
 def _timestamp_series(s: pl.Series, col: str, source: str, fmt: str | None) -> pl.Series:
     _refuse_nulls(s, col, "timestamp", source)
+    if s.dtype == pl.Null:  # no values at all (an empty table of untyped columns)
+        return s.cast(pl.Int64).alias("timestamp")
     if s.dtype.is_integer():
         as_int = s.cast(pl.Int64, strict=False)  # null where a value does not fit int64
         row = _first(as_int.is_null())
@@ -535,13 +651,22 @@ def _timestamp_series(s: pl.Series, col: str, source: str, fmt: str | None) -> p
         if as_int is not None and as_int.null_count() == 0:
             return as_int.alias("timestamp")
         return _string_times(s.str.strip_chars(), col, source, fmt).alias("timestamp")
-    raise DataError(f"{source}: {_where(col, 'timestamp')} has unsupported type {s.dtype} (first value {_show(s[0])})")
+    raise DataError(
+        f"{source}: {_where(col, 'timestamp')} has unsupported type {s.dtype} (first value {_first_value(s)})"
+    )
 
 
-def _float_seconds(s: pl.Series, col: str, source: str) -> pl.Series:
-    row = _first(~s.is_finite() | (s != s.floor()) | (s < _INT64_MIN) | (s >= 2.0**63))
+def _float_seconds(s: pl.Series, col: str, source: str, text: pl.Series | None = None) -> pl.Series:
+    """Whole float seconds as Int64; ``text`` is the column as written (for the message)."""
+    shown = s if text is None else text
+    row = _first(~s.is_finite() | (s != s.floor()))
     if row is not None:
-        raise DataError(f"{source}: {_where(col, 'timestamp')} has non-integer value {_show(s[row])} at row {row}")
+        raise DataError(f"{source}: {_where(col, 'timestamp')} has non-integer value {_show(shown[row])} at row {row}")
+    row = _first((s < _INT64_MIN) | (s >= 2.0**63))
+    if row is not None:
+        raise DataError(
+            f"{source}: {_where(col, 'timestamp')} has value {_show(shown[row])} at row {row}, beyond int64"
+        )
     return s.cast(pl.Int64).alias("timestamp")
 
 
@@ -589,9 +714,12 @@ def _string_times(s: pl.Series, col: str, source: str, fmt: str | None) -> pl.Se
     as_int = s.cast(pl.Int64, strict=False)
     if as_int.null_count() == 0:
         return as_int
+    row = _first(as_int.is_null() & s.str.contains(r"^[-+]?[0-9]+$"))
+    if row is not None:  # digits only, yet not an int64: say so rather than "non-integer"
+        raise DataError(f"{where} has value {_show(s[row])} at row {row}, beyond int64")
     as_float = s.cast(pl.Float64, strict=False)
     if as_float.null_count() == 0:
-        return _float_seconds(as_float, col, source)
+        return _float_seconds(as_float, col, source, s)
     inferred = _inferred(s)
     if inferred.null_count() == 0:
         return inferred
@@ -626,10 +754,16 @@ def _rating_series(s: pl.Series, col: str, source: str) -> pl.Series:
         s = s.str.strip_chars()  # only when some value does not parse as it is
     if not (s.dtype == pl.String or s.dtype.is_numeric() or s.dtype == pl.Boolean):
         raise DataError(f"{source}: {_where(col, 'rating')} has unsupported type {s.dtype} (first value {_show(s[0])})")
-    cast = s.cast(pl.Float32, strict=False)
-    row = _first(cast.is_null() | ~cast.is_finite())
+    wide = s.cast(pl.Float64, strict=False)
+    row = _first(wide.is_null() | ~wide.is_finite())
     if row is not None:
         raise DataError(
             f"{source}: {_where(col, 'rating')} has non-numeric value {_show(s[row])} at row {row}; ratings must be finite numbers"
         )
-    return cast.alias("rating")
+    row = _first(wide.abs() > _FLOAT32_MAX)
+    if row is not None:
+        raise DataError(
+            f"{source}: {_where(col, 'rating')} has value {_show(s[row])} at row {row}, beyond the float32 range "
+            "ratings are stored in"
+        )
+    return wide.cast(pl.Float32).alias("rating")
