@@ -38,7 +38,7 @@ def child(argv: list[str], cwd: Path, *, env: dict[str, str] | None = None, pre:
     """Run ``seqdistill <argv>`` in a fresh Python process: ``pre`` is Python run first (e.g. a
     patch that kills the process at a chosen moment); ``limit_kb`` sets RLIMIT_FSIZE (what
     ``ulimit -f`` sets) in the child only."""
-    code = f"import sys, torch\ntorch.set_num_threads(1)\n{pre}\nfrom seqdistill.cli import main\nsys.exit(main({argv!r}))\n"
+    code = f"import sys\n{pre}\nfrom seqdistill.cli import main\nsys.exit(main({argv!r}))\n"
 
     def limit() -> None:
         if limit_kb is not None:
@@ -49,7 +49,7 @@ def child(argv: list[str], cwd: Path, *, env: dict[str, str] | None = None, pre:
     return subprocess.run(
         [sys.executable, "-c", code],
         cwd=cwd,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, "OMP_NUM_THREADS": "1", "POLARS_MAX_THREADS": "1", **(env or {})},
         capture_output=True,
         text=True,
         preexec_fn=limit,

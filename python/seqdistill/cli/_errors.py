@@ -2,7 +2,11 @@
 
     SeqdistillError (a user's mistake)           one line ``seqdistill <cmd>: error: <message>``, exit 2
     OSError (permissions, missing paths, a full
-    or read-only disk, ...)                       one line naming the path and the problem, exit 2
+    or read-only disk, a file-size limit, ...)    one line naming the path and the problem, exit 2
+    the same OS errors wrapped by a library
+    (polars: "... (os error 28)")                 one line naming the problem and the output, exit 2
+    MemoryError, torch's allocation failures      one line "out of memory" (a size setting asks for
+                                                  more than the machine has), exit 2
     KeyboardInterrupt                             one line, exit 130
     anything else (a bug in seqdistill)           one line naming the exception, exit 1
 
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import re
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -42,6 +47,7 @@ _OS_PROBLEMS = {
     errno.EEXIST: "already exists",
     errno.ENOTEMPTY: "folder is not empty",
     errno.EIO: "input/output error",
+    errno.EFBIG: "file too large (over the file-size limit: ulimit -f, or the file system's)",
     errno.ENAMETOOLONG: "name too long for the file system",
     errno.ELOOP: "too many levels of symbolic links (a link loop?)",
 }
@@ -63,6 +69,30 @@ def _os_message(e: OSError, output: str | None) -> str:
     return problem
 
 
+_WRAPPED_OS_ERROR = re.compile(r"\(os error (\d+)\)")  # how Rust libraries (polars) quote an OS error
+_ALLOCATION = re.compile(r"can't allocate memory|out of memory", re.IGNORECASE)  # torch's words (CPU, CUDA)
+_ASKED = re.compile(r"(?:tried to allocate|Unable to allocate) ([0-9.]+ ?[KMGTPE]?i?B|\d+ bytes)")
+
+
+def _wrapped_os_error(e: BaseException) -> OSError | None:
+    """The OS error a library reported inside its own exception (e.g. polars writing parquet
+    to a full disk: ``ComputeError: ... No space left on device (os error 28)``)."""
+    m = _WRAPPED_OS_ERROR.search(str(e))
+    return OSError(int(m[1]), None) if m else None
+
+
+def _out_of_memory(e: BaseException) -> str | None:
+    """A one-line reason when ``e`` is an allocation failure, else None."""
+    if not isinstance(e, MemoryError) and not (isinstance(e, RuntimeError) and _ALLOCATION.search(str(e))):
+        return None
+    asked = _ASKED.search(str(e))
+    detail = f" (asked for {asked[1]})" if asked else ""
+    return (
+        f"out of memory{detail}: a size setting (max_len, hidden, batch size, number of users or "
+        "items) asks for more than this machine has; lower it"
+    )
+
+
 def describe(e: BaseException, output: str | None = None) -> tuple[int, str]:
     """Exit status and message (without the ``seqdistill <cmd>:`` prefix) for an exception;
     ``output`` is the command's output path, named when an OS error carries no file name."""
@@ -72,6 +102,12 @@ def describe(e: BaseException, output: str | None = None) -> tuple[int, str]:
         return EXIT_USER, f"error: {_one_line(e)}"
     if isinstance(e, OSError):
         return EXIT_USER, f"error: {_os_message(e, output)}"
+    memory = _out_of_memory(e)
+    if memory is not None:
+        return EXIT_USER, f"error: {memory}"
+    wrapped = _wrapped_os_error(e)
+    if wrapped is not None and wrapped.errno in _OS_PROBLEMS:
+        return EXIT_USER, f"error: {_os_message(wrapped, output)}"
     return EXIT_BUG, (f"internal error ({type(e).__name__}: {_one_line(e)}); run again with --debug for the traceback")
 
 
