@@ -10,6 +10,9 @@ opened, and removes what interrupted writes left behind.
 Temporaries are named ``.<name>.sdtmp-<pid>-<hex>`` and replaced folders ``.<name>.sdold-<pid>-<hex>``:
 seqdistill only ever removes names of that shape, and only when the process that made them is
 gone. It never deletes or replaces anything else (see :func:`check_replaceable`).
+
+:func:`read_npy` is the reading side of :func:`write_npy`: the one way a ``.npy`` file is read,
+never unpickled, every way a file can be wrong named in one line.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from seqdistill.errors import OutputError
+from seqdistill.errors import DataError, OutputError
 
 __all__ = [
     "atomic_dir",
@@ -32,6 +35,7 @@ __all__ = [
     "check_replaceable",
     "clean_stale",
     "fsync_dir",
+    "read_npy",
     "recover_dir",
     "write_bytes",
     "write_json",
@@ -142,6 +146,49 @@ def write_npy(path: str | os.PathLike, arr: Any) -> Path:
     with atomic_file(path, "wb") as f:
         np.save(f, np.asarray(arr), allow_pickle=False)
     return Path(path)
+
+
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def read_npy(path: str | os.PathLike, what: str = "", error: type[Exception] = DataError, hint: str = "") -> Any:
+    """The array in a ``.npy`` file, never unpickled. A missing, empty or damaged file, a file
+    that is not ``.npy`` at all, or one holding Python objects (which only a pickle can restore)
+    raises ``error`` naming ``path`` (and ``what``, e.g. the config key), the reason and ``hint``."""
+    import numpy as np
+
+    where = f"{path}: {what}: " if what else f"{path}: "
+    p = Path(path)
+    if not p.is_file():
+        raise error(
+            where + ("is a folder, not a .npy file" if p.is_dir() else "missing") + (f"; {hint}" if hint else "")
+        )
+    try:
+        problem = _npy_problem(p)
+        if problem is None:
+            return np.load(p, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        problem = f"not a readable .npy array ({type(e).__name__}: {' '.join(str(e).split())})"
+    raise error(where + problem + (f"; {hint}" if hint else ""))
+
+
+def _npy_problem(p: Path) -> str | None:
+    """Why ``p`` cannot be read as a plain ``.npy`` array, judged from its header, or None."""
+    import numpy as np
+
+    with open(p, "rb") as f:
+        head = f.read(len(_NPY_MAGIC))
+        if not head:
+            return "the file is empty"
+        if head != _NPY_MAGIC:
+            return "not a .npy file (it does not start with the NumPy header)"
+        f.seek(0)
+        major, _ = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        _, _, dtype = read_header(f)
+    if dtype.hasobject:
+        return "holds Python objects, which only a pickle can restore; seqdistill reads arrays with allow_pickle=False and never unpickles"
+    return None
 
 
 def write_parquet(path: str | os.PathLike, df: Any) -> Path:

@@ -186,9 +186,16 @@ def loader_options(name: str) -> dict[str, str]:
     return {p.name: str(p.annotation) for p in params}
 
 
-def load(name: str, path: PathLike | None = None, **kwargs: Any):
-    """Load a registered dataset by name; `path` is the file/folder for sources that need one."""
+def load(name: str, path: PathLike | None = None, /, **kwargs: Any):
+    """Load a registered dataset by name; `path` is the file/folder for sources that need one.
+    `kwargs` are the loader's options (`loader_options(name)`; e.g. `name=` is the synthetic
+    dataset's name, not this function's argument); an unknown one is a ConfigError."""
     info, fn = _entry(name)
+    unknown = sorted(set(kwargs) - set(loader_options(name)))
+    if unknown:
+        raise ConfigError(
+            f"dataset {name!r} takes no option(s) {unknown}; its options: {sorted(loader_options(name)) or 'none'}"
+        )
     if info.needs_path:
         if path is None:
             raise ConfigError(f"dataset {name!r} is read from files you download: pass path= ({info.source})")
@@ -197,10 +204,22 @@ def load(name: str, path: PathLike | None = None, **kwargs: Any):
 
 
 def describe(data: Any) -> dict:
-    """Table 1 statistics of a `RawDataset` (raw, before k-core) or a `PreparedDataset`:
-    users, items, interactions, average length (interactions / users) and density
-    (interactions / (users x items)), plus name, domain and the metadata columns."""
-    if hasattr(data, "interactions"):  # RawDataset
+    """Table 1 statistics of a `RawDataset` (raw, before k-core), an interactions table (as
+    `seqdistill.data.read_interactions` returns it) or a `PreparedDataset`: users, items,
+    interactions, average length (interactions / users) and density (interactions / (users x
+    items)), plus name, domain and the metadata columns."""
+    import polars as pl
+
+    from seqdistill.data import PreparedDataset, RawDataset
+    from seqdistill.errors import DataError
+
+    if isinstance(data, pl.DataFrame):
+        data = RawDataset("interactions", data)
+    if not isinstance(data, (RawDataset, PreparedDataset)):
+        raise DataError(
+            f"describe: expected a RawDataset, a PreparedDataset or an interactions table, got {type(data).__name__}"
+        )
+    if isinstance(data, RawDataset):
         inter = data.interactions
         n_users = inter["user_id"].n_unique()
         n_items = inter["item_id"].n_unique()

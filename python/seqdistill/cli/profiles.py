@@ -146,21 +146,11 @@ def _encode(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_embeddings(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    """``embedding_users.npy`` and ``embeddings.npy`` of a folder written by ``profiles encode``
-    (never unpickled); a missing or damaged file is a DataError naming it."""
-    if not folder.is_dir():
-        raise DataError(f"{folder}: no such folder (expected the output of 'profiles encode')")
-    arrays = []
-    for name in ("embedding_users.npy", "embeddings.npy"):
-        path = folder / name
-        if not path.is_file():
-            raise DataError(f"{path}: missing (expected the output of 'profiles encode')")
-        try:
-            arrays.append(np.load(path, allow_pickle=False))
-        except (ValueError, EOFError) as e:
-            raise DataError(f"{path}: not a readable .npy array ({' '.join(str(e).split())})") from None
-    return arrays[0], arrays[1]
+def _read_embeddings(folder: Path, ds: object) -> tuple[np.ndarray, np.ndarray]:
+    """The arrays of a folder written by ``profiles encode``, for ``ds`` (see ``read_embeddings``)."""
+    from seqdistill.profiles.encode import read_embeddings
+
+    return read_embeddings(folder, ds)
 
 
 def _check_apart(out: str, inputs: dict[str, str]) -> None:
@@ -178,9 +168,9 @@ def _reduce(args: argparse.Namespace) -> int:
     from seqdistill.profiles.reduce import ReduceConfig, check_reduce_out, reduce_targets
 
     _check_apart(args.out, {"dataset": args.dataset, "--embeddings": args.embeddings})
-    check_reduce_out(args.out)
+    check_reduce_out(args.out, args.refit)
     ds = _load(args.dataset)
-    users, emb = _read_embeddings(Path(args.embeddings))
+    users, emb = _read_embeddings(Path(args.embeddings), ds)
     cfg = ReduceConfig(args.method, args.dim, args.seed, args.n_neighbors, args.min_dist)
     _, mask = reduce_targets(users, emb, ds.n_users, args.out, cfg, refit=args.refit)
     print(json.dumps({"out": args.out, "n_users": int(ds.n_users), "with_profile": int(mask.sum())}))

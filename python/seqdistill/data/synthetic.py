@@ -76,6 +76,9 @@ FILLER = (
 SYLLABLES = "ka lo mi ra ve zu no ti sa be du fi ga ho ju ke ly mo pe qu ri so ta vo wi xa yo ze".split()
 
 
+_MAX_IDS = 2**31 - 1  # users and items become 32-bit dense codes
+
+
 @dataclass
 class SyntheticConfig(DictConfig):
     """Settings of `generate`; round-trips through `to_dict` / `from_dict`."""
@@ -113,8 +116,8 @@ class SyntheticConfig(DictConfig):
         for a config changed after construction)."""
         check_fields(self)
         checks = [
-            ("n_users", self.n_users >= 1),
-            ("n_items", self.n_items >= self.n_categories),
+            ("n_users", 1 <= self.n_users <= _MAX_IDS),
+            ("n_items", self.n_categories <= self.n_items <= _MAX_IDS),
             ("n_categories", 1 <= self.n_categories),
             ("n_attributes", self.n_attributes >= 3),
             ("attributes_per_item", 1 <= self.attributes_per_item <= self.n_attributes),

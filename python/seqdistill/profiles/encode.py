@@ -49,6 +49,8 @@ class EncoderConfig(DictConfig):
         if not isinstance(self.batch_size, int) or isinstance(self.batch_size, bool) or self.batch_size < 1:
             raise ConfigError(f"EncoderConfig.batch_size: expected an integer >= 1, got {self.batch_size!r}")
         if self.model is not None:
+            if not isinstance(self.model, (str, os.PathLike)):
+                raise ConfigError(f"EncoderConfig.model: expected a folder path or a model name, got {self.model!r}")
             m = str(self.model)
             where = Path(m).expanduser()
             # a Hub id ("org/name") is left to sentence-transformers; a path that is not there is an error
@@ -56,6 +58,10 @@ class EncoderConfig(DictConfig):
                 raise ConfigError(f"EncoderConfig.model: {m}: no such encoder folder")
             if where.exists() and not where.is_dir():
                 raise ConfigError(f"EncoderConfig.model: {m}: is a file; expected a sentence-transformers folder")
+            if where.is_dir() and not any((where / f).is_file() for f in ("modules.json", "config.json")):
+                raise ConfigError(
+                    f"EncoderConfig.model: {m}: not a sentence-transformers encoder folder (no modules.json or config.json)"
+                )
 
 
 class TextEncoder:
@@ -69,7 +75,11 @@ class TextEncoder:
         from sentence_transformers import SentenceTransformer
 
         self.path = path
-        self.model = SentenceTransformer(path, device=self.config.device)
+        try:
+            self.model = SentenceTransformer(path, device=self.config.device)
+        except (OSError, ValueError) as e:  # a folder that is not a (complete) encoder, a bad name
+            reason = " ".join(str(e).split()) or type(e).__name__
+            raise ConfigError(f"EncoderConfig.model: {path}: cannot load the encoder ({reason[:200]})") from None
         self.tokenizer = self.model.tokenizer
         self.max_seq_length = int(self.model.max_seq_length)
         p = self.config.prefix
@@ -148,6 +158,38 @@ _WHAT = "folder of embeddings written by profiles encode"
 def is_embeddings_folder(folder: str | os.PathLike) -> bool:
     """Whether ``folder`` was written by :func:`encode_store` (it holds ``encode.json``)."""
     return (Path(folder) / MARKER).is_file()
+
+
+def read_embeddings(folder: str | os.PathLike, ds: object | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``embedding_users.npy`` and ``embeddings.npy`` of a folder :func:`encode_store` wrote
+    (never unpickled; a missing or damaged file is a DataError naming it). With ``ds`` (a
+    ``PreparedDataset``), embeddings whose ``encode.json`` records another dataset's fingerprint
+    are refused: their dense user ids would be another population's."""
+    from seqdistill.errors import DataError
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such folder (expected the output of 'profiles encode')")
+    users, emb = (_io.read_npy(folder / name) for name in ("embedding_users.npy", "embeddings.npy"))
+    if ds is not None and (folder / MARKER).is_file():
+        _check_dataset(folder, ds)
+    return users, emb
+
+
+def _check_dataset(folder: Path, ds: object) -> None:
+    import json
+
+    try:
+        info = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise StoreError(f"{folder / MARKER}: unreadable ({type(e).__name__}); encode the store again") from None
+    old = (info.get("store_meta") or {}).get("fingerprint") if isinstance(info, dict) else None
+    new = ds.fingerprint() if callable(getattr(ds, "fingerprint", None)) else None  # type: ignore[attr-defined]
+    if old is not None and new is not None and old != new:
+        raise StoreError(
+            f"{folder}: embeddings of the dataset with fingerprint {old}, not of {getattr(ds, 'name', 'this dataset')} "
+            f"(fingerprint {new}); encode a profile store of this dataset"
+        )
 
 
 def check_encode_out(out_dir: str | os.PathLike, store_path: str | os.PathLike, *, overwrite: bool) -> None:

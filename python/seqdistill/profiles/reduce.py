@@ -107,7 +107,7 @@ class PCA:
         try:
             with np.load(path, allow_pickle=False) as z:
                 mean, comps, evr = z["mean"], z["components"], z["evr"]
-        except (OSError, KeyError, ValueError) as e:
+        except (OSError, KeyError, ValueError, EOFError) as e:
             raise StoreError(f"{path}: cannot read the saved PCA ({type(e).__name__}: {e}); pass refit=True") from None
         p = cls(int(comps.shape[0]))
         p.mean, p.components, p.explained_variance_ratio = mean, comps, evr
@@ -169,10 +169,7 @@ def load_reducer(out_dir: Path, config: ReduceConfig, fit_targets: np.ndarray) -
 
 
 def _load_npy(path: Path) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise StoreError(f"{path}: cannot read ({type(e).__name__}: {e}); pass refit=True") from None
+    return _io.read_npy(path, error=StoreError, hint="pass refit=True (--refit)")
 
 
 def _read_info(path: Path) -> dict[str, Any]:
@@ -193,6 +190,8 @@ def _check_inputs(users: np.ndarray, embeddings: Any, n_users: int) -> tuple[np.
         )
     users = users.astype(np.int64)
     x = np.asarray(embeddings)
+    if np.iscomplexobj(x):  # a cast to float would silently drop the imaginary part
+        raise DataError(f"embeddings: expected real numbers, got complex values ({x.dtype})")
     if x.ndim != 2 or len(x) != len(users) or not np.issubdtype(x.dtype, np.number):
         raise DataError(f"embeddings: expected a numeric array of shape [{len(users)}, d], got {x.dtype} {x.shape}")
     x = x.astype(np.float32)
@@ -210,6 +209,11 @@ def _check_inputs(users: np.ndarray, embeddings: Any, n_users: int) -> tuple[np.
 
 MARKER = "reduce.json"  # written last into every folder reduce_targets makes: the folder is ours
 _WHAT = "folder of targets written by profiles reduce"
+# Every name reduce_targets writes (reducer.pkl: the pickle of older versions, never opened).
+_FILES = frozenset(
+    {MARKER, "targets.npy", "targets_mask.npy", "pca.npz", "fit_inputs.npy", "fit_users.npy", "fit_targets.npy"}
+    | {"reducer.pkl"}
+)
 
 
 def is_reduce_folder(folder: str | os.PathLike) -> bool:
@@ -217,14 +221,16 @@ def is_reduce_folder(folder: str | os.PathLike) -> bool:
     return (Path(folder) / MARKER).is_file()
 
 
-def check_reduce_out(out_dir: str | os.PathLike) -> None:
+def check_reduce_out(out_dir: str | os.PathLike, refit: bool = False) -> None:
     """Refuse, before any work, an output folder :func:`reduce_targets` may not write: a file, or
     a folder of someone else's files (anything but new, empty or a folder of targets written by
-    ``reduce_targets``). Raises OutputError naming the folder."""
+    ``reduce_targets``), or — with ``refit``, which replaces the folder — a folder of targets that
+    also holds a file ``reduce_targets`` does not write. Raises OutputError naming the folder."""
     out = Path(out_dir)
     _io.recover_dir(out)  # an interrupted swap: the complete copy put back, temporaries dropped
     # A folder of targets is resumed or, with refit=True, replaced: both are asked for explicitly.
-    _io.check_replaceable(out, is_reduce_folder, _WHAT, overwrite=True)
+    known = _FILES.__contains__ if refit else None  # resuming rewrites our files only, deleting nothing
+    _io.check_replaceable(out, is_reduce_folder, _WHAT, overwrite=True, known=known)
 
 
 def reduce_targets(
@@ -247,9 +253,11 @@ def reduce_targets(
     config = config or ReduceConfig()
     users, x = _check_inputs(users, embeddings, n_users)
     out = Path(out_dir)
-    check_reduce_out(out)
+    check_reduce_out(out, refit)
     if refit or not is_reduce_folder(out):
-        with _io.atomic_dir(out, is_ours=is_reduce_folder, what=_WHAT, overwrite=True) as tmp:
+        with _io.atomic_dir(
+            out, is_ours=is_reduce_folder, what=_WHAT, overwrite=True, known=_FILES.__contains__
+        ) as tmp:
             reducer, z = _fit(users, x, tmp, config)
             extra = (
                 {"explained_variance": float(reducer.explained_variance_ratio.sum())} if config.method == "pca" else {}

@@ -49,6 +49,7 @@ def converted_path(cache: str | os.PathLike | None = None) -> Path:
         return target
     what = "converted SmolLM2 folder"
     _io.check_replaceable(target, _is_converted, what, overwrite=True)  # before 25 s of work
+    _check_cache_root(root, cache is None)
     src = gguf_path()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -67,6 +68,21 @@ def converted_path(cache: str | os.PathLike | None = None) -> Path:
         tokenizer.save_pretrained(tmp)
         _io.write_text(tmp / _DONE_MARK, f"converted from {src}\n")
     return target
+
+
+def _check_cache_root(root: Path, default: bool) -> None:
+    """The cache folder can be made (before the 25 s conversion): HOME may be read-only, a file,
+    or on a full disk. Raises OutputError naming the folder and how to choose another."""
+    from seqdistill.errors import OutputError
+
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        how = "set SEQDISTILL_CACHE to a writable folder" if default else "pass a writable cache folder"
+        raise OutputError(f"{root}: cannot write the model cache here ({e.strerror or e}); {how}") from None
 
 
 def _is_converted(folder: Path) -> bool:

@@ -84,6 +84,8 @@ class ProfileStore:
         self.path = Path(path)
         self._lock_fd: int | None = None
         self._lock_depth = 0
+        if meta is not None and not isinstance(meta, dict):
+            raise StoreError(f"{self.path}: the store's meta must be a dict of settings, got {type(meta).__name__}")
         if self.path.exists() and not self.path.is_dir():
             raise StoreError(f"{self.path}: a profile store is a folder, found a file")
         meta_path = self.path / META

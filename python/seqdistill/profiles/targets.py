@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seqdistill import _io
 from seqdistill.errors import DataError
 
 __all__ = ["MASK_FILE", "TARGETS_FILE", "load_profile_vectors", "read_targets"]
@@ -22,10 +23,7 @@ MASK_FILE = "targets_mask.npy"
 
 
 def _read_npy(path: str | os.PathLike, key: str) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
-        raise DataError(f"{path}: {key}: not a readable .npy array ({e.__class__.__name__}: {e})") from None
+    return _io.read_npy(path, key)
 
 
 def read_targets(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -55,6 +56,8 @@ class _Text:
             line = next(self._raw)
         except UnicodeDecodeError as e:
             raise DataError(f"{self._path}: invalid {e.encoding} at line {self._line + 1}") from None
+        except (gzip.BadGzipFile, EOFError, zlib.error) as e:  # a damaged or truncated .gz
+            raise DataError(f"{self._path}: not a readable gzip file ({e})") from None
         self._line += 1
         return line
 
