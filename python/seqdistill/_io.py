@@ -179,15 +179,18 @@ def _npy_problem(p: Path) -> str | None:
     with open(p, "rb") as f:
         head = f.read(len(_NPY_MAGIC))
         if not head:
-            return "the file is empty"
+            return "not a readable .npy array: the file is empty"
         if head != _NPY_MAGIC:
-            return "not a .npy file (it does not start with the NumPy header)"
+            return "not a readable .npy array: it does not start with the NumPy header (not a .npy file)"
         f.seek(0)
         major, _ = np.lib.format.read_magic(f)
         read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
         _, _, dtype = read_header(f)
     if dtype.hasobject:
-        return "holds Python objects, which only a pickle can restore; seqdistill reads arrays with allow_pickle=False and never unpickles"
+        return (
+            "not a readable .npy array: it holds Python objects, which only a pickle can restore; "
+            "seqdistill reads arrays with allow_pickle=False and never unpickles"
+        )
     return None
 
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import re
+import stat
 import tomllib
 from dataclasses import dataclass, field, fields
 from importlib import resources
@@ -258,11 +260,14 @@ class ExperimentConfig:
     def from_toml(cls, path: str | Path) -> ExperimentConfig:
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Windows editors) is not content
+            raw = path.read_bytes()
+            text = raw.decode("utf-8-sig")  # a byte-order mark (Windows editors) is not content
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{path}: not valid TOML: {e}") from None
-        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: not valid TOML: {e}{_line_of(e, text)}") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: {_not_utf8(raw, e)}") from None
+        except OSError as e:
             raise ConfigError(f"{path}: cannot read the config file ({e.__class__.__name__}: {e})") from None
         if not data:  # an empty (or comments-only) file is a mistake, not "every default"
             raise ConfigError(
@@ -274,6 +279,22 @@ class ExperimentConfig:
     def to_toml(self) -> str:
         """TOML text that ``from_toml`` reads back to an equal config."""
         return _dump_toml(self.to_dict())
+
+
+def _line_of(e: tomllib.TOMLDecodeError, text: str) -> str:
+    """``: line N is '...'`` for a TOML error that names a line (tomllib does not say the key)."""
+    m = re.search(r"at line (\d+)", str(e))
+    lines = text.splitlines()
+    if not m or not 1 <= int(m[1]) <= len(lines):
+        return ""
+    return f" — line {m[1]} is {show(lines[int(m[1]) - 1].strip(), 80)}"
+
+
+def _not_utf8(raw: bytes, e: UnicodeDecodeError) -> str:
+    utf16 = raw.startswith((b"\xff\xfe", b"\xfe\xff"))
+    kind = " (it starts like UTF-16)" if utf16 else ""
+    line = raw[: e.start].count(b"\n") + 1
+    return f"not UTF-8 text{kind}: byte 0x{raw[e.start]:02x} at line {line}; save the config as UTF-8"
 
 
 def _toml_value(v: Any) -> str:
@@ -301,11 +322,21 @@ def _dump_toml(d: dict[str, Any], prefix: str = "") -> str:
 def load_config(path_or_name: str | Path) -> ExperimentConfig:
     """A TOML file path, or the name of a packaged preset (see :func:`list_presets`)."""
     p = Path(path_or_name)
-    if p.suffix == ".toml" or p.exists():
-        if not p.is_file():
-            raise ConfigError(f"{p}: no such config file")
+    if p.suffix == ".toml" or p.exists() or p.is_symlink():
+        _check_config_file(p)
         return ExperimentConfig.from_toml(p)
     return load_preset(str(path_or_name))
+
+
+def _check_config_file(p: Path) -> None:
+    """A regular file, or a ConfigError saying what is there instead (a FIFO is never opened)."""
+    if not p.exists():
+        link = " (a symbolic link that leads nowhere: dangling, or a loop)" if p.is_symlink() else ""
+        raise ConfigError(f"{p}: no such config file{link}")
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a folder, not a config file")
+    if not stat.S_ISREG(p.stat().st_mode):
+        raise ConfigError(f"{p}: not a regular file (a FIFO or device); give the config as a .toml file")
 
 
 def list_presets() -> list[str]:

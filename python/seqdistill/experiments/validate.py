@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 __all__ = ["check_device", "check_runnable", "check_table", "validate_config"]
 
 _SEED_LIMIT = 2**32  # numpy's legacy seeding and the shuffled control's generator take < 2**32
+_K_CORE_LIMIT = 2**32  # the core counts rows per user and item in 32 bits
+# A top-k cut-off above this ranks nothing more in any catalogue a run can hold, and every
+# cut-off is a buffer of k slots per ranked row (a k of 10^11 aborted the process after training).
+_CUTOFF_LIMIT = 100_000
 
 
 def _key(section: str, key: str) -> str:
@@ -93,11 +97,13 @@ def _top_level(cfg: ExperimentConfig, where: str) -> None:
             label = key if key not in ("split", "model", "train") else f"[{key}]"
             raise ConfigError(f"{where}: {label} = {show(value)}: expected {describe(hints[key])}")
     _int_list(where, "seeds", cfg.seeds, low=0, high=_SEED_LIMIT)
-    _int_list(where, "eval_ks", cfg.eval_ks, low=1)
+    _int_list(where, "eval_ks", cfg.eval_ks, low=1, high=_CUTOFF_LIMIT + 1)
     if 10 not in cfg.eval_ks:
         raise ConfigError(f"{where}: eval_ks = {show(cfg.eval_ks)}: must contain 10 (the report's metric)")
-    if len(cfg.k_core) != 2 or any(k < 1 for k in cfg.k_core):
-        raise ConfigError(f"{where}: k_core = {show(cfg.k_core)}: must be [k_user, k_item], two integers >= 1")
+    if len(cfg.k_core) != 2 or any(k < 1 or k >= _K_CORE_LIMIT for k in cfg.k_core):
+        raise ConfigError(
+            f"{where}: k_core = {show(cfg.k_core)}: must be [k_user, k_item], two integers >= 1 and < {_K_CORE_LIMIT}"
+        )
     if len(set(cfg.controls)) != len(cfg.controls):
         raise ConfigError(f"{where}: controls = {show(cfg.controls)}: values must be distinct")
     for c in cfg.controls:
@@ -121,7 +127,7 @@ def _dataset(cfg: ExperimentConfig, where: str) -> None:
             raise ConfigError(f"{where}: [dataset] path: name = 'prepared' needs path = a prepared dataset folder")
         if spec.kwargs:
             raise ConfigError(f"{where}: [dataset.kwargs] = {show(spec.kwargs)}: a prepared dataset takes no kwargs")
-    if spec.registry_name == "synthetic":
+    elif spec.registry_name == "synthetic":
         from seqdistill.data.synthetic import SyntheticConfig
 
         check_table(where, "dataset.kwargs", spec.kwargs, SyntheticConfig)
@@ -149,7 +155,12 @@ def _library_sections(cfg: ExperimentConfig, where: str) -> None:
         check_table(where, section, getattr(cfg, section), cls)
     _ranges(where, "split", lambda: SplitConfig.from_dict(cfg.split))
     _ranges(where, "model", lambda: ModelConfig.from_dict({**cfg.model, "n_items": 1}))
-    _ranges(where, "train", lambda: TrainConfig.from_dict(cfg.train))
+    train = _ranges(where, "train", lambda: TrainConfig.from_dict(cfg.train))
+    for k in train.valid_ks:
+        if k > _CUTOFF_LIMIT:
+            raise ConfigError(
+                f"{where}: [train] valid_ks = {show(list(train.valid_ks))}: {k} is out of range (must be <= {_CUTOFF_LIMIT})"
+            )
 
 
 def _profiles(cfg: ExperimentConfig, where: str) -> None:
@@ -302,9 +313,13 @@ def check_runnable(cfg: ExperimentConfig, where: str, *, profiles: bool = True) 
     spec = cfg.dataset
     needs = {info.name: info for info in datasets.list_datasets()}
     if spec.registry_name == "prepared":
-        _exists(where, "[dataset] path", spec.path, "folder")
-        if not (Path(spec.path) / "manifest.json").is_file():
-            raise ConfigError(f"{where}: [dataset] path = {show(spec.path)}: not a prepared dataset (no manifest.json)")
+        folder = Path(spec.path)
+        if not (folder / "manifest.json").is_file():
+            what = "no such folder" if not folder.exists() else ("a file" if not folder.is_dir() else "a folder")
+            raise ConfigError(
+                f"{where}: [dataset] path = {show(spec.path)}: not a prepared dataset ({what} without "
+                "manifest.json); write one with 'seqdistill prepare'"
+            )
     elif spec.path is None and needs[spec.registry_name].needs_path:
         raise ConfigError(
             f"{where}: [dataset] path: dataset {spec.registry_name!r} is read from files you "
