@@ -255,6 +255,14 @@ def test_reduce_fit_with_pickled_arrays(ws: Path, two: Path, run, refused) -> No
     refused(*REDUCE, names=("t/pca.npz",), may_change=("t",))
 
 
+def test_reduce_embeddings_of_another_width(ws: Path, two: Path, run, refused) -> None:
+    """A fit on 8-d embeddings, resumed with 6-d ones (another encoder): refused, naming both."""
+    _emb(ws)
+    assert run(*REDUCE).code == 0
+    _emb(ws, emb=np.ones((3, 6)))
+    refused(*REDUCE, names=("6-d", "8-d", "--refit"))
+
+
 def test_reduce_empty_embeddings_file(ws: Path, two: Path, refused) -> None:
     (_emb(ws) / "embeddings.npy").write_bytes(b"")
     refused(*REDUCE, names=("emb/embeddings.npy", "empty"))

@@ -448,3 +448,28 @@ def test_bad_items_file(ws: Path, refused, name, content, names) -> None:
     else:
         path.write_text(content)
     refused("prepare", "log.csv", "--out", "out", "--k-core", "1", "--items", name, names=tuple(names))
+
+
+def test_items_file_with_an_id_on_two_rows(ws: Path, refused) -> None:
+    """The log given as its own metadata: item 10 is on rows 0, 3 and 6; the file is named."""
+    refused(
+        "prepare",
+        "log.csv",
+        "--out",
+        "out",
+        "--k-core",
+        "1",
+        "--items",
+        "log.csv",
+        names=("log.csv", "'item_id'", "duplicated", "10", "rows 0 and 3"),
+    )
+
+
+def test_ids_that_look_like_numbers_stay_as_written(ws: Path) -> None:
+    """'1e3', '1000', '01', '1', '-5' and 'true' are six ids: not every one is a canonical
+    integer, so all stay strings, exactly as written (stripped)."""
+    raw = ["1e3", "1000", "01", "1", "-5", "true", " 1000"]
+    (ws / "look.csv").write_text(H + "".join(f"{u},{i},{i}\n" for i, u in enumerate(raw)))
+    got = _read(ws / "look.csv")["user_id"]
+    assert got.dtype == pl.String and got.to_list() == [u.strip() for u in raw]
+    assert got.n_unique() == 6

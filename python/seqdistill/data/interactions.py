@@ -39,7 +39,8 @@ and the value):
   (``columns`` not a mapping, a separator that is not one byte) are DataErrors too.
   Operating-system errors (permissions, I/O) propagate as :class:`OSError`.
 
-:func:`read_items` reads an item metadata file with the same id policy.
+:func:`read_items` reads an item metadata file with the same id policy; an id on two rows is
+refused naming both rows (which row holds cannot be told).
 """
 
 from __future__ import annotations
@@ -441,6 +442,12 @@ def read_items(
     if id_column != "item_id" and "item_id" in df.columns:
         raise DataError(f"{path}: has both {id_column!r} (the id column) and 'item_id'; rename one of them")
     ids = _id_series(df.get_column(id_column), id_column, "item_id", str(path), infer_integers=True)
+    rows = _first(ids.is_duplicated())
+    if rows is not None:  # two rows of metadata for one item: which one holds cannot be told
+        again = int((ids == ids[rows]).arg_true()[1])
+        raise DataError(
+            f"{path}: {_where(id_column, 'item_id')} has the duplicated id {_show(ids[rows])} at rows {rows} and {again}"
+        )
     return df.with_columns(ids.alias(id_column)).rename({id_column: "item_id"})
 
 
