@@ -1,10 +1,11 @@
 //! The split audit: what each part of a split holds and where it could mislead an evaluation.
 //!
-//! Counted on the chronological CSR and the split the pipeline built (users in CSR order, dense
-//! items `1..=n_items`): users and rows per part, training rows at or after each cutoff (the
-//! global temporal split puts none there; the audit counts them rather than trusting that), test
-//! users with no training row, and test targets whose item never occurs in the training part.
-//! One parallel pass over the training rows and one over the targets.
+//! Counted on the chronological CSR and the split the pipeline built (users in CSR order, each
+//! user's rows in time order, dense items `1..=n_items`): users and rows per part, training rows
+//! at or after each cutoff (the global temporal split puts none there; the audit counts them from
+//! the timestamps rather than trusting the split), test users with no training row, and test
+//! targets whose item never occurs in the training part. One parallel pass over the training
+//! rows' items, a binary search per user and cutoff, and one pass over the targets.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -53,31 +54,35 @@ fn part(users: &[i64], n_users: usize) -> (Part, Vec<bool>) {
     (Part { users: distinct, rows: users.len() }, is)
 }
 
-/// The audit of `split` over the CSR (`offsets`, `ts` and `items` in CSR order). Target users and
-/// positions must lie in the CSR (the split functions of this crate only make such targets).
+/// The audit of `split` over the CSR (`offsets`, `ts` and `items` in CSR order, each user's
+/// timestamps ascending). Target users and positions must lie in the CSR (the split functions of
+/// this crate only make such targets).
 pub fn audit(offsets: &[i64], ts: &[i64], items: &[i64], n_items: usize, split: &Split) -> Audit {
     let n_users = offsets.len().saturating_sub(1);
     let (test_cut, valid_cut) = (cutoff(split.test_threshold), cutoff(split.valid_threshold));
     let seen: Vec<AtomicBool> = (0..=n_items).map(|_| AtomicBool::new(false)).collect();
-    let after = |t: i64, cut: Option<f64>| cut.is_some_and(|c| t as f64 >= c) as usize;
-    // One pass over the training rows: items seen, rows at or after each cutoff.
+    // Training rows of a sorted prefix at or after a cutoff: those past the last one before it.
+    let after = |prefix: &[i64], cut: Option<f64>| {
+        cut.map_or(0, |c| prefix.len() - prefix.partition_point(|&t| (t as f64) < c))
+    };
+    // One pass over the training rows: the items seen, and the rows at or after each cutoff.
     let (at_test, at_valid) = (0..n_users)
         .into_par_iter()
         .with_min_len(1 << 10)
         .fold(
             || (0usize, 0usize),
-            |(mut a, mut b), u| {
+            |(a, b), u| {
                 let start = offsets[u] as usize;
                 let end = start + split.train_end[u] as usize;
-                for (&t, &i) in ts[start..end].iter().zip(&items[start..end]) {
+                for &i in &items[start..end] {
+                    // Read before writing: popular items are seen early, and their flags stay shared.
                     let flag = &seen[i as usize];
                     if !flag.load(Ordering::Relaxed) {
                         flag.store(true, Ordering::Relaxed);
                     }
-                    a += after(t, test_cut);
-                    b += after(t, valid_cut);
                 }
-                (a, b)
+                let prefix = &ts[start..end];
+                (a + after(prefix, test_cut), b + after(prefix, valid_cut))
             },
         )
         .reduce(|| (0, 0), |x, y| (x.0 + y.0, x.1 + y.1));
