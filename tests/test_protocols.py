@@ -378,6 +378,9 @@ def test_protocol_arguments_are_checked():
         evaluate_protocols(model, ds, ["sampled:3"], seed=-2)
     with pytest.raises(ConfigError, match="protocol 'sampled:'"):
         evaluate_protocols(model, ds, ["sampled:"])
+    for ks in ([10, 10**11], [0], [2.5], [True], []):  # 10**11 slots per row aborted the process
+        with pytest.raises(ConfigError, match="ks must be integers from 1 to 100000"):
+            evaluate_protocols(model, ds, ["full", "sampled:3"], ks=ks)
 
 
 def test_table_rows_are_the_means():

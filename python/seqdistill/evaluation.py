@@ -43,6 +43,7 @@ rows, with the same tie rule. No protocol's numbers depend on the batch size.
 from __future__ import annotations
 
 import contextlib
+import numbers
 import re
 import time
 import warnings
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_PROTOCOLS",
+    "MAX_K",
     "METRICS",
     "MIN_BLOCK",
     "SAMPLE_BLOCK",
@@ -97,6 +99,9 @@ MIN_BLOCK = 16
 CPU_BLOCK_ROWS = 64
 #: Bytes of int64 sort keys one device block may take (torch selection).
 DEVICE_BLOCK_BYTES = 1 << 28
+#: Largest cut-off k: more ranks nothing more in any catalogue a run can hold (as the experiment
+#: config's limit).
+MAX_K = 100_000
 
 
 @dataclass
@@ -371,10 +376,12 @@ def rank_queries(
 
 # ------------------------------------------------------------------------- evaluate
 def _check_ks(ks: Sequence[int]) -> list[int]:
-    out = sorted({int(k) for k in ks})
-    if not out or out[0] < 1:
-        raise ConfigError(f"evaluate: ks must be positive integers, got {list(ks)}")
-    return out
+    """The cut-offs, sorted and distinct: integers from 1 to :data:`MAX_K` (each is a buffer of k
+    slots per ranked row in the core; 10**11 aborted the process)."""
+    ks = list(ks)
+    if not ks or not all(isinstance(k, numbers.Integral) and not isinstance(k, bool) and 1 <= k <= MAX_K for k in ks):
+        raise ConfigError(f"evaluate: ks must be integers from 1 to {MAX_K}, got {ks}")
+    return sorted({int(k) for k in ks})
 
 
 def _default_selection(device: torch.device) -> Selection:

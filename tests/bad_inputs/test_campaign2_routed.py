@@ -50,12 +50,6 @@ except SeqdistillError as e:
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="evaluation.py (_check_ks) / rust top-k: a cut-off of 1e11 makes the Rust selection allocate "
-    "k slots and abort the whole process (SIGABRT, no Python error); the experiment config now refuses "
-    "k > 100000, the API does not",
-)
 def test_evaluate_refuses_a_cutoff_no_catalogue_has(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-c", EVALUATE_HUGE_K], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "refused:" in r.stdout and "ks" in r.stdout, (r.returncode, r.stderr[-300:])
