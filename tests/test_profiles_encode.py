@@ -197,7 +197,13 @@ def test_encode_replaces_its_own_folder_only_with_overwrite(tmp_path):
     with pytest.raises(OutputError, match=r"emb: a folder of embeddings .* pass overwrite=True \(--overwrite\)"):
         encode_store(store, out, EncoderConfig(batch_size=8), progress=False)
     assert _tree(out) == before
-    (out / "stale.txt").write_text("left by an older run")  # the folder is replaced whole, not patched
+    (out / "stale.txt").write_text("a user's note")  # replacing the folder would delete it: refused
+    with pytest.raises(
+        OutputError, match=r"emb: a folder of embeddings written by profiles encode that also holds stale\.txt"
+    ):
+        encode_store(store, out, EncoderConfig(batch_size=8), progress=False, overwrite=True)
+    assert (out / "stale.txt").read_text() == "a user's note"
+    (out / "stale.txt").unlink()
     users2, emb2 = encode_store(store, out, EncoderConfig(batch_size=8), progress=False, overwrite=True)
     assert sorted(p.name for p in out.iterdir()) == ["embedding_users.npy", "embeddings.npy", "encode.json"]
     np.testing.assert_array_equal(users2, users)

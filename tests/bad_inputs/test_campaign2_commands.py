@@ -176,11 +176,6 @@ def test_encode_with_a_folder_that_is_not_an_encoder(ws: Path, two: Path, refuse
     refused("profiles", "encode", "--store", "store", "--out", "emb", "--encoder", "enc", names=("enc", "encoder"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="policy for the lead: tests/test_profiles_encode.py::test_encode_replaces_its_own_folder_only_"
-    "with_overwrite plants stale.txt in an embeddings folder and asserts --overwrite deletes it",
-)
 def test_encode_never_deletes_a_users_file_in_its_own_folder(ws: Path, two: Path, run, refused, monkeypatch) -> None:
     from seqdistill.profiles import encode
 

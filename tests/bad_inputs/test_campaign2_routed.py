@@ -1,6 +1,6 @@
 """Third campaign, failures in files other helpers own this round (data/dataset.py, evaluation.py
 with the Rust ranking, cli/prepare.py): each is written as the test that will pass once fixed,
-marked ``xfail(strict=True)`` so that the fix shows up as an unexpected pass."""
+marked ``xfail(strict=True)`` until fixed; all three are fixed and the markers are gone."""
 
 from __future__ import annotations
 
@@ -8,17 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from .conftest import tree
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="data/dataset.py: PreparedDataset.save(overwrite=True) replaces a dataset folder holding a "
-    "user's file and deletes it; pass known= (the names it writes) to _io.atomic_dir, as "
-    "cli/_common.check_dataset_out now does for the commands",
-)
 def test_save_never_deletes_a_users_file_in_a_dataset(tmp_path: Path) -> None:
     from seqdistill import datasets
     from seqdistill.data import prepare
@@ -55,11 +47,6 @@ def test_evaluate_refuses_a_cutoff_no_catalogue_has(tmp_path: Path) -> None:
     assert r.returncode == 0 and "refused:" in r.stdout and "ks" in r.stdout, (r.returncode, r.stderr[-300:])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli/prepare.py: --name '' is accepted; the dataset is named '' and every later message "
-    "starts ': ...' (refuse an empty or blank --name)",
-)
 def test_prepare_refuses_an_empty_name(ws: Path, refused) -> None:
     refused("prepare", "log.csv", "--out", "out", "--k-core", "1", "--name", "", names=("--name",))
     assert tree(ws).keys() == {"log.csv"}

@@ -151,6 +151,6 @@ def check_dataset_out(out: str | Path, inputs: Iterable[str | Path], *, overwrit
 
 def _dataset_file(name: str) -> bool:
     """A name ``PreparedDataset.save`` writes (the files of ``data/dataset.py``'s folder layout)."""
-    from seqdistill.data.dataset import _FILES
+    from seqdistill.data.dataset import is_dataset_file
 
-    return name in _FILES or name in ("manifest.json", "item_meta.parquet")
+    return is_dataset_file(name)

@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 
 from seqdistill.cli._common import KCore, check_dataset_out, fraction, positive_int
-from seqdistill.errors import DataError
+from seqdistill.errors import ConfigError, DataError
 
 __all__ = ["add_parser", "run"]
 
@@ -74,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
     """Read, prepare and save; the output folder is checked before the input is read."""
     from seqdistill.data import RawDataset, SplitConfig, prepare, read_interactions
 
+    if args.name is not None and not args.name.strip():
+        raise ConfigError(f"--name {args.name!r}: a dataset name must not be empty or blank")
     check_dataset_out(args.out, [p for p in (args.path, args.items) if p], overwrite=args.overwrite)
     cols = {"user_id": args.user_col, "item_id": args.item_col, "timestamp": args.time_col}
     if args.rating_col:

@@ -11,8 +11,8 @@ Folder layout (``format_version`` 1)::
     item_meta.parquet    optional item metadata keyed by dense item
 
 ``save`` builds the folder under a temporary name and swaps it in (:func:`seqdistill._io.atomic_dir`);
-it refuses a folder that is not a prepared dataset and replaces a prepared dataset (unless
-``overwrite=False``). ``load`` repairs an interrupted save and checks that the files agree with each other.
+it refuses a folder that is not a prepared dataset, or one that also holds files ``save`` does not
+write, and replaces a prepared dataset (unless ``overwrite=False``). ``load`` repairs an interrupted save and checks that the files agree with each other.
 
 :class:`SplitAudit` is the record of what the filter removed and what the split holds (written by
 ``prepare``, saved in the manifest, read back by ``load``; datasets prepared before it existed
@@ -39,6 +39,14 @@ __all__ = ["FORMAT_VERSION", "FilterRound", "PartCounts", "PreparedDataset", "Sp
 
 FORMAT_VERSION = 1
 _FILES = ("log.parquet", "users.parquet", "items.parquet", "targets_valid.parquet", "targets_test.parquet")
+#: Every name :meth:`PreparedDataset.save` may write; a dataset folder holding anything else (a
+#: user's note dropped into it) is never replaced, since replacing it would delete that file.
+DATASET_FILES = frozenset({*_FILES, "manifest.json", "item_meta.parquet"})
+
+
+def is_dataset_file(name: str) -> bool:
+    """Whether ``name`` is a file :meth:`PreparedDataset.save` writes."""
+    return name in DATASET_FILES
 
 
 def is_dataset_folder(folder: str | Path) -> bool:
@@ -336,7 +344,9 @@ class PreparedDataset:
         (:class:`~seqdistill.errors.OutputError`) and left untouched.
         """
         folder = Path(folder)
-        with _io.atomic_dir(folder, is_ours=is_dataset_folder, what="prepared dataset", overwrite=overwrite) as tmp:
+        with _io.atomic_dir(
+            folder, is_ours=is_dataset_folder, what="prepared dataset", overwrite=overwrite, known=is_dataset_file
+        ) as tmp:
             log = {"user": self.user_column().astype(np.int32), "item": self.items, "timestamp": self.timestamps}
             if self.ratings is not None:
                 log["rating"] = self.ratings

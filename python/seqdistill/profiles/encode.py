@@ -152,6 +152,8 @@ class TextEncoder:
 
 
 MARKER = "encode.json"  # written last into every folder encode_store makes: the folder is ours
+#: Every name encode_store writes; a folder holding anything else is never replaced.
+_FILES = frozenset({"embeddings.npy", "embedding_users.npy", MARKER})
 _WHAT = "folder of embeddings written by profiles encode"
 
 
@@ -237,7 +239,9 @@ def encode_store(
         "store_meta": store.meta,
         "config": enc.config.to_dict(),
     }
-    with _io.atomic_dir(out, is_ours=is_embeddings_folder, what=_WHAT, overwrite=overwrite) as tmp:
+    with _io.atomic_dir(
+        out, is_ours=is_embeddings_folder, what=_WHAT, overwrite=overwrite, known=_FILES.__contains__
+    ) as tmp:
         _io.write_npy(tmp / "embeddings.npy", emb)
         _io.write_npy(tmp / "embedding_users.npy", users)
         _io.write_json(tmp / MARKER, info, indent=2, sort_keys=True)
