@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from seqdistill import datasets
-from seqdistill.cli._common import KCore, check_dataset_out, positive_int
+from seqdistill.cli._common import check_dataset_out
 from seqdistill.cli.prepare import add_filter_args
 from seqdistill.errors import ConfigError, DataError
 
@@ -45,15 +45,6 @@ def add_parser(sub: argparse._SubParsersAction, parents: Sequence[argparse.Argum
     pr.add_argument("out_dir", help="output folder: new, empty, or a prepared dataset with --overwrite")
     pr.add_argument("--overwrite", action="store_true", help="replace the prepared dataset already at OUT_DIR")
     pr.add_argument("--path", help="raw file or folder for datasets you download yourself")
-    pr.add_argument(
-        "--k-core",
-        type=positive_int,
-        nargs="+",
-        action=KCore,
-        default=(5, 5),
-        metavar="K",
-        help="k (both) or k_user k_item; with --filter compat, the counts a user / item must exceed",
-    )
     add_filter_args(pr)
     pr.add_argument("--split", action="append", metavar="KEY=VALUE", help="SplitConfig field (repeatable)")
     pr.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", help="loader option (repeatable)")

@@ -37,15 +37,6 @@ def add_parser(sub: argparse._SubParsersAction, parents: Sequence[argparse.Argum
     p.add_argument("--time-col", default="timestamp")
     p.add_argument("--rating-col", default=None, help="rating column (must exist when given)")
     p.add_argument("--timestamp-format", default=None, help="strftime format of string timestamps")
-    p.add_argument(
-        "--k-core",
-        type=positive_int,
-        nargs="+",
-        action=KCore,
-        default=(5, 5),
-        metavar="K",
-        help="k (both) or k_user k_item; with --filter compat, the counts a user / item must exceed",
-    )
     add_filter_args(p)
     p.add_argument("--split", choices=["global_temporal", "leave_one_out"], default="global_temporal")
     p.add_argument("--quantile", type=fraction, default=0.8)
@@ -58,11 +49,23 @@ def add_parser(sub: argparse._SubParsersAction, parents: Sequence[argparse.Argum
 
 
 def add_filter_args(p: argparse.ArgumentParser) -> None:
-    """``--filter kcore|compat`` and its shorthand ``--compat`` (one or the other)."""
+    """``--k-core K [K]``, ``--filter kcore|compat`` and its shorthand ``--compat`` (one or the
+    other): the filter options ``prepare`` and ``datasets prepare`` share."""
+    from seqdistill.core import FILTERS
+
+    p.add_argument(
+        "--k-core",
+        type=positive_int,
+        nargs="+",
+        action=KCore,
+        default=(5, 5),
+        metavar="K",
+        help="k (both) or k_user k_item; with --filter compat, the counts a user / item must exceed",
+    )
     g = p.add_mutually_exclusive_group()
     g.add_argument(
         "--filter",
-        choices=["kcore", "compat"],
+        choices=list(FILTERS),
         default="kcore",
         help="kcore: iterative k-core (counts >= k, repeated; default); compat: the seed paper's released "
         "code, one pass keeping users and items whose counts on the input are > k",
