@@ -120,6 +120,26 @@ def _kcore_polars(cur: pl.DataFrame, how: str) -> tuple[pl.DataFrame, int]:
         cur, rounds = nxt, rounds + 1
 
 
+def _per_user_result(enc: pl.DataFrame, users: pl.Series, items: pl.Series, thr: float, rounds: int) -> dict[str, Any]:
+    """The polars pipelines' common tail: per-user counts, training prefix and test target on the
+    log already sorted by (user, time), as the arrays every candidate returns."""
+    per_user = enc.group_by("user", maintain_order=True).agg(
+        n=pl.len(), train_end=(pl.col("timestamp") < thr).sum(), last_ts=pl.col("timestamp").last()
+    )
+    n = per_user.get_column("n").to_numpy()
+    test = per_user.filter((pl.col("last_ts") >= thr) & (pl.col("n") >= 2))
+    return {
+        "user_ids": users.to_numpy(),
+        "item_ids": items.to_numpy(),
+        "offsets": np.concatenate([[0], np.cumsum(n)]),
+        "items": enc.get_column("item").to_numpy(),
+        "train_end": per_user.get_column("train_end").to_numpy(),
+        "test_users": test.get_column("user").to_numpy(),
+        "test_pos": test.get_column("n").to_numpy() - 1,
+        "_rounds": rounds,
+    }
+
+
 def _polars_rest(cur: pl.DataFrame, rounds: int, sort_key: str) -> dict[str, Any]:
     users = cur.get_column("user_id").unique().sort()
     items = cur.get_column("item_id").unique().sort()
@@ -143,21 +163,7 @@ def _polars_rest(cur: pl.DataFrame, rounds: int, sort_key: str) -> dict[str, Any
         enc = enc.sort(pl.col("user") * span + (pl.col("timestamp") - t0), maintain_order=True)
     else:
         enc = enc.sort(["user", "timestamp"], maintain_order=True)
-    per_user = enc.group_by("user", maintain_order=True).agg(
-        n=pl.len(), train_end=(pl.col("timestamp") < thr).sum(), last_ts=pl.col("timestamp").last()
-    )
-    n = per_user.get_column("n").to_numpy()
-    test = per_user.filter((pl.col("last_ts") >= thr) & (pl.col("n") >= 2))
-    return {
-        "user_ids": users.to_numpy(),
-        "item_ids": items.to_numpy(),
-        "offsets": np.concatenate([[0], np.cumsum(n)]),
-        "items": enc.get_column("item").to_numpy(),
-        "train_end": per_user.get_column("train_end").to_numpy(),
-        "test_users": test.get_column("user").to_numpy(),
-        "test_pos": test.get_column("n").to_numpy() - 1,
-        "_rounds": rounds,
-    }
+    return _per_user_result(enc, users, items, thr, rounds)
 
 
 def polars_lazy(df: pl.DataFrame) -> dict[str, Any]:
@@ -198,21 +204,7 @@ def polars_lazy(df: pl.DataFrame) -> dict[str, Any]:
         .sort(pl.col("user") * span + (pl.col("timestamp") - t0), maintain_order=True)
         .collect(engine="streaming")
     )
-    per_user = enc.group_by("user", maintain_order=True).agg(
-        n=pl.len(), train_end=(pl.col("timestamp") < thr).sum(), last_ts=pl.col("timestamp").last()
-    )
-    n = per_user.get_column("n").to_numpy()
-    test = per_user.filter((pl.col("last_ts") >= thr) & (pl.col("n") >= 2))
-    return {
-        "user_ids": users.to_numpy(),
-        "item_ids": items.to_numpy(),
-        "offsets": np.concatenate([[0], np.cumsum(n)]),
-        "items": enc.get_column("item").to_numpy(),
-        "train_end": per_user.get_column("train_end").to_numpy(),
-        "test_users": test.get_column("user").to_numpy(),
-        "test_pos": test.get_column("n").to_numpy() - 1,
-        "_rounds": rounds,
-    }
+    return _per_user_result(enc, users, items, thr, rounds)
 
 
 def polars_isin(df: pl.DataFrame) -> dict[str, Any]:
@@ -248,21 +240,8 @@ def polars_window(df: pl.DataFrame) -> dict[str, Any]:
         .sort(["user", "timestamp", "row"])
         .collect()
     )
-    per_user = enc.group_by("user", maintain_order=True).agg(
-        n=pl.len(), train_end=(pl.col("timestamp") < thr).sum(), last_ts=pl.col("timestamp").last()
-    )
-    n = per_user.get_column("n").to_numpy()
-    test = per_user.filter((pl.col("last_ts") >= thr) & (pl.col("n") >= 2))
-    return {
-        "user_ids": enc.get_column("user_id").unique().sort().to_numpy(),
-        "item_ids": enc.get_column("item_id").unique().sort().to_numpy(),
-        "offsets": np.concatenate([[0], np.cumsum(n)]),
-        "items": enc.get_column("item").to_numpy(),
-        "train_end": per_user.get_column("train_end").to_numpy(),
-        "test_users": test.get_column("user").to_numpy(),
-        "test_pos": test.get_column("n").to_numpy() - 1,
-        "_rounds": rounds,
-    }
+    users, items = enc.get_column("user_id").unique().sort(), enc.get_column("item_id").unique().sort()
+    return _per_user_result(enc, users, items, thr, rounds)
 
 
 def duckdb_sql(source: Any) -> dict[str, Any]:
