@@ -443,13 +443,19 @@ def test_cli_evaluate_prints_the_table_and_writes_json(trained, tmp_path, capsys
 
 
 def test_cli_evaluate_refuses_another_datasets_fingerprint(trained, capsys):
+    from seqdistill.training.run import RunInfo
+
     run_dir, ds_dir = trained
     ds = PreparedDataset.load(ds_dir)
-    (run_dir / "run.json").write_text(json.dumps({"dataset_fingerprint": "0" * 32}))
+
+    def record(fingerprint: str) -> None:  # the run.json `seqdistill train` writes
+        RunInfo(dataset=str(ds_dir), dataset_fingerprint=fingerprint, seed=0, model={}, train={}).write(run_dir)
+
+    record("0" * 32)
     assert main(["evaluate", str(run_dir), str(ds_dir), "--protocol", "full"]) == 2
     err = one_line_error(capsys)
     assert "fingerprint" in err and "0" * 32 in err and ds.fingerprint() in err
-    (run_dir / "run.json").write_text(json.dumps({"dataset_fingerprint": ds.fingerprint()}))
+    record(ds.fingerprint())
     assert main(["evaluate", str(run_dir), str(ds_dir), "--protocol", "full"]) == 0
 
 

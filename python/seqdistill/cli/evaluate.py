@@ -123,6 +123,7 @@ def load_run(run_dir: Path, dataset_dir: Path, device: Any = "cpu") -> tuple[Any
     raw item ids are not the dataset's."""
     from seqdistill.data import PreparedDataset
     from seqdistill.models import load_model
+    from seqdistill.training.run import RUN_FILE, RunInfo
 
     if not run_dir.is_dir():
         raise DataError(f"{run_dir}: no such run folder")
@@ -133,30 +134,11 @@ def load_run(run_dir: Path, dataset_dir: Path, device: Any = "cpu") -> tuple[Any
     if not dataset_dir.is_dir():
         raise DataError(f"{dataset_dir}: no such dataset folder")
     ds = PreparedDataset.load(dataset_dir)
-    recorded = _recorded_fingerprint(run_dir / "run.json")
-    if recorded is not None and recorded != ds.fingerprint():
-        raise DataError(
-            f"{dataset_dir}: dataset fingerprint {ds.fingerprint()} differs from {recorded}, the one "
-            f"{run_dir / 'run.json'} was trained on; evaluate on the dataset the model was trained on"
-        )
+    if (run_dir / RUN_FILE).exists():  # `seqdistill train` wrote it; a bare Trainer run_dir has none
+        RunInfo.read(run_dir).check_dataset(ds, dataset_dir)  # damaged or foreign: a DataError
     model = load_model(run_dir / "model", map_location=device)
     _check_items(model, ds, run_dir, dataset_dir)
     return model, ds
-
-
-def _recorded_fingerprint(path: Path) -> str | None:
-    if not path.exists():
-        return None
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
-        raise DataError(f"{path}: not a JSON file ({e})") from None
-    if not isinstance(meta, dict):
-        raise DataError(f"{path}: expected a JSON object, got {type(meta).__name__}")
-    value = meta.get("dataset_fingerprint")
-    if value is not None and not isinstance(value, str):
-        raise DataError(f"{path}: key 'dataset_fingerprint' must be a string, got {value!r}")
-    return value
 
 
 def _check_items(model: Any, ds: Any, run_dir: Path, dataset_dir: Path) -> None:
