@@ -1,5 +1,9 @@
 """``seqdistill train DATASET_DIR --out RUN_DIR``: train one model on a prepared dataset into a
-run folder (see :mod:`seqdistill.training.run` for the folder, resuming and what is refused)."""
+run folder (see :mod:`seqdistill.training.run` for the folder, resuming and what is refused).
+
+On several processes (docs/distributed.md): ``--nproc N`` starts them itself; under
+``torchrun --nproc-per-node N -m seqdistill.cli train ...`` each process joins the group torchrun
+describes and rank 0 alone prints and writes."""
 
 from __future__ import annotations
 
@@ -60,6 +64,19 @@ def add_parser(sub: argparse._SubParsersAction, parents: Sequence[argparse.Argum
     t.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice)")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     t.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    t.add_argument(
+        "--nproc",
+        type=positive_int,
+        default=1,
+        help="train with DistributedDataParallel on N processes started here (--batch-size is the global "
+        "batch; not under torchrun, which starts its own)",
+    )
+    t.add_argument(
+        "--backend",
+        choices=["auto", "gloo", "nccl"],
+        default="auto",
+        help="torch.distributed backend with --nproc or torchrun (auto: nccl on CUDA, gloo on the CPU)",
+    )
     d = p.add_argument_group("distillation (with --profiles)")
     d.add_argument(
         "--profiles",
@@ -113,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
     check_run_dir(args.out, {"dataset": args.dataset})  # before torch threads or any loading
     if args.threads:
         torch.set_num_threads(args.threads)
+    ctx = _join_torchrun(args)
     model = {
         "kind": args.model,
         "hidden": args.hidden,
@@ -129,17 +147,41 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
         progress=not args.quiet,
+        nproc=args.nproc,
+        backend=args.backend,
     )
-    info = train_run(
-        args.dataset,
-        args.out,
-        model,
-        train,
-        profiles=args.profiles,
-        profiles_mask=args.profiles_mask,
-        distill=_distill(args),
-        overwrite=args.overwrite,
-    )
+    try:
+        info = train_run(
+            args.dataset,
+            args.out,
+            model,
+            train,
+            profiles=args.profiles,
+            profiles_mask=args.profiles_mask,
+            distill=_distill(args),
+            overwrite=args.overwrite,
+        )
+    finally:
+        if ctx.active:
+            torch.distributed.destroy_process_group()
     score = "no validation" if info.valid_score is None else f"valid {info.valid_metric} {info.valid_score:.4f}"
-    print(f"run written to {args.out}: best epoch {info.best_epoch} ({score}), model in {args.out}/model")
+    if ctx.is_main:
+        print(f"run written to {args.out}: best epoch {info.best_epoch} ({score}), model in {args.out}/model")
     return 0
+
+
+def _join_torchrun(args: argparse.Namespace):
+    """Under torchrun (``WORLD_SIZE`` > 1 in the environment) join its process group; refuse
+    ``--nproc`` there (torchrun already started the processes)."""
+    import os
+
+    from seqdistill.errors import ConfigError
+    from seqdistill.training import distributed
+
+    world = os.environ.get("WORLD_SIZE", "1")
+    if world != "1" and args.nproc > 1:
+        raise ConfigError(
+            f"--nproc {args.nproc}: this process was started by torchrun (WORLD_SIZE={world}), which "
+            "starts the processes itself; drop --nproc"
+        )
+    return distributed.init_from_env(args.backend, args.device)

@@ -8,13 +8,14 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from seqdistill._checks import at_least, bad, check_fields
+from seqdistill._checks import at_least, bad, check_fields, one_of
 from seqdistill._config import DictConfig
 from seqdistill.errors import ConfigError
 
-__all__ = ["VALID_METRICS", "TrainConfig"]
+__all__ = ["BACKENDS", "VALID_METRICS", "TrainConfig"]
 
 VALID_METRICS = ("ndcg", "recall", "hit_rate", "mrr")
+BACKENDS = ("auto", "gloo", "nccl")  # torch.distributed backends (auto: NCCL on CUDA, else gloo)
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -32,6 +33,12 @@ class TrainConfig(DictConfig):
     ``grad_clip`` ``None`` or 0 disables clipping. ``amp`` turns on bf16 autocast on CUDA only.
     ``device``: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``; whether this machine
     has it is checked when the trainer is built (:func:`~seqdistill.training.resolve_device`).
+    ``nproc``: processes that train the run together with DistributedDataParallel when it is
+    started by :func:`~seqdistill.training.run.train_run` (``seqdistill train --nproc``);
+    ``batch_size`` stays the global batch. Under ``torchrun`` the launcher's world size rules
+    instead. ``backend``: ``"auto"`` (NCCL on CUDA, gloo on the CPU), ``"gloo"`` or ``"nccl"``.
+    Neither changes what a run computes beyond float rounding and per-process random draws
+    (:mod:`~seqdistill.training.distributed`), so a run resumes on another number of processes.
     """
 
     epochs: int = 30
@@ -51,16 +58,21 @@ class TrainConfig(DictConfig):
     valid_filter_seen: bool = False  # remove the user's seen items when ranking for validation
     eval_batch_size: int = 1024
     progress: bool = True
+    nproc: int = 1  # DDP processes started by train_run (torchrun sets its own)
+    backend: str = "auto"  # "auto" | "gloo" | "nccl"
 
     def __post_init__(self) -> None:
         check_fields(self)
-        for key in ("epochs", "batch_size", "eval_batch_size", "stride", "patience"):
+        for key in ("epochs", "batch_size", "eval_batch_size", "stride", "patience", "nproc"):
             at_least(self, key, 1)
         at_least(self, "lr", 0.0, strict=True)
         for key in ("weight_decay", "grad_clip", "min_epochs", "seed"):
             at_least(self, key, 0)
         if self.min_epochs > self.epochs:
             raise bad(self, "min_epochs", f"at most epochs={self.epochs}")
+        one_of(self, "backend", BACKENDS)
+        if self.batch_size < self.nproc:
+            raise bad(self, "batch_size", f"at least nproc={self.nproc} (the global batch, split over the processes)")
         if not _DEVICE.match(self.device):
             raise bad(self, "device", "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
         if not self.valid_ks or any(k < 1 for k in self.valid_ks):

@@ -18,6 +18,7 @@ term instead of being given their own hidden state as a target.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -90,13 +91,20 @@ def check_block(distill: DistillConfig, model: ModelConfig) -> None:
         raise bad(distill, "block", f"a block of ModelConfig.n_blocks={n} (an index in {-n}..{n - 1})")
 
 
-def distill_loss(pooled: Tensor, target: Tensor, weight: Tensor, kind: str = "mse") -> Tensor:
-    """Mean over the rows with ``weight`` 1 of the per-row MSE (mean over dims) or 1 − cosine."""
+def _same(x: Tensor) -> Tensor:
+    return x
+
+
+def distill_loss(
+    pooled: Tensor, target: Tensor, weight: Tensor, kind: str = "mse", batch_sum: Callable[[Tensor], Tensor] = _same
+) -> Tensor:
+    """Mean over the rows with ``weight`` 1 of the per-row MSE (mean over dims) or 1 − cosine;
+    numerator and denominator summed through ``batch_sum`` (over the global batch under DDP)."""
     if kind == "mse":
         per_row = ((pooled - target) ** 2).mean(dim=-1)
     else:
         per_row = 1.0 - torch.nn.functional.cosine_similarity(pooled, target, dim=-1)
-    return (per_row * weight).sum() / weight.sum().clamp_min(1.0)
+    return batch_sum((per_row * weight).sum()) / batch_sum(weight.sum()).clamp_min(1.0)
 
 
 def standardize_targets(targets: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -169,14 +177,15 @@ class DistillationTerm:
         active = self.active(int(out.epoch))
         with torch.set_grad_enabled(active and torch.is_grad_enabled()):
             pooled = pool(hidden.float(), out.real_mask, cfg.pooling, cfg.gamma)
-            ld = distill_loss(pooled, target, weight, cfg.loss)
+            ld = distill_loss(pooled, target, weight, cfg.loss, out.batch_sum)
         logs = {"distill_loss": float(ld.detach()), "distill_active": float(active)}
-        profiled = float(weight.sum())
+        profiled = float(out.batch_sum(weight.sum()))  # over the global batch under DDP
         if not active or profiled == 0:
             return None, logs
         main = out.main_loss
         beta = (main.detach() / ld.detach().clamp_min(1e-12)) if cfg.dynamic_beta else torch.ones((), device=ld.device)
-        alpha = cfg.alpha * (profiled / weight.numel() if cfg.coverage == "share" else 1.0)
+        rows = float(out.batch_sum(torch.tensor(float(weight.numel()), device=weight.device)))
+        alpha = cfg.alpha * (profiled / rows if cfg.coverage == "share" else 1.0)
         logs["beta"] = float(beta)
         logs["alpha_eff"] = alpha
         return alpha * beta * ld + (1.0 - alpha) * main, logs

@@ -60,7 +60,7 @@ RUN_FORMAT = "seqdistill-run-1"
 MODEL_DIR = "model"
 _WRITTEN = ("checkpoint", "history.json", MODEL_DIR)  # what the trainer writes besides run.json
 # TrainConfig fields that change how a run is executed, not what it computes: not compared on resume
-_EXECUTION = ("progress", "device")
+_EXECUTION = ("progress", "device", "nproc", "backend")
 
 
 @dataclass
@@ -292,13 +292,21 @@ def train_run(
     TrainConfig; ``profiles`` (a ``profiles reduce`` folder or a targets ``.npy``, with an optional
     ``profiles_mask``) adds the distillation term of ``distill`` (a DistillConfig, default
     settings when None). Everything is checked before ``run_dir`` is touched. Returns the
-    finished run's :class:`RunInfo`.
+    finished run's :class:`RunInfo`. ``train.nproc > 1`` trains in that many new processes with
+    DDP (:func:`~seqdistill.training.distributed.launch`); inside a process group (``torchrun``)
+    every rank calls this and rank 0 alone writes the folder.
     """
     from seqdistill.data import PreparedDataset
     from seqdistill.models import ModelConfig
 
+    from . import distributed
     from .distill import DistillConfig
 
+    ctx = distributed.context()
+    if train.nproc > 1 and not ctx.active:
+        args = (dataset, run_dir, dict(model), train, profiles, profiles_mask, distill, overwrite)
+        distributed.launch(_train_rank, train.nproc, *args, backend=train.backend, device=train.device)
+        return RunInfo.read(run_dir)
     out = Path(run_dir)
     inputs = {"dataset": dataset, "profile vectors": profiles, "profile mask": profiles_mask}
     check_run_dir(out, {what: path for what, path in inputs.items() if path is not None})
@@ -312,20 +320,21 @@ def train_run(
         raise ConfigError("distillation settings given without profile vectors (--profiles)")
     info = _new_info(dataset, ds, mcfg, train, distill, record)
     trainer = build_trainer(ds, mcfg, train, run_dir=out, targets=targets, distill=distill)  # checks all
-    done = _start(out, info, overwrite)
-    if done is not None:
-        if train.progress:
+    done, finished = distributed.main_decides(lambda: _start(out, info, overwrite), ctx)  # rank 0 writes
+    if finished:
+        done = done or RunInfo.read(out)
+        if train.progress and ctx.is_main:
             print(f"{out}: already trained with these settings (best epoch {done.best_epoch}); nothing to do")
         return done
     validated = train.validate and len(ds.targets("valid")[0]) > 0
-    if not validated:
+    if not validated and ctx.is_main:
         warnings.warn(
             f"{dataset}: no validation targets (prepared with --valid none, or too few users), so no "
             f"early stopping: all {train.epochs} epochs run and the last epoch's model is kept",
             SeqdistillWarning,
             stacklevel=2,
         )
-    if train.progress:
+    if train.progress and ctx.is_main:
         _announce(out, ds, mcfg, train, trainer, validated)
     trainer.fit(resume=True)
     score = trainer.best_score if validated else None
@@ -333,8 +342,25 @@ def train_run(
     info.best_epoch, info.epochs_run = trainer.best_epoch, len(trainer.history)
     info.stopped_early = trainer.state.stopped
     info.device, info.status = str(trainer.device), "complete"
-    info.write(out)
+    if ctx.is_main:
+        info.write(out)
+    distributed.barrier(ctx)  # run.json says complete before any rank returns
     return info
+
+
+def _train_rank(*args: Any) -> None:
+    """One process of a DDP run started by :func:`train_run` (``train.nproc > 1``)."""
+    dataset, run_dir, model, train, profiles, profiles_mask, distill, overwrite = args
+    train_run(
+        dataset,
+        run_dir,
+        model,
+        train,
+        profiles=profiles,
+        profiles_mask=profiles_mask,
+        distill=distill,
+        overwrite=overwrite,
+    )
 
 
 def _new_info(

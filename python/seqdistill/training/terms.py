@@ -7,6 +7,7 @@ computes; a term knows the batch only through this one frozen record.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
@@ -15,6 +16,11 @@ from torch import Tensor
 from seqdistill.models.base import ModelOutput
 
 __all__ = ["BatchOutput", "LossTerm"]
+
+
+def _own_batch(x: Tensor) -> Tensor:
+    """``BatchOutput.batch_sum`` in one process: the batch is the whole batch."""
+    return x
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,11 @@ class BatchOutput(ModelOutput):
     From the trainer: ``users [B]`` and ``windows [B, train_length]`` (LongTensors on the device),
     ``main_loss`` (the model's own loss), ``loss`` (the running total: the main loss, or what the
     previous term returned), ``epoch`` (0-based) and ``model``.
+    ``batch_sum``: the sum of a per-batch quantity over the global batch: the identity in one
+    process; under DDP an all-reduce whose value is the global sum and whose gradient is this
+    rank's part (:class:`~seqdistill.training.distributed.BatchSum`). A term that averages over
+    the batch sums its numerator and denominator through it to mean the same on any number of
+    processes.
     """
 
     users: Tensor
@@ -35,6 +46,7 @@ class BatchOutput(ModelOutput):
     loss: Tensor
     epoch: int
     model: Any
+    batch_sum: Callable[[Tensor], Tensor] = _own_batch
 
     @classmethod
     def of(cls, out: ModelOutput, **trainer_fields: Any) -> BatchOutput:

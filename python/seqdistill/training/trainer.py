@@ -13,6 +13,12 @@ checkpoint (the previous epoch's) is left as it was.
 
 Extra loss terms (e.g. profile distillation) plug in through ``extra_losses``; the trainer knows
 nothing about what they compute. See :class:`~seqdistill.training.terms.LossTerm`.
+
+Inside a process group (``torchrun``, or ``TrainConfig.nproc`` through
+:func:`seqdistill.training.run.train_run`) the same loop trains with DistributedDataParallel: each
+rank takes its rows of every global batch, losses and validation metrics are reduced over the
+global batch, rank 0 alone writes; see :mod:`.distributed` for what equals a one-process run.
+One process runs the code it always ran.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from torch import Tensor
 from seqdistill._io import clean_stale, write_json
 from seqdistill.errors import ConfigError, TrainingError
 
+from . import distributed
 from .checkpoint import CHECKPOINT_DIR, TrainState, join_optimizer_state, read_checkpoint, write_checkpoint
 from .config import TrainConfig
 from .terms import BatchOutput, LossTerm
@@ -116,8 +123,13 @@ class Trainer:
             check = getattr(term, "check", None)
             if callable(check):
                 check(model, ds)
-        self.device = resolve_device(self.config.device)
+        self.dist = distributed.context()
+        device = distributed.device_for(self.config.device, self.dist) if self.dist.active else self.config.device
+        self.device = resolve_device(device)
         self.state = TrainState()
+        self._ddp: distributed.DDPStep | None = None
+        if self.dist.active:  # a world larger than the batch or the data, refused before any work
+            distributed.check_run(self._windows().n_samples, self.config.batch_size, self.dist, model)
         self._best_state: dict[str, Tensor] | None = None
         self._saved_epoch: int | None = None  # the epoch the checkpoint on disk holds
 
@@ -141,12 +153,12 @@ class Trainer:
         At the end the model holds the weights of the best validation epoch (the last epoch
         when the dataset has no validation targets).
         """
-        from seqdistill.data.sequences import TrainWindows
-
         cfg = self.config
         optimizer = self._prepare()
         start = self._resume(optimizer) if resume else 0
-        windows = TrainWindows(self.ds, self.model.train_length, cfg.batch_size, stride=cfg.stride, seed=cfg.seed)
+        windows = self._windows()
+        if self.dist.active:
+            self._ddp = distributed.DDPStep(self.model, self.device)
         validate = cfg.validate and len(self.ds.targets("valid")[0]) > 0
         for epoch in range(start, cfg.epochs):
             if self.state.stopped:
@@ -161,10 +173,16 @@ class Trainer:
         self._finish()
         return self.history
 
+    def _windows(self):
+        from seqdistill.data.sequences import TrainWindows
+
+        cfg = self.config
+        return TrainWindows(self.ds, self.model.train_length, cfg.batch_size, stride=cfg.stride, seed=cfg.seed)
+
     def _prepare(self) -> torch.optim.Optimizer:
         """Put the model on the device with its id map and popularity; a fresh optimizer."""
         model = self.model
-        if self.run_dir is not None:
+        if self.run_dir is not None and self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             clean_stale(self.run_dir)
         if model.item_ids is None:
@@ -179,17 +197,19 @@ class Trainer:
         """One pass over the seeded window order of ``epoch``; the history row's training part."""
         from seqdistill.data.sequences import epoch_seed
 
-        seed_everything(epoch_seed(self.config.seed, epoch))
+        seed_everything(distributed.rank_seed(epoch_seed(self.config.seed, epoch), self.dist.rank))
         self.model.train()
         t0, n_samples, sums, n_batches = time.perf_counter(), 0, {}, 0
         batches = self._progress(windows.epoch(epoch), len(windows), epoch)
         for b, (users, win) in enumerate(batches):
+            n_samples += len(users)  # the global batch
+            if self._ddp is not None:
+                users, win = distributed.shard(users, win, self.dist)
             logs = self._train_step(epoch, b, len(windows), users, win, optimizer)
             n_batches += 1
-            n_samples += len(users)
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + v
-            if self.config.progress:
+            if self._shows:
                 rate = n_samples / max(time.perf_counter() - t0, 1e-9)
                 batches.set_postfix(loss=f"{logs['loss']:.4f}", samples_s=f"{rate:.0f}")
         seconds = time.perf_counter() - t0
@@ -198,7 +218,7 @@ class Trainer:
         return row
 
     def _progress(self, batches: Iterable, total: int, epoch: int):
-        if not self.config.progress:
+        if not self._shows:
             return batches
         from tqdm.auto import tqdm
 
@@ -226,7 +246,10 @@ class Trainer:
         if not finite:
             raise self._non_finite(epoch, batch, n_batches, stages)
         optimizer.zero_grad(set_to_none=True)
-        total.backward()
+        if self._ddp is None:
+            total.backward()
+        else:  # DDP averages over the ranks; each rank's part is of the global mean
+            (total * self.dist.world_size).backward()
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         optimizer.step()
@@ -237,10 +260,14 @@ class Trainer:
     ) -> tuple[Tensor, Tensor, dict[str, float], list[tuple[str, Tensor]]]:
         """The model's loss, then each extra term in turn. Returns ``(total, main, logs,
         stages)``; ``stages`` names every loss computed, in order, for the finiteness check."""
-        main, model_out = self.model.training_loss(w)
+        if self._ddp is None:
+            main, model_out = self.model.training_loss(w)
+        else:
+            main, model_out = distributed.global_mean_loss(self._ddp, w)
         total, logs, stages = main, {}, [("the model's loss", main)]
         if not self.extra_losses:
             return total, main, logs, stages
+        ddp = {} if self._ddp is None else {"batch_sum": self._ddp.batch_sum}
         out = BatchOutput.of(
             model_out,
             users=torch.from_numpy(users).to(self.device),
@@ -249,6 +276,7 @@ class Trainer:
             loss=main,
             epoch=epoch,
             model=self.model,
+            **ddp,
         )
         for i, term in enumerate(self.extra_losses):
             new_total, term_logs = term(replace(out, loss=total))
@@ -279,16 +307,13 @@ class Trainer:
         from seqdistill.evaluation import evaluate
 
         cfg = self.config
-        res = evaluate(
-            self.model,
-            self.ds,
-            "valid",
-            ks=cfg.valid_ks,
-            batch_size=cfg.eval_batch_size,
-            filter_seen=cfg.valid_filter_seen,
-        )
-        row.update({f"valid_{k}": v for k, v in res.means.items()})
-        return res.means[cfg.valid_metric]
+        options = dict(ks=cfg.valid_ks, batch_size=cfg.eval_batch_size, filter_seen=cfg.valid_filter_seen)
+        if self._ddp is None:
+            means = evaluate(self.model, self.ds, "valid", **options).means
+        else:
+            means = distributed.evaluate_means(self.model, self.ds, "valid", self.dist, **options)
+        row.update({f"valid_{k}": v for k, v in means.items()})
+        return means[cfg.valid_metric]
 
     def _track_best(self, epoch: int, score: float, validated: bool) -> None:
         """Keep the best epoch's weights; stop after ``patience`` epochs without improvement
@@ -306,17 +331,19 @@ class Trainer:
     def _save_checkpoint(self, epoch: int, optimizer: torch.optim.Optimizer) -> None:
         if self.run_dir is None:
             return
-        write_checkpoint(
-            self.run_dir, epoch, self.state, self.model, self._best_state, optimizer, self.config.to_dict()
-        )
+        if self.dist.is_main:  # under DDP every rank holds the same weights and state
+            write_checkpoint(
+                self.run_dir, epoch, self.state, self.model, self._best_state, optimizer, self.config.to_dict()
+            )
+            write_json(self.run_dir / "history.json", self.history)
         self._saved_epoch = epoch
-        write_json(self.run_dir / "history.json", self.history)
 
     def _resume(self, optimizer: torch.optim.Optimizer) -> int:
         """Restore everything from the checkpoint; returns the next epoch to run (0 if none)."""
         if self.run_dir is None:
             raise ConfigError("Trainer.fit(resume=True) needs a run_dir")
-        ck = read_checkpoint(self.run_dir, self.model)
+        run_dir = self.run_dir
+        ck = distributed.main_first(lambda: read_checkpoint(run_dir, self.model), self.dist)
         if ck is None:
             return 0
         self.model.load_state_dict(ck.model)
@@ -326,8 +353,13 @@ class Trainer:
         self.state, self._best_state, self._saved_epoch = ck.state, ck.best, ck.epoch
         return ck.epoch + 1
 
+    @property
+    def _shows(self) -> bool:
+        """Progress bars and per-epoch lines: asked for, and this is rank 0."""
+        return self.config.progress and self.dist.is_main
+
     def _show(self, row: dict[str, Any]) -> None:
-        if self.config.progress:
+        if self._shows:
             shown = {k: round(v, 4) for k, v in row.items() if isinstance(v, float)}
             print(f"epoch {row['epoch']}: {shown}", flush=True)
 
@@ -335,6 +367,8 @@ class Trainer:
         """Load the best epoch's weights; write the final history and ``run_dir/model/``."""
         if self._best_state is not None:
             self.model.load_state_dict(self._best_state)
-        if self.run_dir is not None:
+        if self.run_dir is not None and self.dist.is_main:
             write_json(self.run_dir / "history.json", self.history)
             self.model.save(self.run_dir / "model", overwrite=True)
+        self._ddp = None
+        distributed.barrier(self.dist)  # the model is written before any rank returns
