@@ -3,7 +3,8 @@
 Settings are written with every default filled in (``TrainConfig.from_dict(...).to_dict()``, not
 the few keys the TOML named), so that writing a default out explicitly is no change, and in JSON
 form, so that they compare equal to what a finished run recorded. ``[train] progress`` is left out
-(it changes no number), as is the experiment's ``name``.
+(it changes no number), as are ``nproc`` and ``backend`` (how many processes train one run) and
+the experiment's ``name``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["RunPlan", "plan_runs", "results_settings"]
 
-_NOT_RESULTS = ("progress",)  # TrainConfig keys that change no result
+_NOT_RESULTS = ("progress", "nproc", "backend")  # TrainConfig keys that change no result (beyond rounding)
 
 
 def _json(x: Any) -> Any:
