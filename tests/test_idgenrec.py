@@ -327,3 +327,80 @@ def test_unknown_model_path(tmp_path):
 )
 def test_bad_config_values(bad):
     _one_line(pytest.raises(ConfigError, IDGenRecConfig.from_dict, bad))
+
+
+# -------------------------------------------------------------------- experiments
+IDG_SECTION = {**TINY, "rounds": 1, "id_epochs": 1, "rec_epochs": 1, "max_his": 5, "max_id_tokens": 3}
+
+
+def _experiment(idgenrec=None):
+    from seqdistill.experiments import load_preset
+
+    cfg = load_preset("synthetic")
+    cfg.dataset.kwargs.update(n_users=120, n_items=40)
+    cfg.model.update(hidden=16, n_blocks=1)
+    cfg.train.update(epochs=2, batch_size=64, progress=False)
+    cfg.distill.base["epochs"] = 1
+    cfg.distill.grid = {}
+    cfg.controls, cfg.seeds = [], [0]
+    cfg.idgenrec = {k: v for k, v in (idgenrec or IDG_SECTION).items() if k != "device"}
+    return cfg.validate()
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory):
+    from seqdistill.experiments import report, run_experiment
+
+    out = tmp_path_factory.mktemp("exp")
+    cfg = _experiment()
+    paths = run_experiment(cfg, out, progress=False)
+    return cfg, out, paths, report(out)
+
+
+def test_experiment_report_has_idgenrec_rows(experiment):
+    import json
+
+    cfg, out, paths, res = experiment
+    assert [v for v, _, _ in cfg.variants()] == ["vanilla", "distill", "idgenrec"]
+    rec = json.loads((out / "runs" / "idgenrec__seed0.json").read_text())
+    assert rec["kind"] == "idgenrec" and rec["settings"]["idgenrec"]["seed"] == 0
+    nd = np.load(out / "runs" / rec["per_row"]["ndcg@10"])
+    van = np.load(out / "runs" / "vanilla__seed0.ndcg10.npy")
+    assert len(nd) == len(van) == rec["dataset"]["test_rows"]  # the same test rows as SASRec
+    assert np.nanmean(nd) == pytest.approx(rec["test"]["ndcg@10"])
+    row = res["table4"][0]
+    assert row["variant"] == "idgenrec" and row["test_ndcg@10"][0] == pytest.approx(rec["test"]["ndcg@10"])
+    t5 = res["table5_idgenrec"][0]
+    assert t5["train_seconds_per_epoch"][0] == pytest.approx(rec["timing"]["train_seconds_per_epoch"])
+    assert "idgenrec" not in [c["variant"] for c in res.get("controls", [])]
+    md = (out / "report.md").read_text()
+    assert "## Table 4: IDGenRec" in md and "| idgenrec (IDGenRec) |" in md
+    assert "| vanilla (SASRec) |" in md and "| distill (SASRec + distillation) |" in md
+    assert md.count("| idgenrec (IDGenRec) |") == 2  # Table 4 and its Table 5 row
+
+
+def test_experiment_resume_checks_idgenrec_settings(experiment):
+    from seqdistill.experiments import run_experiment
+
+    cfg, out, paths, _ = experiment
+    before = (out / "runs" / "idgenrec__seed0.json").stat().st_mtime_ns
+    assert run_experiment(cfg, out, progress=False) == paths  # all done: nothing rerun
+    assert (out / "runs" / "idgenrec__seed0.json").stat().st_mtime_ns == before
+    changed = _experiment({**IDG_SECTION, "rec_epochs": 2})
+    assert "rec_epochs" in _one_line(pytest.raises(ConfigError, run_experiment, changed, out, progress=False))
+
+
+@pytest.mark.parametrize(
+    "section, key",
+    [({"rounds": 0}, "rounds"), ({"seed": 3}, "seed"), ({"num_beams": 5}, "num_beams"), ({"warp": 1}, "warp")],
+)
+def test_experiment_idgenrec_section_refused(section, key):
+    from seqdistill.experiments import ExperimentConfig
+
+    msg = _one_line(pytest.raises(ConfigError, ExperimentConfig.from_dict, {"idgenrec": section}, "exp.toml"))
+    assert msg.startswith("exp.toml: [idgenrec]") and key in msg
+
+
+def test_experiment_idgenrec_checkpoint_must_exist(tmp_path):
+    cfg = _experiment({**IDG_SECTION, "model_name_or_path": str(tmp_path / "t5-small")})
+    assert "t5-small" in _one_line(pytest.raises(ConfigError, cfg.check_runnable))

@@ -31,6 +31,7 @@ from typing import Any
 from seqdistill._checks import show, unknown_keys
 from seqdistill.errors import ConfigError
 
+from .idgenrec_run import check_section as check_idgenrec
 from .naming import unique_names
 
 __all__ = [
@@ -192,6 +193,7 @@ class ExperimentConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
     controls: list[str] = field(default_factory=lambda: ["shuffled"])
     eval_ks: list[int] = field(default_factory=lambda: [5, 10, 20])
+    idgenrec: dict[str, Any] | None = None  # [idgenrec]: IDGenRecConfig keys; adds the IDGenRec variant
 
     origin = "experiment config"
 
@@ -205,6 +207,7 @@ class ExperimentConfig:
         if where is not None:
             self.origin = where
         validate_config(self, self.origin)
+        check_idgenrec(self, self.origin)
         return self
 
     def check_runnable(self, profiles: bool = True) -> None:
@@ -214,6 +217,7 @@ class ExperimentConfig:
         from .validate import check_runnable
 
         check_runnable(self, self.origin, profiles=profiles)
+        check_idgenrec(self, self.origin, machine=True)
 
     def variants(self) -> list[tuple[str, str, dict[str, Any] | None]]:
         """``(variant, kind, DistillConfig dict or None)``: vanilla, the grid points, the controls
@@ -221,6 +225,8 @@ class ExperimentConfig:
         out: list[tuple[str, str, dict[str, Any] | None]] = [("vanilla", "vanilla", None)]
         out += [(n, "distill", c) for n, c in self.distill.points()]
         out += [(f"control_{c}", c, dict(self.distill.base)) for c in self.controls]
+        if self.idgenrec is not None:
+            out.append(("idgenrec", "idgenrec", None))
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -236,6 +242,7 @@ class ExperimentConfig:
             "seeds": list(self.seeds),
             "controls": list(self.controls),
             "eval_ks": list(self.eval_ks),
+            **({} if self.idgenrec is None else {"idgenrec": dict(self.idgenrec)}),
         }
 
     @classmethod

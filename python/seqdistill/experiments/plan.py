@@ -13,6 +13,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from .idgenrec_run import idgenrec_config
 from .naming import run_name
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ class RunPlan:
 
     name: str
     variant: str
-    kind: str  # "vanilla" | "distill" | "shuffled" | "stats"
+    kind: str  # "vanilla" | "distill" | "shuffled" | "stats" | "idgenrec"
     seed: int
     distill: dict[str, Any]  # the DistillConfig used (vanilla: the base, measured only)
     train: dict[str, Any]  # the whole TrainConfig dict (this seed, the min_epochs floor)
@@ -100,6 +101,8 @@ def plan_runs(config: ExperimentConfig) -> list[RunPlan]:
         for seed in config.seeds:
             train = {**config.train, "seed": seed, "min_epochs": floor}
             settings = _json({**shared, "kind": kind, "seed": seed, "distill": used, "train": _train(train)})
+            if kind == "idgenrec":  # the IDGenRec settings this run uses (experiments.idgenrec_run)
+                settings["idgenrec"] = _json(idgenrec_config(config, seed).to_dict())
             train = _train(train, results_only=False)
             plans.append(RunPlan(run_name(variant, seed), variant, kind, seed, used, train, settings))
     return plans

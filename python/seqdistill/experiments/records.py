@@ -18,7 +18,7 @@ from seqdistill.errors import DataError
 
 __all__ = ["DatasetSummary", "RunRecord", "Timing", "KINDS"]
 
-KINDS = ("vanilla", "distill", "shuffled", "stats")
+KINDS = ("vanilla", "distill", "shuffled", "stats", "idgenrec")
 _PLAIN_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 T = TypeVar("T")
 

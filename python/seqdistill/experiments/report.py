@@ -19,6 +19,7 @@ import numpy as np
 from seqdistill import _io
 from seqdistill.errors import DataError
 
+from .idgenrec_run import render_idgenrec, split_runs, table4_json
 from .records import RunRecord
 from .summary import METRICS, MeanStd, RunResult, Summary, paired_test, summarise
 
@@ -215,12 +216,17 @@ def render_figure(summary: Summary, path: str | os.PathLike) -> bool:
 def report(out_dir: str | os.PathLike) -> dict[str, Any]:
     """Write ``report.md``, ``report.json`` and ``figure3.png`` into ``out_dir``; returns the JSON."""
     out = Path(out_dir)
-    summary = summarise(load_runs(out))
+    runs, idgenrec = split_runs(load_runs(out))  # IDGenRec has Table 4 and its own Table 5 rows
+    summary = summarise(runs)
     fig = out / "figure3.png"
     drew = render_figure(summary, fig)
     res = summary.to_json()
+    if idgenrec:
+        res.update(table4_json(summary, runs, idgenrec))
     if drew:
         res["figure3"] = fig.name
-    _io.write_text(out / "report.md", render_markdown(summary, out.name, fig.name if drew else None))
+    text = render_markdown(summary, out.name, fig.name if drew else None)
+    text += "\n".join(render_idgenrec(summary, runs, idgenrec) + [""])
+    _io.write_text(out / "report.md", text)
     _io.write_json(out / "report.json", res)
     return res

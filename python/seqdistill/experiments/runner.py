@@ -235,6 +235,11 @@ def _one_run(
     """Train and test one run; write its per-row arrays, then its record (last), then drop ``work/<run>``."""
     import torch
 
+    if plan.kind == "idgenrec":  # the LLM-based baseline has its own training (experiments.idgenrec_run)
+        from .idgenrec_run import run_idgenrec
+
+        return run_idgenrec(config, ds, plan, out)
+
     work = _work_folder(out, plan)
     model, trainer, history, train_total = _train(config, ds, plan, targets, work)
     res, infer = _evaluate(model, ds, config.eval_ks, trainer.config.eval_batch_size)
