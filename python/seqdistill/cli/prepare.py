@@ -45,6 +45,14 @@ def add_parser(sub: argparse._SubParsersAction, parents: Sequence[argparse.Argum
     p.add_argument("--valid-quantile", type=fraction, default=0.8)
     p.add_argument("--name", default=None)
     p.add_argument("--domain", default="generic", choices=["products", "movies", "sessions", "generic"])
+    p.add_argument(
+        "--engine",
+        choices=["memory", "spark"],
+        default="memory",
+        help="memory: the in-process Rust core (default); spark: the same preprocessing on Apache Spark "
+        "(parquet input; needs the [spark] extra and Java 17; see docs/spark.md)",
+    )
+    p.add_argument("--master", default=None, help="with --engine spark: the Spark master (default local[2])")
     p.set_defaults(func=run, prog_name=p.prog, output_arg="out")
 
 
@@ -83,6 +91,10 @@ def run(args: argparse.Namespace) -> int:
     cols = {"user_id": args.user_col, "item_id": args.item_col, "timestamp": args.time_col}
     if args.rating_col:
         cols["rating"] = args.rating_col
+    if args.engine == "spark":
+        return _run_spark(args, cols)
+    if args.master is not None:
+        raise ConfigError("--master is an option of --engine spark")
     df = read_interactions(args.path, cols, timestamp_format=args.timestamp_format)
     items = _read_items(args.items, args.items_id_col or args.item_col, df, args.path) if args.items else None
     split = SplitConfig(
@@ -99,6 +111,40 @@ def run(args: argparse.Namespace) -> int:
     if ds.audit is not None:
         print("\n".join(ds.audit.report()))
     print(f"prepared dataset written to {out}")
+    return 0
+
+
+def _run_spark(args: argparse.Namespace, cols: dict[str, str]) -> int:
+    """``--engine spark``: the parquet file or folder prepared by :func:`seqdistill.spark.prepare`."""
+    from seqdistill import spark as sds
+    from seqdistill.data import SplitConfig
+
+    for flag, value in (("--items", args.items), ("--timestamp-format", args.timestamp_format)):
+        if value:
+            raise ConfigError(f"{flag} is not supported with --engine spark (see docs/spark.md)")
+    split = SplitConfig(
+        kind=args.split,
+        quantile=args.quantile,
+        target=args.target,
+        valid=args.valid,
+        valid_quantile=args.valid_quantile,
+    )
+    ds = sds.prepare(
+        args.path,
+        args.out,
+        k_core=args.k_core,
+        split=split,
+        filter=args.filter,
+        name=args.name or Path(args.path).stem,
+        domain=args.domain,
+        columns=cols,
+        master=args.master or "local[2]",
+        overwrite=args.overwrite,
+    )
+    print(json.dumps(ds.stats, indent=2))
+    if ds.audit is not None:
+        print("\n".join(ds.audit.report()))
+    print(f"prepared dataset written to {args.out}")
     return 0
 
 

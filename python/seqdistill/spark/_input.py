@@ -1,0 +1,133 @@
+"""The input of the Spark engine: a DataFrame or parquet path(s) → the canonical columns, checked.
+
+Columns after :func:`load`: ``user_id`` and ``item_id`` (long, or string), ``timestamp`` (long),
+``rating`` (float, optional) and ``_row``, a sortable key of each row's place in the input: the
+tie order of equal timestamps. For parquet paths it is ``(file rank, row index in the file)``
+with the files in sorted path order (the order a folder of parts is read in memory); for a
+DataFrame it is ``monotonically_increasing_id()`` (partition, then row within the partition:
+the DataFrame's own order). Bad input is refused in one line naming the column, row and value,
+as :func:`seqdistill.data.normalize_interactions` does for the in-memory path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from seqdistill.errors import DataError
+
+__all__ = ["Input", "load"]
+
+_ID_COLS = ("user_id", "item_id")
+#: Bits of the row index inside ``_row`` for parquet input (2^40 rows per file).
+_ROW_BITS = 40
+
+
+class Input:
+    """The checked input (``df``, cached) and its counts before any filter."""
+
+    def __init__(self, df: Any, has_rating: bool, rows: int, users: int, items: int) -> None:
+        self.df, self.has_rating = df, has_rating
+        self.rows, self.users, self.items = rows, users, items
+
+
+def _where(col: str, canonical: str) -> str:
+    return f"column {col!r}" if col == canonical else f"column {col!r} ({canonical})"
+
+
+def _read(spark: Any, data: Any, name: str) -> tuple[Any, bool]:
+    """The table and whether it came from parquet files (then with the file and row columns)."""
+    from pyspark.sql import DataFrame
+
+    if isinstance(data, DataFrame):
+        return data, False
+    if not isinstance(data, (str, Path)):
+        raise DataError(f"{name}: expected a Spark DataFrame or a parquet path, got {type(data).__name__}")
+    path = str(data)
+    if "://" not in path and not Path(path).exists():
+        raise DataError(f"{name}: {path}: no such file or folder")
+    try:
+        df = spark.read.parquet(path)
+    except Exception as e:  # Spark's AnalysisException / Py4JJavaError: name the file, one line
+        first = " ".join(str(e).split())[:200]
+        raise DataError(f"{name}: {path}: not readable as parquet ({first})") from None
+    return df.select("*", "_metadata.file_path", "_metadata.row_index"), True
+
+
+def _row_key(df: Any, from_files: bool) -> Any:
+    from pyspark.sql import functions as F
+
+    if not from_files:
+        return df.withColumn("_row", F.monotonically_increasing_id())
+    files = sorted(r[0] for r in df.select("file_path").distinct().collect())
+    rank = F.array_position(F.array(*[F.lit(f) for f in files]), F.col("file_path")) - 1
+    key = F.shiftleft(rank.cast("long"), _ROW_BITS) + F.col("row_index")
+    return df.withColumn("_row", key).drop("file_path", "row_index")
+
+
+def _cast(df: Any, col: str, canonical: str, name: str) -> Any:
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    kind = df.schema[col].dataType
+    if canonical in _ID_COLS and isinstance(kind, T.StringType):
+        return F.col(col).alias(canonical)
+    if canonical != "rating" and isinstance(kind, T.IntegralType):
+        return F.col(col).cast("long").alias(canonical)
+    if canonical == "rating" and isinstance(kind, T.NumericType):
+        return F.col(col).cast("float").alias(canonical)
+    wanted = {
+        "user_id": "integers or strings",
+        "item_id": "integers or strings",
+        "timestamp": "integers (epoch seconds or any integer clock)",
+        "rating": "numbers",
+    }[canonical]
+    raise DataError(f"{name}: {_where(col, canonical)} has type {kind.simpleString()}; {canonical} must be {wanted}")
+
+
+def load(spark: Any, data: Any, columns: Mapping[str, str] | None, name: str) -> Input:
+    """Read, map, type-check and null-check the input; one Spark job counts rows, users, items
+    and the nulls (a second finds the first bad row when there is one)."""
+    from pyspark.sql import functions as F
+
+    df, from_files = _read(spark, data, name)
+    mapping = {c: c for c in ("user_id", "item_id", "timestamp")}
+    mapping.update(columns or {})
+    if "rating" not in mapping and "rating" in df.columns:
+        mapping["rating"] = "rating"
+    for canonical, col in mapping.items():
+        if col not in df.columns or col in ("file_path", "row_index", "_row"):
+            shown = [c for c in df.columns if not (from_files and c in ("file_path", "row_index"))]
+            raise DataError(f"{name}: missing column {col!r} (for {canonical}); it has {shown}")
+    df = _row_key(df, from_files)
+    order = [c for c in ("user_id", "item_id", "timestamp", "rating") if c in mapping]
+    df = df.select(*[_cast(df, mapping[c], c, name) for c in order], "_row")
+    bad = {c: F.col(c).isNull() for c in order if c != "rating"}
+    for c in _ID_COLS:
+        if dict(df.dtypes)[c] == "string":
+            bad[c] = bad[c] | (F.length(F.trim(F.col(c))) == 0)
+    counts = df.agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.count_distinct("user_id").alias("users"),
+        F.count_distinct("item_id").alias("items"),
+        *[F.sum(b.cast("long")).alias(f"bad_{c}") for c, b in bad.items()],
+    ).first()
+    for c, cond in bad.items():
+        if counts[f"bad_{c}"]:
+            _refuse(df, c, mapping[c], cond, name)
+    if counts["rows"] == 0:
+        raise DataError(f"{name}: the interaction table is empty")
+    cached = df.persist()
+    return Input(cached, "rating" in mapping, int(counts["rows"]), int(counts["users"]), int(counts["items"]))
+
+
+def _refuse(df: Any, canonical: str, col: str, cond: Any, name: str) -> None:
+    """The first row (0-based, in input order) that fails ``cond``, named in one line."""
+    from pyspark.sql import functions as F
+
+    first = df.where(cond).orderBy("_row").select("_row", canonical).first()
+    row = df.where(F.col("_row") < first["_row"]).count()
+    value = first[canonical]
+    what = "is null" if value is None else f"has an empty id {value!r}"
+    raise DataError(f"{name}: {_where(col, canonical)} {what} at row {row}")
