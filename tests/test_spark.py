@@ -137,7 +137,9 @@ def test_integer_ids_from_parquet_parts_equal_the_core(spark, tmp_path):
 
 
 def test_leave_one_out_with_the_compat_filter_equals_the_core(spark):
-    mem, dist = both(spark, mixed_log(3, string_ids=False), k_core=(2, 3), filter="compat", split=SplitConfig("leave_one_out"))
+    mem, dist = both(
+        spark, mixed_log(3, string_ids=False), k_core=(2, 3), filter="compat", split=SplitConfig("leave_one_out")
+    )
     assert mem.stats["kcore"]["rounds"] == 1
     assert_same(mem, dist)
 
@@ -176,7 +178,10 @@ def test_bad_input_is_one_line_naming_column_and_row(spark, tmp_path):
         (good.with_columns(pl.col("timestamp").cast(pl.String)), r"column 'timestamp' has type string"),
         (good.with_columns(pl.col("timestamp").cast(pl.Float64)), r"column 'timestamp' has type double"),
         (good.with_columns(pl.Series("user_id", [1, 2, None, 4])), r"column 'user_id' is null at row 2$"),
-        (good.with_columns(pl.Series("item_id", ["a", "b", "c", " "])), r"column 'item_id' has an empty id ' ' at row 3$"),
+        (
+            good.with_columns(pl.Series("item_id", ["a", "b", "c", " "])),
+            r"column 'item_id' has an empty id ' ' at row 3$",
+        ),
     ]
     for df, message in cases:
         with pytest.raises(DataError, match=message) as e:

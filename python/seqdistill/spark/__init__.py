@@ -156,7 +156,9 @@ class _Run:
         sp = self.split
         if sp.kind == "leave_one_out":
             return math.nan, math.nan
-        t_test = float(sp.threshold) if sp.threshold is not None else quantile(kept.df, "timestamp", kept.rows, sp.quantile)
+        t_test = (
+            float(sp.threshold) if sp.threshold is not None else quantile(kept.df, "timestamp", kept.rows, sp.quantile)
+        )
         if sp.valid != "time":
             return t_test, math.nan
         train = kept.df.where(F.col("timestamp").cast("double") < F.lit(t_test))

@@ -43,6 +43,36 @@ def _pick(df: Any, col: str, r_lo: int, r_hi: int) -> tuple[int, int]:
     return int(vals[r_lo]), int(vals[r_hi])
 
 
+def _histogram(df: Any, col: str, base: int, span: int, width: int) -> dict[int, int]:
+    """Counts of the values in ``[base, base + span]`` per bucket ``(value - base) div width``,
+    exactly: in longs while the span fits one, else in ``decimal(20,0)``."""
+    from pyspark.sql import functions as F
+
+    kind = "long" if span < 2**63 else "decimal(20,0)"
+    delta = F.col(col).cast(kind) - F.lit(base).cast(kind)
+    rows = (
+        df.where(F.col(col).between(base, base + span))
+        .select(delta.alias("_d"))
+        .groupBy(F.expr(f"_d div {width}").alias("b"))
+        .agg(F.count(F.lit(1)).alias("n"))
+        .collect()
+    )
+    return {int(r["b"]): int(r["n"]) for r in rows}
+
+
+def _locate(hist: dict[int, int], r_lo: int, r_hi: int) -> tuple[int, int, int]:
+    """``(b_lo, b_hi, before)``: the buckets holding ranks ``r_lo`` and ``r_hi``, and the values
+    in the buckets before ``b_lo``."""
+    b_lo, before, cum = -1, 0, 0
+    for b in sorted(hist):
+        if b_lo < 0 and cum + hist[b] > r_lo:
+            b_lo, before = b, cum
+        if cum + hist[b] > r_hi:
+            return b_lo, b, before
+        cum += hist[b]
+    raise AssertionError(f"ranks {r_lo}, {r_hi} beyond the {cum} values counted")
+
+
 def select_ranks(
     df: Any, col: str, lo: int, hi: int, n: int | None = None, buckets: int = BUCKETS, limit: int = COLLECT_LIMIT
 ) -> tuple[int, int]:
@@ -54,48 +84,22 @@ def select_ranks(
         return _pick(df, col, lo, hi)
     mm = df.agg(F.min(col).alias("a"), F.max(col).alias("b")).first()
     base, span = int(mm["a"]), int(mm["b"]) - int(mm["a"])
-    r_lo, r_hi = lo, hi
-    while True:
-        if span == 0:
-            return base, base
+    while span > 0:  # invariant: the ranks count the values in [base, base + span]
         width = span // buckets + 1
-        # (value - base) div width, exactly: longs while the span fits a long, else decimals
-        kind = "long" if span < 2**63 else "decimal(20,0)"
-        delta = F.col(col).cast(kind) - F.lit(base).cast(kind)
-        hist = {
-            int(r["b"]): int(r["n"])
-            for r in df.where(F.col(col).between(base, base + span))
-            .select(delta.alias("_d"))
-            .groupBy(F.expr(f"_d div {width}").alias("b"))
-            .agg(F.count(F.lit(1)).alias("n"))
-            .collect()
-        }
-        b_lo, b_hi, before_lo, cum = None, None, 0, 0
-        for b in sorted(hist):
-            c = hist[b]
-            if b_lo is None and cum + c > r_lo:
-                b_lo, before_lo = b, cum
-            if cum + c > r_hi:
-                b_hi = b
-                break
-            cum += c
-        assert b_lo is not None and b_hi is not None
-
-        def start(b: int) -> int:
-            return base + min(b * width, span)
-
-        def end(b: int) -> int:
-            return base + min(b * width + width - 1, span)
-
-        if b_lo == b_hi and hist[b_lo] > limit:
-            base, span = start(b_lo), end(b_lo) - start(b_lo)
-            r_lo, r_hi = r_lo - before_lo, r_hi - before_lo
+        hist = _histogram(df, col, base, span, width)
+        b_lo, b_hi, before = _locate(hist, lo, hi)
+        start = base + min(b_lo * width, span)
+        end = base + min(b_hi * width + width - 1, span)
+        if b_lo == b_hi and hist[b_lo] > limit:  # one crowded bucket: narrow to it
+            base, span, lo, hi = start, end - start, lo - before, hi - before
             continue
         if b_lo != b_hi and hist[b_lo] + hist[b_hi] > limit:
             # rank lo is the last value of bucket b_lo and rank hi the first of bucket b_hi
+            lo_end, hi_start = base + min(b_lo * width + width - 1, span), base + min(b_hi * width, span)
             r = df.agg(
-                F.max(F.when(F.col(col).between(start(b_lo), end(b_lo)), F.col(col))).alias("x"),
-                F.min(F.when(F.col(col).between(start(b_hi), end(b_hi)), F.col(col))).alias("y"),
+                F.max(F.when(F.col(col).between(start, lo_end), F.col(col))).alias("x"),
+                F.min(F.when(F.col(col).between(hi_start, end), F.col(col))).alias("y"),
             ).first()
             return int(r["x"]), int(r["y"])
-        return _pick(df.where(F.col(col).between(start(b_lo), end(b_hi))), col, r_lo - before_lo, r_hi - before_lo)
+        return _pick(df.where(F.col(col).between(start, end)), col, lo - before, hi - before)
+    return base, base

@@ -44,7 +44,9 @@ def require_spark() -> None:
         ) from None
     java_home = os.environ.get("JAVA_HOME")
     if shutil.which("java") is None and not (java_home and os.path.exists(os.path.join(java_home, "bin", "java"))):
-        raise ConfigError("the Spark engine needs Java 17 (apt-get install -y openjdk-17-jre-headless, or set JAVA_HOME)")
+        raise ConfigError(
+            "the Spark engine needs Java 17 (apt-get install -y openjdk-17-jre-headless, or set JAVA_HOME)"
+        )
 
 
 def session(master: str | None = None, driver_memory: str | None = None, conf: dict[str, str] | None = None) -> Any:
