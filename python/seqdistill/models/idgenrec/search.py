@@ -17,6 +17,7 @@ above it, and extending lowers a score). Results are ordered by score, ties to t
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -104,25 +105,44 @@ class _Hyp:
     node: int
     score: float
     item: int = 0  # set when finished
+    slot: int = 0  # the row of the last decoder pass whose output extended this hypothesis
 
 
-def _step_logprobs(model, enc, mask: torch.Tensor, hyps: list[_Hyp], start: int) -> torch.Tensor:
-    """Log-probabilities ``[len(hyps), vocab]`` of each unfinished hypothesis's next token."""
-    rows = torch.tensor([h.row for h in hyps], device=mask.device)
-    width = max(len(h.tokens) for h in hyps) + 1
-    dec = torch.full((len(hyps), width), start, dtype=torch.long, device=mask.device)
-    last = torch.tensor([len(h.tokens) for h in hyps], device=mask.device)
-    for i, h in enumerate(hyps):
-        if h.tokens:
-            dec[i, 1 : len(h.tokens) + 1] = torch.tensor(h.tokens)
-    out = model(
-        encoder_outputs=(enc[rows],),
-        attention_mask=mask[rows],
-        decoder_input_ids=dec,
-        use_cache=False,
-    )
-    logits = out.logits[torch.arange(len(hyps), device=mask.device), last]
-    return torch.log_softmax(logits.float(), dim=-1)
+class _Decoder:
+    """Incremental T5 decoding for a changing set of hypotheses: the encoder states are computed
+    once per row, the decoder's keys and values (self- and cross-attention) are cached and, before
+    each step, gathered to the hypotheses being extended (as Hugging Face's beam search does)."""
+
+    def __init__(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor, start: int) -> None:
+        from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+        self.model, self.start, self.mask = model, start, attention_mask
+        self.enc = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        self.cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+        self.first = True
+        # transformers >= 5.2x names the argument (and the output field) ``cache``; 4.x ``past_key_values``
+        params = inspect.signature(model.forward).parameters
+        self.cache_arg = "cache" if "cache" in params else "past_key_values"
+
+    def step(self, hyps: list[_Hyp]) -> torch.Tensor:
+        """Log-probabilities ``[len(hyps), vocab]`` of each hypothesis's next token."""
+        dev = self.mask.device
+        rows = torch.tensor([h.row for h in hyps], device=dev)
+        if not self.first:
+            self.cache.reorder_cache(torch.tensor([h.slot for h in hyps], device=dev))
+        last = [h.tokens[-1] if h.tokens else self.start for h in hyps]
+        # after the first step the cross-attention keys and values come from the cache and the
+        # encoder states are not read again: a broadcast view stands in for a gathered copy
+        enc = self.enc[rows] if self.first else self.enc[:1].expand(len(hyps), -1, -1)
+        out = self.model(
+            encoder_outputs=(enc,),
+            attention_mask=self.mask[rows],
+            decoder_input_ids=torch.tensor(last, device=dev)[:, None],
+            use_cache=True,
+            **{self.cache_arg: self.cache},
+        )
+        self.cache, self.first = getattr(out, self.cache_arg), False
+        return torch.log_softmax(out.logits[:, -1].float(), dim=-1)
 
 
 @torch.no_grad()
@@ -144,24 +164,24 @@ def constrained_beam_search(
     if beams < 1:
         raise ConfigError(f"constrained_beam_search: beams must be >= 1, got {beams}")
     rows = input_ids.shape[0]
-    enc = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    dec = _Decoder(model, input_ids, attention_mask, start_token)
     blocked = [trie.blocked(seen[r]) if seen is not None else {} for r in range(rows)]
     pool: list[list[_Hyp]] = [[_Hyp(r, [], 0, 0.0)] for r in range(rows)]
     while True:
         live = [h for p in pool for h in p if not h.item]
         if not live:
             break
-        logp = _step_logprobs(model, enc, attention_mask, live, start_token).cpu().numpy()
+        logp = dec.step(live).cpu().numpy()
         grown: list[list[_Hyp]] = [[h for h in p if h.item] for p in pool]
-        for h, lp in zip(live, logp):
+        for slot, (h, lp) in enumerate(zip(live, logp)):
             toks, kids = trie.allowed(h.node, blocked[h.row])
             scores = h.score + lp[toks].astype(np.float64)
             if len(toks) > beams:  # no more than ``beams`` of one parent can be kept
                 keep = np.argpartition(-scores, beams - 1)[:beams]
                 toks, kids, scores = toks[keep], kids[keep], scores[keep]
-            for t, child, s in zip(toks.tolist(), kids.tolist(), scores.tolist()):
+            for t, child, sc in zip(toks.tolist(), kids.tolist(), scores.tolist()):
                 item = trie.nodes[child].item if t == trie.eos else 0
-                grown[h.row].append(_Hyp(h.row, [*h.tokens, t], child, s, item))
+                grown[h.row].append(_Hyp(h.row, [*h.tokens, t], child, sc, item, slot))
         pool = [sorted(g, key=_order)[:beams] for g in grown]
     items = np.full((rows, beams), -1, dtype=np.int64)
     scores = np.full((rows, beams), -np.inf)
