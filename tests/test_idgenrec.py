@@ -184,7 +184,7 @@ def test_recommender_loss_falls(fitted):
     _, history = fitted
     rec = [r["loss"] for r in history if r["phase"] == "rec"]
     assert len(rec) == 3 and rec[-1] < rec[0]
-    assert [r["phase"] for r in history] == ["id", "rec", "rec", "rec"]
+    assert [r["phase"] for r in history] == ["id", "assign", "rec", "rec", "rec"]
 
 
 def test_generator_learns_through_frozen_recommender(ds):
@@ -404,3 +404,29 @@ def test_experiment_idgenrec_section_refused(section, key):
 def test_experiment_idgenrec_checkpoint_must_exist(tmp_path):
     cfg = _experiment({**IDG_SECTION, "model_name_or_path": str(tmp_path / "t5-small")})
     assert "t5-small" in _one_line(pytest.raises(ConfigError, cfg.check_runnable))
+
+
+# ------------------------------------------------------------------------ resume
+class _Killed(Exception):
+    pass
+
+
+def test_killed_run_resumes_to_the_same_model(ds, tmp_path):
+    cfg = tiny(rounds=2, id_epochs=1, rec_epochs=1, rec_lr=3e-3, id_lr=1e-3, max_his=4, max_id_tokens=2)
+    whole, whole_hist = fit_idgenrec(ds, cfg)
+
+    def kill_after_two(row, seen=[]):  # noqa: B006 - counts the rows of this one run
+        seen.append(row)
+        if len(seen) == 3:  # round 1: id, assign, rec done
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        fit_idgenrec(ds, cfg, on_epoch=kill_after_two, run_dir=tmp_path)
+    resumed, hist = fit_idgenrec(ds, cfg, run_dir=tmp_path)
+    assert [(r["phase"], r.get("loss")) for r in hist] == [(r["phase"], r.get("loss")) for r in whole_hist]
+    assert resumed.keys == whole.keys
+    for net in ("generator", "recommender"):
+        a, b = getattr(resumed, net).state_dict(), getattr(whole, net).state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    other = tiny(rounds=2, id_epochs=1, rec_epochs=2, max_his=4, max_id_tokens=2)
+    _one_line(pytest.raises(ConfigError, fit_idgenrec, ds, other, run_dir=tmp_path))

@@ -11,7 +11,8 @@ A run trains with :func:`~seqdistill.models.idgenrec.fit_idgenrec`, tests with
 arrays as the other runs (``runs/idgenrec__seed<N>.json``; ``valid`` is empty: IDGenRec trains
 for a fixed schedule and selects nothing). Timing, as Table 5 counts it: seconds per recommender
 epoch (generator epochs and ID regeneration are in ``history`` and the total), and the seconds to
-rank the test rows. A run killed part-way starts again from the beginning when resumed.
+rank the test rows. A run in progress checkpoints into ``work/<run>/`` after every step and
+continues from there when the experiment is run again.
 
 The report keeps IDGenRec out of the tables of distilled variants and controls and adds Table 4
 (test NDCG@10 and Recall@10 of IDGenRec, vanilla SASRec and the best distilled SASRec, with the
@@ -96,10 +97,12 @@ def run_idgenrec(config: ExperimentConfig, ds, plan: RunPlan, out: Path) -> RunR
 
     from seqdistill.models.idgenrec import evaluate_idgenrec, fit_idgenrec
 
+    from .runner import _remove_work_folder, _work_folder
+
     cfg = idgenrec_config(config, plan.seed)
-    t0 = time.perf_counter()
-    model, history = fit_idgenrec(ds, cfg)
-    train_total = time.perf_counter() - t0
+    work = _work_folder(out, plan)  # the checkpoint of a run in progress (resumed after a kill)
+    model, history = fit_idgenrec(ds, cfg, run_dir=work)
+    train_total = sum(r["seconds"] for r in history)  # every step, those before a resume included
     t0 = time.perf_counter()
     res = evaluate_idgenrec(model, ds, "test", ks=config.eval_ks)
     infer = time.perf_counter() - t0
@@ -142,6 +145,7 @@ def run_idgenrec(config: ExperimentConfig, ds, plan: RunPlan, out: Path) -> RunR
         torch_threads=torch.get_num_threads(),
     )
     record.write(out / "runs" / f"{plan.name}.json")
+    _remove_work_folder(out, work, plan.name)
     return record
 
 

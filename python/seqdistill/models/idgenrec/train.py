@@ -16,13 +16,16 @@ first, as the paper's runs do), ``rounds`` times:
 
 Each model has its own AdamW and a linear schedule (``warmup`` of the steps rising, then falling
 to zero over all its rounds) and gradient clipping. Every epoch adds a row to the history:
-``{"round", "phase", "epoch", "loss", "seconds"}`` (seconds of that epoch's training alone).
+``{"round", "phase", "epoch", "loss", "seconds"}`` (seconds of that epoch's training alone), and
+every regeneration of the IDs a row with ``phase = "assign"``.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -164,53 +167,90 @@ def _frozen(net, frozen: bool) -> None:
         p.requires_grad_(not frozen)
 
 
+def _schedule(config: IDGenRecConfig) -> list[tuple[int, str, int]]:
+    """The steps of a run in order: ``(round, phase, epoch)``; phase ``"assign"`` (epoch 0)
+    regenerates the IDs after a round's generator epochs."""
+    order = ("id", "rec") if config.first == "id" else ("rec", "id")
+    steps = []
+    for rnd in range(1, config.rounds + 1):
+        for phase in order:
+            epochs = config.id_epochs if phase == "id" else config.rec_epochs
+            steps += [(rnd, phase, ep) for ep in range(1, epochs + 1)]
+            if phase == "id" and epochs:
+                steps.append((rnd, "assign", 0))
+    return steps
+
+
+def _run_step(model: IDGenRec, tr: Transitions, rng, optims: dict[str, tuple], phase: str) -> float | None:
+    _frozen(model.generator, phase != "id")
+    _frozen(model.recommender, phase == "id")
+    try:
+        if phase == "assign":
+            model.assign_ids()
+            return None
+        epoch = generator_epoch if phase == "id" else recommender_epoch
+        return epoch(model, tr, rng, *optims[phase])
+    finally:
+        _frozen(model.generator, False)
+        _frozen(model.recommender, False)
+
+
 def fit_idgenrec(
     ds: Any,
     config: IDGenRecConfig,
     progress: bool = False,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    run_dir: str | os.PathLike | None = None,
 ) -> tuple[IDGenRec, list[dict[str, Any]]]:
     """Build IDGenRec for a prepared dataset and train it (see the module doc).
 
-    Returns the model (IDs assigned, on the configured device) and the per-epoch history."""
+    With ``run_dir``, a checkpoint is written there after every step
+    (:mod:`.checkpoint`) and a run interrupted earlier continues from its last finished step,
+    with the same result as an uninterrupted one. ``on_epoch`` sees every history row as it is
+    added. Returns the model (IDs assigned, on the configured device) and the per-step history:
+    ``{"round", "phase", "epoch", "loss", "seconds"}`` per epoch, and ``phase = "assign"`` rows
+    (``seconds`` of regenerating every ID, no loss)."""
     from seqdistill.training.trainer import resolve_device, seed_everything
+
+    from . import checkpoint as ckpt
 
     device = resolve_device(config.device)
     seed_everything(config.seed)
     texts = item_texts(ds, config.missing_text)
     tr = training_transitions(ds)
-    model = IDGenRec.create(config, texts, ds.item_ids).to(device)
-    model.assign_ids()
+    fingerprint = ds.fingerprint()
+    state = ckpt.read_state(Path(run_dir), config, fingerprint) if run_dir is not None else None
+    if state is None:
+        model = IDGenRec.create(config, texts, ds.item_ids).to(device)
+        model.assign_ids()
+    else:
+        model = state["model"].to(device)
     rng = np.random.default_rng([config.seed, 0x1D6E])
     n_rec = -(-len(tr) // config.rec_batch_size) * config.rec_epochs * config.rounds
     n_id = -(-len(tr) // config.id_batch_size) * config.id_epochs * config.rounds
-    rec_opt = _optimizer(model.recommender.parameters(), config.rec_lr, config, max(1, n_rec))
-    gen_opt = _optimizer(model.generator.parameters(), config.id_lr, config, max(1, n_id))
+    optims = {
+        "rec": _optimizer(model.recommender.parameters(), config.rec_lr, config, max(1, n_rec)),
+        "id": _optimizer(model.generator.parameters(), config.id_lr, config, max(1, n_id)),
+    }
     history: list[dict[str, Any]] = []
-    order = ("id", "rec") if config.first == "id" else ("rec", "id")
-    for rnd in range(1, config.rounds + 1):
-        for phase in order:
-            epochs = config.id_epochs if phase == "id" else config.rec_epochs
-            _frozen(model.generator, phase != "id")
-            _frozen(model.recommender, phase == "id")
-            for ep in range(1, epochs + 1):
-                t0 = time.perf_counter()
-                if phase == "id":
-                    loss = generator_epoch(model, tr, rng, *gen_opt)
-                else:
-                    loss = recommender_epoch(model, tr, rng, *rec_opt)
-                row = {"round": rnd, "phase": phase, "epoch": ep, "loss": loss, "seconds": time.perf_counter() - t0}
-                history.append(row)
-                if on_epoch is not None:
-                    on_epoch(row)
-                if progress:
-                    print(
-                        f"idgenrec round {rnd} {phase} epoch {ep}: loss {loss:.4f} ({row['seconds']:.1f}s)", flush=True
-                    )
-            if phase == "id" and epochs:
-                t0 = time.perf_counter()
-                model.assign_ids()
-                history[-1]["reassign_seconds"] = time.perf_counter() - t0
-    _frozen(model.generator, False)
-    _frozen(model.recommender, False)
+    done = 0
+    if state is not None:
+        ckpt.restore(state, optims, rng)
+        history, done = list(state["history"]), int(state["done"])
+    for i, (rnd, phase, ep) in enumerate(_schedule(config)):
+        if i < done:
+            continue
+        t0 = time.perf_counter()
+        loss = _run_step(model, tr, rng, optims, phase)
+        row = {"round": rnd, "phase": phase, "epoch": ep, "loss": loss, "seconds": time.perf_counter() - t0}
+        if phase == "assign":
+            del row["loss"]
+        history.append(row)
+        if run_dir is not None:
+            ckpt.write_state(Path(run_dir), model, i + 1, history, optims, rng, fingerprint)
+        if on_epoch is not None:
+            on_epoch(row)
+        if progress:
+            what = "IDs regenerated" if loss is None else f"loss {loss:.4f}"
+            print(f"idgenrec round {rnd} {phase} {ep}: {what} ({row['seconds']:.1f}s)", flush=True)
     return model, history
