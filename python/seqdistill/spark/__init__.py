@@ -131,7 +131,20 @@ class _Run:
         return self._dataset(arrays, user_ids, item_ids, thresholds, inp, kept, filter, ks, domain, started)
 
     def _sequences(self, kept: Any, with_rating: bool) -> tuple[dict[str, Any], pl.Series, pl.Series, tuple]:
-        from seqdistill.spark._sequences import SplitPlan, collect, encode_items, sequences
+        from seqdistill.spark._sequences import collect, sequences
+
+        rows, items, plan = self.rows(kept, with_rating)
+        with self.meter.step("sequences"):
+            users, arrays = collect(sequences(rows, self.parts, plan, with_rating), with_rating)
+        user_ids = pl.Series("user_id", pl.from_arrow(users))
+        uniq = pl.Series("item_id", pl.from_arrow(items))
+        item_ids = pl.concat([pl.Series("item_id", [None], dtype=uniq.dtype), uniq])
+        return arrays, _ids(user_ids), _ids(item_ids), (plan.test_threshold, plan.valid_threshold)
+
+    def rows(self, kept: Any, with_rating: bool) -> tuple[Any, Any, Any]:
+        """The per-user step's input: the kept rows with dense item ids (``user_id``, ``i``,
+        ``timestamp``[, ``rating``], ``_row``), the sorted item ids, and the split plan."""
+        from seqdistill.spark._sequences import SplitPlan, encode_items
 
         with self.meter.step("encode"):
             icodes, items = encode_items(kept.df, self.parts)
@@ -140,31 +153,38 @@ class _Run:
         plan = SplitPlan(self.split.kind, self.split.target, self.split.valid, t_test, t_valid)
         extra = ["rating"] if with_rating else []
         rows = kept.df.join(icodes, "item_id").select("user_id", "i", "timestamp", *extra, "_row")
-        with self.meter.step("sequences"):
-            users, arrays = collect(sequences(rows, self.parts, plan, with_rating), with_rating)
-        user_ids = pl.Series("user_id", pl.from_arrow(users))
-        uniq = pl.Series("item_id", pl.from_arrow(items))
-        item_ids = pl.concat([pl.Series("item_id", [None], dtype=uniq.dtype), uniq])
-        return arrays, _ids(user_ids), _ids(item_ids), (t_test, t_valid)
+        return rows, items, plan
 
     def _thresholds(self, kept: Any) -> tuple[float, float]:
-        """The test and validation thresholds (NaN: none), exact (see :mod:`._quantile`)."""
+        """The test and validation thresholds (NaN: none), exact (see :mod:`._quantile`). A log
+        of at most ``COLLECT_LIMIT`` rows has its timestamps collected once instead."""
         from pyspark.sql import functions as F
 
-        from seqdistill.spark._quantile import quantile
+        from seqdistill.spark._quantile import COLLECT_LIMIT, interpolate, quantile
 
         sp = self.split
         if sp.kind == "leave_one_out":
             return math.nan, math.nan
-        t_test = (
-            float(sp.threshold) if sp.threshold is not None else quantile(kept.df, "timestamp", kept.rows, sp.quantile)
-        )
+        if kept.rows <= COLLECT_LIMIT:
+            ts = np.sort(kept.df.select("timestamp").toArrow().column(0).to_numpy())
+            t_test = sp.threshold
+            if t_test is None:
+                t_test = interpolate(len(ts), sp.quantile, lambda lo, hi: (ts[lo], ts[hi]))
+            train = ts[ts.astype(np.float64) < float(t_test)]
+            n_train = len(train)
+        else:
+            t_test = sp.threshold
+            if t_test is None:
+                t_test = quantile(kept.df, "timestamp", kept.rows, sp.quantile)
+            train = kept.df.where(F.col("timestamp").cast("double") < F.lit(t_test))
+            n_train = train.count() if sp.valid == "time" else -1
+        t_test = float(t_test)
         if sp.valid != "time":
             return t_test, math.nan
-        train = kept.df.where(F.col("timestamp").cast("double") < F.lit(t_test))
-        n_train = train.count()
         if n_train == 0:
             raise DataError(f"{self.name}: the training part is empty: nothing before the test threshold")
+        if isinstance(train, np.ndarray):
+            return t_test, interpolate(n_train, sp.valid_quantile, lambda lo, hi: (train[lo], train[hi]))
         return t_test, quantile(train, "timestamp", n_train, sp.valid_quantile)
 
     def _dataset(

@@ -10,8 +10,10 @@ application's status store in the driver's JVM, the bytes they shuffled. No REST
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
+import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +23,10 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 __all__ = ["JobMeter", "StepCost", "require_spark", "session"]
+
+#: Job groups are unique per process run (a group name reused would count another run's jobs).
+_GROUPS = itertools.count()
+_RUN = uuid.uuid4().hex[:8]
 
 #: Settings of the session seqdistill starts itself (a running session's own settings are kept).
 LOCAL_CONF = {
@@ -94,11 +100,9 @@ class JobMeter:
 
     spark: SparkSession
     steps: list[StepCost] = field(default_factory=list)
-    _n: int = 0
 
     def step(self, name: str) -> _Step:
-        self._n += 1
-        return _Step(self, name, f"seqdistill-{id(self)}-{self._n}")
+        return _Step(self, name, f"seqdistill-{_RUN}-{next(_GROUPS)}")
 
     def _collect(self, name: str, group: str, seconds: float) -> None:
         sc = self.spark.sparkContext
