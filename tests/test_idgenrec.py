@@ -430,3 +430,39 @@ def test_killed_run_resumes_to_the_same_model(ds, tmp_path):
         assert all(torch.equal(a[k], b[k]) for k in a)
     other = tiny(rounds=2, id_epochs=1, rec_epochs=2, max_his=4, max_id_tokens=2)
     _one_line(pytest.raises(ConfigError, fit_idgenrec, ds, other, run_dir=tmp_path))
+
+
+# ------------------------------------------------------------- a checkpoint folder
+def _checkpoint_folder(folder, texts: list[str]) -> None:
+    """A tiny T5 and a word-level fast tokenizer saved the way a user saves t5-small."""
+    import re
+
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
+
+    words = sorted({w for t in texts for w in re.findall(r"\w+", t)} | set("0123456789"))
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, ";": 3, **{w: i + 4 for i, w in enumerate(words)}}
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    fast.save_pretrained(str(folder))
+    t5 = T5Config(
+        vocab_size=len(vocab), d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2,
+        pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
+    )  # fmt: skip
+    torch.manual_seed(6)
+    T5ForConditionalGeneration(t5).save_pretrained(str(folder))
+
+
+def test_model_name_or_path_checkpoint(tmp_path):
+    texts = _near_duplicates()
+    _checkpoint_folder(tmp_path / "t5", texts)
+    model = IDGenRec.create(tiny(model_name_or_path=str(tmp_path / "t5"), max_id_tokens=3), texts)
+    assert model.generator.config.d_model == 16 and model.tokenizer.vocab_size == model.generator.config.vocab_size
+    model.assign_ids()
+    assert len(set(model.keys[1:])) == len(texts) - 1 and all(model.keys[1:])
+    items, _ = model.rank([[1, 2], [3]], 6)
+    assert np.all((items >= 1) & (items < len(texts)))
+    back = IDGenRec.load(model.save(tmp_path / "saved"))
+    assert back.keys == model.keys and (tmp_path / "saved" / "tokenizer").is_dir()
+    np.testing.assert_array_equal(back.rank([[1, 2], [3]], 6)[0], items)
