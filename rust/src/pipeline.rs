@@ -647,6 +647,60 @@ mod tests {
     }
 
     #[test]
+    fn every_bucket_path_matches_the_reference() {
+        // The same logs in four row orders: shuffled, by time (every user's slice already in
+        // order), by (user, time), and shuffled with a 64-bit timestamp span over several users
+        // (the pair sort of long slices).
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for case in 0..60 {
+            let n = rng.gen_range(1..3000);
+            let nu = rng.gen_range(1..200);
+            let wide = case % 4 == 3;
+            let mut rows: Vec<(i64, i64, i64)> = (0..n)
+                .map(|_| {
+                    let t = if wide {
+                        [i64::MIN, -1, 0, i64::MAX][rng.gen_range(0..4)].wrapping_sub(rng.gen_range(-3..3i64).signum())
+                    } else {
+                        rng.gen_range(0..50)
+                    };
+                    (rng.gen_range(0..nu), rng.gen_range(0..40), t)
+                })
+                .collect();
+            match case % 4 {
+                1 => rows.sort_by_key(|r| r.2),
+                2 => rows.sort_by_key(|r| (r.0, r.2)),
+                _ => {}
+            }
+            let users: Vec<i64> = rows.iter().map(|r| r.0).collect();
+            let items: Vec<i64> = rows.iter().map(|r| r.1).collect();
+            let ts: Vec<i64> = rows.iter().map(|r| r.2).collect();
+            let ratings: Vec<f32> = (0..n).map(|r| r as f32).collect();
+            let spec = SplitSpec::LeaveOneOut;
+            let got = prepare(&Input {
+                users: Ids::Int(chunks(&users)),
+                items: Ids::Int(chunks(&items)),
+                timestamps: chunks(&ts),
+                ratings: Some(chunks(&ratings)),
+                filter: Filter::KCore,
+                k_user: 1,
+                k_item: 1,
+                split: spec,
+            })
+            .unwrap();
+            let (kept_users, offsets, items_csr, ts_csr, _) = reference(&users, &items, &ts, 1, spec);
+            assert_eq!(got.users, Uniques::Int(kept_users), "case {case}");
+            assert_eq!(got.offsets, offsets, "case {case}");
+            assert_eq!(got.item_csr, items_csr, "case {case}");
+            assert_eq!(got.timestamps, ts_csr, "case {case}");
+            // Ratings travel with their rows, ties in input order: rating r was row r.
+            let order: Vec<usize> = got.ratings.unwrap().iter().map(|&r| r as usize).collect();
+            let mut want: Vec<usize> = (0..n).collect();
+            want.sort_by_key(|&r| (users[r], ts[r], r));
+            assert_eq!(order, want, "case {case}");
+        }
+    }
+
+    #[test]
     fn compat_filter_is_one_strict_pass() {
         // Counts on the input: users 1:2 2:2 3:1, items 10:2 11:1 12:2. Thresholds "> 1": user 3
         // and item 11 fail, taking rows (3, 12) and (1, 11); user 1 and item 12 are left with one
