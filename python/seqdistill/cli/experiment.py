@@ -13,7 +13,7 @@ __all__ = ["add_parser", "run"]
 
 
 def add_parser(sub: argparse._SubParsersAction, parents: Sequence[argparse.ArgumentParser]) -> None:
-    """Register ``experiment CONFIG --out DIR [--threads N] [--report-only] [--no-report]``."""
+    """Register ``experiment CONFIG --out DIR [--threads N] [--workers N] [--report-only] [--no-report]``."""
     p = sub.add_parser(
         "experiment", parents=list(parents), help="run a vanilla-vs-distilled comparison over seeds and write a report"
     )
@@ -32,6 +32,12 @@ def add_parser(sub: argparse._SubParsersAction, parents: Sequence[argparse.Argum
         "--threads",
         type=positive_int,
         help="torch CPU threads (default: torch's choice; 1 is often fastest for small models)",
+    )
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        help="train this many runs at once, each in its own process with one CPU thread (or one GPU); "
+        "default: the config's workers (1)",
     )
     p.add_argument("--report-only", action="store_true", help="only (re)write the report from finished runs")
     p.add_argument("--no-report", action="store_true", help="do not write the report after the runs")
@@ -59,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     if not args.report_only:
-        run_experiment(cfg, args.out)
+        run_experiment(cfg, args.out, workers=args.workers)
     if not args.no_report:
         res = report(args.out)
         print(f"report: {Path(args.out) / 'report.md'} ({len(res['variants'])} variants)")

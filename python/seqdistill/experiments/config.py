@@ -7,7 +7,7 @@ targets, distillation grid, seeds and controls of a paper-style comparison.
     [train]              TrainConfig fields (seed is replaced by each run's seed)
     [profiles]           source = "stats" | "llm" | "targets"; store / targets / mask; reduce; seed
     [distill]            DistillConfig fields (the base point); [distill.grid] lists that vary
-    seeds, controls, k_core, eval_ks, name at the top level
+    seeds, controls, k_core, eval_ks, name, workers at the top level
 
 Everything round-trips: ``ExperimentConfig.from_dict(cfg.to_dict()) == cfg``. Every key is
 checked (type, range, the relations between sections) by :mod:`seqdistill.experiments.validate`
@@ -194,6 +194,7 @@ class ExperimentConfig:
     controls: list[str] = field(default_factory=lambda: ["shuffled"])
     eval_ks: list[int] = field(default_factory=lambda: [5, 10, 20])
     idgenrec: dict[str, Any] | None = None  # [idgenrec]: IDGenRecConfig keys; adds the IDGenRec variant
+    workers: int = 1  # runs trained at once, each in its own process (changes no result)
 
     origin = "experiment config"
 
@@ -243,6 +244,7 @@ class ExperimentConfig:
             "controls": list(self.controls),
             "eval_ks": list(self.eval_ks),
             **({} if self.idgenrec is None else {"idgenrec": dict(self.idgenrec)}),
+            **({} if self.workers == 1 else {"workers": self.workers}),
         }
 
     @classmethod

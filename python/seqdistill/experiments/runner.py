@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from seqdistill import _io
-from seqdistill.errors import DataError, OutputError
+from seqdistill.errors import ConfigError, DataError, OutputError
 
 from .config import ExperimentConfig
 from .naming import is_run_name, run_name
@@ -287,6 +287,17 @@ def _one_run(
     return record
 
 
+def _check_one_process(config: ExperimentConfig) -> None:
+    """Each run of an experiment trains in one process: ``[train] nproc`` > 1 is refused (``--workers``
+    runs several runs at once; ``seqdistill train --nproc`` trains one run on several)."""
+    nproc = config.train.get("nproc", 1)
+    if isinstance(nproc, int) and not isinstance(nproc, bool) and nproc > 1:  # other mistakes: validate_config
+        raise ConfigError(
+            f"{config.origin}: [train] nproc = {nproc!r}: the experiment runner trains each run in one "
+            "process; use --workers N to train N runs at once (seqdistill train --nproc trains one run on N)"
+        )
+
+
 def _check_test_targets(ds, config: ExperimentConfig) -> None:
     if ds.n_users < 2 or len(ds.targets("test")[0]) == 0:
         raise DataError(
@@ -314,12 +325,21 @@ def _targets(config: ExperimentConfig, ds, out: Path) -> dict[str, tuple[np.ndar
     return targets
 
 
-def run_experiment(config: ExperimentConfig, out_dir: str | os.PathLike, progress: bool = True) -> list[Path]:
+def run_experiment(
+    config: ExperimentConfig, out_dir: str | os.PathLike, progress: bool = True, workers: int | None = None
+) -> list[Path]:
     """Train and test every variant x seed of ``config`` into ``out_dir`` (see the module doc);
-    runs whose JSON exists are skipped. Returns the run JSON paths in run order.
+    runs whose JSON exists are skipped. Returns the run JSON paths in run order. ``workers``
+    (default: the config's ``workers``, 1) above 1 trains that many runs at once, each in its own
+    process (:mod:`.workers`); the records are those of a serial run.
 
     Refused before any work (nothing written): an invalid config, a missing file or device, a
-    folder whose config.json or finished runs differ in anything that changes results."""
+    folder whose config.json or finished runs differ in anything that changes results, a
+    ``workers`` count that is not an integer from 1 to 1024, ``[train] nproc`` above 1."""
+    from .workers import check_workers
+
+    workers = check_workers(config.workers if workers is None else workers)
+    _check_one_process(config)
     out = Path(out_dir)
     plans, done = _open(config, out, profiles=True)
     ds = _dataset(config, out)
@@ -331,9 +351,18 @@ def run_experiment(config: ExperimentConfig, out_dir: str | os.PathLike, progres
         print(
             f"experiment {config.name}: {len(plans)} runs, {len(plans) - len(todo)} already done -> {out}", flush=True
         )
+    if workers > 1:
+        from .workers import sweep_finished
+
+        sweep_finished(out, sorted(done))
     if not todo:
         return paths
     targets = _targets(config, ds, out)
+    if workers > 1:
+        from .workers import run_parallel
+
+        run_parallel(config, out, todo, workers, progress)
+        return paths
     for i, plan in enumerate(todo, 1):
         t0 = time.perf_counter()
         rec = _one_run(config, ds, plan, targets, out)

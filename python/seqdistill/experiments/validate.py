@@ -36,6 +36,7 @@ _K_CORE_LIMIT = 2**32  # the core counts rows per user and item in 32 bits
 # A top-k cut-off above this ranks nothing more in any catalogue a run can hold, and every
 # cut-off is a buffer of k slots per ranked row (a k of 10^11 aborted the process after training).
 _CUTOFF_LIMIT = 100_000
+WORKERS_LIMIT = 1024  # worker processes of one experiment (seqdistill.experiments.workers)
 
 
 def _key(section: str, key: str) -> str:
@@ -91,7 +92,7 @@ def _paths(where: str, section: str, values: dict[str, Any]) -> None:
 # ----------------------------------------------------------------------------- sections
 def _top_level(cfg: ExperimentConfig, where: str) -> None:
     hints = field_hints(type(cfg))
-    for key in ("name", "seeds", "controls", "k_core", "eval_ks", "split", "model", "train"):
+    for key in ("name", "seeds", "controls", "k_core", "eval_ks", "split", "model", "train", "workers"):
         value = getattr(cfg, key)
         if not matches(value, hints[key]):
             label = key if key not in ("split", "model", "train") else f"[{key}]"
@@ -100,6 +101,8 @@ def _top_level(cfg: ExperimentConfig, where: str) -> None:
     _int_list(where, "eval_ks", cfg.eval_ks, low=1, high=_CUTOFF_LIMIT + 1)
     if 10 not in cfg.eval_ks:
         raise ConfigError(f"{where}: eval_ks = {show(cfg.eval_ks)}: must contain 10 (the report's metric)")
+    if not 1 <= cfg.workers <= WORKERS_LIMIT:
+        raise ConfigError(f"{where}: workers = {show(cfg.workers)}: must be from 1 to {WORKERS_LIMIT}")
     if len(cfg.k_core) != 2 or any(k < 1 or k >= _K_CORE_LIMIT for k in cfg.k_core):
         raise ConfigError(
             f"{where}: k_core = {show(cfg.k_core)}: must be [k_user, k_item], two integers >= 1 and < {_K_CORE_LIMIT}"

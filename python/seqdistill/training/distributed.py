@@ -362,18 +362,25 @@ def _raise_child_error(folder: Path, failure: BaseException) -> None:
     raise errors.TrainingError(f"a training process failed: {' '.join(str(failure).split())[:300]}") from None
 
 
-def launch(fn: Callable[..., Any], nproc: int, *args: Any, backend: str = "auto", device: str = "auto") -> None:
+def launch(
+    fn: Callable[..., Any],
+    nproc: int,
+    *args: Any,
+    backend: str = "auto",
+    device: str = "auto",
+    threads: int | None = None,
+) -> None:
     """Run ``fn(*args)`` in ``nproc`` new processes joined in one process group (the Python-API
     counterpart of ``torchrun``). ``fn`` must be importable (a module-level function); its
     return value is dropped — it writes its results (e.g. a run folder). Each process gets
-    ``torch.get_num_threads() // nproc`` CPU threads (at least 1). A SeqdistillError in any
+    ``threads`` CPU threads (default: ``torch.get_num_threads() // nproc``, at least 1). A SeqdistillError in any
     process is raised here with its message; any other failure is a TrainingError."""
     if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
         raise ConfigError(f"TrainConfig.nproc: expected an integer >= 1, got {nproc!r}")
     name = pick_backend(backend, device)
     if name == "nccl" and nproc > torch.cuda.device_count():
         raise ConfigError(f"TrainConfig.nproc: {nproc} processes on NCCL, but {torch.cuda.device_count()} GPU(s)")
-    threads = max(1, torch.get_num_threads() // nproc)
+    threads = max(1, torch.get_num_threads() // nproc) if threads is None else threads
     import torch.multiprocessing as mp
 
     with tempfile.TemporaryDirectory(prefix="seqdistill-ddp-") as tmp:
