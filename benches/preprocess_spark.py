@@ -133,7 +133,7 @@ def compare_per_user(spark: Any, path: Path, parts: int) -> dict[str, Any]:
     meter = JobMeter(spark)
     run = _Run(spark, meter, "bench", SplitConfig(quantile=Q, valid="none", target="last"), parts)
     inp = load(spark, str(path), None, "bench")
-    kept = filter_rows(inp.df, inp.rows, inp.users, inp.items, "kcore", K, K, meter)
+    kept = filter_rows(inp.df, inp.rows, "kcore", K, K, meter)
     rows, _, plan = run.rows(kept, False)
     rows = rows.localCheckpoint()
     out: dict[str, Any] = {}

@@ -52,7 +52,11 @@ def add_parser(sub: argparse._SubParsersAction, parents: Sequence[argparse.Argum
         help="memory: the in-process Rust core (default); spark: the same preprocessing on Apache Spark "
         "(parquet input; needs the [spark] extra and Java 17; see docs/spark.md)",
     )
-    p.add_argument("--master", default=None, help="with --engine spark: the Spark master (default local[2])")
+    p.add_argument(
+        "--master",
+        default=None,
+        help="with --engine spark: the Spark master (default: spark-submit's, else local[2])",
+    )
     p.set_defaults(func=run, prog_name=p.prog, output_arg="out")
 
 
@@ -138,7 +142,7 @@ def _run_spark(args: argparse.Namespace, cols: dict[str, str]) -> int:
         name=args.name or Path(args.path).stem,
         domain=args.domain,
         columns=cols,
-        master=args.master or "local[2]",
+        master=args.master,
         overwrite=args.overwrite,
     )
     print(json.dumps(ds.stats, indent=2))

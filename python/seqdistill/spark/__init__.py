@@ -118,12 +118,12 @@ class _Run:
         with self.meter.step("input"):
             inp = load(self.spark, data, columns, self.name)
         try:
-            kept = filter_rows(inp.df, inp.rows, inp.users, inp.items, filter, ks[0], ks[1], self.meter)
+            kept = filter_rows(inp.df, inp.rows, filter, ks[0], ks[1], self.meter)
             if kept.rows == 0:
                 raise DataError(
                     f"{self.name}: nothing left after {'k-core' if filter == 'kcore' else 'the compat filter'} with "
                     f"k_user={ks[0]}, k_item={ks[1]} "
-                    f"({inp.rows} rows, {inp.users} users, {inp.items} items before the filter)"
+                    f"({inp.rows} rows, {kept.users_in} users, {kept.items_in} items before the filter)"
                 )
             arrays, user_ids, item_ids, thresholds = self._sequences(kept, inp.has_rating)
         finally:
@@ -213,7 +213,7 @@ class _Run:
                 stacklevel=3,
             )
         t0 = time.perf_counter()
-        audit = _audit(a, thresholds, len(item_ids) - 1, split.kind, filter, ks, inp, kept.removed)
+        audit = _audit(a, thresholds, len(item_ids) - 1, split.kind, filter, ks, inp, kept)
         self.meter.steps.append(StepCost("audit", seconds=time.perf_counter() - t0))
         n_users, n_items, n = len(user_ids), len(item_ids) - 1, len(a["items"])
         stats = {
@@ -297,7 +297,7 @@ def _audit(
     filter: str,
     ks: tuple[int, int],
     inp: Any,
-    removed: list[tuple[int, int, int]],
+    kept: Any,
 ) -> SplitAudit:
     """The split audit, counted as the core's ``audit.rs`` does, on the gathered arrays."""
     offsets, ts, items, train_end = a["offsets"], a["timestamps"], a["items"], a["train_end"]
@@ -321,9 +321,9 @@ def _audit(
         k_user=ks[0],
         k_item=ks[1],
         rows_in=inp.rows,
-        users_in=inp.users,
-        items_in=inp.items,
-        filter_rounds=tuple(FilterRound(j + 1, u, i, r) for j, (u, i, r) in enumerate(removed)),
+        users_in=kept.users_in,
+        items_in=kept.items_in,
+        filter_rounds=tuple(FilterRound(j + 1, u, i, r) for j, (u, i, r) in enumerate(kept.removed)),
         test_cutoff=_finite(thresholds[0]),
         valid_cutoff=_finite(thresholds[1]),
         train=PartCounts(int(np.count_nonzero(train_end)), int(train_end.sum())),

@@ -25,11 +25,10 @@ _ROW_BITS = 40
 
 
 class Input:
-    """The checked input (``df``, cached) and its counts before any filter."""
+    """The checked input (``df``, cached), whether it has ratings, and its rows."""
 
-    def __init__(self, df: Any, has_rating: bool, rows: int, users: int, items: int) -> None:
-        self.df, self.has_rating = df, has_rating
-        self.rows, self.users, self.items = rows, users, items
+    def __init__(self, df: Any, has_rating: bool, rows: int) -> None:
+        self.df, self.has_rating, self.rows = df, has_rating, rows
 
 
 def _where(col: str, canonical: str) -> str:
@@ -61,9 +60,9 @@ def _row_key(df: Any, from_files: bool) -> Any:
     if not from_files:
         return df.withColumn("_row", F.monotonically_increasing_id())
     files = sorted(r[0] for r in df.select("file_path").distinct().collect())
-    rank = F.array_position(F.array(*[F.lit(f) for f in files]), F.col("file_path")) - 1
-    key = F.shiftleft(rank.cast("long"), _ROW_BITS) + F.col("row_index")
-    return df.withColumn("_row", key).drop("file_path", "row_index")
+    ranks = df.sparkSession.createDataFrame([(f, j) for j, f in enumerate(files)], "file_path string, _file long")
+    key = F.shiftleft(F.col("_file"), _ROW_BITS) + F.col("row_index")
+    return df.join(F.broadcast(ranks), "file_path").withColumn("_row", key).drop("file_path", "row_index", "_file")
 
 
 def _cast(df: Any, col: str, canonical: str, name: str) -> Any:
@@ -87,8 +86,8 @@ def _cast(df: Any, col: str, canonical: str, name: str) -> Any:
 
 
 def load(spark: Any, data: Any, columns: Mapping[str, str] | None, name: str) -> Input:
-    """Read, map, type-check and null-check the input; one Spark job counts rows, users, items
-    and the nulls (a second finds the first bad row when there is one)."""
+    """Read, map, type-check and null-check the input; one Spark job counts the rows and the bad
+    values (a second finds the first bad row when there is one)."""
     from pyspark.sql import functions as F
 
     df, from_files = _read(spark, data, name)
@@ -109,8 +108,6 @@ def load(spark: Any, data: Any, columns: Mapping[str, str] | None, name: str) ->
             bad[c] = bad[c] | (F.length(F.trim(F.col(c))) == 0)
     counts = df.agg(
         F.count(F.lit(1)).alias("rows"),
-        F.count_distinct("user_id").alias("users"),
-        F.count_distinct("item_id").alias("items"),
         *[F.sum(b.cast("long")).alias(f"bad_{c}") for c, b in bad.items()],
     ).first()
     for c, cond in bad.items():
@@ -119,7 +116,7 @@ def load(spark: Any, data: Any, columns: Mapping[str, str] | None, name: str) ->
     if counts["rows"] == 0:
         raise DataError(f"{name}: the interaction table is empty")
     cached = df.persist()
-    return Input(cached, "rating" in mapping, int(counts["rows"]), int(counts["users"]), int(counts["items"]))
+    return Input(cached, "rating" in mapping, int(counts["rows"]))
 
 
 def _refuse(df: Any, canonical: str, col: str, cond: Any, name: str) -> None:

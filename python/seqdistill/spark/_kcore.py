@@ -25,13 +25,23 @@ __all__ = ["Filtered", "filter_rows"]
 
 @dataclass
 class Filtered:
-    """The surviving rows (checkpointed) and what each round removed: (users, items, rows)."""
+    """The surviving rows (checkpointed), their counts, the input's distinct users and items
+    (read off the first round's counts), and what each round removed: (users, items, rows)."""
 
     df: Any
     rows: int
-    users: int
-    items: int
+    users: int = 0
+    items: int = 0
+    users_in: int = 0
+    items_in: int = 0
     removed: list[tuple[int, int, int]] = field(default_factory=list)
+
+
+def _distinct(df: Any) -> tuple[int, int]:
+    from pyspark.sql import functions as F
+
+    r = df.agg(F.count_distinct("user_id").alias("u"), F.count_distinct("item_id").alias("i")).first()
+    return int(r["u"]), int(r["i"])
 
 
 def _node_counts(df: Any, col: str) -> Any:
@@ -64,25 +74,28 @@ def _keep(df: Any, uc: Any, ic: Any, k_user: int, k_item: int, strict: bool) -> 
     return kept.join(passing(ic, "item_id", k_item), "item_id", "left_semi").localCheckpoint()
 
 
-def filter_rows(
-    df: Any, rows: int, users: int, items: int, filter: str, k_user: int, k_item: int, meter: JobMeter
-) -> Filtered:
+def filter_rows(df: Any, rows: int, filter: str, k_user: int, k_item: int, meter: JobMeter) -> Filtered:
     """The k-core (``filter="kcore"``: counts >= k, to the fixpoint) or the compat filter (one
-    pass, counts > k on the input) of ``df``, whose counts are ``rows``/``users``/``items``.
+    pass, counts > k on the input) of ``df`` (``rows`` rows).
 
     Round r counts rows per user and per item on the current log; when no node fails, the log is
     the fixpoint (that last check costs the counting half of a round); otherwise the failing
     nodes' rows go and what the round removed is read from the next round's counts."""
-    out = Filtered(df, rows, users, items)
+    out = Filtered(df, rows)
     strict = filter == "compat"
     if (strict and k_user == 0 and k_item == 0) or (not strict and k_user <= 1 and k_item <= 1):
-        return out  # every node with a row passes
-    done = False
+        with meter.step("distinct users and items"):  # every node with a row passes
+            out.users, out.items = out.users_in, out.items_in = _distinct(df)
+        return out
+    done, r = False, 0
     while not done:
-        with meter.step(f"kcore round {len(out.removed) + 1}"):
+        r += 1
+        with meter.step(f"kcore round {r}"):
             uc, ic = _node_counts(out.df, "user_id"), _node_counts(out.df, "item_id")
             (u, n, fail_u), (i, _, fail_i) = _summary(uc, k_user, strict), _summary(ic, k_item, strict)
-            if out.df is not df:  # the counts after the previous round: what it removed
+            if r == 1:
+                out.users, out.items = out.users_in, out.items_in = u, i
+            else:  # the counts after the previous round: what it removed
                 out.removed.append((out.users - u, out.items - i, out.rows - n))
                 out.users, out.items, out.rows = u, i, n
             done = fail_u + fail_i == 0 or n == 0 or (strict and out.df is not df)

@@ -37,6 +37,8 @@ LOCAL_CONF = {
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.adaptive.enabled": "true",
+    # the driver gathers the prepared dataset (see docs/spark.md, driver memory)
+    "spark.driver.maxResultSize": "0",
 }
 
 
@@ -56,19 +58,26 @@ def require_spark() -> None:
 
 
 def session(master: str | None = None, driver_memory: str | None = None, conf: dict[str, str] | None = None) -> Any:
-    """The active Spark session, or a new one on ``master`` (default ``local[2]``) with
-    :data:`LOCAL_CONF`, ``driver_memory`` (e.g. ``"4g"``) and ``conf`` on top."""
+    """The active Spark session, or a new one. Under ``spark-submit`` (its gateway is already
+    up) and without ``master``, the submitted master and settings are used as they are;
+    otherwise the session runs on ``master`` (default ``local[2]``) with :data:`LOCAL_CONF`,
+    ``driver_memory`` (e.g. ``"4g"``) and ``conf`` on top."""
     require_spark()
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
     if active is not None and master is None:
         return active
-    builder = SparkSession.builder.master(master or "local[2]").appName("seqdistill")
-    for key, value in {**LOCAL_CONF, **(conf or {})}.items():
+    builder = SparkSession.builder.appName("seqdistill")
+    if master is None and "PYSPARK_GATEWAY_PORT" in os.environ:  # launched by spark-submit
+        settings = {"spark.sql.execution.arrow.pyspark.enabled": "true", **(conf or {})}
+    else:
+        builder = builder.master(master or "local[2]")
+        settings = {**LOCAL_CONF, **(conf or {})}
+        if driver_memory:
+            settings["spark.driver.memory"] = driver_memory
+    for key, value in settings.items():
         builder = builder.config(key, value)
-    if driver_memory:
-        builder = builder.config("spark.driver.memory", driver_memory)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
