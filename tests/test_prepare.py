@@ -9,7 +9,7 @@ import re
 import numpy as np
 import polars as pl
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import seqdistill as sd
@@ -197,7 +197,9 @@ def test_chunked_columns_give_the_same_dataset(rows, cuts, id_kind):
     if at < df.height:
         pieces.append(df.slice(at))
     chunked = pl.concat(pieces, rechunk=False)
-    assert chunked.n_chunks("all")[2] == len(pieces)
+    # polars may merge pieces it finds identical (2.1 does for two equal one-row frames): such an
+    # example is not a chunked column, so it is not this test's case.
+    assume(chunked.n_chunks("all")[2] == len(pieces))
     split = SplitConfig(valid="last_item", quantile=0.5)
     try:
         want = sd.prepare(df.rechunk(), k_core=2, split=split)
