@@ -5,7 +5,8 @@ start random (``--t5 tiny``: d_model 64, 2 layers; ``--t5 small``: the shape of 
 d_model 512, 6 layers, 8 heads, d_ff 2048), so its times are those of the architecture, not of a
 trained model. Accuracy of a random T5 is not a result and is not reported. One difference from
 a real run moves the times: a random generator writes IDs of the maximum length (``mean_id_tokens``
-in the JSON); a pretrained one writes shorter IDs, so its inputs and beams are shorter.
+in the JSON); a pretrained one writes shorter IDs, so its inputs and beams are shorter
+(``--max-id-tokens 3`` caps them at four tokens to see how much that changes).
 
 Both models see the same prepared dataset (the synthetic generator) and rank the same test rows:
 SASRec (hidden 64, 2 blocks, batch 256) by full ranking + the Rust metrics; IDGenRec by beam
@@ -70,7 +71,13 @@ def sasrec_times(ds, device: str) -> tuple[float, float, int]:
 def idgenrec_times(ds, args) -> dict[str, float]:
     """IDGenRec: ID assignment, one generator epoch, one recommender epoch, test inference (seconds)."""
     torch.manual_seed(0)
-    cfg = IDGenRecConfig(**T5_SHAPES[args.t5], vocab_size=args.vocab, device=args.device, num_beams=args.beams)
+    cfg = IDGenRecConfig(
+        **T5_SHAPES[args.t5],
+        vocab_size=args.vocab,
+        device=args.device,
+        num_beams=args.beams,
+        max_id_tokens=args.max_id_tokens,
+    )
     model = IDGenRec.create(cfg, item_texts(ds), ds.item_ids).to(args.device)
     tr = training_transitions(ds)
     rng = np.random.default_rng(0)
@@ -120,6 +127,9 @@ def main() -> None:
     ap.add_argument("--t5", choices=sorted(T5_SHAPES), default="tiny")
     ap.add_argument("--vocab", type=int, default=32000, help="word-tokenizer vocabulary cap")
     ap.add_argument("--beams", type=int, default=20)
+    ap.add_argument(
+        "--max-id-tokens", type=int, default=10, help="ID length cap (the paper: 10; a trained generator writes fewer)"
+    )
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (0: leave torch's default)")
     ap.add_argument("--no-generator", action="store_true", help="skip the generator epoch")
@@ -135,7 +145,13 @@ def main() -> None:
     s_epoch, s_inf, n_test = sasrec_times(ds, args.device)
     idg = idgenrec_times(ds, args)
     shape = f"IDGenRec T5-{args.t5} ({T5_SHAPES[args.t5]['d_model']}d x {T5_SHAPES[args.t5]['num_layers']} layers)"
-    extra = {"t5": args.t5, "device": args.device, "mean_id_tokens": round(idg["mean_id_tokens"], 2)}
+    extra = {
+        "t5": args.t5,
+        "device": args.device,
+        "max_id_tokens": args.max_id_tokens,
+        "mean_id_tokens": round(idg["mean_id_tokens"], 2),
+        "transitions": idg["transitions"],
+    }
     rows = [
         row(f"{name}: training s/epoch", s_epoch, f"{shape} recommender epoch", idg["rec_epoch_s"], **extra),
         row(
