@@ -31,7 +31,6 @@ import contextlib
 import fcntl
 import json
 import os
-import signal
 import time
 from collections.abc import Iterator
 from multiprocessing.connection import Connection, wait
@@ -64,17 +63,6 @@ def _recv(conn: Connection) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------ the worker
-def _die_with_parent(parent: int) -> None:
-    """Be killed when the parent dies, even by SIGKILL (Linux); elsewhere the pid check between
-    runs is what stops an orphan."""
-    with contextlib.suppress(OSError, AttributeError):
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
-
-
 @contextlib.contextmanager
 def _folder_lock(work: Path) -> Iterator[bool]:
     """An exclusive ``flock`` on the folder ``work`` (True), or False when another live process
@@ -155,7 +143,9 @@ def _setup(index: int, config_dict: dict[str, Any], origin: str, out: Path):
 
 def _worker(index: int, out: str, config_dict: dict[str, Any], origin: str, parent: int, conn: Connection) -> None:
     """One worker process: ask for a run, train it, report, until told to stop."""
-    _die_with_parent(parent)
+    from seqdistill.training.distributed import die_with_parent
+
+    die_with_parent(parent)  # elsewhere than Linux, the pid check before each run stops an orphan
     folder = Path(out)
     try:
         config, ds, targets, plans = _setup(index, config_dict, origin, folder)

@@ -35,8 +35,10 @@ computes, and why it equals a one-process run with the same ``batch_size`` and s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -330,11 +332,24 @@ def main_decides(fn: Callable[[], Any], ctx: DistContext) -> tuple[Any, bool]:
 
 
 # ------------------------------------------------------------------------------ launching
+def die_with_parent(parent: int) -> None:
+    """Make this (spawned) process die when its parent dies, even by SIGKILL (Linux's
+    ``PR_SET_PDEATHSIG``), so that no orphan trains on and writes into a folder a rerun resumes.
+    Exits at once when the parent is already gone; elsewhere than Linux a no-op."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(1)
+
+
 def _entry(
-    index: int, fn: Callable[..., Any], args: tuple, nproc: int, folder: str, backend: str, threads: int
+    index: int, fn: Callable[..., Any], args: tuple, nproc: int, folder: str, backend: str, threads: int, parent: int
 ) -> None:
     """One spawned process: join the group (a file store in ``folder``), run ``fn(*args)``; a
     SeqdistillError is written to ``folder/error-<rank>.json`` for :func:`launch` to raise."""
+    die_with_parent(parent)
     os.environ.update(RANK=str(index), WORLD_SIZE=str(nproc), LOCAL_RANK=str(index))
     torch.set_num_threads(threads)
     if backend == "nccl":
@@ -386,7 +401,11 @@ def launch(
     with tempfile.TemporaryDirectory(prefix="seqdistill-ddp-") as tmp:
         try:
             mp.start_processes(
-                _entry, args=(fn, args, nproc, tmp, name, threads), nprocs=nproc, join=True, start_method="spawn"
+                _entry,
+                args=(fn, args, nproc, tmp, name, threads, os.getpid()),
+                nprocs=nproc,
+                join=True,
+                start_method="spawn",
             )
         except mp.ProcessRaisedException as e:
             _raise_child_error(Path(tmp), e)
