@@ -91,16 +91,14 @@ def check_section(config: ExperimentConfig, where: str, machine: bool = False) -
 
 
 # -------------------------------------------------------------------------------- a run
-def run_idgenrec(config: ExperimentConfig, ds, plan: RunPlan, out: Path) -> RunRecord:
-    """Train and test IDGenRec for ``plan``; write the per-row arrays, then the record (last)."""
+def run_idgenrec(config: ExperimentConfig, ds, plan: RunPlan, out: Path, work: Path) -> RunRecord:
+    """Train and test IDGenRec for ``plan`` (checkpointing in ``work``, the run's folder the runner
+    made); write the per-row arrays, then the record (last)."""
     import torch
 
     from seqdistill.models.idgenrec import evaluate_idgenrec, fit_idgenrec
 
-    from .runner import _remove_work_folder, _work_folder
-
     cfg = idgenrec_config(config, plan.seed)
-    work = _work_folder(out, plan)  # the checkpoint of a run in progress (resumed after a kill)
     model, history = fit_idgenrec(ds, cfg, run_dir=work)
     train_total = sum(r["seconds"] for r in history)  # every step, those before a resume included
     t0 = time.perf_counter()
@@ -145,7 +143,6 @@ def run_idgenrec(config: ExperimentConfig, ds, plan: RunPlan, out: Path) -> RunR
         torch_threads=torch.get_num_threads(),
     )
     record.write(out / "runs" / f"{plan.name}.json")
-    _remove_work_folder(out, work, plan.name)
     return record
 
 

@@ -238,7 +238,10 @@ def _one_run(
     if plan.kind == "idgenrec":  # the LLM-based baseline has its own training (experiments.idgenrec_run)
         from .idgenrec_run import run_idgenrec
 
-        return run_idgenrec(config, ds, plan, out)
+        work = _work_folder(out, plan)
+        record = run_idgenrec(config, ds, plan, out, work)
+        _remove_work_folder(out, work, plan.name)
+        return record
 
     work = _work_folder(out, plan)
     model, trainer, history, train_total = _train(config, ds, plan, targets, work)

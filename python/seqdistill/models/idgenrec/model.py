@@ -311,7 +311,7 @@ class IDGenRec:
             save_model(self.generator, str(tmp / GEN_FILE))
             save_model(self.recommender, str(tmp / REC_FILE))
             if isinstance(self.tokenizer, HFTokenizer):
-                self.tokenizer.save(tmp / TOK_DIR)
+                self.tokenizer.tok.save_pretrained(str(tmp / TOK_DIR))
             write_json(tmp / META_FILE, meta)
         return folder
 

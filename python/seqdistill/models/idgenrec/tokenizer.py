@@ -108,10 +108,6 @@ class HFTokenizer:
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "pretrained"}
 
-    def save(self, folder: Path) -> None:
-        """Write the tokenizer files into ``folder`` (inside a model folder being built)."""
-        self.tok.save_pretrained(str(folder))
-
 
 def tokenizer_from_dict(d: Any, folder: Path, where: str) -> Tokenizer:
     """The tokenizer a saved model folder describes (``where`` names the file in errors)."""
