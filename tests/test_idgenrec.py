@@ -467,3 +467,14 @@ def test_model_name_or_path_checkpoint(tmp_path):
     back = IDGenRec.load(model.save(tmp_path / "saved"))
     assert back.keys == model.keys and (tmp_path / "saved" / "tokenizer").is_dir()
     np.testing.assert_array_equal(back.rank([[1, 2], [3]], 6)[0], items)
+
+
+def test_experiment_cut_off_above_catalogue_refused_before_training(ds, tmp_path):
+    from seqdistill.experiments.idgenrec_run import run_idgenrec
+    from seqdistill.experiments.plan import plan_runs
+
+    cfg = _experiment()
+    cfg.eval_ks = [10, ds.n_items + 1]
+    plan = next(p for p in plan_runs(cfg.validate()) if p.kind == "idgenrec")
+    msg = _one_line(pytest.raises(ConfigError, run_idgenrec, cfg, ds, plan, tmp_path, tmp_path / "work"))
+    assert "eval_ks" in msg and not (tmp_path / "work").exists() and not (tmp_path / "runs").exists()

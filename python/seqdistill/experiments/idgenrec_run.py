@@ -99,6 +99,11 @@ def run_idgenrec(config: ExperimentConfig, ds, plan: RunPlan, out: Path, work: P
     from seqdistill.models.idgenrec import evaluate_idgenrec, fit_idgenrec
 
     cfg = idgenrec_config(config, plan.seed)
+    if max(config.eval_ks) > ds.n_items:  # a beam cannot hold more items than the catalogue: say so before training
+        raise ConfigError(
+            f"{config.origin}: eval_ks = {show(config.eval_ks)}: IDGenRec cannot rank {max(config.eval_ks)} "
+            f"of the {ds.n_items} items of {ds.name!r}"
+        )
     model, history = fit_idgenrec(ds, cfg, run_dir=work)
     train_total = sum(r["seconds"] for r in history)  # every step, those before a resume included
     t0 = time.perf_counter()
