@@ -272,7 +272,7 @@ def run_scoring_case(
             _, b, th_ours = name.split()
             what = (
                 f"rank_queries, rust selection, {b.replace('None', 'default')}-row blocks, "
-                f"{th_ours.replace('None', 'default')} GEMM thread(s)"
+                f"{th_ours.replace('None', 'default')} worker(s) (each: one-thread GEMM + selection)"
             )
         rows.append(
             {

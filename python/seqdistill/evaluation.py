@@ -8,10 +8,12 @@ to :class:`BlockRanker`, which
 - scores ``block_rows`` rows at a time with ``torch.mm(q, W.T, out=buf)`` into one of two
   float32 buffers allocated once (a fresh block per batch costs more in page faults than the
   whole selection), and
-- on the CPU (``selection="rust"``, the default there) hands the block to the Rust core's
-  ``topk_metrics`` in a worker thread (it releases the GIL) while the next block is scored
-  into the other buffer, the GEMM on half the torch threads (``gemm_threads``) so that the two
-  do not stall each other on a small machine;
+- on the CPU (``selection="rust"``, the default there) runs ``workers`` threads (default: torch's
+  thread count), each of which scores a whole block into its own buffer with a one-thread GEMM
+  and hands it to the Rust core's ``topk_metrics`` (both release the GIL). Every core then
+  alternates GEMM and selection on its own blocks, so neither waits for the other and no GEMM
+  thread spins at a barrier while a selection holds its core; torch runs one thread while a
+  ranker is open (the caller's setting is restored when the last one closes);
 - on a GPU (``selection="torch"``, the default on any non-CPU device) keeps scores on the
   device: seen items are removed by a scatter, :func:`topk_ids` selects with ``torch.topk``
   in the Rust core's exact order, and only the ``[rows, k]`` ids are copied to the host,
@@ -45,6 +47,7 @@ from __future__ import annotations
 import contextlib
 import numbers
 import re
+import threading
 import time
 import warnings
 from abc import ABC, abstractmethod
@@ -219,10 +222,12 @@ class BlockRanker:
         selection: Selection = "rust",
         block_rows: int = CPU_BLOCK_ROWS,
         return_topk: bool = False,
-        gemm_threads: int | None = None,
+        workers: int | None = None,
     ) -> None:
         import torch
 
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+            raise ConfigError(f"evaluate: workers must be an integer >= 1, got {workers!r}")
         if selection not in ("rust", "torch"):
             raise ConfigError(f"evaluate: selection must be 'rust' or 'torch', got {selection!r}")
         if block_rows < 1:
@@ -238,12 +243,18 @@ class BlockRanker:
         self._values = {name: np.full((m, n), np.nan) for name in METRICS}
         self._topk = np.full((n, max(self.ks)), -1, dtype=np.int64) if return_topk else None
         cap = max(block_rows, MIN_BLOCK)
-        # Host score buffers for the Rust selection, allocated (and page-faulted) once.
-        self._bufs = [torch.empty(cap, n_cols) for _ in range(2)] if selection == "rust" else []
-        self._pending: list[Future | None] = [None, None]
+        # One slot per block in flight: the Rust path scores and ranks in `workers` threads, each
+        # block into its slot's host buffer (allocated and page-faulted once); the torch path
+        # selects in the caller's thread and computes metrics in one worker.
+        self.workers = (workers or _default_workers(torch.device("cpu"))) if selection == "rust" else 1
+        slots = self.workers if selection == "rust" else 2
+        self._bufs = [torch.empty(cap, n_cols) for _ in range(slots)] if selection == "rust" else []
+        self._pending: list[Future | None] = [None] * slots
         self._slot = 0
-        self._pool = ThreadPoolExecutor(max_workers=1)
-        self.gemm_threads = gemm_threads
+        self._threads = contextlib.ExitStack()
+        if selection == "rust":
+            self._threads.enter_context(_one_torch_thread())
+        self._pool = ThreadPoolExecutor(max_workers=self.workers)
 
     # ---------------------------------------------------------------------- feeding
     def add(self, lo: int, out: torch.Tensor) -> None:
@@ -274,21 +285,11 @@ class BlockRanker:
 
     # ---------------------------------------------------------------------- ranking
     def _rank_block(self, lo: int, score: Callable[[torch.Tensor | None], torch.Tensor]) -> None:
-        import torch
 
-        slot, self._slot = self._slot, self._slot ^ 1
-        self._wait(slot)  # the buffer (and the worker) are free again
+        slot, self._slot = self._slot, (self._slot + 1) % len(self._pending)
+        self._wait(slot)  # the slot's buffer is free again
         if self.selection == "rust":
-            if self.gemm_threads is None:
-                out = score(self._bufs[slot])
-            else:
-                threads = torch.get_num_threads()
-                torch.set_num_threads(self.gemm_threads)
-                try:
-                    out = score(self._bufs[slot])
-                finally:
-                    torch.set_num_threads(threads)
-            self._pending[slot] = self._pool.submit(self._select_rust, lo, out.float().numpy())
+            self._pending[slot] = self._pool.submit(self._score_select, lo, score, self._bufs[slot])
         else:
             ids = self._select_torch(lo, score(None)).cpu().numpy()
             self._pending[slot] = self._pool.submit(self._metrics_from_ids, lo, ids)
@@ -303,6 +304,13 @@ class BlockRanker:
 
     def _seen_block(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
         return (None, None) if self.seen is None else _slice_csr(*self.seen, lo, hi)
+
+    def _score_select(self, lo: int, score: Callable[[torch.Tensor | None], torch.Tensor], buf: torch.Tensor) -> None:
+        import torch
+
+        with torch.no_grad():  # grad mode is per thread: the caller's no_grad does not reach here
+            out = score(buf)
+        self._select_rust(lo, out.float().numpy())
 
     def _select_rust(self, lo: int, scores: np.ndarray) -> None:
         hi = lo + scores.shape[0]
@@ -333,10 +341,11 @@ class BlockRanker:
     def close(self) -> None:
         """Wait for the pending selections and stop the worker thread."""
         try:
-            for slot in (0, 1):
+            for slot in range(len(self._pending)):
                 self._wait(slot)
         finally:
             self._pool.shutdown(wait=True)
+            self._threads.close()
 
     def __enter__(self) -> BlockRanker:
         return self
@@ -346,7 +355,7 @@ class BlockRanker:
 
     def result(self) -> core.TopkMetrics:
         """Per-row metrics of every row (NaN for rows never fed) and the top-k ids if asked."""
-        for slot in (0, 1):
+        for slot in range(len(self._pending)):
             self._wait(slot)
         return core.TopkMetrics(ks=self.ks, topk=self._topk, **self._values)
 
@@ -360,7 +369,7 @@ def rank_queries(
     selection: Selection | None = None,
     block_rows: int | None = None,
     return_topk: bool = False,
-    gemm_threads: int | None = None,
+    workers: int | None = None,
 ) -> core.TopkMetrics:
     """Rank all items for query vectors ``[rows, d]`` against ``table [n_items + 1, d]`` (row 0 =
     padding, never ranked): per-row metrics against one target per row, seen items (CSR
@@ -368,7 +377,7 @@ def rank_queries(
     ks = _check_ks(ks)
     sel = _default_selection(table.device) if selection is None else selection
     rows = _default_block_rows(table.device, table.shape[0]) if block_rows is None else block_rows
-    threads = _default_gemm_threads(table.device) if gemm_threads is None else gemm_threads
+    threads = _default_workers(table.device) if workers is None else workers
     with BlockRanker(table.shape[0], ks, targets, seen, table, sel, rows, return_topk, threads) as ranker:
         ranker.add_queries(0, queries)
         return ranker.result()
@@ -388,15 +397,42 @@ def _default_selection(device: torch.device) -> Selection:
     return "rust" if device.type == "cpu" else "torch"
 
 
-def _default_gemm_threads(device: torch.device) -> int | None:
-    """On the CPU the GEMM gets half the torch threads and the Rust selection of the previous
-    block the rest of the machine. On the idle 2-core machine this was as fast as a two-thread
-    GEMM beside the selection (100k rows x 40k items: 4.6-5.1 s vs 4.7-5.0 s; the selection costs
-    about as much as the GEMM there); with the cores shared with other jobs it was 2-4x faster,
-    because two GEMM threads then stall at every block's barrier."""
+def _default_workers(device: torch.device) -> int | None:
+    """On the CPU, one scoring-and-ranking thread per torch thread (the caller's setting, read
+    before any ranker sets torch to one thread)."""
     import torch
 
-    return max(1, torch.get_num_threads() // 2) if device.type == "cpu" else None
+    if device.type != "cpu":
+        return None
+    return max(1, _saved_threads if _threads_depth else torch.get_num_threads())
+
+
+_threads_lock = threading.Lock()
+_threads_depth = 0
+_saved_threads = 1
+
+
+@contextlib.contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """torch at one intra-op thread while any ranker is open (rankers nest: evaluate_protocols
+    opens one per protocol); the first one in saves the caller's setting, the last one out
+    restores it. One-thread GEMMs in several Python threads use every core without the spinning
+    barriers of a multi-threaded GEMM beside a selection."""
+    import torch
+
+    global _threads_depth, _saved_threads
+    with _threads_lock:
+        if _threads_depth == 0:
+            _saved_threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _threads_depth += 1
+    try:
+        yield
+    finally:
+        with _threads_lock:
+            _threads_depth -= 1
+            if _threads_depth == 0:
+                torch.set_num_threads(_saved_threads)
 
 
 def _default_block_rows(device: torch.device, n_cols: int) -> int:
@@ -436,7 +472,7 @@ class _Setup:
     device: torch.device
     selection: Selection
     block_rows: int
-    gemm_threads: int | None
+    workers: int | None
     return_topk: bool = False
     seed: int = 0
     keep_negatives: bool = False
@@ -476,7 +512,7 @@ def _setup(model, ds, part: str, ks: list[int], device: str | None, selection, b
         device=dev,
         selection=_default_selection(dev) if selection is None else selection,
         block_rows=_default_block_rows(dev, n_cols) if block_rows is None else block_rows,
-        gemm_threads=_default_gemm_threads(dev),
+        workers=_default_workers(dev),
         **extra,
     )
 
@@ -617,7 +653,7 @@ class FullRanking(Protocol):
             setup.selection,
             setup.block_rows,
             setup.return_topk,
-            setup.gemm_threads,
+            setup.workers,
         )
 
 
