@@ -289,12 +289,29 @@ def test_rank_queries_paths_agree_on_tied_scores():
 
 
 def test_evaluate_leaves_the_torch_thread_count_alone():
-    """The CPU GEMM runs on half the torch threads; the setting is restored after every block."""
+    """Rankers run torch at one thread while open (nested ones too: one per protocol) and give
+    the caller's setting back when the last closes, also after an error inside a ranker; the
+    workers' results equal a single worker's."""
+    from seqdistill.evaluation import BlockRanker, evaluate_protocols
+
     ds = make_ds(random_logs(30, 20, seed=5))
     model = small_model("sasrec", ds.n_items)
     torch.set_num_threads(2)
     try:
         evaluate(model, ds, "test", ks=(5,), block_rows=4)
+        assert torch.get_num_threads() == 2
+        evaluate_protocols(model, ds, ["full", "full_filtered", "sampled:5"], ks=(5,))
+        assert torch.get_num_threads() == 2
+        ranker = BlockRanker(ds.n_items + 1, (5,), np.ones(3, dtype=np.int64), workers=2)
+        assert torch.get_num_threads() == 1
+        with pytest.raises(ConfigError), ranker:
+            ranker.add_scores(0, torch.zeros(3, ds.n_items + 7))  # wrong width
+        assert torch.get_num_threads() == 2
+        gen = torch.Generator().manual_seed(0)
+        q, table = torch.randn(200, 8, generator=gen), torch.randn(40, 8, generator=gen)
+        targets = np.random.default_rng(0).integers(1, 40, size=200)
+        one, two = (rank_queries(q, table, targets, (5, 10), None, "rust", 16, True, w) for w in (1, 2))
+        np.testing.assert_array_equal(one.topk, two.topk)
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(1)
