@@ -95,8 +95,8 @@ class HFTokenizer:
             raise ConfigError(f"model_name_or_path {str(folder)!r}: the tokenizer has no pad or eos token")
         self.pad_id, self.eos_id = int(self.tok.pad_token_id), int(self.tok.eos_token_id)
         self.unk_id = self.tok.unk_token_id  # never generated in an ID
-        sep = self.encode(";")
-        self.sep_id = sep[0] if sep else self.eos_id
+        sep = self.encode(";")  # sentencepiece may give a bare word-start piece first: take the ";" piece
+        self.sep_id = sep[-1] if sep else self.eos_id
         self.vocab_size = len(self.tok)
 
     def encode(self, text: str) -> list[int]:
