@@ -21,7 +21,12 @@ torch.set_num_threads(1)
 
 from seqdistill.cli import main as cli_main  # noqa: E402
 from seqdistill.errors import ConfigError, TrainingError  # noqa: E402
-from seqdistill.experiments import load_preset, run_experiment  # noqa: E402
+from seqdistill.experiments import (  # noqa: E402
+    load_preset,
+    run_experiment,
+    runner,  # noqa: E402
+)
+from seqdistill.experiments.plan import plan_runs  # noqa: E402
 from seqdistill.experiments.runner import prepare_dataset  # noqa: E402
 
 TIMING = ("seconds", "samples_per_s")
@@ -182,9 +187,34 @@ def test_cli_workers_zero_is_a_usage_error(tmp_path, capsys):
     assert "--workers" in err and not (tmp_path / "x").exists()
 
 
-def test_nproc_above_one_in_an_experiment_is_refused(serial, tmp_path):
+def test_workers_and_nproc_both_above_one_are_refused(serial, tmp_path):
     _, cfg = serial
     cfg = type(cfg).from_dict({**cfg.to_dict(), "train": {**cfg.train, "nproc": 2}})
-    with pytest.raises(ConfigError, match=r"\[train\] nproc = 2: the experiment runner trains each run in one") as err:
+    with pytest.raises(ConfigError, match=r"\[train\] nproc = 2 with 2 workers: train several runs at once") as err:
         run_experiment(cfg, tmp_path / "x", workers=2)
     assert "\n" not in str(err.value) and not (tmp_path / "x").exists()
+
+
+def test_train_nproc_2_trains_an_experiment_run_with_ddp_as_one_process(tmp_path):
+    """``[train] nproc = 2``: the runner trains a run on 2 gloo processes and evaluates it as any
+    run; without dropout its record equals ``nproc = 1``'s to float32 rounding (one run here, to
+    keep the test short; tests/test_ddp.py compares distilled runs at the trainer level)."""
+    records = {}
+    for nproc in (1, 2):
+        cfg = tiny_config(tmp_path / "targets.npy")
+        cfg.model["dropout"] = 0.0
+        cfg = type(cfg).from_dict({**cfg.to_dict(), "train": {**cfg.train, "nproc": nproc, "backend": "gloo"}})
+        out = tmp_path / f"nproc{nproc}"
+        _targets_for(cfg, out)
+        ds = runner._dataset(cfg, out)
+        plan = next(p for p in plan_runs(cfg) if p.name == "vanilla__seed0")
+        runner._one_run(cfg, ds, plan, runner._targets(cfg, ds, out), out)
+        records[nproc] = _records(out)["vanilla__seed0"]
+        assert not any((out / "work").iterdir())
+    a, b = records[1], records[2]
+    assert b["train"]["nproc"] == 2 and b["settings"] == a["settings"] and b["best_epoch"] == a["best_epoch"]
+    for ra, rb in zip(a["history"], b["history"], strict=True):
+        for key in ("loss", "main_loss", "distill_loss", "valid_ndcg@10"):
+            np.testing.assert_allclose(rb[key], ra[key], rtol=1e-4, atol=1e-6, err_msg=key)
+    for key in a["test"]:
+        np.testing.assert_allclose(b["test"][key], a["test"][key], rtol=1e-4, atol=1e-6, err_msg=key)

@@ -209,8 +209,10 @@ def _evaluate(model, ds, ks, batch_size: int):
     return res, time.perf_counter() - t0
 
 
-def _train(config: ExperimentConfig, ds, plan: RunPlan, targets: dict[str, tuple[np.ndarray, np.ndarray]], work: Path):
-    """Build the model and the distillation term of ``plan`` and train (resuming from ``work``)."""
+def _trainer(
+    config: ExperimentConfig, ds, plan: RunPlan, targets: dict[str, tuple[np.ndarray, np.ndarray]], work: Path
+):
+    """The model, the distillation term and the trainer of ``plan`` (checkpointing into ``work``)."""
     from seqdistill.models import ModelConfig
     from seqdistill.training import TrainConfig
     from seqdistill.training.distill import DistillConfig
@@ -220,13 +222,37 @@ def _train(config: ExperimentConfig, ds, plan: RunPlan, targets: dict[str, tuple
     mcfg = ModelConfig.from_dict({**config.model, "n_items": ds.n_items})
     source = {"vanilla": "main", "distill": "main", "shuffled": "shuffled", "stats": "stats"}[plan.kind]
     distill = DistillConfig.from_dict(plan.distill)
-    trainer = build_trainer(
+    return build_trainer(
         ds, mcfg, tcfg, run_dir=work, targets=targets[source], distill=distill, distill_trained=plan.kind != "vanilla"
     )
+
+
+def _train(config: ExperimentConfig, ds, plan: RunPlan, targets: dict[str, tuple[np.ndarray, np.ndarray]], work: Path):
+    """Build the model and the distillation term of ``plan`` and train (resuming from ``work``).
+    With ``[train] nproc`` above 1, that many DDP processes train into ``work`` first; this
+    trainer then takes up their finished checkpoint (history, best epoch, best weights)."""
+    trainer = _trainer(config, ds, plan, targets, work)
     model = trainer.model
     t0 = time.perf_counter()
+    if trainer.config.nproc > 1:
+        from seqdistill.training.distributed import launch
+
+        tcfg, out = trainer.config, work.parent.parent
+        args = (config.to_dict(), config.origin, str(out), plan.name)
+        launch(_fit_rank, tcfg.nproc, *args, backend=tcfg.backend, device=tcfg.device)
     history = trainer.fit(resume=True)
     return model, trainer, history, time.perf_counter() - t0
+
+
+def _fit_rank(config_dict: dict, origin: str, out: str, name: str) -> None:
+    """One DDP process of an experiment run: the run's trainer, fitted (rank 0 writes ``work/<run>/``)."""
+    from seqdistill.data import PreparedDataset
+
+    config = ExperimentConfig.from_dict(config_dict, where=origin)
+    folder = Path(out)
+    ds = PreparedDataset.load(folder / "dataset")
+    plan = next(p for p in plan_runs(config) if p.name == name)
+    _trainer(config, ds, plan, _targets(config, ds, folder), folder / "work" / name).fit(resume=True)
 
 
 def _one_run(
@@ -290,14 +316,13 @@ def _one_run(
     return record
 
 
-def _check_one_process(config: ExperimentConfig) -> None:
-    """Each run of an experiment trains in one process: ``[train] nproc`` > 1 is refused (``--workers``
-    runs several runs at once; ``seqdistill train --nproc`` trains one run on several)."""
+def _check_processes(config: ExperimentConfig, workers: int) -> None:
+    """Several runs at once (``workers``) or one run on several processes (``[train] nproc``), not both."""
     nproc = config.train.get("nproc", 1)
-    if isinstance(nproc, int) and not isinstance(nproc, bool) and nproc > 1:  # other mistakes: validate_config
+    if workers > 1 and isinstance(nproc, int) and not isinstance(nproc, bool) and nproc > 1:
         raise ConfigError(
-            f"{config.origin}: [train] nproc = {nproc!r}: the experiment runner trains each run in one "
-            "process; use --workers N to train N runs at once (seqdistill train --nproc trains one run on N)"
+            f"{config.origin}: [train] nproc = {nproc!r} with {workers} workers: train several runs at once "
+            "(workers) or each run on several processes (nproc), not both"
         )
 
 
@@ -338,11 +363,12 @@ def run_experiment(
 
     Refused before any work (nothing written): an invalid config, a missing file or device, a
     folder whose config.json or finished runs differ in anything that changes results, a
-    ``workers`` count that is not an integer from 1 to 1024, ``[train] nproc`` above 1."""
+    ``workers`` count that is not an integer from 1 to 1024, workers and ``[train] nproc`` both
+    above 1."""
     from .workers import check_workers
 
     workers = check_workers(config.workers if workers is None else workers)
-    _check_one_process(config)
+    _check_processes(config, workers)
     out = Path(out_dir)
     plans, done = _open(config, out, profiles=True)
     ds = _dataset(config, out)
