@@ -23,8 +23,9 @@ from seqdistill.cli import main as cli_main  # noqa: E402
 from seqdistill.errors import ConfigError, TrainingError  # noqa: E402
 from seqdistill.experiments import (  # noqa: E402
     load_preset,
+    report,
     run_experiment,
-    runner,  # noqa: E402
+    runner,
 )
 from seqdistill.experiments.plan import plan_runs  # noqa: E402
 from seqdistill.experiments.runner import prepare_dataset  # noqa: E402
@@ -64,6 +65,18 @@ def _records(folder: Path) -> dict[str, dict]:
         rec["rows"] = {k: np.load(folder / "runs" / f).tolist() for k, f in rec["per_row"].items()}
         out[path.stem] = rec
     return out
+
+
+def _without_clock(x):
+    """A report.json value without what the clock decides (seconds, overheads)."""
+    if isinstance(x, dict):
+        return {k: _without_clock(v) for k, v in x.items() if "second" not in k and "overhead" not in k}
+    return [_without_clock(v) for v in x] if isinstance(x, list) else x
+
+
+def _report(folder: Path):
+    report(folder)
+    return _without_clock(json.loads((folder / "report.json").read_text()))
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +150,7 @@ def test_parent_killed_mid_grid_then_rerun_completes_each_run_once_as_serial(ser
         assert (p.stat().st_ino, p.stat().st_mtime_ns, p.read_bytes()) == (ino, mtime, data)
     assert not any((out / "work").iterdir())
     assert _records(out) == _records(base / "serial")  # workers 2 == workers 1, run by run
+    assert _report(out) == _report(base / "serial")  # and the same report, timings aside
 
 
 def test_a_killed_worker_is_named_and_a_rerun_resumes(serial, tmp_path):
