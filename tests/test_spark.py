@@ -177,6 +177,8 @@ def test_bad_input_is_one_line_naming_column_and_row(spark, tmp_path):
         (good.drop("item_id"), r"missing column 'item_id'"),
         (good.with_columns(pl.col("timestamp").cast(pl.String)), r"column 'timestamp' has type string"),
         (good.with_columns(pl.col("timestamp").cast(pl.Float64)), r"column 'timestamp' has type double"),
+        (good.with_columns(pl.Series("rating", ["5", "4", "3", "2"])), r"column 'rating' has type string"),
+        (good.with_columns(pl.col("user_id").cast(pl.Float64)), r"column 'user_id' has type double"),
         (good.with_columns(pl.Series("user_id", [1, 2, None, 4])), r"column 'user_id' is null at row 2$"),
         (
             good.with_columns(pl.Series("item_id", ["a", "b", "c", " "])),
@@ -221,3 +223,9 @@ def test_cli_engine_spark_writes_the_same_dataset(spark, tmp_path, capsys):
     assert rc == 2 and "missing column 'when'" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
     assert not Path(tmp_path / "x").exists()
+    for extra, message in ((["--items", str(path)], "--items is not supported"), (["--master", "local[1]"], None)):
+        engine = [] if message is None else ["--engine", "spark"]
+        rc = main(["prepare", str(path), "--out", str(tmp_path / "y"), *engine, *extra])
+        err = capsys.readouterr().err
+        assert rc == 2 and (message or "--master is an option of --engine spark") in err, err
+        assert "Traceback" not in err and not Path(tmp_path / "y").exists()
