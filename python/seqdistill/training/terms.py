@@ -37,7 +37,9 @@ class BatchOutput(ModelOutput):
     process; under DDP an all-reduce whose value is the global sum and whose gradient is this
     rank's part (:class:`~seqdistill.training.distributed.BatchSum`). A term that averages over
     the batch sums its numerator and denominator through it to mean the same on any number of
-    processes.
+    processes. It must: under DDP the trainer back-propagates ``world_size × total`` (DDP then
+    averages), which is right for global quantities and weighs a per-rank mean ``world_size``
+    times.
     """
 
     users: Tensor
