@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -151,19 +152,17 @@ class JobMeter:
 
 
 class _Step:
+    """A step's job group, set for the ``with`` block; its cost is read back at the end."""
+
     def __init__(self, meter: JobMeter, name: str, group: str) -> None:
         self.meter, self.name, self.group = meter, name, group
 
     def __enter__(self) -> _Step:
-        import time
-
         self._t0 = time.perf_counter()
         self.meter.spark.sparkContext.setJobGroup(self.group, f"seqdistill: {self.name}")
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        import time
-
         sc = self.meter.spark.sparkContext
         sc.setLocalProperty("spark.jobGroup.id", None)
         if exc[0] is None:
