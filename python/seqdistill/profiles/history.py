@@ -30,6 +30,8 @@ DOMAIN_FIELDS: dict[str, tuple[str, ...]] = {
     "generic": (),  # every metadata column
 }
 DOMAINS = tuple(DOMAIN_FIELDS)
+STYLES = ("full", "compact")
+COMPACT_TAGS = ("genres", "categories", "category", "brand")  # the first present is a compact line's tag
 HIGH_STARS, LOW_STARS = 4.0, 2.0  # >= 4 stars is liked, <= 2 stars disliked
 HIGH_SHARE, LOW_SHARE = 0.8, 0.5  # > 80 % watched is liked, < 50 % disliked
 
@@ -46,6 +48,10 @@ class HistoryConfig(DictConfig):
     max_field_chars: each metadata value is cut to this many characters (descriptions).
     rating_scale: "auto" (ratings within [0, 1] are watch shares, else stars), "stars", "share".
     fields: metadata columns to write (None: the domain's default list).
+    style: "full" (every chosen column, ``- [rated 4/5] Title; year: ...``, with the five-point
+    prompts) or "compact" (``- Title (1995) | Comedy, Drama | 4/5``: title, year and the tag column
+    only, with the short four-line prompts ``compact_<domain>.txt`` — what a 135M model can follow).
+    max_items: keep only this many most recent distinct items (None: all).
     """
 
     max_tokens: int | None = None
@@ -54,8 +60,14 @@ class HistoryConfig(DictConfig):
     max_field_chars: int = 200
     rating_scale: str = "auto"
     fields: list[str] | None = None
+    style: str = "full"
+    max_items: int | None = None
 
     def __post_init__(self) -> None:
+        if self.style not in STYLES:
+            raise ConfigError(f"HistoryConfig.style: expected one of {STYLES}, got {self.style!r}")
+        if self.max_items is not None and (not _is_int(self.max_items) or self.max_items < 1):
+            raise ConfigError(f"HistoryConfig.max_items: expected an integer >= 1 or None, got {self.max_items!r}")
         if self.max_tokens is not None and (not _is_int(self.max_tokens) or self.max_tokens < 1):
             raise ConfigError(f"HistoryConfig.max_tokens: expected an integer >= 1 or None, got {self.max_tokens!r}")
         if self.overflow not in ("chunk", "truncate"):
@@ -123,6 +135,9 @@ class ItemTexts:
             return
         if "item" not in meta.columns:
             raise DataError(f"item_meta: missing the dense 'item' column (columns: {meta.columns})")
+        if self.config.style == "compact":
+            self._compact(meta, n)
+            return
         wanted = self.config.fields
         if wanted is None:
             default = DOMAIN_FIELDS.get(ds.domain, ())
@@ -150,6 +165,19 @@ class ItemTexts:
                     text = text[: cut - 1].rstrip() + "…"
                 parts.append(text if c == "title" else f"{c}: {text}")
             self.texts[item] = "; ".join(parts)
+
+    def _compact(self, meta: Any, n: int) -> None:
+        """``Title (year) | tags`` per item: the few fields a small model can use."""
+        tag = next((c for c in COMPACT_TAGS if c in meta.columns), None)
+        self.columns = [c for c in ("title", "year", tag) if c is not None and c in meta.columns]
+        cut = min(self.config.max_field_chars, 80)
+        get = {c: meta[c].to_list() for c in self.columns}
+        for row, item in enumerate(meta["item"].to_list()):
+            if item is None or not (0 < item < n):
+                raise DataError(f"item_meta: column 'item' has value {item!r} in row {row}, outside 1..{n - 1}")
+            title, year, tags = (_value_text(get[c][row])[:cut] if c in get else "" for c in ("title", "year", tag))
+            head = title + (f" ({year})" if year and year not in title else "")
+            self.texts[item] = " | ".join(x for x in (head.strip(), tags) if x)
 
     def __getitem__(self, item: int) -> str:
         return self.texts[item]
@@ -193,17 +221,34 @@ def user_history(ds: Any, user: int, item_texts: ItemTexts, scale: str) -> UserH
         last[it] = pos
         count[it] = count.get(it, 0) + 1
     order = sorted(last, key=last.__getitem__)
+    keep = item_texts.config.max_items
+    dropped = max(len(order) - keep, 0) if keep is not None else 0
+    compact = item_texts.config.style == "compact"
     lines, rs = [], []
-    for it in order:
+    for it in order[dropped:]:
         r = None if ratings is None else float(ratings[last[it]])
         if r is not None and not math.isfinite(r):
             r = None
-        head = format_rating(r, scale)
         text = item_texts[it] or f"item {ds.item_ids[it]}"
-        times = f" (times: {count[it]})" if count[it] > 1 else ""
-        lines.append(f"- {'[' + head + '] ' if head else ''}{text}{times}")
+        if compact:
+            lines.append("- " + " | ".join(x for x in (text, _compact_rating(r, scale), _times(count[it])) if x))
+        else:
+            head = format_rating(r, scale)
+            times = f" (times: {count[it]})" if count[it] > 1 else ""
+            lines.append(f"- {'[' + head + '] ' if head else ''}{text}{times}")
         rs.append(r)
-    return UserHistory(user=user, lines=lines, n_interactions=len(items), ratings=rs)
+    return UserHistory(user=user, lines=lines, n_interactions=len(items), n_dropped=dropped, ratings=rs)
+
+
+def _compact_rating(value: float | None, scale: str) -> str:
+    """``4/5`` or ``85%`` (empty without a rating)."""
+    if value is None or scale == "none" or not math.isfinite(value):
+        return ""
+    return f"{round(100 * value)}%" if scale == "share" else f"{value:g}/5"
+
+
+def _times(n: int) -> str:
+    return f"x{n}" if n > 1 else ""
 
 
 def keep_recent(lines: Sequence[str], counts: Sequence[int], budget: int) -> int:

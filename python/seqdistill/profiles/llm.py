@@ -51,12 +51,23 @@ class GenerationResult:
 
 @dataclass
 class GenerationConfig(DictConfig):
-    """Decoding settings: greedy when temperature == 0, else sampling seeded with ``seed``."""
+    """Decoding settings: greedy when temperature == 0, else sampling seeded with ``seed``.
+
+    Loop controls (small models such as SmolLM2-135M repeat themselves under greedy decoding):
+    ``repetition_penalty`` divides the logit of every token already in the prompt or the output
+    (1.0: off; the CTRL rule as transformers implements it), ``no_repeat_ngram_size`` forbids any
+    token n-gram from occurring twice in the output and prompt (0: off; local backends only), and
+    ``stop`` ends a text at the first of these strings (the string itself is not kept). The
+    defaults leave decoding as it was; ``SMALL_MODEL_DECODING`` holds the settings measured for
+    SmolLM2 (docs/profiles.md)."""
 
     max_new_tokens: int = 512
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int = 0
+    repetition_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
+    stop: list[str] | None = None
 
     def __post_init__(self) -> None:
         if not _is_int(self.max_new_tokens) or self.max_new_tokens < 1:
@@ -67,6 +78,34 @@ class GenerationConfig(DictConfig):
             raise ConfigError(f"GenerationConfig.top_p: expected a number in (0, 1], got {self.top_p!r}")
         if not _is_int(self.seed):
             raise ConfigError(f"GenerationConfig.seed: expected an integer, got {self.seed!r}")
+        rp = self.repetition_penalty
+        if not _is_number(rp) or not 1 <= rp <= 10:
+            raise ConfigError(f"GenerationConfig.repetition_penalty: expected a number in [1, 10] (1: off), got {rp!r}")
+        if not _is_int(self.no_repeat_ngram_size) or self.no_repeat_ngram_size < 0:
+            raise ConfigError(
+                f"GenerationConfig.no_repeat_ngram_size: expected an integer >= 0 (0: off), got {self.no_repeat_ngram_size!r}"
+            )
+        stop = self.stop
+        if stop is not None:
+            if (
+                isinstance(stop, str)
+                or not isinstance(stop, (list, tuple))
+                or not all(isinstance(x, str) and x for x in stop)
+            ):
+                raise ConfigError(f"GenerationConfig.stop: expected a list of non-empty strings or None, got {stop!r}")
+            self.stop = list(stop) or None
+
+    def cut(self, text: str) -> str:
+        """``text`` up to the first stop string (all of it without one), stripped."""
+        for s in self.stop or ():
+            at = text.find(s)
+            if at >= 0:
+                text = text[:at]
+        return text.strip()
+
+
+#: Decoding measured for SmolLM2-135M on MovieLens users (docs/profiles.md, "Choosing the defaults").
+SMALL_MODEL_DECODING: dict[str, Any] = {"max_new_tokens": 160, "repetition_penalty": 1.3, "no_repeat_ngram_size": 4}
 
 
 def _is_int(v: object) -> bool:
@@ -224,6 +263,12 @@ class TransformersBackend:
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         enc = {k: v.to(self.device) for k, v in enc.items()}
         kw: dict[str, Any] = dict(max_new_tokens=cfg.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id)
+        if cfg.repetition_penalty != 1:
+            kw["repetition_penalty"] = float(cfg.repetition_penalty)
+        if cfg.no_repeat_ngram_size:
+            kw["no_repeat_ngram_size"] = cfg.no_repeat_ngram_size
+        if cfg.stop:
+            kw.update(stop_strings=list(cfg.stop), tokenizer=self.tokenizer)
         if cfg.temperature > 0:
             torch.manual_seed(cfg.seed)
             kw.update(do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p)
@@ -234,13 +279,14 @@ class TransformersBackend:
         new = gen[:, enc["input_ids"].shape[1] :].cpu()
         eos = self.model.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}
+        eos_ids.add(self.tokenizer.pad_token_id)  # rows ended by a stop string are padded
         eos_ids.discard(None)
         share = (time.perf_counter() - t0) / len(prompts)
         results = []
         for row, n_prompt in zip(new.tolist(), enc["attention_mask"].sum(1).tolist()):
             stop = next((j for j, t in enumerate(row) if t in eos_ids), None)
             toks = row if stop is None else row[:stop]
-            text = self.tokenizer.decode(toks, skip_special_tokens=True).strip()
+            text = cfg.cut(self.tokenizer.decode(toks, skip_special_tokens=True))
             n_done = len(row) if stop is None else stop + 1
             results.append(GenerationResult(text, int(n_prompt), n_done, share))
         return results
@@ -295,6 +341,11 @@ class OpenAIBackend:
         self.url = self._checked_url(base_url, allow_insecure_http)
         self.name = model
         self.config = config or GenerationConfig()
+        if self.config.no_repeat_ngram_size:
+            raise ConfigError(
+                f"OpenAIBackend: no_repeat_ngram_size={self.config.no_repeat_ngram_size} is not part of the "
+                "chat-completions API; use repetition_penalty (vLLM) or stop strings with a served model"
+            )
         self.max_concurrency, self.timeout = int(max_concurrency), float(timeout)
         self.max_retries, self.backoff, self.max_backoff = int(max_retries), float(backoff), float(max_backoff)
         self.context_tokens, self.chars_per_token = int(context_tokens), float(chars_per_token)
@@ -348,6 +399,10 @@ class OpenAIBackend:
         }
         if cfg.temperature > 0:
             body["top_p"] = cfg.top_p
+        if cfg.stop:
+            body["stop"] = list(cfg.stop)[:4]  # the OpenAI API takes up to 4; cut() applies them all
+        if cfg.repetition_penalty != 1:
+            body["repetition_penalty"] = cfg.repetition_penalty  # vLLM's extension of the API
         return json.dumps(body).encode("utf-8")
 
     def _delay(self, attempt: int, retry_after: str | None) -> float:
@@ -394,12 +449,11 @@ class OpenAIBackend:
                 time.sleep(self._delay(attempt, retry_after))
         return GenerationResult("", 0, 0, time.perf_counter() - t0, error=redact(last, self._secrets))
 
-    @staticmethod
-    def _parse(reply: dict[str, Any], seconds: float) -> GenerationResult:
+    def _parse(self, reply: dict[str, Any], seconds: float) -> GenerationResult:
         text = reply["choices"][0]["message"]["content"]
         if not isinstance(text, str):
             raise TypeError(f"choices[0].message.content is {type(text).__name__}, not str")
         usage = reply.get("usage") or {}
         return GenerationResult(
-            text.strip(), int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)), seconds
+            self.config.cut(text), int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)), seconds
         )

@@ -84,7 +84,7 @@ def generate_profiles(
     resuming it with another dataset, model or prompt is a :class:`~seqdistill.errors.StoreError`.
     """
     history = history or HistoryConfig()
-    prompts = load_prompts(ds.domain, prompt_dir)
+    prompts = load_prompts(ds.domain, prompt_dir, history.style)
     todo = _checked_users(users, int(ds.n_users))
     if not isinstance(batch_users, int) or isinstance(batch_users, bool) or batch_users < 1:
         raise ConfigError(f"batch_users: expected an integer >= 1, got {batch_users!r}")

@@ -5,7 +5,9 @@ placeholders in braces: ``{history}`` (domain templates) or ``{profiles}`` and `
 (``aggregate.txt``). Any other ``{name}`` is an error, so a typo never reaches the LLM. Pass
 ``prompt_dir`` to use your own files: the domain's template must be there (a misnamed file would
 otherwise be replaced by the packaged prompt without a word); ``aggregate.txt`` falls back to the
-packaged one when absent.
+packaged one when absent. ``style="compact"`` selects the short packaged templates
+(``compact_<domain>.txt``, ``compact_aggregate.txt``: four labelled output lines) written for small
+models; files in ``prompt_dir`` are used as they are whatever the style.
 The result is a list of chat messages, rendered by the backend (chat template or served API).
 """
 
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from seqdistill.errors import ConfigError
 
-from .history import DOMAINS
+from .history import DOMAINS, STYLES
 
 _SECTION = re.compile(r"^###\s*(system|user)\s*$", re.MULTILINE)
 _FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -69,9 +71,9 @@ def parse_template(text: str, name: str, source: str, fields: set[str]) -> Templ
     return Template(name, sections.get("system", ""), sections["user"], source)
 
 
-def _read(name: str, prompt_dir: str | Path | None, required: bool) -> tuple[str, str]:
+def _read(name: str, prompt_dir: str | Path | None, required: bool, style: str = "full") -> tuple[str, str]:
     """Text and source of ``<name>.txt``: from ``prompt_dir`` (an error when ``required`` and
-    absent there), else the packaged file."""
+    absent there), else the packaged file (``compact_<name>.txt`` for the compact style)."""
     if prompt_dir is not None:
         folder = Path(prompt_dir)
         if not folder.is_dir():
@@ -90,8 +92,9 @@ def _read(name: str, prompt_dir: str | Path | None, required: bool) -> tuple[str
                 f"{path}: prompt_dir has no {name}.txt (found {found}); name the "
                 f"{name!r} template {name}.txt or leave prompt_dir unset"
             )
-    res = resources.files("seqdistill.profiles").joinpath("prompts", f"{name}.txt")
-    return res.read_text(encoding="utf-8"), f"<packaged>/prompts/{name}.txt"
+    packaged = name if style == "full" else f"{style}_{name}"
+    res = resources.files("seqdistill.profiles").joinpath("prompts", f"{packaged}.txt")
+    return res.read_text(encoding="utf-8"), f"<packaged>/prompts/{packaged}.txt"
 
 
 @dataclass(frozen=True)
@@ -120,12 +123,15 @@ class PromptSet:
         return self.aggregate.render(profiles=body, n_parts=len(profiles))
 
 
-def load_prompts(domain: str, prompt_dir: str | Path | None = None) -> PromptSet:
-    """Load ``<domain>.txt`` and ``aggregate.txt`` from ``prompt_dir`` or the packaged defaults."""
+def load_prompts(domain: str, prompt_dir: str | Path | None = None, style: str = "full") -> PromptSet:
+    """Load ``<domain>.txt`` and ``aggregate.txt`` from ``prompt_dir`` or the packaged defaults
+    of ``style`` ("full" or "compact")."""
     if domain not in DOMAINS:
         raise ConfigError(f"domain {domain!r} is not one of {DOMAINS}")
-    text, src = _read(domain, prompt_dir, required=True)
+    if style not in STYLES:
+        raise ConfigError(f"prompt style {style!r} is not one of {STYLES}")
+    text, src = _read(domain, prompt_dir, required=True, style=style)
     profile = parse_template(text, domain, src, {"history"})
-    text, src = _read("aggregate", prompt_dir, required=False)
+    text, src = _read("aggregate", prompt_dir, required=False, style=style)
     aggregate = parse_template(text, "aggregate", src, {"profiles", "n_parts"})
     return PromptSet(domain, profile, aggregate)

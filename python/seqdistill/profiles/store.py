@@ -60,6 +60,18 @@ _PART = re.compile(r"^part-(\d{6})\.parquet$")
 _TORN = re.compile(r"^part-(\d{6})\.parquet\.torn(?:-\d+)?$")  # unreadable parts moved aside
 _OLD_TMP = re.compile(r"^\.(?:part-.+\.parquet|meta\.json\..+)$")  # temporaries of seqdistill before _io
 CHECKED_KEYS = ("model", "prompt_hash", "dataset", "n_users")
+SETTINGS_KEYS = ("generation", "history")  # compared setting by setting, see _check_settings
+
+
+def _setting_defaults(section: str) -> dict[str, Any]:
+    """What a store written before a setting existed used: the config class's default."""
+    if section == "generation":
+        from .llm import GenerationConfig
+
+        return GenerationConfig().to_dict()
+    from .history import HistoryConfig
+
+    return HistoryConfig().to_dict()
 
 
 def dataset_fingerprint(ds: Any) -> str | None:
@@ -132,7 +144,25 @@ class ProfileStore:
                     f"{meta_path}: store was made with {key}={self.meta[key]!r}, this run has "
                     f"{key}={meta[key]!r}; use a new store path"
                 )
+        self._check_settings(meta)
         self._note_unchecked(meta.get("fingerprint"), adopt=True)
+
+    def _check_settings(self, meta: dict[str, Any]) -> None:
+        """Refuse a resume whose decoding or history settings differ from the store's: profiles of
+        one store are made one way. A setting the store does not record (written before it
+        existed) counts as that setting's default, which is how those profiles were made."""
+        for section in SETTINGS_KEYS:
+            old, new = self.meta.get(section), meta.get(section)
+            if not isinstance(old, dict) or not isinstance(new, dict):
+                continue
+            defaults = _setting_defaults(section)
+            for key in sorted(set(old) | set(new), key=str):
+                was, now = old.get(key, defaults.get(key)), new.get(key, defaults.get(key))
+                if was != now:
+                    raise StoreError(
+                        f"{self.path / META}: store was made with {section}.{key}={was!r}, this run has "
+                        f"{section}.{key}={now!r}; use the store's setting or a new store path"
+                    )
 
     def _refuse_other_dataset(self, new: str | None) -> None:
         old = self.meta.get("fingerprint")
