@@ -37,10 +37,10 @@ from seqdistill.training.run import build_trainer  # noqa: E402
 torch.set_num_threads(1)
 
 MAX_LEN, EPOCHS = 8, 3
-CASES = {  # name: (model settings, distilled)
-    "sasrec": ({"kind": "sasrec"}, False),
-    "sasrec_distill": ({"kind": "sasrec"}, True),
-    "bert4rec": ({"kind": "bert4rec", "mask_last_prob": 1.0}, False),
+CASES = {  # name: (model settings, distilled, patience)
+    "sasrec": ({"kind": "sasrec"}, False, 1),  # validation drops after epoch 0: early stopping
+    "sasrec_distill": ({"kind": "sasrec"}, True, None),
+    "bert4rec": ({"kind": "bert4rec", "mask_last_prob": 1.0}, False, None),
 }
 LOGGED = ("loss", "main_loss", "distill_loss", "beta", "alpha_eff", "valid_ndcg@10", "valid_recall@10")
 
@@ -72,9 +72,9 @@ class RowCounter:
 
 
 def trainer_for(ds, case: str, batch_size: int, run_dir):
-    model, distilled = CASES[case]
+    model, distilled, patience = CASES[case]
     mcfg = ModelConfig(n_items=ds.n_items, max_len=MAX_LEN, hidden=16, n_blocks=1, n_heads=2, dropout=0.0, **model)
-    tcfg = TrainConfig(epochs=EPOCHS, batch_size=batch_size, lr=5e-3, patience=None, progress=False, device="cpu")
+    tcfg = TrainConfig(epochs=EPOCHS, batch_size=batch_size, lr=5e-3, patience=patience, progress=False, device="cpu")
     targets = profile_targets(ds) if distilled else None
     distill = DistillConfig(alpha=0.5) if distilled else None
     trainer = build_trainer(ds, mcfg, tcfg, run_dir=run_dir, targets=targets, distill=distill)
@@ -103,7 +103,7 @@ def toy(tmp_path_factory) -> tuple[Path, dict[str, int], dict[str, int]]:
     ds = prepare(toy_log(), k_core=None, split=SplitConfig(kind="leave_one_out"), name="toy")
     folder = tmp_path_factory.mktemp("ddp") / "dataset"
     ds.save(folder)
-    n = {case: TrainWindows(ds, MAX_LEN + (m["kind"] == "sasrec"), 1).n_samples for case, (m, _) in CASES.items()}
+    n = {case: TrainWindows(ds, MAX_LEN + (m["kind"] == "sasrec"), 1).n_samples for case, (m, *_) in CASES.items()}
     batches = {case: next(b for b in range(10, 60) if n[case] % b == 1) for case in CASES}
     return folder, batches, n
 
@@ -122,10 +122,10 @@ def test_two_gloo_ranks_equal_one_process(toy, tmp_path):
         one = trainer_for(ds, case, batches[case], tmp_path / "one" / case)
         one.fit()
         two = json.loads((tmp_path / "two" / case / "history.json").read_text())
-        assert len(two) == len(one.history) == EPOCHS
+        assert len(two) == len(one.history) == (2 if case == "sasrec" else EPOCHS)  # stopped alike
         for a, b in zip(one.history, two):
             assert a["n_samples"] == b["n_samples"] == n_windows[case]
-            assert a["best_epoch"] == b["best_epoch"]
+            assert a["best_epoch"] == b["best_epoch"] and a["stopped"] == b["stopped"]
             for key in LOGGED:
                 assert (key in a) == (key in b), key
                 if key in a:
@@ -137,7 +137,8 @@ def test_two_gloo_ranks_equal_one_process(toy, tmp_path):
         rows = [json.loads((tmp_path / "two" / f"{case}.rows-{r}.json").read_text()) for r in (0, 1)]
         n, b = n_windows[case], batches[case]
         sizes = [b] * (n // b) + [n % b]  # the last batch has one row: rank 0 trains none of it
-        assert rows == [EPOCHS * sum(m // 2 for m in sizes), EPOCHS * sum(m - m // 2 for m in sizes)]
+        ran = len(two)
+        assert rows == [ran * sum(m // 2 for m in sizes), ran * sum(m - m // 2 for m in sizes)]
         assert sorted(p.name for p in (tmp_path / "two" / case).iterdir()) == ["checkpoint", "history.json", "model"]
         assert ("beta" in a) == (case == "sasrec_distill")  # the distilled case did distil
 
