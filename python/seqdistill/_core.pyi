@@ -14,6 +14,7 @@ _U32 = npt.NDArray[np.uint32]
 __all__ = [
     "AuditCounts",
     "FILTERS",
+    "IdTextCheck",
     "KCoreResult",
     "KCoreRounds",
     "METRICS",
@@ -24,6 +25,7 @@ __all__ = [
     "TopkMetrics",
     "VALID_MODES",
     "__version__",
+    "check_id_text",
     "encode_i64",
     "encode_str",
     "gather_windows",
@@ -83,6 +85,21 @@ class AuditCounts:
     def test_targets_unseen_item(self) -> int: ...
     @property
     def test_items_unseen(self) -> int: ...
+
+@final
+class IdTextCheck:
+    """What one pass over a string id column found (rust/src/text.rs)."""
+
+    @property
+    def first_empty(self) -> int | None: ...
+    @property
+    def first_control(self) -> int | None: ...
+    @property
+    def padded(self) -> bool: ...
+    @property
+    def int_like(self) -> bool: ...
+    @property
+    def non_ascii(self) -> npt.NDArray[np.uint64]: ...
 
 @final
 class KCoreResult:
@@ -177,6 +194,7 @@ class TopkMetrics:
 
 def encode_i64(values: _I64) -> tuple[_U32, _I64]: ...
 def encode_str(offsets: _I64, data: npt.NDArray[np.uint8]) -> tuple[_U32, npt.NDArray[np.uint64]]: ...
+def check_id_text(offsets: _I64, data: npt.NDArray[np.uint8]) -> IdTextCheck: ...
 def prepare_log(
     users: list[_I64] | tuple[_I64, npt.NDArray[np.uint8]],
     items: list[_I64] | tuple[_I64, npt.NDArray[np.uint8]],

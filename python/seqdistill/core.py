@@ -3,7 +3,8 @@
 Every other module calls the core through the functions here; nothing else imports ``_core``.
 Arguments are converted to the layout the core reads (C-contiguous, the right dtype) once, here.
 Results are the core's frozen classes (:class:`KCoreResult`, :class:`KCoreRounds`,
-:class:`SplitResult`, :class:`AuditCounts`, :class:`PreparedLog`, :class:`TopkMetrics`), and errors are the classes of
+:class:`SplitResult`, :class:`AuditCounts`, :class:`PreparedLog`, :class:`TopkMetrics`,
+:class:`IdTextCheck`), and errors are the classes of
 :mod:`seqdistill.errors` (the core raises :class:`~seqdistill.errors.CoreError` for arguments it
 refuses and :class:`~seqdistill.errors.DataError` for a log it cannot prepare).
 
@@ -21,13 +22,22 @@ import numpy as np
 import numpy.typing as npt
 
 from seqdistill import _core
-from seqdistill._core import AuditCounts, KCoreResult, KCoreRounds, PreparedLog, SplitResult, TopkMetrics
+from seqdistill._core import (
+    AuditCounts,
+    IdTextCheck,
+    KCoreResult,
+    KCoreRounds,
+    PreparedLog,
+    SplitResult,
+    TopkMetrics,
+)
 
 __all__ = [
     "AuditCounts",
     "FILTERS",
     "Filter",
     "IdColumn",
+    "IdTextCheck",
     "KCoreResult",
     "KCoreRounds",
     "METRICS",
@@ -40,6 +50,7 @@ __all__ = [
     "TopkMetrics",
     "VALID_MODES",
     "Valid",
+    "check_id_text",
     "core_version",
     "encode_i64",
     "encode_str",
@@ -94,6 +105,13 @@ def encode_i64(values: npt.ArrayLike) -> tuple[npt.NDArray[np.uint32], I64]:
 def encode_str(offsets: npt.ArrayLike, data: npt.ArrayLike) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint64]]:
     """Dense codes of UTF-8 strings in Arrow layout and, per code, the first row holding it."""
     return _core.encode_str(_i64(offsets), np.ascontiguousarray(data, dtype=np.uint8))
+
+
+def check_id_text(offsets: npt.ArrayLike, data: npt.ArrayLike) -> IdTextCheck:
+    """One pass over UTF-8 string ids in Arrow layout, each seen trimmed of whitespace: the first
+    empty value, the first holding a control character, whether any is padded, whether all could
+    be integers, and the rows holding non-ASCII characters (see ``IdTextCheck``)."""
+    return _core.check_id_text(_i64(offsets), np.ascontiguousarray(data, dtype=np.uint8))
 
 
 # ----------------------------------------------------------------------------- the pipeline

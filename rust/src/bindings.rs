@@ -15,7 +15,7 @@ use crate::ids::{Ids, Uniques};
 use crate::kcore::{self as peel, Filter, Removed};
 use crate::pipeline::{self, SplitSpec};
 use crate::split::{Target, Valid};
-use crate::{ids, metrics, sequences, split};
+use crate::{ids, metrics, sequences, split, text};
 
 /// The Python classes of `seqdistill.errors`, imported when first raised.
 mod py_errors {
@@ -274,6 +274,36 @@ fn encode_str<'py>(
     let d = slice(&data, "data")?;
     let (codes, first) = py.detach(|| ids::encode_str(o, d))?;
     Ok((codes.into_pyarray(py), first.into_pyarray(py)))
+}
+
+/// What one pass over a string id column found (rust/src/text.rs): values are seen trimmed of
+/// whitespace; rows count from 0.
+#[pyclass(module = "seqdistill._core", frozen, get_all)]
+pub struct IdTextCheck {
+    first_empty: Option<usize>,
+    first_control: Option<usize>,
+    padded: bool,
+    int_like: bool,
+    non_ascii: Out1<u64>,
+}
+
+/// Checks UTF-8 string ids in Arrow layout in one pass (see `IdTextCheck`).
+#[pyfunction]
+fn check_id_text(
+    py: Python<'_>,
+    offsets: PyReadonlyArray1<'_, i64>,
+    data: PyReadonlyArray1<'_, u8>,
+) -> PyResult<IdTextCheck> {
+    let o = slice(&offsets, "offsets")?;
+    let d = slice(&data, "data")?;
+    let t = py.detach(|| text::check_ids(o, d))?;
+    Ok(IdTextCheck {
+        first_empty: t.first_empty,
+        first_control: t.first_control,
+        padded: t.padded,
+        int_like: t.int_like,
+        non_ascii: arr(py, t.non_ascii),
+    })
 }
 
 /// An id column: a list of int64 chunks, or `(offsets int64, data uint8)` of UTF-8 strings in
@@ -584,6 +614,7 @@ fn topk_metrics_from_ids(
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(encode_i64, m)?)?;
     m.add_function(wrap_pyfunction!(encode_str, m)?)?;
+    m.add_function(wrap_pyfunction!(check_id_text, m)?)?;
     m.add_function(wrap_pyfunction!(prepare_log, m)?)?;
     m.add_function(wrap_pyfunction!(kcore, m)?)?;
     m.add_function(wrap_pyfunction!(sort_by_user_time, m)?)?;
@@ -598,6 +629,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<KCoreResult>()?;
     m.add_class::<KCoreRounds>()?;
     m.add_class::<AuditCounts>()?;
+    m.add_class::<IdTextCheck>()?;
     m.add_class::<SplitResult>()?;
     m.add_class::<PreparedLog>()?;
     m.add_class::<TopkMetrics>()?;

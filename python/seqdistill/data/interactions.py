@@ -59,8 +59,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
+from seqdistill import core
 from seqdistill.errors import DataError, SeqdistillWarning
 
 __all__ = [
@@ -541,23 +543,44 @@ def _id_series(s: pl.Series, col: str, canonical: str, source: str, *, infer_int
     )
 
 
+def string_buffers(s: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """A string column as Arrow ``(offsets int64, data uint8)`` buffers (large_string layout),
+    as the Rust core reads string ids."""
+    import pyarrow as pa
+
+    arr = s.to_arrow()
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    arr = arr.cast(pa.large_string())
+    _, off_buf, data_buf = arr.buffers()
+    offsets = np.frombuffer(off_buf, dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
+    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+    return offsets, data
+
+
 def _string_ids(s: pl.Series, col: str, canonical: str, source: str, infer_integers: bool) -> pl.Series:
-    if infer_integers:  # fast path: every value parses (so none is padded, empty or NaN-like)
+    # One pass in the core answers the questions below for every value (seen stripped) at once;
+    # only the rows with non-ASCII characters go through the Unicode check of their own.
+    text = core.check_id_text(*string_buffers(s))
+    if infer_integers and text.int_like:  # fast path: every value parses (none padded, empty, NaN-like)
         as_int = s.cast(pl.Int64, strict=False)
         if as_int.null_count() == 0:
             return as_int if _all_canonical(s) else s
-    s = s.str.strip_chars()
-    row = _first(s.str.len_bytes() == 0)
+    if text.padded:
+        s = s.str.strip_chars()
+    row = text.first_empty
     if row is not None:
         raise DataError(f"{source}: {_where(col, canonical)} has an empty id at row {row}")
-    row = _first(s.str.contains(r"[\x00-\x1f\x7f]"))
+    row = text.first_control
     if row is not None:
         raise DataError(
             f"{source}: {_where(col, canonical)} has the id {_show(s[row])} at row {row}, which holds a "
             "control character (a damaged or binary file?)"
         )
-    row = _first(s.str.contains(r"\p{Cf}"))
-    if row is not None:
+    wide = pl.Series(text.non_ascii.astype(np.int64))
+    hit = _first(s.gather(wide).str.contains(r"\p{Cf}")) if len(wide) else None
+    if hit is not None:
+        row = int(wide[hit])
         char = next(c for c in s[row] if unicodedata.category(c) == "Cf")
         raise DataError(
             f"{source}: {_where(col, canonical)} has the id {_show(s[row])} at row {row}, which holds the "
@@ -571,7 +594,7 @@ def _string_ids(s: pl.Series, col: str, canonical: str, source: str, infer_integ
         raise DataError(
             f"{source}: {_where(col, canonical)} has the NaN-like id {_show(s[row])} at row {row}; ids must not be NaN"
         )
-    if infer_integers:
+    if infer_integers and text.int_like:
         as_int = s.cast(pl.Int64, strict=False)
         if as_int.null_count() == 0 and _all_canonical(s):
             return as_int

@@ -22,7 +22,7 @@ import polars as pl
 from seqdistill import core
 from seqdistill._config import DictConfig
 from seqdistill.data.dataset import FilterRound, PartCounts, PreparedDataset, SplitAudit
-from seqdistill.data.interactions import RawDataset, normalize_interactions
+from seqdistill.data.interactions import RawDataset, normalize_interactions, string_buffers
 from seqdistill.errors import DataError, SeqdistillWarning
 
 __all__ = ["FILTERS", "SPLITS", "SplitConfig", "encode_column", "prepare"]
@@ -97,16 +97,7 @@ def _id_column(s: pl.Series) -> core.IdColumn:
     if s.dtype == pl.Int64:
         return _chunks(s)
     if s.dtype == pl.String:
-        import pyarrow as pa
-
-        arr = s.to_arrow()
-        if isinstance(arr, pa.ChunkedArray):
-            arr = arr.combine_chunks()
-        arr = arr.cast(pa.large_string())
-        _, off_buf, data_buf = arr.buffers()
-        offsets = np.frombuffer(off_buf, dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
-        data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
-        return offsets, data
+        return string_buffers(s)
     raise DataError(f"column {s.name!r}: ids must be Int64 or String, got {s.dtype}")
 
 

@@ -1,0 +1,146 @@
+//! One pass over a string id column (Arrow layout) that answers what the data layer's id checks
+//! ask, so that they do not run one regular expression per question over every value.
+//!
+//! Values are looked at as the checks see them: trimmed of leading and trailing whitespace
+//! (`str::trim`, Unicode `White_Space`). Reported: the first row whose trimmed value is empty,
+//! the first row whose trimmed value holds a control character (`\x00`-`\x1f`, `\x7f`), whether
+//! any value changes when trimmed, whether every value could be a decimal integer (digits and
+//! signs, ASCII whitespace around them: only then is an integer parse worth trying), and the rows
+//! holding any non-ASCII character — the only ones that can hold an invisible format character,
+//! which the caller checks with its own Unicode tables on those rows alone.
+
+use rayon::prelude::*;
+
+use crate::error::{CoreError, Result};
+
+/// What [`check_ids`] found (rows count from 0).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdText {
+    pub first_empty: Option<usize>,
+    pub first_control: Option<usize>,
+    pub padded: bool,
+    pub int_like: bool,
+    pub non_ascii: Vec<u64>,
+}
+
+const ROWS_PER_TASK: usize = 1 << 16;
+
+/// ASCII characters that `char::is_whitespace` accepts.
+#[inline]
+fn ascii_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t'..=b'\r')
+}
+
+#[inline]
+fn control(b: u8) -> bool {
+    b < 0x20 || b == 0x7f
+}
+
+/// Checks the UTF-8 values `data[offsets[i]..offsets[i + 1]]`.
+pub fn check_ids(offsets: &[i64], data: &[u8]) -> Result<IdText> {
+    let n = offsets.len().saturating_sub(1);
+    if n == 0 {
+        return Ok(IdText { int_like: false, ..IdText::default() });
+    }
+    if offsets[0] < 0 || offsets[n] as usize > data.len() {
+        return Err(CoreError::InvalidOffsets { what: "string ids", row: 0 });
+    }
+    let parts: Vec<Result<IdText>> = (0..n.div_ceil(ROWS_PER_TASK))
+        .into_par_iter()
+        .map(|t| block(offsets, data, t * ROWS_PER_TASK, ((t + 1) * ROWS_PER_TASK).min(n)))
+        .collect();
+    let mut out = IdText { int_like: true, ..IdText::default() };
+    for p in parts {
+        let p = p?;
+        out.first_empty = out.first_empty.or(p.first_empty);
+        out.first_control = out.first_control.or(p.first_control);
+        out.padded |= p.padded;
+        out.int_like &= p.int_like;
+        out.non_ascii.extend(p.non_ascii);
+    }
+    Ok(out)
+}
+
+fn block(offsets: &[i64], data: &[u8], lo: usize, hi: usize) -> Result<IdText> {
+    let mut out = IdText { int_like: true, ..IdText::default() };
+    for row in lo..hi {
+        let (a, b) = (offsets[row], offsets[row + 1]);
+        if a > b {
+            return Err(CoreError::InvalidOffsets { what: "string ids", row });
+        }
+        let v = &data[a as usize..b as usize];
+        let trimmed: &[u8] = if v.is_ascii() {
+            let s = v.iter().position(|&c| !ascii_space(c)).unwrap_or(v.len());
+            let e = v.iter().rposition(|&c| !ascii_space(c)).map_or(s, |e| e + 1);
+            &v[s..e]
+        } else {
+            out.non_ascii.push(row as u64);
+            let s = std::str::from_utf8(v).map_err(|_| CoreError::Data(format!("row {row}: invalid UTF-8")))?;
+            s.trim().as_bytes()
+        };
+        out.padded |= trimmed.len() != v.len();
+        if trimmed.is_empty() && out.first_empty.is_none() {
+            out.first_empty = Some(row);
+        }
+        if out.first_control.is_none() && trimmed.iter().any(|&c| control(c)) {
+            out.first_control = Some(row);
+        }
+        out.int_like &=
+            !trimmed.is_empty() && v.iter().all(|&c| c.is_ascii_digit() || c == b'+' || c == b'-' || ascii_space(c));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arrow(values: &[&str]) -> (Vec<i64>, Vec<u8>) {
+        let mut offsets = vec![0i64];
+        let mut data = Vec::new();
+        for v in values {
+            data.extend_from_slice(v.as_bytes());
+            offsets.push(data.len() as i64);
+        }
+        (offsets, data)
+    }
+
+    #[test]
+    fn hand_made_column() {
+        let (o, d) = arrow(&["a", " b", "\u{3000}", "c\u{1}d", "x\n", "é", "\u{200b}"]);
+        let t = check_ids(&o, &d).unwrap();
+        assert_eq!(t.first_empty, Some(2)); // U+3000 is whitespace: trimmed to nothing
+        assert_eq!(t.first_control, Some(3)); // "x\n" trims to "x"
+        assert!(t.padded);
+        assert!(!t.int_like);
+        assert_eq!(t.non_ascii, vec![2, 5, 6]);
+    }
+
+    #[test]
+    fn integers_and_clean_columns() {
+        let (o, d) = arrow(&["12", "-3", "+4", " 5 "]);
+        let t = check_ids(&o, &d).unwrap();
+        assert!(t.int_like && t.padded && t.first_empty.is_none() && t.first_control.is_none());
+        let (o, d) = arrow(&["12", ""]);
+        let t = check_ids(&o, &d).unwrap();
+        assert!(!t.int_like && !t.padded);
+        assert_eq!(t.first_empty, Some(1));
+        assert_eq!(check_ids(&[0], &[]).unwrap(), IdText::default());
+    }
+
+    #[test]
+    fn many_blocks_keep_the_first_rows() {
+        let values: Vec<String> =
+            (0..200_000).map(|i| if i % 70_001 == 70_000 { "\u{7f}".into() } else { format!("u{i}") }).collect();
+        let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+        let (o, d) = arrow(&refs);
+        assert_eq!(check_ids(&o, &d).unwrap().first_control, Some(70_000));
+    }
+
+    #[test]
+    fn bad_offsets_and_bytes() {
+        assert!(check_ids(&[0, 5], b"abc").is_err());
+        assert!(check_ids(&[0, 2, 1], b"abc").is_err());
+        assert!(check_ids(&[0, 2], &[0xff, 0xfe]).is_err());
+    }
+}

@@ -1,0 +1,112 @@
+"""The string-id checks answered by one pass in the core (``core.check_id_text``) decide exactly
+as the per-question polars expressions they replaced: a plain polars reference of those checks
+below, against ``_string_ids`` on random columns of awkward characters (hypothesis)."""
+
+from __future__ import annotations
+
+import unicodedata
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from seqdistill import core
+from seqdistill.data.interactions import _NAN_LIKE, _string_ids, string_buffers
+from seqdistill.errors import DataError
+
+# Digits, signs, letters, ASCII and Unicode whitespace, control characters, invisible format
+# characters (Cf), other non-ASCII letters.
+ALPHABET = "0123+-ab \t\n\x0b\x00\x1f\x7f\u00a0\u3000\u2028\u200b\ufeff\u00ad\u2066éж"
+TOKENS = st.one_of(st.text(alphabet=ALPHABET, max_size=5), st.sampled_from(["nan", "-NaN", "007", "-0", "+5", "12"]))
+
+
+def reference(s: pl.Series, infer_integers: bool) -> pl.Series:
+    """The checks as separate polars expressions over every value (messages as the module's)."""
+
+    def first(mask: pl.Series) -> int | None:
+        mask = mask.fill_null(False)
+        return int(mask.arg_true()[0]) if mask.any() else None
+
+    def canonical(x: pl.Series) -> bool:
+        odd = x.str.starts_with("+") | x.str.starts_with("-0") | (x.str.starts_with("0") & (x.str.len_bytes() > 1))
+        return not odd.any()
+
+    if infer_integers:
+        as_int = s.cast(pl.Int64, strict=False)
+        if as_int.null_count() == 0:
+            return as_int if canonical(s) else s
+    s = s.str.strip_chars()
+    if (row := first(s.str.len_bytes() == 0)) is not None:
+        raise DataError(f"empty {row}")
+    if (row := first(s.str.contains(r"[\x00-\x1f\x7f]"))) is not None:
+        raise DataError(f"control {row}")
+    if (row := first(s.str.contains(r"\p{Cf}"))) is not None:
+        char = next(c for c in s[row] if unicodedata.category(c) == "Cf")
+        raise DataError(f"format {row} U+{ord(char):04X}")
+    short = (s.str.len_bytes() <= 4).arg_true()
+    hits = s.gather(short).str.to_lowercase().is_in(_NAN_LIKE)
+    if hits.any():
+        raise DataError(f"nan {int(short[int(hits.arg_true()[0])])}")
+    if infer_integers:
+        as_int = s.cast(pl.Int64, strict=False)
+        if as_int.null_count() == 0 and canonical(s):
+            return as_int
+    return s
+
+
+def kind_and_row(message: str) -> tuple[str, int, str]:
+    """(kind, row, character) of either implementation's message."""
+    for kind, words in [
+        ("empty", "empty id"),
+        ("control", "control character"),
+        ("format", "invisible"),
+        ("nan", "NaN-like"),
+    ]:
+        if kind in message.split()[0] or words in message:
+            row = (
+                int(message.split("at row ")[1].split()[0].rstrip(",;"))
+                if "at row " in message
+                else int(message.split()[1])
+            )
+            char = message.split("U+")[1][:4] if "U+" in message else ""
+            return kind, row, char
+    raise AssertionError(message)
+
+
+@settings(max_examples=400, deadline=None)
+@given(values=st.lists(TOKENS, min_size=1, max_size=12), infer=st.booleans(), chunks=st.integers(1, 3))
+def test_same_decision_as_the_per_question_reference(values, infer, chunks):
+    s = pl.concat(
+        [
+            pl.Series("u", part, dtype=pl.String)
+            for part in np.array_split(np.array(values, dtype=object), chunks)
+            if len(part)
+        ]
+    )
+    try:
+        want = reference(s, infer)
+    except DataError as e:
+        with pytest.raises(DataError) as got:
+            _string_ids(s, "u", "user_id", "src", infer)
+        assert kind_and_row(str(got.value)) == kind_and_row(str(e)), (values, str(got.value), str(e))
+        return
+    got = _string_ids(s, "u", "user_id", "src", infer)
+    assert got.dtype == want.dtype
+    assert got.to_list() == want.to_list()
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(TOKENS, max_size=12))
+def test_core_pass_against_python(values):
+    s = pl.Series("u", values, dtype=pl.String)
+    t = core.check_id_text(*string_buffers(s))
+    stripped = s.str.strip_chars().to_list()
+    assert t.first_empty == next((i for i, v in enumerate(stripped) if v == ""), None)
+    ctrl = next((i for i, v in enumerate(stripped) if any(ord(c) < 0x20 or ord(c) == 0x7F for c in v)), None)
+    assert t.first_control == ctrl
+    assert t.padded == (stripped != values)
+    assert t.non_ascii.tolist() == [i for i, v in enumerate(values) if not v.isascii()]
+    if values and not t.int_like:  # then some value cannot be an integer
+        assert s.cast(pl.Int64, strict=False).null_count() > 0
