@@ -191,6 +191,8 @@ def test_every_command_takes_debug_and_has_a_function():
         ("profiles", "generate"),
         ("profiles", "encode"),
         ("profiles", "reduce"),
+        ("profiles", "stats"),
+        ("profiles", "probe"),
         ("experiment",),
         ("evaluate",),
         ("train",),

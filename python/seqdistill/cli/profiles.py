@@ -1,15 +1,16 @@
-"""``seqdistill profiles generate | encode | reduce`` over a prepared dataset folder."""
+"""``seqdistill profiles generate | encode | reduce | stats | probe`` over a prepared dataset folder."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from seqdistill.cli._common import int_at_least, nonnegative_float, nonnegative_int, positive_int
+from seqdistill.cli._common import finite_float, int_at_least, nonnegative_float, nonnegative_int, positive_int
 from seqdistill.errors import ConfigError, DataError, OutputError
 
 __all__ = ["add_parser"]
@@ -39,7 +40,29 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: Sequence[argpars
         help="openai: send the API key over plain http:// to a host that is not loopback "
         "(refused by default: the key would travel in clear text; use only on a network you trust)",
     )
-    g.add_argument("--max-new-tokens", type=positive_int, default=512)
+    g.add_argument(
+        "--max-new-tokens",
+        type=positive_int,
+        help="default: 160 for smollm (the measured small-model settings), 512 otherwise",
+    )
+    g.add_argument(
+        "--repetition-penalty",
+        type=finite_float,
+        help="divide the logits of tokens already seen (1: off; default 1.3 for smollm, 1 otherwise)",
+    )
+    g.add_argument(
+        "--no-repeat-ngram",
+        type=nonnegative_int,
+        help="forbid repeating any n-gram of this many tokens (0: off; default 4 for smollm; local models only)",
+    )
+    g.add_argument("--stop", action="append", help="end a profile at this string (repeatable)")
+    g.add_argument(
+        "--style",
+        choices=["full", "compact"],
+        help="history lines and prompts: full (five points) or compact (title (year) | genres | rating, "
+        "four short lines); default compact for smollm, full otherwise",
+    )
+    g.add_argument("--max-items", type=positive_int, help="only the N most recent distinct items of a history")
     g.add_argument("--temperature", type=nonnegative_float, default=0.0)
     g.add_argument("--seed", type=nonnegative_int, default=0)
     g.add_argument("--batch-size", type=positive_int, default=8, help="transformers: prompts per forward")
@@ -85,6 +108,24 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: Sequence[argpars
     r.add_argument("--refit", action="store_true", help="fit again, replacing the reducer and targets already at --out")
     r.set_defaults(func=_reduce, prog_name=r.prog, output_arg="out")
 
+    st = sub.add_parser("stats", parents=list(parents), help="tokens, loop rate and named items of a profile store")
+    st.add_argument("--store", required=True)
+    st.add_argument("--dataset", help="the store's prepared dataset (for the share naming items outside the history)")
+    st.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
+    st.set_defaults(func=_stats, prog_name=st.prog)
+
+    pb = sub.add_parser(
+        "probe",
+        parents=list(parents),
+        help="how much profile vectors tell about each user's future item tags (ridge probe, no training)",
+    )
+    pb.add_argument("dataset", help="prepared dataset folder")
+    pb.add_argument("targets", help="folder from 'profiles encode' or 'profiles reduce', or a [n_users, d] .npy")
+    pb.add_argument("--seed", type=nonnegative_int, default=0)
+    pb.add_argument("--n-boot", type=positive_int, default=2000, help="bootstrap resamples for the interval")
+    pb.add_argument("--out", help="also write the result as JSON to this file")
+    pb.set_defaults(func=_probe, prog_name=pb.prog, output_arg="out")
+
 
 def _load(folder: str):
     from seqdistill.data import PreparedDataset
@@ -95,8 +136,7 @@ def _load(folder: str):
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from seqdistill.profiles.history import HistoryConfig
-    from seqdistill.profiles.llm import GenerationConfig, OpenAIBackend, TransformersBackend
+    from seqdistill.profiles.llm import OpenAIBackend, TransformersBackend
     from seqdistill.profiles.pipeline import generate_profiles
     from seqdistill.profiles.smollm import converted_path
     from seqdistill.profiles.stats_profile import write_stats_profiles
@@ -113,7 +153,7 @@ def _generate(args: argparse.Namespace) -> int:
     if args.backend == "stats":
         store = write_stats_profiles(ds, args.store, users=users)
     else:
-        cfg = GenerationConfig(args.max_new_tokens, args.temperature, seed=args.seed)
+        cfg, hist = _settings(args)
         if args.backend == "openai":
             backend = OpenAIBackend(
                 args.base_url,
@@ -126,14 +166,67 @@ def _generate(args: argparse.Namespace) -> int:
         else:
             path = converted_path() if args.backend == "smollm" else args.model
             backend = TransformersBackend(path, cfg, batch_size=args.batch_size, context_tokens=args.context_tokens)
-        hist = HistoryConfig(max_tokens=args.max_history_tokens, overflow=args.overflow)
         store = generate_profiles(
             ds, backend, args.store, history=hist, prompt_dir=args.prompt_dir, users=users, batch_users=args.batch_users
         )
     t = store.table()
     n_ok = int((t["status"] == "ok").sum()) if t.height else 0
+    if args.backend != "stats":
+        from seqdistill.profiles.quality import store_stats
+
+        for line in store_stats(store, ds).lines():
+            print(line, file=sys.stderr)
     print(json.dumps({"store": str(store.path), "ok": n_ok, "error": t.height - n_ok}))
     return 0 if n_ok == t.height else 1
+
+
+def _settings(args: argparse.Namespace):
+    """GenerationConfig and HistoryConfig from the flags; unset flags take the backend's
+    defaults (the measured small-model settings for smollm, plain decoding otherwise)."""
+    from seqdistill.profiles.history import HistoryConfig
+    from seqdistill.profiles.llm import SMALL_MODEL_DECODING, GenerationConfig
+
+    small = args.backend == "smollm"
+    base = dict(SMALL_MODEL_DECODING) if small else {}
+    given = {
+        "max_new_tokens": args.max_new_tokens,
+        "repetition_penalty": args.repetition_penalty,
+        "no_repeat_ngram_size": args.no_repeat_ngram,
+        "stop": args.stop,
+    }
+    base.update({k: v for k, v in given.items() if v is not None})
+    cfg = GenerationConfig(temperature=args.temperature, seed=args.seed, **base)
+    style = args.style or ("compact" if small else "full")
+    max_items = (
+        args.max_items if args.max_items is not None else (SMALL_MODEL_ITEMS if small and style == "compact" else None)
+    )
+    hist = HistoryConfig(max_tokens=args.max_history_tokens, overflow=args.overflow, style=style, max_items=max_items)
+    return cfg, hist
+
+
+SMALL_MODEL_ITEMS = 40  # most recent items in a smollm prompt (docs/profiles.md)
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from seqdistill.profiles.quality import store_stats
+    from seqdistill.profiles.store import ProfileStore
+
+    ds = None if args.dataset is None else _load(args.dataset)
+    stats = store_stats(ProfileStore(args.store), ds)
+    print(json.dumps(stats.to_dict()) if args.json else "\n".join(stats.lines()))
+    return 0
+
+
+def _probe(args: argparse.Namespace) -> int:
+    from seqdistill.profiles.probe import ProbeConfig, load_vectors, probe, write_result
+
+    ds = _load(args.dataset)
+    vectors, mask, source = load_vectors(args.targets, ds)
+    result = probe(ds, vectors, mask, ProbeConfig(seed=args.seed, n_boot=args.n_boot), source=source)
+    if args.out:
+        write_result(result, args.out)
+    print("\n".join(result.lines()))
+    return 0
 
 
 def _encode(args: argparse.Namespace) -> int:

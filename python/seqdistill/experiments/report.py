@@ -227,6 +227,11 @@ def report(out_dir: str | os.PathLike) -> dict[str, Any]:
         res["figure3"] = fig.name
     text = render_markdown(summary, out.name, fig.name if drew else None)
     text += "\n".join(render_idgenrec(summary, runs, idgenrec) + [""])
+    from seqdistill.profiles.probe import experiment_probes, probe_markdown  # the profile probe (#15)
+
+    if probes := experiment_probes(out):
+        res["probe"] = probes
+        text += "\n".join(probe_markdown(probes) + [""])
     _io.write_text(out / "report.md", text)
     _io.write_json(out / "report.json", res)
     return res
