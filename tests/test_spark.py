@@ -184,6 +184,18 @@ def test_bad_input_is_one_line_naming_column_and_row(spark, tmp_path):
             good.with_columns(pl.Series("item_id", ["a", "b", "c", " "])),
             r"column 'item_id' has an empty id ' ' at row 3$",
         ),
+        # Ids the in-memory path would strip or refuse are refused (never a different result).
+        (
+            good.with_columns(pl.Series("item_id", ["a", " b", "c", "d"])),
+            r"'item_id' has the id ' b' with whitespace.* at row 1$",
+        ),
+        (good.with_columns(pl.Series("item_id", ["a", "b", "c\u3000", "d"])), r"with whitespace .* at row 2$"),
+        (good.with_columns(pl.Series("item_id", ["a", "b\x01", "c", "d"])), r"control character.* at row 1$"),
+        (
+            good.with_columns(pl.Series("item_id", ["a", "b", "c", "d\u200b"])),
+            r"invisible format character.* at row 3$",
+        ),
+        (good.with_columns(pl.Series("item_id", ["a", "NaN", "c", "d"])), r"NaN-like id 'NaN'.* at row 1$"),
     ]
     for df, message in cases:
         with pytest.raises(DataError, match=message) as e:

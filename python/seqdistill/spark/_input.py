@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from seqdistill.data.interactions import _NAN_LIKE
 from seqdistill.errors import DataError
 
 __all__ = ["Input", "load"]
@@ -105,7 +106,7 @@ def load(spark: Any, data: Any, columns: Mapping[str, str] | None, name: str) ->
     bad = {c: F.col(c).isNull() for c in order if c != "rating"}
     for c in _ID_COLS:
         if dict(df.dtypes)[c] == "string":
-            bad[c] = bad[c] | (F.length(F.trim(F.col(c))) == 0)
+            bad[c] = bad[c] | _odd_string(F.col(c))
     counts = df.agg(
         F.count(F.lit(1)).alias("rows"),
         *[F.sum(b.cast("long")).alias(f"bad_{c}") for c, b in bad.items()],
@@ -119,6 +120,34 @@ def load(spark: Any, data: Any, columns: Mapping[str, str] | None, name: str) ->
     return Input(cached, "rating" in mapping, int(counts["rows"]))
 
 
+#: Java regular expressions (Unicode classes: ``\s`` is White_Space, as Rust's ``str::trim``).
+_PADDED = r"(?U)^\s|\s$"
+_CONTROL = r"[\x00-\x1f\x7f]"
+_FORMAT = r"\p{Cf}"
+
+
+def _odd_string(c: Any) -> Any:
+    """Ids the in-memory path would strip or refuse (empty, padded, control or invisible format
+    characters, NaN-like: see seqdistill.data.interactions). Spark takes ids as written, so it
+    refuses them all rather than differ from the in-memory result."""
+    from pyspark.sql import functions as F
+
+    return (F.length(c) == 0) | c.rlike(_PADDED) | c.rlike(_CONTROL) | c.rlike(_FORMAT) | F.lower(c).isin(*_NAN_LIKE)
+
+
+def _why(value: str) -> str:
+    """What is wrong with a string id that :func:`_odd_string` flagged (checked in Python)."""
+    if any((ord(c) < 0x20 and c not in "\t\n\x0b\x0c\r") or ord(c) == 0x7F for c in value):
+        return f"has the id {value!r}, which holds a control character (a damaged or binary file?)"
+    if value.strip() == "":
+        return f"has an empty id {value!r}"
+    if value != value.strip():
+        return f"has the id {value!r} with whitespace around it (strip the ids before the Spark engine)"
+    if value.lower() in _NAN_LIKE:
+        return f"has the NaN-like id {value!r}; ids must not be NaN"
+    return f"has the id {value!r}, which holds an invisible format character; remove it"
+
+
 def _refuse(df: Any, canonical: str, col: str, cond: Any, name: str) -> None:
     """The first row (0-based, in input order) that fails ``cond``, named in one line."""
     from pyspark.sql import functions as F
@@ -126,5 +155,5 @@ def _refuse(df: Any, canonical: str, col: str, cond: Any, name: str) -> None:
     first = df.where(cond).orderBy("_row").select("_row", canonical).first()
     row = df.where(F.col("_row") < first["_row"]).count()
     value = first[canonical]
-    what = "is null" if value is None else f"has an empty id {value!r}"
+    what = "is null" if value is None else _why(value)
     raise DataError(f"{name}: {_where(col, canonical)} {what} at row {row}")
