@@ -75,6 +75,11 @@ def test_future_tags_are_those_of_the_items_after_the_training_prefix(planted):
     for u in (0, 5, 17):
         held = ds.items[ds.offsets[u] + ds.train_end[u] : ds.offsets[u + 1]].tolist()
         assert {names[i] for i in np.flatnonzero(y[u])} == {cat[it] for it in held}
+    y1, names1, _ = future_tags(ds, horizon=1)
+    assert names1 == names
+    for u in (0, 5, 17):
+        nxt = int(ds.items[ds.offsets[u] + ds.train_end[u]])
+        assert {names[i] for i in np.flatnonzero(y1[u])} == {cat[nxt]}
 
 
 # ------------------------------------------------------------------------------ bad inputs

@@ -60,6 +60,7 @@ class ProbeConfig(DictConfig):
     n_boot: int = 2000
     level: float = 0.95
     min_users: int = 10  # per part
+    horizon: int | None = 1  # tags of the first N items after the training prefix (None: all of them)
     threads: int | None = 1  # BLAS threads while probing (None: leave as is); one is fastest on a shared machine
 
     def __post_init__(self) -> None:
@@ -79,6 +80,9 @@ class ProbeConfig(DictConfig):
                 raise ConfigError(
                     f"ProbeConfig.{key}: expected a non-empty list of finite numbers > {low:g}, got {v!r}"
                 )
+        h = self.horizon
+        if h is not None and (not isinstance(h, int) or isinstance(h, bool) or h < 1):
+            raise ConfigError(f"ProbeConfig.horizon: expected an integer >= 1 or None, got {h!r}")
         t = self.threads
         if t is not None and (not isinstance(t, int) or isinstance(t, bool) or t < 1):
             raise ConfigError(f"ProbeConfig.threads: expected an integer >= 1 or None, got {t!r}")
@@ -191,9 +195,9 @@ def _scatter(folder: Path, users: np.ndarray, emb: np.ndarray, n: int) -> tuple[
     return values, mask
 
 
-def future_tags(ds: Any) -> tuple[np.ndarray, list[str], str]:
-    """``Y [n_users, n_tags]`` (1 where an item after the user's training prefix has the tag),
-    the tag names and the tag column."""
+def future_tags(ds: Any, horizon: int | None = None) -> tuple[np.ndarray, list[str], str]:
+    """``Y [n_users, n_tags]`` (1 where one of the first ``horizon`` items after the user's
+    training prefix, all of them for None, has the tag), the tag names and the tag column."""
     tables = _Tables(ds)
     if tables.tag_column is None:
         cols = [] if ds.item_meta is None else [c for c in ds.item_meta.columns if c not in ("item", "item_id")]
@@ -206,7 +210,9 @@ def future_tags(ds: Any) -> tuple[np.ndarray, list[str], str]:
     y = np.zeros((int(ds.n_users), len(names)), np.float64)
     offsets, train_end = np.asarray(ds.offsets), np.asarray(ds.train_end)
     for u in range(int(ds.n_users)):
-        for it in np.asarray(ds.items[offsets[u] + train_end[u] : offsets[u + 1]]).tolist():
+        start = offsets[u] + train_end[u]
+        stop = offsets[u + 1] if horizon is None else min(offsets[u + 1], start + horizon)
+        for it in np.asarray(ds.items[start:stop]).tolist():
             for t in tables.tags[it]:
                 y[u, index[t]] = 1.0
     return y, names, tables.tag_column
@@ -244,7 +250,7 @@ def _blas_threads(n: int | None):
 def _probe(ds: Any, vectors: Any, mask: Any, config: ProbeConfig, source: str) -> ProbeResult:
     t0 = time.perf_counter()
     vectors, mask = _checked(ds, vectors, mask)
-    y_all, names, column = future_tags(ds)
+    y_all, names, column = future_tags(ds, config.horizon)
     has_train = np.asarray(ds.train_end) > 0
     users = np.flatnonzero(mask & has_train & (y_all.sum(axis=1) > 0))
     parts = _split(users, config)
