@@ -268,3 +268,23 @@ def test_store_stats_of_a_generated_store(tmp_path):
     # the fake backend's profile repeats the user's own history lines: every title is the user's
     assert st.names_outside_item == 0.0 and st.names_history_item > 0
     assert store_stats(store).names_outside_item is None
+
+
+def test_generate_flags_default_to_the_measured_small_model_settings_for_smollm_only():
+    from seqdistill.cli import build_parser
+    from seqdistill.cli.profiles import SMALL_MODEL_ITEMS, _settings
+    from seqdistill.profiles.llm import SMALL_MODEL_DECODING
+
+    def settings(*extra):
+        return _settings(build_parser().parse_args(["profiles", "generate", "d", "--store", "s", *extra]))
+
+    cfg, hist = settings()
+    assert {k: cfg.to_dict()[k] for k in SMALL_MODEL_DECODING} == SMALL_MODEL_DECODING
+    assert (hist.style, hist.max_items) == ("compact", SMALL_MODEL_ITEMS)
+    cfg, hist = settings("--backend", "openai", "--model", "m")
+    assert cfg == GenerationConfig() and hist == HistoryConfig()
+    cfg, hist = settings("--no-repeat-ngram", "0", "--max-new-tokens", "99", "--stop", "##", "--style", "full")
+    assert (cfg.no_repeat_ngram_size, cfg.max_new_tokens, cfg.stop) == (0, 99, ["##"])
+    assert (hist.style, hist.max_items) == ("full", None)
+    with pytest.raises(ConfigError, match="repetition_penalty"):
+        settings("--repetition-penalty", "0.5")
