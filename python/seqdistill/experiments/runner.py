@@ -316,6 +316,68 @@ def _one_run(
     return record
 
 
+# ------------------------------------------------------------------------------ workers
+def _sweep_finished(out: Path, finished: list[str]) -> None:
+    """What a process killed between a run's record and its cleanup left of a finished run: its
+    ``work/<run>/`` (a folder the runner made, or an empty one a removal stopped in)."""
+    from .workers import folder_lock
+
+    for name in finished:
+        work = out / "work" / name
+        if not work.is_dir() or work.is_symlink():
+            continue
+        with folder_lock(work) as held:
+            if held and not any(work.iterdir()):
+                work.rmdir()
+            elif held and (work / WORK_MARKER).is_file():
+                _remove_work_folder(out, work, name)
+
+
+def _worker_setup(index: int, out: str, config_dict: dict, origin: str):
+    """In worker process ``index``: one torch thread (or GPU ``index mod count``), the config, and
+    the dataset and targets the parent cached; returns the function that trains one run by name."""
+    import torch
+
+    from seqdistill.data import PreparedDataset
+
+    torch.set_num_threads(1)
+    if torch.cuda.is_available():
+        torch.cuda.set_device(index % torch.cuda.device_count())
+    config = ExperimentConfig.from_dict(config_dict, where=origin)
+    folder = Path(out)
+    ds = PreparedDataset.load(folder / "dataset")
+    targets, plans = _targets(config, ds, folder), {p.name: p for p in plan_runs(config)}
+    return lambda name: _train_locked(config, ds, plans[name], targets, folder)
+
+
+def _train_locked(config: ExperimentConfig, ds, plan: RunPlan, targets, out: Path) -> dict:
+    """In a worker: train and test ``plan`` unless it is finished or another live process holds
+    its ``work/<run>/`` (an flock); the record is checked again under the lock."""
+    from .workers import folder_lock
+
+    record = out / "runs" / f"{plan.name}.json"
+    busy = {"kind": "busy", "run": plan.name}
+    if record.exists():  # finished by another process on this folder
+        return {"kind": "done", "run": plan.name, "skipped": True, **_summary(RunRecord.from_json(record))}
+    try:
+        work = _work_folder(out, plan)  # created here (with the runner's marker) or resumed
+    except FileExistsError:  # another process created it a moment ago
+        return busy
+    with folder_lock(work) as held:
+        if not held:
+            return busy
+        if record.exists():  # finished by another process meanwhile
+            _remove_work_folder(out, work, plan.name)
+            return {"kind": "done", "run": plan.name, "skipped": True, **_summary(RunRecord.from_json(record))}
+        t0 = time.perf_counter()
+        rec = _one_run(config, ds, plan, targets, out)
+        return {"kind": "done", "run": plan.name, "seconds": time.perf_counter() - t0, **_summary(rec)}
+
+
+def _summary(rec: RunRecord) -> dict:
+    return {"ndcg": rec.test.get("ndcg@10"), "recall": rec.test.get("recall@10"), "best_epoch": rec.best_epoch}
+
+
 def _check_processes(config: ExperimentConfig, workers: int) -> None:
     """Several runs at once (``workers``) or one run on several processes (``[train] nproc``), not both."""
     nproc = config.train.get("nproc", 1)
@@ -381,16 +443,15 @@ def run_experiment(
             f"experiment {config.name}: {len(plans)} runs, {len(plans) - len(todo)} already done -> {out}", flush=True
         )
     if workers > 1:
-        from .workers import sweep_finished
-
-        sweep_finished(out, sorted(done))
+        _sweep_finished(out, sorted(done))
     if not todo:
         return paths
     targets = _targets(config, ds, out)
     if workers > 1:
         from .workers import run_parallel
 
-        run_parallel(config, out, todo, workers, progress)
+        setup_args = (str(out), config.to_dict(), config.origin)
+        run_parallel([p.name for p in todo], workers, progress, _worker_setup, setup_args)
         return paths
     for i, plan in enumerate(todo, 1):
         t0 = time.perf_counter()

@@ -31,8 +31,7 @@ import contextlib
 import fcntl
 import json
 import os
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
@@ -40,11 +39,9 @@ from typing import Any
 from seqdistill import errors
 from seqdistill.errors import ConfigError, SeqdistillError, TrainingError
 
-from .plan import RunPlan
-from .resume import WORK_MARKER
 from .validate import WORKERS_LIMIT
 
-__all__ = ["check_workers", "run_parallel", "sweep_finished"]
+__all__ = ["check_workers", "folder_lock", "run_parallel"]
 
 
 def check_workers(workers: object) -> int:
@@ -64,7 +61,7 @@ def _recv(conn: Connection) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------ the worker
 @contextlib.contextmanager
-def _folder_lock(work: Path) -> Iterator[bool]:
+def folder_lock(work: Path) -> Iterator[bool]:
     """An exclusive ``flock`` on the folder ``work`` (True), or False when another live process
     holds it. The folder may be removed while held: whoever locks a new one finds the record."""
     fd = os.open(work, os.O_RDONLY | os.O_DIRECTORY)
@@ -79,81 +76,21 @@ def _folder_lock(work: Path) -> Iterator[bool]:
         os.close(fd)
 
 
-def sweep_finished(out: Path, finished: list[str]) -> None:
-    """What a process killed between a run's record and its cleanup left of a finished run: its
-    ``work/<run>/`` (a folder the runner made, or an empty one a removal stopped in)."""
-    from .runner import _remove_work_folder
-
-    for name in finished:
-        work = out / "work" / name
-        if not work.is_dir() or work.is_symlink():
-            continue
-        with _folder_lock(work) as held:
-            if held and not any(work.iterdir()):
-                work.rmdir()
-            elif held and (work / WORK_MARKER).is_file():
-                _remove_work_folder(out, work, name)
-
-
-def _train_one(config, ds, plan: RunPlan, targets, out: Path) -> dict[str, Any]:
-    """Train and test ``plan`` unless it is finished or held by another process."""
-    from .records import RunRecord
-    from .runner import _one_run, _remove_work_folder, _work_folder
-
-    record = out / "runs" / f"{plan.name}.json"
-    busy = {"kind": "busy", "run": plan.name}
-    if record.exists():  # finished by another process on this folder
-        return {"kind": "done", "run": plan.name, "skipped": True, **_summary(RunRecord.from_json(record))}
-    try:
-        work = _work_folder(out, plan)  # created here (with the runner's marker) or resumed
-    except FileExistsError:  # another process created it a moment ago
-        return busy
-    with _folder_lock(work) as held:
-        if not held:
-            return busy
-        if record.exists():  # finished by another process meanwhile
-            _remove_work_folder(out, work, plan.name)
-            return {"kind": "done", "run": plan.name, "skipped": True, **_summary(RunRecord.from_json(record))}
-        t0 = time.perf_counter()
-        rec = _one_run(config, ds, plan, targets, out)
-        return {"kind": "done", "run": plan.name, "seconds": time.perf_counter() - t0, **_summary(rec)}
-
-
-def _summary(rec) -> dict[str, Any]:
-    return {"ndcg": rec.test.get("ndcg@10"), "recall": rec.test.get("recall@10"), "best_epoch": rec.best_epoch}
-
-
-def _setup(index: int, config_dict: dict[str, Any], origin: str, out: Path):
-    """The worker's torch settings, config, dataset, targets and plans (all cached by the parent)."""
-    import torch
-
-    from seqdistill.data import PreparedDataset
-
-    from .config import ExperimentConfig
-    from .plan import plan_runs
-    from .runner import _targets
-
-    torch.set_num_threads(1)
-    if torch.cuda.is_available():
-        torch.cuda.set_device(index % torch.cuda.device_count())
-    config = ExperimentConfig.from_dict(config_dict, where=origin)
-    ds = PreparedDataset.load(out / "dataset")
-    return config, ds, _targets(config, ds, out), {p.name: p for p in plan_runs(config)}
-
-
-def _worker(index: int, out: str, config_dict: dict[str, Any], origin: str, parent: int, conn: Connection) -> None:
-    """One worker process: ask for a run, train it, report, until told to stop."""
+def _worker(
+    index: int, parent: int, conn: Connection, setup: Callable[..., Callable[[str], dict]], args: tuple
+) -> None:
+    """One worker process: ``setup(index, *args)`` once (it returns the function that trains one
+    run by name), then ask for a run, train it, report, until told to stop."""
     from seqdistill.training.distributed import die_with_parent
 
     die_with_parent(parent)  # elsewhere than Linux, the pid check before each run stops an orphan
-    folder = Path(out)
     try:
-        config, ds, targets, plans = _setup(index, config_dict, origin, folder)
+        train = setup(index, *args)
         _send(conn, kind="ready")
         while (msg := _recv(conn)).get("run") is not None:
             if os.getppid() != parent:
                 os._exit(1)
-            _send(conn, **_train_one(config, ds, plans[msg["run"]], targets, folder))
+            _send(conn, **train(msg["run"]))
     except SeqdistillError as e:
         _send(conn, kind="error", type=type(e).__name__, message=str(e))
     except Exception as e:  # a bug: its type and message, for the parent's one error
@@ -166,18 +103,19 @@ def _worker(index: int, out: str, config_dict: dict[str, Any], origin: str, pare
 class _Pool:
     """The parent's side: N workers, the runs still to hand out, and what went wrong."""
 
-    def __init__(self, out: Path, config, todo: list[RunPlan], workers: int, progress: bool) -> None:
+    def __init__(self, todo: list[str], workers: int, progress: bool, setup: Callable, args: tuple) -> None:
         import multiprocessing as mp
 
         ctx = mp.get_context("spawn")
-        self.todo, self.total, self.progress = [p.name for p in todo], len(todo), progress
+        self.todo, self.total, self.progress = list(todo), len(todo), progress
         self.finished, self.failures = 0, []
         self.current: dict[int, str | None] = {}
         self.procs, self.conns = [], []
         for i in range(min(workers, len(todo))):
             mine, theirs = ctx.Pipe()
-            args = (i, str(out), config.to_dict(), config.origin, os.getpid(), theirs)
-            proc = ctx.Process(target=_worker, args=args, daemon=True, name=f"seqdistill-worker-{i}")
+            proc = ctx.Process(
+                target=_worker, args=(i, os.getpid(), theirs, setup, args), daemon=True, name=f"seqdistill-worker-{i}"
+            )
             proc.start()
             theirs.close()
             self.procs.append(proc)
@@ -264,10 +202,14 @@ class _Pool:
         raise cls(message + more)
 
 
-def run_parallel(config, out: Path, todo: list[RunPlan], workers: int, progress: bool) -> None:
-    """Train and test ``todo`` in ``workers`` processes (see the module doc); raises the first
-    failure once every worker has stopped."""
-    pool = _Pool(out, config, todo, workers, progress)
+def run_parallel(
+    todo: list[str], workers: int, progress: bool, setup: Callable[..., Callable[[str], dict]], args: tuple
+) -> None:
+    """Train the runs named ``todo`` in ``workers`` processes (see the module doc): each worker
+    calls ``setup(index, *args)`` once (a module-level function, e.g. the runner's; it returns the
+    function that trains a run by name and returns its summary), then trains runs as handed out.
+    Raises the first failure once every worker has stopped."""
+    pool = _Pool(todo, workers, progress, setup, args)
     try:
         pool.run()
     finally:
