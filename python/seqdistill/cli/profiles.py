@@ -43,17 +43,17 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: Sequence[argpars
     g.add_argument(
         "--max-new-tokens",
         type=positive_int,
-        help="default: 160 for smollm (the measured small-model settings), 512 otherwise",
+        help="default: 128 for smollm (the measured small-model settings), 512 otherwise",
     )
     g.add_argument(
         "--repetition-penalty",
         type=finite_float,
-        help="divide the logits of tokens already seen (1: off; default 1.3 for smollm, 1 otherwise)",
+        help="divide the logits of tokens already seen (default 1: off)",
     )
     g.add_argument(
         "--no-repeat-ngram",
         type=nonnegative_int,
-        help="forbid repeating any n-gram of this many tokens (0: off; default 4 for smollm; local models only)",
+        help="forbid repeating any n-gram of this many tokens (0: off; default 3 for smollm, 0 otherwise; local models only)",
     )
     g.add_argument("--stop", action="append", help="end a profile at this string (repeatable)")
     g.add_argument(

@@ -105,7 +105,7 @@ class GenerationConfig(DictConfig):
 
 
 #: Decoding measured for SmolLM2-135M on MovieLens users (docs/profiles.md, "Choosing the defaults").
-SMALL_MODEL_DECODING: dict[str, Any] = {"max_new_tokens": 160, "repetition_penalty": 1.3, "no_repeat_ngram_size": 4}
+SMALL_MODEL_DECODING: dict[str, Any] = {"max_new_tokens": 128, "no_repeat_ngram_size": 3}
 
 
 def _is_int(v: object) -> bool:
