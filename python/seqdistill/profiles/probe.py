@@ -1,9 +1,10 @@
 """The profile probe: what a profile embedding tells about a user's future, before any training.
 
 For every user with a profile, a training prefix and at least one tagged item after it, the
-probe predicts the **tags** (genres, categories, ...) of the items the user meets after the
-training prefix (positions ``train_end ..`` of the log: the validation and test part of the
-split) with ridge regressions from three feature sets:
+probe predicts the **tags** (genres, categories, ...) of the first ``horizon`` items the user meets
+after the training prefix (default 1: the next item; ``None``: every position ``train_end ..``
+of the log, the validation and test part of the split) with ridge regressions from three
+feature sets:
 
 * ``profile``: the profile vector (an embedding or reduced target), standardized per column;
 * ``items``: the bag of the user's training item ids (counts, each row scaled to unit length);
