@@ -183,6 +183,17 @@ def test_cli_probe_prints_the_table_and_writes_json(folders, capsys):
     assert json.loads((folders / "p.json").read_text())["config"]["n_boot"] == 200
 
 
+def test_cli_probe_never_replaces_a_file_without_overwrite(folders, capsys):
+    mine = folders / "mine.json"
+    mine.write_text("my notes")
+    argv = ["profiles", "probe", str(folders / "ds"), str(folders / "v.npy"), "--n-boot", "50", "--out", str(mine)]
+    assert main(argv) == 2
+    assert "--overwrite" in capsys.readouterr().err and mine.read_text() == "my notes"
+    assert main([*argv, "--overwrite"]) == 0
+    assert json.loads(mine.read_text())["config"]["n_boot"] == 50
+    assert main([*argv[:-1], str(folders), "--overwrite"]) == 2  # a folder is never replaced
+
+
 @pytest.mark.parametrize("target", ["other.npy", "emb_other", "missing.npy"])
 def test_cli_probe_refuses_in_one_line_without_traceback(folders, capsys, target):
     assert main(["profiles", "probe", str(folders / "ds"), str(folders / target)]) == 2

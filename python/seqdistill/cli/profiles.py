@@ -123,7 +123,8 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: Sequence[argpars
     pb.add_argument("targets", help="folder from 'profiles encode' or 'profiles reduce', or a [n_users, d] .npy")
     pb.add_argument("--seed", type=nonnegative_int, default=0)
     pb.add_argument("--n-boot", type=positive_int, default=2000, help="bootstrap resamples for the interval")
-    pb.add_argument("--out", help="also write the result as JSON to this file")
+    pb.add_argument("--out", help="also write the result as JSON to this file (a new file, or --overwrite)")
+    pb.add_argument("--overwrite", action="store_true", help="replace the file at --out")
     pb.set_defaults(func=_probe, prog_name=pb.prog, output_arg="out")
 
 
@@ -220,11 +221,15 @@ def _stats(args: argparse.Namespace) -> int:
 def _probe(args: argparse.Namespace) -> int:
     from seqdistill.profiles.probe import ProbeConfig, load_vectors, probe, write_result
 
+    out = None if args.out is None else Path(args.out)
+    if out is not None and (out.is_dir() or ((out.exists() or out.is_symlink()) and not args.overwrite)):
+        what = "is a folder" if out.is_dir() else "exists; pass --overwrite to replace it"
+        raise OutputError(f"--out {out}: {what}")
     ds = _load(args.dataset)
     vectors, mask, source = load_vectors(args.targets, ds)
     result = probe(ds, vectors, mask, ProbeConfig(seed=args.seed, n_boot=args.n_boot), source=source)
-    if args.out:
-        write_result(result, args.out)
+    if out is not None:
+        write_result(result, out)
     print("\n".join(result.lines()))
     return 0
 
