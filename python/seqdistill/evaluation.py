@@ -102,6 +102,9 @@ MIN_BLOCK = 16
 CPU_BLOCK_ROWS = 64
 #: Bytes of int64 sort keys one device block may take (torch selection).
 DEVICE_BLOCK_BYTES = 1 << 28
+#: Bytes all CPU score buffers together may take: one buffer per worker, so a machine with many
+#: threads and a large catalogue gets fewer workers (a 1M-item catalogue: four 64-row buffers).
+CPU_BUFFER_BYTES = 1 << 30
 #: Largest cut-off k: more ranks nothing more in any catalogue a run can hold (as the experiment
 #: config's limit).
 MAX_K = 100_000
@@ -246,7 +249,8 @@ class BlockRanker:
         # One slot per block in flight: the Rust path scores and ranks in `workers` threads, each
         # block into its slot's host buffer (allocated and page-faulted once); the torch path
         # selects in the caller's thread and computes metrics in one worker.
-        self.workers = (workers or _default_workers(torch.device("cpu"))) if selection == "rust" else 1
+        wanted = workers or _default_workers(torch.device("cpu")) or 1
+        self.workers = max(1, min(wanted, CPU_BUFFER_BYTES // (4 * cap * n_cols))) if selection == "rust" else 1
         slots = self.workers if selection == "rust" else 2
         self._bufs = [torch.empty(cap, n_cols) for _ in range(slots)] if selection == "rust" else []
         self._pending: list[Future | None] = [None] * slots
