@@ -222,6 +222,9 @@ def test_a_store_from_before_the_decoding_settings_resumes_with_plain_decoding(t
         ("a a a a a a a a a a a a", True),
         ("Likes comedy and drama from the 1990s; dislikes horror and war films.", False),
         ("", False),
+        ("- 1. The History of the World;\n- 2. The History of the World;\n- 3. The History of the World", True),
+        ("1993, 1994, 1995, 1996, 1997, 1998, 1999, 2000, 2001, 2002, 2003, 2004", True),  # numbers are one word
+        ("1993, 1994, 1995", False),
     ],
 )
 def test_loop_detection_on_hand_made_texts(text, looped):

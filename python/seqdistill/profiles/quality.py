@@ -9,8 +9,10 @@ Definitions (each has a hand-made test in tests/test_profiles_decoding.py):
 * **Loop.** A text *loops* when some block of ``p`` words (``1 <= p <= max_period``) occurs at
   least three times back to back and the run covers at least ``min_words`` words: in word terms,
   a stretch ``w[s : s + L]`` with ``w[i] == w[i + p]`` for every ``i`` in it, ``L >= 3p`` and
-  ``L >= min_words`` (defaults 50 and 12). "Comedy, Drama, Comedy, Drama, ..." over twelve words
-  loops; a sentence said twice does not. The **loop rate** is the share of ok profiles that loop.
+  ``L >= min_words`` (defaults 50 and 12), where every number counts as the same word (a
+  numbered list "1. X; 2. X; 3. X" repeats X; so does a list of years). "Comedy, Drama, Comedy,
+  Drama, ..." over twelve words loops; a sentence said twice does not. The **loop rate** is the
+  share of ok profiles that loop.
 * **Named items.** The title of an item is matched in a profile as a sequence of words, after
   dropping a trailing ``(year)`` and moving a trailing article to the front (``Matrix, The`` ->
   ``the matrix``). Titles shorter than ``min_title_chars`` (8) characters (words joined by one
@@ -44,7 +46,7 @@ def words(text: str) -> list[str]:
 def longest_loop(text: str, max_period: int = 50) -> tuple[int, int]:
     """``(period, length)`` in words of the longest stretch that repeats one block at least three
     times back to back; ``(0, 0)`` when there is none."""
-    w = words(text)
+    w = ["#" if x.isdigit() else x for x in words(text)]  # "1. X 2. X 3. X" repeats X
     best = (0, 0)
     for p in range(1, min(max_period, len(w) // 3) + 1):
         run = 0
