@@ -289,9 +289,9 @@ def test_rank_queries_paths_agree_on_tied_scores():
 
 
 def test_evaluate_leaves_the_torch_thread_count_alone():
-    """Rankers run torch at one thread while open (nested ones too: one per protocol) and give
-    the caller's setting back when the last closes, also after an error inside a ranker; the
-    workers' results equal a single worker's."""
+    """Rankers run torch at one thread while they rank a batch (nested ones too: one per
+    protocol) and give the caller's setting back when the batch is done, also after an error
+    inside a ranker; the workers' results equal a single worker's."""
     from seqdistill.evaluation import BlockRanker, evaluate_protocols
 
     ds = make_ds(random_logs(30, 20, seed=5))
@@ -302,8 +302,18 @@ def test_evaluate_leaves_the_torch_thread_count_alone():
         assert torch.get_num_threads() == 2
         evaluate_protocols(model, ds, ["full", "full_filtered", "sampled:5"], ks=(5,))
         assert torch.get_num_threads() == 2
+        seen_threads: list[int] = []
+
+        class Recording(BlockRanker):
+            def _select_rust(self, lo, scores):
+                seen_threads.append(torch.get_num_threads())
+                super()._select_rust(lo, scores)
+
+        with Recording(ds.n_items + 1, (5,), np.ones(40, dtype=np.int64), workers=2) as rec:
+            rec.add_scores(0, torch.randn(40, ds.n_items + 1))
+            assert torch.get_num_threads() == 2  # the batch is finished and the setting back
+        assert seen_threads and set(seen_threads) == {1}
         ranker = BlockRanker(ds.n_items + 1, (5,), np.ones(3, dtype=np.int64), workers=2)
-        assert torch.get_num_threads() == 1
         with pytest.raises(ConfigError), ranker:
             ranker.add_scores(0, torch.zeros(3, ds.n_items + 7))  # wrong width
         assert torch.get_num_threads() == 2

@@ -12,8 +12,9 @@ to :class:`BlockRanker`, which
   thread count), each of which scores a whole block into its own buffer with a one-thread GEMM
   and hands it to the Rust core's ``topk_metrics`` (both release the GIL). Every core then
   alternates GEMM and selection on its own blocks, so neither waits for the other and no GEMM
-  thread spins at a barrier while a selection holds its core; torch runs one thread while a
-  ranker is open (the caller's setting is restored when the last one closes);
+  thread spins at a barrier while a selection holds its core. torch runs one thread while a
+  batch's blocks are ranked, and each batch is finished before the caller goes on, so the
+  forward pass of the next batch runs at the caller's thread count;
 - on a GPU (``selection="torch"``, the default on any non-CPU device) keeps scores on the
   device: seen items are removed by a scatter, :func:`topk_ids` selects with ``torch.topk``
   in the Rust core's exact order, and only the ``[rows, k]`` ids are copied to the host,
@@ -255,9 +256,6 @@ class BlockRanker:
         self._bufs = [torch.empty(cap, n_cols) for _ in range(slots)] if selection == "rust" else []
         self._pending: list[Future | None] = [None] * slots
         self._slot = 0
-        self._threads = contextlib.ExitStack()
-        if selection == "rust":
-            self._threads.enter_context(_one_torch_thread())
         self._pool = ThreadPoolExecutor(max_workers=self.workers)
 
     # ---------------------------------------------------------------------- feeding
@@ -273,9 +271,10 @@ class BlockRanker:
         """Score query vectors ``[rows, d]`` of rows ``lo..lo + rows`` and rank them."""
         if self._table_t is None:
             raise ConfigError("BlockRanker.add_queries: no item table was given")
-        for s in range(0, queries.shape[0], self.block_rows):
-            q = queries[s : s + self.block_rows]
-            self._rank_block(lo + s, lambda out, q=q: block_scores(q, self._table_t, out))
+        with self._batch():
+            for s in range(0, queries.shape[0], self.block_rows):
+                q = queries[s : s + self.block_rows]
+                self._rank_block(lo + s, lambda out, q=q: block_scores(q, self._table_t, out))
 
     def add_scores(self, lo: int, scores: torch.Tensor) -> None:
         """Rank a ready score matrix ``[rows, n_items + 1]`` of rows ``lo..lo + rows``."""
@@ -283,11 +282,38 @@ class BlockRanker:
             raise ConfigError(
                 f"evaluate: the model returned scores of shape {tuple(scores.shape)}, expected [rows, {self.n_cols}]"
             )
-        for s in range(0, scores.shape[0], self.block_rows):
-            block = scores[s : s + self.block_rows]
-            self._rank_block(lo + s, lambda out, b=block: b if out is None else out[: b.shape[0]].copy_(b))
+        with self._batch():
+            for s in range(0, scores.shape[0], self.block_rows):
+                block = scores[s : s + self.block_rows]
+                self._rank_block(lo + s, lambda out, b=block: b if out is None else out[: b.shape[0]].copy_(b))
 
     # ---------------------------------------------------------------------- ranking
+    @contextlib.contextmanager
+    def _batch(self) -> Iterator[None]:
+        """On the Rust path, one batch's blocks are ranked with torch at one thread and finished
+        before the caller goes on, so that the caller's next forward pass runs at its own thread
+        count instead of beside the workers (on a small machine the phases then each use every
+        core in turn)."""
+        if self.selection != "rust":
+            yield
+            return
+        with _one_torch_thread():
+            try:
+                yield
+            finally:
+                self._drain()
+
+    def _drain(self) -> None:
+        """Wait for every pending block; the first error (if any) is raised after all finished."""
+        error: BaseException | None = None
+        for slot in range(len(self._pending)):
+            try:
+                self._wait(slot)
+            except BaseException as e:  # noqa: BLE001 - re-raised below, after the others finished
+                error = error or e
+        if error is not None:
+            raise error
+
     def _rank_block(self, lo: int, score: Callable[[torch.Tensor | None], torch.Tensor]) -> None:
 
         slot, self._slot = self._slot, (self._slot + 1) % len(self._pending)
@@ -345,11 +371,9 @@ class BlockRanker:
     def close(self) -> None:
         """Wait for the pending selections and stop the worker thread."""
         try:
-            for slot in range(len(self._pending)):
-                self._wait(slot)
+            self._drain()
         finally:
             self._pool.shutdown(wait=True)
-            self._threads.close()
 
     def __enter__(self) -> BlockRanker:
         return self
@@ -418,10 +442,10 @@ _saved_threads = 1
 
 @contextlib.contextmanager
 def _one_torch_thread() -> Iterator[None]:
-    """torch at one intra-op thread while any ranker is open (rankers nest: evaluate_protocols
-    opens one per protocol); the first one in saves the caller's setting, the last one out
-    restores it. One-thread GEMMs in several Python threads use every core without the spinning
-    barriers of a multi-threaded GEMM beside a selection."""
+    """torch at one intra-op thread while a batch is ranked (nesting-safe: the first one in saves
+    the caller's setting, the last one out restores it). One-thread GEMMs in several Python
+    threads use every core without the spinning barriers of a multi-threaded GEMM beside a
+    selection."""
     import torch
 
     global _threads_depth, _saved_threads
