@@ -2,8 +2,9 @@
 
     seqdistill demo                      the whole pipeline on the embedded synthetic dataset
     seqdistill prepare FILE --out DIR    any interactions file → a prepared dataset folder
+                                         (--engine spark: the same on Apache Spark, parquet)
     seqdistill datasets list|describe|prepare
-    seqdistill profiles generate|encode|reduce
+    seqdistill profiles generate|encode|reduce|stats|probe
     seqdistill experiment CONFIG_OR_PRESET --out DIR
     seqdistill train DATASET_DIR --out RUN_DIR   one model into a run folder (resumable)
     seqdistill evaluate RUN_DIR DATASET_DIR [--protocol ...]   protocols side by side (a table, --json)
