@@ -166,6 +166,21 @@ TRAIN_FLAGS = [
 TRAIN_FLAGS += ["--blocks", "1", "--device", "cpu", "--quiet", "--lr", "0.005"]
 
 
+def _trainers_of(run: Path) -> list[int]:
+    """Live processes whose command line names ``run`` (Linux /proc)."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                cmd = (d / "cmdline").read_bytes()
+                state = (d / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if str(run).encode() in cmd and state != "Z":
+                pids.append(int(d.name))
+    return pids
+
+
 def test_kill_9_under_torchrun_then_resume_on_one_process(toy, tmp_path):
     ds_dir, batches, _ = toy
     run, ref = tmp_path / "run", tmp_path / "ref"
@@ -186,6 +201,12 @@ def test_kill_9_under_torchrun_then_resume_on_one_process(toy, tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both ranks, mid-run
     finally:
         proc.wait()
+    # torchrun starts its ranks in sessions of their own, so the kill above reached only the
+    # agent: the ranks must die with it rather than train on into the folder resumed below.
+    deadline = time.monotonic() + 30
+    while _trainers_of(run) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _trainers_of(run)
     killed_at = _checkpoint_epoch(run)
     assert 1 <= killed_at < KILL_EPOCHS - 1 and not (run / "model").exists()
     assert json.loads((run / "run.json").read_text())["status"] == "training"

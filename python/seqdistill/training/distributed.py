@@ -137,6 +137,11 @@ def init_from_env(backend: str = "auto", device: str = "auto") -> DistContext:
     if rank is None or not 0 <= rank < world:
         raise ConfigError(f"environment: RANK={os.environ.get('RANK')!r} with WORLD_SIZE={world}")
     name = pick_backend(backend, device)
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        # A rank torchrun started dies with its agent: after a kill -9 of torchrun the ranks
+        # would otherwise train on (their peers are alive) and write into the run folder while
+        # a rerun resumes it.
+        die_with_parent(os.getppid())
     if name == "nccl":
         torch.cuda.set_device(_env_int("LOCAL_RANK") or 0)
     dist.init_process_group(name, init_method="env://", rank=rank, world_size=world)
