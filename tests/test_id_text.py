@@ -9,7 +9,7 @@ import unicodedata
 import numpy as np
 import polars as pl
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from seqdistill import core
@@ -77,6 +77,7 @@ def kind_and_row(message: str) -> tuple[str, int, str]:
 
 @settings(max_examples=400, deadline=None)
 @given(values=st.lists(TOKENS, min_size=1, max_size=12), infer=st.booleans(), chunks=st.integers(1, 3))
+@example(values=["0\u2028"], infer=True, chunks=1)  # an integer padded with Unicode whitespace (CI found it)
 def test_same_decision_as_the_per_question_reference(values, infer, chunks):
     s = pl.concat(
         [

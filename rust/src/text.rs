@@ -5,7 +5,7 @@
 //! (`str::trim`, Unicode `White_Space`). Reported: the first row whose trimmed value is empty,
 //! the first row whose trimmed value holds a control character (`\x00`-`\x1f`, `\x7f`), whether
 //! any value changes when trimmed, whether every value could be a decimal integer (digits and
-//! signs, ASCII whitespace around them: only then is an integer parse worth trying), and the rows
+//! signs once trimmed: only then is an integer parse worth trying), and the rows
 //! holding any non-ASCII character — the only ones that can hold an invisible format character,
 //! which the caller checks with its own Unicode tables on those rows alone.
 
@@ -85,8 +85,9 @@ fn block(offsets: &[i64], data: &[u8], lo: usize, hi: usize) -> Result<IdText> {
         if out.first_control.is_none() && trimmed.iter().any(|&c| control(c)) {
             out.first_control = Some(row);
         }
-        out.int_like &=
-            !trimmed.is_empty() && v.iter().all(|&c| c.is_ascii_digit() || c == b'+' || c == b'-' || ascii_space(c));
+        // Judged on the trimmed value: an integer padded with Unicode whitespace parses once stripped.
+        out.int_like &= !trimmed.is_empty()
+            && trimmed.iter().all(|&c| c.is_ascii_digit() || c == b'+' || c == b'-' || ascii_space(c));
     }
     Ok(out)
 }
@@ -121,6 +122,8 @@ mod tests {
         let (o, d) = arrow(&["12", "-3", "+4", " 5 "]);
         let t = check_ids(&o, &d).unwrap();
         assert!(t.int_like && t.padded && t.first_empty.is_none() && t.first_control.is_none());
+        let (o, d) = arrow(&["0\u{2028}", "\u{3000}7"]);
+        assert!(check_ids(&o, &d).unwrap().int_like); // Unicode whitespace around digits
         let (o, d) = arrow(&["12", ""]);
         let t = check_ids(&o, &d).unwrap();
         assert!(!t.int_like && !t.padded);
