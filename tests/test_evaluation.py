@@ -325,3 +325,70 @@ def test_evaluate_leaves_the_torch_thread_count_alone():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(1)
+
+
+def test_column_chunks_hand_cases():
+    from seqdistill.evaluation import MIN_TILE_COLS, _column_chunks
+
+    assert _column_chunks(5, 1024) == [(0, 5)]
+    assert _column_chunks(2048, 1024) == [(0, 1024), (1024, 2048)]
+    assert _column_chunks(2048 + MIN_TILE_COLS, 1024) == [(0, 1024), (1024, 2048), (2048, 2048 + MIN_TILE_COLS)]
+    # A remainder under MIN_TILE_COLS joins the tile before it: no product is narrower.
+    assert _column_chunks(2048 + 1, 1024) == [(0, 1024), (1024, 2049)]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    tile=st.integers(12, 90),
+    n_items=st.integers(1, 400),
+    rows=st.integers(1, 70),
+    block_rows=st.sampled_from([1, 5, 16, 64, 256]),
+    workers=st.integers(1, 3),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_tiled_ranking_equals_one_whole_product(tile, n_items, rows, block_rows, workers, seed):
+    """Query blocks scored and ranked tile by tile (any tile width, remainder tiles, seen items on
+    tile borders, ties from integer vectors) give exactly the core's result on one whole
+    ``q @ W.T`` product; a float-valued model too."""
+    import seqdistill.evaluation as ev
+
+    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    q = torch.randint(-2, 3, (rows, 6), generator=gen).float()
+    table = torch.randint(-2, 3, (n_items + 1, 6), generator=gen).float()
+    if seed % 2:
+        q, table = torch.randn(rows, 6, generator=gen), torch.randn(n_items + 1, 6, generator=gen)
+    targets = rng.integers(1, n_items + 1, size=rows)
+    counts = rng.integers(0, min(n_items, 40) + 1, size=rows)
+    seen = (np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), rng.integers(0, n_items + 1, size=counts.sum()))
+    whole = block_scores(q, table.t()).numpy()
+    ref = core.topk_metrics(whole, (1, 5, 30), np.arange(rows + 1), targets, *seen, min_item=1)
+    saved = ev.CPU_TILE_COLS
+    ev.CPU_TILE_COLS = tile
+    try:
+        res = rank_queries(q, table, targets, (1, 5, 30), seen, "rust", block_rows, return_topk=True, workers=workers)
+    finally:
+        ev.CPU_TILE_COLS = saved
+    np.testing.assert_array_equal(res.topk, ref.topk)
+    for key in ref.keys():
+        np.testing.assert_array_equal(res[key], ref[key], err_msg=key)
+
+
+def test_topk_stream_refuses_chunks_out_of_order_and_wrong_shapes():
+    from seqdistill.errors import CoreError
+
+    stream = core.TopkStream(2, [3], min_item=1)
+    with pytest.raises(CoreError, match="expected column 0, got 4"):
+        stream.feed(np.zeros((2, 4), dtype=np.float32), 4)
+    with pytest.raises(CoreError, match="expected 2 rows, got 3"):
+        stream.feed(np.zeros((3, 4), dtype=np.float32), 0)
+    with pytest.raises(CoreError, match="C-contiguous"):
+        stream.feed(np.zeros((2, 8), dtype=np.float32)[:, ::2], 0)
+    stream.feed(np.array([[1, 3, 2, 0], [0, 0, 0, 5]], dtype=np.float32), 0)
+    stream.feed(np.array([[9], [5]], dtype=np.float32), 4)
+    assert stream.next_col == 5
+    out = stream.finish(np.array([0, 1, 2]), np.array([4, 4]))
+    # Row 0: 4 (9.0), 1 (3.0), 2 (2.0); row 1: 3 and 4 tie at 5.0, the lower id first.
+    np.testing.assert_array_equal(out.topk, [[4, 1, 2], [3, 4, 1]])
+    np.testing.assert_allclose(out["ndcg@3"], [1.0, 1 / math.log2(3)])
+    assert stream.next_col == 0

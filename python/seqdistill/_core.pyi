@@ -23,6 +23,7 @@ __all__ = [
     "SplitResult",
     "TARGETS",
     "TopkMetrics",
+    "TopkStream",
     "VALID_MODES",
     "__version__",
     "check_id_text",
@@ -191,6 +192,25 @@ class TopkMetrics:
     def mrr(self) -> _F64: ...
     def keys(self) -> list[str]: ...
     def __getitem__(self, key: str, /) -> _F64: ...
+
+@final
+class TopkStream:
+    """Top-k selection of a block of rows fed as column tiles in increasing column order."""
+
+    def __new__(
+        cls,
+        rows: int,
+        ks: list[int],
+        seen_offsets: _I64 | None = None,
+        seen_items: _I64 | None = None,
+        min_item: int = 0,
+    ) -> TopkStream: ...
+    @property
+    def rows(self) -> int: ...
+    @property
+    def next_col(self) -> int: ...
+    def feed(self, tile: npt.NDArray[np.float32], col0: int) -> None: ...
+    def finish(self, gt_offsets: _I64, gt_items: _I64) -> TopkMetrics: ...
 
 def encode_i64(values: _I64) -> tuple[_U32, _I64]: ...
 def encode_str(offsets: _I64, data: npt.NDArray[np.uint8]) -> tuple[_U32, npt.NDArray[np.uint64]]: ...

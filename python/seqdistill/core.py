@@ -3,7 +3,7 @@
 Every other module calls the core through the functions here; nothing else imports ``_core``.
 Arguments are converted to the layout the core reads (C-contiguous, the right dtype) once, here.
 Results are the core's frozen classes (:class:`KCoreResult`, :class:`KCoreRounds`,
-:class:`SplitResult`, :class:`AuditCounts`, :class:`PreparedLog`, :class:`TopkMetrics`,
+:class:`SplitResult`, :class:`AuditCounts`, :class:`PreparedLog`, :class:`TopkMetrics`, :class:`TopkStream`,
 :class:`IdTextCheck`), and errors are the classes of
 :mod:`seqdistill.errors` (the core raises :class:`~seqdistill.errors.CoreError` for arguments it
 refuses and :class:`~seqdistill.errors.DataError` for a log it cannot prepare).
@@ -30,6 +30,7 @@ from seqdistill._core import (
     PreparedLog,
     SplitResult,
     TopkMetrics,
+    TopkStream,
 )
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "TARGETS",
     "Target",
     "TopkMetrics",
+    "TopkStream",
     "VALID_MODES",
     "Valid",
     "check_id_text",

@@ -9,10 +9,15 @@ to :class:`BlockRanker`, which
   float32 buffers allocated once (a fresh block per batch costs more in page faults than the
   whole selection), and
 - on the CPU (``selection="rust"``, the default there) runs ``workers`` threads (default: torch's
-  thread count), each of which scores a whole block into its own buffer with a one-thread GEMM
-  and hands it to the Rust core's ``topk_metrics`` (both release the GIL). Every core then
-  alternates GEMM and selection on its own blocks, so neither waits for the other and no GEMM
-  thread spins at a barrier while a selection holds its core. torch runs one thread while a
+  thread count), each of which takes a whole block of query rows and scores it one tile of
+  ``CPU_BLOCK_ROWS x CPU_TILE_COLS`` at a time with a one-thread GEMM into its own 1 MiB
+  buffer, handing each tile to the Rust core's :class:`~seqdistill.core.TopkStream` (both
+  release the GIL), which keeps every row's running top-k across tiles. The tile is ranked while
+  it is still in the core's cache, so the score matrix never goes to memory (writing and
+  re-reading it cost more than the selection), and every core alternates GEMM and selection on
+  its own blocks: neither waits for the other and no GEMM thread spins at a barrier while a
+  selection holds its core. Ready score matrices (models without an item table) go to
+  ``topk_metrics`` whole, block by block. torch runs one thread while a
   batch's blocks are ranked, and each batch is finished before the caller goes on, so the
   forward pass of the next batch runs at the caller's thread count;
 - on a GPU (``selection="torch"``, the default on any non-CPU device) keeps scores on the
@@ -28,7 +33,8 @@ matrix has exactly ``n_items + 1`` columns and selection starts at item 1.
 Ranking order, both paths: higher score first, equal scores to the lower item id, NaN below
 every number. Results do not depend on ``batch_size`` or ``block_rows``: every GEMM gets at
 least :data:`MIN_BLOCK` rows (padded with zero rows), because MKL computes 1- or 2-row products
-by another kernel whose sums can differ in the last bit.
+by another kernel whose sums can differ in the last bit; for the same reason no tile is narrower
+than :data:`MIN_TILE_COLS` columns (a tiled row's scores are the bits of the whole product).
 
 Protocol: the paper ranks the whole catalogue WITHOUT removing the user's seen items, which is
 ``filter_seen=False`` (the default here). ``filter_seen=True`` removes every item of the row's
@@ -70,6 +76,7 @@ __all__ = [
     "MAX_K",
     "METRICS",
     "MIN_BLOCK",
+    "MIN_TILE_COLS",
     "SAMPLE_BLOCK",
     "BlockRanker",
     "EvalResult",
@@ -97,10 +104,15 @@ Selection = Literal["rust", "torch"]
 
 #: Fewest rows one GEMM is given (smaller blocks are padded with zero rows); see the module doc.
 MIN_BLOCK = 16
-#: Rows per scored block on the CPU: 64 rows x 40k items is a 10 MB block, which the GEMM writes
-#: and the selection reads while it is still in cache; at 128 rows and more the one-thread GEMM
-#: was 1.5-2x slower per row (benches/evaluate.py, README "Measured").
-CPU_BLOCK_ROWS = 64
+#: Rows per scored block on the CPU. Query blocks are scored one tile of ``CPU_BLOCK_ROWS x
+#: CPU_TILE_COLS`` at a time (1 MiB of float32: it stays in a core's L2 cache while the Rust core
+#: ranks it), so no score block is ever written to memory and read back; see the module doc.
+CPU_BLOCK_ROWS = 256
+#: Columns per tile (the last tile also takes a remainder under :data:`MIN_TILE_COLS`).
+CPU_TILE_COLS = 1024
+#: Narrowest tile: MKL computes products of fewer than 12 columns by other kernels whose sums can
+#: differ in the last bit from the same columns inside a wider product.
+MIN_TILE_COLS = 64
 #: Bytes of int64 sort keys one device block may take (torch selection).
 DEVICE_BLOCK_BYTES = 1 << 28
 #: Bytes all CPU score buffers together may take: one buffer per worker, so a machine with many
@@ -185,6 +197,28 @@ def _pad_rows(x: torch.Tensor, rows: int) -> torch.Tensor:
     return out
 
 
+def _column_chunks(n: int, width: int) -> list[tuple[int, int]]:
+    """``[a, b)`` column ranges of ``width`` covering ``0..n``; a last range narrower than
+    :data:`MIN_TILE_COLS` is joined to the one before it."""
+    bounds = list(range(0, n, width)) + [n]
+    if len(bounds) > 2 and bounds[-1] - bounds[-2] < MIN_TILE_COLS:
+        del bounds[-2]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def _as_matrix(buf: torch.Tensor | None, cols: int) -> torch.Tensor | None:
+    """A flat slot buffer seen as ``[rows, cols]`` (None stays None)."""
+    return None if buf is None else buf[: (buf.numel() // cols) * cols].view(-1, cols)
+
+
+def _score_rows(block: torch.Tensor, buf: torch.Tensor | None, cols: int) -> torch.Tensor:
+    """Ready score rows as a C-contiguous float32 matrix: copied into the slot buffer when it
+    holds them (a tiled ranker's buffers hold one tile, not a whole block)."""
+    if buf is None or buf.numel() < block.numel():
+        return block.float().contiguous()
+    return _as_matrix(buf, cols)[: block.shape[0]].copy_(block)
+
+
 def block_scores(queries: torch.Tensor, table_t: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """Scores ``queries [rows, d] @ table_t [d, n]``, computed for at least :data:`MIN_BLOCK`
     rows so that a row's scores are the same bits whatever block it comes in; written into
@@ -248,12 +282,19 @@ class BlockRanker:
         self._topk = np.full((n, max(self.ks)), -1, dtype=np.int64) if return_topk else None
         cap = max(block_rows, MIN_BLOCK)
         # One slot per block in flight: the Rust path scores and ranks in `workers` threads, each
-        # block into its slot's host buffer (allocated and page-faulted once); the torch path
+        # block into its slot's host buffer (allocated and page-faulted once): a tile buffer when
+        # there is an item table, a whole-block buffer for ready score rows; the torch path
         # selects in the caller's thread and computes metrics in one worker.
+        self._chunks = _column_chunks(n_cols, CPU_TILE_COLS)
+        tiled = selection == "rust" and table is not None and table.device.type == "cpu"
+        self._tiles = (
+            [(self._table_t[:, a:b], a) for a, b in self._chunks] if tiled and self._table_t is not None else None
+        )
+        width = max(b - a for a, b in self._chunks) if tiled else n_cols
         wanted = workers or _default_workers(torch.device("cpu")) or 1
-        self.workers = max(1, min(wanted, CPU_BUFFER_BYTES // (4 * cap * n_cols))) if selection == "rust" else 1
+        self.workers = max(1, min(wanted, CPU_BUFFER_BYTES // (4 * cap * width))) if selection == "rust" else 1
         slots = self.workers if selection == "rust" else 2
-        self._bufs = [torch.empty(cap, n_cols) for _ in range(slots)] if selection == "rust" else []
+        self._bufs = [torch.empty(cap * width) for _ in range(slots)] if selection == "rust" else []
         self._pending: list[Future | None] = [None] * slots
         self._slot = 0
         self._pool = ThreadPoolExecutor(max_workers=self.workers)
@@ -274,7 +315,12 @@ class BlockRanker:
         with self._batch():
             for s in range(0, queries.shape[0], self.block_rows):
                 q = queries[s : s + self.block_rows]
-                self._rank_block(lo + s, lambda out, q=q: block_scores(q, self._table_t, out))
+                if self._tiles is not None and q.device.type == "cpu":
+                    self._rank_tiled(lo + s, q)
+                else:
+                    self._rank_block(
+                        lo + s, lambda out, q=q: block_scores(q, self._table_t, _as_matrix(out, self.n_cols))
+                    )
 
     def add_scores(self, lo: int, scores: torch.Tensor) -> None:
         """Rank a ready score matrix ``[rows, n_items + 1]`` of rows ``lo..lo + rows``."""
@@ -285,7 +331,7 @@ class BlockRanker:
         with self._batch():
             for s in range(0, scores.shape[0], self.block_rows):
                 block = scores[s : s + self.block_rows]
-                self._rank_block(lo + s, lambda out, b=block: b if out is None else out[: b.shape[0]].copy_(b))
+                self._rank_block(lo + s, lambda out, b=block: _score_rows(b, out, self.n_cols))
 
     # ---------------------------------------------------------------------- ranking
     @contextlib.contextmanager
@@ -323,6 +369,27 @@ class BlockRanker:
         else:
             ids = self._select_torch(lo, score(None)).cpu().numpy()
             self._pending[slot] = self._pool.submit(self._metrics_from_ids, lo, ids)
+
+    def _rank_tiled(self, lo: int, queries: torch.Tensor) -> None:
+        slot, self._slot = self._slot, (self._slot + 1) % len(self._pending)
+        self._wait(slot)  # the slot's buffer is free again
+        self._pending[slot] = self._pool.submit(self._tiled_select, lo, queries, self._bufs[slot])
+
+    def _tiled_select(self, lo: int, queries: torch.Tensor, buf: torch.Tensor) -> None:
+        """Scores one block of query rows tile by tile into ``buf`` and ranks each tile at once."""
+        import torch
+
+        rows = queries.shape[0]
+        q = _pad_rows(queries, MIN_BLOCK)
+        stream = core.TopkStream(rows, list(self.ks), *self._seen_block(lo, lo + rows), min_item=1)
+        flat = buf.numpy()
+        with torch.no_grad():  # grad mode is per thread: the caller's no_grad does not reach here
+            for w, c0 in self._tiles or ():
+                width = w.shape[1]
+                out = buf[: q.shape[0] * width].view(q.shape[0], width)
+                torch.mm(q, w, out=out)
+                stream.feed(flat[: rows * width].reshape(rows, width), c0)
+        self._store(lo, stream.finish(*self._truth(lo, lo + rows)))
 
     def _wait(self, slot: int) -> None:
         f, self._pending[slot] = self._pending[slot], None

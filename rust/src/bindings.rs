@@ -562,6 +562,20 @@ fn seen_items<'py>(
 
 // --------------------------------------------------------------------------------- metrics
 
+/// The optional seen-items CSR of the metric functions: both arrays or neither.
+fn seen_csr<'a>(
+    offsets: &'a Option<PyReadonlyArray1<'_, i64>>,
+    items: &'a Option<PyReadonlyArray1<'_, i64>>,
+) -> Result<Option<metrics::Csr<'a>>, CoreError> {
+    match (offsets, items) {
+        (Some(o), Some(v)) => {
+            Ok(Some(metrics::Csr { offsets: slice(o, "seen_offsets")?, values: slice(v, "seen_items")? }))
+        }
+        (None, None) => Ok(None),
+        _ => Err(CoreError::invalid("seen_items", "give both seen_offsets and seen_items, or neither")),
+    }
+}
+
 /// Top-k ids and per-row NDCG/Recall/HitRate/MRR at each k from a float32 score matrix.
 #[pyfunction]
 #[pyo3(signature = (scores, ks, gt_offsets, gt_items, seen_offsets=None, seen_items=None, min_item=0))]
@@ -579,17 +593,83 @@ fn topk_metrics(
     let n_items = scores.shape()[1];
     let s = matrix(&scores, "scores")?;
     let truth = metrics::Csr { offsets: slice(&gt_offsets, "gt_offsets")?, values: slice(&gt_items, "gt_items")? };
-    let seen = match (&seen_offsets, &seen_items) {
-        (Some(o), Some(v)) => {
-            Some(metrics::Csr { offsets: slice(o, "seen_offsets")?, values: slice(v, "seen_items")? })
-        }
-        (None, None) => None,
-        _ => return Err(CoreError::invalid("seen_items", "give both seen_offsets and seen_items, or neither").into()),
-    };
+    let seen = seen_csr(&seen_offsets, &seen_items)?;
     let out = py.detach(|| metrics::topk_metrics(s, n_items, &ks, &truth, seen.as_ref(), min_item))?;
     let rows = out.topk.len() / out.max_k.max(1);
     let topk = out.topk.into_pyarray(py).reshape([rows, out.max_k])?;
     topk_result(py, out.values, &ks, topk, rows)
+}
+
+/// Top-k selection of a block of rows fed as column tiles in increasing column order (see
+/// `metrics::TopkStream`): `feed` ranks a `[rows, width]` float32 tile without the GIL, `finish`
+/// returns what `topk_metrics` returns for the whole block and starts the stream over.
+#[pyclass(module = "seqdistill._core")]
+pub struct TopkStream {
+    inner: metrics::TopkStream,
+}
+
+#[pymethods]
+impl TopkStream {
+    #[new]
+    #[pyo3(signature = (rows, ks, seen_offsets=None, seen_items=None, min_item=0))]
+    fn new(
+        rows: usize,
+        ks: Vec<usize>,
+        seen_offsets: Option<PyReadonlyArray1<'_, i64>>,
+        seen_items: Option<PyReadonlyArray1<'_, i64>>,
+        min_item: usize,
+    ) -> PyResult<Self> {
+        let seen = seen_csr(&seen_offsets, &seen_items)?;
+        Ok(TopkStream { inner: metrics::TopkStream::new(rows, &ks, seen.as_ref(), min_item)? })
+    }
+
+    #[getter]
+    fn rows(&self) -> usize {
+        self.inner.rows()
+    }
+
+    /// The next column `feed` expects (0 after `finish`).
+    #[getter]
+    fn next_col(&self) -> usize {
+        self.inner.next_col()
+    }
+
+    /// Ranks columns `col0 .. col0 + tile.shape[1]` of every row.
+    fn feed(&mut self, py: Python<'_>, tile: PyReadonlyArray2<'_, f32>, col0: usize) -> PyResult<()> {
+        let width = tile.shape()[1];
+        if tile.shape()[0] != self.inner.rows() {
+            return Err(CoreError::invalid(
+                "tile",
+                format!("expected {} rows, got {}", self.inner.rows(), tile.shape()[0]),
+            )
+            .into());
+        }
+        let t = matrix(&tile, "tile")?;
+        let inner = &mut self.inner;
+        py.detach(|| inner.feed(t, width, col0))?;
+        Ok(())
+    }
+
+    /// Per-row metrics against the ground truth (CSR) and the top-`max(ks)` ids.
+    fn finish(
+        &mut self,
+        py: Python<'_>,
+        gt_offsets: PyReadonlyArray1<'_, i64>,
+        gt_items: PyReadonlyArray1<'_, i64>,
+    ) -> PyResult<TopkMetrics> {
+        let truth = metrics::Csr { offsets: slice(&gt_offsets, "gt_offsets")?, values: slice(&gt_items, "gt_items")? };
+        let ks = self.inner_ks();
+        let out = self.inner.finish(&truth)?;
+        let rows = out.topk.len() / out.max_k.max(1);
+        let topk = out.topk.into_pyarray(py).reshape([rows, out.max_k])?;
+        topk_result(py, out.values, &ks, topk, rows)
+    }
+}
+
+impl TopkStream {
+    fn inner_ks(&self) -> Vec<usize> {
+        self.inner.ks().to_vec()
+    }
 }
 
 /// Metrics from precomputed top-k ids `[rows, k]` int64 (−1 = empty slot).
@@ -633,6 +713,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<SplitResult>()?;
     m.add_class::<PreparedLog>()?;
     m.add_class::<TopkMetrics>()?;
+    m.add_class::<TopkStream>()?;
     m.add("TARGETS", PyTuple::new(m.py(), Target::NAMES)?)?;
     m.add("VALID_MODES", PyTuple::new(m.py(), split::VALID_NAMES)?)?;
     m.add("SPLIT_KINDS", PyTuple::new(m.py(), split::SPLIT_KINDS)?)?;

@@ -50,22 +50,32 @@ fn topk_row_impl(scores: &[f32], k: usize, min_item: usize, seen: &[i64]) -> Vec
         return Vec::new();
     }
     let mut top = TopK::new(k);
-    let n = scores.len();
-    let mut seen_i = seen.partition_point(|&s| s < min_item as i64);
-    let mut start = min_item.min(n);
+    scan_chunk(&mut top, scores, 0, min_item, seen);
+    top.finish()
+}
+
+/// Visits the items `base..base + chunk.len()` of one row (`chunk[j]` is item `base + j`) in
+/// increasing id, skipping items below `min_item` and the row's `seen` items (sorted, distinct,
+/// global ids).
+#[inline(always)]
+fn scan_chunk(top: &mut TopK, chunk: &[f32], base: usize, min_item: usize, seen: &[i64]) {
+    let n = chunk.len();
+    let end = base + n;
+    let first = min_item.max(base).min(end);
+    let mut seen_i = seen.partition_point(|&s| s < first as i64);
+    let mut start = first - base;
     loop {
-        let stop = if seen_i < seen.len() { (seen[seen_i] as usize).min(n) } else { n };
-        top.scan(scores, start, stop);
+        let stop = if seen_i < seen.len() { (seen[seen_i] as usize).min(end) - base } else { n };
+        top.scan(chunk, base, start, stop);
         if stop >= n {
             break;
         }
         start = stop + 1; // skip the seen item
         seen_i += 1;
-        while seen_i < seen.len() && (seen[seen_i] as usize) < start {
+        while seen_i < seen.len() && (seen[seen_i] as usize) < base + start {
             seen_i += 1;
         }
     }
-    top.finish()
 }
 
 /// Scores per skip test in [`TopK::scan`] (at most 64: a hit block's candidates are a u64 mask).
@@ -123,15 +133,15 @@ impl TopK {
         }
     }
 
-    /// Visits items `start..stop` in increasing id.
+    /// Visits `scores[start..stop]` in increasing index; `scores[j]` is item `base + j`.
     #[inline(always)]
-    fn scan(&mut self, scores: &[f32], start: usize, stop: usize) {
+    fn scan(&mut self, scores: &[f32], base: usize, start: usize, stop: usize) {
         let mut j = start;
         // Until k are held every item is a candidate; while the k-th best is NaN every number is.
         while j < stop {
             match self.thr {
-                None => self.push(scores[j], j),
-                Some(i32::MIN) if !scores[j].is_nan() => self.push(scores[j], j),
+                None => self.push(scores[j], base + j),
+                Some(i32::MIN) if !scores[j].is_nan() => self.push(scores[j], base + j),
                 Some(i32::MIN) => {}
                 Some(_) => break,
             }
@@ -150,7 +160,7 @@ impl TopK {
                 let at = j + bits.trailing_zeros() as usize;
                 bits &= bits - 1;
                 if scores[at] > worst {
-                    self.push(scores[at], at);
+                    self.push(scores[at], base + at);
                     worst = f32_of_key(self.thr.expect("set above"));
                 }
             }
@@ -162,6 +172,11 @@ impl TopK {
         self.buf.sort_unstable_by(better);
         self.buf.truncate(self.k);
         self.buf.into_iter().map(|(_, i)| i).collect()
+    }
+
+    /// An empty selection of the same `k` (what [`TopkStream::finish`] leaves behind).
+    fn take(&mut self) -> Vec<i64> {
+        std::mem::replace(self, TopK::new(self.k)).finish()
     }
 }
 
@@ -304,6 +319,105 @@ pub fn topk_metrics(
     Ok(MetricsOut { values: assemble(per_row, ks.len()), topk, max_k })
 }
 
+/// Top-k selection of a block of rows fed in column chunks: each row keeps its running `max(ks)`
+/// best across chunks, so a caller can score a row block one cache-sized tile at a time and rank
+/// each tile while it is still in cache, instead of writing and re-reading a whole score block.
+/// Chunks must come in increasing, contiguous column order (the tie rule relies on it); the result
+/// is the same as [`topk_metrics`] on the whole block.
+pub struct TopkStream {
+    ks: Vec<usize>,
+    max_k: usize,
+    min_item: usize,
+    seen: Vec<Vec<i64>>,
+    tops: Vec<TopK>,
+    next_col: usize,
+}
+
+impl TopkStream {
+    pub fn new(rows: usize, ks: &[usize], seen: Option<&Csr>, min_item: usize) -> Result<Self> {
+        if ks.is_empty() || ks.contains(&0) {
+            return Err(CoreError::invalid("ks", format!("ks must be non-empty and positive, got {ks:?}")));
+        }
+        if let Some(s) = seen {
+            s.check(rows, "seen items")?;
+        }
+        let max_k = *ks.iter().max().unwrap();
+        let seen = (0..rows).map(|r| seen.map(|s| sorted_distinct(s.row(r))).unwrap_or_default()).collect();
+        let tops = (0..rows).map(|_| TopK::new(max_k)).collect();
+        Ok(TopkStream { ks: ks.to_vec(), max_k, min_item, seen, tops, next_col: 0 })
+    }
+
+    pub fn rows(&self) -> usize {
+        self.tops.len()
+    }
+
+    pub fn ks(&self) -> &[usize] {
+        &self.ks
+    }
+
+    /// The next column that [`feed`](Self::feed) expects.
+    pub fn next_col(&self) -> usize {
+        self.next_col
+    }
+
+    /// Ranks columns `col0..col0 + width` of every row: `tile` is `[rows, width]` row-major.
+    pub fn feed(&mut self, tile: &[f32], width: usize, col0: usize) -> Result<()> {
+        if col0 != self.next_col {
+            return Err(CoreError::invalid(
+                "col0",
+                format!("column chunks must be fed in order: expected column {}, got {col0}", self.next_col),
+            ));
+        }
+        if tile.len() != self.tops.len() * width {
+            return Err(CoreError::invalid(
+                "tile",
+                format!("expected {} rows x {width} columns, got {} values", self.tops.len(), tile.len()),
+            ));
+        }
+        if width == 0 {
+            return Ok(());
+        }
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            unsafe { self.feed_avx2(tile, width, col0) };
+            self.next_col += width;
+            return Ok(());
+        }
+        self.feed_impl(tile, width, col0);
+        self.next_col += width;
+        Ok(())
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn feed_avx2(&mut self, tile: &[f32], width: usize, col0: usize) {
+        self.feed_impl(tile, width, col0)
+    }
+
+    #[inline(always)]
+    fn feed_impl(&mut self, tile: &[f32], width: usize, col0: usize) {
+        for ((top, seen), row) in self.tops.iter_mut().zip(&self.seen).zip(tile.chunks_exact(width)) {
+            scan_chunk(top, row, col0, self.min_item, seen);
+        }
+    }
+
+    /// Metrics of every row against its ground truth; the stream starts over empty.
+    pub fn finish(&mut self, truth: &Csr) -> Result<MetricsOut> {
+        let rows = self.tops.len();
+        truth.check(rows, "ground truth")?;
+        let mut topk = vec![-1i64; rows * self.max_k];
+        let mut per_row = Vec::with_capacity(rows);
+        for (r, top) in self.tops.iter_mut().enumerate() {
+            let ranked = top.take();
+            per_row.push(row_metrics(&ranked, &sorted_distinct(truth.row(r)), &self.ks));
+            topk[r * self.max_k..r * self.max_k + ranked.len()].copy_from_slice(&ranked);
+        }
+        self.next_col = 0;
+        Ok(MetricsOut { values: assemble(per_row, self.ks.len()), topk, max_k: self.max_k })
+    }
+}
+
 /// Metrics from precomputed ranked ids `[rows, k]` (−1 entries are empty slots).
 pub fn metrics_from_ids(topk: &[i64], k: usize, ks: &[usize], truth: &Csr) -> Result<Vec<Vec<Vec<f64>>>> {
     if ks.is_empty() || ks.iter().any(|&c| c == 0 || c > k) {
@@ -359,6 +473,37 @@ mod tests {
         assert_eq!(m[1][2], 1.0);
         assert_eq!(m[1][3], 0.5);
         assert!(row_metrics(&[1], &[], &[1])[0][0].is_nan());
+    }
+
+    #[test]
+    fn stream_equals_whole_rows() {
+        // Ties, NaN, seen items and min_item across chunk borders, every chunk width.
+        let rows = 3;
+        let n = 23;
+        let scores: Vec<f32> = (0..rows * n)
+            .map(|i| match i % 7 {
+                0 => f32::NAN,
+                1 | 4 => 2.0,
+                _ => ((i * 37) % 11) as f32 - 5.0,
+            })
+            .collect();
+        let seen = Csr { offsets: &[0, 2, 2, 7], values: &[5, 3, 0, 22, 9, 9, 12] };
+        let truth = Csr { offsets: &[0, 1, 2, 3], values: &[4, 8, 22] };
+        let whole = topk_metrics(&scores, n, &[1, 4, 30], &truth, Some(&seen), 2).unwrap();
+        for width in 1..=n {
+            let mut st = TopkStream::new(rows, &[1, 4, 30], Some(&seen), 2).unwrap();
+            for c0 in (0..n).step_by(width) {
+                let w = width.min(n - c0);
+                let tile: Vec<f32> = (0..rows).flat_map(|r| scores[r * n + c0..r * n + c0 + w].to_vec()).collect();
+                st.feed(&tile, w, c0).unwrap();
+            }
+            let got = st.finish(&truth).unwrap();
+            assert_eq!(got.topk, whole.topk, "width {width}");
+            assert_eq!(format!("{:?}", got.values), format!("{:?}", whole.values));
+        }
+        let mut st = TopkStream::new(rows, &[1], None, 0).unwrap();
+        assert!(st.feed(&[0.0; 3], 1, 1).is_err());
+        assert!(st.feed(&[0.0; 2], 1, 0).is_err());
     }
 
     #[test]
