@@ -17,9 +17,9 @@ def add_parser(sub: argparse._SubParsersAction, parents: Sequence[argparse.Argum
     p = sub.add_parser(
         "experiment", parents=list(parents), help="run a vanilla-vs-distilled comparison over seeds and write a report"
     )
-    p.add_argument(
-        "config", help="experiment TOML file, or a preset name (beauty, ml20m, kion, amazon_m2, ml1m, synthetic)"
-    )
+    from seqdistill.experiments.config import list_presets
+
+    p.add_argument("config", help=f"experiment TOML file, or a preset name ({', '.join(list_presets())})")
     p.add_argument(
         "--out",
         required=True,
