@@ -53,6 +53,18 @@ class DatasetSummary:
     fingerprint: str
     manifest: dict[str, Any]
 
+    @classmethod
+    def of(cls, ds: Any, test_rows: int) -> DatasetSummary:
+        """The summary of a prepared dataset whose test part had ``test_rows`` rows."""
+        return cls(
+            name=ds.name,
+            n_users=int(ds.n_users),
+            n_items=int(ds.n_items),
+            test_rows=int(test_rows),
+            fingerprint=ds.fingerprint(),
+            manifest=ds.manifest,
+        )
+
 
 @dataclass(frozen=True)
 class Timing:
