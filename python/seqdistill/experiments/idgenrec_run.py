@@ -131,12 +131,7 @@ def run_idgenrec(config: ExperimentConfig, ds, plan: RunPlan, out: Path, work: P
         valid={},
         test={k: float(v) for k, v in res.means.items()},
         per_row=files,
-        timing=Timing(
-            train_seconds_per_epoch=float(np.mean(rec_secs)) if rec_secs else None,
-            train_seconds_total=train_total,
-            epochs_run=len(history),
-            test_inference_seconds=infer,
-        ),
+        timing=Timing.of(rec_secs, train_total, len(history), infer),
         device=str(model.device),
         torch_threads=torch.get_num_threads(),
     )

@@ -75,6 +75,12 @@ class Timing:
     epochs_run: int
     test_inference_seconds: float
 
+    @classmethod
+    def of(cls, epoch_seconds: list[float], total: float, epochs_run: int, inference: float) -> Timing:
+        """From the seconds of each training epoch (their mean; None when no epoch ran)."""
+        per_epoch = float(sum(epoch_seconds) / len(epoch_seconds)) if epoch_seconds else None
+        return cls(per_epoch, float(total), int(epochs_run), float(inference))
+
 
 _NESTED = (DatasetSummary, Timing)
 

@@ -295,12 +295,7 @@ def _one_run(
         valid={k[len("valid_") :]: float(v) for k, v in best_row.items() if k.startswith("valid_")},
         test={k: float(v) for k, v in res.means.items()},
         per_row=files,
-        timing=Timing(
-            train_seconds_per_epoch=float(np.mean(epoch_secs)) if epoch_secs else None,
-            train_seconds_total=train_total,
-            epochs_run=len(history),
-            test_inference_seconds=infer,
-        ),
+        timing=Timing.of(epoch_secs, train_total, len(history), infer),
         device=str(trainer.device),
         torch_threads=torch.get_num_threads(),
     )
