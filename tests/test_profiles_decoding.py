@@ -275,8 +275,8 @@ def test_store_stats_of_a_generated_store(tmp_path):
 
 def test_generate_flags_default_to_the_measured_small_model_settings_for_smollm_only():
     from seqdistill.cli import build_parser
-    from seqdistill.cli.profiles import SMALL_MODEL_ITEMS, _settings
-    from seqdistill.profiles.llm import SMALL_MODEL_DECODING
+    from seqdistill.cli.profiles import _settings
+    from seqdistill.profiles.llm import SMALL_MODEL_DECODING, SMALL_MODEL_ITEMS
 
     def settings(*extra):
         return _settings(build_parser().parse_args(["profiles", "generate", "d", "--store", "s", *extra]))

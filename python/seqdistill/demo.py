@@ -113,21 +113,30 @@ def run_demo(opts: DemoOptions | None = None) -> Any:
     )
 
     if opts.llm_users > 0:
-        from seqdistill.profiles import GenerationConfig, TransformersBackend, generate_profiles, smollm_path
+        from seqdistill.profiles import (
+            GenerationConfig,
+            HistoryConfig,
+            TransformersBackend,
+            generate_profiles,
+            smollm_path,
+        )
+        from seqdistill.profiles.llm import SMALL_MODEL_DECODING, SMALL_MODEL_ITEMS
 
         rng = np.random.default_rng(0)
         candidates = np.flatnonzero(ds.train_end > 0)
         users = np.sort(rng.choice(candidates, size=min(opts.llm_users, len(candidates)), replace=False))
         print(
-            f"[demo] LLM profiles (SmolLM2-135M-Instruct, greedy, {opts.max_new_tokens} new tokens) "
+            f"[demo] LLM profiles (SmolLM2-135M-Instruct, greedy, no repeated 3-grams, compact prompts, "
+            f"{opts.max_new_tokens} new tokens) "
             f"for {len(users)} users -> {store}",
             flush=True,
         )
         torch.set_num_threads(os.cpu_count() or 1)  # generation is large matrix work: use every core
-        backend = TransformersBackend(
-            smollm_path(), GenerationConfig(max_new_tokens=opts.max_new_tokens), batch_size=16
-        )
-        st = generate_profiles(ds, backend, store, users=users, batch_users=16)
+        # The small-model decoding and prompts measured on MovieLens users (docs/profiles.md).
+        decoding = {**SMALL_MODEL_DECODING, "max_new_tokens": opts.max_new_tokens}
+        backend = TransformersBackend(smollm_path(), GenerationConfig(**decoding), batch_size=16)
+        history = HistoryConfig(style="compact", max_items=SMALL_MODEL_ITEMS)
+        st = generate_profiles(ds, backend, store, history=history, users=users, batch_users=16)
         torch.set_num_threads(opts.threads)
         table = st.table(ok_only=True)
         if table.height:

@@ -185,7 +185,7 @@ def _settings(args: argparse.Namespace):
     """GenerationConfig and HistoryConfig from the flags; unset flags take the backend's
     defaults (the measured small-model settings for smollm, plain decoding otherwise)."""
     from seqdistill.profiles.history import HistoryConfig
-    from seqdistill.profiles.llm import SMALL_MODEL_DECODING, GenerationConfig
+    from seqdistill.profiles.llm import SMALL_MODEL_DECODING, SMALL_MODEL_ITEMS, GenerationConfig
 
     small = args.backend == "smollm"
     base = dict(SMALL_MODEL_DECODING) if small else {}
@@ -203,9 +203,6 @@ def _settings(args: argparse.Namespace):
     )
     hist = HistoryConfig(max_tokens=args.max_history_tokens, overflow=args.overflow, style=style, max_items=max_items)
     return cfg, hist
-
-
-SMALL_MODEL_ITEMS = 40  # most recent items in a smollm prompt (docs/profiles.md)
 
 
 def _stats(args: argparse.Namespace) -> int:

@@ -106,6 +106,8 @@ class GenerationConfig(DictConfig):
 
 #: Decoding measured for SmolLM2-135M on MovieLens users (docs/profiles.md, "Choosing the defaults").
 SMALL_MODEL_DECODING: dict[str, Any] = {"max_new_tokens": 128, "no_repeat_ngram_size": 3}
+#: Most recent items in a small model's (compact) prompt (docs/profiles.md).
+SMALL_MODEL_ITEMS = 40
 
 
 def _is_int(v: object) -> bool:
