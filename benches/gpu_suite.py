@@ -128,7 +128,7 @@ def main() -> None:
 
     if not args.smoke and not torch.cuda.is_available():
         sys.exit(
-            "gpu_suite: no CUDA device here; the full suite is ~12 CPU-hours of training and ~60 of "
+            "gpu_suite: no CUDA device here; the full suite is ~13 CPU-hours of training and ~20-25 of "
             "generation on this kind of machine. Run with --smoke to check it on a CPU."
         )
     out = Path(args.out)
