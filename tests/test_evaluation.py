@@ -377,6 +377,13 @@ def test_tiled_ranking_equals_one_whole_product(tile, n_items, rows, block_rows,
 def test_topk_stream_refuses_chunks_out_of_order_and_wrong_shapes():
     from seqdistill.errors import CoreError
 
+    # Sizes that would abort the process on allocation are refused as errors.
+    with pytest.raises(CoreError, match=f"from 1 to {core.MAX_K}"):
+        core.TopkStream(2, [core.MAX_K + 1])
+    with pytest.raises(CoreError, match=f"from 1 to {core.MAX_K}"):
+        core.topk_metrics(np.zeros((1, 3), np.float32), [10**11], np.array([0, 1]), np.array([1]))
+    with pytest.raises(CoreError, match="cannot hold"):
+        core.TopkStream(10**13, [5])
     stream = core.TopkStream(2, [3], min_item=1)
     with pytest.raises(CoreError, match="expected column 0, got 4"):
         stream.feed(np.zeros((2, 4), dtype=np.float32), 4)

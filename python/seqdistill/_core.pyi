@@ -17,6 +17,7 @@ __all__ = [
     "IdTextCheck",
     "KCoreResult",
     "KCoreRounds",
+    "MAX_K",
     "METRICS",
     "PreparedLog",
     "SPLIT_KINDS",
@@ -47,6 +48,7 @@ VALID_MODES: tuple[str, ...]
 SPLIT_KINDS: tuple[str, ...]
 FILTERS: tuple[str, ...]
 METRICS: tuple[str, ...]
+MAX_K: int
 
 @final
 class KCoreRounds:

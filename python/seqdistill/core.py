@@ -41,6 +41,7 @@ __all__ = [
     "IdTextCheck",
     "KCoreResult",
     "KCoreRounds",
+    "MAX_K",
     "METRICS",
     "PreparedLog",
     "SPLIT_KINDS",
@@ -79,6 +80,8 @@ TARGETS: tuple[str, ...] = _core.TARGETS
 VALID_MODES: tuple[str, ...] = _core.VALID_MODES
 SPLIT_KINDS: tuple[str, ...] = _core.SPLIT_KINDS
 METRICS: tuple[str, ...] = _core.METRICS
+#: Largest cut-off k the metric functions accept.
+MAX_K: int = _core.MAX_K
 #: An id column: int64 values (one array, or a list of chunks read in place), or UTF-8 strings as
 #: Arrow ``(offsets int64, data uint8)`` buffers.
 IdColumn = I64 | list[I64] | tuple[I64, npt.NDArray[np.uint8]]

@@ -119,8 +119,8 @@ DEVICE_BLOCK_BYTES = 1 << 28
 #: threads and a large catalogue gets fewer workers (a 1M-item catalogue: four 64-row buffers).
 CPU_BUFFER_BYTES = 1 << 30
 #: Largest cut-off k: more ranks nothing more in any catalogue a run can hold (as the experiment
-#: config's limit).
-MAX_K = 100_000
+#: config's limit; declared once, in the core, which refuses larger ones too).
+MAX_K = core.MAX_K
 
 
 @dataclass

@@ -719,6 +719,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SPLIT_KINDS", PyTuple::new(m.py(), split::SPLIT_KINDS)?)?;
     m.add("FILTERS", PyTuple::new(m.py(), Filter::NAMES)?)?;
     m.add("METRICS", PyTuple::new(m.py(), METRIC_NAMES)?)?;
+    m.add("MAX_K", metrics::MAX_K)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

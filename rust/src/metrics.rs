@@ -111,7 +111,8 @@ struct TopK {
 impl TopK {
     fn new(k: usize) -> Self {
         let cap = (2 * k).max(64);
-        TopK { buf: Vec::with_capacity(cap + 1), k, cap, thr: None }
+        // Grows with the candidates actually seen: a large k over a short row holds only the row.
+        TopK { buf: Vec::with_capacity(cap.min(256) + 1), k, cap, thr: None }
     }
 
     #[inline]
@@ -274,6 +275,17 @@ fn assemble(per_row: Vec<Vec<[f64; 4]>>, n_ks: usize) -> Vec<Vec<Vec<f64>>> {
     values
 }
 
+/// Largest cut-off k (the evaluation's limit too): each ranked row returns k slots, so a k of
+/// 10^11 was an allocation that aborted the process.
+pub const MAX_K: usize = 100_000;
+
+fn check_ks(ks: &[usize]) -> Result<()> {
+    if ks.is_empty() || ks.iter().any(|&k| k == 0 || k > MAX_K) {
+        return Err(CoreError::invalid("ks", format!("ks must be non-empty, each from 1 to {MAX_K}, got {ks:?}")));
+    }
+    Ok(())
+}
+
 /// Blocks with fewer rows are ranked in the calling thread: the evaluation hands 64-row blocks
 /// from several worker threads at once, and sending each into the thread pool cost more than the
 /// selection (measured: ~140 µs per call on 64 rows x 100 items) and set the pool's threads
@@ -294,9 +306,7 @@ pub fn topk_metrics(
         return Err(CoreError::invalid("scores", "score matrix has zero columns"));
     }
     let rows = scores.len().checked_div(n_items).unwrap_or(0);
-    if ks.is_empty() || ks.contains(&0) {
-        return Err(CoreError::invalid("ks", format!("ks must be non-empty and positive, got {ks:?}")));
-    }
+    check_ks(ks)?;
     truth.check(rows, "ground truth")?;
     if let Some(s) = seen {
         s.check(rows, "seen items")?;
@@ -335,15 +345,19 @@ pub struct TopkStream {
 
 impl TopkStream {
     pub fn new(rows: usize, ks: &[usize], seen: Option<&Csr>, min_item: usize) -> Result<Self> {
-        if ks.is_empty() || ks.contains(&0) {
-            return Err(CoreError::invalid("ks", format!("ks must be non-empty and positive, got {ks:?}")));
-        }
+        check_ks(ks)?;
         if let Some(s) = seen {
             s.check(rows, "seen items")?;
         }
         let max_k = *ks.iter().max().unwrap();
-        let seen = (0..rows).map(|r| seen.map(|s| sorted_distinct(s.row(r))).unwrap_or_default()).collect();
-        let tops = (0..rows).map(|_| TopK::new(max_k)).collect();
+        // Reserved fallibly: an absurd row count is an error, not an aborted process.
+        let too_many = |_| CoreError::invalid("rows", format!("cannot hold {rows} rows in memory"));
+        let (mut seen_rows, mut tops) = (Vec::new(), Vec::new());
+        seen_rows.try_reserve_exact(rows).map_err(too_many)?;
+        tops.try_reserve_exact(rows).map_err(too_many)?;
+        seen_rows.extend((0..rows).map(|r| seen.map(|s| sorted_distinct(s.row(r))).unwrap_or_default()));
+        tops.extend((0..rows).map(|_| TopK::new(max_k)));
+        let seen = seen_rows;
         Ok(TopkStream { ks: ks.to_vec(), max_k, min_item, seen, tops, next_col: 0 })
     }
 
@@ -501,6 +515,9 @@ mod tests {
             assert_eq!(got.topk, whole.topk, "width {width}");
             assert_eq!(format!("{:?}", got.values), format!("{:?}", whole.values));
         }
+        assert!(TopkStream::new(2, &[MAX_K + 1], None, 0).is_err());
+        assert!(TopkStream::new(usize::MAX / 2, &[5], None, 0).is_err());
+        assert!(topk_metrics(&[0.0; 2], 2, &[MAX_K + 1], &Csr { offsets: &[0, 1], values: &[1] }, None, 0).is_err());
         let mut st = TopkStream::new(rows, &[1], None, 0).unwrap();
         assert!(st.feed(&[0.0; 3], 1, 1).is_err());
         assert!(st.feed(&[0.0; 2], 1, 0).is_err());
