@@ -302,19 +302,22 @@ def run_scoring_case(
     tiles_s = statistics.median(floors[("tiles", threads0)])
     print(f"  floor: {floor_name(block, th)}: {floor_s:.2f} s", flush=True)
     print(f"  tiled GEMM alone: {floor_name('tiles', threads0)}: {tiles_s:.2f} s", flush=True)
-    rows = [
-        {
-            "case": f"{case}: the tiled GEMM alone ({floor_name('tiles', threads0)})",
-            "ours_s": round(tiles_s, 3),
+
+    def row(what: str, seconds: float, same_result: bool | None) -> dict:
+        """A JSON row of this case against the floor."""
+        return {
+            "case": f"{case}: {what}",
+            "ours_s": round(seconds, 3),
             "baseline": floor_name(block, th),
             "baseline_s": round(floor_s, 3),
-            "ratio": round(floor_s / tiles_s, 3),
-            "same_result": None,
-            "times_floor": round(tiles_s / floor_s, 3),
+            "ratio": round(floor_s / seconds, 3),
+            "same_result": same_result,
+            "times_floor": round(seconds / floor_s, 3),
             "repeats": repeats,
             "load_after": load(),
         }
-    ]
+
+    rows = [row(f"the tiled GEMM alone ({floor_name('tiles', threads0)})", tiles_s, None)]
     for name, times in results.items():
         s = statistics.median(times)
         if name == "previous":
@@ -325,19 +328,7 @@ def run_scoring_case(
                 f"rank_queries, rust selection, {b.replace('None', 'default')}-row blocks, "
                 f"{th_ours.replace('None', 'default')} worker(s) (each: one-thread GEMM + selection)"
             )
-        rows.append(
-            {
-                "case": f"{case}: {what}",
-                "ours_s": round(s, 3),
-                "baseline": floor_name(block, th),
-                "baseline_s": round(floor_s, 3),
-                "ratio": round(floor_s / s, 3),
-                "same_result": same_previous if name == "previous" else same,
-                "times_floor": round(s / floor_s, 3),
-                "repeats": repeats,
-                "load_after": load(),
-            }
-        )
+        rows.append(row(what, s, same_previous if name == "previous" else same))
         print(
             f"  {what}: {s:.2f} s = {s / floor_s:.2f}x the GEMM floor ({floor_s:.2f} s), "
             f"{s / tiles_s:.2f}x the tiled GEMM alone",

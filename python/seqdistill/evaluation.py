@@ -116,7 +116,8 @@ MIN_TILE_COLS = 64
 #: Bytes of int64 sort keys one device block may take (torch selection).
 DEVICE_BLOCK_BYTES = 1 << 28
 #: Bytes all CPU score buffers together may take: one buffer per worker, so a machine with many
-#: threads and a large catalogue gets fewer workers (a 1M-item catalogue: four 64-row buffers).
+#: threads and a large catalogue gets fewer workers when whole score rows are ranked (ready score
+#: matrices: a 1M-item catalogue holds one 256-row buffer); tile buffers are 1 MiB each.
 CPU_BUFFER_BYTES = 1 << 30
 #: Largest cut-off k: more ranks nothing more in any catalogue a run can hold (as the experiment
 #: config's limit; declared once, in the core, which refuses larger ones too).
@@ -285,12 +286,10 @@ class BlockRanker:
         # block into its slot's host buffer (allocated and page-faulted once): a tile buffer when
         # there is an item table, a whole-block buffer for ready score rows; the torch path
         # selects in the caller's thread and computes metrics in one worker.
-        self._chunks = _column_chunks(n_cols, CPU_TILE_COLS)
+        chunks = _column_chunks(n_cols, CPU_TILE_COLS)
         tiled = selection == "rust" and table is not None and table.device.type == "cpu"
-        self._tiles = (
-            [(self._table_t[:, a:b], a) for a, b in self._chunks] if tiled and self._table_t is not None else None
-        )
-        width = max(b - a for a, b in self._chunks) if tiled else n_cols
+        self._tiles = [(self._table_t[:, a:b], a) for a, b in chunks] if tiled else None
+        width = max(b - a for a, b in chunks) if tiled else n_cols
         wanted = workers or _default_workers(torch.device("cpu")) or 1
         self.workers = max(1, min(wanted, CPU_BUFFER_BYTES // (4 * cap * width))) if selection == "rust" else 1
         slots = self.workers if selection == "rust" else 2
@@ -360,10 +359,14 @@ class BlockRanker:
         if error is not None:
             raise error
 
-    def _rank_block(self, lo: int, score: Callable[[torch.Tensor | None], torch.Tensor]) -> None:
-
+    def _free_slot(self) -> int:
+        """The next slot, once its pending block is finished (its buffer is then free again)."""
         slot, self._slot = self._slot, (self._slot + 1) % len(self._pending)
-        self._wait(slot)  # the slot's buffer is free again
+        self._wait(slot)
+        return slot
+
+    def _rank_block(self, lo: int, score: Callable[[torch.Tensor | None], torch.Tensor]) -> None:
+        slot = self._free_slot()
         if self.selection == "rust":
             self._pending[slot] = self._pool.submit(self._score_select, lo, score, self._bufs[slot])
         else:
@@ -371,8 +374,7 @@ class BlockRanker:
             self._pending[slot] = self._pool.submit(self._metrics_from_ids, lo, ids)
 
     def _rank_tiled(self, lo: int, queries: torch.Tensor) -> None:
-        slot, self._slot = self._slot, (self._slot + 1) % len(self._pending)
-        self._wait(slot)  # the slot's buffer is free again
+        slot = self._free_slot()
         self._pending[slot] = self._pool.submit(self._tiled_select, lo, queries, self._bufs[slot])
 
     def _tiled_select(self, lo: int, queries: torch.Tensor, buf: torch.Tensor) -> None:
@@ -384,7 +386,7 @@ class BlockRanker:
         stream = core.TopkStream(rows, list(self.ks), *self._seen_block(lo, lo + rows), min_item=1)
         flat = buf.numpy()
         with torch.no_grad():  # grad mode is per thread: the caller's no_grad does not reach here
-            for w, c0 in self._tiles or ():
+            for w, c0 in self._tiles:
                 width = w.shape[1]
                 out = buf[: q.shape[0] * width].view(q.shape[0], width)
                 torch.mm(q, w, out=out)

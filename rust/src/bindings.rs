@@ -595,9 +595,14 @@ fn topk_metrics(
     let truth = metrics::Csr { offsets: slice(&gt_offsets, "gt_offsets")?, values: slice(&gt_items, "gt_items")? };
     let seen = seen_csr(&seen_offsets, &seen_items)?;
     let out = py.detach(|| metrics::topk_metrics(s, n_items, &ks, &truth, seen.as_ref(), min_item))?;
+    selection_result(py, out, &ks)
+}
+
+/// The Python record of a selection: its metrics and its `[rows, max(ks)]` top-k ids.
+fn selection_result(py: Python<'_>, out: metrics::MetricsOut, ks: &[usize]) -> PyResult<TopkMetrics> {
     let rows = out.topk.len() / out.max_k.max(1);
     let topk = out.topk.into_pyarray(py).reshape([rows, out.max_k])?;
-    topk_result(py, out.values, &ks, topk, rows)
+    topk_result(py, out.values, ks, topk, rows)
 }
 
 /// Top-k selection of a block of rows fed as column tiles in increasing column order (see
@@ -658,17 +663,9 @@ impl TopkStream {
         gt_items: PyReadonlyArray1<'_, i64>,
     ) -> PyResult<TopkMetrics> {
         let truth = metrics::Csr { offsets: slice(&gt_offsets, "gt_offsets")?, values: slice(&gt_items, "gt_items")? };
-        let ks = self.inner_ks();
+        let ks = self.inner.ks().to_vec();
         let out = self.inner.finish(&truth)?;
-        let rows = out.topk.len() / out.max_k.max(1);
-        let topk = out.topk.into_pyarray(py).reshape([rows, out.max_k])?;
-        topk_result(py, out.values, &ks, topk, rows)
-    }
-}
-
-impl TopkStream {
-    fn inner_ks(&self) -> Vec<usize> {
-        self.inner.ks().to_vec()
+        selection_result(py, out, &ks)
     }
 }
 

@@ -320,13 +320,23 @@ pub fn topk_metrics(
     };
     let results: Vec<(Vec<i64>, Vec<[f64; 4]>)> =
         if rows >= PARALLEL_ROWS { (0..rows).into_par_iter().map(row).collect() } else { (0..rows).map(row).collect() };
+    Ok(metrics_out(results, rows, max_k, ks.len()))
+}
+
+/// The output of `rows` ranked rows, each its ranked ids (at most `max_k`) and its metrics.
+fn metrics_out(
+    results: impl IntoIterator<Item = (Vec<i64>, Vec<[f64; 4]>)>,
+    rows: usize,
+    max_k: usize,
+    n_ks: usize,
+) -> MetricsOut {
     let mut topk = vec![-1i64; rows * max_k];
     let mut per_row = Vec::with_capacity(rows);
     for (r, (ranked, m)) in results.into_iter().enumerate() {
         topk[r * max_k..r * max_k + ranked.len()].copy_from_slice(&ranked);
         per_row.push(m);
     }
-    Ok(MetricsOut { values: assemble(per_row, ks.len()), topk, max_k })
+    MetricsOut { values: assemble(per_row, n_ks), topk, max_k }
 }
 
 /// Top-k selection of a block of rows fed in column chunks: each row keeps its running `max(ks)`
@@ -420,15 +430,15 @@ impl TopkStream {
     pub fn finish(&mut self, truth: &Csr) -> Result<MetricsOut> {
         let rows = self.tops.len();
         truth.check(rows, "ground truth")?;
-        let mut topk = vec![-1i64; rows * self.max_k];
-        let mut per_row = Vec::with_capacity(rows);
-        for (r, top) in self.tops.iter_mut().enumerate() {
+        let ks = &self.ks;
+        let results = self.tops.iter_mut().enumerate().map(|(r, top)| {
             let ranked = top.take();
-            per_row.push(row_metrics(&ranked, &sorted_distinct(truth.row(r)), &self.ks));
-            topk[r * self.max_k..r * self.max_k + ranked.len()].copy_from_slice(&ranked);
-        }
+            let m = row_metrics(&ranked, &sorted_distinct(truth.row(r)), ks);
+            (ranked, m)
+        });
+        let out = metrics_out(results, rows, self.max_k, ks.len());
         self.next_col = 0;
-        Ok(MetricsOut { values: assemble(per_row, self.ks.len()), topk, max_k: self.max_k })
+        Ok(out)
     }
 }
 
