@@ -2,7 +2,7 @@
 
     python benches/gpu_suite.py --out runs/gpu_suite --json benches/results/gpu_suite.json
 
-Four steps, each a plain ``seqdistill`` command (printed before it runs), each resumable: run
+Three steps, each a plain ``seqdistill`` command (printed before it runs), each resumable: run
 the suite again after a crash and finished work is kept.
 
 1. ``datasets prepare ml-1m`` with the ``ml1m_smollm`` preset's k-core and split;
@@ -10,8 +10,8 @@ the suite again after a crash and finished work is kept.
    then ``profiles stats`` on the store (tokens, loop rate, invented items);
 3. ``experiment`` with the ``ml1m_smollm`` preset (vanilla, the alpha/beta grid, the shuffled and
    statistics-profile controls, five seeds; ``--idgenrec`` adds the IDGenRec variant of Tables
-   4 and 5), which writes its ``report.md`` / ``report.json``;
-4. ``profiles probe`` on the encoded profile targets.
+   4 and 5), which writes its ``report.md`` / ``report.json``, the profile probe of every
+   profile source included.
 
 Writes one JSON (``OUT/gpu_suite.json`` and ``--json``): the bench rows of Table 5 (seconds per
 training epoch and for ranking the test set, the distilled model and IDGenRec against vanilla
@@ -169,17 +169,9 @@ def main() -> None:
     run([*cli, "experiment", str(cfg_path), "--out", str(exp), "--workers", str(args.workers)], log, "experiment")
     report = json.loads((exp / "report.json").read_text())
     log["report"] = report
-
-    # 4. What the profile embeddings tell about a user's future, before any training.
-    probe = exp / "targets" / "main" / "embeddings"
-    if probe.exists():
-        probe_json = out / "probe.json"
-        cmd = [*cli, "profiles", "probe", str(exp / "dataset"), str(probe), "--out", str(probe_json), "--overwrite"]
-        print(f"\n$ {shlex.join(cmd)}", flush=True)
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        print(done.stdout + done.stderr, end="", flush=True)
-        # The probe refuses too few profiled users (e.g. --smoke): recorded, not fatal.
-        log["probe"] = json.loads(probe_json.read_text()) if done.returncode == 0 else {"refused": done.stderr.strip()}
+    # The report holds the probe of every profile source (a refusal, e.g. too few profiled
+    # users under --smoke, as its error).
+    log["probe"] = report.get("probe")
 
     result = {"bench": "gpu_suite", "machine": machine(), "rows": table5_rows(report), **log}
     write(out / "gpu_suite.json", result)
