@@ -17,7 +17,7 @@ def add_parser(sub: argparse._SubParsersAction, parents: Sequence[argparse.Argum
     p = sub.add_parser(
         "experiment", parents=list(parents), help="run a vanilla-vs-distilled comparison over seeds and write a report"
     )
-    from seqdistill.experiments.config import list_presets
+    from seqdistill._presets import list_presets
 
     p.add_argument("config", help=f"experiment TOML file, or a preset name ({', '.join(list_presets())})")
     p.add_argument(

@@ -24,11 +24,11 @@ import re
 import stat
 import tomllib
 from dataclasses import dataclass, field, fields
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from seqdistill._checks import show, unknown_keys
+from seqdistill._presets import list_presets, preset_file
 from seqdistill.errors import ConfigError
 
 from .idgenrec_run import check_section as check_idgenrec
@@ -348,17 +348,11 @@ def _check_config_file(p: Path) -> None:
         raise ConfigError(f"{p}: not a regular file (a FIFO or device); give the config as a .toml file")
 
 
-def list_presets() -> list[str]:
-    """Names of the packaged presets (``presets/<name>.toml``)."""
-    folder = resources.files("seqdistill.experiments") / "presets"
-    return sorted(f.name[:-5] for f in folder.iterdir() if f.name.endswith(".toml"))
-
-
 def load_preset(name: str) -> ExperimentConfig:
     """A packaged preset: beauty, ml20m, kion, amazon_m2 (the paper's settings), ml1m, synthetic."""
     if name not in list_presets():
         raise ConfigError(f"{name}: not a config file nor a preset; presets: {list_presets()}")
-    f = resources.files("seqdistill.experiments") / "presets" / f"{name}.toml"
+    f = preset_file(name)
     try:
         data = tomllib.loads(f.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
