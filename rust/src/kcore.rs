@@ -79,6 +79,9 @@ pub struct NodeCore {
     pub rows_dropped: usize,
     /// What each of those rounds removed (`removed.len() == rounds`).
     pub removed: Vec<Removed>,
+    /// Surviving rows per user code (0 for removed users), where the filter kept the counts
+    /// exact (the scan rounds do; wave peeling does not report them).
+    pub user_rows: Option<Vec<u32>>,
 }
 
 /// The k-core over codes whose row counts are already known (`ucount[u]` rows of user `u`).
@@ -157,12 +160,20 @@ fn finish(du: &[Death], di: &[Death], ucount: &[AtomicU32], icount: &[AtomicU32]
     let alive = |death: &[Death], count: &[AtomicU32]| -> Vec<bool> {
         death.iter().zip(count).map(|(&d, c)| d == ALIVE && c.load(Ordering::Relaxed) > 0).collect()
     };
+    // A node's count loses every dropped row while the node lives (see `scan_round`), so a
+    // survivor's count is its surviving rows.
+    let user_rows = du
+        .iter()
+        .zip(ucount)
+        .map(|(&d, c)| if d == ALIVE { c.load(Ordering::Relaxed) } else { 0 })
+        .collect();
     NodeCore {
         keep_users: alive(du, ucount),
         keep_items: alive(di, icount),
         rounds: removed.len() as u32,
         rows_dropped: removed.iter().map(|r| r.rows).sum(),
         removed,
+        user_rows: Some(user_rows),
     }
 }
 
@@ -342,6 +353,7 @@ fn peel_rest(
         rounds: removed.len() as u32,
         rows_dropped: removed.iter().map(|r| r.rows).sum(),
         removed,
+        user_rows: None,
     }
 }
 

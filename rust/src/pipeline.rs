@@ -170,7 +170,7 @@ pub fn prepare(input: &Input<'_>) -> Result<Prepared> {
         return Ok(out);
     }
     let keep = (core.keep_users.as_slice(), core.keep_items.as_slice());
-    let grouped = group(&users.codes, &items.codes, keep, &imap, input);
+    let grouped = group(&users.codes, &items.codes, keep, core.user_rows.as_deref(), &imap, input);
     drop((users.codes, items.codes));
     clock.lap("group");
     let Grouped { offsets, ts, item_csr, ratings } = grouped;
@@ -246,7 +246,14 @@ const MAX_BUCKETS: usize = 1 << 12;
 /// costs a page fault and the kernel's zeroing — on this project's VMs it was 40% of a
 /// single-threaded run when the rows went through a separate buffer), so the outputs are the only
 /// row-sized buffers this stage allocates.
-fn group(ucodes: &[u32], icodes: &[u32], keep: (&[bool], &[bool]), imap: &[u32], input: &Input<'_>) -> Grouped {
+fn group(
+    ucodes: &[u32],
+    icodes: &[u32],
+    keep: (&[bool], &[bool]),
+    user_rows: Option<&[u32]>,
+    imap: &[u32],
+    input: &Input<'_>,
+) -> Grouped {
     // Rows are grouped by their encoded (pre-filter) user code: dropped users simply have no rows,
     // and the one-byte keep flags are all a row needs to know whether it survives (the code maps
     // are four times larger and, at millions of users, miss the cache). Items get their final
@@ -260,22 +267,41 @@ fn group(ucodes: &[u32], icodes: &[u32], keep: (&[bool], &[bool]), imap: &[u32],
         let (u, i) = (ucodes[r], icodes[r]);
         (keep_u[u as usize] && keep_i[i as usize]).then_some((u, i))
     };
-    // Surviving rows per block and user.
-    let per_block: Vec<Vec<u32>> = (0..blocks)
-        .into_par_iter()
-        .map(|b| {
-            let mut c = vec![0u32; n_users];
-            for r in b * size..((b + 1) * size).min(rows) {
-                if let Some((u, _)) = alive(r) {
-                    c[u as usize] += 1;
-                }
-            }
-            c
-        })
-        .collect();
     let mut offsets = vec![0i64; n_users + 1];
-    for u in 0..n_users {
-        offsets[u + 1] = offsets[u] + per_block.iter().map(|c| c[u] as i64).sum::<i64>();
+    // Rows per block and user: needed to give each block its own stable range of every bucket,
+    // unless there are at most two blocks and the filter reported the surviving rows per user
+    // (it does unless it switched to wave peeling). Two blocks then need no counts: the first
+    // fills each bucket from its start, in row order, and the second from its end, walking its
+    // rows backwards, so both meet with every row in input order (this saves a pass over the
+    // codes on a 2-core machine).
+    let from_both_ends = blocks <= 2 && user_rows.is_some();
+    let per_block: Vec<Vec<u32>> = if from_both_ends {
+        Vec::new()
+    } else {
+        (0..blocks)
+            .into_par_iter()
+            .map(|b| {
+                let mut c = vec![0u32; n_users];
+                for r in b * size..((b + 1) * size).min(rows) {
+                    if let Some((u, _)) = alive(r) {
+                        c[u as usize] += 1;
+                    }
+                }
+                c
+            })
+            .collect()
+    };
+    match user_rows {
+        Some(counts) if from_both_ends => {
+            for u in 0..n_users {
+                offsets[u + 1] = offsets[u] + counts[u] as i64;
+            }
+        }
+        _ => {
+            for u in 0..n_users {
+                offsets[u + 1] = offsets[u] + per_block.iter().map(|c| c[u] as i64).sum::<i64>();
+            }
+        }
     }
     let n = offsets[n_users] as usize;
     // Buckets of 2^shift consecutive users.
@@ -283,16 +309,24 @@ fn group(ucodes: &[u32], icodes: &[u32], keep: (&[bool], &[bool]), imap: &[u32],
     let shift = usize::BITS - (n_users.div_ceil(want).max(1) - 1).leading_zeros();
     let n_buckets = ((n_users - 1) >> shift) + 1;
     let first_user = |k: usize| (k << shift).min(n_users);
-    // Each block's first slot in each bucket.
+    // Each block's first slot in each bucket (for the second of two blocks counting from both
+    // ends: one past its last slot).
     let mut cursors: Vec<Vec<usize>> = Vec::with_capacity(blocks);
-    let mut seen = vec![0usize; n_buckets];
-    for c in &per_block {
-        let mut cur = Vec::with_capacity(n_buckets);
-        for (k, s) in seen.iter_mut().enumerate() {
-            cur.push(offsets[first_user(k)] as usize + *s);
-            *s += c[first_user(k)..first_user(k + 1)].iter().map(|&x| x as usize).sum::<usize>();
+    if from_both_ends {
+        for b in 0..blocks {
+            let at = |k: usize| offsets[first_user(k + b)] as usize;
+            cursors.push((0..n_buckets).map(at).collect());
         }
-        cursors.push(cur);
+    } else {
+        let mut seen = vec![0usize; n_buckets];
+        for c in &per_block {
+            let mut cur = Vec::with_capacity(n_buckets);
+            for (k, s) in seen.iter_mut().enumerate() {
+                cur.push(offsets[first_user(k)] as usize + *s);
+                *s += c[first_user(k)..first_user(k + 1)].iter().map(|&x| x as usize).sum::<usize>();
+            }
+            cursors.push(cur);
+        }
     }
     drop(per_block);
     // Every slot of 0..n is written exactly once by pass 1 (the cursors partition 0..n), so the
@@ -302,8 +336,37 @@ fn group(ucodes: &[u32], icodes: &[u32], keep: (&[bool], &[bool]), imap: &[u32],
     let mut ratings = input.ratings.as_ref().map(|_| buffer::with_capacity::<f32>(n));
     let (qt, qi) = (Slots::of(&mut ts), Slots::of(&mut item_csr));
     let qr = ratings.as_mut().map(Slots::of);
+    let put = |at: usize, t: i64, u: u32, i: u32, rating: Option<f32>| {
+        // SAFETY: `at` lies in this block's own range of the bucket's slots.
+        unsafe {
+            qt.put(at, t);
+            qi.put(at, (((u as u64) << 32) | i as u64) as i64);
+            if let (Some(p), Some(x)) = (qr, rating) {
+                p.put(at, x);
+            }
+        }
+    };
     cursors.par_iter_mut().enumerate().for_each(|(b, cur)| {
         let (lo, hi) = (b * size, ((b + 1) * size).min(rows));
+        if from_both_ends && b == 1 {
+            // Backwards from each bucket's end.
+            let ts_parts: Vec<&[i64]> = input.timestamps.range(lo, hi).collect();
+            let r_parts: Option<Vec<&[f32]>> = input.ratings.as_ref().map(|c| c.range(lo, hi).collect());
+            let mut rts = r_parts.as_ref().map(|p| p.iter().rev().flat_map(|s| s.iter().rev().copied()));
+            let mut r = hi;
+            for part in ts_parts.iter().rev() {
+                for &t in part.iter().rev() {
+                    r -= 1;
+                    let rating = rts.as_mut().and_then(Iterator::next);
+                    if let Some((u, i)) = alive(r) {
+                        let slot = &mut cur[u as usize >> shift];
+                        *slot -= 1;
+                        put(*slot, t, u, i, rating);
+                    }
+                }
+            }
+            return;
+        }
         let mut rts = input.ratings.as_ref().map(|c| c.range(lo, hi).flat_map(|s| s.iter().copied()));
         let mut r = lo;
         for part in input.timestamps.range(lo, hi) {
@@ -313,14 +376,7 @@ fn group(ucodes: &[u32], icodes: &[u32], keep: (&[bool], &[bool]), imap: &[u32],
                     let slot = &mut cur[u as usize >> shift];
                     let at = *slot;
                     *slot += 1;
-                    // SAFETY: `at` lies in this block's own range of the bucket's slots.
-                    unsafe {
-                        qt.put(at, t);
-                        qi.put(at, (((u as u64) << 32) | i as u64) as i64);
-                        if let (Some(p), Some(x)) = (qr, rating) {
-                            p.put(at, x);
-                        }
-                    }
+                    put(at, t, u, i, rating);
                 }
                 r += 1;
             }
@@ -709,6 +765,50 @@ mod tests {
             let mut want: Vec<usize> = (0..n).collect();
             want.sort_by_key(|&r| (users[r], ts[r], r));
             assert_eq!(order, want, "case {case}");
+        }
+    }
+
+    #[test]
+    fn row_blocks_keep_input_order_on_one_two_and_three_threads() {
+        // Enough rows for several row blocks: two blocks fill each bucket from both ends (no
+        // per-block counts), other counts use the counted cursors; rows dropped by the k-core
+        // and equal timestamps must leave every user's rows in input order either way.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(21);
+        let n = 300_000;
+        let users: Vec<i64> = (0..n).map(|_| rng.gen_range(0..20_000i64) * 3).collect();
+        let items: Vec<i64> = (0..n).map(|_| rng.gen_range(0..30_000i64)).collect();
+        let ts: Vec<i64> = (0..n).map(|_| rng.gen_range(0..40)).collect();
+        let ratings: Vec<f32> = (0..n).map(|r| r as f32).collect();
+        let spec = SplitSpec::LeaveOneOut;
+        let (kept_users, offsets, items_csr, ts_csr, _) = reference(&users, &items, &ts, 4, spec);
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let got = pool
+                .install(|| {
+                    prepare(&Input {
+                        users: Ids::Int(chunks(&users)),
+                        items: Ids::Int(chunks(&items)),
+                        timestamps: chunks(&ts),
+                        ratings: Some(chunks(&ratings)),
+                        filter: Filter::KCore,
+                        k_user: 4,
+                        k_item: 4,
+                        split: spec,
+                    })
+                })
+                .unwrap();
+            assert!(got.rows_dropped > 0);
+            assert_eq!(got.users, Uniques::Int(kept_users.clone()), "{threads} threads");
+            assert_eq!(got.offsets, offsets, "{threads} threads");
+            assert_eq!(got.item_csr, items_csr, "{threads} threads");
+            assert_eq!(got.timestamps, ts_csr, "{threads} threads");
+            // Rating r was row r: each user's rows by (time, input row).
+            let rows: Vec<usize> = got.ratings.unwrap().iter().map(|&r| r as usize).collect();
+            for w in got.offsets.windows(2) {
+                let seg = &rows[w[0] as usize..w[1] as usize];
+                assert!(seg.windows(2).all(|p| (ts[p[0]], p[0]) < (ts[p[1]], p[1])), "{threads} threads");
+                assert!(seg.iter().all(|&r| users[r] == users[seg[0]]));
+            }
         }
     }
 
