@@ -162,11 +162,8 @@ fn finish(du: &[Death], di: &[Death], ucount: &[AtomicU32], icount: &[AtomicU32]
     };
     // A node's count loses every dropped row while the node lives (see `scan_round`), so a
     // survivor's count is its surviving rows.
-    let user_rows = du
-        .iter()
-        .zip(ucount)
-        .map(|(&d, c)| if d == ALIVE { c.load(Ordering::Relaxed) } else { 0 })
-        .collect();
+    let user_rows =
+        du.iter().zip(ucount).map(|(&d, c)| if d == ALIVE { c.load(Ordering::Relaxed) } else { 0 }).collect();
     NodeCore {
         keep_users: alive(du, ucount),
         keep_items: alive(di, icount),
