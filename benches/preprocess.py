@@ -467,26 +467,6 @@ def bench_case(case: str, source: str, candidates: list[str], repeats: int, data
     return rows
 
 
-def warm_memory(gib: float) -> None:
-    """Touch ``gib`` GiB once in a throwaway process, so that no candidate pays the VM's first touch.
-
-    On this project's VMs (Firecracker guests whose memory the host backs on first use) the first
-    write to a guest page that was never used since boot costs a host-side fault: touching 480 MB
-    took 1.3 s in a fresh VM and 0.05 s once the pages had been used (4 GiB: 13.4 s). Whichever
-    candidate first lands on such pages is charged seconds that no real machine charges, and
-    which candidate that is depends on the order of the runs. After this warm-up every candidate
-    starts from host-backed memory. The seconds it took are printed.
-    """
-    code = (
-        "import numpy as np, time\n"
-        f"t = time.perf_counter(); a = np.ones({int(gib * 2**30) // 8}, dtype=np.int64)\n"
-        "print(f'{time.perf_counter() - t:.1f}')"
-    )
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    took = p.stdout.strip() or f"failed: {p.stderr.strip()[-200:]}"
-    print(f"warm-up: touched {gib:g} GiB once before timing in {took} s (see warm_memory)", flush=True)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--case", action="append", choices=sorted(CASES), help="default: ml20m and m2")
@@ -496,12 +476,6 @@ def main() -> None:
     ap.add_argument("--candidates", nargs="+", help="subset of: " + ", ".join(CANDIDATES))
     ap.add_argument("--data-dir", default="bench-results/data")
     ap.add_argument("--json", default=None)
-    ap.add_argument(
-        "--warm-gib",
-        type=float,
-        default=8.0,
-        help="touch this much memory once in a throwaway process before timing (0: skip); see warm_memory",
-    )
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
     ap.add_argument("--reader", default="pl.read_parquet", help=argparse.SUPPRESS)
@@ -517,8 +491,6 @@ def main() -> None:
         )
         return
     print(f"machine: {machine()}", flush=True)
-    if args.warm_gib > 0:
-        warm_memory(args.warm_gib)
     cands = ["seqdistill"] if args.only_ours else (args.candidates or list(CANDIDATES))
     if "seqdistill" not in cands:
         cands = ["seqdistill", *cands]

@@ -771,45 +771,86 @@ mod tests {
     #[test]
     fn row_blocks_keep_input_order_on_one_two_and_three_threads() {
         // Enough rows for several row blocks: two blocks fill each bucket from both ends (no
-        // per-block counts), other counts use the counted cursors; rows dropped by the k-core
-        // and equal timestamps must leave every user's rows in input order either way.
+        // per-block counts), other counts use the counted cursors. k = 4 drops rows (the filter
+        // scans them), k = 1 drops none (no scan); spread-out ids take the hashed encoding. Every
+        // user's rows must come out by time, ties in input order, either way.
         let mut rng = rand::rngs::StdRng::seed_from_u64(21);
         let n = 300_000;
-        let users: Vec<i64> = (0..n).map(|_| rng.gen_range(0..20_000i64) * 3).collect();
+        let user_draw: Vec<i64> = (0..n).map(|_| rng.gen_range(0..20_000i64)).collect();
         let items: Vec<i64> = (0..n).map(|_| rng.gen_range(0..30_000i64)).collect();
         let ts: Vec<i64> = (0..n).map(|_| rng.gen_range(0..40)).collect();
         let ratings: Vec<f32> = (0..n).map(|r| r as f32).collect();
         let spec = SplitSpec::LeaveOneOut;
-        let (kept_users, offsets, items_csr, ts_csr, _) = reference(&users, &items, &ts, 4, spec);
-        for threads in [1, 2, 3] {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            let got = pool
-                .install(|| {
-                    prepare(&Input {
-                        users: Ids::Int(chunks(&users)),
-                        items: Ids::Int(chunks(&items)),
-                        timestamps: chunks(&ts),
-                        ratings: Some(chunks(&ratings)),
-                        filter: Filter::KCore,
-                        k_user: 4,
-                        k_item: 4,
-                        split: spec,
+        for (k, spread) in [(4u32, 3i64), (1, 3), (1, 1_000_000_007)] {
+            let users: Vec<i64> = user_draw.iter().map(|&u| u * spread).collect();
+            let (kept_users, offsets, items_csr, ts_csr, _) = reference(&users, &items, &ts, k, spec);
+            for threads in [1, 2, 3] {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                let got = pool
+                    .install(|| {
+                        prepare(&Input {
+                            users: Ids::Int(chunks(&users)),
+                            items: Ids::Int(chunks(&items)),
+                            timestamps: chunks(&ts),
+                            ratings: Some(chunks(&ratings)),
+                            filter: Filter::KCore,
+                            k_user: k,
+                            k_item: k,
+                            split: spec,
+                        })
                     })
-                })
-                .unwrap();
-            assert!(got.rows_dropped > 0);
-            assert_eq!(got.users, Uniques::Int(kept_users.clone()), "{threads} threads");
-            assert_eq!(got.offsets, offsets, "{threads} threads");
-            assert_eq!(got.item_csr, items_csr, "{threads} threads");
-            assert_eq!(got.timestamps, ts_csr, "{threads} threads");
-            // Rating r was row r: each user's rows by (time, input row).
-            let rows: Vec<usize> = got.ratings.unwrap().iter().map(|&r| r as usize).collect();
-            for w in got.offsets.windows(2) {
-                let seg = &rows[w[0] as usize..w[1] as usize];
-                assert!(seg.windows(2).all(|p| (ts[p[0]], p[0]) < (ts[p[1]], p[1])), "{threads} threads");
-                assert!(seg.iter().all(|&r| users[r] == users[seg[0]]));
+                    .unwrap();
+                let case = format!("k {k}, spread {spread}, {threads} threads");
+                assert_eq!(got.rows_dropped > 0, k > 1, "{case}");
+                assert_eq!(got.users, Uniques::Int(kept_users.clone()), "{case}");
+                assert_eq!(got.offsets, offsets, "{case}");
+                assert_eq!(got.item_csr, items_csr, "{case}");
+                assert_eq!(got.timestamps, ts_csr, "{case}");
+                // Rating r was row r: each user's rows by (time, input row).
+                let rows: Vec<usize> = got.ratings.unwrap().iter().map(|&r| r as usize).collect();
+                for w in got.offsets.windows(2) {
+                    let seg = &rows[w[0] as usize..w[1] as usize];
+                    assert!(seg.windows(2).all(|p| (ts[p[0]], p[0]) < (ts[p[1]], p[1])), "{case}");
+                    assert!(seg.iter().all(|&r| users[r] == users[seg[0]]), "{case}");
+                }
             }
         }
+    }
+
+    #[test]
+    fn a_log_that_peels_past_the_scan_rounds_matches_the_reference() {
+        // A chain (user u rated items u and u + 1) loses one node per round from its end for
+        // ~2 * 60 rounds: past the scan rounds, so the filter peels the rest in waves; a dense
+        // block of users and items beside it survives.
+        let mut rows: Vec<(i64, i64)> = (0..60).flat_map(|u| [(u, u), (u, u + 1)]).collect();
+        rows.extend((100..110).flat_map(|u| (200..206).map(move |i| (u, i))));
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        for j in (1..rows.len()).rev() {
+            rows.swap(j, rng.gen_range(0..=j));
+        }
+        let users: Vec<i64> = rows.iter().map(|r| r.0).collect();
+        let items: Vec<i64> = rows.iter().map(|r| r.1).collect();
+        let ts: Vec<i64> = (0..rows.len() as i64).map(|t| t % 7).collect();
+        let spec = SplitSpec::LeaveOneOut;
+        let got = prepare(&Input {
+            users: Ids::Int(chunks(&users)),
+            items: Ids::Int(chunks(&items)),
+            timestamps: chunks(&ts),
+            ratings: None,
+            filter: Filter::KCore,
+            k_user: 2,
+            k_item: 2,
+            split: spec,
+        })
+        .unwrap();
+        assert!(got.kcore_rounds > kcore::SCAN_ROUNDS, "{} rounds", got.kcore_rounds);
+        let (kept_users, offsets, items_csr, ts_csr, _) = reference(&users, &items, &ts, 2, spec);
+        assert_eq!(got.users, Uniques::Int(kept_users));
+        assert_eq!(got.offsets, offsets);
+        assert_eq!(got.item_csr, items_csr);
+        assert_eq!(got.timestamps, ts_csr);
+        let ((uc, uu), (ic, iu)) = (ids::encode_i64(&users), ids::encode_i64(&items));
+        assert_eq!(got.kcore_removed, kcore::kcore(&uc, &ic, uu.len(), iu.len(), 2, 2).unwrap().removed);
     }
 
     #[test]
