@@ -326,3 +326,30 @@ def test_metrics_errors_name_the_argument():
         core.topk_metrics(np.zeros((2, 3), np.float32), [1], np.array([0, 1], np.int64), np.array([1], np.int64))
     with pytest.raises(ValueError, match="C-contiguous"):
         core.topk_metrics(np.zeros((3, 2), np.float32).T, [1], np.array([0, 0, 0], np.int64), np.zeros(0, np.int64))
+
+
+def test_absurd_sizes_are_refused_with_an_error_not_an_abort():
+    # Each of these once aborted the interpreter (allocation failure) or ran for ever; now the
+    # core refuses them with a CoreError (a ValueError) naming the argument.
+    from seqdistill.errors import CoreError
+
+    one = np.zeros(1, np.uint32)
+    cases = [
+        (lambda: core.kcore(one, one, 10**15, 1, 1, 1), "n_users"),
+        (lambda: core.kcore(one, one, 1, 2**62, 1, 1), "n_items"),
+        (lambda: core.permutation(10**15, 0), "permutation"),
+        (lambda: core.permutation(2**64 - 1, 0), "int64"),
+        (lambda: core.training_windows(np.array([10**15], np.int64), 2, 1), "training windows"),
+        (
+            lambda: core.gather_windows(
+                np.array([0, 3], np.int64), np.array([1, 2, 3], np.int64), np.array([0]), np.array([2]), 10**15
+            ),
+            "windows",
+        ),
+    ]
+    for call, name in cases:
+        with pytest.raises(CoreError, match=name):
+            call()
+    # The same functions still work at ordinary sizes.
+    assert sorted(core.permutation(5, 0).tolist()) == [0, 1, 2, 3, 4]
+    assert core.kcore(one, one, 3, 2, 1, 1).keep.tolist() == [True]

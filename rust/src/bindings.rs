@@ -541,8 +541,8 @@ fn gather_windows<'py>(
 
 /// A seeded permutation of 0..n (int64).
 #[pyfunction]
-fn permutation(py: Python<'_>, n: usize, seed: u64) -> Arr1<'_, i64> {
-    py.detach(|| sequences::permutation(n, seed)).into_pyarray(py)
+fn permutation(py: Python<'_>, n: usize, seed: u64) -> PyResult<Arr1<'_, i64>> {
+    Ok(py.detach(|| sequences::permutation(n, seed))?.into_pyarray(py))
 }
 
 /// Distinct items of each row's input as CSR: returns (offsets, items) int64.

@@ -16,6 +16,8 @@ pub enum CoreError {
     InvalidOffsets { what: &'static str, row: usize },
     /// More rows than the core can index.
     TooManyRows { rows: usize, limit: usize },
+    /// An output the arguments ask for that cannot be allocated (refused instead of aborting).
+    TooLarge { what: &'static str, elements: u128, bytes: u128 },
     /// The log is bad in a way the user must fix (empty after filtering, nothing to split, ...).
     Data(String),
 }
@@ -49,6 +51,11 @@ impl fmt::Display for CoreError {
             CoreError::TooManyRows { rows, limit } => {
                 write!(f, "{rows} rows: the core handles at most {limit} rows per call")
             }
+            CoreError::TooLarge { what, elements, bytes } => write!(
+                f,
+                "{what}: {elements} elements ({:.1} GiB) cannot be allocated; check the arguments",
+                *bytes as f64 / (1u64 << 30) as f64
+            ),
             CoreError::Data(message) => f.write_str(message),
         }
     }

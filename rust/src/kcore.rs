@@ -410,6 +410,13 @@ pub fn kcore(users: &[u32], items: &[u32], n_users: usize, n_items: usize, k_use
 
 fn check_codes(users: &[u32], items: &[u32], n_users: usize, n_items: usize) -> Result<()> {
     crate::error::same_len("items", users.len(), items.len())?;
+    // Codes are u32, so at most 2^32 nodes; and the per-node tables must be allocatable.
+    for (name, n) in [("n_users", n_users), ("n_items", n_items)] {
+        if n as u128 > u32::MAX as u128 + 1 {
+            return Err(CoreError::invalid(name, format!("codes are 32-bit, so at most 2^32 nodes; got {n}")));
+        }
+        crate::buffer::check_alloc::<u32>(n as u128, name)?;
+    }
     if users.len() > u32::MAX as usize {
         return Err(CoreError::TooManyRows { rows: users.len(), limit: u32::MAX as usize });
     }

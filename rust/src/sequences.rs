@@ -22,8 +22,9 @@ pub fn training_windows(
             format!("length and stride must be positive, got length={length}, stride={stride}"),
         ));
     }
-    let mut users = Vec::new();
-    let mut ends = Vec::new();
+    // Count the windows first (a closed form per user), so that an absurd train_end is refused
+    // before the loop would run for ever or the outputs abort on allocation.
+    let mut total: u128 = 0;
     for (u, &len) in train_end.iter().enumerate() {
         if len < 0 {
             return Err(CoreError::OutOfRange {
@@ -33,6 +34,12 @@ pub fn training_windows(
                 limit: 0,
             });
         }
+        total += window_count(len as u128, length as u128, stride as u128, min_len.max(1) as u128);
+    }
+    let total = crate::buffer::check_alloc::<[i64; 2]>(total, "training windows")?;
+    let mut users = Vec::with_capacity(total);
+    let mut ends = Vec::with_capacity(total);
+    for (u, &len) in train_end.iter().enumerate() {
         let len = len as usize;
         if len < min_len.max(1) {
             continue;
@@ -47,13 +54,27 @@ pub fn training_windows(
             end -= stride;
         }
     }
+    debug_assert_eq!(users.len(), total);
     Ok((users, ends))
+}
+
+/// The windows [`training_windows`] makes for a prefix of `len` rows: ends `len - i * stride` for
+/// i = 0, 1, ... up to the first that is at most `length` or below `stride + m`.
+fn window_count(len: u128, length: u128, stride: u128, m: u128) -> u128 {
+    if len < m {
+        return 0;
+    }
+    // First i with len - i * stride <= length, and first i with len - i * stride < stride + m.
+    let by_length = if len <= length { 0 } else { (len - length).div_ceil(stride) };
+    let by_min = if len < stride + m { 0 } else { (len - stride - m) / stride + 1 };
+    by_length.min(by_min) + 1
 }
 
 /// Left-padded windows: row `j` holds the last `length` items of user `users[j]`'s log before
 /// position `ends[j]`, right-aligned, with 0 in front.
 pub fn gather_windows(offsets: &[i64], items: &[i64], users: &[i64], ends: &[i64], length: usize) -> Result<Vec<i64>> {
     check_rows(offsets, items, users, ends)?;
+    crate::buffer::check_alloc::<i64>(users.len() as u128 * length as u128, "windows")?;
     let mut out = vec![0i64; users.len() * length];
     if length == 0 {
         return Ok(out);
@@ -105,14 +126,21 @@ impl SplitMix64 {
 }
 
 /// A seeded permutation of `0..n` (Fisher–Yates).
-pub fn permutation(n: usize, seed: u64) -> Vec<i64> {
+pub fn permutation(n: usize, seed: u64) -> Result<Vec<i64>> {
+    if n as u128 > i64::MAX as u128 {
+        return Err(CoreError::invalid(
+            "n",
+            format!("the permutation's values are int64, so n is at most 2^63 - 1; got {n}"),
+        ));
+    }
+    crate::buffer::check_alloc::<i64>(n as u128, "permutation")?;
     let mut p: Vec<i64> = (0..n as i64).collect();
     let mut rng = SplitMix64::new(seed);
     for i in (1..n).rev() {
         let j = rng.below(i as u64 + 1) as usize;
         p.swap(i, j);
     }
-    p
+    Ok(p)
 }
 
 /// Distinct items of each row's input (`items` of user `users[j]` before `ends[j]`), sorted, as CSR.
@@ -166,13 +194,50 @@ mod tests {
     }
 
     #[test]
+    fn window_count_matches_the_window_loop() {
+        let mut rng = SplitMix64::new(7);
+        for _ in 0..20_000 {
+            let len = rng.below(60) as usize;
+            let length = 1 + rng.below(12) as usize;
+            let stride = 1 + rng.below(8) as usize;
+            let min_len = rng.below(5) as usize;
+            let (users, _) = training_windows(&[len as i64], length, stride, min_len).unwrap();
+            // The loop of training_windows, written out again.
+            let m = min_len.max(1);
+            let mut want = 0;
+            if len >= m {
+                let mut end = len;
+                loop {
+                    want += 1;
+                    if end <= length || end < stride + m {
+                        break;
+                    }
+                    end -= stride;
+                }
+            }
+            assert_eq!(users.len(), want, "len {len} length {length} stride {stride} min_len {min_len}");
+            assert_eq!(window_count(len as u128, length as u128, stride as u128, m as u128), want as u128);
+        }
+    }
+
+    #[test]
+    fn absurd_sizes_are_errors_not_aborts() {
+        assert!(permutation(usize::MAX, 0).is_err());
+        assert!(permutation(1 << 60, 0).is_err());
+        assert!(training_windows(&[i64::MAX], 2, 1, 2).is_err());
+        let (offsets, items) = ([0i64, 3], [1i64, 2, 3]);
+        assert!(gather_windows(&offsets, &items, &[0], &[2], 1 << 60).is_err());
+        assert!(gather_windows(&offsets, &items, &[0, 0], &[2, 2], usize::MAX).is_err());
+    }
+
+    #[test]
     fn permutation_is_a_permutation_and_seeded() {
-        let p = permutation(1000, 3);
+        let p = permutation(1000, 3).unwrap();
         let mut s = p.clone();
         s.sort();
         assert_eq!(s, (0..1000).collect::<Vec<i64>>());
-        assert_eq!(p, permutation(1000, 3));
-        assert_ne!(p, permutation(1000, 4));
+        assert_eq!(p, permutation(1000, 3).unwrap());
+        assert_ne!(p, permutation(1000, 4).unwrap());
     }
 
     #[test]
