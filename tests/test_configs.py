@@ -366,3 +366,33 @@ def test_synthetic_config_ranges_on_construction_and_numbers_normalised():
     cfg = SyntheticConfig(median_length=5, n_users=np.int64(20))
     assert isinstance(cfg.median_length, float) and cfg.median_length == 5.0
     assert type(cfg.n_users) is int and cfg.n_users == 20
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 10**23, True, 1.0])
+def test_every_seed_is_an_integer_below_2_32(seed):
+    # torch takes 64-bit seeds, numpy's legacy seeding (UMAP) 32-bit: one limit for all of them,
+    # checked where the config is made instead of deep inside a run.
+    from seqdistill.profiles.llm import GenerationConfig
+    from seqdistill.profiles.probe import ProbeConfig
+    from seqdistill.profiles.reduce import ReduceConfig
+
+    for make in (
+        lambda: TrainConfig(seed=seed),
+        lambda: GenerationConfig(seed=seed),
+        lambda: ProbeConfig(seed=seed),
+        lambda: ReduceConfig(seed=seed),
+    ):
+        with pytest.raises(ConfigError, match="seed"):
+            make()
+    assert TrainConfig(seed=2**32 - 1).seed == 2**32 - 1
+
+
+def test_cli_seed_type_names_the_limit():
+    import argparse
+
+    from seqdistill.cli._common import seed_int
+
+    assert seed_int("4294967295") == 2**32 - 1
+    for bad_text in ("4294967296", "-1", "x"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            seed_int(bad_text)

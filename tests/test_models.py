@@ -324,3 +324,19 @@ def test_pooling_matches_plain_reference(b, length, d, gamma, seed):
         ref_exp = sum(wt * h[i, t] for wt, t in zip(ws, real)) / sum(ws)
         np.testing.assert_allclose(mean[i], ref_mean, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(exp[i], ref_exp, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["sasrec", "bert4rec"])
+@pytest.mark.parametrize("hidden,blocks,ffn", [(8, 1, 4), (12, 3, 2), (16, 2, 1)])
+def test_parameter_count_matches_torch(kind, hidden, blocks, ffn):
+    cfg = ModelConfig(kind=kind, n_items=37, max_len=9, hidden=hidden, n_blocks=blocks, n_heads=2, ffn_mult=ffn)
+    model = build_model(cfg)
+    assert cfg.n_parameters(type(model).n_special) == sum(p.numel() for p in model.parameters())
+
+
+def test_a_model_larger_than_memory_is_refused_before_it_is_built():
+    # 100M blocks of hidden 64: ~20 TB of weights; built block by block it would run for minutes
+    # before failing, so the refusal must come from the size alone.
+    cfg = ModelConfig(n_items=10, max_len=8, hidden=64, n_blocks=100_000_000, n_heads=2)
+    with pytest.raises(MemoryError, match=r"Unable to allocate \d+ bytes .* parameters"):
+        build_model(cfg)

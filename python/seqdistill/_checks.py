@@ -228,6 +228,18 @@ def check_fields(obj: Any) -> None:
 
 
 # ------------------------------------------------------------------------------ ranges
+#: Seeds are integers in ``[0, SEED_LIMIT)``: numpy's legacy seeding (UMAP's ``random_state``) and
+#: the shuffled control's generator take at most 32 bits, torch's ``manual_seed`` 64.
+SEED_LIMIT = 2**32
+
+
+def check_seed(obj: Any, key: str = "seed") -> None:
+    """``obj.key`` must be an integer in ``[0, SEED_LIMIT)``."""
+    v = getattr(obj, key)
+    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < SEED_LIMIT:
+        raise bad(obj, key, f"an integer >= 0 and < 2**32 ({SEED_LIMIT})")
+
+
 def at_least(obj: Any, key: str, low: float, *, strict: bool = False) -> None:
     """``obj.key`` (when not None) must be ``>= low`` (``> low`` when ``strict``)."""
     v = getattr(obj, key)

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from seqdistill import _io
+from seqdistill._checks import SEED_LIMIT
 from seqdistill.errors import OutputError
 
 __all__ = [
@@ -62,6 +63,14 @@ def int_at_least(low: int) -> Callable[[str], int]:
 
 positive_int = int_at_least(1)
 nonnegative_int = int_at_least(0)
+
+
+def seed_int(text: str) -> int:
+    """An argparse type: a seed, an integer in ``[0, 2**32)`` (see ``SEED_LIMIT``)."""
+    value = nonnegative_int(text)
+    if value >= SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be an integer below 2**32 ({SEED_LIMIT}), got {text!r}")
+    return value
 
 
 def finite_float(text: str) -> float:

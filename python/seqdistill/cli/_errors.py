@@ -88,7 +88,7 @@ def _out_of_memory(e: BaseException) -> str | None:
     asked = _ASKED.search(str(e))
     detail = f" (asked for {asked[1]})" if asked else ""
     return (
-        f"out of memory{detail}: a size setting (max_len, hidden, batch size, number of users or "
+        f"out of memory{detail}: a size setting (max_len, hidden, blocks, batch size, number of users or "
         "items) asks for more than this machine has; lower it"
     )
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from seqdistill.cli._common import nonnegative_int, positive_int
+from seqdistill.cli._common import positive_int, seed_int
 from seqdistill.errors import ConfigError, DataError, OutputError
 
 __all__ = ["JSON_MARK", "add_parser", "check_json_out", "run"]
@@ -41,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction, parents: Sequence[argparse.Argum
     )
     p.add_argument("--ks", type=positive_int, nargs="+", default=[5, 10, 20], metavar="K", help="cut-offs k")
     p.add_argument("--part", choices=["test", "valid"], default="test", help="which targets to rank")
-    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the sampled negatives")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the sampled negatives")
     p.add_argument("--batch-size", type=positive_int, default=1024, help="rows per forward pass (no effect on results)")
     p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--device", default="auto", help="auto (default: CUDA when available), cpu, cuda, cuda:N or mps")

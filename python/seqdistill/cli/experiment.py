@@ -7,7 +7,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from seqdistill.cli._common import nonnegative_int, positive_int
+from seqdistill.cli._common import positive_int, seed_int
 
 __all__ = ["add_parser", "run"]
 
@@ -27,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction, parents: Sequence[argparse.Argum
     )
     p.add_argument("--dataset-path", help="override [dataset] path")
     p.add_argument("--store", help="override [profiles] store (source = 'llm')")
-    p.add_argument("--seeds", type=nonnegative_int, nargs="+", help="override the seeds")
+    p.add_argument("--seeds", type=seed_int, nargs="+", help="override the seeds")
     p.add_argument(
         "--threads",
         type=positive_int,

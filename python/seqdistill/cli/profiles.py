@@ -10,7 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from seqdistill.cli._common import finite_float, int_at_least, nonnegative_float, nonnegative_int, positive_int
+from seqdistill.cli._common import (
+    finite_float,
+    int_at_least,
+    nonnegative_float,
+    nonnegative_int,
+    positive_int,
+    seed_int,
+)
 from seqdistill.errors import ConfigError, DataError, OutputError
 
 __all__ = ["add_parser"]
@@ -64,7 +71,7 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: Sequence[argpars
     )
     g.add_argument("--max-items", type=positive_int, help="only the N most recent distinct items of a history")
     g.add_argument("--temperature", type=nonnegative_float, default=0.0)
-    g.add_argument("--seed", type=nonnegative_int, default=0)
+    g.add_argument("--seed", type=seed_int, default=0)
     g.add_argument("--batch-size", type=positive_int, default=8, help="transformers: prompts per forward")
     g.add_argument("--concurrency", type=positive_int, default=8, help="openai: requests in flight")
     g.add_argument("--context-tokens", type=positive_int, help="override the model's context length")
@@ -102,7 +109,7 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: Sequence[argpars
     )
     r.add_argument("--method", choices=["umap", "pca"], default="umap")
     r.add_argument("--dim", type=positive_int, required=True, help="the recommender's hidden size")
-    r.add_argument("--seed", type=nonnegative_int, default=0)
+    r.add_argument("--seed", type=seed_int, default=0)
     r.add_argument("--n-neighbors", type=int_at_least(2), default=15)
     r.add_argument("--min-dist", type=nonnegative_float, default=0.1)
     r.add_argument("--refit", action="store_true", help="fit again, replacing the reducer and targets already at --out")
@@ -121,7 +128,7 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: Sequence[argpars
     )
     pb.add_argument("dataset", help="prepared dataset folder")
     pb.add_argument("targets", help="folder from 'profiles encode' or 'profiles reduce', or a [n_users, d] .npy")
-    pb.add_argument("--seed", type=nonnegative_int, default=0)
+    pb.add_argument("--seed", type=seed_int, default=0)
     pb.add_argument("--n-boot", type=positive_int, default=2000, help="bootstrap resamples for the interval")
     pb.add_argument("--out", help="also write the result as JSON to this file (a new file, or --overwrite)")
     pb.add_argument("--overwrite", action="store_true", help="replace the file at --out")

@@ -21,7 +21,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from seqdistill._checks import describe, field_hints, matches, show, unknown_keys
+from seqdistill._checks import SEED_LIMIT, describe, field_hints, matches, show, unknown_keys
 from seqdistill.errors import ConfigError
 
 from .options import CONTROLS, GRID_KEYS
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = ["check_device", "check_runnable", "check_table", "validate_config"]
 
-_SEED_LIMIT = 2**32  # numpy's legacy seeding and the shuffled control's generator take < 2**32
+_SEED_LIMIT = SEED_LIMIT
 _K_CORE_LIMIT = 2**32  # the core counts rows per user and item in 32 bits
 # A top-k cut-off above this ranks nothing more in any catalogue a run can hold, and every
 # cut-off is a buffer of k slots per ranked row (a k of 10^11 aborted the process after training).

@@ -84,6 +84,15 @@ class ModelConfig(DictConfig):
         if self.hidden % self.n_heads:
             raise ConfigError(f"ModelConfig.hidden: {self.hidden} is not divisible by n_heads={self.n_heads}")
 
+    def n_parameters(self, n_special: int = 0) -> int:
+        """Parameters of the encoder this config builds (``n_special`` extra token rows, e.g.
+        BERT4Rec's mask token): embeddings, ``n_blocks`` pre-LN blocks, the final LayerNorm."""
+        d, f = self.hidden, self.ffn_mult
+        embeddings = (self.n_items + 1 + n_special) * d + self.max_len * d
+        # LayerNorms 2 x 2d, qkv 3d^2 + 3d, proj d^2 + d, FFN 2fd^2 + fd + d.
+        block = (4 + 2 * f) * d * d + (9 + f) * d
+        return embeddings + self.n_blocks * block + 2 * d
+
 
 @dataclass(frozen=True)
 class ModelOutput:
@@ -98,6 +107,26 @@ class ModelOutput:
     real_mask: Tensor
     hidden: Tensor
     hidden_states: tuple[Tensor, ...]
+
+
+def _physical_memory() -> int | None:
+    """Bytes of physical memory, where the OS says (None elsewhere)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_fits(n_parameters: int) -> None:
+    """Refuses a model whose float32 weights alone exceed this machine's memory, before building
+    it: with millions of blocks the build would otherwise grind for minutes block by block before
+    running out of memory. (Training needs ~4x the weights; that is left to the allocator.)"""
+    need, have = 4 * n_parameters, _physical_memory()
+    if have is not None and need > have:
+        raise MemoryError(
+            f"Unable to allocate {need} bytes for the model's {n_parameters:,} float32 parameters "
+            f"(this machine has {have} bytes)"
+        )
 
 
 class _Block(nn.Module):
@@ -149,6 +178,7 @@ class SequentialRecommender(nn.Module):
             raise ConfigError(f"{type(self).__name__}: ModelConfig.kind is {config.kind!r}, expected {self.kind!r}")
         super().__init__()
         self.config = config
+        _check_fits(config.n_parameters(self.n_special))
         d = config.hidden
         self.item_emb = nn.Embedding(config.n_items + 1 + self.n_special, d, padding_idx=0)
         self.pos_emb = nn.Embedding(config.max_len, d)

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from seqdistill._checks import check_seed
 from seqdistill._config import DictConfig
 from seqdistill.errors import ConfigError
 
@@ -76,8 +77,7 @@ class GenerationConfig(DictConfig):
             raise ConfigError(f"GenerationConfig.temperature: expected a finite number >= 0, got {self.temperature!r}")
         if not _is_number(self.top_p) or not 0 < self.top_p <= 1:
             raise ConfigError(f"GenerationConfig.top_p: expected a number in (0, 1], got {self.top_p!r}")
-        if not _is_int(self.seed):
-            raise ConfigError(f"GenerationConfig.seed: expected an integer, got {self.seed!r}")
+        check_seed(self)
         rp = self.repetition_penalty
         if not _is_number(rp) or not 1 <= rp <= 10:
             raise ConfigError(f"GenerationConfig.repetition_penalty: expected a number in [1, 10] (1: off), got {rp!r}")

@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from seqdistill._checks import check_seed
 from seqdistill._config import DictConfig
 from seqdistill.errors import ConfigError, DataError
 
@@ -65,10 +66,11 @@ class ProbeConfig(DictConfig):
     threads: int | None = 1  # BLAS threads while probing (None: leave as is); one is fastest on a shared machine
 
     def __post_init__(self) -> None:
-        for key in ("seed", "n_boot", "min_users"):
+        check_seed(self)
+        for key in ("n_boot", "min_users"):
             v = getattr(self, key)
-            if not isinstance(v, int) or isinstance(v, bool) or v < (0 if key == "seed" else 1):
-                raise ConfigError(f"ProbeConfig.{key}: expected an integer >= {0 if key == 'seed' else 1}, got {v!r}")
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"ProbeConfig.{key}: expected an integer >= 1, got {v!r}")
         for key in ("valid_share", "test_share"):
             v = getattr(self, key)
             if not _number(v) or not 0 < v < 0.5:

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from seqdistill import _io
+from seqdistill._checks import check_seed
 from seqdistill._config import DictConfig
 from seqdistill.errors import ConfigError, DataError, StoreError
 
@@ -59,8 +60,7 @@ class ReduceConfig(DictConfig):
             raise ConfigError(f"ReduceConfig.method: expected 'umap' or 'pca', got {self.method!r}")
         if not _is_int(self.dim) or self.dim < 1:
             raise ConfigError(f"ReduceConfig.dim: expected an integer >= 1, got {self.dim!r}")
-        if not _is_int(self.seed) or self.seed < 0:
-            raise ConfigError(f"ReduceConfig.seed: expected an integer >= 0, got {self.seed!r}")
+        check_seed(self)
         if not _is_int(self.n_neighbors) or self.n_neighbors < 2:
             raise ConfigError(f"ReduceConfig.n_neighbors: expected an integer >= 2, got {self.n_neighbors!r}")
         md = self.min_dist

@@ -8,7 +8,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from seqdistill._checks import at_least, bad, check_fields, one_of
+from seqdistill._checks import at_least, bad, check_fields, check_seed, one_of
 from seqdistill._config import DictConfig
 from seqdistill.errors import ConfigError
 
@@ -66,8 +66,9 @@ class TrainConfig(DictConfig):
         for key in ("epochs", "batch_size", "eval_batch_size", "stride", "patience", "nproc"):
             at_least(self, key, 1)
         at_least(self, "lr", 0.0, strict=True)
-        for key in ("weight_decay", "grad_clip", "min_epochs", "seed"):
+        for key in ("weight_decay", "grad_clip", "min_epochs"):
             at_least(self, key, 0)
+        check_seed(self)
         if self.min_epochs > self.epochs:
             raise bad(self, "min_epochs", f"at most epochs={self.epochs}")
         one_of(self, "backend", BACKENDS)
