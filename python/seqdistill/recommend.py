@@ -214,6 +214,9 @@ def recommend(
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise ConfigError(f"recommend: k must be an integer >= 1, got {k!r}")
     items = catalogue(model)
+    # At most the whole catalogue is ranked (a larger k gives fewer rows, as when seen items are
+    # filtered): the result buffers are sized by k, so an absurd k must not size them.
+    k = min(k, max(len(items) - 1, 1))
     if users is not None:
         if dataset is None:
             raise ConfigError("recommend: users= needs the dataset the model was trained on")
