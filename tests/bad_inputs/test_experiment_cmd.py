@@ -90,7 +90,7 @@ def test_report_only_without_runs(ws: Path, refused) -> None:
         (["--seeds", "-1"], ["--seeds", "'-1'"]),
         (["--seeds", "one"], ["--seeds", "'one'"]),
         (["--seeds", "0", "0"], ["seeds = [0, 0]", "distinct"]),
-        (["--seeds", str(2**40)], ["seeds", str(2**40), "out of range"]),
+        (["--seeds", str(2**40)], ["--seeds", str(2**40), "below 2**32"]),
         (["--store", "profiles"], ["[profiles] store = 'profiles'", "only with source = 'llm'"]),
         (["--dataset-path", "nowhere"], ["[dataset] path = 'nowhere'", "no such file or folder"]),
         (["--out", "log.csv/exp"], ["--out log.csv/exp", "log.csv is a file"]),
