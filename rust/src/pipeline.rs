@@ -291,17 +291,14 @@ fn group(
             })
             .collect()
     };
-    match user_rows {
-        Some(counts) if from_both_ends => {
-            for u in 0..n_users {
-                offsets[u + 1] = offsets[u] + counts[u] as i64;
-            }
+    let rows_of = |u: usize| -> i64 {
+        match user_rows {
+            Some(counts) if from_both_ends => counts[u] as i64,
+            _ => per_block.iter().map(|c| c[u] as i64).sum(),
         }
-        _ => {
-            for u in 0..n_users {
-                offsets[u + 1] = offsets[u] + per_block.iter().map(|c| c[u] as i64).sum::<i64>();
-            }
-        }
+    };
+    for u in 0..n_users {
+        offsets[u + 1] = offsets[u] + rows_of(u);
     }
     let n = offsets[n_users] as usize;
     // Buckets of 2^shift consecutive users.
@@ -570,6 +567,25 @@ mod tests {
         v.into()
     }
 
+    /// The k-core input (`k` for users and items) over chunked integer columns.
+    fn chunked_input<'a>(
+        (users, items, ts): (&'a [i64], &'a [i64], &'a [i64]),
+        ratings: Option<&'a [f32]>,
+        k: u32,
+        split: SplitSpec,
+    ) -> Input<'a> {
+        Input {
+            users: Ids::Int(chunks(users)),
+            items: Ids::Int(chunks(items)),
+            timestamps: chunks(ts),
+            ratings: ratings.map(chunks),
+            filter: Filter::KCore,
+            k_user: k,
+            k_item: k,
+            split,
+        }
+    }
+
     /// The step-by-step path: encode, row-level k-core, stable sort by (user, time), split.
     /// Kept raw users, offsets, item CSR, timestamp CSR and the split.
     type Reference = (Vec<i64>, Vec<i64>, Vec<i64>, Vec<i64>, Option<Split>);
@@ -626,17 +642,7 @@ mod tests {
                     valid: Valid::LastItem,
                 }
             };
-            let input = Input {
-                users: Ids::Int(chunks(&users)),
-                items: Ids::Int(chunks(&items)),
-                timestamps: chunks(&ts),
-                ratings: Some(chunks(&ratings)),
-                filter: Filter::KCore,
-                k_user: k,
-                k_item: k,
-                split: spec,
-            };
-            let got = prepare(&input).unwrap();
+            let got = prepare(&chunked_input((&users, &items, &ts), Some(&ratings), k, spec)).unwrap();
             let (kept_users, offsets, items_csr, ts_csr, split) = reference(&users, &items, &ts, k, spec);
             assert_eq!(got.users, Uniques::Int(kept_users));
             let ((uc, uu), (ic, iu)) = (ids::encode_i64(&users), ids::encode_i64(&items));
@@ -744,17 +750,7 @@ mod tests {
             let ts: Vec<i64> = rows.iter().map(|r| r.2).collect();
             let ratings: Vec<f32> = (0..n).map(|r| r as f32).collect();
             let spec = SplitSpec::LeaveOneOut;
-            let got = prepare(&Input {
-                users: Ids::Int(chunks(&users)),
-                items: Ids::Int(chunks(&items)),
-                timestamps: chunks(&ts),
-                ratings: Some(chunks(&ratings)),
-                filter: Filter::KCore,
-                k_user: 1,
-                k_item: 1,
-                split: spec,
-            })
-            .unwrap();
+            let got = prepare(&chunked_input((&users, &items, &ts), Some(&ratings), 1, spec)).unwrap();
             let (kept_users, offsets, items_csr, ts_csr, _) = reference(&users, &items, &ts, 1, spec);
             assert_eq!(got.users, Uniques::Int(kept_users), "case {case}");
             assert_eq!(got.offsets, offsets, "case {case}");
@@ -786,20 +782,8 @@ mod tests {
             let (kept_users, offsets, items_csr, ts_csr, _) = reference(&users, &items, &ts, k, spec);
             for threads in [1, 2, 3] {
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-                let got = pool
-                    .install(|| {
-                        prepare(&Input {
-                            users: Ids::Int(chunks(&users)),
-                            items: Ids::Int(chunks(&items)),
-                            timestamps: chunks(&ts),
-                            ratings: Some(chunks(&ratings)),
-                            filter: Filter::KCore,
-                            k_user: k,
-                            k_item: k,
-                            split: spec,
-                        })
-                    })
-                    .unwrap();
+                let got =
+                    pool.install(|| prepare(&chunked_input((&users, &items, &ts), Some(&ratings), k, spec))).unwrap();
                 let case = format!("k {k}, spread {spread}, {threads} threads");
                 assert_eq!(got.rows_dropped > 0, k > 1, "{case}");
                 assert_eq!(got.users, Uniques::Int(kept_users.clone()), "{case}");
@@ -819,8 +803,8 @@ mod tests {
 
     #[test]
     fn a_log_that_peels_past_the_scan_rounds_matches_the_reference() {
-        // A chain (user u rated items u and u + 1) loses one node per round from its end for
-        // ~2 * 60 rounds: past the scan rounds, so the filter peels the rest in waves; a dense
+        // A chain (user u rated items u and u + 1) loses a node per round at each of its two ends
+        // for ~60 rounds: past the scan rounds, so the filter peels the rest in waves; a dense
         // block of users and items beside it survives.
         let mut rows: Vec<(i64, i64)> = (0..60).flat_map(|u| [(u, u), (u, u + 1)]).collect();
         rows.extend((100..110).flat_map(|u| (200..206).map(move |i| (u, i))));
@@ -832,17 +816,7 @@ mod tests {
         let items: Vec<i64> = rows.iter().map(|r| r.1).collect();
         let ts: Vec<i64> = (0..rows.len() as i64).map(|t| t % 7).collect();
         let spec = SplitSpec::LeaveOneOut;
-        let got = prepare(&Input {
-            users: Ids::Int(chunks(&users)),
-            items: Ids::Int(chunks(&items)),
-            timestamps: chunks(&ts),
-            ratings: None,
-            filter: Filter::KCore,
-            k_user: 2,
-            k_item: 2,
-            split: spec,
-        })
-        .unwrap();
+        let got = prepare(&chunked_input((&users, &items, &ts), None, 2, spec)).unwrap();
         assert!(got.kcore_rounds > kcore::SCAN_ROUNDS, "{} rounds", got.kcore_rounds);
         let (kept_users, offsets, items_csr, ts_csr, _) = reference(&users, &items, &ts, 2, spec);
         assert_eq!(got.users, Uniques::Int(kept_users));

@@ -22,6 +22,7 @@ pub fn training_windows(
             format!("length and stride must be positive, got length={length}, stride={stride}"),
         ));
     }
+    let m = min_len.max(1);
     // Count the windows first (a closed form per user), so that an absurd train_end is refused
     // before the loop would run for ever or the outputs abort on allocation.
     let mut total: u128 = 0;
@@ -34,21 +35,21 @@ pub fn training_windows(
                 limit: 0,
             });
         }
-        total += window_count(len as u128, length as u128, stride as u128, min_len.max(1) as u128);
+        total += window_count(len as u128, length as u128, stride as u128, m as u128);
     }
     let total = crate::buffer::check_alloc::<[i64; 2]>(total, "training windows")?;
     let mut users = Vec::with_capacity(total);
     let mut ends = Vec::with_capacity(total);
     for (u, &len) in train_end.iter().enumerate() {
         let len = len as usize;
-        if len < min_len.max(1) {
+        if len < m {
             continue;
         }
         let mut end = len;
         loop {
             users.push(u as i64);
             ends.push(end as i64);
-            if end <= length || end < stride + min_len.max(1) {
+            if end <= length || end < stride + m {
                 break;
             }
             end -= stride;

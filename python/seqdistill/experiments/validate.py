@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 __all__ = ["check_device", "check_runnable", "check_table", "validate_config"]
 
-_SEED_LIMIT = SEED_LIMIT
 _K_CORE_LIMIT = 2**32  # the core counts rows per user and item in 32 bits
 # A top-k cut-off above this ranks nothing more in any catalogue a run can hold, and every
 # cut-off is a buffer of k slots per ranked row (a k of 10^11 aborted the process after training).
@@ -97,7 +96,7 @@ def _top_level(cfg: ExperimentConfig, where: str) -> None:
         if not matches(value, hints[key]):
             label = key if key not in ("split", "model", "train") else f"[{key}]"
             raise ConfigError(f"{where}: {label} = {show(value)}: expected {describe(hints[key])}")
-    _int_list(where, "seeds", cfg.seeds, low=0, high=_SEED_LIMIT)
+    _int_list(where, "seeds", cfg.seeds, low=0, high=SEED_LIMIT)
     _int_list(where, "eval_ks", cfg.eval_ks, low=1, high=_CUTOFF_LIMIT + 1)
     if 10 not in cfg.eval_ks:
         raise ConfigError(f"{where}: eval_ks = {show(cfg.eval_ks)}: must contain 10 (the report's metric)")
@@ -178,8 +177,8 @@ def _profiles(cfg: ExperimentConfig, where: str) -> None:
                 f"{where}: [profiles] {key} = {show(value)}: used only with source = {needs!r} "
                 f"(source is {spec.source!r}); remove it or set source = {needs!r}"
             )
-    if not 0 <= spec.seed < _SEED_LIMIT:
-        raise ConfigError(f"{where}: [profiles] seed = {spec.seed}: must be >= 0 and < {_SEED_LIMIT}")
+    if not 0 <= spec.seed < SEED_LIMIT:
+        raise ConfigError(f"{where}: [profiles] seed = {spec.seed}: must be >= 0 and < {SEED_LIMIT}")
     if "stats" in cfg.controls and spec.source == "stats":
         raise ConfigError(
             f"{where}: controls = {show(cfg.controls)}: 'stats' is the main source already; "
