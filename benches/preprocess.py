@@ -16,6 +16,9 @@ fastest reader).
 
     python benches/preprocess.py --case ml20m [--case m2 --case 100m] [--repeats 3] [--json out.json]
 
+String ids: ``--case ml20m-str`` / ``--case m2-str`` (the same logs with ids ``u1000003`` /
+``i500``).
+
 Needs ``pip install -e .[bench]`` (duckdb). Data files are generated once under
 ``bench-results/data/`` (not committed).
 """
@@ -52,6 +55,9 @@ CASES = {
     "100m": (100_000_000, 5_000_000, 1_000_000),
     "1m": (1_000_000, 6_900, 1_350),
 }
+# The same logs with string ids ("u1000003", "i500"): the Arrow-strings path of every pipeline.
+STRING_CASES = {"ml20m-str": "ml20m", "m2-str": "m2", "1m-str": "1m"}  # 1m-str: a quick check
+SHAPES = {**CASES, **{name: CASES[base] for name, base in STRING_CASES.items()}}
 
 
 # ------------------------------------------------------------------------------------ data
@@ -75,7 +81,12 @@ def data_file(case: str, folder: Path) -> Path:
     if not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        df = synthetic_log(*CASES[case])
+        if case in STRING_CASES:
+            df = pl.read_parquet(data_file(STRING_CASES[case], folder)).with_columns(
+                user_id="u" + pl.col("user_id").cast(pl.String), item_id="i" + pl.col("item_id").cast(pl.String)
+            )
+        else:
+            df = synthetic_log(*CASES[case])
         tmp = path.with_suffix(".tmp.parquet")
         df.write_parquet(tmp)
         os.replace(tmp, path)
@@ -342,7 +353,9 @@ def worker(candidate: str, path: Path, source: str, reader: str, out: Path | Non
             secs = time.perf_counter() - t0
         input_bytes = path.stat().st_size
     if out is not None:
-        np.savez(out, **{k: np.asarray(res[k]) for k in KEYS})
+        # String ids as fixed-width unicode (never object arrays, which np.load would unpickle).
+        arrays = {k: np.asarray(res[k]) for k in KEYS}
+        np.savez(out, **{k: a.astype(str) if a.dtype == object else a for k, a in arrays.items()})
     print(
         json.dumps(
             {
@@ -370,7 +383,10 @@ def run_worker(candidate: str, path: Path, source: str, reader: str, out: Path |
 def same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
     ok = True
     for key in KEYS:
-        if not np.array_equal(np.asarray(a[key], dtype=np.int64), np.asarray(b[key], dtype=np.int64)):
+        x, y = np.asarray(a[key]), np.asarray(b[key])
+        if x.dtype.kind not in "US":  # ids as text stay text; the rest compare as int64
+            x, y = x.astype(np.int64), y.astype(np.int64)
+        if x.shape != y.shape or not np.array_equal(x, y):
             print(f"    mismatch in {key}", flush=True)
             ok = False
     return ok
@@ -436,7 +452,7 @@ def bench_case(case: str, source: str, candidates: list[str], repeats: int, data
             )
             rows.append(
                 {
-                    "case": f"{case} {CASES[case][0]:,} rows, {source}",
+                    "case": f"{case} {SHAPES[case][0]:,} rows, {source}",
                     "ours_s": round(ours_r["seconds"], 4),
                     "ours_reader": ours_r["reader"],
                     "baseline": label,
@@ -453,7 +469,7 @@ def bench_case(case: str, source: str, candidates: list[str], repeats: int, data
         if len(results) == 1:
             rows.append(
                 {
-                    "case": f"{case} {CASES[case][0]:,} rows, {source}",
+                    "case": f"{case} {SHAPES[case][0]:,} rows, {source}",
                     "ours_s": round(ours_r["seconds"], 4),
                     "baseline": None,
                     "baseline_s": None,
@@ -469,7 +485,7 @@ def bench_case(case: str, source: str, candidates: list[str], repeats: int, data
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--case", action="append", choices=sorted(CASES), help="default: ml20m and m2")
+    ap.add_argument("--case", action="append", choices=sorted(SHAPES), help="default: ml20m and m2")
     ap.add_argument("--source", action="append", choices=["memory", "parquet"], help="default: both")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--only-ours", action="store_true", help="seqdistill alone (e.g. at 100M rows)")

@@ -19,7 +19,10 @@ from seqdistill.errors import DataError
 # Digits, signs, letters, ASCII and Unicode whitespace, control characters, invisible format
 # characters (Cf), other non-ASCII letters.
 ALPHABET = "0123+-ab \t\n\x0b\x00\x1f\x7f\u00a0\u3000\u2028\u200b\ufeff\u00ad\u2066éж"
-TOKENS = st.one_of(st.text(alphabet=ALPHABET, max_size=5), st.sampled_from(["nan", "-NaN", "007", "-0", "+5", "12"]))
+TOKENS = st.one_of(
+    st.text(alphabet=ALPHABET, max_size=5),
+    st.sampled_from(["nan", "-NaN", " +nAn\u3000", "nana", "007", "-0", "+5", "12"]),
+)
 
 
 def reference(s: pl.Series, infer_integers: bool) -> pl.Series:
@@ -93,9 +96,18 @@ def test_same_decision_as_the_per_question_reference(values, infer, chunks):
             _string_ids(s, "u", "user_id", "src", infer)
         assert kind_and_row(str(got.value)) == kind_and_row(str(e)), (values, str(got.value), str(e))
         return
-    got = _string_ids(s, "u", "user_id", "src", infer)
+    got, buffers = _string_ids(s, "u", "user_id", "src", infer)
     assert got.dtype == want.dtype
     assert got.to_list() == want.to_list()
+    # The buffers handed on (for the core to read without converting again) are the result's own.
+    if got.dtype == pl.String:
+        if buffers is not None:
+            for mine, fresh in zip(buffers, string_buffers(got), strict=True):
+                np.testing.assert_array_equal(mine, fresh)
+        else:
+            assert got.to_list() != s.to_list()  # only a changed column comes without buffers
+    else:
+        assert buffers is None
 
 
 @settings(max_examples=200, deadline=None)
@@ -108,6 +120,8 @@ def test_core_pass_against_python(values):
     ctrl = next((i for i, v in enumerate(stripped) if any(ord(c) < 0x20 or ord(c) == 0x7F for c in v)), None)
     assert t.first_control == ctrl
     assert t.padded == (stripped != values)
+    nan_like = next((i for i, v in enumerate(stripped) if v.lower() in _NAN_LIKE), None)
+    assert t.first_nan_like == nan_like
     assert t.non_ascii.tolist() == [i for i, v in enumerate(values) if not v.isascii()]
     if values and not t.int_like:  # then some value cannot be an integer
         assert s.cast(pl.Int64, strict=False).null_count() > 0

@@ -19,6 +19,7 @@ __all__ = [
     "KCoreRounds",
     "MAX_K",
     "METRICS",
+    "NAN_LIKE_IDS",
     "PreparedLog",
     "SPLIT_KINDS",
     "SplitResult",
@@ -49,6 +50,7 @@ SPLIT_KINDS: tuple[str, ...]
 FILTERS: tuple[str, ...]
 METRICS: tuple[str, ...]
 MAX_K: int
+NAN_LIKE_IDS: tuple[str, ...]
 
 @final
 class KCoreRounds:
@@ -97,6 +99,8 @@ class IdTextCheck:
     def first_empty(self) -> int | None: ...
     @property
     def first_control(self) -> int | None: ...
+    @property
+    def first_nan_like(self) -> int | None: ...
     @property
     def padded(self) -> bool: ...
     @property

@@ -43,6 +43,7 @@ __all__ = [
     "KCoreRounds",
     "MAX_K",
     "METRICS",
+    "NAN_LIKE_IDS",
     "PreparedLog",
     "SPLIT_KINDS",
     "SplitKind",
@@ -82,6 +83,9 @@ SPLIT_KINDS: tuple[str, ...] = _core.SPLIT_KINDS
 METRICS: tuple[str, ...] = _core.METRICS
 #: Largest cut-off k the metric functions accept.
 MAX_K: int = _core.MAX_K
+#: Id values refused as NaN-like (compared trimmed and case-insensitively; ``check_id_text``
+#: reports the first one).
+NAN_LIKE_IDS: tuple[str, ...] = _core.NAN_LIKE_IDS
 #: An id column: int64 values (one array, or a list of chunks read in place), or UTF-8 strings as
 #: Arrow ``(offsets int64, data uint8)`` buffers.
 IdColumn = I64 | list[I64] | tuple[I64, npt.NDArray[np.uint8]]

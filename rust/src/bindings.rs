@@ -282,6 +282,7 @@ fn encode_str<'py>(
 pub struct IdTextCheck {
     first_empty: Option<usize>,
     first_control: Option<usize>,
+    first_nan_like: Option<usize>,
     padded: bool,
     int_like: bool,
     non_ascii: Out1<u64>,
@@ -300,6 +301,7 @@ fn check_id_text(
     Ok(IdTextCheck {
         first_empty: t.first_empty,
         first_control: t.first_control,
+        first_nan_like: t.first_nan_like,
         padded: t.padded,
         int_like: t.int_like,
         non_ascii: arr(py, t.non_ascii),
@@ -717,6 +719,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("FILTERS", PyTuple::new(m.py(), Filter::NAMES)?)?;
     m.add("METRICS", PyTuple::new(m.py(), METRIC_NAMES)?)?;
     m.add("MAX_K", metrics::MAX_K)?;
+    m.add("NAN_LIKE_IDS", PyTuple::new(m.py(), text::NAN_LIKE)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -5,8 +5,9 @@
 //! (`str::trim`, Unicode `White_Space`). Reported: the first row whose trimmed value is empty,
 //! the first row whose trimmed value holds a control character (`\x00`-`\x1f`, `\x7f`), whether
 //! any value changes when trimmed, whether every value could be a decimal integer (digits and
-//! signs once trimmed: only then is an integer parse worth trying), and the rows
-//! holding any non-ASCII character — the only ones that can hold an invisible format character,
+//! signs once trimmed: only then is an integer parse worth trying), the first row whose trimmed
+//! value is NaN-like (`nan`, `+nan`, `-nan` in any case: what a float column written as text
+//! holds where a value was missing), and the rows holding any non-ASCII character — the only ones that can hold an invisible format character,
 //! which the caller checks with its own Unicode tables on those rows alone.
 
 use rayon::prelude::*;
@@ -18,6 +19,7 @@ use crate::error::{CoreError, Result};
 pub struct IdText {
     pub first_empty: Option<usize>,
     pub first_control: Option<usize>,
+    pub first_nan_like: Option<usize>,
     pub padded: bool,
     pub int_like: bool,
     pub non_ascii: Vec<u64>,
@@ -34,6 +36,14 @@ fn ascii_space(b: u8) -> bool {
 #[inline]
 fn control(b: u8) -> bool {
     b < 0x20 || b == 0x7f
+}
+
+/// The values a NaN-like id can take (compared ASCII-case-insensitively, trimmed).
+pub const NAN_LIKE: [&str; 3] = ["nan", "+nan", "-nan"];
+
+#[inline]
+fn nan_like(v: &[u8]) -> bool {
+    (3..=4).contains(&v.len()) && NAN_LIKE.iter().any(|n| n.as_bytes().eq_ignore_ascii_case(v))
 }
 
 /// Checks the UTF-8 values `data[offsets[i]..offsets[i + 1]]`.
@@ -54,6 +64,7 @@ pub fn check_ids(offsets: &[i64], data: &[u8]) -> Result<IdText> {
         let p = p?;
         out.first_empty = out.first_empty.or(p.first_empty);
         out.first_control = out.first_control.or(p.first_control);
+        out.first_nan_like = out.first_nan_like.or(p.first_nan_like);
         out.padded |= p.padded;
         out.int_like &= p.int_like;
         out.non_ascii.extend(p.non_ascii);
@@ -85,6 +96,9 @@ fn block(offsets: &[i64], data: &[u8], lo: usize, hi: usize) -> Result<IdText> {
         if out.first_control.is_none() && trimmed.iter().any(|&c| control(c)) {
             out.first_control = Some(row);
         }
+        if out.first_nan_like.is_none() && nan_like(trimmed) {
+            out.first_nan_like = Some(row);
+        }
         // Judged on the trimmed value: an integer padded with Unicode whitespace parses once stripped.
         out.int_like &= !trimmed.is_empty()
             && trimmed.iter().all(|&c| c.is_ascii_digit() || c == b'+' || c == b'-' || ascii_space(c));
@@ -115,6 +129,19 @@ mod tests {
         assert!(t.padded);
         assert!(!t.int_like);
         assert_eq!(t.non_ascii, vec![2, 5, 6]);
+        assert_eq!(t.first_nan_like, None);
+    }
+
+    #[test]
+    fn nan_like_values_trimmed_any_case() {
+        let (o, d) = arrow(&["nana", "na", "nan1", "x", " NaN\t", "-nan"]);
+        assert_eq!(check_ids(&o, &d).unwrap().first_nan_like, Some(4));
+        let (o, d) = arrow(&["a", "+NAN"]);
+        assert_eq!(check_ids(&o, &d).unwrap().first_nan_like, Some(1));
+        let (o, d) = arrow(&["\u{3000}nan", "n\u{e1}n"]); // Unicode space trimmed; accented is not NaN
+        assert_eq!(check_ids(&o, &d).unwrap().first_nan_like, Some(0));
+        let (o, d) = arrow(&["n\u{e1}n", "nAn "]);
+        assert_eq!(check_ids(&o, &d).unwrap().first_nan_like, Some(1));
     }
 
     #[test]

@@ -83,7 +83,7 @@ DOMAINS = ("products", "movies", "sessions", "generic")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _FLOAT32_MAX = 3.4028234663852886e38
 _CANONICAL_INT = r"^(0|-?[1-9][0-9]*)$"
-_NAN_LIKE = ("nan", "+nan", "-nan")
+_NAN_LIKE = core.NAN_LIKE_IDS
 
 
 @dataclass
@@ -468,6 +468,26 @@ def normalize_interactions(
     ``rating`` column. ``infer_integer_ids`` turns String id columns whose every value is a
     canonical integer into Int64, as :func:`read_interactions` does for files.
     """
+    return normalize_with_buffers(
+        df, columns, source=source, timestamp_format=timestamp_format, infer_integer_ids=infer_integer_ids
+    )[0]
+
+
+#: A string column as Arrow ``(offsets int64, data uint8)`` buffers (see :func:`string_buffers`).
+StringBuffers = tuple[np.ndarray, np.ndarray]
+
+
+def normalize_with_buffers(
+    df: pl.DataFrame,
+    columns: Mapping[str, str] | None = None,
+    *,
+    source: str = "interactions",
+    timestamp_format: str | None = None,
+    infer_integer_ids: bool = False,
+) -> tuple[pl.DataFrame, dict[str, StringBuffers]]:
+    """:func:`normalize_interactions`, and the Arrow buffers its checks read of each String id
+    column that comes out unchanged (by canonical name), so that the core reads them without a
+    second conversion (~0.15 s per 20M-row column)."""
     if not isinstance(df, pl.DataFrame):
         raise DataError(f"{source}: expected a polars DataFrame of interactions, got {type(df).__name__}")
     mapping = _mapping(columns, source)
@@ -477,14 +497,16 @@ def normalize_interactions(
         if col not in df.columns:
             raise DataError(f"{source}: missing column {col!r} (for {canonical}); it has {df.columns}")
     out = df.select([pl.col(mapping[c]).alias(c) for c in COLUMNS if c in mapping])
-    cols = [
-        _id_series(out.get_column(c), mapping[c], c, source, infer_integers=infer_integer_ids).alias(c)
-        for c in ("user_id", "item_id")
-    ]
+    cols, buffers = [], {}
+    for c in ("user_id", "item_id"):
+        ids, buf = _id_series_buffers(out.get_column(c), mapping[c], c, source, infer_integers=infer_integer_ids)
+        cols.append(ids.alias(c))
+        if buf is not None:
+            buffers[c] = buf
     cols.append(_timestamp_series(out.get_column("timestamp"), mapping["timestamp"], source, timestamp_format))
     if "rating" in mapping:
         cols.append(_rating_series(out.get_column("rating"), mapping["rating"], source))
-    return out.with_columns(cols)
+    return out.with_columns(cols), buffers
 
 
 def _where(col: str, canonical: str) -> str:
@@ -517,17 +539,25 @@ def _refuse_nulls(s: pl.Series, col: str, canonical: str, source: str, hint: str
 
 def _id_series(s: pl.Series, col: str, canonical: str, source: str, *, infer_integers: bool) -> pl.Series:
     """Apply the id policy of the module doc to one id column."""
+    return _id_series_buffers(s, col, canonical, source, infer_integers=infer_integers)[0]
+
+
+def _id_series_buffers(
+    s: pl.Series, col: str, canonical: str, source: str, *, infer_integers: bool
+) -> tuple[pl.Series, StringBuffers | None]:
+    """:func:`_id_series`, and the Arrow buffers of the result when it is a String column the
+    checks converted (None otherwise)."""
     _refuse_nulls(s, col, canonical, source)
     if s.dtype == pl.Null:  # no values at all (an empty table of untyped columns)
-        return s.cast(pl.Int64)
+        return s.cast(pl.Int64), None
     if isinstance(s.dtype, (pl.Categorical, pl.Enum)):
         s = s.cast(pl.String)
     if s.dtype == pl.String:
         return _string_ids(s, col, canonical, source, infer_integers)
     if s.dtype.is_integer():
         if s.dtype == pl.Int64 or (s.min() >= _INT64_MIN and s.max() <= _INT64_MAX):  # type: ignore[operator]
-            return s.cast(pl.Int64)
-        return s.cast(pl.String)  # exact decimal text of ids beyond int64
+            return s.cast(pl.Int64), None
+        return s.cast(pl.String), None  # exact decimal text of ids beyond int64
     if s.dtype.is_float():
         bad = ~s.is_finite() | (s != s.floor()) | (s < _INT64_MIN) | (s >= 2.0**63)
         row = _first(bad)
@@ -536,7 +566,7 @@ def _id_series(s: pl.Series, col: str, canonical: str, source: str, *, infer_int
                 f"{source}: {_where(col, canonical)} has id {_show(s[row])} at row {row}; "
                 "float ids must be finite whole numbers"
             )
-        return s.cast(pl.Int64)
+        return s.cast(pl.Int64), None
     raise DataError(
         f"{source}: {_where(col, canonical)} has type {s.dtype} (first value {_first_value(s)}); "
         "ids must be integers or strings"
@@ -558,16 +588,20 @@ def string_buffers(s: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     return offsets, data
 
 
-def _string_ids(s: pl.Series, col: str, canonical: str, source: str, infer_integers: bool) -> pl.Series:
+def _string_ids(
+    s: pl.Series, col: str, canonical: str, source: str, infer_integers: bool
+) -> tuple[pl.Series, StringBuffers | None]:
     # One pass in the core answers the questions below for every value (seen stripped) at once;
-    # only the rows with non-ASCII characters go through the Unicode check of their own.
-    text = core.check_id_text(*string_buffers(s))
+    # only the rows with non-ASCII characters go through the Unicode check of their own. The
+    # buffers it read are handed on with the column when the column comes out unchanged.
+    buffers = string_buffers(s)
+    text = core.check_id_text(*buffers)
     if infer_integers and text.int_like:  # fast path: every value parses (none padded, empty, NaN-like)
         as_int = s.cast(pl.Int64, strict=False)
         if as_int.null_count() == 0:
-            return as_int if _all_canonical(s) else s
+            return (as_int, None) if _all_canonical(s) else (s, buffers)
     if text.padded:
-        s = s.str.strip_chars()
+        s, buffers = s.str.strip_chars(), None
     row = text.first_empty
     if row is not None:
         raise DataError(f"{source}: {_where(col, canonical)} has an empty id at row {row}")
@@ -587,18 +621,16 @@ def _string_ids(s: pl.Series, col: str, canonical: str, source: str, infer_integ
             f"invisible character U+{ord(char):04X} ({unicodedata.name(char, 'format character').lower()}); "
             "ids that print the same would be different users or items — remove it"
         )
-    short = (s.str.len_bytes() <= 4).arg_true()  # only short values can be NaN-like
-    hits = s.gather(short).str.to_lowercase().is_in(_NAN_LIKE)
-    if hits.any():
-        row = int(short[int(hits.arg_true()[0])])
+    row = text.first_nan_like
+    if row is not None:
         raise DataError(
             f"{source}: {_where(col, canonical)} has the NaN-like id {_show(s[row])} at row {row}; ids must not be NaN"
         )
     if infer_integers and text.int_like:
         as_int = s.cast(pl.Int64, strict=False)
         if as_int.null_count() == 0 and _all_canonical(s):
-            return as_int
-    return s
+            return as_int, None
+    return s, buffers
 
 
 def _all_canonical(s: pl.Series) -> bool:

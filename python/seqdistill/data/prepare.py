@@ -22,7 +22,7 @@ import polars as pl
 from seqdistill import core
 from seqdistill._config import DictConfig
 from seqdistill.data.dataset import FilterRound, PartCounts, PreparedDataset, SplitAudit
-from seqdistill.data.interactions import RawDataset, normalize_interactions, string_buffers
+from seqdistill.data.interactions import RawDataset, StringBuffers, normalize_with_buffers, string_buffers
 from seqdistill.errors import DataError, SeqdistillWarning
 
 __all__ = ["FILTERS", "SPLITS", "SplitConfig", "encode_column", "prepare"]
@@ -92,12 +92,13 @@ def _chunks(s: pl.Series) -> list[np.ndarray]:
     return [c.to_numpy() for c in s.get_chunks()]
 
 
-def _id_column(s: pl.Series) -> core.IdColumn:
-    """The column as the core reads it: int64 chunks in place, or Arrow string buffers."""
+def _id_column(s: pl.Series, buffers: StringBuffers | None = None) -> core.IdColumn:
+    """The column as the core reads it: int64 chunks in place, or Arrow string buffers (``buffers``
+    when the checks already made them)."""
     if s.dtype == pl.Int64:
         return _chunks(s)
     if s.dtype == pl.String:
-        return string_buffers(s)
+        return buffers if buffers is not None else string_buffers(s)
     raise DataError(f"column {s.name!r}: ids must be Int64 or String, got {s.dtype}")
 
 
@@ -154,14 +155,14 @@ def prepare(
     if not isinstance(filter, str) or filter not in FILTERS:
         raise DataError(f"{name}: filter must be one of {FILTERS}, got {filter!r}")
     k_user, k_item = _k_core(k_core, name, filter)
-    df = normalize_interactions(df, source=name)
+    df, buffers = normalize_with_buffers(df, source=name)
     if df.height == 0:
         raise DataError(f"{name}: the interaction table is empty")
     ratings = _chunks(df.get_column("rating")) if "rating" in df.columns else None
     try:
         log = core.prepare_log(
-            _id_column(df.get_column("user_id")),
-            _id_column(df.get_column("item_id")),
+            _id_column(df.get_column("user_id"), buffers.get("user_id")),
+            _id_column(df.get_column("item_id"), buffers.get("item_id")),
             _chunks(df.get_column("timestamp")),
             ratings,
             filter=filter,
