@@ -366,7 +366,8 @@ pub fn encode_str_counted(offsets: &[i64], data: &[u8]) -> Result<(Vec<u32>, Vec
             for (j, o) in out.iter_mut().enumerate() {
                 let row = lo + j;
                 let (a, z) = (offsets[row], offsets[row + 1]);
-                if a > z || z as usize > data.len() {
+                // (a < 0: another block's row ends there; checked here too, before slicing)
+                if a < 0 || a > z || z as usize > data.len() {
                     return Err(CoreError::InvalidOffsets { what: "string ids", row });
                 }
                 let next = first_rows.len() as u32;
@@ -552,6 +553,12 @@ mod tests {
             bad[280_001] = bad[280_000] - 1;
             let err = pool.install(|| encode_str_counted(&bad, &data).unwrap_err());
             assert!(matches!(err, CoreError::InvalidOffsets { row: 250_000, .. }), "{err:?}");
+            // A negative offset where a block starts: an error at the row that ends there, no panic.
+            let mut bad = offsets.clone();
+            let start = 300_000usize.div_ceil(threads);
+            bad[start] = -5;
+            let err = pool.install(|| encode_str_counted(&bad, &data).unwrap_err());
+            assert!(matches!(err, CoreError::InvalidOffsets { row, .. } if row == start - 1), "{err:?}");
         }
     }
 

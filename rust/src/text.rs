@@ -76,7 +76,8 @@ fn block(offsets: &[i64], data: &[u8], lo: usize, hi: usize) -> Result<IdText> {
     let mut out = IdText { int_like: true, ..IdText::default() };
     for row in lo..hi {
         let (a, b) = (offsets[row], offsets[row + 1]);
-        if a > b {
+        // Checked row by row (blocks run in parallel: a block may start past another's bad row).
+        if a < 0 || a > b || b as usize > data.len() {
             return Err(CoreError::InvalidOffsets { what: "string ids", row });
         }
         let v = &data[a as usize..b as usize];
@@ -172,5 +173,11 @@ mod tests {
         assert!(check_ids(&[0, 5], b"abc").is_err());
         assert!(check_ids(&[0, 2, 1], b"abc").is_err());
         assert!(check_ids(&[0, 2], &[0xff, 0xfe]).is_err());
+        // A negative or too-large offset inside the column (not only at its ends): errors, no panic.
+        let (mut o, d) = arrow(&vec!["ab"; 200_000]);
+        o[131_072] = -3;
+        assert!(matches!(check_ids(&o, &d), Err(CoreError::InvalidOffsets { row: 131_071, .. })));
+        o[131_072] = d.len() as i64 + 7;
+        assert!(matches!(check_ids(&o, &d), Err(CoreError::InvalidOffsets { row: 131_071, .. })));
     }
 }
