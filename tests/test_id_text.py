@@ -13,7 +13,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from seqdistill import core
-from seqdistill.data.interactions import _NAN_LIKE, _string_ids, string_buffers
+from seqdistill.data.interactions import _string_ids, string_buffers
 from seqdistill.errors import DataError
 
 # Digits, signs, letters, ASCII and Unicode whitespace, control characters, invisible format
@@ -49,7 +49,7 @@ def reference(s: pl.Series, infer_integers: bool) -> pl.Series:
         char = next(c for c in s[row] if unicodedata.category(c) == "Cf")
         raise DataError(f"format {row} U+{ord(char):04X}")
     short = (s.str.len_bytes() <= 4).arg_true()
-    hits = s.gather(short).str.to_lowercase().is_in(_NAN_LIKE)
+    hits = s.gather(short).str.to_lowercase().is_in(core.NAN_LIKE_IDS)
     if hits.any():
         raise DataError(f"nan {int(short[int(hits.arg_true()[0])])}")
     if infer_integers:
@@ -120,7 +120,7 @@ def test_core_pass_against_python(values):
     ctrl = next((i for i, v in enumerate(stripped) if any(ord(c) < 0x20 or ord(c) == 0x7F for c in v)), None)
     assert t.first_control == ctrl
     assert t.padded == (stripped != values)
-    nan_like = next((i for i, v in enumerate(stripped) if v.lower() in _NAN_LIKE), None)
+    nan_like = next((i for i, v in enumerate(stripped) if v.lower() in core.NAN_LIKE_IDS), None)
     assert t.first_nan_like == nan_like
     assert t.non_ascii.tolist() == [i for i, v in enumerate(values) if not v.isascii()]
     if values and not t.int_like:  # then some value cannot be an integer

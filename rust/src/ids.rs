@@ -352,7 +352,12 @@ pub fn encode_str_counted(offsets: &[i64], data: &[u8]) -> Result<(Vec<u32>, Vec
     if offsets[0] < 0 {
         return Err(CoreError::InvalidOffsets { what: "string ids", row: 0 });
     }
-    let get = |i: u64| -> &[u8] { &data[offsets[i as usize] as usize..offsets[i as usize + 1] as usize] };
+    // A row's byte range (used after every row's offsets were checked).
+    let span = |row: u64| (offsets[row as usize] as usize, offsets[row as usize + 1] as usize);
+    let get = |row: u64| -> &[u8] {
+        let (a, z) = span(row);
+        &data[a..z]
+    };
     let threads = rayon::current_num_threads().max(1);
     let size = n.div_ceil(threads.min(n.div_ceil(1 << 16)).max(1));
     let mut codes = crate::buffer::with_capacity::<u32>(n);
@@ -397,7 +402,7 @@ pub fn encode_str_counted(offsets: &[i64], data: &[u8]) -> Result<(Vec<u32>, Vec
                 .iter()
                 .map(|&row| {
                     let next = first_rows.len() as u32;
-                    let (a, z) = (offsets[row as usize] as usize, offsets[row as usize + 1] as usize);
+                    let (a, z) = span(row);
                     merged.code(data, a, z, || {
                         first_rows.push(row);
                         next

@@ -83,7 +83,6 @@ DOMAINS = ("products", "movies", "sessions", "generic")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _FLOAT32_MAX = 3.4028234663852886e38
 _CANONICAL_INT = r"^(0|-?[1-9][0-9]*)$"
-_NAN_LIKE = core.NAN_LIKE_IDS
 
 
 @dataclass

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from seqdistill.data.interactions import _NAN_LIKE
+from seqdistill import core
 from seqdistill.errors import DataError
 
 __all__ = ["Input", "load"]
@@ -132,7 +132,13 @@ def _odd_string(c: Any) -> Any:
     refuses them all rather than differ from the in-memory result."""
     from pyspark.sql import functions as F
 
-    return (F.length(c) == 0) | c.rlike(_PADDED) | c.rlike(_CONTROL) | c.rlike(_FORMAT) | F.lower(c).isin(*_NAN_LIKE)
+    return (
+        (F.length(c) == 0)
+        | c.rlike(_PADDED)
+        | c.rlike(_CONTROL)
+        | c.rlike(_FORMAT)
+        | F.lower(c).isin(*core.NAN_LIKE_IDS)
+    )
 
 
 def _why(value: str) -> str:
@@ -143,7 +149,7 @@ def _why(value: str) -> str:
         return f"has an empty id {value!r}"
     if value != value.strip():
         return f"has the id {value!r} with whitespace around it (strip the ids before the Spark engine)"
-    if value.lower() in _NAN_LIKE:
+    if value.lower() in core.NAN_LIKE_IDS:
         return f"has the NaN-like id {value!r}; ids must not be NaN"
     return f"has the id {value!r}, which holds an invisible format character; remove it"
 
