@@ -81,11 +81,27 @@ class _FullCE(torch.autograd.Function):
         return (grad_h.to(hidden.dtype) if need_h else None, grad_w.to(weight.dtype) if need_w else None, None, None)
 
 
+def default_ce_block(n_items: int, device_type: str) -> int:
+    """Rows per logits block of :func:`full_ce`: ~4M logits, and on the CPU at most 128 rows.
+
+    On the CPU the block's logits should stay in a core's L2 cache between the product that
+    writes them and the softmax that reads them; ``grad_w`` (``V x d``) is read and written once
+    per block, so blocks of a few rows cost more than they save when the catalogue is large.
+    Measured for one training step's loss (one thread, Xeon with 2 MiB L2, d = 64, best of 3):
+    12,000 rows x 3,700 items 0.34-0.43 s in blocks of 64-128 rows against 0.57-0.61 s in the
+    old 1,133-row blocks; 12,000 x 12,000 items 1.2-1.3 s (64-128 rows) against 1.8 s (349);
+    4,000 x 40,000 items 1.7 s at 104 rows, 2.1 s at 64, 3.0 s at 256+. On CUDA the ~4M-logit
+    blocks stay (fewer kernel launches).
+    """
+    block = max(1, (1 << 22) // max(1, n_items))
+    return min(block, 128) if device_type == "cpu" else block
+
+
 def full_ce(hidden: Tensor, weight: Tensor, targets: Tensor, block: int | None = None) -> Tensor:
     """Mean softmax cross-entropy of ``hidden @ weight.T`` against ``targets``.
 
     Same value and gradients as ``F.cross_entropy(hidden @ weight.T, targets)`` (float32
-    reduction), computed ``block`` rows at a time (default: ~4M logits per block) so memory
+    reduction), computed ``block`` rows at a time (default: :func:`default_ce_block`) so memory
     holds one ``block x V`` tile, never ``N x V``; see :class:`_FullCE`. Under autocast the
     logits are formed in the autocast dtype, the same in forward and backward.
     """
@@ -99,7 +115,7 @@ def full_ce(hidden: Tensor, weight: Tensor, targets: Tensor, block: int | None =
         common = torch.promote_types(hidden.dtype, weight.dtype)
         hidden, weight = hidden.to(common), weight.to(common)
     if block is None:
-        block = max(1, (1 << 22) // max(1, weight.shape[0]))
+        block = default_ce_block(weight.shape[0], dev)
     if block < 1:
         raise ValueError(f"full_ce: block must be >= 1, got {block}")
     with torch.autocast(device_type=dev, enabled=False):
