@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from seqdistill import core
+from seqdistill.errors import CoreError
 
 SETTINGS = settings(max_examples=150, deadline=None)
 
@@ -30,10 +31,61 @@ def test_encode_i64_matches_sorted_unique(values):
 def test_encode_str_matches_sorted_unique(values):
     data = b"".join(v.encode() for v in values)
     offsets = np.cumsum([0] + [len(v.encode()) for v in values]).astype(np.int64)
-    codes, first = core.encode_str(offsets, np.frombuffer(data, dtype=np.uint8) if data else np.zeros(0, np.uint8))
+    codes, first = core.encode_str((offsets, np.frombuffer(data, dtype=np.uint8) if data else np.zeros(0, np.uint8)))
     ref = sorted(set(values), key=lambda s: s.encode())
     assert [values[i] for i in first] == ref
     assert codes.tolist() == [ref.index(v) for v in values]
+
+
+def views_of(values: list[str], cuts: list[int], pad: int) -> core.StringViews:
+    """``string_view`` chunks of ``values`` built here, byte by byte from the Arrow spec (long
+    values in two buffers per chunk, a gap before each; short ones padded with ``pad``)."""
+    chunks = []
+    bounds = [0, *sorted(c % (len(values) + 1) for c in cuts), len(values)]
+    for lo, hi in zip(bounds, bounds[1:], strict=False):
+        views, bufs = bytearray(), [bytearray(), bytearray()]
+        for j, v in enumerate(values[lo:hi]):
+            b = v.encode()
+            if len(b) <= 12:
+                views += len(b).to_bytes(4, "little") + b + bytes([pad]) * (12 - len(b))
+            else:
+                buf = bufs[j % 2]
+                buf += b"\xaa"
+                views += len(b).to_bytes(4, "little") + b[:4] + (j % 2).to_bytes(4, "little")
+                views += len(buf).to_bytes(4, "little")
+                buf += b
+        chunks.append((np.frombuffer(bytes(views), np.uint8), tuple(np.frombuffer(bytes(x), np.uint8) for x in bufs)))
+    return core.StringViews(tuple(chunks))
+
+
+@SETTINGS
+@given(
+    st.lists(st.text(max_size=16), max_size=60),
+    st.lists(st.integers(0, 60), max_size=3),
+    st.sampled_from([0, 0x41, 0xFF]),
+)
+def test_encode_str_views_matches_sorted_unique(values, cuts, pad):
+    col = views_of(values, cuts, pad)
+    assert len(col) == len(values)
+    codes, first = core.encode_str(col)
+    ref = sorted(set(values), key=lambda s: s.encode())
+    assert [values[i] for i in first] == ref
+    assert codes.tolist() == [ref.index(v) for v in values]
+
+
+def test_views_pointing_outside_their_buffers_are_refused():
+    values = ["short", "a value longer than twelve", "another long one"]
+    good = views_of(values, [], 0)
+    ((views, bufs),) = good.chunks
+    for byte in (24, 28, 16):  # row 1: its buffer index, its offset, its length
+        bad = views.copy()
+        bad[byte : byte + 4] = np.frombuffer((2**31).to_bytes(4, "little"), np.uint8)
+        with pytest.raises(CoreError, match="row 1"):
+            core.encode_str(core.StringViews(((bad, bufs),)))
+        with pytest.raises(CoreError, match="row 1"):
+            core.check_id_text(core.StringViews(((bad, bufs),)))
+    with pytest.raises(CoreError, match="16 bytes per row"):
+        core.encode_str(core.StringViews(((views[:-1], bufs),)))
 
 
 # ---------------------------------------------------------------------------------- k-core

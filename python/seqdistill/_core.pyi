@@ -2,7 +2,8 @@
 ``python -m mypy.stubtest seqdistill._core`` in scripts/test.sh. Import the core through
 ``seqdistill.core``, not directly."""
 
-from typing import final
+from collections.abc import Sequence
+from typing import Protocol, final
 
 import numpy as np
 import numpy.typing as npt
@@ -10,6 +11,12 @@ import numpy.typing as npt
 _I64 = npt.NDArray[np.int64]
 _F64 = npt.NDArray[np.float64]
 _U32 = npt.NDArray[np.uint32]
+
+class _Views(Protocol):
+    """A string_view column (seqdistill.core.StringViews): per chunk, views and data buffers."""
+
+    @property
+    def chunks(self) -> Sequence[tuple[npt.NDArray[np.uint8], Sequence[npt.NDArray[np.uint8]]]]: ...
 
 __all__ = [
     "AuditCounts",
@@ -29,8 +36,10 @@ __all__ = [
     "VALID_MODES",
     "__version__",
     "check_id_text",
+    "check_id_views",
     "encode_i64",
     "encode_str",
+    "encode_str_views",
     "gather_windows",
     "global_temporal_split",
     "kcore",
@@ -220,10 +229,12 @@ class TopkStream:
 
 def encode_i64(values: _I64) -> tuple[_U32, _I64]: ...
 def encode_str(offsets: _I64, data: npt.NDArray[np.uint8]) -> tuple[_U32, npt.NDArray[np.uint64]]: ...
+def encode_str_views(views: _Views) -> tuple[_U32, npt.NDArray[np.uint64]]: ...
 def check_id_text(offsets: _I64, data: npt.NDArray[np.uint8]) -> IdTextCheck: ...
+def check_id_views(views: _Views) -> IdTextCheck: ...
 def prepare_log(
-    users: list[_I64] | tuple[_I64, npt.NDArray[np.uint8]],
-    items: list[_I64] | tuple[_I64, npt.NDArray[np.uint8]],
+    users: list[_I64] | tuple[_I64, npt.NDArray[np.uint8]] | _Views,
+    items: list[_I64] | tuple[_I64, npt.NDArray[np.uint8]] | _Views,
     timestamps: list[_I64],
     ratings: list[npt.NDArray[np.float32]] | None = None,
     *,

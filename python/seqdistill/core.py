@@ -16,6 +16,7 @@ test keeps the two equal.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -48,6 +49,8 @@ __all__ = [
     "SPLIT_KINDS",
     "SplitKind",
     "SplitResult",
+    "StringColumn",
+    "StringViews",
     "TARGETS",
     "Target",
     "TopkMetrics",
@@ -86,9 +89,30 @@ MAX_K: int = _core.MAX_K
 #: Id values refused as NaN-like (compared trimmed and case-insensitively; ``check_id_text``
 #: reports the first one).
 NAN_LIKE_IDS: tuple[str, ...] = _core.NAN_LIKE_IDS
-#: An id column: int64 values (one array, or a list of chunks read in place), or UTF-8 strings as
-#: Arrow ``(offsets int64, data uint8)`` buffers.
-IdColumn = I64 | list[I64] | tuple[I64, npt.NDArray[np.uint8]]
+
+
+@dataclass(frozen=True)
+class StringViews:
+    """A UTF-8 column in Arrow's ``string_view`` layout (polars' own), read by the core in place.
+
+    ``chunks``: per chunk, its views (uint8, 16 bytes per row: the length, then the value itself
+    when it has at most 12 bytes, else its first 4 bytes, a buffer index and an offset) and its
+    data buffers (uint8 arrays). The core checks every view against its buffers before reading
+    it (a view pointing outside them is a :class:`~seqdistill.errors.CoreError` naming the row).
+    """
+
+    chunks: tuple[tuple[npt.NDArray[np.uint8], tuple[npt.NDArray[np.uint8], ...]], ...]
+
+    def __len__(self) -> int:
+        return sum(len(v) // 16 for v, _ in self.chunks)
+
+
+#: A string column: Arrow ``large_string`` buffers ``(offsets int64, data uint8)``, or
+#: :class:`StringViews`.
+StringColumn = tuple[I64, npt.NDArray[np.uint8]] | StringViews
+#: An id column: int64 values (one array, or a list of chunks read in place), or UTF-8 strings
+#: (:data:`StringColumn`).
+IdColumn = I64 | list[I64] | StringColumn
 #: A numeric column: one array, or a list of chunks (e.g. polars' chunks of a parquet read).
 Chunks = npt.ArrayLike | list[npt.ArrayLike]
 
@@ -111,16 +135,28 @@ def encode_i64(values: npt.ArrayLike) -> tuple[npt.NDArray[np.uint32], I64]:
     return _core.encode_i64(_i64(values))
 
 
-def encode_str(offsets: npt.ArrayLike, data: npt.ArrayLike) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint64]]:
-    """Dense codes of UTF-8 strings in Arrow layout and, per code, the first row holding it."""
-    return _core.encode_str(_i64(offsets), np.ascontiguousarray(data, dtype=np.uint8))
+def _u8(a: npt.ArrayLike) -> npt.NDArray[np.uint8]:
+    return np.ascontiguousarray(a, dtype=np.uint8)
 
 
-def check_id_text(offsets: npt.ArrayLike, data: npt.ArrayLike) -> IdTextCheck:
-    """One pass over UTF-8 string ids in Arrow layout, each seen trimmed of whitespace: the first
-    empty value, the first holding a control character, whether any is padded, whether all could
-    be integers, and the rows holding non-ASCII characters (see ``IdTextCheck``)."""
-    return _core.check_id_text(_i64(offsets), np.ascontiguousarray(data, dtype=np.uint8))
+def _views(col: StringViews) -> StringViews:
+    return StringViews(tuple((_u8(v), tuple(_u8(b) for b in bufs)) for v, bufs in col.chunks))
+
+
+def encode_str(col: StringColumn) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint64]]:
+    """Dense codes of UTF-8 strings (sorted by bytes) and, per code, the first row holding it."""
+    if isinstance(col, StringViews):
+        return _core.encode_str_views(_views(col))
+    return _core.encode_str(_i64(col[0]), _u8(col[1]))
+
+
+def check_id_text(col: StringColumn) -> IdTextCheck:
+    """One pass over UTF-8 string ids, each seen trimmed of whitespace: the first empty value,
+    the first holding a control character, whether any is padded, whether all could be
+    integers, and the rows holding non-ASCII characters (see ``IdTextCheck``)."""
+    if isinstance(col, StringViews):
+        return _core.check_id_views(_views(col))
+    return _core.check_id_text(_i64(col[0]), _u8(col[1]))
 
 
 # ----------------------------------------------------------------------------- the pipeline
@@ -157,8 +193,10 @@ def prepare_log(
     """
 
     def ids(col: IdColumn) -> IdColumn:
+        if isinstance(col, StringViews):
+            return _views(col)
         if isinstance(col, tuple):
-            return (_i64(col[0]), np.ascontiguousarray(col[1], dtype=np.uint8))
+            return (_i64(col[0]), _u8(col[1]))
         return _chunks(col, np.int64)
 
     r = None if ratings is None else _chunks(ratings, np.float32)

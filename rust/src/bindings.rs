@@ -15,6 +15,7 @@ use crate::ids::{Ids, Uniques};
 use crate::kcore::{self as peel, Filter, Removed};
 use crate::pipeline::{self, SplitSpec};
 use crate::split::{Target, Valid};
+use crate::strings::{OffsetsStr, ViewChunk, ViewsStr};
 use crate::{ids, metrics, sequences, split, text};
 
 /// The Python classes of `seqdistill.errors`, imported when first raised.
@@ -276,6 +277,40 @@ fn encode_str<'py>(
     Ok((codes.into_pyarray(py), first.into_pyarray(py)))
 }
 
+/// `encode_str` for a `string_view` column (`StringViews`, read in place).
+#[pyfunction]
+fn encode_str_views<'py>(py: Python<'py>, views: ViewsArg<'py>) -> PyResult<(Arr1<'py, u32>, Arr1<'py, u64>)> {
+    let col = views.column()?;
+    let (codes, first, _) = py.detach(|| ids::encode_column(&col))?;
+    Ok((codes.into_pyarray(py), first.into_pyarray(py)))
+}
+
+/// A `string_view` (Utf8View) column: an object with `chunks`, a sequence of
+/// `(views uint8 [16 * rows], data buffers: sequence of uint8 arrays)` (Python: `core.StringViews`).
+#[derive(FromPyObject)]
+struct ViewsArg<'py> {
+    #[pyo3(attribute("chunks"))]
+    chunks: Vec<(PyReadonlyArray1<'py, u8>, Vec<PyReadonlyArray1<'py, u8>>)>,
+}
+
+impl ViewsArg<'_> {
+    fn column(&self) -> Result<ViewsStr<'_>, CoreError> {
+        let chunks = self
+            .chunks
+            .iter()
+            .map(|(v, bufs)| {
+                let (views, rest) = slice(v, "views")?.as_chunks::<16>();
+                if !rest.is_empty() {
+                    return Err(CoreError::invalid("views", "must hold 16 bytes per row"));
+                }
+                let buffers = bufs.iter().map(|b| slice(b, "view buffers")).collect::<Result<Vec<_>, _>>()?;
+                Ok(ViewChunk { views, buffers })
+            })
+            .collect::<Result<Vec<_>, CoreError>>()?;
+        Ok(ViewsStr::new(chunks))
+    }
+}
+
 /// What one pass over a string id column found (rust/src/text.rs): values are seen trimmed of
 /// whitespace; rows count from 0.
 #[pyclass(module = "seqdistill._core", frozen, get_all)]
@@ -298,29 +333,43 @@ fn check_id_text(
     let o = slice(&offsets, "offsets")?;
     let d = slice(&data, "data")?;
     let t = py.detach(|| text::check_ids(o, d))?;
-    Ok(IdTextCheck {
+    Ok(id_text_check(py, t))
+}
+
+/// `check_id_text` for a `string_view` column (`StringViews`, read in place).
+#[pyfunction]
+fn check_id_views(py: Python<'_>, views: ViewsArg<'_>) -> PyResult<IdTextCheck> {
+    let col = views.column()?;
+    let t = py.detach(|| text::check_column(&col))?;
+    Ok(id_text_check(py, t))
+}
+
+fn id_text_check(py: Python<'_>, t: text::IdText) -> IdTextCheck {
+    IdTextCheck {
         first_empty: t.first_empty,
         first_control: t.first_control,
         first_nan_like: t.first_nan_like,
         padded: t.padded,
         int_like: t.int_like,
         non_ascii: arr(py, t.non_ascii),
-    })
+    }
 }
 
-/// An id column: a list of int64 chunks, or `(offsets int64, data uint8)` of UTF-8 strings in
-/// Arrow layout.
+/// An id column: a list of int64 chunks, `(offsets int64, data uint8)` of UTF-8 strings in
+/// Arrow `large_string` layout, or a `string_view` column (`StringViews`).
 #[derive(FromPyObject)]
 enum IdArg<'py> {
     Int(Vec<PyReadonlyArray1<'py, i64>>),
     Str(PyReadonlyArray1<'py, i64>, PyReadonlyArray1<'py, u8>),
+    View(ViewsArg<'py>),
 }
 
 impl IdArg<'_> {
     fn ids(&self, name: &'static str) -> Result<Ids<'_>, CoreError> {
         Ok(match self {
             IdArg::Int(chunks) => Ids::Int(column(chunks, name)?),
-            IdArg::Str(o, d) => Ids::Str { offsets: slice(o, name)?, data: slice(d, name)? },
+            IdArg::Str(o, d) => Ids::Str(OffsetsStr::new(slice(o, name)?, slice(d, name)?)?),
+            IdArg::View(v) => Ids::View(v.column()?),
         })
     }
 }
@@ -693,7 +742,9 @@ fn topk_metrics_from_ids(
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(encode_i64, m)?)?;
     m.add_function(wrap_pyfunction!(encode_str, m)?)?;
+    m.add_function(wrap_pyfunction!(encode_str_views, m)?)?;
     m.add_function(wrap_pyfunction!(check_id_text, m)?)?;
+    m.add_function(wrap_pyfunction!(check_id_views, m)?)?;
     m.add_function(wrap_pyfunction!(prepare_log, m)?)?;
     m.add_function(wrap_pyfunction!(kcore, m)?)?;
     m.add_function(wrap_pyfunction!(sort_by_user_time, m)?)?;

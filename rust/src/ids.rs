@@ -9,6 +9,7 @@ use rayon::prelude::*;
 
 use crate::column::Column;
 use crate::error::{CoreError, Result};
+use crate::strings::{Key, OffsetsStr, StrColumn, ViewsStr};
 
 /// A bitmap over the raw integer range is used when the range is at most this many times the row
 /// count (at most `DENSE_RANGE_MAX` values: a 512 MiB bitmap); otherwise a hash map.
@@ -16,18 +17,20 @@ const DENSE_RANGE_FACTOR: u64 = 32;
 const DENSE_RANGE_MAX: u64 = 1 << 32;
 
 /// An id column as the core reads it: 64-bit integers (in chunks, read in place), or UTF-8
-/// strings in Arrow layout (`offsets` of length rows + 1 into `data`).
+/// strings in either Arrow layout, read in place ([`crate::strings`]).
 #[derive(Debug, Clone)]
 pub enum Ids<'a> {
     Int(Column<'a, i64>),
-    Str { offsets: &'a [i64], data: &'a [u8] },
+    Str(OffsetsStr<'a>),
+    View(ViewsStr<'a>),
 }
 
 impl Ids<'_> {
     pub fn len(&self) -> usize {
         match self {
             Ids::Int(v) => v.len(),
-            Ids::Str { offsets, .. } => offsets.len().saturating_sub(1),
+            Ids::Str(s) => s.rows(),
+            Ids::View(s) => s.rows(),
         }
     }
 
@@ -90,8 +93,12 @@ pub fn encode(ids: &Ids<'_>) -> Result<Encoded> {
             };
             Ok(Encoded { codes, uniques: Uniques::Int(uniques), counts })
         }
-        &Ids::Str { offsets, data } => {
-            let (codes, first, counts) = encode_str_counted(offsets, data)?;
+        Ids::Str(col) => {
+            let (codes, first, counts) = encode_column(col)?;
+            Ok(Encoded { codes, uniques: Uniques::FirstRows(first), counts })
+        }
+        Ids::View(col) => {
+            let (codes, first, counts) = encode_column(col)?;
             Ok(Encoded { codes, uniques: Uniques::FirstRows(first), counts })
         }
     }
@@ -285,43 +292,8 @@ struct StrBlock {
     counts: Vec<u32>,
 }
 
-/// Strings of at most this many bytes are looked up by value: two words holding the bytes and
-/// the length, so that a probe compares integers instead of following the table's pointer back
-/// into the column (a cache miss per row once the distinct values outgrow the cache; measured
-/// at 20M rows over 138k 8-byte ids, one thread: 0.23 s by value, 0.45-0.65 s by slice).
-const INLINE_BYTES: usize = 15;
-
-/// `len <= 8` bytes from `data[at..]` as a little-endian word, zero above: one unaligned load
-/// where 8 bytes are readable (copying into a small buffer first was 4x slower), else a copy.
-#[inline]
-fn word(data: &[u8], at: usize, len: usize) -> u64 {
-    match data.get(at..at + 8) {
-        Some(w) => {
-            let w = u64::from_le_bytes(w.try_into().expect("8 bytes"));
-            if len >= 8 {
-                w
-            } else {
-                w & ((1u64 << (len * 8)) - 1)
-            }
-        }
-        None => {
-            let mut b = [0u8; 8];
-            b[..len].copy_from_slice(&data[at..at + len]);
-            u64::from_le_bytes(b)
-        }
-    }
-}
-
-/// The bytes `data[a..a + len]` (`len <= INLINE_BYTES`) and their length, packed: distinct
-/// strings give distinct keys (bytes 0-14 fill the words, the length takes the top byte).
-#[inline]
-fn inline_key(data: &[u8], a: usize, len: usize) -> (u64, u64) {
-    let lo = word(data, a, len.min(8));
-    let hi = if len > 8 { word(data, a + 8, len - 8) } else { 0 };
-    (lo, hi | (len as u64) << 56)
-}
-
-/// A string → code table over one column: short strings by value, long ones by slice.
+/// A string → code table over one column, by [`Key`]: short strings by value (two words), long
+/// ones by slice.
 #[derive(Default)]
 struct StrTable<'a> {
     short: AHashMap<(u64, u64), u32>,
@@ -329,35 +301,34 @@ struct StrTable<'a> {
 }
 
 impl<'a> StrTable<'a> {
-    /// The code of `data[a..z]`, or `fresh()` (which numbers it) when the string is new.
+    /// The code of `key`, or `fresh()` (which numbers it) when the string is new.
     #[inline]
-    fn code(&mut self, data: &'a [u8], a: usize, z: usize, fresh: impl FnOnce() -> u32) -> u32 {
-        if z - a <= INLINE_BYTES {
-            *self.short.entry(inline_key(data, a, z - a)).or_insert_with(fresh)
-        } else {
-            *self.long.entry(&data[a..z]).or_insert_with(fresh)
+    fn code(&mut self, key: Key<'a>, fresh: impl FnOnce() -> u32) -> u32 {
+        match key {
+            Key::Short(lo, hi) => *self.short.entry((lo, hi)).or_insert_with(fresh),
+            Key::Long(bytes) => *self.long.entry(bytes).or_insert_with(fresh),
         }
     }
 }
 
-/// Like [`encode_str`], with the number of rows of every code. Row blocks are encoded in
-/// parallel (each with its own table, codes in order of first appearance), their distinct
-/// strings merged in block order (so a string's first row is the first in the column), sorted by
-/// bytes, and every row's block-local code replaced by its final one in a second parallel pass.
+/// Like [`encode_str`], with the number of rows of every code.
 pub fn encode_str_counted(offsets: &[i64], data: &[u8]) -> Result<(Vec<u32>, Vec<u64>, Vec<u32>)> {
     if offsets.len() <= 1 {
         return Ok((Vec::new(), Vec::new(), Vec::new()));
     }
-    let n = offsets.len() - 1;
-    if offsets[0] < 0 {
-        return Err(CoreError::InvalidOffsets { what: "string ids", row: 0 });
+    encode_column(&OffsetsStr::new(offsets, data)?)
+}
+
+/// Encodes a string column in either Arrow layout: `(codes, first_rows, counts)`. Row blocks are
+/// encoded in parallel (each with its own table, codes in order of first appearance), their
+/// distinct strings merged in block order (so a string's first row is the first in the column),
+/// sorted by bytes, and every row's block-local code replaced by its final one in a second
+/// parallel pass.
+pub fn encode_column<'a, S: StrColumn<'a>>(col: &S) -> Result<(Vec<u32>, Vec<u64>, Vec<u32>)> {
+    let n = col.rows();
+    if n == 0 {
+        return Ok((Vec::new(), Vec::new(), Vec::new()));
     }
-    // A row's byte range (used after every row's offsets were checked).
-    let span = |row: u64| (offsets[row as usize] as usize, offsets[row as usize + 1] as usize);
-    let get = |row: u64| -> &[u8] {
-        let (a, z) = span(row);
-        &data[a..z]
-    };
     let threads = rayon::current_num_threads().max(1);
     let size = n.div_ceil(threads.min(n.div_ceil(1 << 16)).max(1));
     let mut codes = crate::buffer::with_capacity::<u32>(n);
@@ -368,22 +339,16 @@ pub fn encode_str_counted(offsets: &[i64], data: &[u8]) -> Result<(Vec<u32>, Vec
             let lo = b * size;
             let mut table = StrTable::default();
             let (mut first_rows, mut counts) = (Vec::new(), Vec::<u32>::new());
-            for (j, o) in out.iter_mut().enumerate() {
-                let row = lo + j;
-                let (a, z) = (offsets[row], offsets[row + 1]);
-                // (a < 0: another block's row ends there; checked here too, before slicing)
-                if a < 0 || a > z || z as usize > data.len() {
-                    return Err(CoreError::InvalidOffsets { what: "string ids", row });
-                }
+            col.each_key(lo, lo + out.len(), |row, key| {
                 let next = first_rows.len() as u32;
-                let code = table.code(data, a as usize, z as usize, || {
+                let code = table.code(key, || {
                     first_rows.push(row as u64);
                     counts.push(0);
                     next
                 });
                 counts[code as usize] += 1;
-                o.write(code);
-            }
+                out[row - lo].write(code);
+            })?;
             Ok(StrBlock { first_rows, counts })
         })
         .collect();
@@ -391,6 +356,7 @@ pub fn encode_str_counted(offsets: &[i64], data: &[u8]) -> Result<(Vec<u32>, Vec
     // SAFETY: the blocks above cover 0..n and each wrote every element of its chunk (a block that
     // stopped early returned an error, and we returned with it).
     unsafe { codes.set_len(n) };
+    let get = |row: u64| col.value(row as usize);
 
     // Merge the blocks' distinct strings in row order: local code -> merged code, per block.
     let mut merged = StrTable::default();
@@ -402,8 +368,7 @@ pub fn encode_str_counted(offsets: &[i64], data: &[u8]) -> Result<(Vec<u32>, Vec
                 .iter()
                 .map(|&row| {
                     let next = first_rows.len() as u32;
-                    let (a, z) = span(row);
-                    merged.code(data, a, z, || {
+                    merged.code(col.key(row as usize), || {
                         first_rows.push(row);
                         next
                     })
@@ -564,6 +529,36 @@ mod tests {
             bad[start] = -5;
             let err = pool.install(|| encode_str_counted(&bad, &data).unwrap_err());
             assert!(matches!(err, CoreError::InvalidOffsets { row, .. } if row == start - 1), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn string_views_in_chunks_encode_like_the_definition() {
+        use crate::strings::{build, ViewChunk, ViewsStr};
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        // Lengths around the 4-, 12- and 15-byte edges, NULs inside, repeats across chunks.
+        let values: Vec<String> = (0..200_000)
+            .map(|_| match rng.gen_range(0..6) {
+                0 => "y".repeat(rng.gen_range(0..20)),
+                1 => format!("{}\0", "z".repeat(rng.gen_range(0..14))),
+                2 => format!("a-long-item-id-{}", rng.gen_range(0..300)),
+                _ => format!("u{}", rng.gen_range(0..20_000u32)),
+            })
+            .collect();
+        let want = reference(&values);
+        let bytes: Vec<&[u8]> = values.iter().map(|v| v.as_bytes()).collect();
+        // Chunks of uneven sizes (one empty), each with its own buffers and non-zero padding.
+        let cuts = [0, 1, 70_000, 70_000, 131_072, 200_000];
+        let built: Vec<_> = cuts.windows(2).map(|w| build::views(&bytes[w[0]..w[1]], 1 + w[0] % 3, 0x7e)).collect();
+        let col = ViewsStr::new(
+            built.iter().map(|(v, b)| ViewChunk { views: v, buffers: b.iter().map(Vec::as_slice).collect() }).collect(),
+        );
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            assert_eq!(pool.install(|| encode_column(&col).unwrap()), want, "{threads} threads");
+            let enc = pool.install(|| encode(&Ids::View(col.clone())).unwrap());
+            assert_eq!((enc.codes, enc.counts), (want.0.clone(), want.2.clone()));
         }
     }
 

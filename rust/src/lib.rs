@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod sequences;
 pub mod split;
+pub mod strings;
 pub mod text;
 
 #[cfg(feature = "python")]

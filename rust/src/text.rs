@@ -13,6 +13,7 @@
 use rayon::prelude::*;
 
 use crate::error::{CoreError, Result};
+use crate::strings::{OffsetsStr, StrColumn};
 
 /// What [`check_ids`] found (rows count from 0).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -46,18 +47,20 @@ fn nan_like(v: &[u8]) -> bool {
     (3..=4).contains(&v.len()) && NAN_LIKE.iter().any(|n| n.as_bytes().eq_ignore_ascii_case(v))
 }
 
-/// Checks the UTF-8 values `data[offsets[i]..offsets[i + 1]]`.
+/// Checks the UTF-8 values `data[offsets[i]..offsets[i + 1]]` (Arrow `large_string` layout).
 pub fn check_ids(offsets: &[i64], data: &[u8]) -> Result<IdText> {
-    let n = offsets.len().saturating_sub(1);
+    check_column(&OffsetsStr::new(offsets, data)?)
+}
+
+/// Checks every value of a string column in either Arrow layout (see [`crate::strings`]).
+pub fn check_column<'a, S: StrColumn<'a>>(col: &S) -> Result<IdText> {
+    let n = col.rows();
     if n == 0 {
         return Ok(IdText { int_like: false, ..IdText::default() });
     }
-    if offsets[0] < 0 || offsets[n] as usize > data.len() {
-        return Err(CoreError::InvalidOffsets { what: "string ids", row: 0 });
-    }
     let parts: Vec<Result<IdText>> = (0..n.div_ceil(ROWS_PER_TASK))
         .into_par_iter()
-        .map(|t| block(offsets, data, t * ROWS_PER_TASK, ((t + 1) * ROWS_PER_TASK).min(n)))
+        .map(|t| block(col, t * ROWS_PER_TASK, ((t + 1) * ROWS_PER_TASK).min(n)))
         .collect();
     let mut out = IdText { int_like: true, ..IdText::default() };
     for p in parts {
@@ -72,15 +75,11 @@ pub fn check_ids(offsets: &[i64], data: &[u8]) -> Result<IdText> {
     Ok(out)
 }
 
-fn block(offsets: &[i64], data: &[u8], lo: usize, hi: usize) -> Result<IdText> {
+fn block<'a, S: StrColumn<'a>>(col: &S, lo: usize, hi: usize) -> Result<IdText> {
     let mut out = IdText { int_like: true, ..IdText::default() };
-    for row in lo..hi {
-        let (a, b) = (offsets[row], offsets[row + 1]);
-        // Checked row by row (blocks run in parallel: a block may start past another's bad row).
-        if a < 0 || a > b || b as usize > data.len() {
-            return Err(CoreError::InvalidOffsets { what: "string ids", row });
-        }
-        let v = &data[a as usize..b as usize];
+    // Rows are checked as they are read (blocks run in parallel: a block may start past another's
+    // bad row).
+    col.each_value(lo, hi, |row, v| {
         let trimmed: &[u8] = if v.is_ascii() {
             let s = v.iter().position(|&c| !ascii_space(c)).unwrap_or(v.len());
             let e = v.iter().rposition(|&c| !ascii_space(c)).map_or(s, |e| e + 1);
@@ -103,7 +102,8 @@ fn block(offsets: &[i64], data: &[u8], lo: usize, hi: usize) -> Result<IdText> {
         // Judged on the trimmed value: an integer padded with Unicode whitespace parses once stripped.
         out.int_like &= !trimmed.is_empty()
             && trimmed.iter().all(|&c| c.is_ascii_digit() || c == b'+' || c == b'-' || ascii_space(c));
-    }
+        Ok(())
+    })?;
     Ok(out)
 }
 
@@ -166,6 +166,35 @@ mod tests {
         let refs: Vec<&str> = values.iter().map(String::as_str).collect();
         let (o, d) = arrow(&refs);
         assert_eq!(check_ids(&o, &d).unwrap().first_control, Some(70_000));
+    }
+
+    #[test]
+    fn views_check_like_offsets() {
+        use crate::strings::{build, ViewChunk, ViewsStr};
+        let values: Vec<String> = (0..150_000)
+            .map(|i| match i % 9_973 {
+                5_000 => "\u{3000}".into(),
+                7_000 => " NaN".into(),
+                8_000 => "c\u{1}d-and-then-a-long-tail".into(),
+                9_000 => "\u{e9}t\u{e9}".into(),
+                _ => format!("{i}"),
+            })
+            .collect();
+        let bytes: Vec<&[u8]> = values.iter().map(|v| v.as_bytes()).collect();
+        let (o, d) = build::offsets(&bytes);
+        let want = check_ids(&o, &d).unwrap();
+        let (v1, b1) = build::views(&bytes[..100_000], 2, 0);
+        let (v2, b2) = build::views(&bytes[100_000..], 1, 0);
+        let col = ViewsStr::new(vec![
+            ViewChunk { views: &v1, buffers: b1.iter().map(Vec::as_slice).collect() },
+            ViewChunk { views: &v2, buffers: b2.iter().map(Vec::as_slice).collect() },
+        ]);
+        assert_eq!(check_column(&col).unwrap(), want);
+        assert_eq!(
+            (want.first_empty, want.first_nan_like, want.first_control),
+            (Some(5_000), Some(7_000), Some(8_000))
+        );
+        assert!(!want.int_like && want.padded && want.non_ascii.len() == 2 * 15);
     }
 
     #[test]

@@ -472,8 +472,8 @@ def normalize_interactions(
     )[0]
 
 
-#: A string column as Arrow ``(offsets int64, data uint8)`` buffers (see :func:`string_buffers`).
-StringBuffers = tuple[np.ndarray, np.ndarray]
+#: A string column as the core reads it (see :func:`string_buffers`).
+StringBuffers = core.StringColumn
 
 
 def normalize_with_buffers(
@@ -572,11 +572,19 @@ def _id_series_buffers(
     )
 
 
-def string_buffers(s: pl.Series) -> tuple[np.ndarray, np.ndarray]:
-    """A string column as Arrow ``(offsets int64, data uint8)`` buffers (large_string layout),
-    as the Rust core reads string ids."""
+def string_buffers(s: pl.Series) -> core.StringColumn:
+    """A string column as the core reads it, without a copy where polars allows: its own
+    ``string_view`` chunks (:class:`~seqdistill.core.StringViews`, each chunk exported on its own:
+    exporting the whole column would first join them, a copy of every view), else Arrow
+    ``(offsets int64, data uint8)`` buffers in ``large_string`` layout (a converted copy).
+
+    Measured at 20M rows of 6-8 byte ids on the 2-core machine: the views are handed over in
+    ~0.1 ms; the ``large_string`` conversion took 0.28 s per column and as much fresh memory."""
     import pyarrow as pa
 
+    views = _string_views(s, pa)
+    if views is not None:
+        return views
     arr = s.to_arrow()
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
@@ -587,6 +595,29 @@ def string_buffers(s: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     return offsets, data
 
 
+def _string_views(s: pl.Series, pa: Any) -> core.StringViews | None:
+    """The column's ``string_view`` chunks in place, or None where this polars or pyarrow does
+    not export them (older versions) or a chunk holds nulls (the checks refuse those first)."""
+    newest = getattr(getattr(pl, "CompatLevel", None), "newest", None)
+    if newest is None or not hasattr(pa, "string_view"):
+        return None
+    chunks = []
+    for part in s.get_chunks():
+        arr = part.to_arrow(compat_level=newest())
+        if isinstance(arr, pa.ChunkedArray):
+            if arr.num_chunks != 1:
+                return None
+            arr = arr.chunk(0)
+        if arr.type != pa.string_view() or arr.null_count:
+            return None
+        bufs = arr.buffers()
+        n, at = len(arr), arr.offset
+        v = np.frombuffer(bufs[1], dtype=np.uint8)[16 * at : 16 * (at + n)] if n else np.zeros(0, np.uint8)
+        data = tuple(np.frombuffer(b, dtype=np.uint8) if b is not None else np.zeros(0, np.uint8) for b in bufs[2:])
+        chunks.append((v, data))
+    return core.StringViews(tuple(chunks))
+
+
 def _string_ids(
     s: pl.Series, col: str, canonical: str, source: str, infer_integers: bool
 ) -> tuple[pl.Series, StringBuffers | None]:
@@ -594,7 +625,7 @@ def _string_ids(
     # only the rows with non-ASCII characters go through the Unicode check of their own. The
     # buffers it read are handed on with the column when the column comes out unchanged.
     buffers = string_buffers(s)
-    text = core.check_id_text(*buffers)
+    text = core.check_id_text(buffers)
     if infer_integers and text.int_like:  # fast path: every value parses (none padded, empty, NaN-like)
         as_int = s.cast(pl.Int64, strict=False)
         if as_int.null_count() == 0:

@@ -111,8 +111,8 @@ def _raw_ids(s: pl.Series, values: np.ndarray | None, first_rows: np.ndarray | N
 def encode_column(s: pl.Series) -> tuple[np.ndarray, pl.Series]:
     """Dense codes (uint32, sorted raw order) and the distinct raw values, through the Rust core."""
     col = _id_column(s)
-    if isinstance(col, tuple):
-        codes, first = core.encode_str(*col)
+    if isinstance(col, (tuple, core.StringViews)):
+        codes, first = core.encode_str(col)
         return codes, s.gather(first.astype(np.int64))
     codes, uniques = core.encode_i64(np.concatenate(col) if len(col) != 1 else col[0])
     return codes, pl.Series(s.name, uniques)
