@@ -93,15 +93,14 @@ pub fn encode(ids: &Ids<'_>) -> Result<Encoded> {
             };
             Ok(Encoded { codes, uniques: Uniques::Int(uniques), counts })
         }
-        Ids::Str(col) => {
-            let (codes, first, counts) = encode_column(col)?;
-            Ok(Encoded { codes, uniques: Uniques::FirstRows(first), counts })
-        }
-        Ids::View(col) => {
-            let (codes, first, counts) = encode_column(col)?;
-            Ok(Encoded { codes, uniques: Uniques::FirstRows(first), counts })
-        }
+        Ids::Str(col) => encode_strings(col),
+        Ids::View(col) => encode_strings(col),
     }
+}
+
+fn encode_strings<'a, S: StrColumn<'a>>(col: &S) -> Result<Encoded> {
+    let (codes, first, counts) = encode_column(col)?;
+    Ok(Encoded { codes, uniques: Uniques::FirstRows(first), counts })
 }
 
 enum Lookup {
@@ -313,9 +312,6 @@ impl<'a> StrTable<'a> {
 
 /// Like [`encode_str`], with the number of rows of every code.
 pub fn encode_str_counted(offsets: &[i64], data: &[u8]) -> Result<(Vec<u32>, Vec<u64>, Vec<u32>)> {
-    if offsets.len() <= 1 {
-        return Ok((Vec::new(), Vec::new(), Vec::new()));
-    }
     encode_column(&OffsetsStr::new(offsets, data)?)
 }
 

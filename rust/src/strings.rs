@@ -53,15 +53,17 @@ pub struct OffsetsStr<'a> {
 
 impl<'a> OffsetsStr<'a> {
     /// Checks the two ends, each reported at the row it bounds (the rows are checked as they
-    /// are read).
+    /// are read). At most one offset is a column without rows: nothing is read, nothing checked.
     pub fn new(offsets: &'a [i64], data: &'a [u8]) -> Result<Self> {
-        if let (Some(&a), Some(&z)) = (offsets.first(), offsets.last()) {
-            if a < 0 {
-                return Err(CoreError::InvalidOffsets { what: "string ids", row: 0 });
-            }
-            if z < a || z as u64 > data.len() as u64 {
-                return Err(CoreError::InvalidOffsets { what: "string ids", row: offsets.len().saturating_sub(2) });
-            }
+        if offsets.len() <= 1 {
+            return Ok(OffsetsStr { offsets: &[], data });
+        }
+        let (a, z, last_row) = (offsets[0], offsets[offsets.len() - 1], offsets.len() - 2);
+        if a < 0 {
+            return Err(CoreError::InvalidOffsets { what: "string ids", row: 0 });
+        }
+        if z < a || z as u64 > data.len() as u64 {
+            return Err(CoreError::InvalidOffsets { what: "string ids", row: last_row });
         }
         Ok(OffsetsStr { offsets, data })
     }
@@ -413,6 +415,7 @@ mod tests {
         let s = ViewsStr::new(vec![ViewChunk { views: &v, buffers: bufs }]);
         assert!(matches!(s.each_key(0, 3, |_, _| ()), Err(CoreError::InvalidOffsets { row: 2, .. })));
         assert!(OffsetsStr::new(&[0, 5], b"abc").is_err());
+        assert_eq!(OffsetsStr::new(&[5], b"").unwrap().rows(), 0); // no rows: nothing to read
         assert!(OffsetsStr::new(&[-1, 0], b"abc").is_err());
         let o = OffsetsStr::new(&[0, 2, 1, 3], b"abc").unwrap();
         assert!(matches!(o.each_value(0, 3, |_, _| Ok(())), Err(CoreError::InvalidOffsets { row: 1, .. })));
