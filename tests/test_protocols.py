@@ -158,8 +158,10 @@ def test_sampler_is_seeded_per_block_and_differs_across_seeds():
     np.testing.assert_array_equal(a, NegativeSampler(20, targets, seen, n_items=n_items, seed=0).all())
     b = NegativeSampler(20, targets, seen, n_items=n_items, seed=1).all()
     assert (a != b).any(axis=1).mean() > 0.99  # P(one row equal by chance) is about 1e-40
-    with pytest.raises(ConfigError, match="seed"):
-        NegativeSampler(20, targets, seen, n_items=n_items, seed=-1)
+    for seed in (-1, 2**32, "0", None, np.float64(2.0)):
+        with pytest.raises(ConfigError, match="NegativeSampler: seed must be an integer"):
+            NegativeSampler(20, targets, seen, n_items=n_items, seed=seed)
+    np.testing.assert_array_equal(NegativeSampler(20, targets, seen, n_items=n_items, seed=np.int64(1)).all(), b)
     with pytest.raises(ConfigError, match="n_negatives"):
         NegativeSampler(0, targets, seen, n_items=n_items)
 
@@ -374,8 +376,9 @@ def test_protocol_arguments_are_checked():
         evaluate_protocols(model, ds, ["full", "full"])
     with pytest.raises(ConfigError, match="each once"):
         evaluate_protocols(model, ds, [])
-    with pytest.raises(ConfigError, match="seed"):
-        evaluate_protocols(model, ds, ["sampled:3"], seed=-2)
+    for seed in (-2, 2**32, "3", None, 1.5, float("nan"), True):  # none of them a TypeError or ValueError
+        with pytest.raises(ConfigError, match="evaluate: seed must be an integer"):
+            evaluate_protocols(model, ds, ["sampled:3"], seed=seed)
     with pytest.raises(ConfigError, match="protocol 'sampled:'"):
         evaluate_protocols(model, ds, ["sampled:"])
     for ks in ([10, 10**11], [0], [2.5], [True], []):  # 10**11 slots per row aborted the process

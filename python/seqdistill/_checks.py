@@ -240,6 +240,15 @@ def check_seed(obj: Any, key: str = "seed") -> None:
         raise bad(obj, key, f"an integer >= 0 and < 2**32 ({SEED_LIMIT})")
 
 
+def seed_arg(where: str, seed: Any) -> int:
+    """A seed passed as a function argument: an integer (Python or numpy) in ``[0, SEED_LIMIT)``,
+    returned as ``int``; anything else is a ConfigError naming ``where``, never a TypeError from
+    the conversion."""
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and 0 <= int(seed) < SEED_LIMIT:
+        return int(seed)
+    raise ConfigError(f"{where}: seed must be an integer >= 0 and < 2**32 ({SEED_LIMIT}), got {_show_typed(seed)}")
+
+
 def at_least(obj: Any, key: str, low: float, *, strict: bool = False) -> None:
     """``obj.key`` (when not None) must be ``>= low`` (``> low`` when ``strict``)."""
     v = getattr(obj, key)

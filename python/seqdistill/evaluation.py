@@ -66,6 +66,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from seqdistill import core
+from seqdistill._checks import seed_arg
 from seqdistill.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -882,9 +883,8 @@ class NegativeSampler:
     ) -> None:
         if isinstance(n_negatives, bool) or int(n_negatives) != n_negatives or n_negatives < 1:
             raise ConfigError(f"NegativeSampler: n_negatives must be an integer >= 1, got {n_negatives!r}")
-        if isinstance(seed, bool) or int(seed) != seed or seed < 0:
-            raise ConfigError(f"NegativeSampler: seed must be an integer >= 0, got {seed!r}")
-        self.n_negatives, self.n_items, self.seed = int(n_negatives), int(n_items), int(seed)
+        seed = seed_arg("NegativeSampler", seed)
+        self.n_negatives, self.n_items, self.seed = int(n_negatives), int(n_items), seed
         #: Columns of the result: a row never has more than n_items - 1 items to draw from.
         self.width = min(self.n_negatives, max(self.n_items - 1, 0))
         self.targets = np.ascontiguousarray(targets, dtype=np.int64)
@@ -1197,8 +1197,7 @@ def evaluate_protocols(
     names = [p.name for p in parsed]
     if not parsed or len(set(names)) != len(names):
         raise ConfigError(f"evaluate: protocols must be given, each once; got {names}")
-    if isinstance(seed, bool) or int(seed) != seed or seed < 0:
-        raise ConfigError(f"evaluate: seed must be an integer >= 0, got {seed!r}")
+    seed = seed_arg("evaluate", seed)
     ks = _check_call(model, ds, ks, batch_size, block_rows, selection)
     t_start = time.perf_counter()
     setup = _setup(model, ds, part, ks, device, selection, block_rows, seed=int(seed), keep_negatives=return_negatives)
