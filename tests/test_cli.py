@@ -131,6 +131,67 @@ def test_items_are_matched_exactly(tmp_path, monkeypatch, capsys):
     assert ds.item_meta.select("item_id", "title").rows() == [(10, None), (11, "eleven"), (12, None)]
 
 
+# ------------------------------------------------------------------------- --engine spark, before Spark
+def _spark_inputs(root: Path) -> None:
+    import polars as pl
+
+    (root / "log.csv").write_text(LOG)
+    (root / "empty.parquet").write_bytes(b"")
+    pl.DataFrame({"user_id": [1], "item": [2], "timestamp": [3]}).write_parquet(root / "cols.parquet")
+    parts = root / "parts"
+    (parts / "day=1").mkdir(parents=True)
+    pl.DataFrame({"user_id": [1], "item_id": [2], "timestamp": [3]}).write_parquet(parts / "day=1" / "p0.parquet")
+    (parts / "_SUCCESS").write_bytes(b"")  # Spark's markers and hidden files are not data: not looked at
+    (parts / ".p0.parquet.crc").write_text("crc")
+    (parts / "day=1" / "notes.txt").write_text("my notes\n")
+    (root / "no_data").mkdir()
+    (root / "no_data" / "_SUCCESS").write_bytes(b"")
+
+
+SPARK_REFUSALS = [
+    (["log.csv"], "log.csv: not a parquet file; --engine spark reads parquet only"),
+    (["empty.parquet"], "empty.parquet: the file is empty"),
+    (["absent.parquet"], "absent.parquet: no such file or folder"),
+    (["parts"], "parts: holds day=1/notes.txt, which is not a parquet file; --engine spark reads parquet only"),
+    (["no_data"], "no_data: a folder with no data files for Spark to read"),
+    (["hdfs:///logs/clicks.csv"], "hdfs:///logs/clicks.csv: a .csv file, not parquet"),
+    (["cols.parquet"], "cols.parquet: missing column 'item_id' (for item_id); it has ['user_id', 'item', 'timestamp']"),
+    (
+        ["cols.parquet", "--item-col", "item", "--rating-col", "stars"],
+        "cols.parquet: missing column 'stars' (for rating)",
+    ),
+    (["log.csv", "--items", "items.csv"], "--items is not supported with --engine spark"),
+]
+
+
+@pytest.mark.parametrize("argv, message", SPARK_REFUSALS, ids=[" ".join(a) for a, _ in SPARK_REFUSALS])
+def test_engine_spark_refuses_what_it_cannot_read_before_importing_pyspark(
+    tmp_path, monkeypatch, capsys, argv, message
+):
+    """Each refusal comes before pyspark is imported (importing it fails here: a refusal after it
+    would be the 'needs pyspark' one), so no JVM starts and prints its log lines."""
+    monkeypatch.chdir(tmp_path)
+    _spark_inputs(tmp_path)
+    before = {p: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
+    monkeypatch.setitem(sys.modules, "pyspark", None)
+    assert main(["prepare", *argv, "--out", "out", "--engine", "spark"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"seqdistill prepare: error: {message}") and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()
+    assert {p: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()} == before
+
+
+def test_engine_spark_on_a_csv_is_one_line_in_a_real_process(tmp_path):
+    (tmp_path / "in.csv").write_text(LOG)
+    r = _seqdistill("prepare", "in.csv", "--out", "o", "--engine", "spark", cwd=tmp_path)
+    assert r.returncode == 2 and r.stdout == "", r
+    assert r.stderr.splitlines() == [
+        "seqdistill prepare: error: in.csv: not a parquet file; --engine spark reads parquet only (see "
+        "docs/spark.md); use --engine memory for CSV, TSV or JSON lines"
+    ], r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+
+
 # ------------------------------------------------------------------------- argument types
 NUMERIC = [
     (["prepare", "f.csv", "--out", "o", "--k-core"], ["0", "-1", "x", "1.5"], "--k-core"),

@@ -368,6 +368,14 @@ def test_synthetic_config_ranges_on_construction_and_numbers_normalised():
     assert type(cfg.n_users) is int and cfg.n_users == 20
 
 
+@pytest.mark.parametrize("value", [10**400, -(10**400)], ids=["1e400", "-1e400"])
+def test_an_integer_no_float_holds_is_refused_where_a_float_goes(value):
+    """``math.isfinite(10**400)`` raises OverflowError: a ConfigError naming the field instead."""
+    for build in (lambda: TrainConfig(lr=value), lambda: TrainConfig.from_dict({"lr": value})):
+        with pytest.raises(ConfigError, match=r"^TrainConfig\.lr: expected a finite number, got -?1000"):
+            build()
+
+
 @pytest.mark.parametrize("seed", [-1, 2**32, 10**23, True, 1.0])
 def test_every_seed_is_an_integer_below_2_32(seed):
     # torch takes 64-bit seeds, numpy's legacy seeding (UMAP) 32-bit: one limit for all of them,

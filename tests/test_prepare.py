@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 import seqdistill as sd
 from seqdistill.data import DataError, SplitConfig, read_interactions
 from seqdistill.data.sequences import TrainWindows, eval_inputs
+from seqdistill.errors import ConfigError
 
 
 def reference_prepare(df: pl.DataFrame, k: int, q: float):
@@ -215,3 +216,91 @@ def test_chunked_columns_give_the_same_dataset(rows, cuts, id_kind):
             np.testing.assert_array_equal(a, b)
     assert got.user_ids.to_list() == want.user_ids.to_list()
     assert got.item_ids.to_list() == want.item_ids.to_list()
+
+
+# ------------------------------------------------------------------------- bad arguments of the API
+TINY = {"user_id": [1, 1, 2, 2], "item_id": [1, 2, 1, 2], "timestamp": [1, 2, 3, 4]}
+LOO = SplitConfig(kind="leave_one_out")
+
+
+@pytest.mark.parametrize("threshold", [10**400, -(10**400)], ids=["1e400", "-1e400"])
+def test_a_threshold_no_float_holds_is_refused_naming_the_field(threshold):
+    """``math.isfinite(10**400)`` raises OverflowError: the package's own error instead."""
+    with pytest.raises(
+        DataError, match=r"^split threshold must be a finite number \(a timestamp\) or None, got -?1000"
+    ):
+        SplitConfig(threshold=threshold)
+    with pytest.raises(ConfigError, match=r"^SplitConfig\.threshold: expected a finite number or None, got -?1000"):
+        SplitConfig.from_dict({"threshold": threshold})
+    assert SplitConfig(threshold=10**300).threshold == 10**300  # large, but a float holds it
+
+
+def test_the_dataset_name_must_be_a_string_load_reads_back(tmp_path):
+    df = pl.DataFrame(TINY)
+    for bad in (123, 0, b"toy", ["toy"]):
+        with pytest.raises(DataError, match=rf"^prepare: name must be a string, got .* \({type(bad).__name__}\)$"):
+            sd.prepare(df, k_core=None, split=LOO, name=bad)
+    with pytest.raises(DataError, match=r"^prepare: RawDataset\.name must be a string, got 123 \(int\)$"):
+        sd.prepare(sd.RawDataset(123, df), k_core=None, split=LOO)
+    # load takes any string back: prepare gives exactly those
+    ds = sd.prepare(df, k_core=None, split=LOO, name="my log/2024\n")
+    assert sd.PreparedDataset.load(ds.save(tmp_path / "d")).name == "my log/2024\n"
+    assert sd.prepare(df, k_core=None, split=LOO, name="").name == "dataset"  # empty: the default, as before
+
+
+def test_the_domain_must_be_one_of_the_domains():
+    df = pl.DataFrame(TINY)
+    with pytest.raises(DataError, match=r"^dataset: prepare: domain must be one of \('products', .*\), got 'bogus'$"):
+        sd.prepare(df, k_core=None, split=LOO, domain="bogus")
+    with pytest.raises(DataError, match=r"^toy: prepare: domain must be one of .*, got 'Movies'$"):
+        sd.prepare(sd.RawDataset("toy", df, domain="movies"), k_core=None, split=LOO, domain="Movies")
+    with pytest.raises(DataError, match=r"^prepare: domain must be a string, got 7 \(int\)$"):
+        sd.prepare(df, k_core=None, split=LOO, domain=7)
+    assert sd.prepare(df, k_core=None, split=LOO, domain="sessions").domain == "sessions"
+
+
+def test_metadata_ids_match_the_log_ids_exactly():
+    """'01' is not item 1 (the id policy: '01' and '1' are two ids); '2' is item 2 (the text of
+    the integer 2, as `seqdistill prepare --items` matches it); an integer is a string log's id
+    written in decimal."""
+    df = pl.DataFrame(TINY)
+    meta = pl.DataFrame({"item_id": ["01", "2"], "title": ["zero-one", "two"]})
+    ds = sd.prepare(df, meta, k_core=None, split=LOO)
+    assert ds.item_meta.rows() == [(1, 1, None), (2, 2, "two")]
+    for odd in (["01", "+2"], ["1.0", " 02"]):
+        with pytest.raises(DataError, match=r"^dataset: the item metadata matches none of the log's 2 items"):
+            sd.prepare(df, pl.DataFrame({"item_id": odd}), k_core=None, split=LOO)
+    text_log = df.with_columns(pl.col("item_id").cast(pl.String))
+    ds = sd.prepare(text_log, pl.DataFrame({"item_id": [2, 7], "title": ["two", "seven"]}), k_core=None, split=LOO)
+    assert ds.item_meta.rows() == [(1, "1", None), (2, "2", "two")]
+    ds = sd.prepare(df, pl.DataFrame({"item_id": [2.0, 1.0], "title": ["two", "one"]}), k_core=None, split=LOO)
+    assert ds.item_meta.rows() == [(1, 1, "one"), (2, 2, "two")]
+
+
+@pytest.mark.parametrize(
+    "ids, message",
+    [
+        ([1.0, float("nan")], r"column 'item_id' has id nan at row 1; float ids must be finite whole numbers"),
+        ([1.0, 2.5], r"column 'item_id' has id 2\.5 at row 1; float ids must be finite whole numbers"),
+        ([2, None], r"column 'item_id' is null at row 1"),
+        (["1", "nan"], r"column 'item_id' has the NaN-like id 'nan' at row 1"),
+        (["1", ""], r"column 'item_id' has an empty id at row 1"),
+        (["2", " 2"], r"column 'item_id' has the duplicated id '2' at rows 0 and 1"),
+    ],
+)
+def test_bad_metadata_ids_are_refused_naming_the_row(ids, message):
+    meta = pl.DataFrame({"item_id": ids, "t": ["a", "b"]}, strict=False)
+    with pytest.raises(DataError, match=rf"^dataset: item metadata: {message}"):
+        sd.prepare(pl.DataFrame(TINY), meta, k_core=None, split=LOO)
+
+
+def test_a_manifest_number_no_float_holds_is_a_data_error(tmp_path):
+    """JSON holds any integer; ``math.isfinite`` on one beyond a float's range raises OverflowError."""
+    out = sd.prepare(pl.DataFrame(TINY), k_core=None, split=SplitConfig(quantile=0.5, valid="none")).save(
+        tmp_path / "d"
+    )
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["audit"]["test_cutoff"] = 10**400
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(DataError, match=r"manifest\.json.*test_cutoff: expected a finite number or null, got 1000"):
+        sd.PreparedDataset.load(out)

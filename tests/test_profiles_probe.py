@@ -194,6 +194,28 @@ def test_cli_probe_never_replaces_a_file_without_overwrite(folders, capsys):
     assert main([*argv[:-1], str(folders), "--overwrite"]) == 2  # a folder is never replaced
 
 
+@pytest.mark.parametrize(
+    "targets, out",
+    [
+        ("v.npy", "ds/manifest.json"),
+        ("v.npy", "ds/users.parquet"),
+        ("v.npy", "v.npy"),
+        ("targets", "targets/targets.npy"),
+        ("targets", "targets/notes.json"),
+    ],
+)
+def test_cli_probe_never_writes_into_its_inputs_even_with_overwrite(folders, capsys, targets, out):
+    """``--out DATASET/manifest.json --overwrite`` would break the dataset: refused, nothing changed."""
+    before = {p: p.read_bytes() for p in sorted(folders.rglob("*")) if p.is_file()}
+    argv = ["profiles", "probe", str(folders / "ds"), str(folders / targets), "--n-boot", "50"]
+    assert main([*argv, "--out", str(folders / out), "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith(f"seqdistill profiles probe: error: --out {folders / out}: "), err
+    assert "an input; write the result elsewhere" in err
+    assert {p: p.read_bytes() for p in sorted(folders.rglob("*")) if p.is_file()} == before
+
+
 @pytest.mark.parametrize("target", ["other.npy", "emb_other", "missing.npy"])
 def test_cli_probe_refuses_in_one_line_without_traceback(folders, capsys, target):
     assert main(["profiles", "probe", str(folders / "ds"), str(folders / target)]) == 2

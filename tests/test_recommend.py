@@ -279,3 +279,37 @@ def test_recommend_refusals(trained, capsys):
     _refused(["recommend", run, "--users", str(root / "u.txt"), "--dataset", str(other), "--out", str(root / "o.csv")],
              capsys, "not the dataset this run was trained on")  # fmt: skip
     assert not (root / "o.csv").exists()
+
+
+def _tree(folder) -> dict:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_no_output_lands_in_the_runs_dataset_whatever_the_input(trained, capsys):
+    """With --histories the run's dataset is not read, but --out inside it (even with --overwrite)
+    would replace one of its files: refused as with --users, the dataset and the run left as they were."""
+    root, run = trained, str(trained / "run")
+    (root / "h.csv").write_text("user_id,item_id,timestamp\nnew,sku-01,1\nnew,sku-02,2\n")
+    (root / "u.txt").write_text("u1\n")
+    before = {name: _tree(root / name) for name in ("ds", "run")}
+    for who in (["--histories", str(root / "h.csv")], ["--users", str(root / "u.txt")]):
+        for target in ("users.parquet", "log.parquet", "manifest.json", "new.csv"):
+            fmt = ["--format", "parquet"] if target.endswith(".parquet") else ["--format", "csv"]
+            _refused(["recommend", run, *who, "--out", str(root / "ds" / target), *fmt, "--overwrite"], capsys,
+                     f"{target}: lies inside", str(root / "ds"))  # fmt: skip
+        _refused(["recommend", run, *who, "--out", str(root / "run" / "history.json"), "--format", "jsonl",
+                  "--overwrite"], capsys, "is the input")  # fmt: skip
+    # --dataset names a dataset to protect too, with --histories as with --users
+    other = root / "other_for_out"
+    assert main(["prepare", str(root / "log.csv"), "--out", str(other), "--k-core", "1"]) == 0
+    capsys.readouterr()
+    before["other"] = _tree(other)
+    _refused(["recommend", run, "--histories", str(root / "h.csv"), "--dataset", str(other), "--out",
+              str(other / "items.parquet"), "--overwrite"], capsys, "items.parquet: lies inside")  # fmt: skip
+    assert {name: _tree(root / name) for name in ("ds", "run")} == {k: before[k] for k in ("ds", "run")}
+    assert _tree(other) == before["other"]
+    PreparedDataset.load(root / "ds")
+    # a file of the user's own beside the run's files is still fine (docs/cli.md writes runs/mine/top10.csv)
+    assert main(["recommend", run, "--histories", str(root / "h.csv"), "--k", "2",
+                 "--out", str(root / "run" / "top.csv")]) == 0  # fmt: skip
+    (root / "run" / "top.csv").unlink()

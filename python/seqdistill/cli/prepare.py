@@ -119,13 +119,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_spark(args: argparse.Namespace, cols: dict[str, str]) -> int:
-    """``--engine spark``: the parquet file or folder prepared by :func:`seqdistill.spark.prepare`."""
-    from seqdistill import spark as sds
-    from seqdistill.data import SplitConfig
-
+    """``--engine spark``: the parquet file or folder prepared by :func:`seqdistill.spark.prepare`.
+    Everything that can be refused without Spark is refused first, in one line, before pyspark is
+    imported (a JVM start prints dozens of log lines)."""
     for flag, value in (("--items", args.items), ("--timestamp-format", args.timestamp_format)):
         if value:
             raise ConfigError(f"{flag} is not supported with --engine spark (see docs/spark.md)")
+    _check_spark_input(args.path, cols)
+    from seqdistill import spark as sds
+    from seqdistill.data import SplitConfig
+
     split = SplitConfig(
         kind=args.split,
         quantile=args.quantile,
@@ -152,8 +155,82 @@ def _run_spark(args: argparse.Namespace, cols: dict[str, str]) -> int:
     return 0
 
 
+#: Name endings of files ``--engine spark`` cannot read (it reads parquet only).
+_TEXT_SUFFIXES = (".csv", ".tsv", ".txt", ".json", ".jsonl", ".ndjson", ".gz", ".zip", ".xlsx")
+_SPARK_HINT = "--engine spark reads parquet only (see docs/spark.md); use --engine memory for CSV, TSV or JSON lines"
+
+
+def _check_spark_input(path: str, columns: dict[str, str]) -> None:
+    """Refuse, before Spark starts, an input ``--engine spark`` cannot read: a local path that is
+    not there, a file that is not parquet (by its first bytes), a folder whose data files
+    (the ones Spark reads: names not starting with ``_`` or ``.``) include one that is not
+    parquet or that holds none, a remote path (``hdfs://``, ``s3a://``) whose name ends like a
+    text file; and a single local parquet file without a column ``columns`` maps. Anything else
+    is left to Spark. Raises DataError."""
+    if "://" in path:
+        suffix = Path(path.rstrip("/")).suffix.lower()
+        if suffix in _TEXT_SUFFIXES:
+            raise DataError(f"{path}: a {suffix} file, not parquet; {_SPARK_HINT}")
+        return
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{path}: no such file or folder")
+    if p.is_dir():
+        files = _spark_data_files(p)
+        if not files:
+            raise DataError(f"{path}: a folder with no data files for Spark to read; {_SPARK_HINT}")
+        for f in files:
+            if f.stat().st_size and not _is_parquet(f):  # Spark skips empty files
+                raise DataError(f"{path}: holds {f.relative_to(p)}, which is not a parquet file; {_SPARK_HINT}")
+        return
+    if p.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty")
+    if not _is_parquet(p):
+        raise DataError(f"{path}: not a parquet file; {_SPARK_HINT}")
+    try:
+        have = pl.read_parquet_schema(p).names()
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError):
+        return  # a damaged footer: Spark names it
+    for canonical, col in columns.items():
+        if col not in have:
+            raise DataError(f"{path}: missing column {col!r} (for {canonical}); it has {have}")
+
+
+def _spark_data_files(folder: Path) -> list[Path]:
+    """The files Spark reads from a folder: at any depth, skipping names that start with ``.``
+    or with ``_`` (unless a partition ``key=value``), as Spark's file index does (each folder
+    once, whatever symbolic links lead back to it)."""
+    files, todo, seen = [], [folder], set()
+    while todo:
+        current = todo.pop()
+        real = current.resolve()
+        if real in seen:
+            continue
+        seen.add(real)
+        for entry in sorted(current.iterdir()):
+            n = entry.name
+            if n.startswith(".") or (n.startswith("_") and "=" not in n) or n.endswith("._COPYING_"):
+                continue
+            if entry.is_dir():
+                todo.append(entry)
+            elif entry.is_file():
+                files.append(entry)
+    return files
+
+
+def _is_parquet(path: Path) -> bool:
+    """Whether the file starts as parquet does (``PAR1``; ``PARE`` when encrypted)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) in (b"PAR1", b"PARE")
+    except OSError:
+        return True  # unreadable here: Spark names the problem
+
+
 def _read_items(path: str, id_col: str, log: pl.DataFrame, log_path: str) -> pl.DataFrame:
-    """The metadata file with its ids in the log's id type; refused when no id is an item of the log."""
+    """The metadata file, its ids read by the id policy; refused when no id is an item of the log.
+    ``prepare`` then matches them to the log's ids exactly (``seqdistill.data.prepare._meta_ids_as``:
+    ``'01'`` is never item 1), as compared here."""
     from seqdistill.data.interactions import read_items
 
     meta = read_items(path, id_col)
@@ -165,19 +242,4 @@ def _read_items(path: str, id_col: str, log: pl.DataFrame, log_path: str) -> pl.
             f"{path}: no id in column {id_col!r} is an item of {log_path} ({example}); "
             "check --items-id-col / --item-col"
         )
-    return _with_id_type(meta, log.schema["item_id"])
-
-
-def _with_id_type(meta: pl.DataFrame, dtype: pl.DataType) -> pl.DataFrame:
-    """Give the metadata ids the log's id type exactly: integers as their decimal text for a
-    String log; for an Int64 log, ids that are not canonical integers (``'01'``, ``'a'``) cannot
-    match and are dropped."""
-    ids = meta.get_column("item_id")
-    if ids.dtype == dtype:
-        return meta
-    if dtype == pl.String:
-        return meta.with_columns(ids.cast(pl.String))
-    from seqdistill.data.interactions import _CANONICAL_INT
-
-    canonical = ids.str.contains(_CANONICAL_INT)
-    return meta.filter(canonical).with_columns(pl.col("item_id").cast(pl.Int64, strict=False)).drop_nulls("item_id")
+    return meta

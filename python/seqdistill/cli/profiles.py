@@ -229,6 +229,13 @@ def _probe(args: argparse.Namespace) -> int:
     if out is not None and (out.is_dir() or ((out.exists() or out.is_symlink()) and not args.overwrite)):
         what = "is a folder" if out.is_dir() else "exists; pass --overwrite to replace it"
         raise OutputError(f"--out {out}: {what}")
+    if out is not None:  # never a file of the inputs, even with --overwrite (it would break them)
+        target = out.resolve()
+        for flag, path in (("dataset", args.dataset), ("targets", args.targets)):
+            src = Path(path).resolve()
+            if target == src or target.is_relative_to(src):
+                where = "is" if target == src else "lies inside"
+                raise OutputError(f"--out {out}: {where} the {flag} {path}, an input; write the result elsewhere")
     ds = _load(args.dataset)
     vectors, mask, source = load_vectors(args.targets, ds)
     result = probe(ds, vectors, mask, ProbeConfig(seed=args.seed, n_boot=args.n_boot), source=source)

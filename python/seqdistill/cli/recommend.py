@@ -45,10 +45,13 @@ def add_parser(sub: argparse._SubParsersAction, parents: Sequence[argparse.Argum
     p.set_defaults(func=run, prog_name=p.prog, output_arg="out")
 
 
-def _check_out(out: str, files: Sequence[str | Path], folders: Sequence[str | Path], overwrite: bool) -> None:
-    """Refuse an --out that is a folder, one of the input ``files``, lies inside one of the input
-    ``folders`` (a dataset or model folder is replaced whole, which would take the file with it),
-    or is an existing file without --overwrite."""
+def _check_out(
+    out: str, files: Sequence[str | Path], folders: Sequence[tuple[str | Path, str]], overwrite: bool
+) -> None:
+    """Refuse an --out that is a folder, one of the input ``files``, lies inside one of the
+    ``folders`` (``(path, what it is)``: the run's model and checkpoint, its dataset — a folder
+    seqdistill replaces whole, which would take the file with it, and whose files a user's file
+    would replace), or is an existing file without --overwrite."""
     from seqdistill.errors import OutputError
 
     p = Path(out)
@@ -58,9 +61,9 @@ def _check_out(out: str, files: Sequence[str | Path], folders: Sequence[str | Pa
     for src in files:
         if target == Path(src).resolve():
             raise OutputError(f"--out {out}: is the input {src}; write the recommendations to another file")
-    for folder in folders:
+    for folder, what in folders:
         if target.is_relative_to(Path(folder).resolve()):
-            raise OutputError(f"--out {out}: lies inside {folder}, an input folder; write the file elsewhere")
+            raise OutputError(f"--out {out}: lies inside {folder}, {what}; write the file elsewhere")
     if (p.exists() or p.is_symlink()) and not overwrite:
         raise OutputError(f"--out {out}: a file is already there; pass --overwrite to replace it")
 
@@ -100,9 +103,14 @@ def run(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     info = RunInfo.read(run_dir)
     files = [f for f in (args.users, args.histories) if f] + [run_dir / RUN_FILE, run_dir / "history.json"]
-    folders = [run_dir / "model", run_dir / "checkpoint"]
-    if args.users is not None:
-        folders.append(args.dataset or info.dataset)
+    # The datasets are protected whatever the input mode: with --histories the run's dataset is not
+    # read, but a file written inside it would replace one of its files (or be lost with it).
+    folders = [(run_dir / "model", "an input folder"), (run_dir / "checkpoint", "an input folder")]
+    if args.dataset:
+        folders.append((args.dataset, "a prepared dataset (an input folder)"))
+    if isinstance(info.dataset, str) and info.dataset:
+        read = args.users is not None and not args.dataset
+        folders.append((info.dataset, "an input folder" if read else "the run's prepared dataset"))
     _check_out(args.out, files, folders, args.overwrite)
     info, model = load_run(args.run_dir, map_location=_device(args.device))
     if args.users is not None:

@@ -234,7 +234,7 @@ def _field(value: Any, kind: str, where: str) -> Any:
             return value
         raise DataError(f"{where}: expected a count (an integer >= 0), got {value!r}")
     if kind.startswith("float"):
-        if (is_int or isinstance(value, float)) and math.isfinite(value):
+        if (is_int or isinstance(value, float)) and _finite(value):
             return float(value)
         raise DataError(f"{where}: expected a finite number or null, got {value!r}")
     if kind == "str":
@@ -250,6 +250,15 @@ def _field(value: Any, kind: str, where: str) -> Any:
             FilterRound(**_counts(r, ("round", "users", "items", "rows"), f"{where}[{j}]")) for j, r in enumerate(value)
         )
     raise AssertionError(f"no reader for {kind}")  # pragma: no cover - a field added without a reader
+
+
+def _finite(value: float) -> bool:
+    """Not NaN or infinite, and not an integer too large for a float (JSON holds any integer;
+    ``math.isfinite`` raises OverflowError on one beyond a float's range)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _counts(value: Any, keys: tuple[str, ...], where: str) -> dict[str, int]:

@@ -20,9 +20,18 @@ import numpy as np
 import polars as pl
 
 from seqdistill import core
+from seqdistill._checks import show
 from seqdistill._config import DictConfig
 from seqdistill.data.dataset import FilterRound, PartCounts, PreparedDataset, SplitAudit
-from seqdistill.data.interactions import RawDataset, StringBuffers, normalize_with_buffers, string_buffers
+from seqdistill.data.interactions import (
+    _CANONICAL_INT,
+    DOMAINS,
+    RawDataset,
+    StringBuffers,
+    _id_series,
+    normalize_with_buffers,
+    string_buffers,
+)
 from seqdistill.errors import DataError, SeqdistillWarning
 
 __all__ = ["FILTERS", "SPLITS", "SplitConfig", "encode_column", "prepare"]
@@ -34,6 +43,17 @@ FILTERS = core.FILTERS
 
 def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
+
+
+def _is_finite_number(x: Any) -> bool:
+    """A number a float holds: not NaN or infinite, and not an integer too large for a float
+    (``math.isfinite(10**400)`` raises OverflowError instead of answering)."""
+    if not _is_number(x):
+        return False
+    try:
+        return math.isfinite(x)
+    except OverflowError:
+        return False
 
 
 @dataclass
@@ -60,13 +80,33 @@ class SplitConfig(DictConfig):
         for name, allowed in (("kind", core.SPLIT_KINDS), ("target", core.TARGETS), ("valid", core.VALID_MODES)):
             value = getattr(self, name)
             if not isinstance(value, str) or value not in allowed:
-                raise DataError(f"split {name} must be one of {allowed}, got {value!r}")
+                raise DataError(f"split {name} must be one of {allowed}, got {show(value, 80)}")
         for name in ("quantile", "valid_quantile"):
             q = getattr(self, name)
             if not _is_number(q) or not (0.0 < q < 1.0):
-                raise DataError(f"split {name} must be in (0, 1), got {q!r}")
-        if self.threshold is not None and (not _is_number(self.threshold) or not math.isfinite(self.threshold)):
-            raise DataError(f"split threshold must be a finite number (a timestamp) or None, got {self.threshold!r}")
+                raise DataError(f"split {name} must be in (0, 1), got {show(q, 80)}")
+        if self.threshold is not None and not _is_finite_number(self.threshold):
+            raise DataError(
+                f"split threshold must be a finite number (a timestamp) or None, got {show(self.threshold, 80)}"
+            )
+
+
+def _name_and_domain(name: Any, domain: Any, data: Any) -> tuple[str, str]:
+    """The dataset's name and domain (the arguments, else the RawDataset's, else the defaults) as
+    :meth:`PreparedDataset.load` reads them back: the name a string (any string: the manifest
+    holds it as JSON), the domain one of ``DOMAINS`` (as :class:`RawDataset` and ``--domain``
+    require). A DataError naming the argument otherwise."""
+    for arg, value in (("name", name), ("domain", domain)):
+        if value is not None and not isinstance(value, str):
+            raise DataError(f"prepare: {arg} must be a string, got {show(value, 80)} ({type(value).__name__})")
+    if isinstance(data, RawDataset):
+        name, domain = name or data.name, domain or data.domain
+    name, domain = name or "dataset", domain or "generic"
+    if not isinstance(name, str):  # RawDataset.name
+        raise DataError(f"prepare: RawDataset.name must be a string, got {show(name, 80)} ({type(name).__name__})")
+    if domain not in DOMAINS:
+        raise DataError(f"{name}: prepare: domain must be one of {DOMAINS}, got {show(domain, 80)}")
+    return name, domain
 
 
 def _k_core(k_core: int | tuple[int, int] | list[int] | None, name: str, filter: str) -> tuple[int, int]:
@@ -148,10 +188,9 @@ def prepare(
         raise DataError(f"split must be a SplitConfig, got {type(split).__name__}")
     if isinstance(data, RawDataset):
         df, items = data.interactions, data.items if items is None else items
-        name, domain = name or data.name, domain or data.domain
     else:
         df = data
-    name, domain = name or "dataset", domain or "generic"
+    name, domain = _name_and_domain(name, domain, data)
     if not isinstance(filter, str) or filter not in FILTERS:
         raise DataError(f"{name}: filter must be one of {FILTERS}, got {filter!r}")
     k_user, k_item = _k_core(k_core, name, filter)
@@ -282,27 +321,50 @@ def _finite(x: float) -> float | None:
 
 
 def _align_items(items: pl.DataFrame, item_ids: pl.Series, source: str) -> pl.DataFrame:
-    """Item metadata keyed by dense id: one row per dense item 1..n (metadata null where absent)."""
+    """Item metadata keyed by dense id: one row per dense item 1..n (metadata null where absent).
+
+    The metadata's ids follow the id policy of the log's (``_id_series``: null, NaN, fractional,
+    empty or invisible-character ids refused naming the row; strings stripped) and then match
+    the log's ids exactly (:func:`_meta_ids_as`): ``'01'`` is never item ``1``."""
     if not isinstance(items, pl.DataFrame):
         raise DataError(f"{source}: item metadata must be a polars DataFrame, got {type(items).__name__}")
     if "item_id" not in items.columns:
         raise DataError(f"{source}: the item metadata table has no 'item_id' column (columns: {items.columns})")
-    ids = items.get_column("item_id")
-    if ids.null_count():
-        row = int(ids.is_null().arg_true()[0])
-        raise DataError(f"{source}: item metadata column 'item_id' is null at row {row}")
-    dup = ids.is_duplicated()
-    if dup.any():
-        v = ids.filter(dup)[0]
-        raise DataError(f"{source}: item metadata column 'item_id' has duplicated value {v!r}")
-    meta = items
-    if meta.schema["item_id"] != item_ids.dtype:
-        meta = meta.with_columns(pl.col("item_id").cast(item_ids.dtype, strict=False))
+    ids = _id_series(
+        items.get_column("item_id"), "item_id", "item_id", f"{source}: item metadata", infer_integers=False
+    )
+    dup = _first_true(ids.is_duplicated())
+    if dup is not None:
+        again = int((ids == ids[dup]).arg_true()[1])
+        raise DataError(
+            f"{source}: item metadata: column 'item_id' has the duplicated id {show(ids[dup], 80)} at rows {dup} "
+            f"and {again}"
+        )
+    meta = items.with_columns(_meta_ids_as(ids, item_ids.dtype).alias("item_id"))
     keys = pl.DataFrame({"item": np.arange(1, len(item_ids), dtype=np.int64), "item_id": item_ids[1:]})
     matched = keys.join(meta.select("item_id"), on="item_id", how="semi").height
     if matched == 0:
+        example = f"such as {show(ids[0], 40)}" if len(ids) else "(no rows)"
         raise DataError(
             f"{source}: the item metadata matches none of the log's {keys.height} items (metadata ids "
-            f"{ids.dtype} such as {ids[0]!r}, log ids {item_ids.dtype} such as {item_ids[1]!r}); check the id column"
+            f"{ids.dtype} {example}, log ids {item_ids.dtype} such as {show(item_ids[1], 40)}); check the id column"
         )
     return keys.join(meta, on="item_id", how="left")
+
+
+def _first_true(mask: pl.Series) -> int | None:
+    return int(mask.arg_true()[0]) if mask.any() else None
+
+
+def _meta_ids_as(ids: pl.Series, dtype: pl.DataType) -> pl.Series:
+    """Metadata ids (after the id policy: Int64, or String stripped of surrounding spaces) in the
+    log's id type, where one id is exactly the other: an integer is the String log id written as
+    its decimal text; a String id is an Int64 log id only when it is that integer written
+    canonically (``'11'``, not ``'011'``, ``'+11'`` or ``'11.0'``); any other id matches no item
+    and becomes null. ``seqdistill prepare --items`` compares them the same way."""
+    if ids.dtype == dtype:
+        return ids
+    if dtype == pl.String:
+        return ids.cast(pl.String)
+    both = pl.DataFrame({"ok": ids.str.contains(_CANONICAL_INT), "id": ids.cast(pl.Int64, strict=False)})
+    return both.select(pl.when(pl.col("ok")).then(pl.col("id"))).to_series().alias(ids.name)
