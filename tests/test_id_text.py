@@ -16,9 +16,10 @@ from seqdistill import core
 from seqdistill.data.interactions import _string_ids, string_buffers
 from seqdistill.errors import DataError
 
-# Digits, signs, letters, ASCII and Unicode whitespace, control characters, invisible format
-# characters (Cf), other non-ASCII letters.
-ALPHABET = "0123+-ab \t\n\x0b\x00\x1f\x7f\u00a0\u3000\u2028\u200b\ufeff\u00ad\u2066éж"
+# Digits, signs, letters, ASCII and Unicode whitespace, control characters (ASCII and C1: NEL is
+# White_Space too), invisible format characters (Cf), line/paragraph separators (White_Space too),
+# other non-ASCII letters.
+ALPHABET = "0123+-ab \t\n\x0b\x00\x1f\x7f\x80\x85\x9f\u00a0\u3000\u2028\u2029\u200b\ufeff\u00ad\u2066éж"
 TOKENS = st.one_of(
     st.text(alphabet=ALPHABET, max_size=5),
     st.sampled_from(["nan", "-NaN", " +nAn\u3000", "nana", "007", "-0", "+5", "12"]),
@@ -43,11 +44,14 @@ def reference(s: pl.Series, infer_integers: bool) -> pl.Series:
     s = s.str.strip_chars()
     if (row := first(s.str.len_bytes() == 0)) is not None:
         raise DataError(f"empty {row}")
-    if (row := first(s.str.contains(r"[\x00-\x1f\x7f]"))) is not None:
+    if (row := first(s.str.contains(r"[\x00-\x1f\x7f-\x9f]"))) is not None:
         raise DataError(f"control {row}")
     if (row := first(s.str.contains(r"\p{Cf}"))) is not None:
         char = next(c for c in s[row] if unicodedata.category(c) == "Cf")
         raise DataError(f"format {row} U+{ord(char):04X}")
+    if (row := first(s.str.contains("[\u2028\u2029]"))) is not None:
+        char = next(c for c in s[row] if c in "\u2028\u2029")
+        raise DataError(f"separator {row} U+{ord(char):04X}")
     short = (s.str.len_bytes() <= 4).arg_true()
     hits = s.gather(short).str.to_lowercase().is_in(core.NAN_LIKE_IDS)
     if hits.any():
@@ -98,6 +102,7 @@ def kind_and_row(message: str) -> tuple[str, int, str]:
         ("empty", "empty id"),
         ("control", "control character"),
         ("format", "invisible"),
+        ("separator", "separator U+"),
         ("nan", "NaN-like"),
     ]:
         if kind in message.split()[0] or words in message:
@@ -114,6 +119,8 @@ def kind_and_row(message: str) -> tuple[str, int, str]:
 @settings(max_examples=400, deadline=None)
 @given(values=st.lists(TOKENS, min_size=1, max_size=12), infer=st.booleans(), chunks=st.integers(1, 3))
 @example(values=["0\u2028"], infer=True, chunks=1)  # an integer padded with Unicode whitespace (CI found it)
+@example(values=["a", "u\x85v", "b\x01"], infer=False, chunks=1)  # a C1 control before an ASCII one
+@example(values=["\x85u", "a\u2028b", "c\u2029"], infer=False, chunks=2)  # stripped NEL; a separator inside
 def test_same_decision_as_the_per_question_reference(values, infer, chunks):
     s = pl.concat(
         [

@@ -191,6 +191,18 @@ def test_bad_input_is_one_line_naming_column_and_row(spark, tmp_path):
         ),
         (good.with_columns(pl.Series("item_id", ["a", "b", "c\u3000", "d"])), r"with whitespace .* at row 2$"),
         (good.with_columns(pl.Series("item_id", ["a", "b\x01", "c", "d"])), r"control character.* at row 1$"),
+        (good.with_columns(pl.Series("item_id", ["a", "b", "c\tx", "d"])), r"control character.* at row 2$"),
+        # C1 controls (NEL inside an id) and line/paragraph separators, as in memory (campaign 3).
+        (good.with_columns(pl.Series("item_id", ["a", "b", "u\u0085v", "d"])), r"control character.* at row 2$"),
+        (good.with_columns(pl.Series("item_id", ["a", "b\u0085", "c", "d"])), r"with whitespace .* at row 1$"),
+        (
+            good.with_columns(pl.Series("item_id", ["a", "u\u2028v", "c", "d"])),
+            r"line or paragraph separator.* at row 1$",
+        ),
+        (
+            good.with_columns(pl.Series("item_id", ["u\u2029v", "b", "c", "d"])),
+            r"line or paragraph separator.* at row 0$",
+        ),
         (
             good.with_columns(pl.Series("item_id", ["a", "b", "c", "d\u200b"])),
             r"invisible format character.* at row 3$",

@@ -5,6 +5,7 @@ cases that once went wrong (a NaN turning every id into a float, ' 1' and '1' as
 from __future__ import annotations
 
 import re
+import unicodedata
 from pathlib import Path
 
 import polars as pl
@@ -17,23 +18,45 @@ from seqdistill.data import DataError, PreparedDataset, read_interactions
 CANONICAL = re.compile(r"0|-?[1-9][0-9]*")
 
 
-def reference_ids(raw: list[str]) -> list[int] | list[str] | None:
-    """The documented policy, in plain Python: strip; empty or NaN-like -> refused (None); all
-    canonical integers within int64 -> ints; else the stripped strings."""
-    ids = [s.strip(" \t") for s in raw]
-    if any(s == "" or s.lower() in ("nan", "+nan", "-nan") for s in ids):
-        return None
+# Unicode White_Space: what is stripped around an id (Python's str.strip would also strip
+# \x1c-\x1f, which are controls to the policy).
+WHITE_SPACE = (
+    "\t\n\x0b\x0c\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
+)
+# What is refused inside an id, in the order the checks look: (kind, Unicode categories).
+REFUSED_INSIDE = [("control character", {"Cc"}), ("invisible", {"Cf"}), ("separator", {"Zl", "Zp"})]
+
+
+def reference_ids(raw: list[str]) -> list[int] | list[str] | tuple[str, int]:
+    """The documented policy, in plain Python: refused, as (kind, first row of that kind): an
+    empty field (read as null), then, stripped of Unicode whitespace, an empty id, a control
+    character (ASCII or C1), an invisible format character, a line or paragraph separator, then a
+    NaN-like id; all canonical integers within int64 -> ints; else the stripped strings."""
+    if "" in raw:
+        return "is null", raw.index("")
+    ids = [s.strip(WHITE_SPACE) for s in raw]
+    checks = [("empty id", lambda s: s == "")]
+    checks += [
+        (kind, lambda s, cats=cats: any(unicodedata.category(c) in cats for c in s)) for kind, cats in REFUSED_INSIDE
+    ]
+    checks += [("NaN-like id", lambda s: s.lower() in ("nan", "+nan", "-nan"))]
+    for kind, bad in checks:
+        rows = [r for r, s in enumerate(ids) if bad(s)]
+        if rows:
+            return kind, rows[0]
     if all(CANONICAL.fullmatch(s) and -(2**63) <= int(s) < 2**63 for s in ids):
         return [int(s) for s in ids]
     return ids
 
 
-pad = st.sampled_from(["", " ", "  ", "\t"])
+pad = st.sampled_from(["", " ", "  ", "\t", "\x85", "\u2028", "\u3000 "])
 core = st.one_of(
     st.integers(-(2**70), 2**70).map(str),
     st.integers(0, 999).map(lambda n: f"0{n}"),
     st.sampled_from(["0", "-0", "+1", "1.0", "1e3", "nan", "NaN", "a", "u-7", "x y", ""]),
     st.text(alphabet="abcxyz0123456789_-", min_size=1, max_size=6),
+    # Controls (ASCII, C1: NEL inside an id), invisible and separator characters inside an id.
+    st.sampled_from(["u\x85v", "\x80", "a\x9fb", "a\x01", "x\u200by", "a\u2028b", "a\u2029b", "é\x1c"]),
 )
 raw_id = st.tuples(pad, core, pad).map("".join)
 
@@ -44,11 +67,12 @@ def test_csv_ids_follow_the_policy(tmp_path_factory, raw):
     path = tmp_path_factory.mktemp("ids") / "log.csv"
     path.write_text("user_id,item_id,timestamp\n" + "".join(f"{u},i,{t}\n" for t, u in enumerate(raw)))
     expected = reference_ids(raw)
-    if expected is None:
-        with pytest.raises(
-            DataError, match=r"log\.csv: column 'user_id' (is null|has an empty id|has the NaN-like id)"
-        ):
+    if isinstance(expected, tuple):
+        kind, row = expected
+        with pytest.raises(DataError, match=r"log\.csv: column 'user_id' (is null|has)") as e:
             read_interactions(path)
+        message = str(e.value)
+        assert kind in message and f"at row {row}" in message, (raw, message)
         return
     got = read_interactions(path).get_column("user_id")
     assert got.to_list() == expected

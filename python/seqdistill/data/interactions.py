@@ -11,33 +11,45 @@ and the value):
 * **Ids** (user and item columns). Text files (CSV/TSV) are read with every column as a string,
   so no id is ever inferred as a float. String ids are stripped of leading and trailing
   whitespace — ``' 1'`` and ``'1'`` are one user — then refused when empty, null, NaN-like
-  (``nan``, any case, with an optional sign), holding a control character (``\\x00``-``\\x1f``,
-  ``\\x7f``: a damaged or binary file) or an invisible format character (Unicode category Cf:
+  (``nan``, any case, with an optional sign), holding a control character (Unicode category Cc:
+  ``\\x00``-``\\x1f``, ``\\x7f`` and the C1 controls ``\\x80``-``\\x9f``: a damaged or binary file,
+  or text decoded with the wrong code page), an invisible format character (Unicode category Cf:
   zero-width spaces, direction marks, a byte-order mark inside the file — two ids that print the
-  same would be two users). When reading a file, a column whose every id is a
+  same would be two users) or a line or paragraph separator (U+2028, U+2029: a line break inside an
+  id). Whitespace around an id (Unicode ``White_Space``, which includes ``\\x85``, U+2028 and U+2029)
+  is stripped, not refused. When reading a file, a column whose every id is a
   canonical decimal integer (``0`` or ``-?[1-9][0-9]*``, fitting int64) becomes Int64; anything
   else stays String, so ``'01'`` and ``'1'`` stay two ids and ids beyond 2^63 stay exact strings.
   Parquet/JSONL integer columns become Int64 (values outside int64 become exact strings); float
   columns are accepted only when every value is finite and whole (→ Int64); other types are refused.
 * **Timestamps**: integers (seconds), whole floats, dates, datetimes, or strings. Strings are
-  integers or dates/date-times in one format (``timestamp_format``, a strftime pattern, or
-  inferred; ``Z`` and ``+02:00`` zones are read; dates before 1970 are negative seconds). Integers
-  beyond int64 are refused as such. When some rows do not parse, the error blames the
-  first row that does not fit the format most rows use, naming its value and that format. Reading
-  a file warns (:class:`~seqdistill.errors.SeqdistillWarning`) when integer timestamps span two
-  epoch units (seconds from 1973 on are 10^8..10^11, milliseconds 10^11..10^14, ...), which would
-  order a user's interactions wrongly.
+  integers or dates/date-times in one format (``timestamp_format``, a strftime pattern, or inferred;
+  ``Z`` and ``+02:00`` zones are read; dates before 1970 are negative seconds). A
+  ``timestamp_format`` that gives no date (no year: ``%Y``, ``%y``, ``%G``, ``%g``, and no whole
+  date: ``%F``, ``%D``, ``%x``, ``%v``, ``%c``, ``%+``, ``%s``) is refused: polars would put every
+  timestamp in the year 1. Integers beyond int64 are refused as such. Timestamps are stored as whole
+  seconds (floored), and equal seconds keep the table's order — except when datetimes or date-time
+  strings carry sub-second parts (``00:00:07.700``): then the rows of one user within one second are
+  put in order of the full time (to the microsecond for text, in the column's own unit for a
+  Datetime column), rows at the same full time keeping the table's order. Those rows trade places
+  among themselves; every other row stays where it is, and row numbers in messages are always the
+  table's own. Without sub-second parts nothing moves. When some rows do not parse, the error blames
+  the first row that does not fit the format most rows use, naming its value and that format.
+  Reading a file warns (:class:`~seqdistill.errors.SeqdistillWarning`) when integer timestamps span
+  two epoch units (seconds from 1973 on are 10^8..10^11, milliseconds 10^11..10^14, ...), which
+  would order a user's interactions wrongly.
 * **Ratings**: numeric and finite as float32 (``1e40`` is refused). A rating column that was asked for but is missing is an error
   listing the file's columns.
-* **Files**: an empty file, a header without rows, ragged rows, an unclosed quote, invalid UTF-8,
-  a binary file read as text (a NUL byte in its first 64 KiB; a gzip, zip, parquet or UTF-16 file
-  is named as such), lines ending in a bare CR, a header naming a column that is read twice, one
-  column given for two roles (users = items), a damaged parquet file, malformed JSON lines (NaN
-  and Infinity are not JSON; a key twice in one object is ambiguous), a folder, FIFO or device
-  where a file is expected, a symbolic link that leads nowhere and a missing path are refused by
-  name. A UTF-8 byte-order mark is read past (CSV, TSV, JSON lines). Arguments of the wrong kind
-  (``columns`` not a mapping, a separator that is not one byte) are DataErrors too.
-  Operating-system errors (permissions, I/O) propagate as :class:`OSError`.
+* **Files**: an empty file, a header without rows, ragged rows, an unclosed quote, invalid UTF-8, a
+  binary file read as text (a NUL byte in its first 64 KiB; a gzip, zip, parquet or UTF-16 file is
+  named as such), a damaged or truncated gzip file (``.csv.gz``), lines ending in a bare CR, a
+  header naming a column that is read twice, one column given for two roles (users = items), a
+  damaged parquet file, malformed JSON lines (NaN and Infinity are not JSON; a key twice in one
+  object is ambiguous), a folder, FIFO or device where a file is expected, a symbolic link that
+  leads nowhere and a missing path are refused by name. A UTF-8 byte-order mark is read past (CSV,
+  TSV, JSON lines). Arguments of the wrong kind (``columns`` not a mapping, a separator that is not
+  one byte) are DataErrors too. Operating-system errors (permissions, I/O) propagate as
+  :class:`OSError`.
 
 :func:`read_items` reads an item metadata file with the same id policy; an id on two rows is
 refused naming both rows (which row holds cannot be told).
@@ -48,16 +60,18 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
+import gzip
 import io
 import json
 import re
 import stat
 import unicodedata
 import warnings
+import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import polars as pl
@@ -152,6 +166,30 @@ def _check_arguments(columns: object, separator: object, timestamp_format: objec
         raise DataError(f"{source}: separator must be one single-byte character, got {_show(separator)}")
     if timestamp_format is not None and not isinstance(timestamp_format, str):
         raise DataError(f"{source}: timestamp_format must be a strftime pattern, got {_show(timestamp_format)}")
+    if timestamp_format is not None and _dateless(timestamp_format):
+        raise DataError(
+            f"{source}: timestamp_format (--timestamp-format) {timestamp_format!r} gives no date: it has no year "
+            "(%Y, %y, %G, %g) and no whole date (%F, %D, %x, %v, %c, %+, %s), so every timestamp would fall in "
+            "the year 1"
+        )
+
+
+# A strftime directive as chrono (polars) reads it: ``%``, optional padding flag (``-``, ``_``, ``0``,
+# ``^``, ``#``), ``:`` or ``.`` and a width (``%:z``, ``%.3f``, ``%6f``), then the letter; ``%%`` is a
+# literal percent sign (its letter ``%`` names no part of a date).
+_DIRECTIVE = re.compile(r"%[-_0^#]?[:.]*[0-9]*(.)", re.DOTALL)
+# Directives that give the year: a year itself, or a whole date (``%s``: seconds since the epoch).
+# polars fills a missing year with 1 (and a missing month or day with 1: ``%Y-%m`` is a month).
+_DATED = frozenset("YyGgFDxvc+s")
+# Every directive chrono knows; a format with another one (``%Q``) parses no value at all and is
+# refused row by row as a format that does not match.
+_KNOWN = frozenset("YCyqmbBhdeaAwuUWGgVjDxFvHkIlPpMSfRTXrZzcs+tn%")
+
+
+def _dateless(fmt: str) -> bool:
+    """Whether ``fmt``, all of whose directives chrono knows, gives no year."""
+    letters = set(_DIRECTIVE.findall(fmt))
+    return letters <= _KNOWN and not letters & _DATED
 
 
 @contextlib.contextmanager
@@ -167,6 +205,31 @@ def _translated(path: Path, fmt: str, explain: Callable[[], str | None] = lambda
             reason = None
         reason = reason or (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise DataError(f"{path}: cannot read as {fmt}: {reason}") from None
+    except OSError as e:
+        # polars reports a damaged compressed stream as a bare OSError (no errno, no file name:
+        # "unexpected end of file", "corrupt deflate stream"); a real OS error (permission, I/O)
+        # carries its errno or its own class, and propagates as it is.
+        if type(e) is not OSError or e.errno is not None or _gzip_damage(path) is None:
+            raise
+        reason = " ".join(str(e).split()) or "damaged stream"
+        raise DataError(f"{path}: cannot read as {fmt}: damaged or truncated gzip ({reason})") from None
+
+
+def _gzip_damage(path: Path) -> str | None:
+    """Why a gzip file (told by its first bytes, as polars tells it) cannot be decompressed to its
+    end, or None when it can, is not gzip, or cannot be read (the caller's error stands then)."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(2) != b"\x1f\x8b":
+                return None
+        with gzip.open(path, "rb") as g:
+            while g.read(1 << 20):
+                pass
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:  # BadGzipFile is an OSError: caught first
+        return " ".join(str(e).split()) or type(e).__name__
+    except OSError:
+        return None
+    return None
 
 
 def _explain_csv(path: Path, sep: str) -> str | None:
@@ -215,6 +278,9 @@ def _not_json(constant: str) -> Any:
 def _explain_jsonl(path: Path) -> str | None:
     """The first line that is not UTF-8, not JSON (``NaN`` and ``Infinity`` are not, though
     Python reads them) or not a JSON object."""
+    damage = _gzip_damage(path)
+    if damage is not None:
+        return f"damaged or truncated gzip ({damage})"
     bad = _first_invalid_utf8(path)
     if bad is not None:
         return bad
@@ -406,11 +472,9 @@ def read_interactions(
     fmt = _format_of(path, format)
     mapping = _mapping(columns, str(path))
     df = _read_table(path, fmt, mapping, separator, has_header)
-    out = normalize_interactions(
-        df, mapping, source=str(path), timestamp_format=timestamp_format, infer_integer_ids=True
-    )
-    _warn_mixed_units(out.get_column("timestamp"), mapping["timestamp"], str(path))
-    return out
+    out, _, order = _normalized(df, mapping, str(path), timestamp_format, True)
+    _warn_mixed_units(out.get_column("timestamp"), mapping["timestamp"], str(path))  # rows as in the file
+    return out if order is None else _reordered(out, order)
 
 
 def read_items(
@@ -487,6 +551,23 @@ def normalize_with_buffers(
     """:func:`normalize_interactions`, and the Arrow buffers its checks read of each String id
     column that comes out unchanged (by canonical name), so that the core reads them without a
     second conversion (~0.15 s per 20M-row column)."""
+    out, buffers, order = _normalized(df, columns, source, timestamp_format, infer_integer_ids)
+    if order is None:
+        return out, buffers
+    return _reordered(out, order), {}  # the buffers were read in the old order
+
+
+def _normalized(
+    df: pl.DataFrame,
+    columns: Mapping[str, str] | None,
+    source: str,
+    timestamp_format: str | None,
+    infer_integer_ids: bool,
+) -> tuple[pl.DataFrame, dict[str, StringBuffers], np.ndarray | None]:
+    """:func:`normalize_with_buffers` with the rows still in the table's order (so that what is
+    said about a row afterwards names the row the user wrote), and the order to put them in when
+    sub-second times reorder some rows (see :func:`_within_second_order`; None: no row moves)."""
+    _check_arguments(columns, None, timestamp_format, source)
     if not isinstance(df, pl.DataFrame):
         raise DataError(f"{source}: expected a polars DataFrame of interactions, got {type(df).__name__}")
     mapping = _mapping(columns, source)
@@ -502,10 +583,33 @@ def normalize_with_buffers(
         cols.append(ids.alias(c))
         if buf is not None:
             buffers[c] = buf
-    cols.append(_timestamp_series(out.get_column("timestamp"), mapping["timestamp"], source, timestamp_format))
+    seconds, fine = _timestamp_series(out.get_column("timestamp"), mapping["timestamp"], source, timestamp_format)
+    cols.append(seconds)
     if "rating" in mapping:
         cols.append(_rating_series(out.get_column("rating"), mapping["rating"], source))
-    return out.with_columns(cols), buffers
+    order = _within_second_order(cols[0], seconds, fine) if fine is not None else None
+    return out.with_columns(cols), buffers, order
+
+
+def _reordered(df: pl.DataFrame, order: np.ndarray) -> pl.DataFrame:
+    return df.select(pl.all().gather(pl.Series(order)))
+
+
+def _within_second_order(users: pl.Series, seconds: pl.Series, fine: pl.Series) -> np.ndarray | None:
+    """The row order that puts the rows of each user and whole second in order of ``fine`` (the
+    full-precision time; stable: equal times keep the table's order), each group of rows in the
+    places its rows held, so every other row stays where it is (the core then orders each user's
+    rows by whole seconds, stably); None when no row moves."""
+    frame = pl.DataFrame({"u": users, "s": seconds, "f": fine}).with_row_index("r")
+    # Sorted by (user, fine time), the groups come in the order sorting by (user, second) gives
+    # them, each as long: row j of one sort takes the place of row j of the other.
+    places = frame.sort(["u", "s"], maintain_order=True).get_column("r").to_numpy()
+    rows = frame.sort(["u", "f"], maintain_order=True).get_column("r").to_numpy()
+    if np.array_equal(places, rows):
+        return None
+    order = np.empty(len(rows), dtype=np.int64)
+    order[places] = rows
+    return order
 
 
 def _where(col: str, canonical: str) -> str:
@@ -635,21 +739,39 @@ def _string_ids(
     row = text.first_empty
     if row is not None:
         raise DataError(f"{source}: {_where(col, canonical)} has an empty id at row {row}")
-    row = text.first_control
-    if row is not None:
+    # The core found the ASCII controls; the rows holding any non-ASCII character (the only ones
+    # that can hold a C1 control, a format character or a line/paragraph separator) are looked
+    # at here, with one regular expression unless one of them holds such a character.
+    wide = pl.Series(text.non_ascii.astype(np.int64))
+    odd = s.gather(wide) if len(wide) else None
+    if odd is not None and not odd.str.contains(_ODD_NON_ASCII).any():
+        odd = None
+
+    def first_with(pattern: str) -> int | None:
+        hit = _first(odd.str.contains(pattern)) if odd is not None else None
+        return int(wide[hit]) if hit is not None else None
+
+    rows = [r for r in (text.first_control, first_with(r"\p{Cc}")) if r is not None]
+    if rows:
+        row = min(rows)
         raise DataError(
             f"{source}: {_where(col, canonical)} has the id {_show(s[row])} at row {row}, which holds a "
             "control character (a damaged or binary file?)"
         )
-    wide = pl.Series(text.non_ascii.astype(np.int64))
-    hit = _first(s.gather(wide).str.contains(r"\p{Cf}")) if len(wide) else None
-    if hit is not None:
-        row = int(wide[hit])
+    row = first_with(r"\p{Cf}")
+    if row is not None:
         char = next(c for c in s[row] if unicodedata.category(c) == "Cf")
         raise DataError(
             f"{source}: {_where(col, canonical)} has the id {_show(s[row])} at row {row}, which holds the "
             f"invisible character U+{ord(char):04X} ({unicodedata.name(char, 'format character').lower()}); "
             "ids that print the same would be different users or items — remove it"
+        )
+    row = first_with(r"[\p{Zl}\p{Zp}]")
+    if row is not None:
+        char = next(c for c in s[row] if unicodedata.category(c) in ("Zl", "Zp"))
+        raise DataError(
+            f"{source}: {_where(col, canonical)} has the id {_show(s[row])} at row {row}, which holds the "
+            f"{unicodedata.name(char).lower()} U+{ord(char):04X} (a line break inside an id) — remove it"
         )
     row = text.first_nan_like
     if row is not None:
@@ -661,6 +783,11 @@ def _string_ids(
         if as_int.null_count() == 0 and _all_canonical(s):
             return as_int, None
     return s, buffers
+
+
+# Characters refused in an id that only non-ASCII rows can hold: C1 controls (U+0080-U+009F; Cc
+# also covers the ASCII controls the core finds), format characters, line and paragraph separators.
+_ODD_NON_ASCII = r"[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]"
 
 
 def _all_canonical(s: pl.Series) -> bool:
@@ -720,10 +847,27 @@ def _warn_mixed_units(t: pl.Series, col: str, source: str) -> None:
         )
 
 
-def _timestamp_series(s: pl.Series, col: str, source: str, fmt: str | None) -> pl.Series:
+#: Epoch counts per second in polars' datetime units.
+_PER_SECOND = {"ms": 10**3, "us": 10**6, "ns": 10**9}
+#: Text timestamps are parsed to the microsecond (a wider range than nanoseconds: 1677..2262).
+_TEXT_UNIT: Final = "us"
+
+#: Whole epoch seconds, and the full-precision epoch count when some value has a sub-second part.
+_Times = tuple[pl.Series, pl.Series | None]
+
+
+def _whole_seconds(fine: pl.Series, per: int) -> _Times:
+    """The whole epoch seconds of ``fine`` (an epoch count, ``per`` to the second; floored, as
+    ``dt.epoch("s")`` does), and ``fine`` itself when some value has a sub-second part: only then
+    can two rows of one second be out of order (None otherwise: the seconds say it all)."""
+    seconds = (fine // per).alias("timestamp")
+    return seconds, (fine if (fine % per != 0).any() else None)
+
+
+def _timestamp_series(s: pl.Series, col: str, source: str, fmt: str | None) -> _Times:
     _refuse_nulls(s, col, "timestamp", source)
     if s.dtype == pl.Null:  # no values at all (an empty table of untyped columns)
-        return s.cast(pl.Int64).alias("timestamp")
+        return s.cast(pl.Int64).alias("timestamp"), None
     if s.dtype.is_integer():
         as_int = s.cast(pl.Int64, strict=False)  # null where a value does not fit int64
         row = _first(as_int.is_null())
@@ -731,18 +875,20 @@ def _timestamp_series(s: pl.Series, col: str, source: str, fmt: str | None) -> p
             raise DataError(
                 f"{source}: {_where(col, 'timestamp')} has value {_show(s[row])} at row {row}, beyond int64"
             )
-        return as_int.alias("timestamp")
+        return as_int.alias("timestamp"), None
     if s.dtype.is_float():
-        return _float_seconds(s, col, source)
+        return _float_seconds(s, col, source), None
     if s.dtype == pl.Date:
-        return s.cast(pl.Datetime("ms")).dt.epoch("s").alias("timestamp")
+        return s.cast(pl.Datetime("ms")).dt.epoch("s").alias("timestamp"), None
     if isinstance(s.dtype, pl.Datetime):
-        return s.dt.epoch("s").alias("timestamp")
+        unit = s.dtype.time_unit or "us"
+        return _whole_seconds(s.dt.epoch(unit), _PER_SECOND[unit])
     if s.dtype == pl.String:
         as_int = s.cast(pl.Int64, strict=False) if fmt is None else None  # fast path: integer seconds
         if as_int is not None and as_int.null_count() == 0:
-            return as_int.alias("timestamp")
-        return _string_times(s.str.strip_chars(), col, source, fmt).alias("timestamp")
+            return as_int.alias("timestamp"), None
+        seconds, fine = _string_times(s.str.strip_chars(), col, source, fmt)
+        return seconds.alias("timestamp"), fine
     raise DataError(
         f"{source}: {_where(col, 'timestamp')} has unsupported type {s.dtype} (first value {_first_value(s)})"
     )
@@ -763,28 +909,31 @@ def _float_seconds(s: pl.Series, col: str, source: str, text: pl.Series | None =
 
 
 def _parse(s: pl.Series, fmt: str, *, iso_family: bool = False) -> pl.Series:
-    """Epoch seconds of ``s`` read with one format (null where a value does not fit it). With
-    ``iso_family`` an ISO date or date-time format also accepts the other ISO dates and date-times
-    (a column mixing ``2021-03-04`` and ``2021-03-05 10:00:00`` is common and parses as before)."""
+    """Epoch microseconds of ``s`` read with one format (null where a value does not fit it; the
+    pseudo-format ``_INTEGER`` gives integer seconds). With ``iso_family`` an ISO date or date-time
+    format also accepts the other ISO dates and date-times (a column mixing ``2021-03-04`` and
+    ``2021-03-05 10:00:00`` is common and parses as before)."""
     if fmt == _INTEGER:
         return s.cast(pl.Int64, strict=False)
-    out = s.str.to_datetime(format=fmt, strict=False, time_unit="ms").dt.epoch("s")
+    out = s.str.to_datetime(format=fmt, strict=False, time_unit=_TEXT_UNIT).dt.epoch(_TEXT_UNIT)
     if iso_family and fmt in _ISO:
         for other in _ISO:
-            out = out.fill_null(s.str.to_datetime(format=other, strict=False, time_unit="ms").dt.epoch("s"))
+            out = out.fill_null(
+                s.str.to_datetime(format=other, strict=False, time_unit=_TEXT_UNIT).dt.epoch(_TEXT_UNIT)
+            )
     return out
 
 
 def _inferred(s: pl.Series) -> pl.Series:
-    """Epoch seconds with the date or date-time format polars infers from the first values
+    """Epoch microseconds with the date or date-time format polars infers from the first values
     (dates fill what date-times leave; a zone-aware column, ``Z`` or ``+02:00``, works too)."""
     out = pl.Series(s.name, [None] * len(s), dtype=pl.Int64)
     for parse in (
-        lambda: s.str.to_datetime(strict=False, time_unit="ms"),
-        lambda: s.str.to_date(strict=False).cast(pl.Datetime("ms")),
+        lambda: s.str.to_datetime(strict=False, time_unit=_TEXT_UNIT),
+        lambda: s.str.to_date(strict=False).cast(pl.Datetime(_TEXT_UNIT)),
     ):
         try:
-            out = out.fill_null(parse().dt.epoch("s"))
+            out = out.fill_null(parse().dt.epoch(_TEXT_UNIT))
         except pl.exceptions.PolarsError:  # no format fits the first values: nothing parses this way
             continue
         if not out.null_count():
@@ -792,33 +941,34 @@ def _inferred(s: pl.Series) -> pl.Series:
     return out
 
 
-def _string_times(s: pl.Series, col: str, source: str, fmt: str | None) -> pl.Series:
+def _string_times(s: pl.Series, col: str, source: str, fmt: str | None) -> _Times:
     where = f"{source}: {_where(col, 'timestamp')}"
     row = _first(s.str.len_bytes() == 0)
     if row is not None:
         raise DataError(f"{where} is empty at row {row}")
+    per = _PER_SECOND[_TEXT_UNIT]
     if fmt is not None:
-        parsed = s.str.to_datetime(format=fmt, strict=False, time_unit="ms")
+        parsed = s.str.to_datetime(format=fmt, strict=False, time_unit=_TEXT_UNIT)
         row = _first(parsed.is_null())
         if row is not None:
             raise DataError(f"{where} has value {_show(s[row])} at row {row}, which does not match the format {fmt!r}")
-        return parsed.dt.epoch("s")
+        return _whole_seconds(parsed.dt.epoch(_TEXT_UNIT), per)
     as_int = s.cast(pl.Int64, strict=False)
     if as_int.null_count() == 0:
-        return as_int
+        return as_int, None
     row = _first(as_int.is_null() & s.str.contains(r"^[-+]?[0-9]+$"))
     if row is not None:  # digits only, yet not an int64: say so rather than "non-integer"
         raise DataError(f"{where} has value {_show(s[row])} at row {row}, beyond int64")
     as_float = s.cast(pl.Float64, strict=False)
     if as_float.null_count() == 0:
-        return _float_seconds(as_float, col, source, s)
+        return _float_seconds(as_float, col, source, s), None
     inferred = _inferred(s)
     if inferred.null_count() == 0:
-        return inferred
+        return _whole_seconds(inferred, per)
     return _blame_time_format(s, where, inferred)
 
 
-def _blame_time_format(s: pl.Series, where: str, inferred: pl.Series) -> pl.Series:
+def _blame_time_format(s: pl.Series, where: str, inferred: pl.Series) -> _Times:
     """Parse with the format most rows use; raise naming the first row that does not fit it
     (with no known format fitting any row, the first row the inferred format does not parse)."""
     step = max(1, len(s) // _SAMPLE)
@@ -834,7 +984,7 @@ def _blame_time_format(s: pl.Series, where: str, inferred: pl.Series) -> pl.Seri
     parsed = _parse(s, best, iso_family=True)
     row = _first(parsed.is_null())
     if row is None:
-        return parsed
+        return (parsed, None) if best == _INTEGER else _whole_seconds(parsed, _PER_SECOND[_TEXT_UNIT])
     raise DataError(
         f"{where} has value {_show(s[row])} at row {row}, which does not match the format {best!r} that most rows use"
     )

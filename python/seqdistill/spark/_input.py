@@ -11,6 +11,7 @@ as :func:`seqdistill.data.normalize_interactions` does for the in-memory path.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -122,14 +123,20 @@ def load(spark: Any, data: Any, columns: Mapping[str, str] | None, name: str) ->
 
 #: Java regular expressions (Unicode classes: ``\s`` is White_Space, as Rust's ``str::trim``).
 _PADDED = r"(?U)^\s|\s$"
-_CONTROL = r"[\x00-\x1f\x7f]"
+_CONTROL = r"[\x00-\x1f\x7f-\x9f]"  # Unicode category Cc: ASCII and C1 controls
 _FORMAT = r"\p{Cf}"
+_SEPARATOR = r"[\p{Zl}\p{Zp}]"  # U+2028, U+2029
+#: Unicode White_Space, what Rust's ``str::trim`` strips (Python's ``str.strip`` also strips
+#: ``\x1c``-``\x1f``, which are controls to the in-memory check).
+_WHITE_SPACE = (
+    "\t\n\x0b\x0c\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
+)
 
 
 def _odd_string(c: Any) -> Any:
     """Ids the in-memory path would strip or refuse (empty, padded, control or invisible format
-    characters, NaN-like: see seqdistill.data.interactions). Spark takes ids as written, so it
-    refuses them all rather than differ from the in-memory result."""
+    characters, line or paragraph separators, NaN-like: see seqdistill.data.interactions). Spark
+    takes ids as written, so it refuses them all rather than differ from the in-memory result."""
     from pyspark.sql import functions as F
 
     return (
@@ -137,21 +144,26 @@ def _odd_string(c: Any) -> Any:
         | c.rlike(_PADDED)
         | c.rlike(_CONTROL)
         | c.rlike(_FORMAT)
+        | c.rlike(_SEPARATOR)
         | F.lower(c).isin(*core.NAN_LIKE_IDS)
     )
 
 
 def _why(value: str) -> str:
-    """What is wrong with a string id that :func:`_odd_string` flagged (checked in Python)."""
-    if any((ord(c) < 0x20 and c not in "\t\n\x0b\x0c\r") or ord(c) == 0x7F for c in value):
+    """What is wrong with a string id that :func:`_odd_string` flagged (checked in Python), in
+    the in-memory check's order: a control character inside the stripped id first."""
+    inner = value.strip(_WHITE_SPACE)
+    if any(unicodedata.category(c) == "Cc" for c in inner):
         return f"has the id {value!r}, which holds a control character (a damaged or binary file?)"
-    if value.strip() == "":
+    if inner == "":
         return f"has an empty id {value!r}"
-    if value != value.strip():
+    if value != inner:
         return f"has the id {value!r} with whitespace around it (strip the ids before the Spark engine)"
     if value.lower() in core.NAN_LIKE_IDS:
         return f"has the NaN-like id {value!r}; ids must not be NaN"
-    return f"has the id {value!r}, which holds an invisible format character; remove it"
+    if any(unicodedata.category(c) == "Cf" for c in value):
+        return f"has the id {value!r}, which holds an invisible format character; remove it"
+    return f"has the id {value!r}, which holds a line or paragraph separator (a line break inside an id); remove it"
 
 
 def _refuse(df: Any, canonical: str, col: str, cond: Any, name: str) -> None:
