@@ -79,6 +79,30 @@ def log_rows(base: datetime, events: list[tuple[str, int]], step_us: int) -> lis
     return rows
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_a_larger_shuffled_log_keeps_every_other_row_in_place(seed: int) -> None:
+    """Thousands of rows over many users and seconds (rows share seconds across users far more
+    often than within one; the search for the rows that move narrows by time, then by a hash of
+    user and second): the table order and each user's log against the references."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    n = 3000
+    users = [f"u{x}" for x in rng.integers(0, 40, n)]
+    us = (micros(BASES[seed % 2]) + rng.integers(0, 200, n) * 10**6 + rng.integers(0, 4, n) * 250_000).tolist()
+    rows = [(u, f"i{r}", t) for r, (u, t) in enumerate(zip(users, us))]
+    df = pl.DataFrame(
+        {
+            "user_id": users,
+            "item_id": [i for _, i, _ in rows],
+            "timestamp": pl.Series(us).cast(pl.Datetime("us")),
+        }
+    )
+    assert normalize_interactions(df)["item_id"].to_list() == reference_table_order(rows)
+    ds = seqdistill.prepare(df, k_core=None, split=LOO)
+    assert logs_of(ds) == reference_logs(rows)
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     base=st.sampled_from(BASES),
