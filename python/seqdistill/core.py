@@ -180,8 +180,13 @@ def prepare_log(
     target: Target = "last",
     valid: Valid = "time",
     valid_quantile: float = 0.8,
+    ts_per_second: int = 1,
 ) -> PreparedLog:
     """Encode → filter → per-user chronological CSR → split → audit, in one Rust call.
+
+    ``timestamps`` are seconds, or counted ``ts_per_second`` to the second (e.g. 1000 for
+    milliseconds): then each user's rows are ordered by the full times (stable) and stored as
+    whole seconds (floored), so the split, the audit and ``result.timestamps`` see seconds.
 
     ``filter="kcore"``: the iterative k-core, users with at least ``k_user`` rows and items with
     at least ``k_item``; ``filter="compat"``: one pass, as the seed paper's released code, keeping
@@ -214,6 +219,7 @@ def prepare_log(
         target=target,
         valid=valid,
         valid_quantile=valid_quantile,
+        ts_per_second=ts_per_second,
     )
 
 

@@ -411,9 +411,10 @@ fn split_spec(
 
 /// The fused pipeline: encode → filter → chronological CSR → split → audit, in one call. Integer
 /// ids, timestamps and ratings come as lists of chunks (read in place). `filter` is `"kcore"`
-/// (`k_*` are minimum counts) or `"compat"` (one pass; counts must exceed `k_*`).
+/// (`k_*` are minimum counts) or `"compat"` (one pass; counts must exceed `k_*`). Timestamps
+/// counted `ts_per_second` to the second order each user's rows and are stored as whole seconds.
 #[pyfunction]
-#[pyo3(signature = (users, items, timestamps, ratings=None, *, filter="kcore", k_user=1, k_item=1, split="global_temporal", quantile=0.8, threshold=None, target="last", valid="time", valid_quantile=0.8))]
+#[pyo3(signature = (users, items, timestamps, ratings=None, *, filter="kcore", k_user=1, k_item=1, split="global_temporal", quantile=0.8, threshold=None, target="last", valid="time", valid_quantile=0.8, ts_per_second=1))]
 #[allow(clippy::too_many_arguments)]
 fn prepare_log(
     py: Python<'_>,
@@ -430,11 +431,13 @@ fn prepare_log(
     target: &str,
     valid: &str,
     valid_quantile: f64,
+    ts_per_second: i64,
 ) -> PyResult<PreparedLog> {
     let input = pipeline::Input {
         users: users.ids("users")?,
         items: items.ids("items")?,
         timestamps: column(&timestamps, "timestamps")?,
+        ts_per_second,
         ratings: match &ratings {
             Some(r) => Some(column(r, "ratings")?),
             None => None,

@@ -9,6 +9,8 @@
 //!    in the second pass, in cache, each user's slice is sorted by timestamp — skipped when
 //!    already in order, insertion sort when short, else one sort of packed
 //!    `(timestamp - min) << bits | position` keys, so ties keep the input order with no second key;
+//!    timestamps finer than seconds (`Input::ts_per_second`) are sorted as they are and floored to
+//!    seconds right after, in the same cache-resident pass;
 //! 4. split: the numpy-linear quantile by radix selection and a binary search per user;
 //! 5. audit: one pass over the training rows and one over the targets ([`crate::audit`]).
 //!
@@ -49,6 +51,11 @@ pub struct Input<'a> {
     pub users: Ids<'a>,
     pub items: Ids<'a>,
     pub timestamps: Column<'a, i64>,
+    /// Counts of `timestamps` per second (1: they are seconds). Above 1, each user's rows are
+    /// ordered by the full timestamps and stored as whole seconds (floored): sub-second parts
+    /// order the rows of one second at no extra pass, and everything after the grouping (the
+    /// split, the audit, the output) sees seconds.
+    pub ts_per_second: i64,
     pub ratings: Option<Column<'a, f32>>,
     pub filter: Filter,
     pub k_user: u32,
@@ -93,6 +100,12 @@ fn check(input: &Input<'_>) -> Result<()> {
     let n = input.users.len();
     same_len("item ids", n, input.items.len())?;
     same_len("timestamps", n, input.timestamps.len())?;
+    if input.ts_per_second < 1 {
+        return Err(CoreError::invalid(
+            "ts_per_second",
+            format!("timestamp counts per second must be >= 1, got {}", input.ts_per_second),
+        ));
+    }
     if let Some(r) = &input.ratings {
         same_len("ratings", n, r.len())?;
     }
@@ -406,7 +419,7 @@ fn group(
         (t_rest, i_rest, r_rest) = (tr, ir, rr);
     }
     tasks.into_par_iter().for_each_init(Bucket::default, |bk, (u0, u1, t, i, r)| {
-        bk.sort_in_place(t, i, r, &offsets[u0..=u1], u0, imap);
+        bk.sort_in_place(t, i, r, &offsets[u0..=u1], u0, imap, input.ts_per_second);
     });
     // The CSR over the surviving users only (the others have no rows).
     let mut kept = Vec::with_capacity(n_users + 1);
@@ -428,7 +441,9 @@ struct Bucket {
 impl Bucket {
     /// `ts`/`items`/`ratings` hold a bucket's rows in input order, `items` as `user << 32 | item`
     /// (users `u0..`, `offsets`: their CSR offsets). Rewrites them grouped by user, each user's
-    /// slice by timestamp (stable), with items as dense ids `imap[item] + 1`.
+    /// slice by timestamp (stable), with items as dense ids `imap[item] + 1`; timestamps counted
+    /// `per_second` to the second are then floored to whole seconds.
+    #[allow(clippy::too_many_arguments)]
     fn sort_in_place(
         &mut self,
         ts: &mut [i64],
@@ -437,6 +452,7 @@ impl Bucket {
         offsets: &[i64],
         u0: usize,
         imap: &[u32],
+        per_second: i64,
     ) {
         let (m, base) = (ts.len(), offsets[0]);
         let user = |packed: i64| ((packed as u64) >> 32) as usize - u0;
@@ -469,6 +485,9 @@ impl Bucket {
             let (s, e) = ((w[0] - base) as usize, (w[1] - base) as usize);
             let r = if rt.is_some() { Some(&mut self.ratings[s..e]) } else { None };
             sort_segment(&mut self.ts[s..e], &mut self.items[s..e], r, &mut self.scratch);
+        }
+        if per_second > 1 {
+            self.ts.iter_mut().for_each(|t| *t = t.div_euclid(per_second));
         }
         ts.copy_from_slice(&self.ts);
         items.copy_from_slice(&self.items);
@@ -578,6 +597,7 @@ mod tests {
             users: Ids::Int(chunks(users)),
             items: Ids::Int(chunks(items)),
             timestamps: chunks(ts),
+            ts_per_second: 1,
             ratings: ratings.map(chunks),
             filter: Filter::KCore,
             k_user: k,
@@ -663,6 +683,54 @@ mod tests {
     }
 
     #[test]
+    fn sub_second_timestamps_order_rows_within_a_second_and_are_stored_as_seconds() {
+        // Reference: the rows stably sorted by their full timestamps, then the step-by-step path on
+        // whole seconds (floored, also before 1970), where equal seconds keep that order.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(21);
+        for case in 0..300 {
+            let n = rng.gen_range(0..300);
+            let per = [1000i64, 1_000_000, 7][case % 3];
+            let users: Vec<i64> = (0..n).map(|_| rng.gen_range(0..8)).collect();
+            let items: Vec<i64> = (0..n).map(|_| rng.gen_range(0..20)).collect();
+            // Few distinct seconds, so that most rows share theirs with others of the same user.
+            let fine: Vec<i64> = (0..n).map(|_| rng.gen_range(-3 * per..6 * per)).collect();
+            let ratings: Vec<f32> = (0..n).map(|r| r as f32).collect();
+            let spec = if case % 2 == 0 {
+                SplitSpec::LeaveOneOut
+            } else {
+                SplitSpec::GlobalTemporal { quantile: 0.6, threshold: None, target: Target::Last, valid: Valid::None }
+            };
+            let mut input = chunked_input((&users, &items, &fine), Some(&ratings), 1, spec);
+            input.ts_per_second = per;
+            let got = prepare(&input).unwrap();
+            let mut by_time: Vec<usize> = (0..n).collect();
+            by_time.sort_by_key(|&r| (fine[r], r));
+            let u2: Vec<i64> = by_time.iter().map(|&r| users[r]).collect();
+            let i2: Vec<i64> = by_time.iter().map(|&r| items[r]).collect();
+            let s2: Vec<i64> = by_time.iter().map(|&r| fine[r].div_euclid(per)).collect();
+            let (kept_users, offsets, items_csr, ts_csr, split) = reference(&u2, &i2, &s2, 1, spec);
+            assert_eq!(got.users, Uniques::Int(kept_users), "case {case}");
+            if got.split.is_none() {
+                assert!(split.is_none());
+                continue;
+            }
+            assert_eq!(got.offsets, offsets, "case {case}");
+            assert_eq!(got.item_csr, items_csr, "case {case}");
+            assert_eq!(got.timestamps, ts_csr, "case {case}");
+            assert_eq!(format!("{:?}", got.split), format!("{split:?}"), "case {case}");
+            // Each rating (its row number) sits where that row's full time puts it.
+            let rows: Vec<usize> = got.ratings.as_ref().unwrap().iter().map(|&r| r as usize).collect();
+            for w in got.offsets.windows(2) {
+                let seg = &rows[w[0] as usize..w[1] as usize];
+                assert!(seg.windows(2).all(|p| (fine[p[0]], p[0]) < (fine[p[1]], p[1])), "case {case}");
+            }
+        }
+        let mut input = chunked_input((&[1], &[1], &[5]), None, 1, SplitSpec::LeaveOneOut);
+        input.ts_per_second = 0;
+        assert!(prepare(&input).is_err());
+    }
+
+    #[test]
     fn fused_matches_step_by_step_on_a_log_with_many_buckets() {
         // Enough rows and users for several row blocks and user buckets.
         let mut rng = rand::rngs::StdRng::seed_from_u64(9);
@@ -676,6 +744,7 @@ mod tests {
             users: Ids::Int(chunks(&users)),
             items: Ids::Int(users_as_one(&items)),
             timestamps: chunks(&ts),
+            ts_per_second: 1,
             ratings: None,
             filter: Filter::KCore,
             k_user: 3,
@@ -707,6 +776,7 @@ mod tests {
                 users: Ids::Int(users.as_slice().into()),
                 items: Ids::Int(items.as_slice().into()),
                 timestamps: ts.as_slice().into(),
+                ts_per_second: 1,
                 ratings: None,
                 filter: Filter::KCore,
                 k_user: 1,
@@ -840,6 +910,7 @@ mod tests {
             users: Ids::Int(users.into()),
             items: Ids::Int(items.into()),
             timestamps: ts.into(),
+            ts_per_second: 1,
             ratings: None,
             filter: Filter::Compat,
             k_user: 1,
@@ -872,6 +943,7 @@ mod tests {
             users: Ids::Int(one.into()),
             items: Ids::Int(one.into()),
             timestamps: one.into(),
+            ts_per_second: 1,
             ratings: None,
             filter: Filter::KCore,
             k_user: 1,
@@ -892,6 +964,7 @@ mod tests {
             users: Ids::Int(two.into()),
             items: Ids::Int(two.into()),
             timestamps: two.into(),
+            ts_per_second: 1,
             ratings: None,
             filter: Filter::KCore,
             k_user: 5,

@@ -29,7 +29,7 @@ from seqdistill.data.interactions import (
     RawDataset,
     StringBuffers,
     _id_series,
-    normalize_with_buffers,
+    normalize_for_core,
     string_buffers,
 )
 from seqdistill.errors import DataError, SeqdistillWarning
@@ -194,7 +194,7 @@ def prepare(
     if not isinstance(filter, str) or filter not in FILTERS:
         raise DataError(f"{name}: filter must be one of {FILTERS}, got {filter!r}")
     k_user, k_item = _k_core(k_core, name, filter)
-    df, buffers = normalize_with_buffers(df, source=name)
+    df, buffers, fine = normalize_for_core(df, source=name)
     if df.height == 0:
         raise DataError(f"{name}: the interaction table is empty")
     ratings = _chunks(df.get_column("rating")) if "rating" in df.columns else None
@@ -202,7 +202,7 @@ def prepare(
         log = core.prepare_log(
             _id_column(df.get_column("user_id"), buffers.get("user_id")),
             _id_column(df.get_column("item_id"), buffers.get("item_id")),
-            _chunks(df.get_column("timestamp")),
+            _chunks(df.get_column("timestamp") if fine is None else fine.values),
             ratings,
             filter=filter,
             k_user=k_user,
@@ -213,6 +213,7 @@ def prepare(
             target=split.target,
             valid=split.valid,
             valid_quantile=split.valid_quantile,
+            ts_per_second=1 if fine is None else fine.per_second,
         )
     except DataError as e:
         raise DataError(f"{name}: {e}") from None
