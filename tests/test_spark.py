@@ -253,3 +253,15 @@ def test_cli_engine_spark_writes_the_same_dataset(spark, tmp_path, capsys):
         err = capsys.readouterr().err
         assert rc == 2 and (message or "--master is an option of --engine spark") in err, err
         assert "Traceback" not in err and not Path(tmp_path / "y").exists()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"domain": "bogus"}, "domain must be one of"), ({"name": 5}, "name must be a string")],
+)
+def test_name_and_domain_are_checked_as_the_in_memory_prepare_checks_them(kwargs, message, tmp_path):
+    """Before any Spark work (no session is asked for): the same refusal as seqdistill.prepare."""
+    with pytest.raises(DataError, match=message):
+        sds.prepare(tmp_path / "log.parquet", k_core=None, **kwargs)
+    with pytest.raises(DataError, match=message):
+        sd.prepare(pl.DataFrame({"user_id": [1], "item_id": [1], "timestamp": [1]}), k_core=None, **kwargs)

@@ -41,7 +41,7 @@ from seqdistill.data.dataset import (
     is_dataset_file,
     is_dataset_folder,
 )
-from seqdistill.data.prepare import FILTERS, SplitConfig, _k_core
+from seqdistill.data.prepare import FILTERS, SplitConfig, _k_core, _name_and_domain
 from seqdistill.errors import DataError, SeqdistillWarning
 from seqdistill.spark._session import JobMeter, StepCost, require_spark, session
 
@@ -85,8 +85,8 @@ def prepare(
     split = split or SplitConfig()
     if not isinstance(split, SplitConfig):
         raise DataError(f"split must be a SplitConfig, got {type(split).__name__}")
-    name = name or (Path(str(data)).stem if isinstance(data, (str, Path)) else "dataset")
-    domain = domain or "generic"
+    default = Path(str(data)).stem if isinstance(data, (str, Path)) else "dataset"
+    name, domain = _name_and_domain(name or default, domain, None)  # as load reads them back
     if not isinstance(filter, str) or filter not in FILTERS:
         raise DataError(f"{name}: filter must be one of {FILTERS}, got {filter!r}")
     k_user, k_item = _k_core(k_core, name, filter)
