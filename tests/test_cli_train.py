@@ -231,3 +231,23 @@ def test_a_killed_run_resumes_and_ends_as_an_uninterrupted_one(tmp_path, capsys)
         jb["valid_score"],
         jb["epochs_run"],
     )
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("dataset", 5), ("dataset_fingerprint", None), ("seed", "0"), ("seed", True), ("model", []), ("train", "x"),
+     ("distill", 3), ("best_epoch", 1.5), ("stopped_early", 1), ("valid_score", "0.1")],
+)  # fmt: skip
+def test_a_run_record_with_a_field_of_the_wrong_type_is_named(tmp_path, key, value):
+    import json
+
+    from seqdistill.errors import DataError
+    from seqdistill.training.run import RUN_FILE, RunInfo
+
+    RunInfo(dataset="d", dataset_fingerprint="f", seed=0, model={}, train={}, valid_score=0.5).write(tmp_path)
+    assert RunInfo.read(tmp_path).valid_score == 0.5  # the record as written reads back
+    d = json.loads((tmp_path / RUN_FILE).read_text())
+    d[key] = value
+    (tmp_path / RUN_FILE).write_text(json.dumps(d))
+    with pytest.raises(DataError, match=f"damaged run record, '{key}' must be"):
+        RunInfo.read(tmp_path)

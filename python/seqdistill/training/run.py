@@ -63,6 +63,28 @@ _WRITTEN = ("checkpoint", "history.json", MODEL_DIR)  # what the trainer writes 
 _EXECUTION = ("progress", "device", "nproc", "backend")
 
 
+#: The JSON types of run.json's fields, checked when it is read (a hand-edited or damaged record
+#: is a DataError naming the field, not a TypeError later).
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "dataset": (str,),
+    "dataset_fingerprint": (str,),
+    "seed": (int,),
+    "model": (dict,),
+    "train": (dict,),
+    "distill": (dict, type(None)),
+    "profiles": (dict, type(None)),
+    "status": (str,),
+    "best_epoch": (int, type(None)),
+    "valid_metric": (str, type(None)),
+    "valid_score": (int, float, type(None)),
+    "epochs_run": (int,),
+    "stopped_early": (bool,),
+    "device": (str, type(None)),
+    "torch_threads": (int, type(None)),
+    "seqdistill_version": (str,),
+}
+
+
 @dataclass
 class RunInfo:
     """What ``run.json`` holds. ``settings()`` is the part a resumed run must share."""
@@ -118,6 +140,11 @@ class RunInfo:
         missing = sorted({"dataset", "dataset_fingerprint", "seed", "model", "train"} - set(d))
         if missing:
             raise DataError(f"{path}: damaged run record, missing {missing}")
+        for key, kinds in _FIELD_TYPES.items():
+            v = d.get(key)
+            if key in d and not (isinstance(v, kinds) and not (isinstance(v, bool) and bool not in kinds)):
+                names = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+                raise DataError(f"{path}: damaged run record, {key!r} must be {names}, got {v!r:.80}")
         return cls(**{k: v for k, v in d.items() if k in known})
 
     def check_dataset(self, ds, where: str | os.PathLike) -> None:
