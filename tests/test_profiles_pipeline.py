@@ -206,6 +206,33 @@ def test_cli_stats_encode_reduce_end_to_end(tmp_path, monkeypatch, capsys):
     assert targets.shape == (8, 3) and np.load(tmp_path / "t" / "targets_mask.npy").all()
 
 
+def test_cli_evaluated_only_profiles_the_users_evaluation_scores(tmp_path, monkeypatch, capsys):
+    import argparse
+
+    import seqdistill
+    from seqdistill.cli import profiles as cli
+    from seqdistill.datasets import synthetic
+    from seqdistill.errors import DataError
+
+    ds = seqdistill.prepare(synthetic(n_users=40, n_items=30, seed=1), k_core=None)  # global temporal split
+    test_users = set(int(u) for u in ds.test_targets[0])
+    ds.train_end[min(test_users)] = 0  # a test user without a training prefix: no profile possible
+    want = sorted(u for u in test_users if ds.train_end[u] > 0)
+    assert 1 < len(want) < ds.n_users  # the case is not trivial
+    monkeypatch.setattr(cli, "_load", lambda folder: ds)
+    parser = argparse.ArgumentParser()
+    cli.add_parser(parser.add_subparsers(dest="command"))
+    run = lambda *argv: (lambda a: a.func(a))(parser.parse_args(list(argv)))  # noqa: E731
+    args = ("profiles", "generate", "DS", "--backend", "stats", "--evaluated-only")
+    assert run(*args, "--store", str(tmp_path / "a")) == 0
+    assert sorted(ProfileStore(tmp_path / "a").table()["user"].to_list()) == want
+    assert run(*args, "--store", str(tmp_path / "b"), "--max-users", "1") == 0
+    assert ProfileStore(tmp_path / "b").table()["user"].to_list() == want[:1]
+    ds.train_end[:] = 0
+    with pytest.raises(DataError, match="no user has both a test target and a training prefix"):
+        run(*args, "--store", str(tmp_path / "c"))
+
+
 def test_bad_arguments_are_refused_before_the_store_is_made(tmp_path):
     from seqdistill.errors import ConfigError, DataError
 

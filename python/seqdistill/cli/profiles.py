@@ -79,7 +79,13 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: Sequence[argpars
     g.add_argument("--max-history-tokens", type=positive_int)
     g.add_argument("--overflow", choices=["chunk", "truncate"], default="chunk")
     g.add_argument("--prompt-dir", help="folder with your own <domain>.txt / aggregate.txt")
-    g.add_argument("--max-users", type=positive_int, help="only the first N dense users")
+    g.add_argument("--max-users", type=positive_int, help="only the first N dense users (of --evaluated-only's)")
+    g.add_argument(
+        "--evaluated-only",
+        action="store_true",
+        help="only the users evaluation scores: a test target and a training prefix (where a CPU "
+        "cannot profile everyone, these profiles are the ones the probe and the test rows use)",
+    )
     g.set_defaults(func=_generate, prog_name=g.prog, output_arg="store")
 
     e = sub.add_parser("encode", parents=list(parents), help="embed the store's profiles with sentence-transformers")
@@ -157,7 +163,11 @@ def _generate(args: argparse.Namespace) -> int:
         from seqdistill.profiles.prompts import load_prompts
 
         load_prompts(ds.domain, args.prompt_dir)
-    users = None if args.max_users is None else range(min(args.max_users, ds.n_users))
+    users = evaluated_users(ds) if args.evaluated_only else None
+    if users is not None and not users:
+        raise DataError(f"{args.dataset}: no user has both a test target and a training prefix (--evaluated-only)")
+    if args.max_users is not None:
+        users = users[: args.max_users] if users is not None else list(range(min(args.max_users, ds.n_users)))
     if args.backend == "stats":
         store = write_stats_profiles(ds, args.store, users=users)
     else:
@@ -186,6 +196,13 @@ def _generate(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr)
     print(json.dumps({"store": str(store.path), "ok": n_ok, "error": t.height - n_ok}))
     return 0 if n_ok == t.height else 1
+
+
+def evaluated_users(ds) -> list[int]:
+    """Dense users with a test target and a training prefix (a profile is made from the training
+    part only), in user order."""
+    test_users = np.unique(np.asarray(ds.test_targets[0], dtype=np.int64))
+    return [int(u) for u in test_users if ds.train_end[u] > 0]
 
 
 def _settings(args: argparse.Namespace):
