@@ -119,7 +119,7 @@ def sampler_case(draw):
     counts = None
     if draw(st.booleans()):
         counts = [0] + [draw(st.integers(0, 5)) for _ in range(n_items)]
-    return n_items, targets, seen, counts, draw(st.integers(1, 40)), draw(st.integers(0, 2**32))
+    return n_items, targets, seen, counts, draw(st.integers(1, 40)), draw(st.integers(0, 2**32 - 1))
 
 
 @settings(max_examples=150, deadline=None)
