@@ -109,9 +109,9 @@ def _is_real(v: Any) -> bool:
     return isinstance(v, numbers.Real) and not _is_bool(v)
 
 
-def _is_finite(v: Any) -> bool:
+def is_finite(v: Any) -> bool:
     """Not NaN or infinite, and not an integer too large for a float (``math.isfinite(10**400)``
-    raises OverflowError instead of answering)."""
+    raises OverflowError instead of answering; JSON and TOML hold any integer)."""
     try:
         return math.isfinite(v)
     except OverflowError:
@@ -134,7 +134,7 @@ def matches(value: Any, hint: Any, *, finite: bool = True) -> bool:
     if hint is int:
         return _is_int(value)
     if hint is float:
-        return _is_real(value) and (not finite or _is_finite(value))
+        return _is_real(value) and (not finite or is_finite(value))
     if hint is str:
         return isinstance(value, str)
     if origin in (list, tuple):

@@ -247,12 +247,12 @@ def _probe(args: argparse.Namespace) -> int:
         what = "is a folder" if out.is_dir() else "exists; pass --overwrite to replace it"
         raise OutputError(f"--out {out}: {what}")
     if out is not None:  # never a file of the inputs, even with --overwrite (it would break them)
-        target = out.resolve()
-        for flag, path in (("dataset", args.dataset), ("targets", args.targets)):
-            src = Path(path).resolve()
-            if target == src or target.is_relative_to(src):
-                where = "is" if target == src else "lies inside"
-                raise OutputError(f"--out {out}: {where} the {flag} {path}, an input; write the result elsewhere")
+        _check_apart(
+            str(out),
+            {"dataset": args.dataset, "targets": args.targets},
+            kind="",
+            fix=", an input; write the result elsewhere",
+        )
     ds = _load(args.dataset)
     vectors, mask, source = load_vectors(args.targets, ds)
     result = probe(ds, vectors, mask, ProbeConfig(seed=args.seed, n_boot=args.n_boot), source=source)
@@ -279,15 +279,18 @@ def _read_embeddings(folder: Path, ds: object) -> tuple[np.ndarray, np.ndarray]:
     return read_embeddings(folder, ds)
 
 
-def _check_apart(out: str, inputs: dict[str, str]) -> None:
-    """``--out`` must not be, hold, or lie inside an input folder (``{flag: path}``): writing
-    there would mix the output into the input (or replace it). Raises OutputError."""
+def _check_apart(
+    out: str, inputs: dict[str, str], *, kind: str = "folder ", fix: str = "; write the targets to another folder"
+) -> None:
+    """``--out`` must not be, hold, or lie inside an input (``{flag: path}``): writing there would
+    mix the output into the input (or replace it). Raises OutputError ``--out OUT: is/lies
+    inside/holds the FLAG {kind}PATH{fix}``."""
     target = Path(out).resolve()
     for flag, path in inputs.items():
         src = Path(path).resolve()
         if target == src or target.is_relative_to(src) or src.is_relative_to(target):
             where = "is" if target == src else ("lies inside" if target.is_relative_to(src) else "holds")
-            raise OutputError(f"--out {out}: {where} the {flag} folder {path}; write the targets to another folder")
+            raise OutputError(f"--out {out}: {where} the {flag} {kind}{path}{fix}")
 
 
 def _reduce(args: argparse.Namespace) -> int:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +32,7 @@ import numpy as np
 import polars as pl
 
 from seqdistill import _io, core
+from seqdistill._checks import is_finite
 from seqdistill.errors import DataError
 
 __all__ = ["FORMAT_VERSION", "FilterRound", "PartCounts", "PreparedDataset", "SplitAudit", "is_dataset_folder"]
@@ -234,7 +234,7 @@ def _field(value: Any, kind: str, where: str) -> Any:
             return value
         raise DataError(f"{where}: expected a count (an integer >= 0), got {value!r}")
     if kind.startswith("float"):
-        if (is_int or isinstance(value, float)) and _finite(value):
+        if (is_int or isinstance(value, float)) and is_finite(value):
             return float(value)
         raise DataError(f"{where}: expected a finite number or null, got {value!r}")
     if kind == "str":
@@ -250,15 +250,6 @@ def _field(value: Any, kind: str, where: str) -> Any:
             FilterRound(**_counts(r, ("round", "users", "items", "rows"), f"{where}[{j}]")) for j, r in enumerate(value)
         )
     raise AssertionError(f"no reader for {kind}")  # pragma: no cover - a field added without a reader
-
-
-def _finite(value: float) -> bool:
-    """Not NaN or infinite, and not an integer too large for a float (JSON holds any integer;
-    ``math.isfinite`` raises OverflowError on one beyond a float's range)."""
-    try:
-        return math.isfinite(value)
-    except OverflowError:
-        return False
 
 
 def _counts(value: Any, keys: tuple[str, ...], where: str) -> dict[str, int]:

@@ -474,7 +474,7 @@ def read_interactions(
     fmt = _format_of(path, format)
     mapping = _mapping(columns, str(path))
     df = _read_table(path, fmt, mapping, separator, has_header)
-    out, _, order = _normalized(df, mapping, str(path), timestamp_format, True)
+    out, order = _normalized(df, mapping, str(path), timestamp_format, True)
     _warn_mixed_units(out.get_column("timestamp"), mapping["timestamp"], str(path))  # rows as in the file
     return out if order is None else _reordered(out, order)
 
@@ -533,30 +533,12 @@ def normalize_interactions(
     ``rating`` column. ``infer_integer_ids`` turns String id columns whose every value is a
     canonical integer into Int64, as :func:`read_interactions` does for files.
     """
-    return normalize_with_buffers(
-        df, columns, source=source, timestamp_format=timestamp_format, infer_integer_ids=infer_integer_ids
-    )[0]
+    out, order = _normalized(df, columns, source, timestamp_format, infer_integer_ids)
+    return out if order is None else _reordered(out, order)
 
 
 #: A string column as the core reads it (see :func:`string_buffers`).
 StringBuffers = core.StringColumn
-
-
-def normalize_with_buffers(
-    df: pl.DataFrame,
-    columns: Mapping[str, str] | None = None,
-    *,
-    source: str = "interactions",
-    timestamp_format: str | None = None,
-    infer_integer_ids: bool = False,
-) -> tuple[pl.DataFrame, dict[str, StringBuffers]]:
-    """:func:`normalize_interactions`, and the Arrow buffers its checks read of each String id
-    column that comes out unchanged (by canonical name), so that the core reads them without a
-    second conversion (~0.15 s per 20M-row column)."""
-    out, buffers, order = _normalized(df, columns, source, timestamp_format, infer_integer_ids)
-    if order is None:
-        return out, buffers
-    return _reordered(out, order), {}  # the buffers were read in the old order
 
 
 def _normalized(
@@ -565,13 +547,13 @@ def _normalized(
     source: str,
     timestamp_format: str | None,
     infer_integer_ids: bool,
-) -> tuple[pl.DataFrame, dict[str, StringBuffers], np.ndarray | None]:
-    """:func:`normalize_with_buffers` with the rows still in the table's order (so that what is
-    said about a row afterwards names the row the user wrote), and the order to put them in when
-    sub-second times reorder some rows (see :func:`_within_second_order`; None: no row moves)."""
-    out, buffers, fine = normalize_for_core(df, columns, source, timestamp_format, infer_integer_ids)
+) -> tuple[pl.DataFrame, np.ndarray | None]:
+    """The checked table with the rows still in the table's order (so that what is said about a
+    row afterwards names the row the user wrote), and the order to put them in when sub-second
+    times reorder some rows (see :func:`_within_second_order`; None: no row moves)."""
+    out, _, fine = normalize_for_core(df, columns, source, timestamp_format, infer_integer_ids)
     order = _within_second_order(out.get_column("user_id"), out.get_column("timestamp"), fine.values) if fine else None
-    return out, buffers, order
+    return out, order
 
 
 def normalize_for_core(

@@ -10,7 +10,6 @@ dataset in every error.
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from seqdistill import core
-from seqdistill._checks import show
+from seqdistill._checks import is_finite, show
 from seqdistill._config import DictConfig
 from seqdistill.data.dataset import FilterRound, PartCounts, PreparedDataset, SplitAudit
 from seqdistill.data.interactions import (
@@ -43,17 +42,6 @@ FILTERS = core.FILTERS
 
 def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
-
-
-def _is_finite_number(x: Any) -> bool:
-    """A number a float holds: not NaN or infinite, and not an integer too large for a float
-    (``math.isfinite(10**400)`` raises OverflowError instead of answering)."""
-    if not _is_number(x):
-        return False
-    try:
-        return math.isfinite(x)
-    except OverflowError:
-        return False
 
 
 @dataclass
@@ -85,7 +73,7 @@ class SplitConfig(DictConfig):
             q = getattr(self, name)
             if not _is_number(q) or not (0.0 < q < 1.0):
                 raise DataError(f"split {name} must be in (0, 1), got {show(q, 80)}")
-        if self.threshold is not None and not _is_finite_number(self.threshold):
+        if self.threshold is not None and not (_is_number(self.threshold) and is_finite(self.threshold)):
             raise DataError(
                 f"split threshold must be a finite number (a timestamp) or None, got {show(self.threshold, 80)}"
             )
