@@ -38,6 +38,19 @@ def small_dataset():
 
 
 # ------------------------------------------------------------------------------------ files
+def test_overlap_names_how_an_output_stands_to_an_input(tmp_path):
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(data)  # a second name for the input
+    assert _io.overlap(data, data) == "is"
+    assert _io.overlap(tmp_path / "link", data) == "is"
+    assert _io.overlap(data / "sub" / "x.json", data) == "lies inside"
+    assert _io.overlap(tmp_path / "link" / "new", data) == "lies inside"
+    assert _io.overlap(tmp_path, data / "sub") == "holds"
+    assert _io.overlap(tmp_path / "data2", data) is None  # a name sharing a prefix is apart
+    assert _io.overlap(data / ".." / "other", data) is None
+
+
 def test_atomic_file_writes_all_or_nothing(tmp_path):
     p = tmp_path / "a.txt"
     _io.write_text(p, "first")

@@ -35,6 +35,7 @@ __all__ = [
     "check_replaceable",
     "clean_stale",
     "fsync_dir",
+    "overlap",
     "read_npy",
     "recover_dir",
     "write_bytes",
@@ -271,6 +272,20 @@ def clean_stale(folder: str | os.PathLike) -> None:
         m = _OURS.match(p.name)
         if m and m["tag"] == TMP_TAG and not _pid_alive(int(m["pid"])):
             _remove(p)
+
+
+def overlap(out: str | os.PathLike, src: str | os.PathLike) -> str | None:
+    """How an output path stands to an input path, both resolved (symlinks followed): ``"is"``
+    (the same path), ``"lies inside"`` (the output is under the input), ``"holds"`` (the input
+    is under the output), or None (apart). Every "output inside an input" refusal reads this."""
+    target, source = Path(out).resolve(), Path(src).resolve()
+    if target == source:
+        return "is"
+    if target.is_relative_to(source):
+        return "lies inside"
+    if source.is_relative_to(target):
+        return "holds"
+    return None
 
 
 def check_replaceable(

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from seqdistill import _io
 from seqdistill.cli._common import positive_int, seed_int
 from seqdistill.errors import ConfigError, DataError, OutputError
 
@@ -91,8 +92,6 @@ def run(args: argparse.Namespace) -> int:
         f"total {first.timings['total_s']:.2f} s"
     )
     if args.json is not None:
-        from seqdistill import _io
-
         _io.write_json(args.json, record(results, run_dir, dataset_dir, ds.fingerprint()))
         print(f"results written to {args.json}")
     return 0
@@ -172,8 +171,7 @@ def check_json_out(path: str | Path, run_dir: Path, dataset_dir: Path) -> None:
     target = p.resolve()
     inputs = [dataset_dir, run_dir / "model", run_dir / "checkpoint", run_dir / "run.json", run_dir / "history.json"]
     for inp in inputs:
-        src = inp.resolve()
-        if target == src or target.is_relative_to(src):
+        if _io.overlap(target, inp) in ("is", "lies inside"):
             raise OutputError(f"--json {text}: is {inp}, an input of this command; name another file")
     if p.exists() and not _written_by_us(p):
         raise OutputError(

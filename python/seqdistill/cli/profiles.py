@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seqdistill import _io
 from seqdistill.cli._common import (
     finite_float,
     int_at_least,
@@ -285,11 +286,9 @@ def _check_apart(
     """``--out`` must not be, hold, or lie inside an input (``{flag: path}``): writing there would
     mix the output into the input (or replace it). Raises OutputError ``--out OUT: is/lies
     inside/holds the FLAG {kind}PATH{fix}``."""
-    target = Path(out).resolve()
     for flag, path in inputs.items():
-        src = Path(path).resolve()
-        if target == src or target.is_relative_to(src) or src.is_relative_to(target):
-            where = "is" if target == src else ("lies inside" if target.is_relative_to(src) else "holds")
+        where = _io.overlap(out, path)
+        if where is not None:
             raise OutputError(f"--out {out}: {where} the {flag} {kind}{path}{fix}")
 
 

@@ -7,6 +7,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from seqdistill import _io
 from seqdistill.cli._common import positive_int
 
 __all__ = ["add_parser", "run"]
@@ -62,7 +63,7 @@ def _check_out(
         if target == Path(src).resolve():
             raise OutputError(f"--out {out}: is the input {src}; write the recommendations to another file")
     for folder, what in folders:
-        if target.is_relative_to(Path(folder).resolve()):
+        if _io.overlap(target, folder) in ("is", "lies inside"):
             raise OutputError(f"--out {out}: lies inside {folder}, {what}; write the file elsewhere")
     if (p.exists() or p.is_symlink()) and not overwrite:
         raise OutputError(f"--out {out}: a file is already there; pass --overwrite to replace it")

@@ -200,9 +200,8 @@ def check_encode_out(out_dir: str | os.PathLike, store_path: str | os.PathLike, 
     folder of embeddings without ``overwrite``. Raises OutputError naming the folder."""
     out = Path(out_dir)
     _io.recover_dir(out)  # an interrupted swap: the complete copy put back, temporaries dropped
-    target, store = out.resolve(), Path(store_path).resolve()
-    if target == store or target.is_relative_to(store) or store.is_relative_to(target):
-        where = "is" if target == store else ("lies inside" if target.is_relative_to(store) else "holds")
+    where = _io.overlap(out, store_path)
+    if where is not None:
         raise OutputError(f"{out}: {where} the profile store {store_path}; write the embeddings to another folder")
     _io.check_replaceable(out, is_embeddings_folder, _WHAT, overwrite)
 

@@ -181,12 +181,11 @@ def check_run_dir(run_dir: str | os.PathLike, inputs: Mapping[str, str | os.Path
     target = out.resolve()
     held = set()
     for what, path in (inputs or {}).items():
-        src = Path(path).resolve()
-        if target == src or target.is_relative_to(src):
-            where = "is" if target == src else "lies inside"
+        where = _io.overlap(target, path)
+        if where in ("is", "lies inside"):
             raise OutputError(f"{run_dir}: {where} the {what} {path}; write the run to another folder")
-        if src.is_relative_to(target):
-            top = target / src.relative_to(target).parts[0]
+        if where == "holds":
+            top = target / Path(path).resolve().relative_to(target).parts[0]
             if top.name in (*_WRITTEN, RUN_FILE):
                 raise OutputError(f"{run_dir}: holds the {what} {path} where the run writes {top.name}")
             held.add(top)
