@@ -26,11 +26,38 @@ const HUGE_FROM: usize = 4 << 20;
 /// A vector with capacity `n` and length 0, whose memory is advised to use huge pages.
 pub fn with_capacity<T>(n: usize) -> Vec<T> {
     let v: Vec<T> = Vec::with_capacity(n);
+    advise_huge(v.as_ptr(), n * std::mem::size_of::<T>());
+    v
+}
+
+/// `n` copies of `value` (zero-valued primitives come from `calloc`: fresh pages, untouched), with
+/// the memory advised to use huge pages before the first write. For the per-id tables that
+/// random lookups and increments hit (counts, flags, bitmaps): at millions of ids they span tens
+/// of MiB, and with 4 KiB pages nearly every access would also miss the TLB.
+pub fn filled<T: Clone>(value: T, n: usize) -> Vec<T> {
     let bytes = n * std::mem::size_of::<T>();
+    if bytes < HUGE_FROM {
+        return vec![value; n];
+    }
+    let mut v: Vec<T> = Vec::with_capacity(n);
+    advise_huge(v.as_ptr(), bytes);
+    v.resize(n, value);
+    v
+}
+
+/// `n` zeros (`T::default()` of a primitive): from `calloc`, so a large table's pages are fresh
+/// and untouched when they are advised to be huge; the first writes fault them in.
+pub fn zeroed<T: Clone + Default>(n: usize) -> Vec<T> {
+    let v = vec![T::default(); n];
+    advise_huge(v.as_ptr(), n * std::mem::size_of::<T>());
+    v
+}
+
+fn advise_huge<T>(ptr: *const T, bytes: usize) {
     #[cfg(target_os = "linux")]
     if bytes >= HUGE_FROM {
         // Advise the 2 MiB-aligned interior; failure only means small pages.
-        let start = v.as_ptr() as usize;
+        let start = ptr as usize;
         let lo = (start + (2 << 20) - 1) & !((2 << 20) - 1);
         let hi = (start + bytes) & !((2 << 20) - 1);
         if hi > lo {
@@ -41,6 +68,21 @@ pub fn with_capacity<T>(n: usize) -> Vec<T> {
         }
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = bytes;
-    v
+    let _ = (ptr, bytes);
+}
+
+/// How many rows ahead the loops that look up per-id tables at random prefetch (see
+/// [`crate::ids`]'s `map_count`).
+pub const AHEAD: usize = 16;
+
+/// Asks the CPU to bring the cache line at `p` closer (a hint: never faults, any address).
+#[inline(always)]
+pub fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch does not access memory architecturally; any address is allowed.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p as *const i8);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }

@@ -7,6 +7,7 @@
 use ahash::AHashMap;
 use rayon::prelude::*;
 
+use crate::buffer::{self, AHEAD};
 use crate::column::Column;
 use crate::error::{CoreError, Result};
 use crate::strings::{Key, OffsetsStr, StrColumn, ViewsStr};
@@ -88,8 +89,8 @@ pub fn encode(ids: &Ids<'_>) -> Result<Encoded> {
         Ids::Int(values) => {
             let (table_or_map, uniques) = int_code_table(values);
             let (codes, counts) = match &table_or_map {
-                Lookup::Dense(bitmap) => map_count(values, uniques.len(), |v| bitmap.code(v)),
-                Lookup::Hashed(map) => map_count(values, uniques.len(), |v| map[&v]),
+                Lookup::Dense(bitmap) => map_count(values, uniques.len(), |v| bitmap.code(v), |v| bitmap.hint(v)),
+                Lookup::Hashed(map) => map_count(values, uniques.len(), |v| map[&v], |_| ()),
             };
             Ok(Encoded { codes, uniques: Uniques::Int(uniques), counts })
         }
@@ -134,6 +135,13 @@ impl RankBitmap {
         let w = &self.words[(off >> 6) as usize];
         (w.before + (w.bits & ((1u64 << (off & 63)) - 1)).count_ones() as u64) as u32
     }
+
+    /// Prefetches the word [`Self::code`] will read for `v` (any `v`: out of range is harmless).
+    #[inline]
+    fn hint(&self, v: i64) {
+        let off = v.wrapping_sub(self.lo) as u64 >> 6;
+        buffer::prefetch(self.words.as_ptr().wrapping_add(off as usize));
+    }
 }
 
 /// The value → code lookup of an integer column and its sorted distinct values.
@@ -169,7 +177,7 @@ fn dense_table(values: &Column<'_, i64>, lo: i64, range: usize) -> (RankBitmap, 
     let words = (0..blocks)
         .into_par_iter()
         .map(|b| {
-            let mut w = vec![0u64; n_words];
+            let mut w = buffer::zeroed::<u64>(n_words);
             for part in values.range(b * size, ((b + 1) * size).min(values.len())) {
                 for &v in part {
                     let off = (v - lo) as u64;
@@ -183,7 +191,7 @@ fn dense_table(values: &Column<'_, i64>, lo: i64, range: usize) -> (RankBitmap, 
             a
         })
         .unwrap_or_else(|| vec![0u64; n_words]);
-    let mut table = Vec::with_capacity(n_words);
+    let mut table = buffer::with_capacity(n_words);
     let mut uniques = Vec::new();
     for (i, &w) in words.iter().enumerate() {
         table.push(RankWord { bits: w, before: uniques.len() as u64 });
@@ -218,24 +226,48 @@ pub(crate) fn n_blocks(rows: usize, codes: usize) -> usize {
 }
 
 /// Maps every value to its code and counts the codes, in parallel over row blocks.
-fn map_count<F: Fn(i64) -> u32 + Sync>(values: &Column<'_, i64>, n_codes: usize, code: F) -> (Vec<u32>, Vec<u32>) {
+///
+/// With millions of distinct values the lookup table and the counts are tens of MiB, and each row
+/// reads one and increments the other at random: a loop that waits for every miss. So the loop
+/// runs ahead: `hint(v)` (prefetch the table entry of `v`) is issued [`AHEAD`]·2 rows early, the
+/// code [`AHEAD`] rows early (its count slot prefetched then), and the count incremented last.
+fn map_count<F, H>(values: &Column<'_, i64>, n_codes: usize, code: F, hint: H) -> (Vec<u32>, Vec<u32>)
+where
+    F: Fn(i64) -> u32 + Sync,
+    H: Fn(i64) + Sync,
+{
     let n = values.len();
-    let mut codes = crate::buffer::with_capacity::<u32>(n);
+    let mut codes = buffer::with_capacity::<u32>(n);
     let blocks = n_blocks(n, n_codes);
     let size = n.div_ceil(blocks).max(1);
     let counts = codes.spare_capacity_mut()[..n]
         .par_chunks_mut(size)
         .enumerate()
         .map(|(b, out)| {
-            let mut c = vec![0u32; n_codes];
+            let mut c = buffer::zeroed::<u32>(n_codes);
             let mut at = 0;
             for part in values.range(b * size, b * size + out.len()) {
-                for (o, &v) in out[at..at + part.len()].iter_mut().zip(part) {
+                let o = &mut out[at..at + part.len()];
+                let k = part.len();
+                for (j, &v) in part.iter().enumerate().take(AHEAD) {
                     let x = code(v);
-                    o.write(x);
+                    o[j].write(x);
+                    buffer::prefetch(c.as_ptr().wrapping_add(x as usize));
+                }
+                for j in 0..k {
+                    if j + 2 * AHEAD < k {
+                        hint(part[j + 2 * AHEAD]);
+                    }
+                    if j + AHEAD < k {
+                        let x = code(part[j + AHEAD]);
+                        o[j + AHEAD].write(x);
+                        buffer::prefetch(c.as_ptr().wrapping_add(x as usize));
+                    }
+                    // SAFETY: row j's code was written AHEAD rows ago (or before the loop).
+                    let x = unsafe { o[j].assume_init_read() };
                     c[x as usize] += 1;
                 }
-                at += part.len();
+                at += k;
             }
             c
         })
@@ -260,7 +292,7 @@ pub fn count_codes(codes: &[u32], n_codes: usize) -> Vec<u32> {
     codes
         .par_chunks(size)
         .map(|cs| {
-            let mut c = vec![0u32; n_codes];
+            let mut c = buffer::zeroed::<u32>(n_codes);
             for &x in cs {
                 c[x as usize] += 1;
             }
@@ -327,7 +359,7 @@ pub fn encode_column<'a, S: StrColumn<'a>>(col: &S) -> Result<(Vec<u32>, Vec<u64
     }
     let threads = rayon::current_num_threads().max(1);
     let size = n.div_ceil(threads.min(n.div_ceil(1 << 16)).max(1));
-    let mut codes = crate::buffer::with_capacity::<u32>(n);
+    let mut codes = buffer::with_capacity::<u32>(n);
     let blocks: Vec<Result<StrBlock>> = codes.spare_capacity_mut()[..n]
         .par_chunks_mut(size)
         .enumerate()
@@ -452,6 +484,34 @@ mod tests {
         }
         assert_eq!(e.counts, want);
         assert_eq!(count_codes(&e.codes, want.len()), want);
+    }
+
+    #[test]
+    fn chunks_around_the_lookahead_encode_like_a_sorted_map() {
+        // map_count runs AHEAD and 2·AHEAD rows ahead within each chunk: chunks shorter than,
+        // equal to and just past those distances, empty ones, dense and hashed tables alike.
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        for spread in [1i64, 3, 1 << 40] {
+            let vals: Vec<i64> = (0..5_000).map(|_| rng.gen_range(-60..200i64) * spread).collect();
+            let sizes = [0, 1, AHEAD - 1, AHEAD, AHEAD + 1, 2 * AHEAD - 1, 2 * AHEAD, 2 * AHEAD + 1, 97];
+            let mut parts: Vec<&[i64]> = Vec::new();
+            let mut rest = vals.as_slice();
+            while !rest.is_empty() {
+                let (a, b) = rest.split_at(sizes[rng.gen_range(0..sizes.len())].min(rest.len()));
+                parts.push(a);
+                rest = b;
+            }
+            let e = encode(&Ids::Int(Column::new(parts))).unwrap();
+            let sorted: std::collections::BTreeSet<i64> = vals.iter().copied().collect();
+            let rank: std::collections::BTreeMap<i64, u32> =
+                sorted.iter().enumerate().map(|(c, &v)| (v, c as u32)).collect();
+            assert_eq!(e.uniques, Uniques::Int(sorted.into_iter().collect()));
+            assert_eq!(e.codes, vals.iter().map(|v| rank[v]).collect::<Vec<u32>>());
+            let mut want = vec![0u32; rank.len()];
+            vals.iter().for_each(|v| want[rank[v] as usize] += 1);
+            assert_eq!(e.counts, want);
+        }
     }
 
     #[test]

@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use rayon::prelude::*;
 
+use crate::buffer;
 use crate::error::{CoreError, Result};
 
 /// Rounds run as scans before switching to wave peeling (scans are cheap once the survivors are
@@ -138,8 +139,8 @@ pub fn single_pass_nodes(
     above_item: u32,
 ) -> NodeCore {
     let (ucount, icount) = (atomics(ucount), atomics(icount));
-    let mut du = vec![ALIVE; ucount.len()];
-    let mut di = vec![ALIVE; icount.len()];
+    let mut du = buffer::filled(ALIVE, ucount.len());
+    let mut di = buffer::filled(ALIVE, icount.len());
     let n_users = mark_dying(&mut du, &ucount, above_user as u64 + 1, 1, 0..ucount.len() as u32);
     let n_items = mark_dying(&mut di, &icount, above_item as u64 + 1, 1, 0..icount.len() as u32);
     let mut removed = Vec::new();
@@ -185,8 +186,8 @@ pub(crate) fn kcore_nodes_with(
 ) -> NodeCore {
     let scan_rounds = scan_rounds.min(ALIVE as u32 - 1);
     let (ucount, icount) = (atomics(ucount), atomics(icount));
-    let mut du = vec![ALIVE; ucount.len()];
-    let mut di = vec![ALIVE; icount.len()];
+    let mut du = buffer::filled(ALIVE, ucount.len());
+    let mut di = buffer::filled(ALIVE, icount.len());
     let mut removed: Vec<Removed> = Vec::new();
     // The rows scanned: all of them, or a compacted copy of the ones still alive.
     let mut kept: Option<(Vec<u32>, Vec<u32>)> = None;
@@ -265,7 +266,8 @@ fn scan_round(
         .zip(is.par_chunks(1 << 16))
         .map(|(us, is)| {
             let mut out = Scan::empty();
-            for (&u, &i) in us.iter().zip(is) {
+            for (j, (&u, &i)) in us.iter().zip(is).enumerate() {
+                hint_flags(us, is, j + buffer::AHEAD, du, di);
                 let (a, b) = (du[u as usize], di[i as usize]);
                 if a.min(b) == round {
                     out.dropped += 1;
@@ -297,6 +299,16 @@ fn scan_round(
         })
 }
 
+/// Prefetches the death flags of row `j` (if any): the scans read them at random, and at millions
+/// of users they are megabytes.
+#[inline(always)]
+fn hint_flags(us: &[u32], is: &[u32], j: usize, du: &[Death], di: &[Death]) {
+    if let (Some(&u), Some(&i)) = (us.get(j), is.get(j)) {
+        buffer::prefetch(du.as_ptr().wrapping_add(u as usize));
+        buffer::prefetch(di.as_ptr().wrapping_add(i as usize));
+    }
+}
+
 /// The rows whose user and item are both still alive, as new code arrays (two parallel passes:
 /// count per block, then copy into place).
 fn survivors(us: &[u32], is: &[u32], du: &[Death], di: &[Death]) -> (Vec<u32>, Vec<u32>) {
@@ -305,10 +317,17 @@ fn survivors(us: &[u32], is: &[u32], du: &[Death], di: &[Death]) -> (Vec<u32>, V
     let counts: Vec<usize> = us
         .par_chunks(BLOCK)
         .zip(is.par_chunks(BLOCK))
-        .map(|(us, is)| us.iter().zip(is).filter(|(&u, &i)| alive(u, i)).count())
+        .map(|(us, is)| {
+            let mut c = 0;
+            for (j, (&u, &i)) in us.iter().zip(is).enumerate() {
+                hint_flags(us, is, j + buffer::AHEAD, du, di);
+                c += alive(u, i) as usize;
+            }
+            c
+        })
         .collect();
     let n = counts.iter().sum();
-    let (mut nu, mut ni) = (vec![0u32; n], vec![0u32; n]);
+    let (mut nu, mut ni) = (buffer::zeroed::<u32>(n), buffer::zeroed::<u32>(n));
     let mut outs = Vec::with_capacity(counts.len());
     let (mut ru, mut ri) = (&mut nu[..], &mut ni[..]);
     for &c in &counts {

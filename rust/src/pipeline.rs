@@ -23,7 +23,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use crate::audit::{self, Audit};
-use crate::buffer;
+use crate::buffer::{self, AHEAD};
 use crate::column::Column;
 use crate::error::{same_len, CoreError, Result};
 use crate::ids::{self, Encoded, Ids, Uniques};
@@ -280,6 +280,14 @@ fn group(
         let (u, i) = (ucodes[r], icodes[r]);
         (keep_u[u as usize] && keep_i[i as usize]).then_some((u, i))
     };
+    // The keep flags of row r, fetched ahead of `alive(r)` (at millions of users they are
+    // megabytes read at random).
+    let hint = |r: usize| {
+        if let (Some(&u), Some(&i)) = (ucodes.get(r), icodes.get(r)) {
+            buffer::prefetch(keep_u.as_ptr().wrapping_add(u as usize));
+            buffer::prefetch(keep_i.as_ptr().wrapping_add(i as usize));
+        }
+    };
     let mut offsets = vec![0i64; n_users + 1];
     // Rows per block and user: needed to give each block its own stable range of every bucket,
     // unless there are at most two blocks and the filter reported the surviving rows per user
@@ -294,8 +302,9 @@ fn group(
         (0..blocks)
             .into_par_iter()
             .map(|b| {
-                let mut c = vec![0u32; n_users];
+                let mut c = buffer::zeroed::<u32>(n_users);
                 for r in b * size..((b + 1) * size).min(rows) {
+                    hint(r + AHEAD);
                     if let Some((u, _)) = alive(r) {
                         c[u as usize] += 1;
                     }
@@ -367,6 +376,7 @@ fn group(
             for part in ts_parts.iter().rev() {
                 for &t in part.iter().rev() {
                     r -= 1;
+                    hint(r.wrapping_sub(AHEAD));
                     let rating = rts.as_mut().and_then(Iterator::next);
                     if let Some((u, i)) = alive(r) {
                         let slot = &mut cur[u as usize >> shift];
@@ -381,6 +391,7 @@ fn group(
         let mut r = lo;
         for part in input.timestamps.range(lo, hi) {
             for &t in part {
+                hint(r + AHEAD);
                 let rating = rts.as_mut().and_then(Iterator::next);
                 if let Some((u, i)) = alive(r) {
                     let slot = &mut cur[u as usize >> shift];
