@@ -803,14 +803,15 @@ mod tests {
 
     #[test]
     fn every_bucket_path_matches_the_reference() {
-        // The same logs in four row orders: shuffled, by time (every user's slice already in
-        // order), by (user, time), and shuffled with a 64-bit timestamp span over several users
-        // (the pair sort of long slices).
+        // The same logs in five row orders: shuffled, by time (every user's slice already in
+        // order), by (user, time), shuffled with a 64-bit timestamp span over several users
+        // (the pair sort of long slices), and by time with a few rows swapped (some users out
+        // of order). Half the logs are small, half have thousands of rows.
         let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-        for case in 0..60 {
-            let n = rng.gen_range(1..3000);
+        for case in 0..80 {
+            let n = if case % 2 == 0 { rng.gen_range(1..3000) } else { rng.gen_range(4096..12_000) };
             let nu = rng.gen_range(1..200);
-            let wide = case % 4 == 3;
+            let wide = case % 5 == 3;
             let mut rows: Vec<(i64, i64, i64)> = (0..n)
                 .map(|_| {
                     let t = if wide {
@@ -821,9 +822,15 @@ mod tests {
                     (rng.gen_range(0..nu), rng.gen_range(0..40), t)
                 })
                 .collect();
-            match case % 4 {
+            match case % 5 {
                 1 => rows.sort_by_key(|r| r.2),
                 2 => rows.sort_by_key(|r| (r.0, r.2)),
+                4 => {
+                    rows.sort_by_key(|r| r.2);
+                    for _ in 0..n / 40 + 1 {
+                        rows.swap(rng.gen_range(0..n), rng.gen_range(0..n));
+                    }
+                }
                 _ => {}
             }
             let users: Vec<i64> = rows.iter().map(|r| r.0).collect();
