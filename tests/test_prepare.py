@@ -3,6 +3,7 @@ error messages and the on-disk round trip."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 
@@ -154,6 +155,23 @@ def test_errors_name_file_column_and_value(tmp_path):
                 schema={"user_id": pl.Int64, "item_id": pl.Int64, "timestamp": pl.Int64},
             )
         )
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "message"),
+    [
+        ("log.jsonl.gz", b'{"u": 1, "i": 2, "t": 3}\n{"u": 1, "i": 3, "t": 4\n', r"line 2 is not valid JSON"),
+        ("log.jsonl.gz", b'{"u": 1, "i": 2, "t": 3}\n[1, 2, 3]\n', r"line 2 is not a JSON object"),
+        ("log.csv.gz", b"u,i,t\n1,2,3\n1,\xff\xfe,4\n", r"invalid UTF-8 at line 3 \(byte 14\)"),
+        ("log.csv.gz", b"u,i,t\n1,2,3\n1,3,4,5,6\n", r"row 1 has 5 fields; the header has 3"),
+    ],
+)
+def test_a_sound_gzip_with_bad_text_is_explained_by_its_decompressed_lines(tmp_path, name, body, message):
+    # The explanation reads what the parser read: the decompressed text, not the gzip bytes.
+    p = tmp_path / name
+    p.write_bytes(gzip.compress(body))
+    with pytest.raises(DataError, match=rf"{name}: cannot read as .*{message}"):
+        read_interactions(p, {"user_id": "u", "item_id": "i", "timestamp": "t"})
 
 
 def test_read_interactions_parses_dates_and_formats(tmp_path):

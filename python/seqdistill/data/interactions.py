@@ -44,7 +44,8 @@ and the value):
   listing the file's columns.
 * **Files**: an empty file, a header without rows, ragged rows, an unclosed quote, invalid UTF-8, a
   binary file read as text (a NUL byte in its first 64 KiB; a gzip, zip, parquet or UTF-16 file is
-  named as such), a damaged or truncated gzip file (``.csv.gz``), lines ending in a bare CR, a
+  named as such), a damaged or truncated gzip file (``.csv.gz``; inside a sound one, the line and
+  byte are those of the decompressed text), lines ending in a bare CR, a
   header naming a column that is read twice, one column given for two roles (users = items), a
   damaged parquet file, malformed JSON lines (NaN and Infinity are not JSON; a key twice in one
   object is ambiguous), a folder, FIFO or device where a file is expected, a symbolic link that
@@ -73,7 +74,7 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, NamedTuple
+from typing import IO, Any, Final, NamedTuple
 
 import numpy as np
 import polars as pl
@@ -236,12 +237,12 @@ def _gzip_damage(path: Path) -> str | None:
 
 def _explain_csv(path: Path, sep: str) -> str | None:
     """Why polars refused a text file: invalid UTF-8 (line and byte) or a row with too many fields."""
-    if path.suffix == ".gz":
-        return None
+    if _gzip_damage(path) is not None:
+        return None  # the caller names the damage
     bad = _first_invalid_utf8(path)
     if bad is not None:
         return bad
-    with open(path, encoding="utf-8-sig", newline="") as f:
+    with io.TextIOWrapper(_open_bytes(path), encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f, delimiter=sep)
         header = next(reader, [])
         start, last = reader.line_num + 1, None
@@ -254,10 +255,19 @@ def _explain_csv(path: Path, sep: str) -> str | None:
     return None
 
 
+def _open_bytes(path: Path) -> IO[bytes]:
+    """The file's bytes, decompressed when it is gzip (told by its first bytes, as polars tells
+    it): the explanations below then read what the parser read, lines and bytes counted in the
+    decompressed text."""
+    with open(path, "rb") as f:
+        is_gzip = f.read(2) == b"\x1f\x8b"
+    return gzip.open(path, "rb") if is_gzip else open(path, "rb")
+
+
 def _first_invalid_utf8(path: Path) -> str | None:
     decoder = codecs.getincrementaldecoder("utf-8")()
     line, offset = 1, 0
-    with open(path, "rb") as f:
+    with _open_bytes(path) as f:
         while chunk := f.read(1 << 20):
             try:
                 decoder.decode(chunk)
@@ -286,7 +296,7 @@ def _explain_jsonl(path: Path) -> str | None:
     bad = _first_invalid_utf8(path)
     if bad is not None:
         return bad
-    with open(path, encoding="utf-8-sig") as f:
+    with io.TextIOWrapper(_open_bytes(path), encoding="utf-8-sig") as f:
         for n, text in enumerate(f, start=1):
             if not text.strip():
                 continue
