@@ -6,6 +6,7 @@ existing output file, a dataset other than the run's)."""
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -279,6 +280,50 @@ def test_recommend_refusals(trained, capsys):
     _refused(["recommend", run, "--users", str(root / "u.txt"), "--dataset", str(other), "--out", str(root / "o.csv")],
              capsys, "not the dataset this run was trained on")  # fmt: skip
     assert not (root / "o.csv").exists()
+
+
+def test_a_dataset_with_the_same_users_but_other_interactions_is_not_the_runs(trained, capsys):
+    # The same raw ids, lengths and training prefixes (what the fingerprint of earlier versions
+    # covered), but every user's items rotated: recommend, evaluate and train must all refuse it.
+    import dataclasses
+    import shutil
+
+    from seqdistill.data.dataset import fingerprints_match
+
+    root = trained
+    ds = PreparedDataset.load(root / "ds")
+    items = ds.items.copy()
+    for u in range(ds.n_users):
+        a, b = ds.offsets[u], ds.offsets[u + 1]
+        items[a:b] = np.roll(items[a:b], 1)
+    assert not np.array_equal(items, ds.items)
+    other = dataclasses.replace(ds, items=items)
+    other.save(root / "same_users")
+    old, new = ds.fingerprint(), other.fingerprint()
+    assert old != new and old.startswith("v2-") and new.startswith("v2-")
+    assert not fingerprints_match(old, new)
+    who = old.split("-")[1]  # the short form earlier versions recorded matches on its part only
+    assert fingerprints_match(who, old) and fingerprints_match(who, new) and not fingerprints_match(who + "0", old)
+    (root / "u2.txt").write_text("u1\n")
+    _refused(["recommend", str(root / "run"), "--users", str(root / "u2.txt"), "--dataset", str(root / "same_users"),
+              "--out", str(root / "o2.csv")], capsys, "not the dataset this run was trained on")  # fmt: skip
+    assert not (root / "o2.csv").exists()
+    _refused(
+        ["evaluate", str(root / "run"), str(root / "same_users")], capsys, "not the dataset this run was trained on"
+    )
+    copy = root / "run_copy"
+    shutil.copytree(root / "run", copy)
+    _refused(["train", str(root / "same_users"), "--out", str(copy), "--epochs", "1", "--hidden", "16", "--blocks",
+              "1", "--max-len", "6", "--device", "cpu", "--quiet"], capsys, "holds a run with other settings (dataset_fingerprint")  # fmt: skip
+    # A run of an earlier version recorded the short form: still its dataset, found finished.
+    info = json.loads((copy / "run.json").read_text())
+    info["dataset_fingerprint"] = who
+    (copy / "run.json").write_text(json.dumps(info))
+    argv = ["train", str(root / "ds"), "--out", str(copy), "--epochs", "1", "--hidden", "16", "--blocks", "1"]
+    assert main([*argv, "--max-len", "6", "--device", "cpu", "--quiet"]) == 0
+    assert main(["evaluate", str(copy), str(root / "ds")]) == 0
+    capsys.readouterr()
+    # (the short form cannot tell same_users from ds: that is what the full form was added for)
 
 
 def _tree(folder) -> dict:

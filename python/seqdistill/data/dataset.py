@@ -35,7 +35,15 @@ from seqdistill import _io, core
 from seqdistill._checks import is_finite
 from seqdistill.errors import DataError
 
-__all__ = ["FORMAT_VERSION", "FilterRound", "PartCounts", "PreparedDataset", "SplitAudit", "is_dataset_folder"]
+__all__ = [
+    "FORMAT_VERSION",
+    "FilterRound",
+    "PartCounts",
+    "PreparedDataset",
+    "SplitAudit",
+    "fingerprints_match",
+    "is_dataset_folder",
+]
 
 FORMAT_VERSION = 1
 _FILES = ("log.parquet", "users.parquet", "items.parquet", "targets_valid.parquet", "targets_test.parquet")
@@ -258,6 +266,22 @@ def _counts(value: Any, keys: tuple[str, ...], where: str) -> dict[str, int]:
     return {k: _field(value[k], "int", f"{where}.{k}") for k in keys}
 
 
+_FP_PREFIX = "v2-"
+
+
+def fingerprints_match(recorded: str, current: str) -> bool:
+    """Whether a recorded dataset fingerprint is that of the dataset with ``current``
+    (:meth:`PreparedDataset.fingerprint`). Both full: equal. One of them in the shorter form of
+    earlier versions (ids, prefix lengths and thresholds only): that part equal."""
+    if recorded.startswith(_FP_PREFIX) and current.startswith(_FP_PREFIX):
+        return recorded == current
+
+    def who(f: str) -> str:
+        return f[len(_FP_PREFIX) :].split("-")[0] if f.startswith(_FP_PREFIX) else f
+
+    return who(recorded) == who(current)
+
+
 # ----------------------------------------------------------------------------- the dataset
 @dataclass
 class PreparedDataset:
@@ -319,9 +343,13 @@ class PreparedDataset:
         return self.manifest.get("stats", {})
 
     def fingerprint(self) -> str:
-        """A hash of who is in this dataset and where their training ends: the raw user and item
-        ids, every user's training prefix length and the split thresholds. Two datasets with the
-        same fingerprint give profiles the same meaning (profile stores record it)."""
+        """A hash of the dataset's content: ``v2-<who>-<what>``. ``<who>`` (the fingerprint of
+        earlier versions) covers the raw user and item ids, every user's training prefix length
+        and length, and the split thresholds: two datasets that share it give profiles the same
+        meaning per user. ``<what>`` covers each interaction's item, timestamp and rating, so a
+        dataset with the same users but other interactions differs too. Compare fingerprints with
+        :func:`fingerprints_match`, which also accepts the shorter form that runs and stores of
+        earlier versions recorded (checking ``<who>`` only)."""
         h = hashlib.blake2b(digest_size=16)
         for s in (self.user_ids, self.item_ids):
             h.update(str(s.dtype).encode())
@@ -332,7 +360,15 @@ class PreparedDataset:
         h.update(np.ascontiguousarray(self.train_end, dtype=np.int64).tobytes())
         h.update(np.ascontiguousarray(self.lengths, dtype=np.int64).tobytes())
         h.update(repr((self.stats.get("test_threshold"), self.stats.get("valid_threshold"))).encode())
-        return h.hexdigest()
+        c = hashlib.blake2b(digest_size=16)
+        for a in (self.items, self.timestamps, self.ratings):
+            if a is None:
+                c.update(b"none")
+            else:
+                arr = np.ascontiguousarray(a)
+                c.update(f"{arr.dtype.str}{arr.shape}".encode())
+                c.update(memoryview(arr).cast("B"))
+        return f"{_FP_PREFIX}{h.hexdigest()}-{c.hexdigest()}"
 
     # ----------------------------------------------------------------------------------- I/O
     def save(self, folder: str | Path, overwrite: bool = True) -> Path:

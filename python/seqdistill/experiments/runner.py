@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from seqdistill import _io
+from seqdistill.data.dataset import fingerprints_match
 from seqdistill.errors import ConfigError, DataError, OutputError
 
 from .config import ExperimentConfig
@@ -388,7 +389,7 @@ def _check_same_data(ds, done: dict[str, RunRecord], out: Path) -> None:
     """The prepared dataset in ``out`` is the one the finished runs used."""
     fp = ds.fingerprint() if done else None
     for name, rec in done.items():
-        if rec.dataset.fingerprint != fp:
+        if fp is None or not fingerprints_match(rec.dataset.fingerprint, fp):
             raise DataError(
                 f"{out / 'runs' / (name + '.json')}: ran on another dataset (fingerprint "
                 f"{rec.dataset.fingerprint} vs {fp} in {out / 'dataset'}); use a new --out folder"

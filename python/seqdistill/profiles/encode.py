@@ -17,6 +17,7 @@ import numpy as np
 
 from seqdistill import _io
 from seqdistill._config import DictConfig
+from seqdistill.data.dataset import fingerprints_match
 from seqdistill.errors import ConfigError, OutputError, StoreError
 
 from .store import ProfileStore
@@ -187,7 +188,7 @@ def _check_dataset(folder: Path, ds: object) -> None:
         raise StoreError(f"{folder / MARKER}: unreadable ({type(e).__name__}); encode the store again") from None
     old = (info.get("store_meta") or {}).get("fingerprint") if isinstance(info, dict) else None
     new = ds.fingerprint() if callable(getattr(ds, "fingerprint", None)) else None  # type: ignore[attr-defined]
-    if old is not None and new is not None and old != new:
+    if old is not None and new is not None and not fingerprints_match(old, new):
         raise StoreError(
             f"{folder}: embeddings of the dataset with fingerprint {old}, not of {getattr(ds, 'name', 'this dataset')} "
             f"(fingerprint {new}); encode a profile store of this dataset"

@@ -38,6 +38,7 @@ from typing import Any
 import polars as pl
 
 from seqdistill import _io
+from seqdistill.data.dataset import fingerprints_match
 from seqdistill.errors import OutputError, SeqdistillWarning, StoreError
 
 SCHEMA: dict[str, Any] = {
@@ -166,7 +167,7 @@ class ProfileStore:
 
     def _refuse_other_dataset(self, new: str | None) -> None:
         old = self.meta.get("fingerprint")
-        if new is not None and old is not None and new != old:
+        if new is not None and old is not None and not fingerprints_match(old, new):
             raise StoreError(
                 f"{self.path}: store belongs to the dataset with fingerprint {old}, this dataset has "
                 f"fingerprint {new}; use a new store path for this dataset (or the dataset the store was made for)"

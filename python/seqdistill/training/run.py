@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from seqdistill import _io
+from seqdistill.data.dataset import fingerprints_match
 from seqdistill.errors import ConfigError, DataError, OutputError, SeqdistillWarning
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -150,7 +151,7 @@ class RunInfo:
     def check_dataset(self, ds, where: str | os.PathLike) -> None:
         """Refuse a dataset other than the one the run was trained on (by fingerprint)."""
         fp = ds.fingerprint()
-        if fp != self.dataset_fingerprint:
+        if not fingerprints_match(self.dataset_fingerprint, fp):
             raise DataError(
                 f"{where}: not the dataset this run was trained on (fingerprint {fp}, the run's "
                 f"{RUN_FILE} has {self.dataset_fingerprint} from {self.dataset})"
@@ -284,7 +285,10 @@ def _start(run_dir: Path, info: RunInfo, overwrite: bool) -> RunInfo | None:
     complete (nothing to do), else None after ``run.json`` is (re)written for this run."""
     if is_run_folder(run_dir):
         old = RunInfo.read(run_dir)
-        diff = _differences(old.settings(), info.settings())
+        was, now = old.settings(), info.settings()
+        if fingerprints_match(was["dataset_fingerprint"], now["dataset_fingerprint"]):
+            was["dataset_fingerprint"] = now["dataset_fingerprint"]  # a run of an earlier version: same data
+        diff = _differences(was, now)
         if not diff:
             if old.status == "complete" and (run_dir / MODEL_DIR).is_dir():
                 return old

@@ -74,6 +74,12 @@ def write_state(
     return folder
 
 
+def _same_data(recorded: Any, fingerprint: str) -> bool:
+    from seqdistill.data.dataset import fingerprints_match
+
+    return isinstance(recorded, str) and fingerprints_match(recorded, fingerprint)
+
+
 def read_state(run_dir: Path, config, fingerprint: str) -> dict[str, Any] | None:
     """The checkpoint's state (``None`` when there is none): ``done``, ``history``, the loaded
     ``model`` and the raw optimizer / schedule / random states for :func:`restore`."""
@@ -94,7 +100,7 @@ def read_state(run_dir: Path, config, fingerprint: str) -> dict[str, Any] | None
         ) from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise DataError(f"{folder / _STATE}: not an IDGenRec checkpoint; remove {folder} to start over")
-    if meta.get("config") != config.to_dict() or meta.get("fingerprint") != fingerprint:
+    if meta.get("config") != config.to_dict() or not _same_data(meta.get("fingerprint"), fingerprint):
         raise ConfigError(
             f"{folder}: a checkpoint of other IDGenRec settings or another dataset; remove it to start over"
         )
