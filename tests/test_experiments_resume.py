@@ -149,6 +149,19 @@ def test_a_damaged_run_record_is_named(folder):
         run_experiment(small_config(), folder, progress=False)
 
 
+@pytest.mark.parametrize("name", ["targets.npy", "targets_mask.npy"])
+def test_computed_targets_replaced_by_a_pickle_are_named_never_loaded(folder, name):
+    # The targets are read again for a new run (here: all runs removed). A pickle in their place
+    # is refused naming the file, as a damaged file, and never unpickled.
+    import pickle
+
+    targets = next((folder / "targets" / "main").rglob(name))
+    targets.write_bytes(pickle.dumps({"a": 1}))
+    shutil.rmtree(folder / "runs")
+    with pytest.raises(DataError, match=rf"{name}: .*remove .*targets\.done to compute the targets again"):
+        run_experiment(small_config(), folder, progress=False)
+
+
 def test_foreign_config_json_and_leftovers_without_config_are_refused(folder, tmp_path):
     (folder / "config.json").write_text('{"my": "own file"}')
     before = snapshot(folder)

@@ -96,7 +96,18 @@ def _load_targets(folder: Path) -> tuple[np.ndarray, np.ndarray] | None:
     if sub not in (".", _REDUCED):
         raise DataError(f"{done}: 'dir' = {sub!r} is not a folder the runner writes; remove it to compute again")
     where = folder / sub
-    return np.load(where / "targets.npy", allow_pickle=False), np.load(where / "targets_mask.npy", allow_pickle=False)
+    again = f"remove {done} to compute the targets again"
+    targets = _io.read_npy(where / "targets.npy", hint=again)
+    mask = _io.read_npy(where / "targets_mask.npy", hint=again)
+    if targets.ndim != 2 or targets.dtype.kind != "f" or not np.isfinite(targets).all():
+        raise DataError(
+            f"{where / 'targets.npy'}: expected finite floats [users, dim], got {targets.dtype} {targets.shape}; {again}"
+        )
+    if mask.dtype != np.bool_ or mask.shape != targets.shape[:1]:
+        raise DataError(
+            f"{where / 'targets_mask.npy'}: expected {targets.shape[0]} booleans, got {mask.dtype} {mask.shape}; {again}"
+        )
+    return targets, mask
 
 
 _REDUCED = "reduce"  # targets/<which>/reduce/: the folder reduce_targets owns (targets.npy, reduce.json, fit)
@@ -111,8 +122,9 @@ def _profile_targets(ds, store, folder: Path, config: ExperimentConfig, dim: int
     spec = config.profiles
     emb_dir = folder / "embeddings"
     if is_embeddings_folder(emb_dir):
-        users = np.load(emb_dir / "embedding_users.npy", allow_pickle=False)
-        emb = np.load(emb_dir / "embeddings.npy", allow_pickle=False)
+        again = f"remove {emb_dir} to encode the store again"
+        users = _io.read_npy(emb_dir / "embedding_users.npy", hint=again)
+        emb = _io.read_npy(emb_dir / "embeddings.npy", hint=again)
     else:
         users, emb = encode_store(store, emb_dir, EncoderConfig(model=spec.encoder), progress=False)
     cfg = ReduceConfig(method=spec.reduce, dim=dim, seed=spec.seed)
