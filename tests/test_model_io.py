@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -127,6 +128,21 @@ def test_damaged_model_folders_are_named(tmp_path):
         load_model(tmp_path / "model")
     with pytest.raises(FileNotFoundError, match="not a model folder"):
         load_model(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_weights_with_nan_or_infinite_values_are_refused_naming_the_tensor(tmp_path, bad):
+    # A diverged or tampered model would score every item NaN and "rank" in index order.
+    from safetensors.torch import save_file
+
+    m = build_model(small())
+    m.save(tmp_path / "model")
+    state = {k: v.clone() for k, v in m.state_dict().items()}
+    name = next(k for k, v in state.items() if v.is_floating_point())
+    state[name].view(-1)[0] = bad
+    save_file(state, str(tmp_path / "model" / "model.safetensors"))
+    with pytest.raises(DataError, match=rf"model\.safetensors: tensor '{re.escape(name)}' holds NaN or infinite"):
+        load_model(tmp_path / "model")
 
 
 # ----------------------------------------------------------------------------- registry

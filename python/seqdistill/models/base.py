@@ -467,6 +467,11 @@ def read_weights(path: Path, expected: dict[str, Tensor]) -> dict[str, Tensor]:
                 f"{path}: tensor {k!r} is {tuple(state[k].shape)} {state[k].dtype}, "
                 f"the model needs {tuple(v.shape)} {v.dtype}"
             )
+        if state[k].is_floating_point() and not bool(torch.isfinite(state[k]).all()):
+            raise DataError(
+                f"{path}: tensor {k!r} holds NaN or infinite values (a diverged or damaged model); "
+                "its scores would rank nothing"
+            )
     return state
 
 
