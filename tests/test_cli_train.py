@@ -153,7 +153,17 @@ def test_distillation_settings_and_profile_vectors_are_checked(run, tmp_path, ca
             capsys, "wrong.npy: --profiles: expected numbers of shape", f"({ds.n_users}, 16)")  # fmt: skip
     refused(["train", str(ds_dir), "--out", str(tmp_path / "c"), *SMALL, "--profiles", str(tmp_path / "none.npy")],
             capsys, "none.npy: no such file or folder")  # fmt: skip
-    assert not any((tmp_path / n).exists() for n in "abc")
+    # A stage longer than training (SMALL trains 2 epochs) or of no epoch would not distil as asked.
+    np.save(tmp_path / "ok.npy", np.zeros((ds.n_users, 16), np.float32))
+    for n, why in (("5", "longer than training (--epochs 2)"), ("0", "at least 1")):
+        refused(["train", str(ds_dir), "--out", str(tmp_path / "d"), *SMALL, "--profiles", str(tmp_path / "ok.npy"),
+                 "--distill-epochs", n], capsys, f"--distill-epochs {n}: {why}")  # fmt: skip
+    # A mask that marks no user: nothing would be distilled, a plain run under a distilled name.
+    np.save(tmp_path / "none_marked.npy", np.zeros(ds.n_users, bool))
+    refused(["train", str(ds_dir), "--out", str(tmp_path / "e"), *SMALL, "--profiles", str(tmp_path / "ok.npy"),
+             "--profiles-mask", str(tmp_path / "none_marked.npy")], capsys,
+            "none_marked.npy: --profiles-mask: no user is marked as having a profile")  # fmt: skip
+    assert not any((tmp_path / n).exists() for n in "abcde")
 
 
 def test_training_with_profile_vectors_records_them(run, tmp_path, capsys):

@@ -117,6 +117,9 @@ def _distill(args: argparse.Namespace):
             flags = [f"--{f.replace('_', '-')}" for f in _DISTILL_FLAGS if getattr(args, f) is not None]
             raise ConfigError(f"{', '.join(flags or ['--profiles-mask'])}: distillation settings need --profiles")
         return None
+    if args.distill_epochs is not None and not 1 <= args.distill_epochs <= args.epochs:
+        why = "at least 1" if args.distill_epochs < 1 else f"longer than training (--epochs {args.epochs})"
+        raise ConfigError(f"--distill-epochs {args.distill_epochs}: {why}; leave it out to distil for the whole run")
     return DistillConfig(**given)
 
 

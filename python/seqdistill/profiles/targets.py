@@ -53,6 +53,11 @@ def read_targets(
         ):
             raise DataError(f"{mask}: {m_key}: expected {n_users} booleans, got {flags.dtype} {flags.shape}")
         flags = flags.astype(bool)
+        if not flags.any():
+            raise DataError(
+                f"{mask}: {m_key}: no user is marked as having a profile (all {n_users} entries false); "
+                "nothing would be distilled"
+            )
     bad = np.flatnonzero(~np.isfinite(values).all(axis=1) & flags)
     if len(bad):
         raise DataError(f"{targets}: {t_key}: row {bad[0]} holds NaN or infinity")
