@@ -202,6 +202,30 @@ def test_machine_checks_come_before_any_work(tmp_path, key, value, words):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_prepared_dataset_keeps_its_split_and_k_core(tmp_path):
+    # [split] or k_core set to other values than the prepared dataset holds would be recorded in
+    # config.json but not applied: refused before any work. The same values, or none, are fine.
+    from seqdistill.data import SplitConfig, prepare
+    from seqdistill.datasets import load
+
+    ds = prepare(load("synthetic", n_users=100, n_items=40), k_core=(2, 2), split=SplitConfig(quantile=0.8))
+    ds.save(tmp_path / "ds")
+    d = put(base_dict(), "dataset", {"name": "prepared", "path": str(tmp_path / "ds")})
+    for key, value, words in (
+        ("split.quantile", 0.5, ["exp.toml: [split] =", "'quantile': 0.5", "split with", "'quantile': 0.8"]),
+        ("k_core", [30, 30], ["exp.toml: k_core = [30, 30]", "filtered with kcore [2, 2]"]),
+    ):
+        with pytest.raises(ConfigError) as err:
+            run_experiment(ExperimentConfig.from_dict(put(d, key, value), where="exp.toml"), tmp_path / "out")
+        assert all(w in str(err.value) for w in words), str(err.value)
+        assert not (tmp_path / "out").exists()
+    from seqdistill.experiments.runner import _check_prepared
+
+    _check_prepared(ExperimentConfig.from_dict(d, where="exp.toml"))  # the dataset's own values
+    del d["split"], d["k_core"]
+    _check_prepared(ExperimentConfig.from_dict(d, where="exp.toml"))  # none given
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_device_refused_without_cuda(tmp_path):
     cfg = ExperimentConfig.from_dict(put(base_dict(), "train.device", "cuda:0"), where="exp.toml")

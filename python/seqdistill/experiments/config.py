@@ -197,6 +197,8 @@ class ExperimentConfig:
     workers: int = 1  # runs trained at once, each in its own process (changes no result)
 
     origin = "experiment config"
+    #: The top-level keys the config's table set (``from_dict``/``from_toml``); not a field either.
+    given = frozenset[str]()
 
     def validate(self, where: str | None = None) -> ExperimentConfig:
         """Check every key: types, ranges, the relations between sections (``block`` against
@@ -263,6 +265,7 @@ class ExperimentConfig:
             raise ConfigError(f"{where}: [distill] must be a table, got {show(di)}")
         grid = di.pop("grid", {})
         cfg = cls(dataset=DatasetSpec(**ds), profiles=ProfilesSpec(**pr), distill=DistillSpec(di, grid), **d)
+        cfg.given = frozenset(d)
         return cfg.validate(where)
 
     @classmethod

@@ -46,10 +46,35 @@ def _open(config: ExperimentConfig, out: Path, *, profiles: bool) -> tuple[list[
     """Every check that precedes work, then ``config.json`` (re)written: the plan and the finished runs."""
     config.validate()
     config.check_runnable(profiles=profiles)
+    _check_prepared(config)
     plans = plan_runs(config)
     done = check_folder(config, out, plans)
     write_config(config, out)
     return plans, done
+
+
+def _check_prepared(config: ExperimentConfig) -> None:
+    """A prepared dataset is already filtered and split: a ``[split]`` or ``k_core`` the config
+    sets must be what the dataset holds (they would otherwise be recorded but not applied)."""
+    if config.dataset.registry_name != "prepared":
+        return
+    from seqdistill.data import SplitConfig
+
+    path = Path(config.dataset.path or "") / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise DataError(f"{path}: unreadable manifest ({e.__class__.__name__})") from None
+    fix = f"leave it out (the prepared dataset {config.dataset.path} keeps its own) or prepare the dataset again"
+    if config.split:
+        want, have = SplitConfig.from_dict(config.split).to_dict(), manifest.get("split")
+        if want != have:
+            raise ConfigError(f"{config.origin}: [split] = {want}, but the dataset was split with {have}; {fix}")
+    if "k_core" in config.given and list(config.k_core) != manifest.get("k_core"):
+        raise ConfigError(
+            f"{config.origin}: k_core = {list(config.k_core)}, but the dataset was filtered with "
+            f"{manifest.get('filter')} {manifest.get('k_core')}; {fix}"
+        )
 
 
 def _dataset(config: ExperimentConfig, out: Path):
