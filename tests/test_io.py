@@ -218,6 +218,35 @@ def test_save_replaces_a_dataset_unless_told_not_to(tmp_path):
             lambda d: pl.DataFrame({"user": [0], "position": [7]}).write_parquet(d / "targets_test.parquet"),
             "position 7",
         ),
+        # user 0 trains on its first 2 rows: a test target at row 1 would be trained on
+        (
+            lambda d: pl.DataFrame({"user": [0], "position": [1]}).write_parquet(d / "targets_test.parquet"),
+            r"targets_test\.parquet: row 0: position 1 of user 0 lies inside the user's training prefix \(train_end 2",
+        ),
+        (
+            lambda d: (
+                pl.read_parquet(d / "log.parquet")
+                .with_columns(timestamp=-pl.col("timestamp"))
+                .write_parquet(d / "log.parquet")
+            ),
+            r"log\.parquet: row 1: timestamp -2 is earlier than the row before it \(-1\) of the same user",
+        ),
+        (
+            lambda d: (
+                pl.read_parquet(d / "items.parquet")
+                .with_columns(item_id=pl.Series([None, 5, 5, 7]))
+                .write_parquet(d / "items.parquet")
+            ),
+            r"items\.parquet: column 'item_id' holds 5 twice",
+        ),
+        (
+            lambda d: (
+                pl.read_parquet(d / "users.parquet")
+                .with_columns(user_id=pl.Series([1, 1, 3]))
+                .write_parquet(d / "users.parquet")
+            ),
+            r"users\.parquet: column 'user_id' holds 1 twice",
+        ),
     ],
 )
 def test_load_names_the_file_that_disagrees(tmp_path, damage, message):

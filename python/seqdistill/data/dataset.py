@@ -465,7 +465,29 @@ class PreparedDataset:
             if len(tu) and (np.any(tp < 1) or np.any(tp >= counts[tu])):
                 r = int(np.flatnonzero((tp < 1) | (tp >= counts[tu]))[0])
                 raise DataError(f"{path}: row {r}: position {tp[r]} is outside 1..{counts[tu[r]] - 1} for user {tu[r]}")
+            inside = np.flatnonzero(tp < train_end[tu]) if len(tu) else np.zeros(0, np.int64)
+            if len(inside):
+                r = int(inside[0])
+                raise DataError(
+                    f"{path}: row {r}: position {tp[r]} of user {tu[r]} lies inside the user's training prefix "
+                    f"(train_end {train_end[tu[r]]} in users.parquet): the target would be trained on"
+                )
             targets[part] = (tu, tp)
+        ts_col = log.get_column("timestamp").to_numpy().astype(np.int64)
+        if len(ts_col) > 1:
+            back = np.diff(ts_col) < 0
+            back[offsets[1:-1][(offsets[1:-1] > 0) & (offsets[1:-1] < len(ts_col))] - 1] = False  # a new user
+            if back.any():
+                r = int(np.flatnonzero(back)[0]) + 1
+                raise DataError(
+                    f"{folder / 'log.parquet'}: row {r}: timestamp {ts_col[r]} is earlier than the row before it "
+                    f"({ts_col[r - 1]}) of the same user; each user's rows must be in time order"
+                )
+        for file, col, ids in (("users.parquet", "user_id", users), ("items.parquet", "item_id", items)):
+            series = ids.get_column(col)
+            if series.n_unique() != len(series):
+                dup = series.filter(series.is_duplicated()).head(1).to_list()[0]
+                raise DataError(f"{folder / file}: column {col!r} holds {dup!r} twice; raw ids must be unique")
         stats = manifest.get("stats", {})
         for key, have in (("users", n_users), ("items", n_items), ("interactions", len(item_col))):
             if key in stats and stats[key] != have:
@@ -479,7 +501,7 @@ class PreparedDataset:
             item_ids=items.get_column("item_id"),
             offsets=offsets,
             items=item_col,
-            timestamps=log.get_column("timestamp").to_numpy().astype(np.int64),
+            timestamps=ts_col,
             ratings=log.get_column("rating").to_numpy().astype(np.float32) if "rating" in log.columns else None,
             train_end=train_end,
             valid_targets=targets["valid"],
