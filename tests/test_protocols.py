@@ -19,7 +19,7 @@ from hypothesis import strategies as st  # noqa: E402
 from seqdistill.cli import main  # noqa: E402
 from seqdistill.data import PreparedDataset, SplitConfig, prepare  # noqa: E402
 from seqdistill.data.sequences import eval_inputs  # noqa: E402
-from seqdistill.errors import ConfigError  # noqa: E402
+from seqdistill.errors import ConfigError, SeqdistillWarning  # noqa: E402
 from seqdistill.evaluation import (  # noqa: E402
     SAMPLE_BLOCK,
     FullRanking,
@@ -358,7 +358,10 @@ def test_more_negatives_than_items_ranks_every_unseen_item():
     score values); the negatives are never wider than the catalogue allows."""
     ds = make_ds(random_logs(70, 25, seed=7))
     model = ScoresOnly(small_model("sasrec", ds.n_items))
-    res = evaluate_protocols(model, ds, ["full_filtered", "sampled:10000000000"], ks=(1, 5, 10), return_negatives=True)
+    with pytest.warns(SeqdistillWarning, match=rf"10000000000 sampled negatives .* {ds.n_items} items"):
+        res = evaluate_protocols(
+            model, ds, ["full_filtered", "sampled:10000000000"], ks=(1, 5, 10), return_negatives=True
+        )
     inp = eval_inputs(ds, "test", model.input_length)
     assert res["sampled:10000000000"].negatives.shape == (len(inp.targets), ds.n_items - 1)
     fresh = np.array(

@@ -67,7 +67,7 @@ import numpy as np
 
 from seqdistill import core
 from seqdistill._checks import seed_arg
-from seqdistill.errors import ConfigError
+from seqdistill.errors import ConfigError, SeqdistillWarning
 
 if TYPE_CHECKING:
     import torch
@@ -887,6 +887,14 @@ class NegativeSampler:
         self.n_negatives, self.n_items, self.seed = int(n_negatives), int(n_items), seed
         #: Columns of the result: a row never has more than n_items - 1 items to draw from.
         self.width = min(self.n_negatives, max(self.n_items - 1, 0))
+        if self.n_negatives > self.n_items - 1:
+            warnings.warn(
+                f"{self.n_negatives} sampled negatives asked for, but the catalogue has {self.n_items} items: every "
+                f"row ranks its target against all of at most {max(self.n_items - 1, 0)} other items, so the "
+                "figures are not those of the sampled protocol named",
+                SeqdistillWarning,
+                stacklevel=2,
+            )
         self.targets = np.ascontiguousarray(targets, dtype=np.int64)
         n = len(self.targets)
         if seen is None:

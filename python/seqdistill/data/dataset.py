@@ -491,7 +491,7 @@ class PreparedDataset:
         stats = manifest.get("stats", {})
         for key, have in (("users", n_users), ("items", n_items), ("interactions", len(item_col))):
             if key in stats and stats[key] != have:
-                raise DataError(f"{mf}: stats.{key} = {stats[key]} but the files hold {have}")
+                raise DataError(f"{mf}: stats.{key} = {stats[key]!r} but the files hold {have}")
         audit = _check_audit(manifest, mf, train_end, len(item_col), targets)
         meta_path = folder / "item_meta.parquet"
         return cls(
