@@ -124,8 +124,13 @@ def hand_runs() -> dict[str, dict[int, RunResult]]:
 
 
 def write_hand_folder(folder):
+    """The hand runs as files. A record's test metrics are the means of its per-row files (as a
+    run writes them; the in-memory HAND records differ, which summarise() does not check)."""
+    from dataclasses import replace
+
     for seeds in HAND.values():
         for rec, nd, rc in seeds.values():
+            rec = replace(rec, test={"ndcg@10": float(np.mean(nd)), "recall@10": float(np.mean(rc))})
             rec.write(folder / "runs" / f"{rec.run}.json")
             _io.write_npy(folder / "runs" / rec.per_row["ndcg@10"], np.array(nd, dtype=np.float64))
             _io.write_npy(folder / "runs" / rec.per_row["recall@10"], np.array(rc, dtype=np.float64))
@@ -255,4 +260,22 @@ def test_load_runs_refuses_bad_folders(tmp_path):
     write_hand_folder(tmp_path)
     _io.write_npy(tmp_path / "runs" / "vanilla__seed0.ndcg10.npy", np.zeros(5))
     with pytest.raises(DataError, match=r"vanilla__seed0\.ndcg10\.npy: expected 3 floats"):
+        load_runs(tmp_path)
+    # A record edited after the run (or per-row files swapped between runs) disagrees with itself.
+    write_hand_folder(tmp_path)
+    path = tmp_path / "runs" / "vanilla__seed0.json"
+    d = json.loads(path.read_text())
+    d["test"]["ndcg@10"] = 7.5
+    path.write_text(json.dumps(d))
+    with pytest.raises(
+        DataError,
+        match=r"vanilla__seed0\.ndcg10\.npy: the per-row ndcg@10 of run vanilla__seed0 average 0\.2, but vanilla__seed0\.json says 7\.5",
+    ):
+        load_runs(tmp_path)
+    write_hand_folder(tmp_path)
+    runs = tmp_path / "runs"
+    (runs / "vanilla__seed0.recall10.npy").write_bytes((runs / "control_shuffled__seed1.recall10.npy").read_bytes())
+    load_runs(tmp_path)  # the same per-row recall (0, 1, 1): nothing to tell
+    (runs / "vanilla__seed0.ndcg10.npy").write_bytes((runs / "distill_a0.8_b1__seed0.ndcg10.npy").read_bytes())
+    with pytest.raises(DataError, match=r"vanilla__seed0\.ndcg10\.npy: .* average 0\.9"):
         load_runs(tmp_path)

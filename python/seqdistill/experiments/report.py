@@ -37,6 +37,14 @@ def _per_row(folder: Path, rec: RunRecord, metric: str) -> np.ndarray:
         raise DataError(
             f"{path}: expected {rec.dataset.test_rows} floats (the run's test rows), got {a.dtype} {a.shape}"
         )
+    # The record's test metric is the mean of these rows: a record or file changed after the run
+    # (or swapped with another run's) would put two different numbers in one report.
+    said, have = rec.test.get(metric), float(a.mean()) if len(a) else 0.0
+    if not np.isfinite(a).all() or not isinstance(said, (int, float)) or abs(have - said) > 1e-6 * max(1.0, abs(said)):
+        raise DataError(
+            f"{path}: the per-row {metric} of run {rec.run} average {have:.6g}, but {rec.run}.json says "
+            f"{said!r}; the record or the file was changed after the run"
+        )
     return a
 
 
