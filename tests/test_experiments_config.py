@@ -202,6 +202,16 @@ def test_machine_checks_come_before_any_work(tmp_path, key, value, words):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_config_file_without_a_dataset_table_is_refused(tmp_path):
+    # Every other table has defaults; without [dataset] the runs would silently use synthetic data.
+    p = tmp_path / "exp.toml"
+    d = base_dict()
+    del d["dataset"]
+    p.write_text(_dump_toml(d))
+    with pytest.raises(ConfigError, match=r"exp\.toml: no \[dataset\] table"):
+        ExperimentConfig.from_toml(p)
+
+
 def test_a_prepared_dataset_keeps_its_split_and_k_core(tmp_path):
     # [split] or k_core set to other values than the prepared dataset holds would be recorded in
     # config.json but not applied: refused before any work. The same values, or none, are fine.

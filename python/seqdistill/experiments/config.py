@@ -286,7 +286,13 @@ class ExperimentConfig:
                 f"{path}: the config file sets nothing; for the defaults use the preset 'synthetic' "
                 "or write at least a [dataset] table"
             )
-        return cls.from_dict(data, where=str(path))
+        cfg = cls.from_dict(data, where=str(path))
+        if "dataset" not in data:  # every other table has defaults; the data is the user's to name
+            raise ConfigError(
+                f"{path}: no [dataset] table; name the data the experiment runs on (e.g. [dataset] "
+                'name = "ml-1m", or name = "prepared" with path = a prepared dataset folder)'
+            )
+        return cfg
 
     def to_toml(self) -> str:
         """TOML text that ``from_toml`` reads back to an equal config."""
