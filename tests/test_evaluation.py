@@ -126,6 +126,18 @@ def test_evaluate_rejects_mismatched_catalogue():
         evaluate(FixedScores([0.0] * 9), ds)
 
 
+def test_a_k_that_reaches_the_catalogue_warns(recwarn):
+    # 3 items: at k = 3 every item is in every top-k, so Recall@3 is 1 whatever the model.
+    from seqdistill.errors import SeqdistillWarning
+
+    ds = make_ds({0: [1, 2, 3], 1: [2, 3, 1]})
+    evaluate(FixedScores([0.0, 0.3, 0.2, 0.1]), ds, ks=(1, 2))
+    assert not [w for w in recwarn if issubclass(w.category, SeqdistillWarning)]
+    with pytest.warns(SeqdistillWarning, match=r"k=3 is not below the catalogue's 3 items"):
+        res = evaluate(FixedScores([0.0, 0.3, 0.2, 0.1]), ds, ks=(1, 3))
+    assert res.means["recall@3"] == 1.0
+
+
 # ------------------------------------------------------------------ the same whatever the blocks
 def random_logs(n_users: int, n_items: int, seed: int) -> dict[int, list[int]]:
     rng = np.random.default_rng(seed)

@@ -589,6 +589,13 @@ def _check_call(model, ds, ks, batch_size: int, block_rows: int | None, selectio
         raise ConfigError(
             f"evaluate: model has n_items={model.config.n_items} but dataset {ds.name!r} has {ds.n_items}"
         )
+    if ks[-1] >= ds.n_items:
+        warnings.warn(
+            f"evaluate: k={ks[-1]} is not below the catalogue's {ds.n_items} items: every item is in the top "
+            f"{ks[-1]}, so Recall and HitRate at that k are 1 for every row and say nothing of the model",
+            SeqdistillWarning,
+            stacklevel=3,
+        )
     return ks
 
 
