@@ -147,7 +147,9 @@ def test_preset_names_are_names_not_paths(ws: Path, refused, config) -> None:
 def test_a_bom_config_is_read(ws: Path, refused) -> None:
     """A byte-order mark (Windows editors write one) is not content: the config is read and the
     command goes on to the report, which finds no runs."""
-    (ws / "cfg.toml").write_text("\ufeff" + 'name = "t"\nseeds = [0]\n', encoding="utf-8")
+    (ws / "cfg.toml").write_text(
+        "\ufeff" + 'name = "t"\nseeds = [0]\n[dataset]\nname = "synthetic"\n', encoding="utf-8"
+    )
     refused("experiment", "cfg.toml", "--out", "exp", "--report-only", names=("exp", "no finished runs"))
 
 
