@@ -258,6 +258,32 @@ def test_bad_target_files_are_named(tmp_path, finished):
         assert not list((out / "runs").glob("*")) and not (out / "targets" / "main" / "targets.npy").exists()
 
 
+def test_given_targets_with_nan_rows_off_the_mask_resume(tmp_path, finished, monkeypatch):
+    # read_targets accepts NaN in the rows of users without a profile, and the runner caches the
+    # file as given: reading that cache again (a resumed folder) must accept it too.
+    import numpy as np
+
+    from seqdistill.data import PreparedDataset
+
+    n = PreparedDataset.load(finished / "dataset").n_users
+    targets = np.zeros((n, 8), np.float32)
+    targets[3] = np.nan
+    mask = np.ones(n, bool)
+    mask[3] = False
+    cfg = _targets_config(tmp_path, targets, mask)
+    out = tmp_path / "out"
+    run_experiment(cfg, out, progress=False)
+    trained = spy(monkeypatch)
+    shutil.rmtree(out / "runs")
+    run_experiment(cfg, out, progress=False)  # the cached targets are read again
+    assert trained == [p.name for p in plan_runs(cfg)]
+    cached = out / "targets" / "main" / "targets.npy"
+    np.save(cached, np.where(np.arange(n)[:, None] == 0, np.nan, targets).astype(np.float32))
+    shutil.rmtree(out / "runs")
+    with pytest.raises(DataError, match=r"targets\.npy: a row of a user with a profile holds NaN"):
+        run_experiment(cfg, out, progress=False)
+
+
 def test_store_of_another_dataset_is_refused(tmp_path):
     from seqdistill import datasets
     from seqdistill.data import SplitConfig, prepare

@@ -124,14 +124,17 @@ def _load_targets(folder: Path) -> tuple[np.ndarray, np.ndarray] | None:
     again = f"remove {done} to compute the targets again"
     targets = _io.read_npy(where / "targets.npy", hint=again)
     mask = _io.read_npy(where / "targets_mask.npy", hint=again)
-    if targets.ndim != 2 or targets.dtype.kind != "f" or not np.isfinite(targets).all():
+    if targets.ndim != 2 or targets.dtype.kind != "f":
         raise DataError(
-            f"{where / 'targets.npy'}: expected finite floats [users, dim], got {targets.dtype} {targets.shape}; {again}"
+            f"{where / 'targets.npy'}: expected floats [users, dim], got {targets.dtype} {targets.shape}; {again}"
         )
     if mask.dtype != np.bool_ or mask.shape != targets.shape[:1]:
         raise DataError(
             f"{where / 'targets_mask.npy'}: expected {targets.shape[0]} booleans, got {mask.dtype} {mask.shape}; {again}"
         )
+    # As read_targets: rows of users without a profile may hold anything (given targets keep them).
+    if not np.isfinite(targets[mask]).all():
+        raise DataError(f"{where / 'targets.npy'}: a row of a user with a profile holds NaN or infinity; {again}")
     return targets, mask
 
 
