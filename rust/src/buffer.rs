@@ -86,3 +86,14 @@ pub fn prefetch<T>(p: *const T) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;
 }
+
+/// Prefetches the per-user and per-item flags that row `j` of the code columns `us`, `is` will
+/// read (nothing past the end): the k-core scans and the grouping read such flags at random,
+/// and at millions of users they are megabytes.
+#[inline(always)]
+pub fn prefetch_flags<T>(us: &[u32], is: &[u32], j: usize, user_flags: &[T], item_flags: &[T]) {
+    if let (Some(&u), Some(&i)) = (us.get(j), is.get(j)) {
+        prefetch(user_flags.as_ptr().wrapping_add(u as usize));
+        prefetch(item_flags.as_ptr().wrapping_add(i as usize));
+    }
+}

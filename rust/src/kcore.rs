@@ -267,7 +267,7 @@ fn scan_round(
         .map(|(us, is)| {
             let mut out = Scan::empty();
             for (j, (&u, &i)) in us.iter().zip(is).enumerate() {
-                hint_flags(us, is, j + buffer::AHEAD, du, di);
+                buffer::prefetch_flags(us, is, j + buffer::AHEAD, du, di);
                 let (a, b) = (du[u as usize], di[i as usize]);
                 if a.min(b) == round {
                     out.dropped += 1;
@@ -299,16 +299,6 @@ fn scan_round(
         })
 }
 
-/// Prefetches the death flags of row `j` (if any): the scans read them at random, and at millions
-/// of users they are megabytes.
-#[inline(always)]
-fn hint_flags(us: &[u32], is: &[u32], j: usize, du: &[Death], di: &[Death]) {
-    if let (Some(&u), Some(&i)) = (us.get(j), is.get(j)) {
-        buffer::prefetch(du.as_ptr().wrapping_add(u as usize));
-        buffer::prefetch(di.as_ptr().wrapping_add(i as usize));
-    }
-}
-
 /// The rows whose user and item are both still alive, as new code arrays (two parallel passes:
 /// count per block, then copy into place).
 fn survivors(us: &[u32], is: &[u32], du: &[Death], di: &[Death]) -> (Vec<u32>, Vec<u32>) {
@@ -320,7 +310,7 @@ fn survivors(us: &[u32], is: &[u32], du: &[Death], di: &[Death]) -> (Vec<u32>, V
         .map(|(us, is)| {
             let mut c = 0;
             for (j, (&u, &i)) in us.iter().zip(is).enumerate() {
-                hint_flags(us, is, j + buffer::AHEAD, du, di);
+                buffer::prefetch_flags(us, is, j + buffer::AHEAD, du, di);
                 c += alive(u, i) as usize;
             }
             c

@@ -280,14 +280,8 @@ fn group(
         let (u, i) = (ucodes[r], icodes[r]);
         (keep_u[u as usize] && keep_i[i as usize]).then_some((u, i))
     };
-    // The keep flags of row r, fetched ahead of `alive(r)` (at millions of users they are
-    // megabytes read at random).
-    let hint = |r: usize| {
-        if let (Some(&u), Some(&i)) = (ucodes.get(r), icodes.get(r)) {
-            buffer::prefetch(keep_u.as_ptr().wrapping_add(u as usize));
-            buffer::prefetch(keep_i.as_ptr().wrapping_add(i as usize));
-        }
-    };
+    // The keep flags of row r, fetched ahead of `alive(r)`.
+    let hint = |r: usize| buffer::prefetch_flags(ucodes, icodes, r, keep_u, keep_i);
     let mut offsets = vec![0i64; n_users + 1];
     // Rows per block and user: needed to give each block its own stable range of every bucket,
     // unless there are at most two blocks and the filter reported the surviving rows per user
