@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -139,6 +140,20 @@ def test_a_planted_pickle_checkpoint_is_refused_and_never_run(ds, tmp_path):
     assert [r["epoch"] for r in hist] == [0, 1] and not marker.exists()
     pickle.loads((run / "checkpoint.pt").read_bytes())  # the payload is live: the test can fail
     assert marker.exists()
+
+
+@pytest.mark.parametrize("part", ["model.safetensors", "best.safetensors"])
+def test_a_checkpoint_with_nan_weights_is_refused_with_the_way_out(ds, tmp_path, part):
+    from seqdistill.errors import DataError
+
+    Trainer(model_for(ds), ds, quick(epochs=1), run_dir=tmp_path).fit()
+    path = tmp_path / "checkpoint" / part
+    tensors = st_load(path.read_bytes())
+    name = sorted(k for k, v in tensors.items() if v.is_floating_point())[0]
+    tensors[name] = torch.full_like(tensors[name], float("nan"))
+    path.write_bytes(st_save(tensors))
+    with pytest.raises(DataError, match=rf"{re.escape(part)}: tensor .* holds NaN.*start it afresh with --overwrite"):
+        Trainer(model_for(ds), ds, quick(epochs=2), run_dir=tmp_path).fit(resume=True)
 
 
 def test_crash_while_writing_the_checkpoint_keeps_the_previous_one(ds, tmp_path, monkeypatch):

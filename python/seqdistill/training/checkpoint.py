@@ -201,7 +201,14 @@ def read_checkpoint(run_dir: Path, model: torch.nn.Module) -> Checkpoint | None:
             f"{folder}: checkpoint model config {meta['model_config']} differs from {model.config.to_dict()}"
         )
     expected = model.state_dict()
-    best = read_weights(folder / _BEST, expected) if (folder / _BEST).is_file() else None
+    try:
+        best = read_weights(folder / _BEST, expected) if (folder / _BEST).is_file() else None
+        weights = read_weights(folder / _MODEL, expected)
+    except DataError as e:
+        raise DataError(
+            f"{e}; this run cannot resume from it: start it afresh with --overwrite "
+            "(train(..., overwrite=True)), which replaces only what the run wrote"
+        ) from None
     state = TrainState(
         history=meta["history"],
         best_epoch=meta["best_epoch"],
@@ -212,7 +219,7 @@ def read_checkpoint(run_dir: Path, model: torch.nn.Module) -> Checkpoint | None:
     return Checkpoint(
         epoch=int(meta["epoch"]),
         state=state,
-        model=read_weights(folder / _MODEL, expected),
+        model=weights,
         best=best,
         optimizer={"meta": meta["optimizer"], "tensors": _read_tensors(folder / _OPTIM)},
         train_config=meta["train_config"],
