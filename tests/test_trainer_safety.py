@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import pickle
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -152,7 +153,20 @@ def test_a_checkpoint_with_nan_weights_is_refused_with_the_way_out(ds, tmp_path,
     name = sorted(k for k, v in tensors.items() if v.is_floating_point())[0]
     tensors[name] = torch.full_like(tensors[name], float("nan"))
     path.write_bytes(st_save(tensors))
-    with pytest.raises(DataError, match=rf"{re.escape(part)}: tensor .* holds NaN.*start it afresh with --overwrite"):
+    with pytest.raises(DataError, match=rf"{re.escape(part)}: tensor .* holds NaN.*remove .*checkpoint to start"):
+        Trainer(model_for(ds), ds, quick(epochs=2), run_dir=tmp_path).fit(resume=True)
+    # following the advice works: the run starts afresh and trains both epochs
+    shutil.rmtree(tmp_path / "checkpoint")
+    hist = Trainer(model_for(ds), ds, quick(epochs=2), run_dir=tmp_path).fit(resume=True)
+    assert [r["epoch"] for r in hist] == [0, 1]
+
+
+def test_a_damaged_checkpoint_state_names_the_way_out(ds, tmp_path):
+    from seqdistill.errors import DataError
+
+    Trainer(model_for(ds), ds, quick(epochs=1), run_dir=tmp_path).fit()
+    (tmp_path / "checkpoint" / "optimizer.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(DataError, match=r"optimizer\.safetensors.*remove .*checkpoint to start the run afresh"):
         Trainer(model_for(ds), ds, quick(epochs=2), run_dir=tmp_path).fit(resume=True)
 
 

@@ -171,6 +171,15 @@ def read_checkpoint(run_dir: Path, model: torch.nn.Module) -> Checkpoint | None:
             )
         return None
     try:
+        return _read(folder, model)
+    except DataError as e:
+        # Every damage below leaves the run unresumable; the checkpoint is the run's own, so
+        # removing it is the way to start the run afresh (its settings stay in run.json).
+        raise DataError(f"{e}; this run cannot resume from it: remove {folder} to start the run afresh") from None
+
+
+def _read(folder: Path, model: torch.nn.Module) -> Checkpoint:
+    try:
         meta = json.loads((folder / _STATE).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise DataError(f"{folder / _STATE}: unreadable checkpoint state ({e})") from None
@@ -201,14 +210,7 @@ def read_checkpoint(run_dir: Path, model: torch.nn.Module) -> Checkpoint | None:
             f"{folder}: checkpoint model config {meta['model_config']} differs from {model.config.to_dict()}"
         )
     expected = model.state_dict()
-    try:
-        best = read_weights(folder / _BEST, expected) if (folder / _BEST).is_file() else None
-        weights = read_weights(folder / _MODEL, expected)
-    except DataError as e:
-        raise DataError(
-            f"{e}; this run cannot resume from it: start it afresh with --overwrite "
-            "(train(..., overwrite=True)), which replaces only what the run wrote"
-        ) from None
+    best = read_weights(folder / _BEST, expected) if (folder / _BEST).is_file() else None
     state = TrainState(
         history=meta["history"],
         best_epoch=meta["best_epoch"],
@@ -219,7 +221,7 @@ def read_checkpoint(run_dir: Path, model: torch.nn.Module) -> Checkpoint | None:
     return Checkpoint(
         epoch=int(meta["epoch"]),
         state=state,
-        model=weights,
+        model=read_weights(folder / _MODEL, expected),
         best=best,
         optimizer={"meta": meta["optimizer"], "tensors": _read_tensors(folder / _OPTIM)},
         train_config=meta["train_config"],
