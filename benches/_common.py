@@ -64,10 +64,11 @@ class PeakMemory:
         return self.max - self.start
 
 
-def write_json(path: str | None, bench: str, rows: list[dict[str, Any]]) -> None:
+def write_json(path: str | None, bench: str, rows: list[dict[str, Any]], **extra: Any) -> None:
+    """The bench's JSON (`bench`, `machine`, `rows`, then any `extra` fields such as the command)."""
     if not path:
         return
-    out = {"bench": bench, "machine": machine(), "rows": rows}
+    out = {"bench": bench, "machine": machine(), "rows": rows, **extra}
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_suffix(p.suffix + ".tmp")
