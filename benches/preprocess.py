@@ -279,6 +279,33 @@ def _sort_by_user_time(
     return frame.lazy().sort(by, maintain_order=True).collect(engine="streaming")
 
 
+def _threshold_and_span(ts: np.ndarray) -> tuple[float, int, int]:
+    """The global threshold (numpy-linear quantile), the earliest timestamp and the span (an
+    empty log has no quantile: np.quantile raises, as every candidate's threshold does)."""
+    thr = float(np.quantile(ts, Q))
+    t0 = int(ts.min())
+    return thr, t0, int(ts.max()) - t0 + 1
+
+
+def _sorted_result(srt: pl.DataFrame, n: np.ndarray, users: Any, items: Any, thr: float, rounds: int) -> dict[str, Any]:
+    """The numpy pipelines' common tail: on (item, ts) sorted by user then time and the users'
+    lengths `n`, the offsets, training prefixes (`np.add.reduceat`), and the last-item targets."""
+    ts_s = srt.get_column("ts").to_numpy()
+    offsets = np.concatenate([[0], np.cumsum(n)])
+    train_end = np.add.reduceat((ts_s < thr).astype(np.int64), offsets[:-1]) if len(n) else n
+    test = (ts_s[offsets[1:] - 1] >= thr) & (n >= 2)
+    return {
+        "user_ids": np.asarray(users),
+        "item_ids": np.asarray(items),
+        "offsets": offsets,
+        "items": srt.get_column("item").to_numpy(),
+        "train_end": train_end,
+        "test_users": np.flatnonzero(test),
+        "test_pos": n[test] - 1,
+        "_rounds": rounds,
+    }
+
+
 def _codes_of_all(col: pl.Series) -> tuple[np.ndarray, np.ndarray | pl.Series]:
     """Every row's rank among the column's distinct values (sorted), and those values: for
     integers spread over at most 64× their rows (plus 1M), a presence bitmap, its cumulative
@@ -319,24 +346,9 @@ def polars_numpy_codes_first(df: pl.DataFrame) -> dict[str, Any]:
     n = uc[live_u].astype(np.int64)
     users = ukeys[live_u] if isinstance(ukeys, np.ndarray) else ukeys.filter(pl.Series(live_u))
     items = ikeys[live_i] if isinstance(ikeys, np.ndarray) else ikeys.filter(pl.Series(live_i))
-    thr = float(np.quantile(ts, Q))
-    t0 = int(ts.min()) if len(ts) else 0
-    span = (int(ts.max()) - t0 + 1) if len(ts) else 1
+    thr, t0, span = _threshold_and_span(ts)
     srt = _sort_by_user_time(ucode[u], len(n), ts, t0, span, icode[i])
-    ts_s = srt.get_column("ts").to_numpy()
-    offsets = np.concatenate([[0], np.cumsum(n)])
-    train_end = np.add.reduceat((ts_s < thr).astype(np.int64), offsets[:-1]) if len(n) else n
-    test = (ts_s[offsets[1:] - 1] >= thr) & (n >= 2)
-    return {
-        "user_ids": np.asarray(users),
-        "item_ids": np.asarray(items),
-        "offsets": offsets,
-        "items": srt.get_column("item").to_numpy(),
-        "train_end": train_end,
-        "test_users": np.flatnonzero(test),
-        "test_pos": n[test] - 1,
-        "_rounds": rounds,
-    }
+    return _sorted_result(srt, n, users, items, thr, rounds)
 
 
 def polars_numpy(df: pl.DataFrame) -> dict[str, Any]:
@@ -353,9 +365,7 @@ def polars_numpy(df: pl.DataFrame) -> dict[str, Any]:
     users, items = cu.get_column("user_id"), ci.get_column("item_id").sort()
     n = cu.get_column("len").to_numpy().astype(np.int64)
     ts = cur.get_column("timestamp").to_numpy()
-    thr = float(np.quantile(ts, Q))
-    t0 = int(ts.min()) if len(ts) else 0
-    span = (int(ts.max()) - t0 + 1) if len(ts) else 1
+    thr, t0, span = _threshold_and_span(ts)
     uid = cur.get_column("user_id")
     if uid.dtype.is_integer() and len(users) and _key_fits(int(users[-1]) - int(users[0]) + 1, span):
         ukey = uid.to_numpy().astype(np.int64) - int(users[0])
@@ -363,20 +373,7 @@ def polars_numpy(df: pl.DataFrame) -> dict[str, Any]:
         ukey = _dense(uid, users, 0)
     n_keys = int(ukey.max(initial=0)) + 1
     srt = _sort_by_user_time(ukey, n_keys, ts, t0, span, _dense(cur.get_column("item_id"), items, 1))
-    ts_s = srt.get_column("ts").to_numpy()
-    offsets = np.concatenate([[0], np.cumsum(n)])
-    train_end = np.add.reduceat((ts_s < thr).astype(np.int64), offsets[:-1]) if len(n) else n
-    test = (ts_s[offsets[1:] - 1] >= thr) & (n >= 2)
-    return {
-        "user_ids": users.to_numpy(),
-        "item_ids": items.to_numpy(),
-        "offsets": offsets,
-        "items": srt.get_column("item").to_numpy(),
-        "train_end": train_end,
-        "test_users": np.flatnonzero(test),
-        "test_pos": n[test] - 1,
-        "_rounds": rounds,
-    }
+    return _sorted_result(srt, n, users, items, thr, rounds)
 
 
 def polars_isin(df: pl.DataFrame) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from safetensors.torch import load as st_load  # noqa: E402
 from safetensors.torch import save as st_save  # noqa: E402
 
 from seqdistill.data import SplitConfig, prepare  # noqa: E402
-from seqdistill.errors import TrainingError  # noqa: E402
+from seqdistill.errors import DataError, TrainingError  # noqa: E402
 from seqdistill.models import ModelConfig, build_model  # noqa: E402
 from seqdistill.models.pooling import pool  # noqa: E402
 from seqdistill.training import TrainConfig, Trainer  # noqa: E402
@@ -145,8 +145,6 @@ def test_a_planted_pickle_checkpoint_is_refused_and_never_run(ds, tmp_path):
 
 @pytest.mark.parametrize("part", ["model.safetensors", "best.safetensors"])
 def test_a_checkpoint_with_nan_weights_is_refused_with_the_way_out(ds, tmp_path, part):
-    from seqdistill.errors import DataError
-
     Trainer(model_for(ds), ds, quick(epochs=1), run_dir=tmp_path).fit()
     path = tmp_path / "checkpoint" / part
     tensors = st_load(path.read_bytes())
@@ -162,8 +160,6 @@ def test_a_checkpoint_with_nan_weights_is_refused_with_the_way_out(ds, tmp_path,
 
 
 def test_a_damaged_checkpoint_state_names_the_way_out(ds, tmp_path):
-    from seqdistill.errors import DataError
-
     Trainer(model_for(ds), ds, quick(epochs=1), run_dir=tmp_path).fit()
     (tmp_path / "checkpoint" / "optimizer.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(DataError, match=r"optimizer\.safetensors.*remove .*checkpoint to start the run afresh"):
