@@ -347,20 +347,15 @@ fn group(
     let mut ts = buffer::with_capacity::<i64>(n);
     let mut item_csr = buffer::with_capacity::<i64>(n);
     let mut ratings = input.ratings.as_ref().map(|_| buffer::with_capacity::<f32>(n));
-    let (qt, qi) = (Slots::of(&mut ts), Slots::of(&mut item_csr));
+    let (pt, pi) = (ts.as_mut_ptr() as usize, item_csr.as_mut_ptr() as usize);
     let qr = ratings.as_mut().map(Slots::of);
-    let put = |at: usize, t: i64, u: u32, i: u32, rating: Option<f32>| {
-        // SAFETY: `at` lies in this block's own range of the bucket's slots.
-        unsafe {
-            qt.put(at, t);
-            qi.put(at, (((u as u64) << 32) | i as u64) as i64);
-            if let (Some(p), Some(x)) = (qr, rating) {
-                p.put(at, x);
-            }
-        }
-    };
     cursors.par_iter_mut().enumerate().for_each(|(b, cur)| {
         let (lo, hi) = (b * size, ((b + 1) * size).min(rows));
+        // Timestamps and `user << 32 | item` go out in whole cache lines per bucket; ratings (rare)
+        // are written directly.
+        let mut ct = buffer::Combiner::new(pt as *mut i64, cur);
+        let mut ci = buffer::Combiner::new(pi as *mut i64, cur);
+        let packed = |u: u32, i: u32| (((u as u64) << 32) | i as u64) as i64;
         if from_both_ends && b == 1 {
             // Backwards from each bucket's end.
             let ts_parts: Vec<&[i64]> = input.timestamps.range(lo, hi).collect();
@@ -373,11 +368,24 @@ fn group(
                     hint(r.wrapping_sub(AHEAD));
                     let rating = rts.as_mut().and_then(Iterator::next);
                     if let Some((u, i)) = alive(r) {
-                        let slot = &mut cur[u as usize >> shift];
-                        *slot -= 1;
-                        put(*slot, t, u, i, rating);
+                        let k = u as usize >> shift;
+                        cur[k] -= 1;
+                        let at = cur[k];
+                        // SAFETY: `at` lies in this block's own range of the bucket's slots.
+                        unsafe {
+                            ct.push_backward(k, at, t);
+                            ci.push_backward(k, at, packed(u, i));
+                            if let (Some(p), Some(x)) = (qr, rating) {
+                                p.put(at, x);
+                            }
+                        }
                     }
                 }
+            }
+            // SAFETY: the positions still buffered are this block's.
+            unsafe {
+                ct.finish(cur, false);
+                ci.finish(cur, false);
             }
             return;
         }
@@ -388,13 +396,25 @@ fn group(
                 hint(r + AHEAD);
                 let rating = rts.as_mut().and_then(Iterator::next);
                 if let Some((u, i)) = alive(r) {
-                    let slot = &mut cur[u as usize >> shift];
-                    let at = *slot;
-                    *slot += 1;
-                    put(at, t, u, i, rating);
+                    let k = u as usize >> shift;
+                    let at = cur[k];
+                    cur[k] += 1;
+                    // SAFETY: `at` lies in this block's own range of the bucket's slots.
+                    unsafe {
+                        ct.push_forward(k, at, t);
+                        ci.push_forward(k, at, packed(u, i));
+                        if let (Some(p), Some(x)) = (qr, rating) {
+                            p.put(at, x);
+                        }
+                    }
                 }
                 r += 1;
             }
+        }
+        // SAFETY: the positions still buffered are this block's.
+        unsafe {
+            ct.finish(cur, true);
+            ci.finish(cur, true);
         }
     });
     // SAFETY: pass 1 wrote every slot of 0..n.
@@ -448,12 +468,15 @@ impl Bucket {
     /// (users `u0..`, `offsets`: their CSR offsets). Rewrites them grouped by user, each user's
     /// slice by timestamp (stable), with items as dense ids `imap[item] + 1`; timestamps counted
     /// `per_second` to the second are then floored to whole seconds.
+    ///
+    /// The rows are first scattered by user into the bucket's buffers (in cache); each user's
+    /// slice is then sorted on its way back into the outputs, so no row is copied twice.
     #[allow(clippy::too_many_arguments)]
     fn sort_in_place(
         &mut self,
         ts: &mut [i64],
         items: &mut [i64],
-        ratings: Option<&mut [f32]>,
+        mut ratings: Option<&mut [f32]>,
         offsets: &[i64],
         u0: usize,
         imap: &[u32],
@@ -461,10 +484,12 @@ impl Bucket {
     ) {
         let (m, base) = (ts.len(), offsets[0]);
         let user = |packed: i64| ((packed as u64) >> 32) as usize - u0;
-        self.ts.clear();
-        self.ts.resize(m, 0);
-        self.items.clear();
-        self.items.resize(m, 0);
+        // The scatter below writes every one of the first `m` slots, so the buffers are only
+        // grown, never cleared (zeroing them per bucket would write every row once more).
+        if self.ts.len() < m {
+            self.ts.resize(m, 0);
+            self.items.resize(m, 0);
+        }
         self.cursor.clear();
         self.cursor.extend(offsets[..offsets.len() - 1].iter().map(|&o| (o - base) as usize));
         for (&t, &packed) in ts.iter().zip(items.iter()) {
@@ -473,10 +498,10 @@ impl Bucket {
             self.items[*c] = imap[((packed as u64) & 0xFFFF_FFFF) as usize] as i64 + 1;
             *c += 1;
         }
-        let mut rt = None;
-        if let Some(r) = ratings {
-            self.ratings.clear();
-            self.ratings.resize(m, 0.0);
+        if let Some(r) = ratings.as_deref() {
+            if self.ratings.len() < m {
+                self.ratings.resize(m, 0.0);
+            }
             self.cursor.clear();
             self.cursor.extend(offsets[..offsets.len() - 1].iter().map(|&o| (o - base) as usize));
             for (&x, &packed) in r.iter().zip(items.iter()) {
@@ -484,72 +509,88 @@ impl Bucket {
                 self.ratings[*c] = x;
                 *c += 1;
             }
-            rt = Some(r);
         }
         for w in offsets.windows(2) {
             let (s, e) = ((w[0] - base) as usize, (w[1] - base) as usize);
-            let r = if rt.is_some() { Some(&mut self.ratings[s..e]) } else { None };
-            sort_segment(&mut self.ts[s..e], &mut self.items[s..e], r, &mut self.scratch);
+            let rated: &[f32] = if ratings.is_some() { &self.ratings[s..e] } else { &[] };
+            let from = Rows { ts: &self.ts[s..e], items: &self.items[s..e], ratings: rated };
+            let r = ratings.as_deref_mut().map(|r| &mut r[s..e]);
+            write_sorted(from, &mut ts[s..e], &mut items[s..e], r, &mut self.scratch);
         }
         if per_second > 1 {
-            self.ts.iter_mut().for_each(|t| *t = t.div_euclid(per_second));
-        }
-        ts.copy_from_slice(&self.ts);
-        items.copy_from_slice(&self.items);
-        if let Some(r) = rt {
-            r.copy_from_slice(&self.ratings);
+            ts.iter_mut().for_each(|t| *t = t.div_euclid(per_second));
         }
     }
+}
+
+/// One user's rows in input order (`ratings` empty when the log has none).
+#[derive(Clone, Copy)]
+struct Rows<'a> {
+    ts: &'a [i64],
+    items: &'a [i64],
+    ratings: &'a [f32],
 }
 
 #[derive(Default)]
 struct Scratch {
     keys: Vec<u64>,
     pairs: Vec<(i64, u32)>,
-    order: Vec<u32>,
-    ts: Vec<i64>,
-    items: Vec<i64>,
-    ratings: Vec<f32>,
 }
 
-/// Stable sort of one user's rows by timestamp (ties keep their order).
-fn sort_segment(ts: &mut [i64], items: &mut [i64], ratings: Option<&mut [f32]>, s: &mut Scratch) {
-    let n = ts.len();
-    if n < 2 || ts.windows(2).all(|w| w[0] <= w[1]) {
+/// Writes one user's rows into `ts`/`items`/`ratings` sorted by timestamp (stable: ties keep
+/// their order).
+fn write_sorted(from: Rows<'_>, ts: &mut [i64], items: &mut [i64], ratings: Option<&mut [f32]>, s: &mut Scratch) {
+    let n = from.ts.len();
+    if n < 2 || from.ts.windows(2).all(|w| w[0] <= w[1]) {
+        ts.copy_from_slice(from.ts);
+        items.copy_from_slice(from.items);
+        if let Some(r) = ratings {
+            r.copy_from_slice(from.ratings);
+        }
         return;
     }
     if n <= 24 {
+        ts.copy_from_slice(from.ts);
+        items.copy_from_slice(from.items);
+        let mut ratings = ratings;
+        if let Some(r) = ratings.as_deref_mut() {
+            r.copy_from_slice(from.ratings);
+        }
         insertion_sort(ts, items, ratings);
         return;
     }
-    let (mn, mx) = ts.iter().fold((i64::MAX, i64::MIN), |(a, b), &t| (a.min(t), b.max(t)));
+    let (mn, mx) = from.ts.iter().fold((i64::MAX, i64::MIN), |(a, b), &t| (a.min(t), b.max(t)));
     let span = mx.wrapping_sub(mn) as u64;
     let bits = usize::BITS - (n - 1).leading_zeros(); // enough for positions 0..n-1
-    s.order.clear();
     if bits < 64 && span >> (64 - bits) == 0 {
+        // One u64 per row: the time offset above the position, so the sort is stable and the
+        // timestamp comes back out of the key.
         s.keys.clear();
-        s.keys.extend(ts.iter().enumerate().map(|(j, &t)| ((t.wrapping_sub(mn) as u64) << bits) | j as u64));
+        s.keys.extend(from.ts.iter().enumerate().map(|(j, &t)| ((t.wrapping_sub(mn) as u64) << bits) | j as u64));
         s.keys.sort_unstable();
         let mask = (1u64 << bits) - 1;
-        s.order.extend(s.keys.iter().map(|&k| (k & mask) as u32));
+        for ((&k, t), item) in s.keys.iter().zip(ts.iter_mut()).zip(items.iter_mut()) {
+            *t = mn.wrapping_add((k >> bits) as i64);
+            *item = from.items[(k & mask) as usize];
+        }
+        if let Some(r) = ratings {
+            for (&k, x) in s.keys.iter().zip(r.iter_mut()) {
+                *x = from.ratings[(k & mask) as usize];
+            }
+        }
     } else {
         s.pairs.clear();
-        s.pairs.extend(ts.iter().enumerate().map(|(j, &t)| (t, j as u32)));
+        s.pairs.extend(from.ts.iter().enumerate().map(|(j, &t)| (t, j as u32)));
         s.pairs.sort_unstable();
-        s.order.extend(s.pairs.iter().map(|&(_, j)| j));
-    }
-    permute(ts, &s.order, &mut s.ts);
-    permute(items, &s.order, &mut s.items);
-    if let Some(r) = ratings {
-        permute(r, &s.order, &mut s.ratings);
-    }
-}
-
-fn permute<T: Copy>(v: &mut [T], order: &[u32], buf: &mut Vec<T>) {
-    buf.clear();
-    buf.extend_from_slice(v);
-    for (dst, &j) in v.iter_mut().zip(order) {
-        *dst = buf[j as usize];
+        for ((&(tv, j), t), item) in s.pairs.iter().zip(ts.iter_mut()).zip(items.iter_mut()) {
+            *t = tv;
+            *item = from.items[j as usize];
+        }
+        if let Some(r) = ratings {
+            for (&(_, j), x) in s.pairs.iter().zip(r.iter_mut()) {
+                *x = from.ratings[j as usize];
+            }
+        }
     }
 }
 
@@ -767,31 +808,44 @@ mod tests {
 
     #[test]
     fn long_segments_and_wide_timestamps_sort_stably() {
-        // One user with many rows (key path) and extreme timestamps (pair path).
+        // One user with many rows (key path) and extreme timestamps (pair path); every row's
+        // timestamp, item and rating must come out together.
         let n = 5000usize;
         let users = vec![1i64; n];
         let items: Vec<i64> = (0..n as i64).collect();
+        let ratings: Vec<f32> = (0..n).map(|r| r as f32 + 0.5).collect();
         for ts in [
             (0..n).map(|j| ((j * 7919) % 13) as i64).collect::<Vec<i64>>(),
             (0..n).map(|j| if j % 2 == 0 { i64::MIN + j as i64 % 3 } else { i64::MAX - j as i64 % 3 }).collect(),
         ] {
-            let spec =
-                SplitSpec::GlobalTemporal { quantile: 0.5, threshold: None, target: Target::Last, valid: Valid::None };
-            let got = prepare(&Input {
-                users: Ids::Int(users.as_slice().into()),
-                items: Ids::Int(items.as_slice().into()),
-                timestamps: ts.as_slice().into(),
-                ts_per_second: 1,
-                ratings: None,
-                filter: Filter::KCore,
-                k_user: 1,
-                k_item: 1,
-                split: spec,
-            })
-            .unwrap();
-            let mut order: Vec<usize> = (0..n).collect();
-            order.sort_by_key(|&r| (ts[r], r));
-            assert_eq!(got.item_csr, order.iter().map(|&r| items[r] + 1).collect::<Vec<_>>());
+            for rated in [None, Some(ratings.as_slice())] {
+                let spec = SplitSpec::GlobalTemporal {
+                    quantile: 0.5,
+                    threshold: None,
+                    target: Target::Last,
+                    valid: Valid::None,
+                };
+                let got = prepare(&Input {
+                    users: Ids::Int(users.as_slice().into()),
+                    items: Ids::Int(items.as_slice().into()),
+                    timestamps: ts.as_slice().into(),
+                    ts_per_second: 1,
+                    ratings: rated.map(Into::into),
+                    filter: Filter::KCore,
+                    k_user: 1,
+                    k_item: 1,
+                    split: spec,
+                })
+                .unwrap();
+                let mut order: Vec<usize> = (0..n).collect();
+                order.sort_by_key(|&r| (ts[r], r));
+                assert_eq!(got.item_csr, order.iter().map(|&r| items[r] + 1).collect::<Vec<_>>());
+                assert_eq!(got.timestamps, order.iter().map(|&r| ts[r]).collect::<Vec<_>>());
+                match rated {
+                    Some(x) => assert_eq!(got.ratings.unwrap(), order.iter().map(|&r| x[r]).collect::<Vec<_>>()),
+                    None => assert!(got.ratings.is_none()),
+                }
+            }
         }
     }
 
