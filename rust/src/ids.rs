@@ -406,8 +406,22 @@ pub fn encode_column<'a, S: StrColumn<'a>>(col: &S) -> Result<(Vec<u32>, Vec<u64
         .collect();
     drop(merged);
     // Sort the distinct strings and renumber.
-    let mut order: Vec<u32> = (0..first_rows.len() as u32).collect();
-    order.par_sort_unstable_by(|&a, &b| get(first_rows[a as usize]).cmp(get(first_rows[b as usize])));
+    // By a 16-byte key whose order is the strings' up to their 15th byte (a comparison that
+    // stays in cache); only long strings that share those 15 bytes are compared in the column
+    // (measured at 616k distinct ids: 0.65 s comparing in the column, where every comparison
+    // misses the cache twice).
+    let mut keyed: Vec<(u128, u32)> =
+        first_rows.par_iter().enumerate().map(|(c, &row)| (order_key(get(row)), c as u32)).collect();
+    keyed.par_sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0).then_with(|| {
+            if a.0 as u8 == LONG {
+                get(first_rows[a.1 as usize]).cmp(get(first_rows[b.1 as usize]))
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        })
+    });
+    let order: Vec<u32> = keyed.into_iter().map(|(_, c)| c).collect();
     let mut renumber = vec![0u32; order.len()];
     for (new, &old) in order.iter().enumerate() {
         renumber[old as usize] = new as u32;
@@ -435,6 +449,21 @@ pub fn encode_column<'a, S: StrColumn<'a>>(col: &S) -> Result<(Vec<u32>, Vec<u64
         }
     });
     Ok((codes, sorted_first, counts))
+}
+
+/// The last byte of [`order_key`] for strings of more than 15 bytes.
+const LONG: u8 = 16;
+
+/// A key that orders strings as their bytes do, up to ties between strings of more than 15
+/// bytes that share the first 15: the first 15 bytes (zero-padded), then the length, or
+/// [`LONG`] for longer strings. A proper prefix sorts first: where the longer string has a
+/// non-zero byte the padding is smaller, and where it has zeros the length is.
+fn order_key(v: &[u8]) -> u128 {
+    let mut b = [0u8; 16];
+    let m = v.len().min(15);
+    b[..m].copy_from_slice(&v[..m]);
+    b[15] = if v.len() > 15 { LONG } else { v.len() as u8 };
+    u128::from_be_bytes(b)
 }
 
 /// Renumbers kept codes densely, preserving order: `keep[c]` says whether code `c` survives.
@@ -648,6 +677,48 @@ mod tests {
                 offsets.push(data.len() as i64);
             }
             assert_eq!(encode_str_counted(&offsets, &data).unwrap(), reference(part), "first {end} values");
+        }
+    }
+
+    #[test]
+    fn byte_order_holds_across_the_15_byte_key() {
+        // Few distinct bytes (NUL, 0x01, 'a', 0xff) and lengths around 15, so that prefixes,
+        // zero padding and long strings sharing their first 15 bytes all occur; not UTF-8, so
+        // the offsets layout is driven directly.
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let alphabet = [0u8, 1, b'a', 0xff];
+        for case in 0..40 {
+            let n = rng.gen_range(1..3000);
+            let k = if case % 2 == 0 { 2 } else { 4 };
+            let mut pool: Vec<Vec<u8>> = Vec::new();
+            for _ in 0..rng.gen_range(1..100) {
+                // A base string and its near twins: a prefix, one byte changed, one byte added.
+                let base: Vec<u8> = (0..rng.gen_range(0..34)).map(|_| alphabet[rng.gen_range(0..k)]).collect();
+                let mut changed = base.clone();
+                if let Some(x) = changed.last_mut() {
+                    *x = alphabet[rng.gen_range(0..k)];
+                }
+                let mut longer = base.clone();
+                longer.push(alphabet[rng.gen_range(0..k)]);
+                pool.extend([base[..rng.gen_range(0..=base.len())].to_vec(), changed, longer, base]);
+            }
+            let values: Vec<&Vec<u8>> = (0..n).map(|_| &pool[rng.gen_range(0..pool.len())]).collect();
+            let mut data = Vec::new();
+            let mut offsets = vec![0i64];
+            for v in &values {
+                data.extend_from_slice(v);
+                offsets.push(data.len() as i64);
+            }
+            let mut sorted: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
+            sorted.sort();
+            sorted.dedup();
+            let (codes, first, counts) = encode_str_counted(&offsets, &data).unwrap();
+            for (r, v) in values.iter().enumerate() {
+                assert_eq!(sorted[codes[r] as usize], v.as_slice(), "case {case} row {r}");
+            }
+            assert_eq!(first.len(), sorted.len());
+            assert_eq!(counts.iter().map(|&c| c as usize).sum::<usize>(), n);
         }
     }
 

@@ -23,6 +23,7 @@
 //! released code counted users and items once, on the input log, and kept the rows whose user
 //! count and item count were both strictly above their thresholds — one round, no repetition.
 
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use rayon::prelude::*;
@@ -107,7 +108,8 @@ fn atomics(v: Vec<u32>) -> Vec<AtomicU32> {
 type Death = u8;
 const ALIVE: Death = Death::MAX;
 
-/// Marks the `candidates` still alive with `0 < count < k` as dying in `round`; returns how many.
+/// Marks the `candidates` still alive with `0 < count < k` as dying in `round`; returns how many,
+/// and how many rows they still hold.
 /// (`k` is wide so that the compat filter's `count <= t` is `count < t + 1` for every `u32` t.)
 fn mark_dying(
     death: &mut [Death],
@@ -115,17 +117,18 @@ fn mark_dying(
     k: u64,
     round: Death,
     candidates: impl Iterator<Item = u32>,
-) -> usize {
-    let mut marked = 0;
+) -> (usize, usize) {
+    let (mut marked, mut rows) = (0, 0);
     for x in candidates {
         let c = count[x as usize].load(Ordering::Relaxed);
         let d = &mut death[x as usize];
         if *d == ALIVE && c > 0 && (c as u64) < k {
             *d = round;
             marked += 1;
+            rows += c as usize;
         }
     }
-    marked
+    (marked, rows)
 }
 
 /// The compat filter (see the module doc): one round in which every node whose count on the
@@ -141,12 +144,12 @@ pub fn single_pass_nodes(
     let (ucount, icount) = (atomics(ucount), atomics(icount));
     let mut du = buffer::filled(ALIVE, ucount.len());
     let mut di = buffer::filled(ALIVE, icount.len());
-    let n_users = mark_dying(&mut du, &ucount, above_user as u64 + 1, 1, 0..ucount.len() as u32);
-    let n_items = mark_dying(&mut di, &icount, above_item as u64 + 1, 1, 0..icount.len() as u32);
+    let (n_users, _) = mark_dying(&mut du, &ucount, above_user as u64 + 1, 1, 0..ucount.len() as u32);
+    let (n_items, _) = mark_dying(&mut di, &icount, above_item as u64 + 1, 1, 0..icount.len() as u32);
     let mut removed = Vec::new();
     if n_users + n_items > 0 {
         // No threshold crossings are needed (there is no next round): k = 0 is never crossed.
-        let scan = scan_round(users, items, &du, &di, &ucount, &icount, (0, 0), 1);
+        let (scan, _) = scan_round(users, items, &du, &di, &ucount, &icount, (0, 0), 1, false);
         removed.push(Removed {
             users: n_users + scan.users_emptied,
             items: n_items + scan.items_emptied,
@@ -190,7 +193,7 @@ pub(crate) fn kcore_nodes_with(
     let mut di = buffer::filled(ALIVE, icount.len());
     let mut removed: Vec<Removed> = Vec::new();
     // The rows scanned: all of them, or a compacted copy of the ones still alive.
-    let mut kept: Option<(Vec<u32>, Vec<u32>)> = None;
+    let mut kept: Option<Rows> = None;
     // Nodes whose count fell below k in the last round (every node before the first).
     let mut below: Option<(Vec<u32>, Vec<u32>)> = None;
     loop {
@@ -201,7 +204,7 @@ pub(crate) fn kcore_nodes_with(
         }
         let round = (rounds + 1) as Death;
         let (ku, ki) = (k_user as u64, k_item as u64);
-        let (dying_users, dying_items) = match &below {
+        let ((dying_users, rows_u), (dying_items, rows_i)) = match &below {
             None => (
                 mark_dying(&mut du, &ucount, ku, round, 0..ucount.len() as u32),
                 mark_dying(&mut di, &icount, ki, round, 0..icount.len() as u32),
@@ -214,18 +217,23 @@ pub(crate) fn kcore_nodes_with(
         if dying_users + dying_items == 0 {
             break;
         }
-        let scan = scan_round(us, is, &du, &di, &ucount, &icount, (k_user, k_item), round);
+        // Logs that peel for many rounds (short histories, long tails) drop most of their rows
+        // early: once a round drops an eighth of what is scanned, later rounds scan a copy of
+        // the survivors instead. The dying users' rows (or items') all go this round, so when
+        // they alone make an eighth, the round's scan writes that copy as it goes.
+        let eighth = us.len() / 8;
+        let copy = rows_u.max(rows_i) >= eighth;
+        let (scan, copied) = scan_round(us, is, &du, &di, &ucount, &icount, (k_user, k_item), round, copy);
         removed.push(Removed {
             users: dying_users + scan.users_emptied,
             items: dying_items + scan.items_emptied,
             rows: scan.dropped,
         });
-        // Logs that peel for many rounds (short histories, long tails) drop most of their rows
-        // early: once a round drops an eighth of what is scanned, later rounds scan a copy of
-        // the survivors instead.
         let dropped = scan.dropped;
         below = Some((scan.users_below, scan.items_below));
-        if dropped >= us.len() / 8 {
+        if copied.is_some() {
+            kept = copied;
+        } else if dropped >= eighth {
             kept = Some(survivors(us, is, &du, &di));
         }
     }
@@ -247,10 +255,17 @@ impl Scan {
     }
 }
 
+/// Rows as their user and item code arrays.
+type Rows = (Vec<u32>, Vec<u32>);
+
+/// Rows per task of the scans.
+const SCAN_CHUNK: usize = 1 << 16;
+
 /// One round over the rows: a row dies in `round` when the earlier of its user's and item's death
 /// rounds is `round`; it then leaves the counts of its endpoints that are still alive. Returns the
 /// rows dropped, the nodes whose count fell below k (the only candidates for the next round) and
-/// how many nodes lost their last row without dying themselves.
+/// how many nodes lost their last row without dying themselves; with `copy`, also the rows that
+/// outlive the round (both endpoints alive), in row order, as [`survivors`] would give them.
 #[allow(clippy::too_many_arguments)]
 fn scan_round(
     us: &[u32],
@@ -261,35 +276,45 @@ fn scan_round(
     icount: &[AtomicU32],
     k: (u32, u32),
     round: Death,
-) -> Scan {
-    us.par_chunks(1 << 16)
-        .zip(is.par_chunks(1 << 16))
-        .map(|(us, is)| {
-            let mut out = Scan::empty();
-            for (j, (&u, &i)) in us.iter().zip(is).enumerate() {
-                buffer::prefetch_flags(us, is, j + buffer::AHEAD, du, di);
-                let (a, b) = (du[u as usize], di[i as usize]);
-                if a.min(b) == round {
-                    out.dropped += 1;
-                    if a > round {
-                        let before = ucount[u as usize].fetch_sub(1, Ordering::Relaxed);
-                        if before == k.0 {
-                            out.users_below.push(u);
-                        }
-                        out.users_emptied += (before == 1) as usize;
+    copy: bool,
+) -> (Scan, Option<Rows>) {
+    type Out<'a> = Option<(&'a mut [MaybeUninit<u32>], &'a mut [MaybeUninit<u32>])>;
+    // One task's rows; returns its scan and how many rows it copied to the front of `out`.
+    let task = |us: &[u32], is: &[u32], mut out: Out<'_>| -> (Scan, usize) {
+        let mut scan = Scan::empty();
+        let mut copied = 0;
+        for (j, (&u, &i)) in us.iter().zip(is).enumerate() {
+            buffer::prefetch_flags(us, is, j + buffer::AHEAD, du, di);
+            let (a, b) = (du[u as usize], di[i as usize]);
+            if a.min(b) == round {
+                scan.dropped += 1;
+                if a > round {
+                    let before = ucount[u as usize].fetch_sub(1, Ordering::Relaxed);
+                    if before == k.0 {
+                        scan.users_below.push(u);
                     }
-                    if b > round {
-                        let before = icount[i as usize].fetch_sub(1, Ordering::Relaxed);
-                        if before == k.1 {
-                            out.items_below.push(i);
-                        }
-                        out.items_emptied += (before == 1) as usize;
+                    scan.users_emptied += (before == 1) as usize;
+                }
+                if b > round {
+                    let before = icount[i as usize].fetch_sub(1, Ordering::Relaxed);
+                    if before == k.1 {
+                        scan.items_below.push(i);
                     }
+                    scan.items_emptied += (before == 1) as usize;
+                }
+            } else if let Some((ou, oi)) = out.as_mut() {
+                // Not dying now: alive (both ALIVE) unless it died in an earlier round.
+                if a.min(b) > round {
+                    ou[copied].write(u);
+                    oi[copied].write(i);
+                    copied += 1;
                 }
             }
-            out
-        })
-        .reduce(Scan::empty, |mut x, mut y| {
+        }
+        (scan, copied)
+    };
+    let merge = |parts: &mut dyn Iterator<Item = Scan>| {
+        parts.fold(Scan::empty(), |mut x, mut y| {
             x.dropped += y.dropped;
             x.users_below.append(&mut y.users_below);
             x.items_below.append(&mut y.items_below);
@@ -297,6 +322,36 @@ fn scan_round(
             x.items_emptied += y.items_emptied;
             x
         })
+    };
+    let rows = us.par_chunks(SCAN_CHUNK).zip(is.par_chunks(SCAN_CHUNK));
+    if !copy {
+        let parts: Vec<(Scan, usize)> = rows.map(|(us, is)| task(us, is, None)).collect();
+        return (merge(&mut parts.into_iter().map(|p| p.0)), None);
+    }
+    // Each task copies its survivors to the start of its own range of the new arrays; the ranges
+    // are then closed up in order. The gaps are never touched, so they cost no memory.
+    let n = us.len();
+    let (mut nu, mut ni) = (buffer::with_capacity::<u32>(n), buffer::with_capacity::<u32>(n));
+    let outs = nu.spare_capacity_mut()[..n]
+        .par_chunks_mut(SCAN_CHUNK)
+        .zip(ni.spare_capacity_mut()[..n].par_chunks_mut(SCAN_CHUNK));
+    let parts: Vec<(Scan, usize)> = rows.zip(outs).map(|((us, is), (ou, oi))| task(us, is, Some((ou, oi)))).collect();
+    let mut at = 0;
+    for (c, &(_, len)) in parts.iter().enumerate() {
+        // SAFETY: task c wrote `len` values from `c * SCAN_CHUNK`; the destination `at` is not
+        // after it, and `ptr::copy` allows the overlap.
+        unsafe {
+            std::ptr::copy(nu.as_ptr().add(c * SCAN_CHUNK), nu.as_mut_ptr().add(at), len);
+            std::ptr::copy(ni.as_ptr().add(c * SCAN_CHUNK), ni.as_mut_ptr().add(at), len);
+        }
+        at += len;
+    }
+    // SAFETY: the first `at` values of both were written just above.
+    unsafe {
+        nu.set_len(at);
+        ni.set_len(at);
+    }
+    (merge(&mut parts.into_iter().map(|p| p.0)), Some((nu, ni)))
 }
 
 /// The rows whose user and item are both still alive, as new code arrays (two parallel passes:
