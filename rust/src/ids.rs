@@ -318,16 +318,18 @@ pub fn encode_str(offsets: &[i64], data: &[u8]) -> Result<(Vec<u32>, Vec<u64>)> 
 }
 
 /// The distinct strings of one row block, numbered in order of first appearance.
-struct StrBlock {
+struct StrBlock<'a> {
     first_rows: Vec<u64>,
     counts: Vec<u32>,
+    /// The block's table (kept for the first block only: the merge starts from it).
+    table: Option<StrTable<'a>>,
 }
 
-/// A string → code table over one column, by [`Key`]: short strings by value (two words), long
-/// ones by slice.
+/// A string → code table over one column, by [`Key`]: short strings by value (two words, in
+/// [`ShortTable`]), long ones by slice.
 #[derive(Default)]
 struct StrTable<'a> {
-    short: AHashMap<(u64, u64), u32>,
+    short: ShortTable,
     long: AHashMap<&'a [u8], u32>,
 }
 
@@ -336,8 +338,89 @@ impl<'a> StrTable<'a> {
     #[inline]
     fn code(&mut self, key: Key<'a>, fresh: impl FnOnce() -> u32) -> u32 {
         match key {
-            Key::Short(lo, hi) => *self.short.entry((lo, hi)).or_insert_with(fresh),
+            Key::Short(lo, hi) => {
+                let h = self.short.hash(lo, hi);
+                self.short.code(h, lo, hi, fresh)
+            }
             Key::Long(bytes) => *self.long.entry(bytes).or_insert_with(fresh),
+        }
+    }
+}
+
+/// One slot of [`ShortTable`]: a key and its code (`EMPTY`: a free slot).
+#[repr(C, align(32))]
+#[derive(Clone, Copy)]
+struct Slot {
+    lo: u64,
+    hi: u64,
+    code: u32,
+}
+
+const EMPTY: u32 = u32::MAX;
+const FREE: Slot = Slot { lo: 0, hi: 0, code: EMPTY };
+
+/// An open-addressing (linear probing) table from two-word keys to codes, whose slot for a key
+/// can be prefetched before the lookup: the row loops hash a row [`AHEAD`] rows early and
+/// prefetch its slot, so that the lookup finds it in cache. (At hundreds of thousands of
+/// distinct ids a table is tens of MiB, and a lookup without the prefetch waits on memory.)
+/// Slots are 32 bytes, two to a cache line; the table doubles past 5/8 full.
+struct ShortTable {
+    slots: Vec<Slot>,
+    len: usize,
+    state: ahash::RandomState,
+}
+
+impl Default for ShortTable {
+    fn default() -> Self {
+        ShortTable { slots: vec![FREE; 1 << 10], len: 0, state: ahash::RandomState::new() }
+    }
+}
+
+impl ShortTable {
+    #[inline(always)]
+    fn hash(&self, lo: u64, hi: u64) -> u64 {
+        self.state.hash_one((lo, hi))
+    }
+
+    #[inline(always)]
+    fn prefetch(&self, h: u64) {
+        buffer::prefetch(self.slots.as_ptr().wrapping_add(h as usize & (self.slots.len() - 1)));
+    }
+
+    /// The code of `(lo, hi)` (hash `h`), or `fresh()` when the key is new.
+    #[inline]
+    fn code(&mut self, h: u64, lo: u64, hi: u64, fresh: impl FnOnce() -> u32) -> u32 {
+        if (self.len + 1) * 8 > self.slots.len() * 5 {
+            self.grow();
+        }
+        let mask = self.slots.len() - 1;
+        let mut at = h as usize & mask;
+        loop {
+            let slot = &mut self.slots[at];
+            if slot.code == EMPTY {
+                let code = fresh();
+                debug_assert_ne!(code, EMPTY);
+                *slot = Slot { lo, hi, code };
+                self.len += 1;
+                return code;
+            }
+            if slot.lo == lo && slot.hi == hi {
+                return slot.code;
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    fn grow(&mut self) {
+        let doubled = buffer::filled(FREE, self.slots.len() * 2);
+        let old = std::mem::replace(&mut self.slots, doubled);
+        let mask = self.slots.len() - 1;
+        for s in old.into_iter().filter(|s| s.code != EMPTY) {
+            let mut at = self.hash(s.lo, s.hi) as usize & mask;
+            while self.slots[at].code != EMPTY {
+                at = (at + 1) & mask;
+            }
+            self.slots[at] = s;
         }
     }
 }
@@ -367,17 +450,46 @@ pub fn encode_column<'a, S: StrColumn<'a>>(col: &S) -> Result<(Vec<u32>, Vec<u64
             let lo = b * size;
             let mut table = StrTable::default();
             let (mut first_rows, mut counts) = (Vec::new(), Vec::<u32>::new());
-            col.each_key(lo, lo + out.len(), |row, key| {
+            // Rows wait AHEAD places in a ring between being hashed (their slot prefetched) and
+            // being looked up.
+            let hi = lo + out.len();
+            let mut ring: [(usize, Key<'a>, u64); AHEAD] = [(0, Key::Short(0, 0), 0); AHEAD];
+            let mut queued = 0usize;
+            let mut lookup = |table: &mut StrTable<'a>, (row, key, h): (usize, Key<'a>, u64)| {
                 let next = first_rows.len() as u32;
-                let code = table.code(key, || {
+                let fresh = || {
                     first_rows.push(row as u64);
                     counts.push(0);
                     next
-                });
+                };
+                let code = match key {
+                    Key::Short(a, b) => table.short.code(h, a, b, fresh),
+                    Key::Long(_) => table.code(key, fresh),
+                };
                 counts[code as usize] += 1;
                 out[row - lo].write(code);
+            };
+            col.each_key(lo, hi, |row, key| {
+                let h = match key {
+                    Key::Short(a, b) => {
+                        let h = table.short.hash(a, b);
+                        table.short.prefetch(h);
+                        h
+                    }
+                    Key::Long(_) => 0,
+                };
+                // The row queued AHEAD rows ago leaves the slot this one takes.
+                let slot = &mut ring[queued % AHEAD];
+                if queued >= AHEAD {
+                    lookup(&mut table, *slot);
+                }
+                *slot = (row, key, h);
+                queued += 1;
             })?;
-            Ok(StrBlock { first_rows, counts })
+            for k in queued.saturating_sub(AHEAD)..queued {
+                lookup(&mut table, ring[k % AHEAD]);
+            }
+            Ok(StrBlock { first_rows, counts, table: (b == 0).then_some(table) })
         })
         .collect();
     let blocks = blocks.into_iter().collect::<Result<Vec<_>>>()?;
@@ -386,24 +498,26 @@ pub fn encode_column<'a, S: StrColumn<'a>>(col: &S) -> Result<(Vec<u32>, Vec<u64
     unsafe { codes.set_len(n) };
     let get = |row: u64| col.value(row as usize);
 
-    // Merge the blocks' distinct strings in row order: local code -> merged code, per block.
-    let mut merged = StrTable::default();
-    let mut first_rows: Vec<u64> = Vec::with_capacity(blocks.first().map_or(0, |b| b.first_rows.len()));
-    let locals: Vec<Vec<u32>> = blocks
-        .iter()
-        .map(|blk| {
-            blk.first_rows
-                .iter()
-                .map(|&row| {
-                    let next = first_rows.len() as u32;
-                    merged.code(col.key(row as usize), || {
-                        first_rows.push(row);
-                        next
-                    })
+    // Merge the blocks' distinct strings in row order: local code -> merged code, per block. The
+    // first block's table is the start (its codes already are in order of first appearance).
+    let mut blocks = blocks;
+    let mut merged = blocks[0].table.take().expect("the first block keeps its table");
+    let mut first_rows: Vec<u64> = blocks[0].first_rows.clone();
+    let mut locals: Vec<Vec<u32>> = vec![(0..first_rows.len() as u32).collect()];
+    for blk in &blocks[1..] {
+        let local = blk
+            .first_rows
+            .iter()
+            .map(|&row| {
+                let next = first_rows.len() as u32;
+                merged.code(col.key(row as usize), || {
+                    first_rows.push(row);
+                    next
                 })
-                .collect()
-        })
-        .collect();
+            })
+            .collect();
+        locals.push(local);
+    }
     drop(merged);
     // Sort the distinct strings and renumber.
     // By a 16-byte key whose order is the strings' up to their 15th byte (a comparison that
