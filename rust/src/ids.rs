@@ -321,6 +321,8 @@ pub fn encode_str(offsets: &[i64], data: &[u8]) -> Result<(Vec<u32>, Vec<u64>)> 
 struct StrBlock<'a> {
     first_rows: Vec<u64>,
     counts: Vec<u32>,
+    /// The distinct strings' keys, in code order (the merge reads them here, not in the column).
+    keys: Vec<Key<'a>>,
     /// The block's table (kept for the first block only: the merge starts from it).
     table: Option<StrTable<'a>>,
 }
@@ -449,7 +451,7 @@ pub fn encode_column<'a, S: StrColumn<'a>>(col: &S) -> Result<(Vec<u32>, Vec<u64
         .map(|(b, out)| {
             let lo = b * size;
             let mut table = StrTable::default();
-            let (mut first_rows, mut counts) = (Vec::new(), Vec::<u32>::new());
+            let (mut first_rows, mut counts, mut keys) = (Vec::new(), Vec::<u32>::new(), Vec::new());
             // Rows wait AHEAD places in a ring between being hashed (their slot prefetched) and
             // being looked up.
             let hi = lo + out.len();
@@ -460,6 +462,7 @@ pub fn encode_column<'a, S: StrColumn<'a>>(col: &S) -> Result<(Vec<u32>, Vec<u64
                 let fresh = || {
                     first_rows.push(row as u64);
                     counts.push(0);
+                    keys.push(key);
                     next
                 };
                 let code = match key {
@@ -489,7 +492,7 @@ pub fn encode_column<'a, S: StrColumn<'a>>(col: &S) -> Result<(Vec<u32>, Vec<u64
             for k in queued.saturating_sub(AHEAD)..queued {
                 lookup(&mut table, ring[k % AHEAD]);
             }
-            Ok(StrBlock { first_rows, counts, table: (b == 0).then_some(table) })
+            Ok(StrBlock { first_rows, counts, keys, table: (b == 0).then_some(table) })
         })
         .collect();
     let blocks = blocks.into_iter().collect::<Result<Vec<_>>>()?;
@@ -505,17 +508,18 @@ pub fn encode_column<'a, S: StrColumn<'a>>(col: &S) -> Result<(Vec<u32>, Vec<u64
     let mut first_rows: Vec<u64> = blocks[0].first_rows.clone();
     let mut locals: Vec<Vec<u32>> = vec![(0..first_rows.len() as u32).collect()];
     for blk in &blocks[1..] {
-        let local = blk
-            .first_rows
-            .iter()
-            .map(|&row| {
-                let next = first_rows.len() as u32;
-                merged.code(col.key(row as usize), || {
-                    first_rows.push(row);
-                    next
-                })
-            })
-            .collect();
+        let keys = &blk.keys;
+        let mut local = Vec::with_capacity(keys.len());
+        for (j, (&key, &row)) in keys.iter().zip(&blk.first_rows).enumerate() {
+            if let Some(&Key::Short(a, b)) = keys.get(j + AHEAD) {
+                merged.short.prefetch(merged.short.hash(a, b));
+            }
+            let next = first_rows.len() as u32;
+            local.push(merged.code(key, || {
+                first_rows.push(row);
+                next
+            }));
+        }
         locals.push(local);
     }
     drop(merged);
