@@ -121,10 +121,6 @@ pub struct Combiner {
     mark: Vec<usize>,
 }
 
-// SAFETY: a combiner writes only the positions pushed to it, which its owner guarantees no other
-// task writes; the output allocation outlives it.
-unsafe impl Send for Combiner {}
-
 impl Combiner {
     /// Streams start at `starts` (forwards: the first position each will write; backwards: one
     /// past the last).

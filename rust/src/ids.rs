@@ -321,7 +321,8 @@ pub fn encode_str(offsets: &[i64], data: &[u8]) -> Result<(Vec<u32>, Vec<u64>)> 
 struct StrBlock<'a> {
     first_rows: Vec<u64>,
     counts: Vec<u32>,
-    /// The distinct strings' keys, in code order (the merge reads them here, not in the column).
+    /// The distinct strings' keys, in code order (the merge reads them here, not in the column;
+    /// empty for the first block, whose table the merge starts from).
     keys: Vec<Key<'a>>,
     /// The block's table (kept for the first block only: the merge starts from it).
     table: Option<StrTable<'a>>,
@@ -349,8 +350,7 @@ impl<'a> StrTable<'a> {
     }
 }
 
-/// One slot of [`ShortTable`]: a key and its code (`EMPTY`: a free slot).
-#[repr(C, align(32))]
+/// One slot of [`ShortTable`]: a key and its code (`EMPTY`: a free slot); 24 bytes.
 #[derive(Clone, Copy)]
 struct Slot {
     lo: u64,
@@ -365,7 +365,8 @@ const FREE: Slot = Slot { lo: 0, hi: 0, code: EMPTY };
 /// can be prefetched before the lookup: the row loops hash a row [`AHEAD`] rows early and
 /// prefetch its slot, so that the lookup finds it in cache. (At hundreds of thousands of
 /// distinct ids a table is tens of MiB, and a lookup without the prefetch waits on memory.)
-/// Slots are 32 bytes, two to a cache line; the table doubles past 5/8 full.
+/// Slots are 24 bytes (a third of them straddle two cache lines, so both are prefetched); the
+/// table doubles past 5/8 full.
 struct ShortTable {
     slots: Vec<Slot>,
     len: usize,
@@ -386,7 +387,9 @@ impl ShortTable {
 
     #[inline(always)]
     fn prefetch(&self, h: u64) {
-        buffer::prefetch(self.slots.as_ptr().wrapping_add(h as usize & (self.slots.len() - 1)));
+        let slot = self.slots.as_ptr().wrapping_add(h as usize & (self.slots.len() - 1));
+        buffer::prefetch(slot);
+        buffer::prefetch((slot as *const u8).wrapping_add(std::mem::size_of::<Slot>() - 1));
     }
 
     /// The code of `(lo, hi)` (hash `h`), or `fresh()` when the key is new.
@@ -462,7 +465,9 @@ pub fn encode_column<'a, S: StrColumn<'a>>(col: &S) -> Result<(Vec<u32>, Vec<u64
                 let fresh = || {
                     first_rows.push(row as u64);
                     counts.push(0);
-                    keys.push(key);
+                    if b > 0 {
+                        keys.push(key);
+                    }
                     next
                 };
                 let code = match key {
