@@ -471,7 +471,7 @@ pub fn encode_column<'a, S: StrColumn<'a>>(col: &S) -> Result<(Vec<u32>, Vec<u64
                     next
                 };
                 let code = match key {
-                    Key::Short(a, b) => table.short.code(h, a, b, fresh),
+                    Key::Short(k0, k1) => table.short.code(h, k0, k1, fresh),
                     Key::Long(_) => table.code(key, fresh),
                 };
                 counts[code as usize] += 1;
@@ -479,8 +479,8 @@ pub fn encode_column<'a, S: StrColumn<'a>>(col: &S) -> Result<(Vec<u32>, Vec<u64
             };
             col.each_key(lo, hi, |row, key| {
                 let h = match key {
-                    Key::Short(a, b) => {
-                        let h = table.short.hash(a, b);
+                    Key::Short(k0, k1) => {
+                        let h = table.short.hash(k0, k1);
                         table.short.prefetch(h);
                         h
                     }
@@ -516,8 +516,8 @@ pub fn encode_column<'a, S: StrColumn<'a>>(col: &S) -> Result<(Vec<u32>, Vec<u64
         let keys = &blk.keys;
         let mut local = Vec::with_capacity(keys.len());
         for (j, (&key, &row)) in keys.iter().zip(&blk.first_rows).enumerate() {
-            if let Some(&Key::Short(a, b)) = keys.get(j + AHEAD) {
-                merged.short.prefetch(merged.short.hash(a, b));
+            if let Some(&Key::Short(k0, k1)) = keys.get(j + AHEAD) {
+                merged.short.prefetch(merged.short.hash(k0, k1));
             }
             let next = first_rows.len() as u32;
             local.push(merged.code(key, || {
