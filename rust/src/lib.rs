@@ -11,6 +11,7 @@ pub mod kcore;
 pub mod metrics;
 pub mod pipeline;
 pub mod sequences;
+pub mod sort;
 pub mod split;
 pub mod strings;
 pub mod text;

@@ -534,6 +534,7 @@ struct Rows<'a> {
 #[derive(Default)]
 struct Scratch {
     keys: Vec<u64>,
+    merge: Vec<u64>,
     pairs: Vec<(i64, u32)>,
 }
 
@@ -567,7 +568,7 @@ fn write_sorted(from: Rows<'_>, ts: &mut [i64], items: &mut [i64], ratings: Opti
         // timestamp comes back out of the key.
         s.keys.clear();
         s.keys.extend(from.ts.iter().enumerate().map(|(j, &t)| ((t.wrapping_sub(mn) as u64) << bits) | j as u64));
-        s.keys.sort_unstable();
+        crate::sort::sort_u64(&mut s.keys, &mut s.merge);
         let mask = (1u64 << bits) - 1;
         for ((&k, t), item) in s.keys.iter().zip(ts.iter_mut()).zip(items.iter_mut()) {
             *t = mn.wrapping_add((k >> bits) as i64);
