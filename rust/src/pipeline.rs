@@ -7,7 +7,7 @@
 //! 3. group: count the surviving rows per user and block, then a stable two-pass radix partition
 //!    by user (see [`group`]) carrying timestamp, dense item and rating to their final CSR slot;
 //!    in the second pass, in cache, each user's slice is sorted by timestamp — skipped when
-//!    already in order, insertion sort when short, else one sort of packed
+//!    already in order, else one sort ([`crate::sort`]) of packed
 //!    `(timestamp - min) << bits | position` keys, so ties keep the input order with no second key;
 //!    timestamps finer than seconds (`Input::ts_per_second`) are sorted as they are and floored to
 //!    seconds right after, in the same cache-resident pass;
@@ -550,16 +550,6 @@ fn write_sorted(from: Rows<'_>, ts: &mut [i64], items: &mut [i64], ratings: Opti
         }
         return;
     }
-    if n <= 24 {
-        ts.copy_from_slice(from.ts);
-        items.copy_from_slice(from.items);
-        let mut ratings = ratings;
-        if let Some(r) = ratings.as_deref_mut() {
-            r.copy_from_slice(from.ratings);
-        }
-        insertion_sort(ts, items, ratings);
-        return;
-    }
     let (mn, mx) = from.ts.iter().fold((i64::MAX, i64::MIN), |(a, b), &t| (a.min(t), b.max(t)));
     let span = mx.wrapping_sub(mn) as u64;
     let bits = usize::BITS - (n - 1).leading_zeros(); // enough for positions 0..n-1
@@ -591,20 +581,6 @@ fn write_sorted(from: Rows<'_>, ts: &mut [i64], items: &mut [i64], ratings: Opti
             for (&(_, j), x) in s.pairs.iter().zip(r.iter_mut()) {
                 *x = from.ratings[j as usize];
             }
-        }
-    }
-}
-
-fn insertion_sort(ts: &mut [i64], items: &mut [i64], mut ratings: Option<&mut [f32]>) {
-    for j in 1..ts.len() {
-        let mut k = j;
-        while k > 0 && ts[k - 1] > ts[k] {
-            ts.swap(k - 1, k);
-            items.swap(k - 1, k);
-            if let Some(r) = ratings.as_deref_mut() {
-                r.swap(k - 1, k);
-            }
-            k -= 1;
         }
     }
 }

@@ -15,7 +15,7 @@ const BLOCK: usize = 64;
 /// Sorts `v` ascending (`scratch`: reused space for longer slices).
 pub fn sort_u64(v: &mut [u64], scratch: &mut Vec<u64>) {
     #[cfg(target_arch = "x86_64")]
-    if v.len() > 16 && std::arch::is_x86_feature_detected!("avx512f") {
+    if v.len() > 1 && std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: the CPU has AVX-512F.
         unsafe { avx512::sort(v, scratch) };
         return;
