@@ -191,12 +191,18 @@ impl Combiner {
                 unsafe { self.flush(k, lo, hi) };
             }
         }
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: a store fence has no preconditions.
-        unsafe {
-            std::arch::x86_64::_mm_sfence()
-        };
+        store_fence();
     }
+}
+
+/// Orders this thread's earlier non-temporal stores before its later stores (so that they are
+/// visible to other threads once this thread's task is joined).
+pub fn store_fence() {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a store fence has no preconditions.
+    unsafe {
+        std::arch::x86_64::_mm_sfence()
+    };
 }
 
 /// Copies one aligned line to `dst` (64-byte aligned) bypassing the cache where the CPU allows.

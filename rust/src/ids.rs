@@ -178,7 +178,7 @@ fn int_code_table(values: &Column<'_, i64>) -> (Lookup, Vec<i64>) {
 const RANGE_SAMPLE: usize = 1 << 16;
 
 /// The range of the sampled rows, widened on each side by a sixteenth of its width plus 64.
-fn guessed_range(values: &Column<'_, i64>) -> (i64, i64) {
+pub(crate) fn guessed_range(values: &Column<'_, i64>) -> (i64, i64) {
     let stride = (values.len() / RANGE_SAMPLE).max(1);
     let (lo, hi) = values
         .parts()

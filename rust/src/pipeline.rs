@@ -231,6 +231,10 @@ impl<T> Slots<T> {
         Slots(v.as_mut_ptr())
     }
 
+    fn ptr(self) -> *mut T {
+        self.0
+    }
+
     /// # Safety
     /// `at` is in bounds and written by one task only.
     #[inline]
@@ -253,9 +257,11 @@ const MAX_BUCKETS: usize = 1 << 12;
 /// is also sorted by timestamp.
 ///
 /// Both passes work in the output arrays themselves: pass 1 leaves each row in its bucket's range
-/// of the outputs (the range its users will occupy), with the item slot holding
-/// `user << 32 | item`; pass 2 reads a bucket's range into a reused buffer, sorts it there and
-/// writes the final values back over the same range. Fresh memory is expensive (a first touch
+/// of the outputs (the range its users will occupy) as one word in the timestamp slot — user
+/// within the bucket, timestamp above a base, item ([`Packing`]) — or, when those do not fit 64
+/// bits, as the timestamp with `user << 32 | item` in the item slot; pass 2 reads a bucket's
+/// range into a reused buffer, sorts it there and writes the final values back over the same
+/// range. Fresh memory is expensive (a first touch
 /// costs a page fault and the kernel's zeroing — on this project's VMs it was 40% of a
 /// single-threaded run when the rows went through a separate buffer), so the outputs are the only
 /// row-sized buffers this stage allocates.
@@ -343,84 +349,44 @@ fn group(
     }
     drop(per_block);
     // Every slot of 0..n is written exactly once by pass 1 (the cursors partition 0..n), so the
-    // outputs are allocated without zeroing and their length set afterwards.
+    // outputs are allocated without zeroing and their length set afterwards. When a row's bucket
+    // user, timestamp and item fit one u64 (`Packing`), pass 1 writes that word alone into the
+    // timestamp output, half the bytes, and pass 2 writes the items into a zeroed (untouched)
+    // item output; otherwise, or if a timestamp falls outside the guessed range, the timestamp
+    // and `user << 32 | item` are written separately.
     let mut ts = buffer::with_capacity::<i64>(n);
-    let mut item_csr = buffer::with_capacity::<i64>(n);
     let mut ratings = input.ratings.as_ref().map(|_| buffer::with_capacity::<f32>(n));
-    let (pt, pi) = (ts.as_mut_ptr() as usize, item_csr.as_mut_ptr() as usize);
-    let qr = ratings.as_mut().map(Slots::of);
-    cursors.par_iter_mut().enumerate().for_each(|(b, cur)| {
-        let (lo, hi) = (b * size, ((b + 1) * size).min(rows));
-        // Timestamps and `user << 32 | item` go out in whole cache lines per bucket; ratings (rare)
-        // are written directly.
-        let mut ct = buffer::Combiner::new(pt as *mut i64, cur);
-        let mut ci = buffer::Combiner::new(pi as *mut i64, cur);
-        let packed = |u: u32, i: u32| (((u as u64) << 32) | i as u64) as i64;
-        if from_both_ends && b == 1 {
-            // Backwards from each bucket's end.
-            let ts_parts: Vec<&[i64]> = input.timestamps.range(lo, hi).collect();
-            let r_parts: Option<Vec<&[f32]>> = input.ratings.as_ref().map(|c| c.range(lo, hi).collect());
-            let mut rts = r_parts.as_ref().map(|p| p.iter().rev().flat_map(|s| s.iter().rev().copied()));
-            let mut r = hi;
-            for part in ts_parts.iter().rev() {
-                for &t in part.iter().rev() {
-                    r -= 1;
-                    hint(r.wrapping_sub(AHEAD));
-                    let rating = rts.as_mut().and_then(Iterator::next);
-                    if let Some((u, i)) = alive(r) {
-                        let k = u as usize >> shift;
-                        cur[k] -= 1;
-                        let at = cur[k];
-                        // SAFETY: `at` lies in this block's own range of the bucket's slots.
-                        unsafe {
-                            ct.push_backward(k, at, t);
-                            ci.push_backward(k, at, packed(u, i));
-                            if let (Some(p), Some(x)) = (qr, rating) {
-                                p.put(at, x);
-                            }
-                        }
-                    }
-                }
-            }
-            // SAFETY: the positions still buffered are this block's.
-            unsafe {
-                ct.finish(cur, false);
-                ci.finish(cur, false);
-            }
-            return;
+    let packing = Packing::new(&input.timestamps, shift, imap.len());
+    let ctx = Pass1 { ucodes, icodes, keep_u, keep_i, shift, size, rows, from_both_ends, input };
+    let packed = packing.filter(|p| {
+        let start = cursors.clone();
+        let out = Slots::of(&mut ts);
+        let qr = ratings.as_mut().map(Slots::of);
+        let ok = cursors.par_iter_mut().enumerate().map(|(b, cur)| {
+            let sink = PackedSink { c: buffer::Combiner::new(out.ptr(), cur), p: *p };
+            ctx.run(b, cur, sink, qr)
+        });
+        let ok = ok.collect::<Vec<bool>>().iter().all(|&x| x);
+        if !ok {
+            cursors.clone_from(&start);
         }
-        let mut rts = input.ratings.as_ref().map(|c| c.range(lo, hi).flat_map(|s| s.iter().copied()));
-        let mut r = lo;
-        for part in input.timestamps.range(lo, hi) {
-            for &t in part {
-                hint(r + AHEAD);
-                let rating = rts.as_mut().and_then(Iterator::next);
-                if let Some((u, i)) = alive(r) {
-                    let k = u as usize >> shift;
-                    let at = cur[k];
-                    cur[k] += 1;
-                    // SAFETY: `at` lies in this block's own range of the bucket's slots.
-                    unsafe {
-                        ct.push_forward(k, at, t);
-                        ci.push_forward(k, at, packed(u, i));
-                        if let (Some(p), Some(x)) = (qr, rating) {
-                            p.put(at, x);
-                        }
-                    }
-                }
-                r += 1;
-            }
-        }
-        // SAFETY: the positions still buffered are this block's.
-        unsafe {
-            ct.finish(cur, true);
-            ci.finish(cur, true);
-        }
+        ok
     });
-    // SAFETY: pass 1 wrote every slot of 0..n.
+    let mut item_csr = if packed.is_some() { buffer::zeroed::<i64>(n) } else { buffer::with_capacity::<i64>(n) };
+    if packed.is_none() {
+        let (pt, pi) = (Slots::of(&mut ts), Slots::of(&mut item_csr));
+        let qr = ratings.as_mut().map(Slots::of);
+        cursors.par_iter_mut().enumerate().for_each(|(b, cur)| {
+            let sink = WideSink { t: buffer::Combiner::new(pt.ptr(), cur), i: buffer::Combiner::new(pi.ptr(), cur) };
+            ctx.run(b, cur, sink, qr);
+        });
+    }
+    // SAFETY: pass 1 wrote every slot of 0..n (item_csr: zeroed when it did not).
     unsafe {
         ts.set_len(n);
-        item_csr.set_len(n);
+        if packed.is_none() {
+            item_csr.set_len(n);
+        }
         if let Some(r) = ratings.as_mut() {
             r.set_len(n);
         }
@@ -444,13 +410,231 @@ fn group(
         (t_rest, i_rest, r_rest) = (tr, ir, rr);
     }
     tasks.into_par_iter().for_each_init(Bucket::default, |bk, (u0, u1, t, i, r)| {
-        bk.sort_in_place(t, i, r, &offsets[u0..=u1], u0, imap, input.ts_per_second);
+        bk.sort_in_place(t, i, r, &offsets[u0..=u1], u0, imap, input.ts_per_second, packed);
     });
     // The CSR over the surviving users only (the others have no rows).
     let mut kept = Vec::with_capacity(n_users + 1);
     kept.extend(offsets.iter().zip(keep_u).filter(|(_, &k)| k).map(|(&o, _)| o));
     kept.push(n as i64);
     Grouped { offsets: kept, ts, item_csr, ratings }
+}
+
+/// What pass 1 of the grouping reads, for one row block at a time.
+struct Pass1<'a, 'b> {
+    ucodes: &'a [u32],
+    icodes: &'a [u32],
+    keep_u: &'a [bool],
+    keep_i: &'a [bool],
+    shift: u32,
+    size: usize,
+    rows: usize,
+    from_both_ends: bool,
+    input: &'a Input<'b>,
+}
+
+impl Pass1<'_, '_> {
+    /// Puts block `b`'s surviving rows into their buckets through `sink` (the second of two
+    /// blocks counting from both ends walks backwards from each bucket's end); ratings go
+    /// straight to `qr`. False when the sink refused a row (the block then stops).
+    fn run<S: Sink>(&self, b: usize, cur: &mut [usize], mut sink: S, qr: Option<Slots<f32>>) -> bool {
+        let (lo, hi) = (b * self.size, ((b + 1) * self.size).min(self.rows));
+        let (us, is, ku, ki, shift) = (self.ucodes, self.icodes, self.keep_u, self.keep_i, self.shift);
+        let alive = |r: usize| -> Option<(u32, u32)> {
+            let (u, i) = (us[r], is[r]);
+            (ku[u as usize] && ki[i as usize]).then_some((u, i))
+        };
+        let hint = |r: usize| buffer::prefetch_flags(us, is, r, ku, ki);
+        let input = self.input;
+        if self.from_both_ends && b == 1 {
+            // Backwards from each bucket's end.
+            let ts_parts: Vec<&[i64]> = input.timestamps.range(lo, hi).collect();
+            let r_parts: Option<Vec<&[f32]>> = input.ratings.as_ref().map(|c| c.range(lo, hi).collect());
+            let mut rts = r_parts.as_ref().map(|p| p.iter().rev().flat_map(|s| s.iter().rev().copied()));
+            let mut r = hi;
+            for part in ts_parts.iter().rev() {
+                for &t in part.iter().rev() {
+                    r -= 1;
+                    hint(r.wrapping_sub(AHEAD));
+                    let rating = rts.as_mut().and_then(Iterator::next);
+                    if let Some((u, i)) = alive(r) {
+                        let k = u as usize >> shift;
+                        cur[k] -= 1;
+                        let at = cur[k];
+                        // SAFETY: `at` lies in this block's own range of the bucket's slots.
+                        unsafe {
+                            if !sink.push::<false>(k, at, t, u, i) {
+                                // The rows are written again; the lines streamed so far must
+                                // not land after that.
+                                buffer::store_fence();
+                                return false;
+                            }
+                            if let (Some(p), Some(x)) = (qr, rating) {
+                                p.put(at, x);
+                            }
+                        }
+                    }
+                }
+            }
+            // SAFETY: the positions still buffered are this block's.
+            unsafe { sink.finish(cur, false) };
+            return true;
+        }
+        let mut rts = input.ratings.as_ref().map(|c| c.range(lo, hi).flat_map(|s| s.iter().copied()));
+        let mut r = lo;
+        for part in input.timestamps.range(lo, hi) {
+            for &t in part {
+                hint(r + AHEAD);
+                let rating = rts.as_mut().and_then(Iterator::next);
+                if let Some((u, i)) = alive(r) {
+                    let k = u as usize >> shift;
+                    let at = cur[k];
+                    cur[k] += 1;
+                    // SAFETY: `at` lies in this block's own range of the bucket's slots.
+                    unsafe {
+                        if !sink.push::<true>(k, at, t, u, i) {
+                            buffer::store_fence();
+                            return false;
+                        }
+                        if let (Some(p), Some(x)) = (qr, rating) {
+                            p.put(at, x);
+                        }
+                    }
+                }
+                r += 1;
+            }
+        }
+        // SAFETY: the positions still buffered are this block's.
+        unsafe { sink.finish(cur, true) };
+        true
+    }
+}
+
+/// Where pass 1 writes a surviving row (timestamp `t`, user and item codes `u`, `i`) that goes
+/// to slot `at` of bucket `k`.
+trait Sink {
+    /// False when the row cannot be written this way.
+    ///
+    /// # Safety
+    /// `at` is in bounds and belongs to this sink's block alone.
+    unsafe fn push<const FORWARD: bool>(&mut self, k: usize, at: usize, t: i64, u: u32, i: u32) -> bool;
+
+    /// # Safety
+    /// As [`buffer::Combiner::finish`].
+    unsafe fn finish(self, ends: &[usize], forward: bool);
+}
+
+/// The timestamp and `user << 32 | item`, each to its own output.
+struct WideSink {
+    t: buffer::Combiner,
+    i: buffer::Combiner,
+}
+
+impl Sink for WideSink {
+    #[inline(always)]
+    unsafe fn push<const FORWARD: bool>(&mut self, k: usize, at: usize, t: i64, u: u32, i: u32) -> bool {
+        let ui = (((u as u64) << 32) | i as u64) as i64;
+        // SAFETY: as the caller's.
+        unsafe {
+            if FORWARD {
+                self.t.push_forward(k, at, t);
+                self.i.push_forward(k, at, ui);
+            } else {
+                self.t.push_backward(k, at, t);
+                self.i.push_backward(k, at, ui);
+            }
+        }
+        true
+    }
+
+    unsafe fn finish(self, ends: &[usize], forward: bool) {
+        // SAFETY: as the caller's.
+        unsafe {
+            self.t.finish(ends, forward);
+            self.i.finish(ends, forward);
+        }
+    }
+}
+
+/// One word per row ([`Packing`]).
+struct PackedSink {
+    c: buffer::Combiner,
+    p: Packing,
+}
+
+impl Sink for PackedSink {
+    #[inline(always)]
+    unsafe fn push<const FORWARD: bool>(&mut self, k: usize, at: usize, t: i64, u: u32, i: u32) -> bool {
+        let Some(word) = self.p.pack(t, u, i) else { return false };
+        // SAFETY: as the caller's.
+        unsafe {
+            if FORWARD {
+                self.c.push_forward(k, at, word);
+            } else {
+                self.c.push_backward(k, at, word);
+            }
+        }
+        true
+    }
+
+    unsafe fn finish(self, ends: &[usize], forward: bool) {
+        // SAFETY: as the caller's.
+        unsafe { self.c.finish(ends, forward) };
+    }
+}
+
+/// A row's user within its bucket (the low `shift` bits of its code), its timestamp above `t0`
+/// and its item code in one 64-bit word, high to low, for timestamps in `t0..=t0 + t_max`.
+#[derive(Clone, Copy, Debug)]
+struct Packing {
+    t0: i64,
+    t_max: u64,
+    user_bits: u32,
+    item_bits: u32,
+}
+
+impl Packing {
+    /// The packing for a log whose timestamps are guessed (from evenly spaced rows, widened) to
+    /// lie in a range, if user, timestamp and item then fit 64 bits.
+    fn new(ts: &Column<'_, i64>, shift: u32, n_items: usize) -> Option<Packing> {
+        if ts.is_empty() {
+            return None;
+        }
+        let (t0, t1) = ids::guessed_range(ts);
+        let t_max = (t1 as i128 - t0 as i128) as u128;
+        let item_bits = u32::BITS - (n_items.max(2) as u32 - 1).leading_zeros();
+        let t_bits = u128::BITS - t_max.leading_zeros();
+        (shift + t_bits + item_bits <= 64).then_some(Packing { t0, t_max: t_max as u64, user_bits: shift, item_bits })
+    }
+
+    #[inline(always)]
+    fn pack(&self, t: i64, u: u32, i: u32) -> Option<i64> {
+        if t < self.t0 || t.wrapping_sub(self.t0) as u64 > self.t_max {
+            return None;
+        }
+        let local = u as u64 & mask(self.user_bits);
+        let high = if self.user_bits == 0 { 0 } else { local << (64 - self.user_bits) };
+        Some((high | (t.wrapping_sub(self.t0) as u64) << self.item_bits | i as u64) as i64)
+    }
+
+    /// (user within the bucket, timestamp, item code) of a word.
+    #[inline(always)]
+    fn unpack(&self, word: i64) -> (usize, i64, u32) {
+        let w = word as u64;
+        let t_bits = 64 - self.user_bits - self.item_bits;
+        let rel = (w >> self.item_bits) & mask(t_bits);
+        let local = if self.user_bits == 0 { 0 } else { w >> (64 - self.user_bits) };
+        (local as usize, self.t0.wrapping_add(rel as i64), (w & mask(self.item_bits)) as u32)
+    }
+}
+
+/// The low `bits` bits set.
+#[inline(always)]
+fn mask(bits: u32) -> u64 {
+    if bits >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << bits) - 1
+    }
 }
 
 /// Reused buffers for one bucket at a time.
@@ -481,6 +665,7 @@ impl Bucket {
         u0: usize,
         imap: &[u32],
         per_second: i64,
+        packed: Option<Packing>,
     ) {
         let (m, base) = (ts.len(), offsets[0]);
         let user = |packed: i64| ((packed as u64) >> 32) as usize - u0;
@@ -492,11 +677,25 @@ impl Bucket {
         }
         self.cursor.clear();
         self.cursor.extend(offsets[..offsets.len() - 1].iter().map(|&o| (o - base) as usize));
-        for (&t, &packed) in ts.iter().zip(items.iter()) {
-            let c = &mut self.cursor[user(packed)];
-            self.ts[*c] = t;
-            self.items[*c] = imap[((packed as u64) & 0xFFFF_FFFF) as usize] as i64 + 1;
-            *c += 1;
+        match packed {
+            // One word per row in `ts`; `items` is written below, never read.
+            Some(p) => {
+                for &w in ts.iter() {
+                    let (local, t, item) = p.unpack(w);
+                    let c = &mut self.cursor[local];
+                    self.ts[*c] = t;
+                    self.items[*c] = imap[item as usize] as i64 + 1;
+                    *c += 1;
+                }
+            }
+            None => {
+                for (&t, &ui) in ts.iter().zip(items.iter()) {
+                    let c = &mut self.cursor[user(ui)];
+                    self.ts[*c] = t;
+                    self.items[*c] = imap[((ui as u64) & 0xFFFF_FFFF) as usize] as i64 + 1;
+                    *c += 1;
+                }
+            }
         }
         if let Some(r) = ratings.as_deref() {
             if self.ratings.len() < m {
@@ -504,8 +703,12 @@ impl Bucket {
             }
             self.cursor.clear();
             self.cursor.extend(offsets[..offsets.len() - 1].iter().map(|&o| (o - base) as usize));
-            for (&x, &packed) in r.iter().zip(items.iter()) {
-                let c = &mut self.cursor[user(packed)];
+            for (j, &x) in r.iter().enumerate() {
+                let local = match packed {
+                    Some(p) => p.unpack(ts[j]).0,
+                    None => user(items[j]),
+                };
+                let c = &mut self.cursor[local];
                 self.ratings[*c] = x;
                 *c += 1;
             }
@@ -874,6 +1077,68 @@ mod tests {
             let mut want: Vec<usize> = (0..n).collect();
             want.sort_by_key(|&r| (users[r], ts[r], r));
             assert_eq!(order, want, "case {case}");
+        }
+    }
+
+    #[test]
+    fn packed_rows_round_trip_and_refuse_what_does_not_fit() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(21);
+        for case in 0..2000 {
+            let user_bits = [0, 1, 9, 20, 31][case % 5];
+            let item_bits = [1, 5, 19, 32][case / 5 % 4];
+            let t_bits = rng.gen_range(0..=64 - user_bits - item_bits);
+            let t0: i64 = [0, -1 << 40, i64::MIN, i64::MAX - 5, rng.gen()][case / 20 % 5];
+            let t_max = mask(t_bits).min((i64::MAX as i128 - t0 as i128).max(0) as u64);
+            let p = Packing { t0, t_max, user_bits, item_bits };
+            let u: u32 = rng.gen();
+            let i = (rng.gen::<u64>() & mask(item_bits)) as u32;
+            let t = t0.wrapping_add(rng.gen_range(0..=t_max) as i64);
+            let w = p.pack(t, u, i).expect("in range");
+            assert_eq!(p.unpack(w), ((u as u64 & mask(user_bits)) as usize, t, i), "case {case} {p:?}");
+            if t0 > i64::MIN {
+                assert_eq!(p.pack(t0 - 1, u, i), None);
+            }
+            if (t0 as i128 + t_max as i128) < i64::MAX as i128 {
+                assert_eq!(p.pack(t0 + t_max as i64 + 1, u, i), None);
+            }
+        }
+    }
+
+    #[test]
+    fn timestamps_outside_the_guessed_range_fall_back_to_wide_rows() {
+        // More rows than the range sample, with a few timestamps far outside the sampled range
+        // at rows the sample skips: pass 1 starts packed, meets them and starts again wide.
+        // Also with ratings, which both attempts write.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(8);
+        for case in 0..6 {
+            let n = 150_000 + case * 7;
+            let users: Vec<i64> = (0..n).map(|_| rng.gen_range(0..3000)).collect();
+            let items: Vec<i64> = (0..n).map(|_| rng.gen_range(0..500)).collect();
+            let mut ts: Vec<i64> = (0..n).map(|_| rng.gen_range(0..1000)).collect();
+            let far = [5_000, 1 << 40, -(1 << 50)][case % 3];
+            let stride = n / (1 << 16);
+            for _ in 0..case {
+                let r = rng.gen_range(0..n);
+                if r % stride != 0 {
+                    ts[r] = far + r as i64;
+                }
+            }
+            let ratings: Vec<f32> = (0..n).map(|r| r as f32).collect();
+            let spec = SplitSpec::LeaveOneOut;
+            let got = prepare(&chunked_input((&users, &items, &ts), Some(&ratings), 2, spec)).unwrap();
+            let (kept_users, offsets, items_csr, ts_csr, _) = reference(&users, &items, &ts, 2, spec);
+            assert_eq!(got.users, Uniques::Int(kept_users), "case {case}");
+            assert_eq!(got.offsets, offsets, "case {case}");
+            assert_eq!(got.item_csr, items_csr, "case {case}");
+            assert_eq!(got.timestamps, ts_csr, "case {case}");
+            // Rating r was row r: each output row carries its own row's timestamp and item.
+            let Uniques::Int(kept_items) = &got.items else { panic!("integer items") };
+            let order: Vec<usize> = got.ratings.unwrap().iter().map(|&r| r as usize).collect();
+            assert_eq!(order.len(), got.timestamps.len(), "case {case}");
+            for (j, &r) in order.iter().enumerate() {
+                let item = kept_items[got.item_csr[j] as usize - 1];
+                assert_eq!((ts[r], items[r]), (got.timestamps[j], item), "case {case}");
+            }
         }
     }
 
