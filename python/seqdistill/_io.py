@@ -123,6 +123,16 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return write_bytes(path, text.encode("utf-8"))
 
 
+def loads_json(text: str | bytes, **kw: Any) -> Any:
+    """``json.loads`` for a file's text, with nesting deeper than Python's parser can follow
+    (``[[[[...``, a hand-edited or hostile file) raised as ``json.JSONDecodeError`` like any other
+    invalid JSON, so that every reader's ``except ValueError`` names the file."""
+    try:
+        return json.loads(text, **kw)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply to read", "", 0) from None
+
+
 def write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = 1, sort_keys: bool = False) -> Path:
     """JSON (UTF-8, NaN written as ``NaN`` as Python's json does); numpy scalars become numbers."""
     return write_text(path, json.dumps(obj, indent=indent, sort_keys=sort_keys, default=_json_default) + "\n")

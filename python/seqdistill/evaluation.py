@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import contextlib
 import numbers
+import os
 import re
 import threading
 import time
@@ -266,8 +267,10 @@ class BlockRanker:
     ) -> None:
         import torch
 
-        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-            raise ConfigError(f"evaluate: workers must be an integer >= 1, got {workers!r}")
+        if workers is not None and (
+            isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS
+        ):
+            raise ConfigError(f"evaluate: workers must be an integer from 1 to {MAX_WORKERS}, got {workers!r}")
         if selection not in ("rust", "torch"):
             raise ConfigError(f"evaluate: selection must be 'rust' or 'torch', got {selection!r}")
         if block_rows < 1:
@@ -495,14 +498,20 @@ def _default_selection(device: torch.device) -> Selection:
     return "rust" if device.type == "cpu" else "torch"
 
 
+#: The most scoring-and-ranking threads an evaluation starts.
+MAX_WORKERS = 1024
+
+
 def _default_workers(device: torch.device) -> int | None:
     """On the CPU, one scoring-and-ranking thread per torch thread (the caller's setting, read
-    before any ranker sets torch to one thread)."""
+    before any ranker sets torch to one thread), at most one per core: more only compete for
+    the cores, and a very large torch setting would start more threads than the OS allows."""
     import torch
 
     if device.type != "cpu":
         return None
-    return max(1, _saved_threads if _threads_depth else torch.get_num_threads())
+    threads = _saved_threads if _threads_depth else torch.get_num_threads()
+    return max(1, min(threads, os.cpu_count() or 1, MAX_WORKERS))
 
 
 _threads_lock = threading.Lock()

@@ -24,6 +24,7 @@ their history unknown to the model, or every item of the catalogue seen — gets
 
 from __future__ import annotations
 
+import numbers
 import os
 import warnings
 from collections.abc import Iterable
@@ -211,8 +212,11 @@ def recommend(
 
     if (users is None) == (histories is None):
         raise ConfigError("recommend: give exactly one of users= or histories=")
-    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+    if not isinstance(k, numbers.Integral) or isinstance(k, (bool, np.bool_)) or k < 1:
         raise ConfigError(f"recommend: k must be an integer >= 1, got {k!r}")
+    k = int(k)
+    if isinstance(users, (str, bytes)):  # iterating it would take every character for a user id
+        raise ConfigError(f"recommend: users= takes a list of raw user ids, got the single string {users!r:.80}")
     items = catalogue(model)
     # At most the whole catalogue is ranked (a larger k gives fewer rows, as when seen items are
     # filtered): the result buffers are sized by k, so an absurd k must not size them.
@@ -291,9 +295,11 @@ def write_table(df: pl.DataFrame, path: str | os.PathLike, fmt: str) -> Path:
 def output_format(path: str | os.PathLike, fmt: str | None) -> str:
     """``fmt``, or the format named by ``path``'s extension (``.csv``, ``.parquet``/``.pq``,
     ``.jsonl``/``.ndjson``); a ConfigError when neither says."""
-    if fmt is not None:
-        return fmt
     found = _TABLES.get(Path(path).suffix.lower())
+    if fmt is not None:
+        if found in ("csv", "parquet", "jsonl") and found != fmt:  # a .parquet holding JSON lines misleads every reader
+            raise ConfigError(f"{path}: the extension says {found}, the format asked for is {fmt}; make them agree")
+        return fmt
     if found not in ("csv", "parquet", "jsonl"):
         raise ConfigError(
             f"{path}: cannot tell the output format from the extension; name it .csv, .parquet or "

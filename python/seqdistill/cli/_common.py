@@ -14,6 +14,7 @@ from seqdistill._checks import SEED_LIMIT
 from seqdistill.errors import OutputError
 
 __all__ = [
+    "MAX_THREADS",
     "KCore",
     "check_dataset_out",
     "check_output_path",
@@ -24,6 +25,7 @@ __all__ = [
     "nonnegative_float",
     "nonnegative_int",
     "positive_int",
+    "thread_count",
 ]
 
 
@@ -63,6 +65,19 @@ def int_at_least(low: int) -> Callable[[str], int]:
 
 positive_int = int_at_least(1)
 nonnegative_int = int_at_least(0)
+
+#: The most CPU threads (or worker processes) a command starts: far beyond any machine's cores,
+#: and far below the counts at which the operating system refuses to start threads (a refusal
+#: that libraries report with a crash, not an error).
+MAX_THREADS = 1024
+
+
+def thread_count(text: str) -> int:
+    """An argparse type: a number of CPU threads or worker processes, ``1..MAX_THREADS``."""
+    value = positive_int(text)
+    if value > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_THREADS}, got {text!r}")
+    return value
 
 
 def seed_int(text: str) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from seqdistill.cli._common import nonnegative_int, positive_int, seed_int
+from seqdistill.cli._common import nonnegative_int, positive_int, seed_int, thread_count
 
 __all__ = ["add_parser", "run"]
 
@@ -29,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction, parents: Sequence[argparse.Argum
     p.add_argument("--epochs", type=positive_int, default=20)
     p.add_argument("--seeds", type=seed_int, nargs="+", default=[0])
     p.add_argument(
-        "--threads", type=positive_int, default=1, help="torch CPU threads for training (1 is fastest on small models)"
+        "--threads", type=thread_count, default=1, help="torch CPU threads for training (1 is fastest on small models)"
     )
     p.set_defaults(func=run, prog_name=p.prog, output_arg="out")
 

@@ -5,14 +5,13 @@ or by popularity), printed as one table and optionally written as JSON (docs/eva
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from seqdistill import _io
-from seqdistill.cli._common import positive_int, seed_int
+from seqdistill.cli._common import positive_int, seed_int, thread_count
 from seqdistill.errors import ConfigError, DataError, OutputError
 
 __all__ = ["JSON_MARK", "add_parser", "check_json_out", "run"]
@@ -44,7 +43,7 @@ def add_parser(sub: argparse._SubParsersAction, parents: Sequence[argparse.Argum
     p.add_argument("--part", choices=["test", "valid"], default="test", help="which targets to rank")
     p.add_argument("--seed", type=seed_int, default=0, help="seed of the sampled negatives")
     p.add_argument("--batch-size", type=positive_int, default=1024, help="rows per forward pass (no effect on results)")
-    p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=thread_count, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--device", default="auto", help="auto (default: CUDA when available), cpu, cuda, cuda:N or mps")
     p.add_argument(
         "--metrics",
@@ -74,6 +73,11 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     device = _device(args.device)
     model, ds = load_run(run_dir, dataset_dir, device)
+    if len(ds.targets(args.part)[0]) == 0:  # every metric would be the mean of nothing (NaN)
+        raise DataError(
+            f"{dataset_dir}: the {args.part} part has no rows to evaluate (the dataset's split left "
+            f"no {args.part} targets); nothing printed or written"
+        )
     results = evaluate_protocols(
         model,
         ds,
@@ -181,7 +185,7 @@ def check_json_out(path: str | Path, run_dir: Path, dataset_dir: Path) -> None:
 
 def _written_by_us(path: Path) -> bool:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = _io.loads_json(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
         return False
     return isinstance(data, dict) and data.get(JSON_MARK[0]) == JSON_MARK[1]

@@ -7,7 +7,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from seqdistill.cli._common import positive_int, seed_int
+from seqdistill.cli._common import seed_int, thread_count
 
 __all__ = ["add_parser", "run"]
 
@@ -30,12 +30,12 @@ def add_parser(sub: argparse._SubParsersAction, parents: Sequence[argparse.Argum
     p.add_argument("--seeds", type=seed_int, nargs="+", help="override the seeds")
     p.add_argument(
         "--threads",
-        type=positive_int,
+        type=thread_count,
         help="torch CPU threads (default: torch's choice; 1 is often fastest for small models)",
     )
     p.add_argument(
         "--workers",
-        type=positive_int,
+        type=thread_count,
         help="train this many runs at once, each in its own process with one CPU thread (or one GPU); "
         "default: the config's workers (1)",
     )

@@ -65,7 +65,9 @@ def _check_out(
     for folder, what in folders:
         if _io.overlap(target, folder) in ("is", "lies inside"):
             raise OutputError(f"--out {out}: lies inside {folder}, {what}; write the file elsewhere")
-    if (p.exists() or p.is_symlink()) and not overwrite:
+    if p.is_symlink():  # replacing it would put our file where the user keeps a link (as prepare and train refuse)
+        raise OutputError(f"--out {out}: is a symbolic link; name a new file, or the link's target itself")
+    if p.exists() and not overwrite:
         raise OutputError(f"--out {out}: a file is already there; pass --overwrite to replace it")
 
 

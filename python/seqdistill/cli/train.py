@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from seqdistill.cli._common import finite_float, int_at_least, nonnegative_int, positive_int, seed_int
+from seqdistill.cli._common import finite_float, int_at_least, nonnegative_int, positive_int, seed_int, thread_count
 
 __all__ = ["add_parser", "run"]
 
@@ -61,7 +61,7 @@ def add_parser(sub: argparse._SubParsersAction, parents: Sequence[argparse.Argum
     t.add_argument("--batch-size", type=positive_int, default=256)
     t.add_argument("--lr", type=_positive_float, default=5e-4)
     t.add_argument("--seed", type=seed_int, default=0)
-    t.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice)")
+    t.add_argument("--threads", type=thread_count, help="torch CPU threads (default: torch's choice)")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     t.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     t.add_argument(

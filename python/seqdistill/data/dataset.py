@@ -22,7 +22,6 @@ have none).
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,7 +62,7 @@ def is_dataset_folder(folder: str | Path) -> bool:
     if not mf.is_file():
         return False
     try:
-        return "format_version" in json.loads(mf.read_text())
+        return "format_version" in _io.loads_json(mf.read_text())
     except (OSError, ValueError):
         return False
 
@@ -417,7 +416,7 @@ class PreparedDataset:
         if not mf.is_file():
             raise DataError(f"{folder}: not a prepared dataset (no manifest.json)")
         try:
-            manifest = json.loads(mf.read_text())
+            manifest = _io.loads_json(mf.read_text())
         except (OSError, UnicodeDecodeError, ValueError) as e:
             raise DataError(f"{mf}: unreadable manifest ({e})") from None
         if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
@@ -426,6 +425,9 @@ class PreparedDataset:
         for key in ("name", "domain"):
             if not isinstance(manifest.get(key), str):
                 raise DataError(f"{mf}: missing or non-string {key!r}")
+        problem = _manifest_problem(manifest)
+        if problem:
+            raise DataError(f"{mf}: {problem}")
         missing = [f for f in _FILES if not (folder / f).is_file()]
         if missing:
             raise DataError(f"{folder}: incomplete prepared dataset, missing {missing}")
@@ -502,7 +504,7 @@ class PreparedDataset:
             offsets=offsets,
             items=item_col,
             timestamps=ts_col,
-            ratings=log.get_column("rating").to_numpy().astype(np.float32) if "rating" in log.columns else None,
+            ratings=_ratings(log, folder / "log.parquet"),
             train_end=train_end,
             valid_targets=targets["valid"],
             test_targets=targets["test"],
@@ -510,6 +512,48 @@ class PreparedDataset:
             manifest=manifest,
             audit=audit,
         )
+
+
+def _manifest_problem(manifest: dict[str, Any]) -> str | None:
+    """What a prepared dataset's manifest says that prepare could not have written (a hand edit,
+    a foreign file), else None: the domain, the split settings (those ``SplitConfig`` accepts) and
+    the k-core thresholds are read back by training, experiments and reports."""
+    from seqdistill.data.interactions import DOMAINS
+
+    if manifest["domain"] not in DOMAINS:
+        return f"domain {manifest['domain']!r} is not one of {list(DOMAINS)}"
+    split = manifest.get("split", {})
+    if not isinstance(split, dict):
+        return f"split is {type(split).__name__}, not a table of split settings"
+    number = lambda x: isinstance(x, (int, float)) and not isinstance(x, bool)  # noqa: E731
+    for key, allowed in (("kind", core.SPLIT_KINDS), ("target", core.TARGETS), ("valid", core.VALID_MODES)):
+        if key in split and split[key] not in allowed:
+            return f"split {key} {split[key]!r:.80} is not one of {list(allowed)}"
+    for key in ("quantile", "valid_quantile"):
+        if key in split and not (number(split[key]) and 0 < split[key] < 1):
+            return f"split {key} {split[key]!r:.80} is not a number in (0, 1)"
+    if split.get("threshold") is not None and not (number(split["threshold"]) and is_finite(split["threshold"])):
+        return f"split threshold {split['threshold']!r:.80} is not a finite timestamp"
+    k = manifest.get("k_core")
+    whole = lambda x: isinstance(x, int) and not isinstance(x, bool) and x >= 0  # noqa: E731
+    if k is not None and not (isinstance(k, list) and len(k) == 2 and all(whole(x) for x in k)):
+        return f"k_core {k!r:.80} is not [k_user, k_item], two counts"
+    return None
+
+
+def _ratings(log: pl.DataFrame, path: Path) -> np.ndarray | None:
+    """The log's ratings as float32, refused when one is not a finite number (prepare never
+    writes NaN or infinity; a model or a report reading them would silently average NaN)."""
+    if "rating" not in log.columns:
+        return None
+    try:
+        r = log.get_column("rating").to_numpy().astype(np.float32)
+    except (TypeError, ValueError, pl.exceptions.PolarsError) as e:
+        raise DataError(f"{path}: column 'rating' is not numeric ({e})") from None
+    bad = np.flatnonzero(~np.isfinite(r))
+    if len(bad):
+        raise DataError(f"{path}: column 'rating', row {int(bad[0])}: {r[bad[0]]} is not a finite rating")
+    return r
 
 
 def _check_audit(

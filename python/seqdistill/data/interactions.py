@@ -80,6 +80,7 @@ import numpy as np
 import polars as pl
 
 from seqdistill import core
+from seqdistill._io import loads_json
 from seqdistill.errors import DataError, SeqdistillWarning
 
 __all__ = [
@@ -301,7 +302,7 @@ def _explain_jsonl(path: Path) -> str | None:
             if not text.strip():
                 continue
             try:
-                obj = json.loads(text, parse_constant=_not_json)
+                obj = loads_json(text, parse_constant=_not_json)
             except json.JSONDecodeError as e:
                 return f"line {n} is not valid JSON ({e.msg})"
             except ValueError as e:

@@ -116,6 +116,7 @@ class SyntheticConfig(DictConfig):
         for a config changed after construction)."""
         check_fields(self)
         checks = [
+            ("seed", 0 <= self.seed < 2**32),  # numpy's seeds (and the CLI's --seed) are 32-bit, not negative
             ("n_users", 1 <= self.n_users <= _MAX_IDS),
             ("n_items", self.n_categories <= self.n_items <= _MAX_IDS),
             ("n_categories", 1 <= self.n_categories),

@@ -281,12 +281,17 @@ class ExperimentConfig:
             raise ConfigError(f"{path}: {_not_utf8(raw, e)}") from None
         except OSError as e:
             raise ConfigError(f"{path}: cannot read the config file ({e.__class__.__name__}: {e})") from None
+        except RecursionError:
+            raise ConfigError(f"{path}: not valid TOML: nested too deeply to read") from None
         if not data:  # an empty (or comments-only) file is a mistake, not "every default"
             raise ConfigError(
                 f"{path}: the config file sets nothing; for the defaults use the preset 'synthetic' "
                 "or write at least a [dataset] table"
             )
-        cfg = cls.from_dict(data, where=str(path))
+        try:
+            cfg = cls.from_dict(data, where=str(path))
+        except RecursionError:  # arrays or tables nested deeper than the checks can follow
+            raise ConfigError(f"{path}: a setting is nested too deeply to read") from None
         if "dataset" not in data:  # every other table has defaults; the data is the user's to name
             raise ConfigError(
                 f"{path}: no [dataset] table; name the data the experiment runs on (e.g. [dataset] "

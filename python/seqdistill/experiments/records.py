@@ -142,7 +142,7 @@ class RunRecord:
         """Read ``runs/<run>.json``; a DataError naming the file when it is not a run record."""
         path = Path(path)
         try:
-            d = json.loads(path.read_text(encoding="utf-8"))
+            d = _io.loads_json(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise DataError(f"{path}: not a readable run record ({e.__class__.__name__}: {e})") from None
         rec = cls.from_dict(d, str(path))

@@ -67,7 +67,7 @@ def _old_config(folder: Path) -> ExperimentConfig | None:
     if not path.exists():
         return None
     try:
-        d = json.loads(path.read_text(encoding="utf-8"))
+        d = _io.loads_json(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ConfigError(
             f"{path}: unreadable ({e.__class__.__name__}); not an experiment folder of "
@@ -130,7 +130,7 @@ def check_run_folder(work: Path, plan: RunPlan) -> None:
     if work.is_symlink() or not work.is_dir() or not marker.is_file():
         raise OutputError(f"{work}: exists but was not created by the experiment runner; move it away")
     try:
-        held = json.loads(marker.read_text(encoding="utf-8"))
+        held = _io.loads_json(marker.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise DataError(f"{marker}: unreadable ({e.__class__.__name__}); move {work} away") from None
     if not isinstance(held, dict) or held.get("run") != plan.name:

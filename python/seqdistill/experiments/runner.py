@@ -62,7 +62,7 @@ def _check_prepared(config: ExperimentConfig) -> None:
 
     path = Path(config.dataset.path or "") / "manifest.json"
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = _io.loads_json(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise DataError(f"{path}: unreadable manifest ({e.__class__.__name__})") from None
     fix = f"leave it out (the prepared dataset {config.dataset.path} keeps its own) or prepare the dataset again"
@@ -113,7 +113,7 @@ def _load_targets(folder: Path) -> tuple[np.ndarray, np.ndarray] | None:
     if not done.is_file():
         return None
     try:
-        sub = json.loads(done.read_text(encoding="utf-8")).get("dir", ".")
+        sub = _io.loads_json(done.read_text(encoding="utf-8")).get("dir", ".")
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as e:
         raise DataError(
             f"{done}: unreadable ({e.__class__.__name__}); remove it to compute the targets again"

@@ -12,7 +12,6 @@ so neither padding nor the mask token can ever be ranked.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -27,7 +26,7 @@ from torch import Tensor, nn
 
 from seqdistill._checks import at_least, check_fields, in_range, one_of
 from seqdistill._config import DictConfig
-from seqdistill._io import atomic_dir, recover_dir, write_json
+from seqdistill._io import atomic_dir, loads_json, recover_dir, write_json
 from seqdistill.errors import ConfigError, DataError
 
 from .losses import chunked_ce, full_ce, sample_negatives, sampled_softmax_ce
@@ -424,7 +423,7 @@ def is_model_folder(folder: Path) -> bool:
     if CONFIG_FILE not in names or not names <= {CONFIG_FILE, WEIGHTS_FILE, LEGACY_WEIGHTS}:
         return False
     try:
-        meta = json.loads((folder / CONFIG_FILE).read_text())
+        meta = loads_json((folder / CONFIG_FILE).read_text())
     except (OSError, ValueError):
         return False
     return isinstance(meta, dict) and "config" in meta and "format" in meta
@@ -440,11 +439,14 @@ def _read_meta(folder: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"load_model: {path} not found (not a model folder written by save)")
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
+        meta = loads_json(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         raise DataError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
         raise DataError(f"{path}: has no 'config' entry; not a model folder written by save")
+    fmt = meta.get("format", MODEL_FORMAT)
+    if isinstance(fmt, bool) or not isinstance(fmt, int) or not 1 <= fmt <= MODEL_FORMAT:
+        raise DataError(f"{path}: 'format' {fmt!r:.40} is not a model format this seqdistill reads (1 to {MODEL_FORMAT})")
     return meta
 
 
@@ -500,5 +502,17 @@ def load_model(folder: str | os.PathLike, map_location: str | torch.device = "cp
     model = build_model(config)
     model.load_state_dict(read_weights(weights, model.state_dict()))
     if meta.get("item_ids") is not None:
-        model.set_item_ids(meta["item_ids"])
+        set_item_ids_from(model, meta["item_ids"], folder / CONFIG_FILE)
     return model.to(map_location)
+
+
+def set_item_ids_from(model: Any, ids: Any, path: Path) -> None:
+    """``model.set_item_ids`` with the raw item ids stored in a model folder's ``path``; ids that
+    cannot be the model's (not a list of hashable values, or not one per item) are a DataError
+    naming the file."""
+    if not isinstance(ids, list):
+        raise DataError(f"{path}: 'item_ids' must be a list of raw item ids, got {type(ids).__name__}")
+    try:
+        model.set_item_ids(ids)
+    except (TypeError, ValueError) as e:
+        raise DataError(f"{path}: 'item_ids' does not fit this model ({' '.join(str(e).split())[:200]})") from None

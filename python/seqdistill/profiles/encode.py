@@ -183,7 +183,7 @@ def _check_dataset(folder: Path, ds: object) -> None:
     import json
 
     try:
-        info = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+        info = _io.loads_json((folder / MARKER).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise StoreError(f"{folder / MARKER}: unreadable ({type(e).__name__}); encode the store again") from None
     old = (info.get("store_meta") or {}).get("fingerprint") if isinstance(info, dict) else None

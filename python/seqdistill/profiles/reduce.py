@@ -174,7 +174,7 @@ def _load_npy(path: Path) -> np.ndarray:
 
 def _read_info(path: Path) -> dict[str, Any]:
     try:
-        info = json.loads(path.read_text(encoding="utf-8"))
+        info = _io.loads_json(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise StoreError(f"{path}: cannot read ({type(e).__name__}: {e}); pass refit=True") from None
     if not isinstance(info, dict) or not isinstance(info.get("config"), dict):

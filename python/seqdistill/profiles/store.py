@@ -125,7 +125,7 @@ class ProfileStore:
     def _read_meta(self) -> dict[str, Any]:
         meta_path = self.path / META
         try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            meta = _io.loads_json(meta_path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise StoreError(f"{meta_path}: cannot read the store's meta.json ({_first_line(e)})") from None
         if not isinstance(meta, dict):

@@ -18,7 +18,6 @@ pickle) is refused, never opened.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from seqdistill._io import atomic_dir, recover_dir, write_json
+from seqdistill._io import atomic_dir, loads_json, recover_dir, write_json
 from seqdistill.errors import ConfigError, DataError, TrainingError
 from seqdistill.models.base import read_weights
 
@@ -69,7 +68,7 @@ def is_checkpoint_dir(folder: Path) -> bool:
     if _STATE not in names or not names <= {_STATE, _MODEL, _BEST, _OPTIM}:
         return False
     try:
-        return json.loads((folder / _STATE).read_text()).get("format") == FORMAT
+        return loads_json((folder / _STATE).read_text()).get("format") == FORMAT
     except (OSError, ValueError, AttributeError):
         return False
 
@@ -178,9 +177,41 @@ def read_checkpoint(run_dir: Path, model: torch.nn.Module) -> Checkpoint | None:
         raise DataError(f"{e}; this run cannot resume from it: remove {folder} to start the run afresh") from None
 
 
+def _whole(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _state_problem(meta: dict[str, Any]) -> str | None:
+    """What is impossible in a checkpoint's bookkeeping (a hand-edited or foreign file), else None.
+    ``epoch`` is the last finished epoch, counted from 0: it must lie within the run's epochs, and
+    the best epoch, the epochs without improvement and the history within the epochs run."""
+    epoch, cfg = meta["epoch"], meta["train_config"]
+    if not isinstance(cfg, dict):
+        return f"train_config is {type(cfg).__name__}, not a table"
+    if not _whole(epoch) or epoch < 0:
+        return f"epoch {epoch!r:.40} is not an epoch number"
+    epochs = cfg.get("epochs")
+    if _whole(epochs) and epoch >= epochs:
+        return f"epoch {epoch} (counted from 0) is beyond the run's {epochs} epochs"
+    best = meta["best_epoch"]
+    if best is not None and (not _whole(best) or not 0 <= best <= epoch):
+        return f"best_epoch {best!r:.40} is not an epoch from 0 to {epoch}"
+    bad = meta["bad_epochs"]
+    if not _whole(bad) or not 0 <= bad <= epoch + 1:
+        return f"bad_epochs {bad!r:.40} is not a count from 0 to {epoch + 1}"
+    score = meta["best_score"]
+    if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float))):
+        return f"best_score {score!r:.40} is not a number"
+    if not isinstance(meta["stopped"], bool):
+        return f"stopped {meta['stopped']!r:.40} is not true or false"
+    if not isinstance(meta["history"], list) or len(meta["history"]) > epoch + 1:
+        return f"history is not a list of at most {epoch + 1} epochs"
+    return None
+
+
 def _read(folder: Path, model: torch.nn.Module) -> Checkpoint:
     try:
-        meta = json.loads((folder / _STATE).read_text(encoding="utf-8"))
+        meta = loads_json((folder / _STATE).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise DataError(f"{folder / _STATE}: unreadable checkpoint state ({e})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
@@ -205,6 +236,9 @@ def _read(folder: Path, model: torch.nn.Module) -> Checkpoint:
     )
     if missing:
         raise DataError(f"{folder / _STATE}: damaged checkpoint state, missing {missing}")
+    problem = _state_problem(meta)
+    if problem:
+        raise DataError(f"{folder / _STATE}: damaged checkpoint state: {problem}")
     if meta["model_config"] != model.config.to_dict():
         raise ConfigError(
             f"{folder}: checkpoint model config {meta['model_config']} differs from {model.config.to_dict()}"

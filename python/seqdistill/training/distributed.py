@@ -36,7 +36,6 @@ computes, and why it equals a one-process run with the same ``batch_size`` and s
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import tempfile
@@ -375,7 +374,7 @@ def _raise_child_error(folder: Path, failure: BaseException) -> None:
     from seqdistill import errors
 
     for path in sorted(folder.glob("error-*.json"), key=lambda p: int(p.stem.split("-")[1])):
-        d = json.loads(path.read_text(encoding="utf-8"))
+        d = _io.loads_json(path.read_text(encoding="utf-8"))
         cls = getattr(errors, d.get("type", ""), None)
         cls = cls if isinstance(cls, type) and issubclass(cls, SeqdistillError) else errors.TrainingError
         raise cls(d["message"])

@@ -22,7 +22,6 @@ what a run writes (the four names above) before starting afresh.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import shutil
@@ -131,7 +130,7 @@ class RunInfo:
         if not path.is_file():
             raise DataError(f"{run_dir}: not a training run folder (no {RUN_FILE}; written by 'seqdistill train')")
         try:
-            d = json.loads(path.read_text(encoding="utf-8"))
+            d = _io.loads_json(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, ValueError) as e:
             raise DataError(f"{path}: unreadable ({e.__class__.__name__}: {' '.join(str(e).split())})") from None
         if not isinstance(d, dict) or d.get("format") != RUN_FORMAT:
@@ -146,6 +145,10 @@ class RunInfo:
             if key in d and not (isinstance(v, kinds) and not (isinstance(v, bool) and bool not in kinds)):
                 names = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
                 raise DataError(f"{path}: damaged run record, {key!r} must be {names}, got {v!r:.80}")
+        if d.get("status", "training") not in ("training", "complete"):
+            raise DataError(
+                f'{path}: damaged run record, \'status\' must be "training" or "complete", got {d["status"]!r:.80}'
+            )
         return cls(**{k: v for k, v in d.items() if k in known})
 
     def check_dataset(self, ds, where: str | os.PathLike) -> None:
@@ -165,7 +168,7 @@ def is_run_folder(folder: str | os.PathLike) -> bool:
     if not path.is_file():
         return False
     try:
-        d = json.loads(path.read_text(encoding="utf-8"))
+        d = _io.loads_json(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
         return False
     return isinstance(d, dict) and d.get("format") == RUN_FORMAT
@@ -233,7 +236,7 @@ def _checkpoint_epoch(run_dir: Path) -> int | None:
     """The last finished epoch of the checkpoint (for the progress line only; the trainer reads
     and checks the checkpoint itself)."""
     try:
-        return int(json.loads((run_dir / "checkpoint" / "state.json").read_text())["epoch"])
+        return int(_io.loads_json((run_dir / "checkpoint" / "state.json").read_text())["epoch"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

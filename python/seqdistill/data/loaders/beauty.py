@@ -12,11 +12,12 @@ categories (list of category paths), brand, price, salesRank ({category: rank}).
 from __future__ import annotations
 
 import ast
-import json
 import re
 from pathlib import Path
 
 import polars as pl
+
+from seqdistill._io import loads_json
 
 from ._common import (
     DataError,
@@ -65,7 +66,7 @@ def _is_json_lines(path: Path) -> bool:
 def _parse_line(line: str, path: Path, lineno: int) -> dict:
     """Parse one record: strict JSON first, else a Python literal (safely)."""
     try:
-        rec = json.loads(line)
+        rec = loads_json(line)
     except ValueError:
         try:
             rec = ast.literal_eval(line)
@@ -92,6 +93,28 @@ def read_ratings_csv(path: PathLike) -> pl.DataFrame:
     return interactions_frame(df["user_id"], df["item_id"], df["timestamp"], df["rating"])
 
 
+_FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _review_field(v, key: str, path: Path, lineno: int):
+    """A review field's value, checked for the column it fills: ids are strings, the time a whole
+    number of seconds that fits int64, the rating a finite number that fits float32."""
+    where = f"{path}: line {lineno}: field {key!r}"
+    if key in ("reviewerID", "asin"):
+        if not isinstance(v, str):
+            raise DataError(f"{where} must be a string id, got {v!r:.80}")
+    elif key == "unixReviewTime":
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise DataError(f"{where} must be a whole number of seconds, got {v!r:.80}")
+        if not -(2**63) <= v < 2**63:
+            raise DataError(f"{where}: {v} seconds is outside the int64 range")
+    elif isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise DataError(f"{where} must be a number, got {v!r:.80}")
+    elif not abs(v) <= _FLOAT32_MAX:  # also NaN, and ints too large for any float
+        raise DataError(f"{where}: {v!r:.80} is not a finite number a float32 rating can hold")
+    return v
+
+
 def read_reviews_json(path: PathLike) -> pl.DataFrame:
     """Read review records (reviewerID, asin, overall, unixReviewTime) as canonical interactions."""
     path = Path(path)
@@ -105,7 +128,7 @@ def read_reviews_json(path: PathLike) -> pl.DataFrame:
             for key, col in fields.items():
                 if key not in rec or rec[key] is None:
                     raise DataError(f"{path}: line {lineno}: record has no field {key!r}")
-                cols[col].append(rec[key])
+                cols[col].append(_review_field(rec[key], key, path, lineno))
     try:
         df = pl.DataFrame(
             {
@@ -147,6 +170,18 @@ def _price(v, path: Path, lineno: int) -> float | None:
         raise DataError(f"{path}: line {lineno}: field 'price' has non-numeric value {v!r}") from None
 
 
+def _text_field(v, key: str, path: Path, lineno: int) -> str | None:
+    if v is not None and not isinstance(v, str):
+        raise DataError(f"{path}: line {lineno}: field {key!r} must be text, got {v!r:.80}")
+    return v
+
+
+def _categories(v, path: Path, lineno: int):
+    if v is not None and not isinstance(v, (list, tuple)):
+        raise DataError(f"{path}: line {lineno}: field 'categories' must be a list of category paths, got {v!r:.80}")
+    return v
+
+
 def read_meta(path: PathLike, keep: set[str] | None = None) -> pl.DataFrame:
     """Read `meta_Beauty.json[.gz]` (Python-literal dicts, one per line) into an item table.
 
@@ -166,17 +201,27 @@ def read_meta(path: PathLike, keep: set[str] | None = None) -> pl.DataFrame:
             asin = rec.get("asin")
             if not asin:
                 raise DataError(f"{path}: line {lineno}: record has no 'asin'")
+            if not isinstance(asin, str):
+                raise DataError(f"{path}: line {lineno}: field 'asin' must be a string id, got {asin!r:.80}")
             rank = rec.get("salesRank") or {}
-            rank_cat, rank_val = next(iter(rank.items())) if isinstance(rank, dict) and rank else (None, None)
+            if not isinstance(rank, dict):
+                raise DataError(
+                    f"{path}: line {lineno}: field 'salesRank' must be a {{category: rank}} dict, got {rank!r:.80}"
+                )
+            rank_cat, rank_val = next(iter(rank.items())) if rank else (None, None)
+            if rank_val is not None and (isinstance(rank_val, bool) or not isinstance(rank_val, int)):
+                raise DataError(f"{path}: line {lineno}: field 'salesRank' has a non-integer rank {rank_val!r:.80}")
+            if rank_val is not None and not -(2**63) <= rank_val < 2**63:
+                raise DataError(f"{path}: line {lineno}: field 'salesRank': rank {rank_val} is outside the int64 range")
             desc = rec.get("description")
-            rows["item_id"].append(str(asin))
-            rows["title"].append(rec.get("title"))
+            rows["item_id"].append(asin)
+            rows["title"].append(_text_field(rec.get("title"), "title", path, lineno))
             rows["description"].append(desc if isinstance(desc, str) and desc.strip() else None)
-            rows["categories"].append(_category_text(rec.get("categories")))
-            rows["brand"].append(rec.get("brand") or None)
+            rows["categories"].append(_category_text(_categories(rec.get("categories"), path, lineno)))
+            rows["brand"].append(_text_field(rec.get("brand") or None, "brand", path, lineno))
             rows["price"].append(_price(rec.get("price"), path, lineno))
-            rows["sales_rank"].append(int(rank_val) if rank_val is not None else None)
-            rows["sales_rank_category"].append(rank_cat)
+            rows["sales_rank"].append(rank_val)
+            rows["sales_rank_category"].append(None if rank_cat is None else str(rank_cat))
     items = pl.DataFrame({k: pl.Series(v, dtype=ITEM_COLUMNS[k]) for k, v in rows.items()})
     return dedupe_items(items)
 

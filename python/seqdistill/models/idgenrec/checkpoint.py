@@ -15,14 +15,13 @@ Nothing is unpickled when it is read. A checkpoint of other settings or another 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from seqdistill._io import atomic_dir, recover_dir, write_json
+from seqdistill._io import atomic_dir, loads_json, recover_dir, write_json
 from seqdistill.errors import ConfigError, DataError
 
 __all__ = ["CHECKPOINT_DIR", "read_state", "write_state"]
@@ -39,7 +38,7 @@ def _is_checkpoint(folder: Path) -> bool:
     if _STATE not in names or not names <= _NAMES:
         return False
     try:
-        return json.loads((folder / _STATE).read_text()).get("format") == FORMAT
+        return loads_json((folder / _STATE).read_text()).get("format") == FORMAT
     except (OSError, ValueError, AttributeError):
         return False
 
@@ -93,7 +92,7 @@ def read_state(run_dir: Path, config, fingerprint: str) -> dict[str, Any] | None
     if not (folder / _STATE).is_file():
         return None
     try:
-        meta = json.loads((folder / _STATE).read_text(encoding="utf-8"))
+        meta = loads_json((folder / _STATE).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise DataError(
             f"{folder / _STATE}: unreadable ({e.__class__.__name__}); remove {folder} to start over"

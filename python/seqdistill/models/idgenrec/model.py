@@ -16,7 +16,6 @@ in it is unpickled when read.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,8 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from seqdistill._io import atomic_dir, recover_dir, write_json
+from seqdistill._io import atomic_dir, loads_json, recover_dir, write_json
 from seqdistill.errors import ConfigError, DataError
+from seqdistill.models.base import set_item_ids_from
 
 from .config import IDGenRecConfig
 from .ids import IdAssignment, assign_ids
@@ -335,14 +335,14 @@ class IDGenRec:
         for net, name in ((gen, GEN_FILE), (rec, REC_FILE)):
             _load_weights(net, folder / name)
         model = cls(config, tok, gen, rec, list(meta["texts"]))
-        model.set_item_ids(meta["item_ids"])
+        set_item_ids_from(model, meta["item_ids"], folder / META_FILE)
         model.set_keys(meta["ids"])
         return model.to(map_location)
 
 
 def _read_meta(path: Path) -> dict[str, Any]:
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
+        meta = loads_json(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise DataError(f"{path}: not readable JSON ({e.__class__.__name__})") from None
     need = ("format", "config", "t5", "t5_generator", "tokenizer", "item_ids", "texts", "ids")
