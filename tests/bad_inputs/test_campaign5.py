@@ -6,8 +6,10 @@ file, field or value; and the API arguments that were misread."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -125,8 +127,6 @@ def test_thread_counts_beyond_any_machine_are_refused_before_work(refused, copy,
 
 
 def test_evaluation_workers_are_capped_at_the_cores() -> None:
-    import os
-
     from seqdistill import evaluation
     from seqdistill.errors import ConfigError
 
@@ -261,3 +261,27 @@ def test_recommend_takes_numpy_k_and_refuses_a_bare_string_for_users(trained: Pa
     assert a.equals(b) and a.height == 6
     with pytest.raises(ConfigError, match="single string"):
         recommend(model, ds, users=users[0], k=3)
+
+
+def test_probe_refuses_targets_with_no_values_per_user(refused, ws: Path, run) -> None:
+    assert run("datasets", "prepare", "synthetic", "syn", "-o", "n_users=80", "--k-core", "1").code == 0
+    n = json.loads((ws / "syn" / "manifest.json").read_text())["stats"]["users"]
+    np.save(ws / "t.npy", np.zeros((n, 0), np.float32))
+    refused("profiles", "probe", "syn", "t.npy", "--n-boot", "10", names=("t.npy", "d = 0"), may_change=())
+
+
+def test_float32_epoch_seconds_are_flagged_as_already_rounded() -> None:
+    import seqdistill
+    from seqdistill.errors import SeqdistillWarning
+
+    ts = [1_600_000_000 + 1000 * j + k for j in range(4) for k in range(3)]
+    df = pl.DataFrame(
+        {"user_id": [j for j in range(4) for _ in range(3)], "item_id": list(range(12)), "timestamp": ts},
+        schema_overrides={"timestamp": pl.Float32},
+    )
+    with pytest.warns(SeqdistillWarning, match=r"float32.*steps of 128 s"):
+        seqdistill.prepare(df, k_core=1)
+    small = df.with_columns((pl.col("timestamp") - 1_600_000_000).cast(pl.Float32))  # below 2**24: exact
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SeqdistillWarning)
+        seqdistill.prepare(small, k_core=1, split=seqdistill.SplitConfig(kind="leave_one_out"))

@@ -66,6 +66,7 @@ import csv
 import gzip
 import io
 import json
+import math
 import re
 import stat
 import unicodedata
@@ -915,6 +916,23 @@ def _whole_seconds(fine: pl.Series, per: int) -> _Times:
     return seconds, (_Fine(fine, per) if (fine % per != 0).any() else None)
 
 
+def _warn_float32_seconds(s: pl.Series, col: str, source: str) -> None:
+    """float32 holds whole numbers exactly only up to 2**24: epoch seconds of today (~1.7e9) reach
+    us already rounded to steps of 128 s, which reorders a user's interactions and merges times."""
+    if s.dtype != pl.Float32:
+        return
+    big = s.abs().max()
+    if isinstance(big, float) and math.isfinite(big) and big > 2**24:
+        step = 2 ** (math.floor(math.log2(big)) - 23)
+        warnings.warn(
+            f"{source}: {_where(col, 'timestamp')} is float32, which holds whole seconds exactly only up "
+            f"to 2**24: values near {big:.0f} were rounded to steps of {step} s before seqdistill read them "
+            "(store timestamps as int64 or float64)",
+            SeqdistillWarning,
+            stacklevel=4,
+        )
+
+
 def _timestamp_series(s: pl.Series, col: str, source: str, fmt: str | None) -> _Times:
     _refuse_nulls(s, col, "timestamp", source)
     if s.dtype == pl.Null:  # no values at all (an empty table of untyped columns)
@@ -928,6 +946,7 @@ def _timestamp_series(s: pl.Series, col: str, source: str, fmt: str | None) -> _
             )
         return as_int.alias("timestamp"), None
     if s.dtype.is_float():
+        _warn_float32_seconds(s, col, source)
         return _float_seconds(s, col, source), None
     if s.dtype == pl.Date:
         return s.cast(pl.Datetime("ms")).dt.epoch("s").alias("timestamp"), None

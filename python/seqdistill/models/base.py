@@ -446,7 +446,9 @@ def _read_meta(folder: Path) -> dict[str, Any]:
         raise DataError(f"{path}: has no 'config' entry; not a model folder written by save")
     fmt = meta.get("format", MODEL_FORMAT)
     if isinstance(fmt, bool) or not isinstance(fmt, int) or not 1 <= fmt <= MODEL_FORMAT:
-        raise DataError(f"{path}: 'format' {fmt!r:.40} is not a model format this seqdistill reads (1 to {MODEL_FORMAT})")
+        raise DataError(
+            f"{path}: 'format' {fmt!r:.40} is not a model format this seqdistill reads (1 to {MODEL_FORMAT})"
+        )
     return meta
 
 

@@ -172,6 +172,8 @@ def _npy_dim(path: Path, n_users: int) -> int:
             f"{path}: TARGETS: expected one row per user of the dataset ({n_users}, d), got shape {arr.shape}; "
             "are these the targets of another dataset?"
         )
+    if arr.shape[1] == 0:
+        raise DataError(f"{path}: TARGETS: shape {arr.shape} holds no values per user (d = 0)")
     return int(arr.shape[1])
 
 
@@ -293,7 +295,7 @@ def _checked(ds: Any, vectors: Any, mask: Any) -> tuple[np.ndarray, np.ndarray]:
     n = int(ds.n_users)
     v = np.asarray(vectors)
     m = np.asarray(mask)
-    if v.ndim != 2 or v.shape[0] != n or v.dtype.kind not in "fiu":
+    if v.ndim != 2 or v.shape[0] != n or v.shape[1] == 0 or v.dtype.kind not in "fiu":
         raise DataError(
             f"profile vectors: expected numbers of shape ({n}, d) for the dataset's {n} users, got {v.dtype} {v.shape}"
         )
