@@ -362,11 +362,12 @@ fn group(
         let start = cursors.clone();
         let out = Slots::of(&mut ts);
         let qr = ratings.as_mut().map(Slots::of);
-        let ok = cursors.par_iter_mut().enumerate().map(|(b, cur)| {
+        // A refused row leaves the whole pass to be redone wide, so the blocks not yet started
+        // may be skipped (`all` stops at the first false).
+        let ok = cursors.par_iter_mut().enumerate().all(|(b, cur)| {
             let sink = PackedSink { c: buffer::Combiner::new(out.ptr(), cur), p: *p };
             ctx.run(b, cur, sink, qr)
         });
-        let ok = ok.collect::<Vec<bool>>().iter().all(|&x| x);
         if !ok {
             cursors.clone_from(&start);
         }
@@ -836,6 +837,23 @@ mod tests {
     /// Kept raw users, offsets, item CSR, timestamp CSR and the split.
     type Reference = (Vec<i64>, Vec<i64>, Vec<i64>, Vec<i64>, Option<Split>);
 
+    /// Asserts that `got` keeps the reference's users and holds its offsets, item CSR and
+    /// timestamp CSR (`case` names the case in a failure); returns the reference's split.
+    fn assert_like_reference(
+        got: &Prepared,
+        (users, items, ts): (&[i64], &[i64], &[i64]),
+        k: u32,
+        spec: SplitSpec,
+        case: &str,
+    ) -> Option<Split> {
+        let (kept_users, offsets, items_csr, ts_csr, split) = reference(users, items, ts, k, spec);
+        assert_eq!(got.users, Uniques::Int(kept_users), "{case}");
+        assert_eq!(got.offsets, offsets, "{case}");
+        assert_eq!(got.item_csr, items_csr, "{case}");
+        assert_eq!(got.timestamps, ts_csr, "{case}");
+        split
+    }
+
     fn reference(users: &[i64], items: &[i64], ts: &[i64], k: u32, spec: SplitSpec) -> Reference {
         let (uc, uu) = ids::encode_i64(users);
         let (ic, iu) = ids::encode_i64(items);
@@ -978,11 +996,7 @@ mod tests {
             split: spec,
         };
         let got = prepare(&input).unwrap();
-        let (kept_users, offsets, items_csr, ts_csr, split) = reference(&users, &items, &ts, 3, spec);
-        assert_eq!(got.users, Uniques::Int(kept_users));
-        assert_eq!(got.offsets, offsets);
-        assert_eq!(got.item_csr, items_csr);
-        assert_eq!(got.timestamps, ts_csr);
+        let split = assert_like_reference(&got, (&users, &items, &ts), 3, spec, "");
         assert_eq!(format!("{:?}", got.split), format!("{split:?}"));
     }
 
@@ -1067,11 +1081,7 @@ mod tests {
             let ratings: Vec<f32> = (0..n).map(|r| r as f32).collect();
             let spec = SplitSpec::LeaveOneOut;
             let got = prepare(&chunked_input((&users, &items, &ts), Some(&ratings), 1, spec)).unwrap();
-            let (kept_users, offsets, items_csr, ts_csr, _) = reference(&users, &items, &ts, 1, spec);
-            assert_eq!(got.users, Uniques::Int(kept_users), "case {case}");
-            assert_eq!(got.offsets, offsets, "case {case}");
-            assert_eq!(got.item_csr, items_csr, "case {case}");
-            assert_eq!(got.timestamps, ts_csr, "case {case}");
+            assert_like_reference(&got, (&users, &items, &ts), 1, spec, &format!("case {case}"));
             // Ratings travel with their rows, ties in input order: rating r was row r.
             let order: Vec<usize> = got.ratings.unwrap().iter().map(|&r| r as usize).collect();
             let mut want: Vec<usize> = (0..n).collect();
@@ -1126,11 +1136,7 @@ mod tests {
             let ratings: Vec<f32> = (0..n).map(|r| r as f32).collect();
             let spec = SplitSpec::LeaveOneOut;
             let got = prepare(&chunked_input((&users, &items, &ts), Some(&ratings), 2, spec)).unwrap();
-            let (kept_users, offsets, items_csr, ts_csr, _) = reference(&users, &items, &ts, 2, spec);
-            assert_eq!(got.users, Uniques::Int(kept_users), "case {case}");
-            assert_eq!(got.offsets, offsets, "case {case}");
-            assert_eq!(got.item_csr, items_csr, "case {case}");
-            assert_eq!(got.timestamps, ts_csr, "case {case}");
+            assert_like_reference(&got, (&users, &items, &ts), 2, spec, &format!("case {case}"));
             // Rating r was row r: each output row carries its own row's timestamp and item.
             let Uniques::Int(kept_items) = &got.items else { panic!("integer items") };
             let order: Vec<usize> = got.ratings.unwrap().iter().map(|&r| r as usize).collect();
@@ -1196,11 +1202,7 @@ mod tests {
         let spec = SplitSpec::LeaveOneOut;
         let got = prepare(&chunked_input((&users, &items, &ts), None, 2, spec)).unwrap();
         assert!(got.kcore_rounds > kcore::SCAN_ROUNDS, "{} rounds", got.kcore_rounds);
-        let (kept_users, offsets, items_csr, ts_csr, _) = reference(&users, &items, &ts, 2, spec);
-        assert_eq!(got.users, Uniques::Int(kept_users));
-        assert_eq!(got.offsets, offsets);
-        assert_eq!(got.item_csr, items_csr);
-        assert_eq!(got.timestamps, ts_csr);
+        assert_like_reference(&got, (&users, &items, &ts), 2, spec, "");
         let ((uc, uu), (ic, iu)) = (ids::encode_i64(&users), ids::encode_i64(&items));
         assert_eq!(got.kcore_removed, kcore::kcore(&uc, &ic, uu.len(), iu.len(), 2, 2).unwrap().removed);
     }

@@ -145,15 +145,15 @@ mod avx512 {
     /// Sorts up to [`BLOCK`] keys with the smallest network that holds them.
     #[target_feature(enable = "avx512f")]
     unsafe fn sort_small(v: &mut [u64]) {
+        const { assert!(BLOCK == 64) }; // the largest network below holds 8 registers of 8 keys
+        assert!(v.len() <= BLOCK);
         // SAFETY (all arms): AVX-512F is enabled here; each network holds `v.len()` keys.
         unsafe {
             match v.len().div_ceil(8) {
                 0..=1 => sort_block::<1>(v),
                 2 => sort_block::<2>(v),
                 3..=4 => sort_block::<4>(v),
-                5..=8 => sort_block::<8>(v),
-                9..=16 => sort_block::<16>(v),
-                _ => sort_block::<32>(v),
+                _ => sort_block::<8>(v),
             }
         }
     }
