@@ -241,6 +241,12 @@ def check_fields(obj: Any) -> None:
 #: the shuffled control's generator take at most 32 bits, torch's ``manual_seed`` 64.
 SEED_LIMIT = 2**32
 
+#: The most CPU threads or worker processes one command or call starts (``--threads``,
+#: ``--workers``, an experiment's ``workers``, an evaluation's scoring threads): far beyond any
+#: machine's cores, far below the counts at which the operating system refuses to start threads
+#: (a refusal that libraries report with a crash, not an error).
+THREAD_LIMIT = 1024
+
 
 def check_seed(obj: Any, key: str = "seed") -> None:
     """``obj.key`` must be an integer in ``[0, SEED_LIMIT)``."""

@@ -67,7 +67,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from seqdistill import core
-from seqdistill._checks import seed_arg
+from seqdistill._checks import THREAD_LIMIT, seed_arg
 from seqdistill.errors import ConfigError, SeqdistillWarning
 
 if TYPE_CHECKING:
@@ -268,9 +268,9 @@ class BlockRanker:
         import torch
 
         if workers is not None and (
-            isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS
+            isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= THREAD_LIMIT
         ):
-            raise ConfigError(f"evaluate: workers must be an integer from 1 to {MAX_WORKERS}, got {workers!r}")
+            raise ConfigError(f"evaluate: workers must be an integer from 1 to {THREAD_LIMIT}, got {workers!r}")
         if selection not in ("rust", "torch"):
             raise ConfigError(f"evaluate: selection must be 'rust' or 'torch', got {selection!r}")
         if block_rows < 1:
@@ -498,10 +498,6 @@ def _default_selection(device: torch.device) -> Selection:
     return "rust" if device.type == "cpu" else "torch"
 
 
-#: The most scoring-and-ranking threads an evaluation starts.
-MAX_WORKERS = 1024
-
-
 def _default_workers(device: torch.device) -> int | None:
     """On the CPU, one scoring-and-ranking thread per torch thread (the caller's setting, read
     before any ranker sets torch to one thread), at most one per core: more only compete for
@@ -511,7 +507,7 @@ def _default_workers(device: torch.device) -> int | None:
     if device.type != "cpu":
         return None
     threads = _saved_threads if _threads_depth else torch.get_num_threads()
-    return max(1, min(threads, os.cpu_count() or 1, MAX_WORKERS))
+    return max(1, min(threads, os.cpu_count() or 1, THREAD_LIMIT))
 
 
 _threads_lock = threading.Lock()

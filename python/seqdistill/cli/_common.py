@@ -10,11 +10,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from seqdistill import _io
-from seqdistill._checks import SEED_LIMIT
+from seqdistill._checks import SEED_LIMIT, THREAD_LIMIT
 from seqdistill.errors import OutputError
 
 __all__ = [
-    "MAX_THREADS",
     "KCore",
     "check_dataset_out",
     "check_output_path",
@@ -66,17 +65,12 @@ def int_at_least(low: int) -> Callable[[str], int]:
 positive_int = int_at_least(1)
 nonnegative_int = int_at_least(0)
 
-#: The most CPU threads (or worker processes) a command starts: far beyond any machine's cores,
-#: and far below the counts at which the operating system refuses to start threads (a refusal
-#: that libraries report with a crash, not an error).
-MAX_THREADS = 1024
-
 
 def thread_count(text: str) -> int:
-    """An argparse type: a number of CPU threads or worker processes, ``1..MAX_THREADS``."""
+    """An argparse type: a number of CPU threads or worker processes, ``1..THREAD_LIMIT``."""
     value = positive_int(text)
-    if value > MAX_THREADS:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_THREADS}, got {text!r}")
+    if value > THREAD_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be at most {THREAD_LIMIT}, got {text!r}")
     return value
 
 

@@ -31,7 +31,7 @@ import numpy as np
 import polars as pl
 
 from seqdistill import _io, core
-from seqdistill._checks import is_finite
+from seqdistill._checks import _is_int, _is_real, is_finite
 from seqdistill.errors import DataError
 
 __all__ = [
@@ -525,18 +525,16 @@ def _manifest_problem(manifest: dict[str, Any]) -> str | None:
     split = manifest.get("split", {})
     if not isinstance(split, dict):
         return f"split is {type(split).__name__}, not a table of split settings"
-    number = lambda x: isinstance(x, (int, float)) and not isinstance(x, bool)  # noqa: E731
     for key, allowed in (("kind", core.SPLIT_KINDS), ("target", core.TARGETS), ("valid", core.VALID_MODES)):
         if key in split and split[key] not in allowed:
             return f"split {key} {split[key]!r:.80} is not one of {list(allowed)}"
     for key in ("quantile", "valid_quantile"):
-        if key in split and not (number(split[key]) and 0 < split[key] < 1):
+        if key in split and not (_is_real(split[key]) and 0 < split[key] < 1):
             return f"split {key} {split[key]!r:.80} is not a number in (0, 1)"
-    if split.get("threshold") is not None and not (number(split["threshold"]) and is_finite(split["threshold"])):
+    if split.get("threshold") is not None and not (_is_real(split["threshold"]) and is_finite(split["threshold"])):
         return f"split threshold {split['threshold']!r:.80} is not a finite timestamp"
     k = manifest.get("k_core")
-    whole = lambda x: isinstance(x, int) and not isinstance(x, bool) and x >= 0  # noqa: E731
-    if k is not None and not (isinstance(k, list) and len(k) == 2 and all(whole(x) for x in k)):
+    if k is not None and not (isinstance(k, list) and len(k) == 2 and all(_is_int(x) and x >= 0 for x in k)):
         return f"k_core {k!r:.80} is not [k_user, k_item], two counts"
     return None
 

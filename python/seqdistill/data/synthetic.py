@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from seqdistill._checks import check_fields
+from seqdistill._checks import check_fields, check_seed
 from seqdistill._config import DictConfig
 from seqdistill.data.interactions import RawDataset
 from seqdistill.errors import ConfigError
@@ -115,8 +115,8 @@ class SyntheticConfig(DictConfig):
         """Raise a ConfigError (a ValueError) naming the first setting out of range (and its type,
         for a config changed after construction)."""
         check_fields(self)
+        check_seed(self)  # numpy's seeds (and the CLI's --seed) are 32-bit, not negative
         checks = [
-            ("seed", 0 <= self.seed < 2**32),  # numpy's seeds (and the CLI's --seed) are 32-bit, not negative
             ("n_users", 1 <= self.n_users <= _MAX_IDS),
             ("n_items", self.n_categories <= self.n_items <= _MAX_IDS),
             ("n_categories", 1 <= self.n_categories),

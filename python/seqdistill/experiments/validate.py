@@ -21,7 +21,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from seqdistill._checks import SEED_LIMIT, describe, field_hints, matches, show, unknown_keys
+from seqdistill._checks import SEED_LIMIT, THREAD_LIMIT, describe, field_hints, matches, show, unknown_keys
 from seqdistill.errors import ConfigError
 
 from .options import CONTROLS, GRID_KEYS
@@ -35,7 +35,6 @@ _K_CORE_LIMIT = 2**32  # the core counts rows per user and item in 32 bits
 # A top-k cut-off above this ranks nothing more in any catalogue a run can hold, and every
 # cut-off is a buffer of k slots per ranked row (a k of 10^11 aborted the process after training).
 _CUTOFF_LIMIT = 100_000
-WORKERS_LIMIT = 1024  # worker processes of one experiment (seqdistill.experiments.workers)
 
 
 def _key(section: str, key: str) -> str:
@@ -100,8 +99,8 @@ def _top_level(cfg: ExperimentConfig, where: str) -> None:
     _int_list(where, "eval_ks", cfg.eval_ks, low=1, high=_CUTOFF_LIMIT + 1)
     if 10 not in cfg.eval_ks:
         raise ConfigError(f"{where}: eval_ks = {show(cfg.eval_ks)}: must contain 10 (the report's metric)")
-    if not 1 <= cfg.workers <= WORKERS_LIMIT:
-        raise ConfigError(f"{where}: workers = {show(cfg.workers)}: must be from 1 to {WORKERS_LIMIT}")
+    if not 1 <= cfg.workers <= THREAD_LIMIT:
+        raise ConfigError(f"{where}: workers = {show(cfg.workers)}: must be from 1 to {THREAD_LIMIT}")
     if len(cfg.k_core) != 2 or any(k < 1 or k >= _K_CORE_LIMIT for k in cfg.k_core):
         raise ConfigError(
             f"{where}: k_core = {show(cfg.k_core)}: must be [k_user, k_item], two integers >= 1 and < {_K_CORE_LIMIT}"

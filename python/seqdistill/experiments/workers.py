@@ -37,17 +37,16 @@ from pathlib import Path
 from typing import Any
 
 from seqdistill import errors
+from seqdistill._checks import THREAD_LIMIT
 from seqdistill.errors import ConfigError, SeqdistillError, TrainingError
-
-from .validate import WORKERS_LIMIT
 
 __all__ = ["check_workers", "folder_lock", "run_parallel"]
 
 
 def check_workers(workers: object) -> int:
     """``workers`` as a count of processes (an integer from 1 to 1024), else a ConfigError."""
-    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= WORKERS_LIMIT:
-        raise ConfigError(f"workers: expected an integer from 1 to {WORKERS_LIMIT}, got {workers!r}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= THREAD_LIMIT:
+        raise ConfigError(f"workers: expected an integer from 1 to {THREAD_LIMIT}, got {workers!r}")
     return workers
 
 

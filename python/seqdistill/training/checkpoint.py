@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from seqdistill._checks import _is_int, _is_real
 from seqdistill._io import atomic_dir, loads_json, recover_dir, write_json
 from seqdistill.errors import ConfigError, DataError, TrainingError
 from seqdistill.models.base import read_weights
@@ -177,10 +178,6 @@ def read_checkpoint(run_dir: Path, model: torch.nn.Module) -> Checkpoint | None:
         raise DataError(f"{e}; this run cannot resume from it: remove {folder} to start the run afresh") from None
 
 
-def _whole(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
 def _state_problem(meta: dict[str, Any]) -> str | None:
     """What is impossible in a checkpoint's bookkeeping (a hand-edited or foreign file), else None.
     ``epoch`` is the last finished epoch, counted from 0: it must lie within the run's epochs, and
@@ -188,19 +185,19 @@ def _state_problem(meta: dict[str, Any]) -> str | None:
     epoch, cfg = meta["epoch"], meta["train_config"]
     if not isinstance(cfg, dict):
         return f"train_config is {type(cfg).__name__}, not a table"
-    if not _whole(epoch) or epoch < 0:
+    if not _is_int(epoch) or epoch < 0:
         return f"epoch {epoch!r:.40} is not an epoch number"
     epochs = cfg.get("epochs")
-    if _whole(epochs) and epoch >= epochs:
+    if _is_int(epochs) and epoch >= epochs:
         return f"epoch {epoch} (counted from 0) is beyond the run's {epochs} epochs"
     best = meta["best_epoch"]
-    if best is not None and (not _whole(best) or not 0 <= best <= epoch):
+    if best is not None and (not _is_int(best) or not 0 <= best <= epoch):
         return f"best_epoch {best!r:.40} is not an epoch from 0 to {epoch}"
     bad = meta["bad_epochs"]
-    if not _whole(bad) or not 0 <= bad <= epoch + 1:
+    if not _is_int(bad) or not 0 <= bad <= epoch + 1:
         return f"bad_epochs {bad!r:.40} is not a count from 0 to {epoch + 1}"
     score = meta["best_score"]
-    if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float))):
+    if score is not None and not _is_real(score):
         return f"best_score {score!r:.40} is not a number"
     if not isinstance(meta["stopped"], bool):
         return f"stopped {meta['stopped']!r:.40} is not true or false"
