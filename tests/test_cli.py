@@ -96,7 +96,8 @@ def test_interrupt_exits_130(log, monkeypatch, capsys):
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("seqdistill.data.read_interactions", interrupted)
+    # prepare reads the file itself (through read_interactions for a CSV file)
+    monkeypatch.setattr(sys.modules["seqdistill.data.prepare"], "read_interactions", interrupted)
     assert main(["prepare", "log.csv", "--out", "out"]) == 130
     assert capsys.readouterr().err == "seqdistill prepare: interrupted\n"
     assert not (log.parent / "out").exists()

@@ -46,6 +46,7 @@ __all__ = [
     "leave_one_out_split",
     "permutation",
     "prepare_log",
+    "prepare_parquet",
     "seen_items",
     "sort_by_user_time",
     "topk_metrics",
@@ -160,9 +161,14 @@ class PreparedLog:
     @property
     def user_first_rows(self) -> npt.NDArray[np.uint64] | None: ...
     @property
+    def user_text(self) -> tuple[_I64, npt.NDArray[np.uint8]] | None:
+        """String ids the core read itself (``prepare_parquet``): Arrow large_string offsets, bytes."""
+    @property
     def item_values(self) -> _I64 | None: ...
     @property
     def item_first_rows(self) -> npt.NDArray[np.uint64] | None: ...
+    @property
+    def item_text(self) -> tuple[_I64, npt.NDArray[np.uint8]] | None: ...
     @property
     def offsets(self) -> _I64: ...
     @property
@@ -249,6 +255,22 @@ def prepare_log(
     valid_quantile: float = 0.8,
     ts_per_second: int = 1,
 ) -> PreparedLog: ...
+def prepare_parquet(
+    path: str,
+    user: str,
+    item: str,
+    timestamp: str,
+    *,
+    filter: str = "kcore",
+    k_user: int = 1,
+    k_item: int = 1,
+    split: str = "global_temporal",
+    quantile: float = 0.8,
+    threshold: float | None = None,
+    target: str = "last",
+    valid: str = "time",
+    valid_quantile: float = 0.8,
+) -> tuple[PreparedLog | None, str | None, tuple[int, int] | None, int]: ...
 def kcore(users: _U32, items: _U32, n_users: int, n_items: int, k_user: int, k_item: int) -> KCoreResult: ...
 def sort_by_user_time(users: _U32, timestamps: _I64, n_users: int) -> tuple[_U32, _I64]: ...
 def global_temporal_split(

@@ -15,6 +15,7 @@ test keeps the two equal.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -45,6 +46,7 @@ __all__ = [
     "MAX_K",
     "METRICS",
     "NAN_LIKE_IDS",
+    "ParquetOutcome",
     "PreparedLog",
     "SPLIT_KINDS",
     "SplitKind",
@@ -67,6 +69,7 @@ __all__ = [
     "leave_one_out_split",
     "permutation",
     "prepare_log",
+    "prepare_parquet",
     "seen_items",
     "sort_by_user_time",
     "topk_metrics",
@@ -79,6 +82,9 @@ Target = Literal["last", "first", "all"]
 Valid = Literal["time", "last_item", "none"]
 SplitKind = Literal["global_temporal", "leave_one_out"]
 Filter = Literal["kcore", "compat"]
+#: What :func:`prepare_parquet` returns: the log, or None and the reason the file was not read;
+#: the timestamps' (min, max) and their counts per second.
+ParquetOutcome = tuple[PreparedLog | None, str | None, tuple[int, int] | None, int]
 FILTERS: tuple[str, ...] = _core.FILTERS
 TARGETS: tuple[str, ...] = _core.TARGETS
 VALID_MODES: tuple[str, ...] = _core.VALID_MODES
@@ -220,6 +226,46 @@ def prepare_log(
         valid=valid,
         valid_quantile=valid_quantile,
         ts_per_second=ts_per_second,
+    )
+
+
+def prepare_parquet(
+    path: str | os.PathLike[str],
+    user: str,
+    item: str,
+    timestamp: str,
+    *,
+    filter: Filter = "kcore",
+    k_user: int = 1,
+    k_item: int = 1,
+    split: SplitKind = "global_temporal",
+    quantile: float = 0.8,
+    threshold: float | None = None,
+    target: Target = "last",
+    valid: Valid = "time",
+    valid_quantile: float = 0.8,
+) -> ParquetOutcome:
+    """:func:`prepare_log` on the columns ``user``, ``item`` and ``timestamp`` of a parquet file
+    that the core reads itself (``rust/src/parquet_log.rs``): integer columns, plain or
+    dictionary-encoded (ids are encoded from the row groups' dictionaries), timestamps as integer
+    seconds or a parquet ``Timestamp`` (ms/us/ns: each user's rows ordered by the full time,
+    stored as whole seconds). Returns ``(log, None, (min, max) timestamp, counts per second)``,
+    or ``(None, reason, None, 0)`` when the file holds what this reader does not take (another
+    column type, encoding or codec, damage, a null): then read it another way."""
+    return _core.prepare_parquet(
+        os.fspath(path),
+        user,
+        item,
+        timestamp,
+        filter=filter,
+        k_user=k_user,
+        k_item=k_item,
+        split=split,
+        quantile=quantile,
+        threshold=threshold,
+        target=target,
+        valid=valid,
+        valid_quantile=valid_quantile,
     )
 
 

@@ -16,7 +16,7 @@ use crate::kcore::{self as peel, Filter, Removed};
 use crate::pipeline::{self, SplitSpec};
 use crate::split::{Target, Valid};
 use crate::strings::{OffsetsStr, ViewChunk, ViewsStr};
-use crate::{ids, metrics, sequences, split, text};
+use crate::{ids, metrics, parquet_log, sequences, split, text};
 
 /// The Python classes of `seqdistill.errors`, imported when first raised.
 mod py_errors {
@@ -153,14 +153,17 @@ impl SplitResult {
     }
 }
 
-/// The prepared log of `prepare_log`: surviving raw ids (integers, or the first row of each
-/// string in the caller's column), the chronological CSR, the split, and the k-core counts.
+/// The prepared log of `prepare_log`: surviving raw ids (integers, the first row of each string
+/// in the caller's column, or the strings themselves), the chronological CSR, the split, and the k-core counts.
 #[pyclass(module = "seqdistill._core", frozen, get_all)]
 pub struct PreparedLog {
     user_values: Option<Out1<i64>>,
     user_first_rows: Option<Out1<u64>>,
+    /// String ids read by the core itself (`prepare_parquet`): Arrow `large_string` offsets and bytes.
+    user_text: Option<(Out1<i64>, Out1<u8>)>,
     item_values: Option<Out1<i64>>,
     item_first_rows: Option<Out1<u64>>,
+    item_text: Option<(Out1<i64>, Out1<u8>)>,
     offsets: Out1<i64>,
     items: Out1<i64>,
     timestamps: Out1<i64>,
@@ -382,10 +385,14 @@ fn column<'a, T: numpy::Element + Copy + Send + Sync>(
     Ok(Column::new(chunks.iter().map(|c| slice(c, name)).collect::<Result<Vec<_>, _>>()?))
 }
 
-fn uniques(py: Python<'_>, u: Uniques) -> (Option<Out1<i64>>, Option<Out1<u64>>) {
+/// The surviving raw ids in one of their three forms: `(values, first_rows, text)`.
+type UniqueArrays = (Option<Out1<i64>>, Option<Out1<u64>>, Option<(Out1<i64>, Out1<u8>)>);
+
+fn uniques(py: Python<'_>, u: Uniques) -> UniqueArrays {
     match u {
-        Uniques::Int(v) => (Some(arr(py, v)), None),
-        Uniques::FirstRows(v) => (None, Some(arr(py, v))),
+        Uniques::Int(v) => (Some(arr(py, v)), None, None),
+        Uniques::FirstRows(v) => (None, Some(arr(py, v)), None),
+        Uniques::Text(offsets, data) => (None, None, Some((arr(py, offsets), arr(py, data)))),
     }
 }
 
@@ -448,8 +455,67 @@ fn prepare_log(
         split: split_spec(split, quantile, threshold, target, valid, valid_quantile)?,
     };
     let p = py.detach(|| pipeline::prepare(&input))?;
-    let (user_values, user_first_rows) = uniques(py, p.users);
-    let (item_values, item_first_rows) = uniques(py, p.items);
+    prepared_log(py, p)
+}
+
+/// The fused pipeline reading `path` itself (see `rust/src/parquet_log.rs`): the columns named
+/// `user`, `item` and `timestamp` of a parquet file, then what `prepare_log` does. Returns
+/// `(log, None, ts_range, ts_per_second)`, or `(None, reason, None, 0)` when the file holds
+/// something this reader does not handle (a column type, an encoding, a codec, damage): the
+/// caller then reads it another way (so too for a null, whose reason names the column and row).
+#[pyfunction]
+#[pyo3(signature = (path, user, item, timestamp, *, filter="kcore", k_user=1, k_item=1, split="global_temporal", quantile=0.8, threshold=None, target="last", valid="time", valid_quantile=0.8))]
+#[allow(clippy::too_many_arguments)]
+fn prepare_parquet(
+    py: Python<'_>,
+    path: std::path::PathBuf,
+    user: &str,
+    item: &str,
+    timestamp: &str,
+    filter: &str,
+    k_user: u32,
+    k_item: u32,
+    split: &str,
+    quantile: f64,
+    threshold: Option<f64>,
+    target: &str,
+    valid: &str,
+    valid_quantile: f64,
+) -> PyResult<ParquetOutcome> {
+    let filter = Filter::parse(filter)?;
+    let split = split_spec(split, quantile, threshold, target, valid, valid_quantile)?;
+    let started = std::time::Instant::now();
+    let read = py.detach(|| parquet_log::read_log(&path, user, item, timestamp));
+    let log = match read {
+        Ok(log) => log,
+        Err(parquet_log::ReadError::Unsupported(why)) => return Ok((None, Some(why), None, 0)),
+        // The caller's reader finds the same null and words it as for every other file.
+        Err(parquet_log::ReadError::Null { column, row }) => {
+            return Ok((None, Some(format!("column {column:?} is null at row {row}")), None, 0))
+        }
+    };
+    let stages = vec![("read+encode", started.elapsed().as_secs_f64())];
+    let (range, per_second) = (log.ts_range, log.ts_per_second);
+    let input = pipeline::Input {
+        users: Ids::Int(Column::new(Vec::new())),
+        items: Ids::Int(Column::new(Vec::new())),
+        timestamps: Column::new(vec![log.timestamps.as_slice()]),
+        ts_per_second: per_second,
+        ratings: None,
+        filter,
+        k_user,
+        k_item,
+        split,
+    };
+    let p = py.detach(|| pipeline::prepare_encoded(log.users, log.items, &input, stages))?;
+    Ok((Some(prepared_log(py, p)?), None, range, per_second))
+}
+
+type ParquetOutcome = (Option<PreparedLog>, Option<String>, Option<(i64, i64)>, i64);
+
+fn prepared_log(py: Python<'_>, p: pipeline::Prepared) -> PyResult<PreparedLog> {
+    let (user_values, user_first_rows, user_text) = uniques(py, p.users);
+    let (item_values, item_first_rows, item_text) = uniques(py, p.items);
     let split = match p.split {
         Some(s) => Some(Py::new(py, SplitResult::new(py, s))?),
         None => None,
@@ -461,8 +527,10 @@ fn prepare_log(
     Ok(PreparedLog {
         user_values,
         user_first_rows,
+        user_text,
         item_values,
         item_first_rows,
+        item_text,
         offsets: arr(py, p.offsets),
         items: arr(py, p.item_csr),
         timestamps: arr(py, p.timestamps),
@@ -749,6 +817,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check_id_text, m)?)?;
     m.add_function(wrap_pyfunction!(check_id_views, m)?)?;
     m.add_function(wrap_pyfunction!(prepare_log, m)?)?;
+    m.add_function(wrap_pyfunction!(prepare_parquet, m)?)?;
     m.add_function(wrap_pyfunction!(kcore, m)?)?;
     m.add_function(wrap_pyfunction!(sort_by_user_time, m)?)?;
     m.add_function(wrap_pyfunction!(global_temporal_split, m)?)?;

@@ -9,6 +9,7 @@ pub mod error;
 pub mod ids;
 pub mod kcore;
 pub mod metrics;
+pub mod parquet_log;
 pub mod pipeline;
 pub mod sequences;
 pub mod sort;

@@ -99,6 +99,11 @@ impl Clock {
 fn check(input: &Input<'_>) -> Result<()> {
     let n = input.users.len();
     same_len("item ids", n, input.items.len())?;
+    check_rest(input, n)
+}
+
+/// The checks of everything but the id columns, for `n` rows.
+fn check_rest(input: &Input<'_>, n: usize) -> Result<()> {
     same_len("timestamps", n, input.timestamps.len())?;
     if input.ts_per_second < 1 {
         return Err(CoreError::invalid(
@@ -153,6 +158,25 @@ pub fn prepare(input: &Input<'_>) -> Result<Prepared> {
     };
     let (users, items): (Encoded, Encoded) = (users?, items?);
     clock.lap("encode");
+    filter_group_split(users, items, input, clock)
+}
+
+/// The pipeline from already encoded id columns (e.g. [`crate::parquet_log`], which encodes
+/// while it reads): `input.users` and `input.items` are not read (pass empty columns); the
+/// stage timings start with the caller's (`stages`, e.g. the read).
+pub fn prepare_encoded(
+    users: Encoded,
+    items: Encoded,
+    input: &Input<'_>,
+    stages: Vec<(&'static str, f64)>,
+) -> Result<Prepared> {
+    let n = users.codes.len();
+    same_len("item ids", n, items.codes.len())?;
+    check_rest(input, n)?;
+    filter_group_split(users, items, input, Clock(Instant::now(), stages))
+}
+
+fn filter_group_split(users: Encoded, items: Encoded, input: &Input<'_>, mut clock: Clock) -> Result<Prepared> {
     let (users_before, items_before) = (users.uniques.len(), items.uniques.len());
     let (ucodes, icodes, (ku, ki)) = (&users.codes, &items.codes, (input.k_user, input.k_item));
     let core = match input.filter {

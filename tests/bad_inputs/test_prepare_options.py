@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -215,6 +216,8 @@ def test_out_is_checked_before_the_input_is_read(ws: Path, refused, monkeypatch,
         raise AssertionError("the input was read before the output folder was checked")
 
     monkeypatch.setattr(seqdistill.data, "read_interactions", must_not_read)
+    monkeypatch.setattr(sys.modules["seqdistill.data.prepare"], "read_interactions", must_not_read)
+    monkeypatch.setattr(sys.modules["seqdistill.data.prepare"], "_from_parquet", must_not_read)
     (ws / "mine").mkdir()
     (ws / "mine" / "notes.txt").write_text("mine")
     refused("prepare", "log.csv", "--out", out, names=tuple(names))

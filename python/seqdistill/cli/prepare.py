@@ -99,8 +99,6 @@ def run(args: argparse.Namespace) -> int:
         return _run_spark(args, cols)
     if args.master is not None:
         raise ConfigError("--master is an option of --engine spark")
-    df = read_interactions(args.path, cols, timestamp_format=args.timestamp_format)
-    items = _read_items(args.items, args.items_id_col or args.item_col, df, args.path) if args.items else None
     split = SplitConfig(
         kind=args.split,
         quantile=args.quantile,
@@ -108,8 +106,18 @@ def run(args: argparse.Namespace) -> int:
         valid=args.valid,
         valid_quantile=args.valid_quantile,
     )
-    raw = RawDataset(args.name or Path(args.path).stem, df, items, domain=args.domain)
-    ds = prepare(raw, k_core=args.k_core, split=split, filter=args.filter)
+    name = args.name or Path(args.path).stem
+    if args.items is None and args.timestamp_format is None:
+        # prepare reads the file itself: a parquet file of integer columns straight into the
+        # Rust core (see prepare's doc), anything else as read_interactions reads it.
+        ds = prepare(
+            args.path, columns=cols, k_core=args.k_core, split=split, filter=args.filter, name=name, domain=args.domain
+        )
+    else:
+        df = read_interactions(args.path, cols, timestamp_format=args.timestamp_format)
+        items = _read_items(args.items, args.items_id_col or args.item_col, df, args.path) if args.items else None
+        raw = RawDataset(name, df, items, domain=args.domain)
+        ds = prepare(raw, k_core=args.k_core, split=split, filter=args.filter)
     out = ds.save(args.out, overwrite=args.overwrite)
     print(json.dumps(ds.stats, indent=2))
     if ds.audit is not None:

@@ -10,9 +10,12 @@ dataset in every error.
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,11 +27,17 @@ from seqdistill._config import DictConfig
 from seqdistill.data.dataset import FilterRound, PartCounts, PreparedDataset, SplitAudit
 from seqdistill.data.interactions import (
     _CANONICAL_INT,
+    _UNITS,
     DOMAINS,
     RawDataset,
     StringBuffers,
+    _check_arguments,
+    _check_file,
     _id_series,
+    _mapping,
+    _warn_mixed_units,
     normalize_for_core,
+    read_interactions,
     string_buffers,
 )
 from seqdistill.errors import DataError, SeqdistillWarning
@@ -147,9 +156,10 @@ def encode_column(s: pl.Series) -> tuple[np.ndarray, pl.Series]:
 
 
 def prepare(
-    data: RawDataset | pl.DataFrame,
+    data: RawDataset | pl.DataFrame | str | os.PathLike[str],
     items: pl.DataFrame | None = None,
     *,
+    columns: Mapping[str, str] | None = None,
     k_core: int | tuple[int, int] | None = (5, 5),
     split: SplitConfig | None = None,
     name: str | None = None,
@@ -158,7 +168,14 @@ def prepare(
 ) -> PreparedDataset:
     """Encodes, filters and splits an interaction log, and audits the split.
 
-    ``data`` is a :class:`RawDataset` or a table with the canonical columns. ``k_core`` is
+    ``data`` is a :class:`RawDataset`, a table with the canonical columns, or the path of an
+    interactions file (csv/tsv/parquet/jsonl, read as :func:`read_interactions` reads it; the
+    dataset is named after the file unless ``name`` is given). ``columns`` maps canonical names to
+    the table's or the file's column names (as :func:`read_interactions` takes it). A parquet
+    file with integer ids and integer or datetime timestamps (and no rating column) is read by
+    the Rust core itself, straight into the pipeline: its dictionary-encoded id pages are encoded
+    without materializing a raw id column (``stats["stages"]["read+encode"]``); any other file
+    goes through :func:`read_interactions` — the same result either way. ``k_core`` is
     ``(k_user, k_item)``, one int for both, or None for no filter. ``filter``: ``"kcore"`` (the
     iterative core: users with at least ``k_user`` rows and items with at least ``k_item``, until
     nothing changes) or ``"compat"`` (the seed paper's released code: users with *more than*
@@ -174,43 +191,61 @@ def prepare(
     split = split or SplitConfig()
     if not isinstance(split, SplitConfig):
         raise DataError(f"split must be a SplitConfig, got {type(split).__name__}")
+    path = Path(data) if isinstance(data, (str, os.PathLike)) else None
     if isinstance(data, RawDataset):
         df, items = data.interactions, data.items if items is None else items
     else:
         df = data
-    name, domain = _name_and_domain(name, domain, data)
+    name, domain = _name_and_domain(name if name is not None or path is None else path.stem, domain, data)
     if not isinstance(filter, str) or filter not in FILTERS:
         raise DataError(f"{name}: filter must be one of {FILTERS}, got {filter!r}")
     k_user, k_item = _k_core(k_core, name, filter)
-    df, buffers, fine = normalize_for_core(df, source=name)
-    if df.height == 0:
-        raise DataError(f"{name}: the interaction table is empty")
-    ratings = _chunks(df.get_column("rating")) if "rating" in df.columns else None
-    try:
-        log = core.prepare_log(
-            _id_column(df.get_column("user_id"), buffers.get("user_id")),
-            _id_column(df.get_column("item_id"), buffers.get("item_id")),
-            _chunks(df.get_column("timestamp") if fine is None else fine.values),
-            ratings,
-            filter=filter,
-            k_user=k_user,
-            k_item=k_item,
-            split=split.kind,
-            quantile=split.quantile,
-            threshold=split.threshold,
-            target=split.target,
-            valid=split.valid,
-            valid_quantile=split.valid_quantile,
-            ts_per_second=1 if fine is None else fine.per_second,
-        )
-    except DataError as e:
-        raise DataError(f"{name}: {e}") from None
+    options: dict[str, Any] = {
+        "filter": filter,
+        "k_user": k_user,
+        "k_item": k_item,
+        "split": split.kind,
+        "quantile": split.quantile,
+        "threshold": split.threshold,
+        "target": split.target,
+        "valid": split.valid,
+        "valid_quantile": split.valid_quantile,
+    }
+    log = None
+    if path is not None:
+        log = _from_parquet(path, columns, name, options)
+        if log is None:
+            df = read_interactions(path, columns)
+            columns = None  # the table now has the canonical names
+    if log is not None:
+        rows_in = len(log.items) + log.rows_dropped
+        user_ids = _core_ids(log.user_values, log.user_text, "user_id")
+        uniq_items = _core_ids(log.item_values, log.item_text, "item_id")
+    else:
+        df, buffers, fine = normalize_for_core(df, columns, source=name)
+        if df.height == 0:
+            raise DataError(f"{name}: the interaction table is empty")
+        ratings = _chunks(df.get_column("rating")) if "rating" in df.columns else None
+        try:
+            log = core.prepare_log(
+                _id_column(df.get_column("user_id"), buffers.get("user_id")),
+                _id_column(df.get_column("item_id"), buffers.get("item_id")),
+                _chunks(df.get_column("timestamp") if fine is None else fine.values),
+                ratings,
+                ts_per_second=1 if fine is None else fine.per_second,
+                **options,
+            )
+        except DataError as e:
+            raise DataError(f"{name}: {e}") from None
+        rows_in = df.height
+        user_ids = _raw_ids(df.get_column("user_id"), log.user_values, log.user_first_rows, "user_id")
+        uniq_items = _raw_ids(df.get_column("item_id"), log.item_values, log.item_first_rows, "item_id")
     sp = log.split
     if sp is None:
         raise DataError(
             f"{name}: nothing left after {'k-core' if filter == 'kcore' else 'the compat filter'} with "
             f"k_user={k_user}, k_item={k_item} "
-            f"({df.height} rows, {log.users_before} users, {log.items_before} items before the filter)"
+            f"({rows_in} rows, {log.users_before} users, {log.items_before} items before the filter)"
         )
     train_end = sp.train_end
     if int(train_end.sum()) == 0:
@@ -223,13 +258,11 @@ def prepare(
             SeqdistillWarning,
             stacklevel=2,
         )
-    user_ids = _raw_ids(df.get_column("user_id"), log.user_values, log.user_first_rows, "user_id")
-    uniq_items = _raw_ids(df.get_column("item_id"), log.item_values, log.item_first_rows, "item_id")
     item_ids = pl.concat([pl.Series("item_id", [None], dtype=uniq_items.dtype), uniq_items])
     item_meta = _align_items(items, item_ids, name) if items is not None else None
     n_users, n_items, n = len(log.offsets) - 1, len(item_ids) - 1, len(log.items)
     stats = {
-        "rows_in": df.height,
+        "rows_in": rows_in,
         "users": n_users,
         "items": n_items,
         "interactions": n,
@@ -250,7 +283,7 @@ def prepare(
         "stages": {stage: round(sec, 4) for stage, sec in log.stages},
         "seconds": round(time.perf_counter() - started, 3),
     }
-    audit = _audit(log, split.kind, filter, (k_user, k_item), df.height)
+    audit = _audit(log, split.kind, filter, (k_user, k_item), rows_in)
     manifest = {
         "name": name,
         "domain": domain,
@@ -276,6 +309,68 @@ def prepare(
         manifest=manifest,
         audit=audit,
     )
+
+
+#: Column types the core's parquet reader takes: integer ids (not UInt64: its values may
+#: exceed int64, which the slow path keeps as exact strings) or strings, integer or datetime
+#: timestamps. (The core leaves string ids that the id checks would trim, refuse or read as
+#: integers to read_interactions.)
+_PARQUET_INTS = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32)
+_PARQUET_IDS = (*_PARQUET_INTS, pl.String)
+
+
+def _core_ids(values: np.ndarray | None, text: tuple[np.ndarray, np.ndarray] | None, name: str) -> pl.Series:
+    """The raw ids the core's parquet reader returns: int64 values, or strings as Arrow buffers."""
+    if text is None:
+        return pl.Series(name, values, dtype=pl.Int64)
+    import pyarrow as pa  # a dependency; imported here, where a parquet file of strings was read
+
+    offsets, data = text
+    arr = pa.Array.from_buffers(pa.large_string(), len(offsets) - 1, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    return pl.Series(name, arr, dtype=pl.String)
+
+
+def _from_parquet(
+    path: Path, columns: Mapping[str, str] | None, name: str, options: dict[str, Any]
+) -> core.PreparedLog | None:
+    """The pipeline's result with the file read by the Rust core (see :func:`prepare`), or None
+    when the file is not one it reads — not parquet, a rating column, other column types, an
+    encoding or codec it does not know, damage, a null — and :func:`read_interactions` must
+    read it (and name whatever is wrong)."""
+    _check_arguments(columns, None, None, str(path))
+    if path.suffix.lower() not in (".parquet", ".pq"):
+        return None
+    _check_file(path)
+    mapping = _mapping(columns, str(path))
+    try:
+        schema = pl.read_parquet_schema(path)
+    except Exception:  # noqa: BLE001 — read_interactions reads it again and names the damage
+        return None
+    if "rating" in mapping or "rating" in schema or any(c not in schema for c in mapping.values()):
+        return None
+    ts = schema[mapping["timestamp"]]
+    if not all(schema[mapping[c]] in _PARQUET_IDS for c in ("user_id", "item_id")) or not (
+        ts in _PARQUET_INTS or (isinstance(ts, pl.Datetime) and ts.time_unit in ("ms", "us", "ns"))
+    ):
+        return None
+    try:
+        log, _why, ts_range, per_second = core.prepare_parquet(
+            path, mapping["user_id"], mapping["item_id"], mapping["timestamp"], **options
+        )
+    except DataError as e:
+        raise DataError(f"{name}: {e}") from None
+    if log is not None and per_second == 1 and ts_range is not None and _may_mix_units(*ts_range):
+        col = mapping["timestamp"]
+        _warn_mixed_units(pl.read_parquet(path, columns=[col]).to_series(), col, str(path))
+    return log
+
+
+def _may_mix_units(lo: int, hi: int) -> bool:
+    """Whether integer timestamps from ``lo`` to ``hi`` may span two epoch units (then the
+    column itself is looked at, as :func:`read_interactions` does)."""
+    bands = [low for _, low in _UNITS]
+    top = max((b for b in bands if hi >= b), default=None)
+    return top is not None and top >= _UNITS[1][1] and lo < top
 
 
 def _audit(log: core.PreparedLog, kind: str, filter: str, ks: tuple[int, int], rows_in: int) -> SplitAudit:

@@ -1,0 +1,775 @@
+//! An interaction log read straight from a parquet file into the pipeline's encoded columns.
+//!
+//! Parquet writers store id columns dictionary-encoded: per row group, a dictionary page of the
+//! distinct values and data pages of small bit-packed indices into it. So the encoding needs no
+//! pass over raw 64-bit ids at all: the pages' indices are decoded into the code column as they
+//! are (parallel over row groups and columns), the distinct values of all row-group dictionaries —
+//! a few per cent of the rows — are ranked once ([`ids::int_code_table`]), and one pass maps each
+//! row group's indices through its dictionary's codes while counting them. Timestamps are
+//! decoded into one `i64` column. Nothing passes through Arrow or Python.
+//!
+//! The reader handles flat `INT32`/`INT64` columns (integer, no logical type or `Timestamp`) and
+//! UTF-8 string id columns (`BYTE_ARRAY` strings: the distinct strings of all dictionaries are
+//! encoded as [`ids::encode_column`] encodes a string column, after [`text::check_column`] found
+//! none that the caller's id checks would trim, refuse or read as an integer, and none holding a
+//! non-ASCII byte), stored `PLAIN` or dictionary-encoded, with any of the page versions and the snappy, zstd or
+//! lz4 codecs. Anything else is [`ReadError::Unsupported`]: the caller reads the file another
+//! way (the result is the same). A null is [`ReadError::Null`], naming the column and the row.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parquet::basic::{ConvertedType, Encoding, LogicalType, TimeUnit, Type as Physical};
+use parquet::column::page::{Page, PageReader};
+use parquet::file::metadata::RowGroupMetaData;
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::file::serialized_reader::SerializedPageReader;
+use parquet::schema::types::ColumnDescriptor;
+use rayon::prelude::*;
+
+use crate::buffer;
+use crate::column::Column;
+use crate::ids::{self, Encoded, Uniques};
+use crate::strings::OffsetsStr;
+use crate::text;
+
+/// Why a file was not read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReadError {
+    /// The file may be fine, but this reader does not handle it (a column type, an encoding or a
+    /// codec it does not know, or damage the caller's own reader should describe).
+    Unsupported(String),
+    /// A column holds a null: its name and the first null row (file order, from 0).
+    Null { column: String, row: u64 },
+}
+
+type Res<T> = std::result::Result<T, ReadError>;
+
+fn unsupported(what: impl Into<String>) -> ReadError {
+    ReadError::Unsupported(what.into())
+}
+
+fn pq(e: parquet::errors::ParquetError) -> ReadError {
+    ReadError::Unsupported(format!("parquet: {e}"))
+}
+
+/// The log as the pipeline takes it.
+#[derive(Debug)]
+pub struct ParquetLog {
+    pub users: Encoded,
+    pub items: Encoded,
+    pub timestamps: Vec<i64>,
+    /// Timestamp counts per second: 1 for plain integers, 1000/10^6/10^9 for a `Timestamp` column.
+    pub ts_per_second: i64,
+    /// The smallest and largest timestamp (None for an empty file).
+    pub ts_range: Option<(i64, i64)>,
+}
+
+/// A file mapped read-only into memory: the page reader slices compressed pages out of it
+/// without a copy (as polars reads parquet). The file must not be truncated while it is read.
+struct Mapped {
+    at: *const u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is read-only and lives until `drop`; nothing writes through it.
+unsafe impl Send for Mapped {}
+unsafe impl Sync for Mapped {}
+
+impl Mapped {
+    fn of(path: &Path) -> Res<Self> {
+        let file = File::open(path).map_err(|e| unsupported(format!("open: {e}")))?;
+        let len = file.metadata().map_err(|e| unsupported(format!("stat: {e}")))?.len() as usize;
+        if len == 0 {
+            return Err(unsupported("an empty file"));
+        }
+        // SAFETY: a private read-only mapping of a file we opened; checked for failure below.
+        let at =
+            unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_PRIVATE, file.as_raw_fd(), 0) };
+        if at == libc::MAP_FAILED {
+            return Err(unsupported(format!("mmap: {}", std::io::Error::last_os_error())));
+        }
+        Ok(Mapped { at: at as *const u8, len })
+    }
+}
+
+impl AsRef<[u8]> for Mapped {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: `len` bytes mapped at `at`, alive as long as `self`.
+        unsafe { std::slice::from_raw_parts(self.at, self.len) }
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly what `of` mapped, once.
+        unsafe { libc::munmap(self.at as *mut libc::c_void, self.len) };
+    }
+}
+
+/// How the values of one column are read.
+#[derive(Debug, Clone, Copy)]
+struct Col {
+    index: usize,
+    physical: Physical,
+    /// INT32 holding an unsigned integer (read as u32).
+    unsigned: bool,
+    nullable: bool,
+}
+
+fn find(columns: &[Arc<ColumnDescriptor>], name: &str) -> Res<usize> {
+    let found: Vec<usize> = columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.path().parts().len() == 1 && c.name() == name)
+        .map(|(i, _)| i)
+        .collect();
+    match found[..] {
+        [i] => Ok(i),
+        [] => Err(unsupported(format!("no flat column {name:?}"))),
+        _ => Err(unsupported(format!("column {name:?} appears more than once"))),
+    }
+}
+
+/// The column's reading plan and, for timestamps, the counts per second.
+fn plan(columns: &[Arc<ColumnDescriptor>], name: &str, timestamp: bool) -> Res<(Col, i64)> {
+    let index = find(columns, name)?;
+    let c = &columns[index];
+    if c.max_rep_level() != 0 || c.max_def_level() > 1 {
+        return Err(unsupported(format!("column {name:?} is nested")));
+    }
+    let physical = c.physical_type();
+    if physical == Physical::BYTE_ARRAY && !timestamp {
+        let utf8 = matches!(c.logical_type_ref(), Some(LogicalType::String))
+            || (c.logical_type_ref().is_none() && c.converted_type() == ConvertedType::UTF8);
+        if !utf8 {
+            return Err(unsupported(format!("column {name:?} is binary, not UTF-8 strings")));
+        }
+        return Ok((Col { index, physical, unsigned: false, nullable: c.max_def_level() == 1 }, 1));
+    }
+    if !matches!(physical, Physical::INT32 | Physical::INT64) {
+        return Err(unsupported(format!("column {name:?} is {physical}, not an integer")));
+    }
+    let (mut unsigned, mut per_second) = (false, 1);
+    match c.logical_type_ref() {
+        None => match c.converted_type() {
+            ConvertedType::NONE | ConvertedType::INT_8 | ConvertedType::INT_16 | ConvertedType::INT_32 => {}
+            ConvertedType::INT_64 => {}
+            ConvertedType::UINT_8 | ConvertedType::UINT_16 | ConvertedType::UINT_32 => unsigned = true,
+            ConvertedType::TIMESTAMP_MILLIS if timestamp => per_second = 1_000,
+            ConvertedType::TIMESTAMP_MICROS if timestamp => per_second = 1_000_000,
+            other => return Err(unsupported(format!("column {name:?} has converted type {other}"))),
+        },
+        Some(LogicalType::Integer { bit_width, is_signed }) => {
+            if !is_signed && *bit_width == 64 {
+                return Err(unsupported(format!("column {name:?} is UInt64 (values may exceed int64)")));
+            }
+            unsigned = !is_signed;
+        }
+        Some(LogicalType::Timestamp { unit, .. }) if timestamp && physical == Physical::INT64 => {
+            per_second = match unit {
+                TimeUnit::MILLIS => 1_000,
+                TimeUnit::MICROS => 1_000_000,
+                TimeUnit::NANOS => 1_000_000_000,
+            };
+        }
+        Some(other) => return Err(unsupported(format!("column {name:?} has logical type {other:?}"))),
+    }
+    Ok((Col { index, physical, unsigned, nullable: c.max_def_level() == 1 }, per_second))
+}
+
+/// Reads the three columns of `path` (see the module doc). Row groups and columns are decoded in
+/// parallel; the id columns come out encoded (codes in sorted raw order, counted).
+pub fn read_log(path: &Path, user: &str, item: &str, timestamp: &str) -> Res<ParquetLog> {
+    // The parquet crate panics on some damaged files (a missing header field); that is damage
+    // the caller's own reader describes, not a crash.
+    std::panic::catch_unwind(|| read(path, user, item, timestamp))
+        .unwrap_or_else(|_| Err(unsupported("the parquet reader failed on this file")))
+}
+
+fn read(path: &Path, user: &str, item: &str, timestamp: &str) -> Res<ParquetLog> {
+    let file = Bytes::from_owner(Mapped::of(path)?);
+    let reader = SerializedFileReader::new(file.clone()).map_err(pq)?;
+    let meta = reader.metadata();
+    let columns = meta.file_metadata().schema_descr().columns();
+    let (ucol, _) = plan(columns, user, false)?;
+    let (icol, _) = plan(columns, item, false)?;
+    let (tcol, ts_per_second) = plan(columns, timestamp, true)?;
+    let groups = meta.row_groups();
+    let mut starts = Vec::with_capacity(groups.len() + 1);
+    starts.push(0usize);
+    for g in groups {
+        let rows = usize::try_from(g.num_rows()).map_err(|_| unsupported("negative row count"))?;
+        starts.push(starts.last().unwrap() + rows);
+    }
+    let n = *starts.last().unwrap();
+    if n == 0 {
+        return Err(unsupported("no rows"));
+    }
+    if n > u32::MAX as usize {
+        return Err(unsupported(format!("{n} rows: more than the core indexes")));
+    }
+    let mut uidx = buffer::zeroed::<u32>(n);
+    let mut iidx = buffer::zeroed::<u32>(n);
+    let mut ts = buffer::zeroed::<i64>(n);
+    // One task per (column, row group), each writing its own rows.
+    let mut tasks: Vec<Task<'_>> = Vec::with_capacity(3 * groups.len());
+    for (col, name, out) in [(ucol, user, &mut uidx), (icol, item, &mut iidx)] {
+        let mut rest: &mut [u32] = out;
+        for (g, meta) in groups.iter().enumerate() {
+            let (here, after) = rest.split_at_mut(starts[g + 1] - starts[g]);
+            rest = after;
+            tasks.push(Task { col, name, meta, start: starts[g], out: Out::Idx(here) });
+        }
+    }
+    let mut rest: &mut [i64] = &mut ts;
+    for (g, meta) in groups.iter().enumerate() {
+        let (here, after) = rest.split_at_mut(starts[g + 1] - starts[g]);
+        rest = after;
+        tasks.push(Task { col: tcol, name: timestamp, meta, start: starts[g], out: Out::Ts(here) });
+    }
+    let done: Vec<Res<Decoded>> = tasks.into_par_iter().map(|t| t.run(&file)).collect();
+    let mut first_null: Option<(u64, String)> = None;
+    let (mut udicts, mut idicts, mut ranges) = (Vec::new(), Vec::new(), Vec::new());
+    for (k, d) in done.into_iter().enumerate() {
+        match d {
+            Ok(Decoded::Dict(d)) if k < groups.len() => udicts.push(d),
+            Ok(Decoded::Dict(d)) => idicts.push(d),
+            Ok(Decoded::Range(r)) => ranges.extend(r),
+            Err(ReadError::Null { column, row }) => {
+                if first_null.as_ref().is_none_or(|(r, _)| row < *r) {
+                    first_null = Some((row, column));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if let Some((row, column)) = first_null {
+        return Err(ReadError::Null { column, row });
+    }
+    let ts_range = ranges.into_iter().reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)));
+    let (users, items) = if n >= 1 << 25 {
+        (encode(uidx, &udicts, &starts), encode(iidx, &idicts, &starts))
+    } else {
+        rayon::join(|| encode(uidx, &udicts, &starts), || encode(iidx, &idicts, &starts))
+    };
+    Ok(ParquetLog { users: users?, items: items?, timestamps: ts, ts_per_second, ts_range })
+}
+
+enum Out<'a> {
+    /// Dictionary indices of an id column's rows (codes after [`encode`]).
+    Idx(&'a mut [u32]),
+    Ts(&'a mut [i64]),
+}
+
+struct Task<'a> {
+    col: Col,
+    name: &'a str,
+    meta: &'a RowGroupMetaData,
+    start: usize,
+    out: Out<'a>,
+}
+
+/// An id column chunk's dictionary: the values its rows' indices point at.
+enum Dict {
+    Int(Vec<i64>),
+    /// Arrow `large_string` layout: offsets (from 0) and bytes.
+    Text(Vec<i64>, Vec<u8>),
+}
+
+impl Dict {
+    fn len(&self) -> usize {
+        match self {
+            Dict::Int(v) => v.len(),
+            Dict::Text(o, _) => o.len() - 1,
+        }
+    }
+
+    /// Appends `n` PLAIN values (integers, or strings as a 4-byte length and the bytes).
+    fn push_plain(&mut self, b: &[u8], n: usize, col: Col, name: &str) -> Res<()> {
+        match self {
+            Dict::Int(v) => plain_into(b, n, col, v, name),
+            Dict::Text(offsets, data) => {
+                let mut rest = b;
+                data.reserve(b.len().saturating_sub(4 * n));
+                offsets.reserve(n);
+                for _ in 0..n {
+                    let (len, tail) = rest.split_at_checked(4).ok_or_else(|| truncated(name))?;
+                    let len = u32::from_le_bytes(len.try_into().unwrap()) as usize;
+                    let (value, tail) = tail.split_at_checked(len).ok_or_else(|| truncated(name))?;
+                    data.extend_from_slice(value);
+                    offsets.push(data.len() as i64);
+                    rest = tail;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+enum Decoded {
+    Dict(Dict),
+    /// A timestamp chunk's (min, max); None when it has no rows.
+    Range(Option<(i64, i64)>),
+}
+
+/// A data page's values.
+enum Values<'p> {
+    Plain(&'p [u8]),
+    /// Bit width byte, then RLE/bit-packed hybrid dictionary indices.
+    Dict(&'p [u8]),
+}
+
+impl Task<'_> {
+    fn run(self, file: &Bytes) -> Res<Decoded> {
+        let Task { col, name, meta, start, out } = self;
+        let file = Arc::new(file.clone());
+        let chunk = meta.column(col.index);
+        let rows = out_len(&out);
+        let mut pages = SerializedPageReader::new(file, chunk, rows, None).map_err(pq)?;
+        let mut dict =
+            if col.physical == Physical::BYTE_ARRAY { Dict::Text(vec![0], Vec::new()) } else { Dict::Int(Vec::new()) };
+        let mut dict_len = None; // values from the dictionary page (indices must stay below)
+        let (mut at, mut scratch) = (0usize, Vec::<u32>::new());
+        let mut out = out;
+        let mut range = (i64::MAX, i64::MIN);
+        while let Some(page) = pages.get_next_page().map_err(pq)? {
+            let (values, count) = match &page {
+                Page::DictionaryPage { buf, num_values, encoding, .. } => {
+                    if dict_len.is_some() || at > 0 {
+                        return Err(unsupported(format!("column {name:?}: a second dictionary page")));
+                    }
+                    if !matches!(*encoding, Encoding::PLAIN | Encoding::PLAIN_DICTIONARY) {
+                        return Err(unsupported(format!("column {name:?}: dictionary encoding {encoding}")));
+                    }
+                    dict.push_plain(buf, *num_values as usize, col, name)?;
+                    dict_len = Some(dict.len());
+                    continue;
+                }
+                Page::DataPage { buf, num_values, encoding, def_level_encoding, .. } => {
+                    let n = *num_values as usize;
+                    let mut body: &[u8] = buf;
+                    if col.nullable {
+                        if *def_level_encoding != Encoding::RLE {
+                            return Err(unsupported(format!("column {name:?}: levels encoded {def_level_encoding}")));
+                        }
+                        let len = body.get(..4).map(|b| u32::from_le_bytes(b.try_into().unwrap()) as usize);
+                        let levels = len.and_then(|l| body.get(4..4 + l)).ok_or_else(|| truncated(name))?;
+                        if let Some(j) =
+                            first_zero_level(levels, n).map_err(|e| unsupported(format!("{name:?}: {e}")))?
+                        {
+                            return Err(null(name, start + at + j));
+                        }
+                        body = &body[4 + levels.len()..];
+                    }
+                    (values(body, *encoding, name)?, n)
+                }
+                Page::DataPageV2 {
+                    buf,
+                    num_values,
+                    encoding,
+                    num_nulls,
+                    def_levels_byte_len,
+                    rep_levels_byte_len,
+                    ..
+                } => {
+                    let n = *num_values as usize;
+                    let skip = (*def_levels_byte_len + *rep_levels_byte_len) as usize;
+                    let levels = buf.get(*rep_levels_byte_len as usize..skip).ok_or_else(|| truncated(name))?;
+                    if *num_nulls > 0 {
+                        let j = first_zero_level(levels, n).map_err(|e| unsupported(format!("{name:?}: {e}")))?;
+                        return Err(null(name, start + at + j.unwrap_or(0)));
+                    }
+                    (values(&buf[skip..], *encoding, name)?, n)
+                }
+            };
+            if at + count > rows {
+                return Err(unsupported(format!("column {name:?}: more values than rows")));
+            }
+            match (&mut out, values) {
+                (Out::Idx(o), Values::Dict(b)) => {
+                    let d = dict_len.ok_or_else(|| unsupported(format!("column {name:?}: no dictionary page")))?;
+                    let page = &mut o[at..at + count];
+                    hybrid(b, page, name)?;
+                    if page.iter().any(|&x| x as usize >= d) {
+                        return Err(unsupported(format!("column {name:?}: a dictionary index out of range")));
+                    }
+                }
+                (Out::Idx(o), Values::Plain(b)) => {
+                    // Plain pages (a writer that gave up on its dictionary): each value becomes an
+                    // entry of the chunk's dictionary.
+                    let first = dict.len();
+                    dict.push_plain(b, count, col, name)?;
+                    for (j, x) in o[at..at + count].iter_mut().enumerate() {
+                        *x = (first + j) as u32;
+                    }
+                }
+                (Out::Ts(o), Values::Dict(b)) => {
+                    let d = dict_len.ok_or_else(|| unsupported(format!("column {name:?}: no dictionary page")))?;
+                    scratch.resize(count, 0);
+                    hybrid(b, &mut scratch, name)?;
+                    let Dict::Int(values) = &dict else { unreachable!("timestamps are integers") };
+                    for (x, &k) in o[at..at + count].iter_mut().zip(&scratch) {
+                        *x = *values[..d]
+                            .get(k as usize)
+                            .ok_or_else(|| unsupported("a dictionary index out of range"))?;
+                    }
+                }
+                (Out::Ts(o), Values::Plain(b)) => {
+                    let page = &mut o[at..at + count];
+                    plain_to(b, col, page, name)?;
+                }
+            }
+            if let Out::Ts(o) = &out {
+                range = o[at..at + count].iter().fold(range, |(lo, hi), &v| (lo.min(v), hi.max(v)));
+            }
+            at += count;
+        }
+        if at != rows {
+            return Err(unsupported(format!("column {name:?}: {at} values for {rows} rows")));
+        }
+        Ok(match out {
+            Out::Idx(_) => Decoded::Dict(dict),
+            Out::Ts(_) => Decoded::Range((rows > 0).then_some(range)),
+        })
+    }
+}
+
+fn out_len(out: &Out<'_>) -> usize {
+    match out {
+        Out::Idx(o) => o.len(),
+        Out::Ts(o) => o.len(),
+    }
+}
+
+fn null(name: &str, row: usize) -> ReadError {
+    ReadError::Null { column: name.to_string(), row: row as u64 }
+}
+
+fn truncated(name: &str) -> ReadError {
+    unsupported(format!("column {name:?}: a truncated page"))
+}
+
+fn values<'p>(body: &'p [u8], encoding: Encoding, name: &str) -> Res<Values<'p>> {
+    match encoding {
+        Encoding::PLAIN => Ok(Values::Plain(body)),
+        Encoding::PLAIN_DICTIONARY | Encoding::RLE_DICTIONARY => Ok(Values::Dict(body)),
+        other => Err(unsupported(format!("column {name:?}: values encoded {other}"))),
+    }
+}
+
+/// Appends `n` PLAIN values of `col`'s type to `out` as i64.
+fn plain_into(b: &[u8], n: usize, col: Col, out: &mut Vec<i64>, name: &str) -> Res<()> {
+    let first = out.len();
+    out.resize(first + n, 0);
+    plain_to(b, col, &mut out[first..], name)
+}
+
+/// Decodes `out.len()` PLAIN values of `col`'s type into `out`.
+fn plain_to(b: &[u8], col: Col, out: &mut [i64], name: &str) -> Res<()> {
+    if col.physical == Physical::BYTE_ARRAY {
+        return Err(unsupported(format!("column {name:?}: strings where integers were expected")));
+    }
+    let width = if col.physical == Physical::INT64 { 8 } else { 4 };
+    let b = b.get(..out.len() * width).ok_or_else(|| truncated(name))?;
+    if width == 8 {
+        for (x, c) in out.iter_mut().zip(b.chunks_exact(8)) {
+            *x = i64::from_le_bytes(c.try_into().unwrap());
+        }
+    } else if col.unsigned {
+        for (x, c) in out.iter_mut().zip(b.chunks_exact(4)) {
+            *x = u32::from_le_bytes(c.try_into().unwrap()) as i64;
+        }
+    } else {
+        for (x, c) in out.iter_mut().zip(b.chunks_exact(4)) {
+            *x = i32::from_le_bytes(c.try_into().unwrap()) as i64;
+        }
+    }
+    Ok(())
+}
+
+/// Dictionary indices: a bit-width byte, then the hybrid runs.
+fn hybrid(b: &[u8], out: &mut [u32], name: &str) -> Res<()> {
+    let (&bw, runs) = b.split_first().ok_or_else(|| truncated(name))?;
+    decode_hybrid(runs, bw as u32, out).map_err(|e| unsupported(format!("column {name:?}: {e}")))
+}
+
+fn uleb(b: &mut &[u8]) -> Result<u64, String> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = b.split_first().ok_or("a truncated run header")?;
+        *b = rest;
+        v |= ((byte & 0x7f) as u64) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    Err("a run header longer than 64 bits".into())
+}
+
+/// Decodes exactly `out.len()` values of the RLE/bit-packed hybrid encoding with `bw` bits each.
+pub(crate) fn decode_hybrid(mut b: &[u8], bw: u32, out: &mut [u32]) -> Result<(), String> {
+    if bw > 32 {
+        return Err(format!("bit width {bw}"));
+    }
+    let mut at = 0;
+    while at < out.len() {
+        let header = uleb(&mut b)?;
+        let count = (header >> 1) as usize;
+        if header & 1 == 1 {
+            // Bit-packed: `count` groups of 8 values, `bw` bytes per group.
+            let values = count.saturating_mul(8);
+            let bytes = count.saturating_mul(bw as usize).min(b.len());
+            let take = values.min(out.len() - at);
+            if take * bw as usize > bytes * 8 {
+                return Err("a truncated bit-packed run".into());
+            }
+            unpack(&b[..bytes], bw, &mut out[at..at + take]);
+            b = &b[bytes..];
+            at += take;
+        } else {
+            if count == 0 {
+                return Err("an empty run".into());
+            }
+            let width = bw.div_ceil(8) as usize;
+            let (v, rest) = b.split_at_checked(width).ok_or("a truncated run value")?;
+            let mut le = [0u8; 4];
+            le[..width].copy_from_slice(v);
+            let value = u32::from_le_bytes(le);
+            if bw < 32 && value >> bw != 0 {
+                return Err(format!("run value {value} wider than {bw} bits"));
+            }
+            b = rest;
+            let take = count.min(out.len() - at);
+            out[at..at + take].fill(value);
+            at += take;
+        }
+    }
+    Ok(())
+}
+
+/// Unpacks `out.len()` little-endian bit-packed values of `bw` bits (`b` holds them all).
+fn unpack(b: &[u8], bw: u32, out: &mut [u32]) {
+    if bw == 0 {
+        out.fill(0);
+        return;
+    }
+    let mask = if bw == 32 { u32::MAX as u64 } else { (1u64 << bw) - 1 };
+    let n = out.len();
+    // Values whose 8-byte window lies inside `b` are read unaligned; the last few through a copy.
+    let fast = if b.len() >= 8 { ((b.len() - 8) * 8 / bw as usize).min(n) } else { 0 };
+    for (i, x) in out[..fast].iter_mut().enumerate() {
+        let bit = i * bw as usize;
+        let word = u64::from_le_bytes(b[bit >> 3..(bit >> 3) + 8].try_into().unwrap());
+        *x = ((word >> (bit & 7)) & mask) as u32;
+    }
+    for (i, x) in out.iter_mut().enumerate().skip(fast) {
+        let bit = i * bw as usize;
+        let mut w = [0u8; 8];
+        let tail = &b[(bit >> 3).min(b.len())..];
+        let k = tail.len().min(8);
+        w[..k].copy_from_slice(&tail[..k]);
+        *x = ((u64::from_le_bytes(w) >> (bit & 7)) & mask) as u32;
+    }
+}
+
+/// The first of `n` definition levels (RLE hybrid, 1 bit) that is 0 — a null —, if any.
+fn first_zero_level(b: &[u8], n: usize) -> Result<Option<usize>, String> {
+    let mut levels = vec![0u32; n];
+    decode_hybrid(b, 1, &mut levels)?;
+    Ok(levels.iter().position(|&l| l == 0))
+}
+
+/// Codes of an id column from its chunks' dictionary indices (in place) and dictionaries.
+fn encode(idx: Vec<u32>, dicts: &[Dict], starts: &[usize]) -> Res<Encoded> {
+    if dicts.iter().all(|d| matches!(d, Dict::Int(_))) {
+        let values: Vec<&[i64]> = dicts
+            .iter()
+            .map(|d| match d {
+                Dict::Int(v) => v.as_slice(),
+                Dict::Text(..) => unreachable!(),
+            })
+            .collect();
+        let (lookup, uniques) = ids::int_code_table(&Column::new(values.clone()));
+        let luts: Vec<Vec<u32>> = values.par_iter().map(|d| d.iter().map(|&v| lookup.code(v)).collect()).collect();
+        let (codes, counts) = remap(idx, |g| &luts[g], uniques.len(), starts);
+        return Ok(Encoded { codes, uniques: Uniques::Int(uniques), counts });
+    }
+    // Strings: every row group's dictionary entries as one column, encoded as a string column is.
+    let entries: usize = dicts.iter().map(Dict::len).sum();
+    let bytes: usize = dicts.iter().map(|d| if let Dict::Text(_, b) = d { b.len() } else { 0 }).sum();
+    let (mut offsets, mut data) = (Vec::with_capacity(entries + 1), Vec::with_capacity(bytes));
+    offsets.push(0i64);
+    let mut first_entry = Vec::with_capacity(dicts.len() + 1);
+    for d in dicts {
+        let Dict::Text(o, b) = d else { return Err(unsupported("string and integer dictionaries mixed")) };
+        first_entry.push(offsets.len() - 1);
+        let base = data.len() as i64;
+        offsets.extend(o[1..].iter().map(|x| x + base));
+        data.extend_from_slice(b);
+    }
+    first_entry.push(offsets.len() - 1);
+    let col = OffsetsStr::new(&offsets, &data).map_err(|e| unsupported(e.to_string()))?;
+    let seen = text::check_column(&col).map_err(|e| unsupported(e.to_string()))?;
+    if seen.first_empty.is_some()
+        || seen.first_control.is_some()
+        || seen.first_nan_like.is_some()
+        || seen.padded
+        || seen.int_like
+        || !seen.non_ascii.is_empty()
+    {
+        return Err(unsupported("string ids that the id checks would trim, refuse, or read as integers"));
+    }
+    let (entry_codes, first, _) = ids::encode_column(&col).map_err(|e| unsupported(e.to_string()))?;
+    let (mut u_offsets, mut u_data) = (Vec::with_capacity(first.len() + 1), Vec::new());
+    u_offsets.push(0i64);
+    for &e in &first {
+        let e = e as usize;
+        u_data.extend_from_slice(&data[offsets[e] as usize..offsets[e + 1] as usize]);
+        u_offsets.push(u_data.len() as i64);
+    }
+    drop((offsets, data));
+    let (codes, counts) = remap(idx, |g| &entry_codes[first_entry[g]..first_entry[g + 1]], first.len(), starts);
+    Ok(Encoded { codes, uniques: Uniques::Text(u_offsets, u_data), counts })
+}
+
+/// Maps each row group `g`'s indices through `lut(g)` in place and counts the codes, in parallel
+/// over contiguous blocks of row groups (one count array per block).
+fn remap<'l, F>(mut idx: Vec<u32>, lut: F, n_codes: usize, starts: &[usize]) -> (Vec<u32>, Vec<u32>)
+where
+    F: Fn(usize) -> &'l [u32] + Sync,
+{
+    let groups = starts.len() - 1;
+    let blocks = ids::n_blocks(idx.len(), n_codes).min(groups).max(1);
+    let per = groups.div_ceil(blocks).max(1);
+    let mut pieces: Vec<(usize, usize, &mut [u32])> = Vec::with_capacity(blocks);
+    let mut rest: &mut [u32] = &mut idx;
+    for g0 in (0..groups).step_by(per) {
+        let g1 = (g0 + per).min(groups);
+        let (here, after) = rest.split_at_mut(starts[g1] - starts[g0]);
+        rest = after;
+        pieces.push((g0, g1, here));
+    }
+    let counts = pieces
+        .into_par_iter()
+        .map(|(g0, g1, rows)| {
+            let mut c = buffer::zeroed::<u32>(n_codes);
+            let mut at = 0;
+            for g in g0..g1 {
+                let (lut, k) = (lut(g), starts[g + 1] - starts[g]);
+                for x in &mut rows[at..at + k] {
+                    let code = lut[*x as usize];
+                    *x = code;
+                    c[code as usize] += 1;
+                }
+                at += k;
+            }
+            c
+        })
+        .reduce(|| vec![0u32; n_codes], ids::add_counts);
+    (idx, counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// The parquet format spec's example: 0..=7 with 3 bits packed as 10001000 11000110 11111010.
+    #[test]
+    fn bit_packed_run_from_the_spec() {
+        let mut out = [0u32; 8];
+        decode_hybrid(&[0b11, 0b1000_1000, 0b1100_0110, 0b1111_1010], 3, &mut out).unwrap();
+        assert_eq!(out, [0, 1, 2, 3, 4, 5, 6, 7]);
+        // An RLE run: 300 (header 600 as ULEB128: 0xd8 0x04) copies of 5 in one byte.
+        let mut out = vec![0u32; 300];
+        decode_hybrid(&[0xd8, 0x04, 5], 3, &mut out).unwrap();
+        assert!(out.iter().all(|&x| x == 5));
+    }
+
+    fn uleb_push(out: &mut Vec<u8>, mut v: u64) {
+        loop {
+            let byte = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+
+    /// A plain reference encoder: runs of equal values as RLE, the rest bit-packed bit by bit.
+    fn encode_reference(values: &[u32], bw: u32, rng: &mut rand::rngs::StdRng) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < values.len() {
+            let run = values[i..].iter().take_while(|&&v| v == values[i]).count();
+            if run >= 8 && rng.gen_bool(0.7) {
+                uleb_push(&mut out, (run as u64) << 1);
+                out.extend_from_slice(&values[i].to_le_bytes()[..bw.div_ceil(8) as usize]);
+                i += run;
+            } else {
+                let groups = rng.gen_range(1..4usize);
+                let take = (groups * 8).min(values.len() - i);
+                uleb_push(&mut out, ((take.div_ceil(8) as u64) << 1) | 1);
+                let mut bits = vec![0u8; take.div_ceil(8) * bw as usize];
+                for (j, &v) in values[i..i + take].iter().enumerate() {
+                    for b in 0..bw as usize {
+                        if v >> b & 1 == 1 {
+                            let at = j * bw as usize + b;
+                            bits[at / 8] |= 1 << (at % 8);
+                        }
+                    }
+                }
+                out.extend(bits);
+                i += take;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn hybrid_decoding_matches_a_reference_encoder() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for case in 0..400 {
+            let bw = rng.gen_range(0..=32u32);
+            let n = rng.gen_range(1..600usize);
+            let top = if bw == 32 { u32::MAX } else { (1u64 << bw) as u32 - 1 };
+            let mut values = Vec::with_capacity(n);
+            while values.len() < n {
+                let v = rng.gen_range(0..=top);
+                let k = if rng.gen_bool(0.3) { rng.gen_range(1..40) } else { 1 };
+                values.extend(std::iter::repeat_n(v, k.min(n - values.len())));
+            }
+            let bytes = encode_reference(&values, bw, &mut rng);
+            let mut out = vec![u32::MAX; n];
+            decode_hybrid(&bytes, bw, &mut out).unwrap();
+            assert_eq!(out, values, "case {case}, bit width {bw}");
+        }
+    }
+
+    #[test]
+    fn damaged_runs_are_errors_not_panics() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+        for _ in 0..2000 {
+            let len = rng.gen_range(0..24);
+            let bytes: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+            let mut out = vec![0u32; rng.gen_range(1..100)];
+            let _ = decode_hybrid(&bytes, rng.gen_range(0..=40), &mut out);
+        }
+        let mut out = [0u32; 16];
+        assert!(decode_hybrid(&[0b11, 0xff], 3, &mut out).is_err()); // 8 values of 3 bits need 3 bytes
+        assert!(decode_hybrid(&[0x10, 9], 3, &mut out).is_err()); // run value 9 needs 4 bits
+        assert!(decode_hybrid(&[], 3, &mut out).is_err());
+    }
+
+    #[test]
+    fn a_missing_file_is_not_read() {
+        let got = read_log(Path::new("/nonexistent/log.parquet"), "u", "i", "t");
+        assert!(matches!(got, Err(ReadError::Unsupported(why)) if why.starts_with("open")));
+    }
+}

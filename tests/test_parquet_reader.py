@@ -1,0 +1,301 @@
+"""``prepare(path)`` on parquet files the Rust core reads itself (rust/src/parquet_log.rs),
+checked against ``prepare(pl.read_parquet(path))`` — polars' reader and the in-memory pipeline —
+on random logs written by polars and by pyarrow with every layout a writer may choose:
+dictionary or plain pages, a dictionary abandoned mid-chunk, page versions 1 and 2, several
+pages per chunk, many row groups, each codec, 32- and 64-bit and unsigned integers, datetime
+timestamps. Files the core does not read (other types or codecs, a rating column, nulls,
+damage) must give what the polars path gives, errors included."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import seqdistill as sd
+from seqdistill import core
+from seqdistill.data import SplitConfig
+from seqdistill.errors import DataError, SeqdistillWarning
+
+SPLIT = SplitConfig(quantile=0.7, valid="time", valid_quantile=0.5, target="last")
+
+
+def random_log(rng: np.random.Generator, rows: int, users: int, items: int, id_lo: int) -> pl.DataFrame:
+    """Ids spread from ``id_lo`` (negative too), popular items, many equal timestamps."""
+    u = rng.integers(0, users, rows) * 3 + id_lo
+    it = np.minimum(rng.zipf(1.3, rows), items) * 7 + id_lo
+    t = rng.integers(1_000_000_000, 1_000_000_000 + rows // 2 + 2, rows)
+    return pl.DataFrame({"user_id": u, "item_id": it, "timestamp": t})
+
+
+def same_dataset(a: sd.PreparedDataset, b: sd.PreparedDataset) -> None:
+    for f in ("offsets", "items", "timestamps", "train_end"):
+        np.testing.assert_array_equal(getattr(a, f), getattr(b, f), err_msg=f)
+    for part in ("valid", "test"):
+        for x, y in zip(a.targets(part), b.targets(part), strict=True):
+            np.testing.assert_array_equal(x, y)
+    assert a.user_ids.to_list() == b.user_ids.to_list()
+    assert a.item_ids.to_list() == b.item_ids.to_list()
+    assert a.manifest["audit"] == b.manifest["audit"]
+    drop = ("stages", "seconds")
+    assert {k: v for k, v in a.stats.items() if k not in drop} == {k: v for k, v in b.stats.items() if k not in drop}
+
+
+def check(path: Path, k: int = 2, fast: bool = True, **kw: object) -> sd.PreparedDataset:
+    """prepare(path) equals prepare on the file as read_interactions (polars) reads it; ``fast``:
+    read by the core."""
+    got = sd.prepare(path, k_core=k, split=SPLIT, name="log", **kw)  # type: ignore[arg-type]
+    want = sd.prepare(sd.read_interactions(path), k_core=k, split=SPLIT, name="log", **kw)  # type: ignore[arg-type]
+    same_dataset(got, want)
+    assert ("read+encode" in got.stats["stages"]) is fast, got.stats["stages"]
+    return got
+
+
+LAYOUTS = st.fixed_dictionaries(
+    {
+        "writer": st.sampled_from(["polars", "pyarrow"]),
+        "compression": st.sampled_from(["zstd", "snappy", "lz4", "none"]),
+        "row_group": st.sampled_from([7, 100, 1000, 100_000]),
+        "dictionary": st.booleans(),
+        "page_version": st.sampled_from(["1.0", "2.0"]),
+        "page_size": st.sampled_from([64, 1 << 20]),  # 64 bytes: many pages per chunk
+        "dict_limit": st.sampled_from([64, 1 << 20]),  # 64 bytes: the writer gives up on its dictionary
+        "id_type": st.sampled_from([pl.Int64, pl.Int32, pl.UInt32, pl.Int16, pl.String]),
+        "ts_type": st.sampled_from(["int64", "int32", "ms", "us", "ns"]),
+    }
+)
+
+
+def write(df: pl.DataFrame, path: Path, lay: dict) -> None:
+    if lay["id_type"] == pl.String:  # text ids ("u-40", "i23"): sorted by bytes, not by value
+        ids = [(c[0] + pl.col(c).cast(pl.String)).alias(c) for c in ("user_id", "item_id")]
+    else:
+        ids = [pl.col(c).cast(lay["id_type"]) for c in ("user_id", "item_id")]
+    ts = {"int64": pl.col("timestamp"), "int32": pl.col("timestamp").cast(pl.Int32)}.get(
+        lay["ts_type"], (pl.col("timestamp") * 1000 + pl.int_range(pl.len()) % 1000).cast(pl.Datetime("ms"))
+    )
+    if lay["ts_type"] in ("us", "ns"):
+        ts = ts.cast(pl.Datetime(lay["ts_type"]))
+    df = df.with_columns(*ids, ts)
+    codec = lay["compression"]
+    if lay["writer"] == "polars":
+        codec = "uncompressed" if codec == "none" else codec
+        df.write_parquet(path, compression=codec, row_group_size=lay["row_group"], data_page_size=lay["page_size"])
+    else:
+        pq.write_table(
+            df.to_arrow(),
+            path,
+            compression=codec,
+            row_group_size=lay["row_group"],
+            use_dictionary=lay["dictionary"],
+            data_page_version=lay["page_version"],
+            data_page_size=lay["page_size"],
+            dictionary_pagesize_limit=lay["dict_limit"],
+        )
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    rows=st.integers(1, 2000),
+    users=st.integers(1, 60),
+    items=st.integers(1, 200),
+    id_lo=st.sampled_from([0, 1, -40, 30_000]),
+    lay=LAYOUTS,
+)
+def test_core_reader_matches_polars(
+    tmp_path: Path, seed: int, rows: int, users: int, items: int, id_lo: int, lay: dict
+):
+    if lay["id_type"] == pl.UInt32:
+        id_lo = abs(id_lo)
+    df = random_log(np.random.default_rng(seed), rows, users, items, id_lo)
+    path = tmp_path / f"log-{seed}.parquet"
+    write(df, path, lay)
+    try:
+        check(path)
+    except DataError as e:  # both paths refuse the same logs (nothing left, no training part)
+        with pytest.raises(DataError) as slow:
+            sd.prepare(sd.read_interactions(path), k_core=2, split=SPLIT, name="log")
+        assert str(slow.value) == str(e)
+
+
+def test_many_row_groups_and_pages_hand_checked(tmp_path: Path):
+    """Three users over row groups of 2 rows, one data page per value: the CSR by hand."""
+    df = pl.DataFrame(
+        {
+            "u": [30, 10, 30, 20, 10, 30, 20],
+            "i": [5, 6, 5, 7, 5, 6, 7],
+            "t": [3, 1, 1, 2, 2, 2, 1],
+        }
+    )
+    path = tmp_path / "tiny.parquet"
+    pq.write_table(df.to_arrow(), path, row_group_size=2, data_page_size=1, use_dictionary=["u"])
+    ds = sd.prepare(
+        path,
+        columns={"user_id": "u", "item_id": "i", "timestamp": "t"},
+        k_core=1,
+        split=SplitConfig(kind="leave_one_out"),
+    )
+    assert "read+encode" in ds.stats["stages"]
+    assert ds.name == "tiny"
+    assert ds.user_ids.to_list() == [10, 20, 30]
+    assert ds.item_ids.to_list() == [None, 5, 6, 7]
+    # user 10: (6@1, 5@2); user 20: (7@1, 7@2); user 30: (5@1, 6@2, 5@3) — ties keep file order
+    assert ds.offsets.tolist() == [0, 2, 4, 7]
+    assert ds.items.tolist() == [2, 1, 3, 3, 1, 2, 1]
+    assert ds.timestamps.tolist() == [1, 2, 1, 2, 1, 2, 3]
+
+
+def test_subsecond_datetimes_order_within_the_second(tmp_path: Path):
+    """Datetime rows of one user within one second are ordered by the full time, then floored."""
+    t = pl.Series([1_500, 1_200, 2_000, 1_999, 5_000], dtype=pl.Int64).cast(pl.Datetime("ms"))
+    df = pl.DataFrame({"user_id": [1, 1, 1, 1, 1], "item_id": [10, 11, 12, 13, 14], "timestamp": t})
+    path = tmp_path / "ms.parquet"
+    df.write_parquet(path)
+    ds = sd.prepare(path, k_core=1, split=SplitConfig(kind="leave_one_out"))
+    assert "read+encode" in ds.stats["stages"]
+    assert (ds.item_ids.gather(ds.items)).to_list() == [11, 10, 13, 12, 14]
+    assert ds.timestamps.tolist() == [1, 1, 1, 2, 5]
+
+
+@pytest.mark.parametrize("column", ["user_id", "item_id", "timestamp"])
+@pytest.mark.parametrize("page_version", ["1.0", "2.0"])
+def test_null_is_named_like_the_polars_path(tmp_path: Path, column: str, page_version: str):
+    df = random_log(np.random.default_rng(3), 500, 20, 30, 0)
+    df = df.with_columns(pl.when(pl.int_range(pl.len()) == 321).then(None).otherwise(pl.col(column)).alias(column))
+    path = tmp_path / "nulls.parquet"
+    pq.write_table(df.to_arrow(), path, row_group_size=100, data_page_version=page_version)
+    with pytest.raises(DataError) as e:
+        sd.prepare(path, k_core=1)
+    assert str(e.value) == f"{path}: column {column!r} is null at row 321"
+
+
+def test_files_the_core_does_not_read_give_the_polars_result(tmp_path: Path):
+    df = random_log(np.random.default_rng(5), 2000, 40, 80, 0)
+    cases = {
+        "integer strings": df.with_columns(pl.col("user_id").cast(pl.String)),
+        "rating": df.with_columns(rating=pl.lit(4.0)),
+        "uint64": df.with_columns(pl.col("item_id").cast(pl.UInt64)),
+        "float ids": df.with_columns(pl.col("item_id").cast(pl.Float64)),
+        "dates": df.with_columns((pl.col("timestamp") - 1_000_000_000).cast(pl.Int32).cast(pl.Date)),
+    }
+    for name, frame in cases.items():
+        path = tmp_path / f"{name}.parquet"
+        frame.write_parquet(path)
+        check(path, fast=False)
+    cat = tmp_path / "categorical.parquet"  # dictionary-encoded strings: read by the core
+    df.with_columns(("u" + pl.col("user_id").cast(pl.String)).cast(pl.Categorical)).write_parquet(cat)
+    check(cat)
+    gz = tmp_path / "gzip.parquet"
+    df.write_parquet(gz, compression="gzip")
+    check(gz, fast=False)  # a codec the core is built without
+    int96 = tmp_path / "int96.parquet"
+    t = df.with_columns(pl.from_epoch("timestamp", time_unit="s").cast(pl.Datetime("us")))
+    pq.write_table(t.to_arrow(), int96, use_deprecated_int96_timestamps=True)
+    check(int96, fast=False)
+
+
+@pytest.mark.parametrize(
+    ("ids", "fast"),
+    [
+        (["a", "b", "c"], True),
+        (["item 1", "item-2", "Z"], True),
+        (["12", "7", "-3"], False),  # every id an integer: read_interactions makes the column Int64
+        (["a", " b", "c"], False),  # padded: trimmed by the id checks
+        (["a", "é", "c"], False),  # non-ASCII: checked with Unicode tables in Python
+        (["a", "", "c"], False),  # empty: refused
+        (["a", "NaN", "c"], False),  # NaN-like: refused
+    ],
+)
+def test_string_ids_the_checks_would_change_take_the_polars_path(tmp_path: Path, ids: list[str], fast: bool):
+    rng = np.random.default_rng(9)
+    n = 300
+    df = pl.DataFrame(
+        {
+            "user_id": [f"user{k}" for k in rng.integers(0, 20, n)],
+            "item_id": [ids[k % 3] for k in range(n)],
+            "timestamp": rng.integers(0, 10_000, n) + 1_600_000_000,
+        }
+    )
+    path = tmp_path / "s.parquet"
+    df.write_parquet(path, row_group_size=64)
+    try:
+        sd.read_interactions(path)
+    except DataError as refused:  # refused ids: prepare(path) says what read_interactions says
+        assert not fast
+        with pytest.raises(DataError) as got:
+            sd.prepare(path, k_core=1, split=SPLIT)
+        assert str(got.value) == str(refused)
+        return
+    check(path, k=1, fast=fast)
+
+
+def test_damaged_file_is_named(tmp_path: Path):
+    df = random_log(np.random.default_rng(6), 5000, 40, 80, 0)
+    path = tmp_path / "log.parquet"
+    df.write_parquet(path, row_group_size=1000)
+    data = bytearray(path.read_bytes())
+    for at in (len(data) // 3, len(data) // 2):  # scribble over pages (not the footer)
+        data[at : at + 200] = bytes(range(200))
+    path.write_bytes(bytes(data))
+    assert core.prepare_parquet(path, "user_id", "item_id", "timestamp")[0] is None
+    with pytest.raises(DataError, match=str(path)):
+        sd.prepare(path, k_core=1)
+    half = tmp_path / "half.parquet"
+    half.write_bytes(path.read_bytes()[: len(data) // 2])
+    with pytest.raises(DataError, match=f"{half}: cannot read as parquet"):
+        sd.prepare(half)
+
+
+def test_core_reports_why_it_does_not_read(tmp_path: Path):
+    df = random_log(np.random.default_rng(7), 100, 5, 9, 0)
+    path = tmp_path / "s.parquet"
+    df.with_columns(pl.col("item_id").cast(pl.Float64)).write_parquet(path)
+    log, why, rng, per = core.prepare_parquet(path, "user_id", "item_id", "timestamp")
+    assert log is None and "item_id" in why and rng is None and per == 0
+    ok = tmp_path / "ok.parquet"
+    df.write_parquet(ok)
+    log, why, rng, per = core.prepare_parquet(ok, "user_id", "item_id", "timestamp")
+    assert why is None and per == 1
+    assert rng == (df["timestamp"].min(), df["timestamp"].max())
+
+
+def test_mixed_epoch_units_warn_as_read_interactions_does(tmp_path: Path):
+    df = pl.DataFrame(
+        {"user_id": [1, 1, 2, 2], "item_id": [1, 2, 1, 2], "timestamp": [1_600_000_000, 1_600_000_001_000, 5, 6]}
+    )
+    path = tmp_path / "mixed.parquet"
+    df.write_parquet(path)
+    with pytest.warns(SeqdistillWarning, match="mixes epoch units") as got:
+        sd.prepare(path, k_core=1, split=SplitConfig(kind="leave_one_out"))
+    with pytest.warns(SeqdistillWarning, match="mixes epoch units") as want:
+        sd.read_interactions(path)
+    assert str(got[0].message) == str(want[0].message)
+    single = tmp_path / "ms.parquet"
+    df.with_columns(pl.Series("timestamp", [1_600_000_000_000, 1_600_000_001_000, 5, 6])).write_parquet(single)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SeqdistillWarning)
+        sd.prepare(single, k_core=1, split=SplitConfig(kind="leave_one_out"))
+
+
+def test_other_formats_and_mapped_columns_take_the_file_path(tmp_path: Path):
+    df = random_log(np.random.default_rng(8), 800, 30, 40, 0).rename({"user_id": "userId", "item_id": "movieId"})
+    csv = tmp_path / "log.csv"
+    df.write_csv(csv)
+    pqt = tmp_path / "log.parquet"
+    df.write_parquet(pqt)
+    cols = {"user_id": "userId", "item_id": "movieId"}
+    a = sd.prepare(csv, columns=cols, k_core=2, split=SPLIT)
+    b = sd.prepare(pqt, columns=cols, k_core=2, split=SPLIT)
+    assert "read+encode" in b.stats["stages"] and "read+encode" not in a.stats["stages"]
+    same_dataset(a, b)
+    with pytest.raises(DataError, match="missing column 'user_id'"):
+        sd.prepare(pqt)
+    with pytest.raises(DataError, match="no such file"):
+        sd.prepare(tmp_path / "absent.parquet")
