@@ -185,9 +185,36 @@ fn plan(columns: &[Arc<ColumnDescriptor>], name: &str, timestamp: bool) -> Res<(
 /// parallel; the id columns come out encoded (codes in sorted raw order, counted).
 pub fn read_log(path: &Path, user: &str, item: &str, timestamp: &str) -> Res<ParquetLog> {
     // The parquet crate panics on some damaged files (a missing header field); that is damage
-    // the caller's own reader describes, not a crash.
-    std::panic::catch_unwind(|| read(path, user, item, timestamp))
+    // the caller's own reader describes, not a crash, and nothing is printed for it.
+    std::panic::catch_unwind(|| quietly(|| read(path, user, item, timestamp)))
         .unwrap_or_else(|_| Err(unsupported("the parquet reader failed on this file")))
+}
+
+thread_local! {
+    /// Set while this thread reads a file: a panic then is caught by [`read_log`] and not printed.
+    static READING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with this thread's panics kept quiet (the process's panic hook, wrapped once, stays
+/// silent for a thread inside `quietly` and prints every other panic as before).
+fn quietly<R>(f: impl FnOnce() -> R) -> R {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !READING.with(|r| r.get()) {
+                previous(info)
+            }
+        }));
+    });
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            READING.with(|r| r.set(self.0));
+        }
+    }
+    let _restore = Restore(READING.with(|r| r.replace(true)));
+    f()
 }
 
 fn read(path: &Path, user: &str, item: &str, timestamp: &str) -> Res<ParquetLog> {
@@ -231,7 +258,7 @@ fn read(path: &Path, user: &str, item: &str, timestamp: &str) -> Res<ParquetLog>
         rest = after;
         tasks.push(Task { col: tcol, name: timestamp, meta, start: starts[g], out: Out::Ts(here) });
     }
-    let done: Vec<Res<Decoded>> = tasks.into_par_iter().map(|t| t.run(&file)).collect();
+    let done: Vec<Res<Decoded>> = tasks.into_par_iter().map(|t| quietly(|| t.run(&file))).collect();
     let mut first_null: Option<(u64, String)> = None;
     let (mut udicts, mut idicts, mut ranges) = (Vec::new(), Vec::new(), Vec::new());
     for (k, d) in done.into_iter().enumerate() {
