@@ -7,8 +7,7 @@ per-user chronological sequences (CSR; equal timestamps keep file order) → per
 prefix length and the last-item test target. The results are compared element by element.
 
 Every candidate runs in a fresh worker process (the same for all: `python benches/preprocess.py
---worker ...`) on the same parquet file, so peak memory is its own (each touches and frees 4 GiB
-before its clock starts: see ``warm_memory``); the parent compares the
+--worker ...`) on the same parquet file, so peak memory is its own; the parent compares the
 arrays and prints medians, ratios and our per-stage breakdown.
 
 Sources: ``memory`` times the pipeline on a DataFrame already in memory (the file is read
@@ -513,20 +512,6 @@ CANDIDATES: dict[str, Callable[[Any], dict[str, Any]]] = {
 
 
 # ----------------------------------------------------------------------------------- worker
-#: Bytes every worker touches and frees right before its clock starts (see :func:`warm_memory`).
-WARM_BYTES = 4 << 30
-
-
-def warm_memory() -> None:
-    """Touch and free ``WARM_BYTES`` so that the run's fresh memory comes from pages the host
-    backs. These VMs back guest memory lazily and reclaim free pages within seconds, so a run in
-    a fresh process otherwise pays a host-side fault on each first touch — measured at 20M rows:
-    ours 0.75–1.36 s cold against 0.76–0.80 s after this, the difference growing with the bytes a
-    run writes. Every candidate gets the same (not timed)."""
-    block = np.ones(WARM_BYTES // 8)
-    del block
-
-
 def worker(candidate: str, path: Path, source: str, reader: str, out: Path | None) -> None:
     """One timed run in this (fresh) process; prints a JSON line."""
     import duckdb  # noqa: F401
@@ -539,7 +524,6 @@ def worker(candidate: str, path: Path, source: str, reader: str, out: Path | Non
     if source == "memory":
         df = read(path)
         gc.collect()
-        warm_memory()
         with PeakMemory() as mem:
             t0 = time.perf_counter()
             res = fn(df)
@@ -547,7 +531,6 @@ def worker(candidate: str, path: Path, source: str, reader: str, out: Path | Non
         input_bytes = df.estimated_size()
     else:
         gc.collect()
-        warm_memory()
         with PeakMemory() as mem:
             t0 = time.perf_counter()
             res = fn(path) if candidate.startswith("duckdb") else fn(read(path))
