@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -190,7 +191,7 @@ def test_files_the_core_does_not_read_give_the_polars_result(tmp_path: Path):
         frame.write_parquet(path)
         check(path, fast=False)
     cat = tmp_path / "categorical.parquet"  # dictionary-encoded strings: read by the core
-    df.with_columns(("u" + pl.col("user_id").cast(pl.String)).cast(pl.Categorical)).write_parquet(cat)
+    df.with_columns(("u" + pl.col("user_id").cast(pl.String)).cast(pl.Categorical).alias("user_id")).write_parquet(cat)
     check(cat)
     gz = tmp_path / "gzip.parquet"
     df.write_parquet(gz, compression="gzip")
@@ -234,6 +235,71 @@ def test_string_ids_the_checks_would_change_take_the_polars_path(tmp_path: Path,
         assert str(got.value) == str(refused)
         return
     check(path, k=1, fast=fast)
+
+
+def test_unused_dictionary_values_are_no_users_or_items(tmp_path: Path):
+    """pyarrow writes an Arrow dictionary as it is: a category no row uses sits in the parquet
+    dictionary page, and must not count as a user or item (users_before, the audit)."""
+    rng = np.random.default_rng(10)
+    n = 400
+    users = pa.DictionaryArray.from_arrays(
+        pa.array(rng.integers(0, 20, n), pa.int32()), pa.array([f"u{k}" for k in range(25)])
+    )  # u20..u24 unused
+    items = pa.DictionaryArray.from_arrays(
+        pa.array(rng.integers(0, 30, n), pa.int32()), pa.array([f"i{k}" for k in range(40)])
+    )
+    t = pa.table({"user_id": users, "item_id": items, "timestamp": pa.array(rng.integers(0, 5000, n) + 10**9)})
+    path = tmp_path / "dict.parquet"
+    pq.write_table(t, path, row_group_size=150)
+    check(path, k=1)  # users_before, items_before and the audit as the polars path has them
+    log = core.prepare_parquet(path, "user_id", "item_id", "timestamp")[0]
+    assert (log.users_before, log.items_before) == (20, 30)
+
+
+def test_unused_text_entry_does_not_hide_integer_ids(tmp_path: Path):
+    """Used ids "1", "2" are integers to read_interactions; an unused "abc" in the dictionary
+    must not make them text (the id checks look at the strings rows use)."""
+    u = pa.DictionaryArray.from_arrays(pa.array([0, 0, 1, 1], pa.int32()), pa.array(["1", "2", "abc"]))
+    t = pa.table({"user_id": u, "item_id": [1, 2, 1, 2], "timestamp": [10, 20, 30, 40]})
+    path = tmp_path / "u.parquet"
+    pq.write_table(t, path, store_schema=False)
+    check(path, k=1, fast=False)
+    assert sd.prepare(path, k_core=1, split=SPLIT).user_ids.to_list() == [1, 2]
+
+
+def test_declared_integer_width_is_applied_as_polars_does(tmp_path: Path):
+    """A non-conforming INTEGER(8) column holding 300: both readers give 44 (300 as int8)."""
+    schema = pa.schema([("user_id", pa.int32()), ("item_id", pa.int8()), ("timestamp", pa.int64())])
+    t = pa.table({"user_id": [1, 1, 2, 2], "item_id": [5, 6, 5, 6], "timestamp": [1, 2, 3, 4]}, schema=schema)
+    path = tmp_path / "w.parquet"
+    pq.write_table(t, path, use_dictionary=False, compression="none")
+    data = bytearray(path.read_bytes())
+    at = data.find((5).to_bytes(4, "little") + (6).to_bytes(4, "little"))
+    assert at > 0
+    data[at : at + 4] = (300).to_bytes(4, "little")  # the first item id: 300 in an int8 column
+    path.write_bytes(bytes(data))
+    ds = check(path, k=1)
+    assert sorted(ds.item_ids.drop_nulls().to_list()) == [5, 6, 44]
+
+
+def test_timezone_polars_cannot_parse_is_a_data_error(tmp_path: Path):
+    t = pa.table(
+        {
+            "user_id": [1, 1, 2, 2],
+            "item_id": [1, 2, 1, 2],
+            "timestamp": pa.array([1000, 2000, 3000, 4000], pa.timestamp("ms", tz="+05:45")),
+        }
+    )
+    path = tmp_path / "tz.parquet"
+    pq.write_table(t, path)
+    try:
+        want = sd.read_interactions(path)
+    except DataError as e:
+        with pytest.raises(DataError) as got:
+            sd.prepare(path, k_core=1)
+        assert str(got.value) == str(e)
+    else:
+        same_dataset(sd.prepare(path, k_core=1, split=SPLIT), sd.prepare(want, k_core=1, split=SPLIT))
 
 
 def test_damaged_file_is_named(tmp_path: Path):

@@ -115,8 +115,11 @@ impl Drop for Mapped {
 struct Col {
     index: usize,
     physical: Physical,
-    /// INT32 holding an unsigned integer (read as u32).
+    /// An unsigned integer type (UInt8/16/32).
     unsigned: bool,
+    /// The declared integer width (8, 16, 32 or 64): values are read as that type, as polars
+    /// reads them (a non-conforming file's 300 in an INTEGER(8) column is 44 for both).
+    bits: u32,
     nullable: bool,
 }
 
@@ -148,17 +151,21 @@ fn plan(columns: &[Arc<ColumnDescriptor>], name: &str, timestamp: bool) -> Res<(
         if !utf8 {
             return Err(unsupported(format!("column {name:?} is binary, not UTF-8 strings")));
         }
-        return Ok((Col { index, physical, unsigned: false, nullable: c.max_def_level() == 1 }, 1));
+        return Ok((Col { index, physical, unsigned: false, bits: 64, nullable: c.max_def_level() == 1 }, 1));
     }
     if !matches!(physical, Physical::INT32 | Physical::INT64) {
         return Err(unsupported(format!("column {name:?} is {physical}, not an integer")));
     }
     let (mut unsigned, mut per_second) = (false, 1);
+    let mut bits = if physical == Physical::INT64 { 64 } else { 32 };
     match c.logical_type_ref() {
         None => match c.converted_type() {
-            ConvertedType::NONE | ConvertedType::INT_8 | ConvertedType::INT_16 | ConvertedType::INT_32 => {}
-            ConvertedType::INT_64 => {}
-            ConvertedType::UINT_8 | ConvertedType::UINT_16 | ConvertedType::UINT_32 => unsigned = true,
+            ConvertedType::NONE | ConvertedType::INT_32 | ConvertedType::INT_64 => {}
+            ConvertedType::INT_8 => bits = 8,
+            ConvertedType::INT_16 => bits = 16,
+            ConvertedType::UINT_8 => (unsigned, bits) = (true, 8),
+            ConvertedType::UINT_16 => (unsigned, bits) = (true, 16),
+            ConvertedType::UINT_32 => (unsigned, bits) = (true, 32),
             ConvertedType::TIMESTAMP_MILLIS if timestamp => per_second = 1_000,
             ConvertedType::TIMESTAMP_MICROS if timestamp => per_second = 1_000_000,
             other => return Err(unsupported(format!("column {name:?} has converted type {other}"))),
@@ -168,6 +175,13 @@ fn plan(columns: &[Arc<ColumnDescriptor>], name: &str, timestamp: bool) -> Res<(
                 return Err(unsupported(format!("column {name:?} is UInt64 (values may exceed int64)")));
             }
             unsigned = !is_signed;
+            bits = match bit_width {
+                8 => 8,
+                16 => 16,
+                32 => 32,
+                64 => 64,
+                other => return Err(unsupported(format!("column {name:?} is a {other}-bit integer"))),
+            };
         }
         Some(LogicalType::Timestamp { unit, .. }) if timestamp && physical == Physical::INT64 => {
             per_second = match unit {
@@ -178,7 +192,7 @@ fn plan(columns: &[Arc<ColumnDescriptor>], name: &str, timestamp: bool) -> Res<(
         }
         Some(other) => return Err(unsupported(format!("column {name:?} has logical type {other:?}"))),
     }
-    Ok((Col { index, physical, unsigned, nullable: c.max_def_level() == 1 }, per_second))
+    Ok((Col { index, physical, unsigned, bits, nullable: c.max_def_level() == 1 }, per_second))
 }
 
 /// Reads the three columns of `path` (see the module doc). Row groups and columns are decoded in
@@ -233,6 +247,9 @@ fn read(path: &Path, user: &str, item: &str, timestamp: &str) -> Res<ParquetLog>
         starts.push(starts.last().unwrap() + rows);
     }
     let n = *starts.last().unwrap();
+    if meta.file_metadata().num_rows() != n as i64 {
+        return Err(unsupported("the footer's row count disagrees with its row groups"));
+    }
     if n == 0 {
         return Err(unsupported("no rows"));
     }
@@ -283,7 +300,13 @@ fn read(path: &Path, user: &str, item: &str, timestamp: &str) -> Res<ParquetLog>
     } else {
         rayon::join(|| encode(uidx, &udicts, &starts), || encode(iidx, &idicts, &starts))
     };
-    Ok(ParquetLog { users: users?, items: items?, timestamps: ts, ts_per_second, ts_range })
+    let (users, items) = (used(users?), used(items?));
+    for (e, name) in [(&users, user), (&items, item)] {
+        if let Uniques::Text(offsets, data) = &e.uniques {
+            plain_text(offsets, data, name)?;
+        }
+    }
+    Ok(ParquetLog { users, items, timestamps: ts, ts_per_second, ts_range })
 }
 
 enum Out<'a> {
@@ -320,8 +343,11 @@ impl Dict {
         match self {
             Dict::Int(v) => plain_into(b, n, col, v, name),
             Dict::Text(offsets, data) => {
+                if n > b.len() / 4 {
+                    return Err(truncated(name)); // each value takes 4 bytes at least
+                }
                 let mut rest = b;
-                data.reserve(b.len().saturating_sub(4 * n));
+                data.reserve(b.len() - 4 * n);
                 offsets.reserve(n);
                 for _ in 0..n {
                     let (len, tail) = rest.split_at_checked(4).ok_or_else(|| truncated(name))?;
@@ -363,7 +389,14 @@ impl Task<'_> {
         let (mut at, mut scratch) = (0usize, Vec::<u32>::new());
         let mut out = out;
         let mut range = (i64::MAX, i64::MIN);
+        let declared = usize::try_from(chunk.uncompressed_size()).unwrap_or(0);
+        let mut decoded_bytes = 0usize;
         while let Some(page) = pages.get_next_page().map_err(pq)? {
+            decoded_bytes += page.buffer().len();
+            if decoded_bytes > declared {
+                // A page header claiming more than the column chunk holds: damage (polars refuses it).
+                return Err(unsupported(format!("column {name:?}: pages larger than the column chunk")));
+            }
             let (values, count) = match &page {
                 Page::DictionaryPage { buf, num_values, encoding, .. } => {
                     if dict_len.is_some() || at > 0 {
@@ -378,6 +411,7 @@ impl Task<'_> {
                 }
                 Page::DataPage { buf, num_values, encoding, def_level_encoding, .. } => {
                     let n = *num_values as usize;
+                    too_many(at, n, rows, name)?;
                     let mut body: &[u8] = buf;
                     if col.nullable {
                         if *def_level_encoding != Encoding::RLE {
@@ -404,7 +438,8 @@ impl Task<'_> {
                     ..
                 } => {
                     let n = *num_values as usize;
-                    let skip = (*def_levels_byte_len + *rep_levels_byte_len) as usize;
+                    too_many(at, n, rows, name)?;
+                    let skip = (*def_levels_byte_len as usize).saturating_add(*rep_levels_byte_len as usize);
                     let levels = buf.get(*rep_levels_byte_len as usize..skip).ok_or_else(|| truncated(name))?;
                     if *num_nulls > 0 {
                         let j = first_zero_level(levels, n).map_err(|e| unsupported(format!("{name:?}: {e}")))?;
@@ -413,9 +448,6 @@ impl Task<'_> {
                     (values(&buf[skip..], *encoding, name)?, n)
                 }
             };
-            if at + count > rows {
-                return Err(unsupported(format!("column {name:?}: more values than rows")));
-            }
             match (&mut out, values) {
                 (Out::Idx(o), Values::Dict(b)) => {
                     let d = dict_len.ok_or_else(|| unsupported(format!("column {name:?}: no dictionary page")))?;
@@ -465,6 +497,13 @@ impl Task<'_> {
     }
 }
 
+fn too_many(at: usize, n: usize, rows: usize, name: &str) -> Res<()> {
+    if n > rows - at {
+        return Err(unsupported(format!("column {name:?}: more values than rows")));
+    }
+    Ok(())
+}
+
 fn out_len(out: &Out<'_>) -> usize {
     match out {
         Out::Idx(o) => o.len(),
@@ -490,6 +529,10 @@ fn values<'p>(body: &'p [u8], encoding: Encoding, name: &str) -> Res<Values<'p>>
 
 /// Appends `n` PLAIN values of `col`'s type to `out` as i64.
 fn plain_into(b: &[u8], n: usize, col: Col, out: &mut Vec<i64>, name: &str) -> Res<()> {
+    let width = if col.physical == Physical::INT64 { 8 } else { 4 };
+    if n > b.len() / width {
+        return Err(truncated(name)); // a count the page cannot hold: nothing allocated for it
+    }
     let first = out.len();
     out.resize(first + n, 0);
     plain_to(b, col, &mut out[first..], name)
@@ -506,13 +549,21 @@ fn plain_to(b: &[u8], col: Col, out: &mut [i64], name: &str) -> Res<()> {
         for (x, c) in out.iter_mut().zip(b.chunks_exact(8)) {
             *x = i64::from_le_bytes(c.try_into().unwrap());
         }
-    } else if col.unsigned {
-        for (x, c) in out.iter_mut().zip(b.chunks_exact(4)) {
-            *x = u32::from_le_bytes(c.try_into().unwrap()) as i64;
-        }
     } else {
         for (x, c) in out.iter_mut().zip(b.chunks_exact(4)) {
             *x = i32::from_le_bytes(c.try_into().unwrap()) as i64;
+        }
+    }
+    if (col.bits, col.unsigned) != (64, false) && !(col.bits == 32 && !col.unsigned && width == 4) {
+        for x in out.iter_mut() {
+            *x = match (col.bits, col.unsigned) {
+                (8, false) => *x as i8 as i64,
+                (16, false) => *x as i16 as i64,
+                (32, false) => *x as i32 as i64,
+                (8, true) => *x as u8 as i64,
+                (16, true) => *x as u16 as i64,
+                _ => *x as u32 as i64,
+            };
         }
     }
     Ok(())
@@ -640,16 +691,6 @@ fn encode(idx: Vec<u32>, dicts: &[Dict], starts: &[usize]) -> Res<Encoded> {
     }
     first_entry.push(offsets.len() - 1);
     let col = OffsetsStr::new(&offsets, &data).map_err(|e| unsupported(e.to_string()))?;
-    let seen = text::check_column(&col).map_err(|e| unsupported(e.to_string()))?;
-    if seen.first_empty.is_some()
-        || seen.first_control.is_some()
-        || seen.first_nan_like.is_some()
-        || seen.padded
-        || seen.int_like
-        || !seen.non_ascii.is_empty()
-    {
-        return Err(unsupported("string ids that the id checks would trim, refuse, or read as integers"));
-    }
     let (entry_codes, first, _) = ids::encode_column(&col).map_err(|e| unsupported(e.to_string()))?;
     let (mut u_offsets, mut u_data) = (Vec::with_capacity(first.len() + 1), Vec::new());
     u_offsets.push(0i64);
@@ -661,6 +702,42 @@ fn encode(idx: Vec<u32>, dicts: &[Dict], starts: &[usize]) -> Res<Encoded> {
     drop((offsets, data));
     let (codes, counts) = remap(idx, |g| &entry_codes[first_entry[g]..first_entry[g + 1]], first.len(), starts);
     Ok(Encoded { codes, uniques: Uniques::Text(u_offsets, u_data), counts })
+}
+
+/// String ids the caller's id checks would leave as they are: none empty, padded, holding a
+/// control character, NaN-like or a non-ASCII byte (those are checked with Unicode tables), and
+/// not all integers (a file's column of integer text becomes Int64). Checked on the distinct
+/// strings rows use; anything else is for the caller's reader.
+fn plain_text(offsets: &[i64], data: &[u8], name: &str) -> Res<()> {
+    let col = OffsetsStr::new(offsets, data).map_err(|e| unsupported(e.to_string()))?;
+    let seen = text::check_column(&col).map_err(|e| unsupported(e.to_string()))?;
+    if seen.first_empty.is_some()
+        || seen.first_control.is_some()
+        || seen.first_nan_like.is_some()
+        || seen.padded
+        || seen.int_like
+        || !seen.non_ascii.is_empty()
+    {
+        return Err(unsupported(format!(
+            "column {name:?}: string ids that the id checks would trim, refuse, or read as integers"
+        )));
+    }
+    Ok(())
+}
+
+/// Without the codes no row holds: a dictionary may carry values no row uses (a writer that
+/// stores an Arrow dictionary as it is, unused categories and all), and those are no users or
+/// items of the log.
+fn used(mut e: Encoded) -> Encoded {
+    if !e.counts.contains(&0) {
+        return e;
+    }
+    let keep: Vec<bool> = e.counts.iter().map(|&c| c > 0).collect();
+    let (map, _) = ids::compact_map(&keep);
+    e.codes.par_iter_mut().for_each(|c| *c = map[*c as usize]);
+    e.uniques = e.uniques.retain(&map);
+    e.counts.retain(|&c| c > 0);
+    e
 }
 
 /// Maps each row group `g`'s indices through `lut(g)` in place and counts the codes, in parallel

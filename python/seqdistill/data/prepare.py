@@ -344,12 +344,16 @@ def _from_parquet(
     mapping = _mapping(columns, str(path))
     try:
         schema = pl.read_parquet_schema(path)
-    except Exception:  # noqa: BLE001 — read_interactions reads it again and names the damage
-        return None
+    except (Exception, pl.exceptions.PanicException):  # noqa: BLE001 — polars panics on some schemas
+        return None  # (an unknown time zone): read_interactions reads the file and names what is wrong
     if "rating" in mapping or "rating" in schema or any(c not in schema for c in mapping.values()):
         return None
     ts = schema[mapping["timestamp"]]
-    if not all(schema[mapping[c]] in _PARQUET_IDS for c in ("user_id", "item_id")) or not (
+
+    def id_ok(dtype: pl.DataType) -> bool:  # Categorical/Enum: strings in the file (Arrow dictionaries)
+        return dtype in _PARQUET_IDS or isinstance(dtype, (pl.Categorical, pl.Enum))
+
+    if not all(id_ok(schema[mapping[c]]) for c in ("user_id", "item_id")) or not (
         ts in _PARQUET_INTS or (isinstance(ts, pl.Datetime) and ts.time_unit in ("ms", "us", "ns"))
     ):
         return None
