@@ -125,13 +125,6 @@ pub(crate) enum Lookup {
     Hashed(AHashMap<i64, u32>),
 }
 
-/// The set of distinct values of a dense integer range as a bitmap with a running count per
-/// 64-bit word: the code of a value is the number of set bits before it. At a few bits per
-/// possible value it stays in cache where a table of u32 codes would not (ML-20M-like ids: a
-/// 240 KiB table instead of a 3.9 MiB one). Each word sits next to its count (16 aligned bytes),
-/// so that a lookup touches one cache line: at millions of distinct ids the table outgrows the
-/// core's cache, and two separate arrays cost two misses per row (measured: 100M rows over 5M
-/// ids in a synthetic test, one thread: 1.4–1.9 s with two arrays, 0.9–1.0 s interleaved).
 impl Lookup {
     /// The code of a value the table was built from.
     #[inline]
@@ -143,6 +136,13 @@ impl Lookup {
     }
 }
 
+/// The set of distinct values of a dense integer range as a bitmap with a running count per
+/// 64-bit word: the code of a value is the number of set bits before it. At a few bits per
+/// possible value it stays in cache where a table of u32 codes would not (ML-20M-like ids: a
+/// 240 KiB table instead of a 3.9 MiB one). Each word sits next to its count (16 aligned bytes),
+/// so that a lookup touches one cache line: at millions of distinct ids the table outgrows the
+/// core's cache, and two separate arrays cost two misses per row (measured: 100M rows over 5M
+/// ids in a synthetic test, one thread: 1.4–1.9 s with two arrays, 0.9–1.0 s interleaved).
 pub(crate) struct RankBitmap {
     lo: i64,
     words: Vec<RankWord>,

@@ -9,12 +9,13 @@
 //! decoded into one `i64` column. Nothing passes through Arrow or Python.
 //!
 //! The reader handles flat `INT32`/`INT64` columns (integer, no logical type or `Timestamp`) and
-//! UTF-8 string id columns (`BYTE_ARRAY` strings: the distinct strings of all dictionaries are
-//! encoded as [`ids::encode_column`] encodes a string column, after [`text::check_column`] found
-//! none that the caller's id checks would trim, refuse or read as an integer, and none holding a
-//! non-ASCII byte), stored `PLAIN` or dictionary-encoded, with any of the page versions and the snappy, zstd or
-//! lz4 codecs. Anything else is [`ReadError::Unsupported`]: the caller reads the file another
-//! way (the result is the same). A null is [`ReadError::Null`], naming the column and the row.
+//! UTF-8 string id columns (`BYTE_ARRAY` strings: the entries of all dictionaries are encoded as
+//! [`ids::encode_column`] encodes a string column; then [`text::check_column`] must find none of
+//! the strings rows use that the caller's id checks would trim, refuse or read as an integer, and
+//! none holding a non-ASCII byte), stored `PLAIN` or dictionary-encoded, with any of the page
+//! versions and the snappy, zstd or lz4 codecs. Dictionary values no row uses are dropped.
+//! Anything else is [`ReadError::Unsupported`]: the caller reads the file another way (the
+//! result is the same). A null is [`ReadError::Null`], naming the column and the row.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -262,18 +263,12 @@ fn read(path: &Path, user: &str, item: &str, timestamp: &str) -> Res<ParquetLog>
     // One task per (column, row group), each writing its own rows.
     let mut tasks: Vec<Task<'_>> = Vec::with_capacity(3 * groups.len());
     for (col, name, out) in [(ucol, user, &mut uidx), (icol, item, &mut iidx)] {
-        let mut rest: &mut [u32] = out;
-        for (g, meta) in groups.iter().enumerate() {
-            let (here, after) = rest.split_at_mut(starts[g + 1] - starts[g]);
-            rest = after;
-            tasks.push(Task { col, name, meta, start: starts[g], out: Out::Idx(here) });
+        for ((g, meta), rows) in groups.iter().enumerate().zip(by_group(out, &starts)) {
+            tasks.push(Task { col, name, meta, start: starts[g], out: Out::Idx(rows) });
         }
     }
-    let mut rest: &mut [i64] = &mut ts;
-    for (g, meta) in groups.iter().enumerate() {
-        let (here, after) = rest.split_at_mut(starts[g + 1] - starts[g]);
-        rest = after;
-        tasks.push(Task { col: tcol, name: timestamp, meta, start: starts[g], out: Out::Ts(here) });
+    for ((g, meta), rows) in groups.iter().enumerate().zip(by_group(&mut ts, &starts)) {
+        tasks.push(Task { col: tcol, name: timestamp, meta, start: starts[g], out: Out::Ts(rows) });
     }
     let done: Vec<Res<Decoded>> = tasks.into_par_iter().map(|t| quietly(|| t.run(&file))).collect();
     let mut first_null: Option<(u64, String)> = None;
@@ -307,6 +302,18 @@ fn read(path: &Path, user: &str, item: &str, timestamp: &str) -> Res<ParquetLog>
         }
     }
     Ok(ParquetLog { users, items, timestamps: ts, ts_per_second, ts_range })
+}
+
+/// `rows` cut into the disjoint slices of the row groups starting at `starts`.
+fn by_group<'a, T>(mut rows: &'a mut [T], starts: &[usize]) -> Vec<&'a mut [T]> {
+    starts
+        .windows(2)
+        .map(|w| {
+            let (here, after) = std::mem::take(&mut rows).split_at_mut(w[1] - w[0]);
+            rows = after;
+            here
+        })
+        .collect()
 }
 
 enum Out<'a> {
@@ -540,9 +547,7 @@ fn plain_into(b: &[u8], n: usize, col: Col, out: &mut Vec<i64>, name: &str) -> R
 
 /// Decodes `out.len()` PLAIN values of `col`'s type into `out`.
 fn plain_to(b: &[u8], col: Col, out: &mut [i64], name: &str) -> Res<()> {
-    if col.physical == Physical::BYTE_ARRAY {
-        return Err(unsupported(format!("column {name:?}: strings where integers were expected")));
-    }
+    debug_assert_ne!(col.physical, Physical::BYTE_ARRAY, "string columns keep Dict::Text");
     let width = if col.physical == Physical::INT64 { 8 } else { 4 };
     let b = b.get(..out.len() * width).ok_or_else(|| truncated(name))?;
     if width == 8 {
@@ -554,17 +559,18 @@ fn plain_to(b: &[u8], col: Col, out: &mut [i64], name: &str) -> Res<()> {
             *x = i32::from_le_bytes(c.try_into().unwrap()) as i64;
         }
     }
-    if (col.bits, col.unsigned) != (64, false) && !(col.bits == 32 && !col.unsigned && width == 4) {
-        for x in out.iter_mut() {
-            *x = match (col.bits, col.unsigned) {
-                (8, false) => *x as i8 as i64,
-                (16, false) => *x as i16 as i64,
-                (32, false) => *x as i32 as i64,
-                (8, true) => *x as u8 as i64,
-                (16, true) => *x as u16 as i64,
-                _ => *x as u32 as i64,
-            };
-        }
+    // The declared width, where it is narrower than what was read.
+    let narrow: Option<fn(i64) -> i64> = match (col.bits, col.unsigned, width) {
+        (64, false, _) | (32, false, 4) => None,
+        (8, false, _) => Some(|x| x as i8 as i64),
+        (16, false, _) => Some(|x| x as i16 as i64),
+        (32, false, _) => Some(|x| x as i32 as i64),
+        (8, true, _) => Some(|x| x as u8 as i64),
+        (16, true, _) => Some(|x| x as u16 as i64),
+        _ => Some(|x| x as u32 as i64),
+    };
+    if let Some(f) = narrow {
+        out.iter_mut().for_each(|x| *x = f(*x));
     }
     Ok(())
 }
@@ -749,17 +755,16 @@ where
     let groups = starts.len() - 1;
     let blocks = ids::n_blocks(idx.len(), n_codes).min(groups).max(1);
     let per = groups.div_ceil(blocks).max(1);
-    let mut pieces: Vec<(usize, usize, &mut [u32])> = Vec::with_capacity(blocks);
-    let mut rest: &mut [u32] = &mut idx;
-    for g0 in (0..groups).step_by(per) {
-        let g1 = (g0 + per).min(groups);
-        let (here, after) = rest.split_at_mut(starts[g1] - starts[g0]);
-        rest = after;
-        pieces.push((g0, g1, here));
-    }
-    let counts = pieces
+    // Blocks of `per` row groups: their first groups and their rows.
+    let firsts: Vec<usize> = (0..groups).step_by(per).chain([groups]).collect();
+    let block_starts: Vec<usize> = firsts.iter().map(|&g| starts[g]).collect();
+    let counts = firsts
+        .windows(2)
+        .zip(by_group(&mut idx, &block_starts))
+        .collect::<Vec<_>>()
         .into_par_iter()
-        .map(|(g0, g1, rows)| {
+        .map(|(g, rows)| {
+            let (g0, g1) = (g[0], g[1]);
             let mut c = buffer::zeroed::<u32>(n_codes);
             let mut at = 0;
             for g in g0..g1 {

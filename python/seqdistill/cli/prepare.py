@@ -108,8 +108,8 @@ def run(args: argparse.Namespace) -> int:
     )
     name = args.name or Path(args.path).stem
     if args.items is None and args.timestamp_format is None:
-        # prepare reads the file itself: a parquet file of integer columns straight into the
-        # Rust core (see prepare's doc), anything else as read_interactions reads it.
+        # prepare reads the file itself: a parquet file of integer or string ids straight into
+        # the Rust core (see prepare's doc), anything else as read_interactions reads it.
         ds = prepare(
             args.path, columns=cols, k_core=args.k_core, split=split, filter=args.filter, name=name, domain=args.domain
         )

@@ -172,7 +172,7 @@ def prepare(
     interactions file (csv/tsv/parquet/jsonl, read as :func:`read_interactions` reads it; the
     dataset is named after the file unless ``name`` is given). ``columns`` maps canonical names to
     the table's or the file's column names (as :func:`read_interactions` takes it). A parquet
-    file with integer ids and integer or datetime timestamps (and no rating column) is read by
+    file with integer or string ids and integer or datetime timestamps (and no rating column) is read by
     the Rust core itself, straight into the pipeline: its dictionary-encoded id pages are encoded
     without materializing a raw id column (``stats["stages"]["read+encode"]``); any other file
     goes through :func:`read_interactions` — the same result either way. ``k_core`` is
