@@ -66,6 +66,29 @@ def test_prepare_matches_polars_reference(rows, k):
     assert (ds.items >= 1).all() and (ds.items <= ds.n_items).all()
 
 
+@pytest.mark.parametrize("shape", ["uniform", "few_distinct", "skewed", "subsecond"])
+@pytest.mark.parametrize("q", [0.8, 0.37, 0.999])
+def test_the_threshold_of_a_large_log_is_numpys_quantile(shape, q):
+    # From 65,536 rows the core gathers the quantile while it groups the rows (a sampled bracket,
+    # counted per bucket): checked against numpy on the timestamps the dataset keeps.
+    rng = np.random.default_rng(7)
+    n = 90_000
+    ts = {
+        "uniform": rng.integers(0, 10**9, n),
+        "few_distinct": rng.integers(0, 4, n) * 1000,
+        "skewed": (rng.pareto(0.7, n) * 1000).astype(np.int64),
+        "subsecond": rng.integers(0, 10**12, n),
+    }[shape]
+    df = pl.DataFrame({"user_id": rng.integers(0, 3000, n), "item_id": rng.integers(0, 500, n), "timestamp": ts})
+    if shape == "subsecond":
+        df = df.with_columns(pl.col("timestamp").cast(pl.Datetime("ms")))
+    ds = sd.prepare(df, k_core=3, split=SplitConfig(valid="none", quantile=q))
+    kept = ds.timestamps
+    assert len(kept) > 65_536
+    assert ds.stats["test_threshold"] == float(np.quantile(kept.astype(np.float64), q))
+    assert ds.stats["test_threshold"] == float(np.quantile(kept, q))
+
+
 def test_one_user_duplicates_and_equal_timestamps_keep_row_order():
     df = pl.DataFrame({"user_id": [7] * 6, "item_id": [3, 1, 3, 2, 1, 9], "timestamp": [5, 5, 5, 1, 9, 9]})
     ds = sd.prepare(df, k_core=None, split=SplitConfig(valid="none", quantile=0.5))

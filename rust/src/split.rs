@@ -55,11 +55,9 @@ pub fn quantile_parts(parts: &[&[i64]], q: f64) -> Option<f64> {
     if n == 0 {
         return None;
     }
-    let h = (n - 1) as f64 * q;
-    let lo = h.floor() as usize;
-    let hi = (h.ceil() as usize).min(n - 1);
+    let (lo, hi, h) = ranks(n, q);
     let (x_lo, x_hi) = select_pair(parts, lo, hi);
-    Some(x_lo as f64 + (h - lo as f64) * (x_hi as f64 - x_lo as f64))
+    Some(interpolate(x_lo, x_hi, lo, h))
 }
 
 const BUCKETS: u64 = 1 << 16;
@@ -99,10 +97,11 @@ fn select_pair(parts: &[&[i64]], lo: usize, hi: usize) -> (i64, i64) {
     select_pair_radix(parts, lo, hi)
 }
 
-const SAMPLE_FROM: usize = 1 << 16;
-const SAMPLE: usize = 1 << 14;
+pub(crate) const SAMPLE_FROM: usize = 1 << 16;
+pub(crate) const SAMPLE: usize = 1 << 14;
 
-fn select_pair_sampled(parts: &[&[i64]], n: usize, lo: usize, hi: usize) -> Option<(i64, i64)> {
+/// `SAMPLE` values of `parts` drawn uniformly (with replacement, a fixed seed), `value(v)` of each.
+pub(crate) fn sample_parts<T: Copy>(parts: &[&[T]], value: impl Fn(T) -> i64) -> Vec<i64> {
     let mut starts = Vec::with_capacity(parts.len() + 1);
     let mut at = 0usize;
     starts.push(0);
@@ -110,42 +109,133 @@ fn select_pair_sampled(parts: &[&[i64]], n: usize, lo: usize, hi: usize) -> Opti
         at += p.len();
         starts.push(at);
     }
+    if at == 0 {
+        return Vec::new();
+    }
     let mut rng = crate::sequences::SplitMix64::new(0x005E_ED0F_5A3D);
-    let mut sample: Vec<i64> = (0..SAMPLE)
+    (0..SAMPLE)
         .map(|_| {
-            let r = rng.below(n as u64) as usize;
+            let r = rng.below(at as u64) as usize;
             let k = starts.partition_point(|&s| s <= r) - 1;
-            parts[k][r - starts[k]]
+            value(parts[k][r - starts[k]])
         })
-        .collect();
-    sample.sort_unstable();
-    // The rank's place in the sample, widened by ~4 standard deviations of a sample quantile.
-    let centre = (lo as f64 / n as f64 * SAMPLE as f64) as usize;
-    let margin = 4 * (SAMPLE as f64).sqrt() as usize;
-    let a = sample[centre.saturating_sub(margin)];
-    let b = sample[(centre + margin + 1).min(SAMPLE - 1)];
-    let (below, mut inside) = fold_parts(
-        parts,
-        || (0usize, Vec::new()),
-        |acc, v| {
-            if v < a {
-                acc.0 += 1;
-            } else if v <= b {
-                acc.1.push(v);
-            }
-        },
-        |mut x, mut y| {
-            x.1.append(&mut y.1);
-            (x.0 + y.0, x.1)
-        },
-    );
-    if lo < below || hi >= below + inside.len() {
+        .collect()
+}
+
+/// A value bracket `[a, b]` that very likely holds the values at the ranks the linear `q`
+/// quantile reads, guessed from a uniform `sample` of the values (sorted here): the quantile's
+/// place in the sample widened by six standard deviations of a sample rank (binomial) plus a few
+/// values. Whether it does hold them is checked by [`Tally::quantile`], so a bad guess costs time,
+/// never a wrong result.
+pub(crate) fn bracket(sample: &mut [i64], q: f64) -> Option<(i64, i64)> {
+    let m = sample.len();
+    if m < 2 {
         return None;
     }
-    let (i_lo, i_hi) = (lo - below, hi - below);
-    let (_, &mut x_lo, upper) = inside.select_nth_unstable(i_lo);
-    let x_hi = if i_hi > i_lo { *upper.iter().min().expect("rank hi exists") } else { x_lo };
-    Some((x_lo, x_hi))
+    sample.sort_unstable();
+    let centre = (q * (m - 1) as f64).round() as usize;
+    let margin = (6.0 * (m as f64 * q * (1.0 - q)).sqrt()).ceil() as usize + 4;
+    // Near either end, the bracket runs to the end of the value range: the sample's extremes are
+    // no bound on the values'.
+    let a = if centre >= margin { sample[centre - margin] } else { i64::MIN };
+    let b = if centre + margin < m { sample[centre + margin] } else { i64::MAX };
+    Some((a, b))
+}
+
+/// What one pass over the values gathers for a bracket `[a, b]`: how many lie below `a`, and the
+/// ones inside.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    pub below: usize,
+    pub inside: Vec<i64>,
+}
+
+impl Tally {
+    #[inline]
+    pub fn add(&mut self, values: &[i64], (a, b): (i64, i64)) {
+        for &v in values {
+            if v < a {
+                self.below += 1;
+            } else if v <= b {
+                self.inside.push(v);
+            }
+        }
+    }
+
+    /// As [`Tally::add`] for ascending `values`: two binary searches and one copy.
+    #[inline]
+    pub fn add_sorted(&mut self, values: &[i64], (a, b): (i64, i64)) {
+        debug_assert!(values.windows(2).all(|w| w[0] <= w[1]));
+        let lo = values.partition_point(|&v| v < a);
+        let hi = lo + values[lo..].partition_point(|&v| v <= b);
+        self.below += lo;
+        self.inside.extend_from_slice(&values[lo..hi]);
+    }
+
+    /// The tallies of parts of the values, as one (each value copied once).
+    pub fn concat(parts: Vec<Tally>) -> Tally {
+        let mut inside = Vec::with_capacity(parts.iter().map(|t| t.inside.len()).sum());
+        let mut below = 0;
+        for t in &parts {
+            below += t.below;
+            inside.extend_from_slice(&t.inside);
+        }
+        Tally { below, inside }
+    }
+
+    pub fn merge(mut self, mut other: Tally) -> Tally {
+        self.below += other.below;
+        if self.inside.len() < other.inside.len() {
+            std::mem::swap(&mut self.inside, &mut other.inside);
+        }
+        self.inside.append(&mut other.inside);
+        self
+    }
+
+    /// The values at ranks `lo` and `hi` (`hi` is `lo` or `lo + 1`) if the bracket held them.
+    fn pair(mut self, lo: usize, hi: usize) -> Option<(i64, i64)> {
+        if lo < self.below || hi >= self.below + self.inside.len() {
+            return None;
+        }
+        let (i_lo, i_hi) = (lo - self.below, hi - self.below);
+        let (_, &mut x_lo, upper) = self.inside.select_nth_unstable(i_lo);
+        let x_hi = if i_hi > i_lo { *upper.iter().min().expect("rank hi exists") } else { x_lo };
+        Some((x_lo, x_hi))
+    }
+
+    /// The linear `q` quantile of the `n` values tallied, if the bracket held its ranks.
+    pub fn quantile(self, n: usize, q: f64) -> Option<f64> {
+        if n == 0 {
+            return None;
+        }
+        let (lo, hi, h) = ranks(n, q);
+        let (x_lo, x_hi) = self.pair(lo, hi)?;
+        Some(interpolate(x_lo, x_hi, lo, h))
+    }
+}
+
+/// The ranks numpy's linear quantile reads and its fractional rank.
+fn ranks(n: usize, q: f64) -> (usize, usize, f64) {
+    let h = (n - 1) as f64 * q;
+    (h.floor() as usize, (h.ceil() as usize).min(n - 1), h)
+}
+
+fn interpolate(x_lo: i64, x_hi: i64, lo: usize, h: f64) -> f64 {
+    x_lo as f64 + (h - lo as f64) * (x_hi as f64 - x_lo as f64)
+}
+
+fn select_pair_sampled(parts: &[&[i64]], n: usize, lo: usize, hi: usize) -> Option<(i64, i64)> {
+    let mut sample = sample_parts(parts, |v| v);
+    let br = bracket(&mut sample, lo as f64 / (n - 1).max(1) as f64)?;
+    let tally = parts
+        .par_iter()
+        .flat_map_iter(|p| p.chunks(1 << 16))
+        .fold(Tally::default, |mut t, chunk| {
+            t.add(chunk, br);
+            t
+        })
+        .reduce(Tally::default, Tally::merge);
+    tally.pair(lo, hi)
 }
 
 /// Exact selection by histogram narrowing (see [`quantile_parts`]).
@@ -497,6 +587,48 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn tally_in_a_sampled_bracket_gives_the_quantile_or_nothing() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let (mut held, mut missed) = (0, 0);
+        for case in 0..300 {
+            let n = rng.gen_range(1..5_000);
+            let span = [3, 1_000, i64::MAX / 2][case % 3];
+            let v: Vec<i64> = (0..n).map(|_| rng.gen_range(-span..span)).collect();
+            let q = [0.0, 0.2, 0.8, 0.999, 1.0, rng.gen_range(0.0..1.0)][case % 6];
+            let want = numpy_quantile(&v, q);
+            let (a, b) = v.split_at(n / 2);
+            let mut sample = sample_parts(&[a, b], |x| x);
+            let br = bracket(&mut sample, q).unwrap();
+            let mut t = Tally::default();
+            t.add(a, br);
+            let mut u = Tally::default();
+            u.add(b, br);
+            match t.merge(u).quantile(n, q) {
+                Some(got) => {
+                    assert_eq!(got, want, "case {case}");
+                    held += 1;
+                }
+                None => missed += 1,
+            }
+            // A bracket beside the ranks is never taken for them.
+            let (lo, hi, _) = ranks(n, q);
+            let mut sorted = v.clone();
+            sorted.sort();
+            let above = (sorted[hi].saturating_add(1), i64::MAX);
+            let mut w = Tally::default();
+            w.add(&v, above);
+            assert_eq!(w.quantile(n, q), None, "case {case}");
+            if sorted[lo] > i64::MIN {
+                let mut x = Tally::default();
+                x.add(&v, (i64::MIN, sorted[lo] - 1));
+                assert_eq!(x.quantile(n, q), None, "case {case}");
+            }
+        }
+        assert!(held > 290, "the bracket held {held} times, missed {missed}");
     }
 
     #[test]
