@@ -8,6 +8,10 @@ damage) must give what the polars path gives, errors included."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -16,6 +20,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from _parquet_thrift import DICTIONARY_PAGE, I32, I64, ParquetFile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -365,3 +370,134 @@ def test_other_formats_and_mapped_columns_take_the_file_path(tmp_path: Path):
         sd.prepare(pqt)
     with pytest.raises(DataError, match="no such file"):
         sd.prepare(tmp_path / "absent.parquet")
+
+
+# Damaged headers (tests/_parquet_thrift.py rewrites them): the core must decline such a file
+# before allocating anything sized from the damaged field, and prepare(path) must give what
+# read_interactions gives. The core runs in a child process under an address-space limit, so
+# that a regression fails the test (an abort, or memory the child must not have used) instead
+# of taking the machine's memory.
+
+_LIMITED = """
+import json, resource, sys, time
+path, limit, compare = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+import seqdistill as sd
+from seqdistill import core
+from seqdistill.data import SplitConfig
+
+def peaks():  # MiB: resident and virtual
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    vm = next(int(x.split()[1]) for x in open("/proc/self/status") if x.startswith("VmPeak:")) / 1024
+    return rss, vm
+
+(rss, vm), t = peaks(), time.perf_counter()
+log, why, _, _ = core.prepare_parquet(path, "user_id", "item_id", "timestamp")
+seconds, (rss_after, vm_after) = time.perf_counter() - t, peaks()
+out = {"read": log is not None, "why": why, "seconds": seconds, "grew_mib": rss_after - rss, "vm_grew_mib": vm_after - vm}
+split = SplitConfig(kind="leave_one_out")
+
+def outcome(make):
+    try:
+        ds = make()
+    except Exception as e:  # noqa: BLE001
+        return [type(e).__name__, str(e)]
+    return [ds.offsets.tolist(), ds.items.tolist(), ds.timestamps.tolist(), ds.user_ids.to_list(),
+            ds.item_ids.to_list(), ds.manifest["audit"]]
+
+if compare:
+    out["prepare"] = outcome(lambda: sd.prepare(path, k_core=1, split=split, name="log"))
+    out["polars"] = outcome(lambda: sd.prepare(sd.read_interactions(path), k_core=1, split=split, name="log"))
+print(json.dumps(out))
+"""
+
+
+def _limited(path: Path, compare: bool, limit_gib: float = 3) -> dict:
+    """``core.prepare_parquet(path)`` in a child limited to ``limit_gib`` of address space (and a
+    few threads and malloc arenas, so that its size does not depend on the machine's cores):
+    whether it read the file, why not, its seconds and how much its peak RSS and peak virtual
+    size grew; with ``compare``, also the outcomes of ``prepare(path)`` and
+    ``prepare(read_interactions(path))``."""
+    package_root = str(Path(sd.__file__).resolve().parent.parent)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([package_root, os.environ.get("PYTHONPATH", "")]),
+        "POLARS_MAX_THREADS": "2",
+        "RAYON_NUM_THREADS": "2",
+        "MALLOC_ARENA_MAX": "2",
+    }
+    limit = str(int(limit_gib * 2**30))
+    run = subprocess.run(
+        [sys.executable, "-c", _LIMITED, str(path), limit, "1" if compare else "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert run.returncode == 0, f"child died ({run.returncode}): {run.stderr[-2000:]}"
+    return json.loads(run.stdout.splitlines()[-1])
+
+
+def _small_log(path: Path, strings: bool = False, **write: object) -> None:
+    """60 rows, 8 users, 12 items, dictionary-encoded by pyarrow."""
+    rng = np.random.default_rng(12)
+    users, items = rng.integers(1, 9, 60), rng.integers(1, 13, 60)
+    t = pa.table(
+        {
+            "user_id": [f"u{u}" for u in users] if strings else users,
+            "item_id": items,
+            "timestamp": rng.integers(1_600_000_000, 1_600_100_000, 60),
+        }
+    )
+    pq.write_table(t, path, **write)  # type: ignore[arg-type]
+
+
+def _declined_quietly(got: dict, column: str) -> None:
+    assert not got["read"] and column in got["why"], got
+    assert got["grew_mib"] < 256, got  # a 2**27-value dictionary is 1 GiB of int64
+    assert got["vm_grew_mib"] < 768, got  # reserved, even if never touched
+    assert got["seconds"] < 5, got
+
+
+@pytest.mark.parametrize("num_values", [2**31 - 1, 2**27])
+@pytest.mark.parametrize(("column", "strings"), [("user_id", False), ("timestamp", False), ("user_id", True)])
+def test_dictionary_page_claiming_more_values_than_it_holds(
+    tmp_path: Path, column: str, strings: bool, num_values: int
+):
+    """A dictionary page header's num_values of 2**31-1 made the core allocate 8 bytes each
+    (16 GiB: an abort) before finding the page too short; it must decline at once. polars reads
+    such a file (it does not trust num_values either), so prepare(path) must give its result;
+    that is compared at 2**27 only: at 2**31-1 polars itself reserves 16 GiB, beyond the limit."""
+    src, path = tmp_path / "src.parquet", tmp_path / "log.parquet"
+    _small_log(src, strings=strings, compression="none")
+    f = ParquetFile.open(src)
+    dictionary = f.chunk_pages(column)[0]
+    assert dictionary.kind == DICTIONARY_PAGE
+    dictionary.sub().set_v(1, I32, num_values)
+    f.write(path)
+    got = _limited(path, compare=num_values < 2**31 - 1)
+    _declined_quietly(got, column)
+    if "polars" in got:
+        assert got["prepare"] == got["polars"]
+
+
+@pytest.mark.parametrize("num_rows", [0, 59, 61])
+def test_footer_row_count_disagreeing_with_the_row_group(tmp_path: Path, num_rows: int):
+    """FileMetaData.num_rows says 0 (or one off) while the row group holds 60 rows: the core
+    read the row groups' 60 where read_interactions says "no rows"; prepare(path) must fail as
+    read_interactions does."""
+    src, path = tmp_path / "src.parquet", tmp_path / "log.parquet"
+    _small_log(src)
+    f = ParquetFile.open(src)
+    f.meta.set_v(3, I64, num_rows)
+    f.write(path)
+    log, why, _, _ = core.prepare_parquet(path, "user_id", "item_id", "timestamp")
+    assert log is None and "row count" in why
+    try:
+        want = sd.read_interactions(path)
+    except DataError as e:
+        with pytest.raises(type(e)) as got:
+            sd.prepare(path, k_core=1, split=SPLIT)
+        assert str(got.value) == str(e)
+    else:
+        same_dataset(sd.prepare(path, k_core=1, split=SPLIT), sd.prepare(want, k_core=1, split=SPLIT))
