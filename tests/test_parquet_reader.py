@@ -20,7 +20,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from _parquet_thrift import DICTIONARY_PAGE, I32, I64, ParquetFile
+from _parquet_thrift import DATA_PAGE, DICTIONARY_PAGE, I32, I64, ParquetFile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -501,3 +501,28 @@ def test_footer_row_count_disagreeing_with_the_row_group(tmp_path: Path, num_row
         assert str(got.value) == str(e)
     else:
         same_dataset(sd.prepare(path, k_core=1, split=SPLIT), sd.prepare(want, k_core=1, split=SPLIT))
+
+
+@pytest.mark.parametrize("size", [2**31 - 1, 2**24 + 1])
+@pytest.mark.parametrize("keep_totals", [True, False])
+@pytest.mark.parametrize("page", ["dictionary", "data"])
+def test_page_claiming_a_larger_uncompressed_size(tmp_path: Path, size: int, keep_totals: bool, page: str):
+    """A snappy page header's uncompressed_page_size of 2**31-1: the parquet crate allocated and
+    zeroed 2 GiB for the page, and the page came back padded with zeros, so the core read a file
+    read_interactions refuses. The core must decline before the crate allocates, whether the
+    column chunk's total_uncompressed_size still has the true size (``keep_totals``: a damaged
+    header) or agrees with the header. The outcomes are compared at 2**24+1 (polars reserves the
+    claimed size too, and 2 GiB does not fit the limit)."""
+    src, path = tmp_path / "src.parquet", tmp_path / "log.parquet"
+    _small_log(src, compression="snappy")
+    f = ParquetFile.open(src)
+    pages = f.chunk_pages("user_id")
+    damaged = pages[0] if page == "dictionary" else pages[1]
+    assert damaged.kind == (DICTIONARY_PAGE if page == "dictionary" else DATA_PAGE)
+    damaged.header.set_v(2, I32, size)
+    f.write(path, keep_uncompressed_totals=keep_totals)
+    got = _limited(path, compare=size < 2**31 - 1)
+    _declined_quietly(got, "user_id")
+    if "polars" in got:  # polars refuses the dictionary page and reads the zero-padded data page
+        assert (got["polars"][0] == "DataError") == (page == "dictionary"), got["polars"]
+        assert got["prepare"] == got["polars"]

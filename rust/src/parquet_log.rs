@@ -23,9 +23,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use parquet::basic::{ConvertedType, Encoding, LogicalType, TimeUnit, Type as Physical};
+use parquet::basic::{Compression, ConvertedType, Encoding, LogicalType, TimeUnit, Type as Physical};
 use parquet::column::page::{Page, PageReader};
-use parquet::file::metadata::RowGroupMetaData;
+use parquet::file::metadata::{ColumnChunkMetaData, RowGroupMetaData};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::file::serialized_reader::SerializedPageReader;
 use parquet::schema::types::ColumnDescriptor;
@@ -389,6 +389,7 @@ impl Task<'_> {
         let file = Arc::new(file.clone());
         let chunk = meta.column(col.index);
         let rows = out_len(&out);
+        check_page_sizes(&file, chunk, name)?;
         let mut pages = SerializedPageReader::new(file, chunk, rows, None).map_err(pq)?;
         let mut dict =
             if col.physical == Physical::BYTE_ARRAY { Dict::Text(vec![0], Vec::new()) } else { Dict::Int(Vec::new()) };
@@ -501,6 +502,201 @@ impl Task<'_> {
             Out::Idx(_) => Decoded::Dict(dict),
             Out::Ts(_) => Decoded::Range((rows > 0).then_some(range)),
         })
+    }
+}
+
+/// The sizes in a column chunk's page headers, checked before the parquet crate reads the pages:
+/// it allocates each page's `uncompressed_page_size` before decompressing, and a snappy page
+/// whose data is shorter than that comes back padded with zeros instead of refused (a damaged
+/// header asked for 2 GiB per page, and the file was read where polars refuses it). Every page
+/// must lie inside the chunk, the pages together must not exceed the chunk's uncompressed size,
+/// and a page's uncompressed size must be what its compressed data can give (see
+/// [`fits_codec`]). Anything else is damage for the caller's reader.
+fn check_page_sizes(file: &[u8], chunk: &ColumnChunkMetaData, name: &str) -> Res<()> {
+    let damaged = |what: &str| unsupported(format!("column {name:?}: {what}"));
+    let start = chunk.dictionary_page_offset().unwrap_or(chunk.data_page_offset());
+    let bytes = usize::try_from(start)
+        .ok()
+        .zip(usize::try_from(chunk.compressed_size()).ok())
+        .and_then(|(at, len)| file.get(at..at.checked_add(len)?))
+        .ok_or_else(|| damaged("a column chunk outside the file"))?;
+    let declared = chunk.uncompressed_size();
+    let (mut rest, mut uncompressed) = (bytes, 0i64);
+    while !rest.is_empty() {
+        let mut t = Thrift(rest);
+        let h = t.page_header().ok_or_else(|| damaged("a damaged page header"))?;
+        let body = usize::try_from(h.compressed)
+            .ok()
+            .and_then(|n| t.0.get(..n))
+            .ok_or_else(|| damaged("a page larger than its column chunk"))?;
+        uncompressed = uncompressed.saturating_add(h.uncompressed);
+        if h.uncompressed < 0 || uncompressed > declared {
+            return Err(damaged("pages larger than the column chunk"));
+        }
+        if !fits_codec(&h, body, chunk.compression()) {
+            return Err(damaged("a page's uncompressed size that its data does not have"));
+        }
+        rest = &t.0[body.len()..];
+    }
+    Ok(())
+}
+
+/// Whether `body` can decompress to the header's uncompressed size, as far as the codec tells
+/// without decompressing: snappy and zstd store the size (zstd optionally), and LZ4 expands
+/// at most 255 times (one byte adds 255 to a match's length). A v2 data page's levels are
+/// stored uncompressed before the values.
+fn fits_codec(h: &PageSizes, body: &[u8], codec: Compression) -> bool {
+    let (levels, values) = match usize::try_from(h.levels) {
+        Ok(l) if l <= body.len() && h.levels <= h.uncompressed => (h.levels, &body[l..]),
+        _ => return false,
+    };
+    let want = (h.uncompressed - levels) as u64;
+    if !h.values_compressed || want == 0 {
+        return true;
+    }
+    match codec {
+        Compression::SNAPPY => uleb(&mut &values[..]).is_ok_and(|n| n == want),
+        Compression::ZSTD(_) => zstd_content_size(values).is_none_or(|n| n == want),
+        Compression::LZ4 | Compression::LZ4_RAW => want <= 255 * values.len() as u64 + 64,
+        _ => true,
+    }
+}
+
+/// The content size a zstd frame header declares, if it declares one.
+fn zstd_content_size(b: &[u8]) -> Option<u64> {
+    let (&[0x28, 0xb5, 0x2f, 0xfd, descriptor], rest) = b.split_first_chunk::<5>()? else { return None };
+    let single_segment = descriptor & 0x20 != 0;
+    let size_bytes = match descriptor >> 6 {
+        0 => single_segment as usize,
+        1 => 2,
+        2 => 4,
+        _ => 8,
+    };
+    // A window byte unless single-segment, then the dictionary id (0, 1, 2 or 4 bytes).
+    let skip = !single_segment as usize + [0, 1, 2, 4][(descriptor & 3) as usize];
+    let field = rest.get(skip..skip + size_bytes).filter(|f| !f.is_empty())?;
+    let mut le = [0u8; 8];
+    le[..field.len()].copy_from_slice(field);
+    Some(u64::from_le_bytes(le) + if size_bytes == 2 { 256 } else { 0 })
+}
+
+/// What [`check_page_sizes`] reads of a `PageHeader`.
+#[derive(Debug, PartialEq)]
+struct PageSizes {
+    uncompressed: i64,
+    compressed: i64,
+    /// A v2 data page's level bytes (definition and repetition); 0 for other pages.
+    levels: i64,
+    /// False for a v2 data page whose values are stored uncompressed.
+    values_compressed: bool,
+}
+
+/// A Thrift compact-protocol reader over the bytes still to read: just enough to read a page
+/// header's sizes and skip every other field.
+struct Thrift<'a>(&'a [u8]);
+
+impl Thrift<'_> {
+    fn byte(&mut self) -> Option<u8> {
+        let (&b, rest) = self.0.split_first()?;
+        self.0 = rest;
+        Some(b)
+    }
+
+    fn int(&mut self) -> Option<i64> {
+        let v = uleb(&mut self.0).ok()?;
+        Some((v >> 1) as i64 ^ -((v & 1) as i64)) // zigzag
+    }
+
+    /// Calls `field(self, id, type)` for each field of a struct; it reads the value and says
+    /// true, or says false and the value is skipped.
+    fn fields(&mut self, depth: u32, mut field: impl FnMut(&mut Self, i64, u8) -> Option<bool>) -> Option<()> {
+        let mut id = 0i64;
+        loop {
+            let head = self.byte()?;
+            if head == 0 {
+                return Some(());
+            }
+            let (kind, delta) = (head & 0x0f, head >> 4);
+            id = if delta == 0 { self.int()? } else { id + delta as i64 };
+            if !field(self, id, kind)? {
+                self.skip(kind, depth, false)?;
+            }
+        }
+    }
+
+    /// Skips a value of type `kind`: a bool is in its field's type, or one byte in a list.
+    fn skip(&mut self, kind: u8, depth: u32, in_list: bool) -> Option<()> {
+        if depth > 32 {
+            return None;
+        }
+        let n = match kind {
+            1 | 2 => in_list as usize,
+            3 => 1,
+            4..=6 => return self.int().map(drop),
+            7 => 8,
+            8 => usize::try_from(uleb(&mut self.0).ok()?).ok()?,
+            9 | 10 => {
+                let head = self.byte()?;
+                let n = if head >> 4 == 15 { uleb(&mut self.0).ok()? } else { (head >> 4) as u64 };
+                for _ in 0..n {
+                    self.skip(head & 0x0f, depth + 1, true)?; // each element takes a byte at least
+                }
+                0
+            }
+            11 => {
+                let n = uleb(&mut self.0).ok()?;
+                let types = if n > 0 { self.byte()? } else { 0 };
+                for _ in 0..n {
+                    self.skip(types >> 4, depth + 1, true)?;
+                    self.skip(types & 0x0f, depth + 1, true)?;
+                }
+                0
+            }
+            12 => return self.fields(depth + 1, |_, _, _| Some(false)),
+            _ => return None,
+        };
+        self.0 = self.0.get(n..)?;
+        Some(())
+    }
+
+    /// An `i32` field's value (`kind` must say i32).
+    fn i32_field(&mut self, kind: u8) -> Option<i64> {
+        (kind == 5).then_some(())?;
+        self.int().filter(|v| i32::try_from(*v).is_ok())
+    }
+
+    /// A `PageHeader`: 2 uncompressed_page_size and 3 compressed_page_size (both required), 8 a
+    /// v2 data page's header (5 and 6 its level byte lengths, 7 is_compressed). A field given
+    /// twice or with another type is damage.
+    fn page_header(&mut self) -> Option<PageSizes> {
+        let (mut uncompressed, mut compressed, mut v2) = (None, None, None);
+        self.fields(0, |t, id, kind| {
+            let slot = match (id, kind) {
+                (2, _) => &mut uncompressed,
+                (3, _) => &mut compressed,
+                (8, 12) => return v2.replace(t.v2_header()?).is_none().then_some(true),
+                _ => return Some(false),
+            };
+            slot.replace(t.i32_field(kind)?).is_none().then_some(true)
+        })?;
+        let (levels, values_compressed) = v2.unwrap_or((0, true));
+        let h = PageSizes { uncompressed: uncompressed?, compressed: compressed?, levels, values_compressed };
+        (h.compressed >= 0).then_some(h)
+    }
+
+    /// A `DataPageHeaderV2`'s level bytes (-1 for a negative length) and is_compressed.
+    fn v2_header(&mut self) -> Option<(i64, bool)> {
+        let (mut def, mut rep, mut compressed) = (0, 0, true);
+        self.fields(1, |t, id, kind| {
+            match (id, kind) {
+                (5, _) => def = t.i32_field(kind)?,
+                (6, _) => rep = t.i32_field(kind)?,
+                (7, 1 | 2) => compressed = kind == 1,
+                _ => return Some(false),
+            }
+            Some(true)
+        })?;
+        Some((if def < 0 || rep < 0 { -1 } else { def + rep }, compressed))
     }
 }
 
@@ -874,6 +1070,95 @@ mod tests {
         assert!(decode_hybrid(&[0b11, 0xff], 3, &mut out).is_err()); // 8 values of 3 bits need 3 bytes
         assert!(decode_hybrid(&[0x10, 9], 3, &mut out).is_err()); // run value 9 needs 4 bits
         assert!(decode_hybrid(&[], 3, &mut out).is_err());
+    }
+
+    /// Thrift compact: a field header (id delta and type) and a zigzag integer.
+    fn field(out: &mut Vec<u8>, delta: u8, kind: u8) {
+        out.push(delta << 4 | kind);
+    }
+
+    fn int(out: &mut Vec<u8>, v: i64) {
+        uleb_push(out, ((v << 1) ^ (v >> 63)) as u64);
+    }
+
+    /// A `PageHeader` as writers put it: type, sizes, then a data page header with statistics
+    /// (fields the reader skips), or a v2 data page header with its level lengths.
+    fn page_header(uncompressed: i64, compressed: i64, v2: Option<(i64, i64, bool)>) -> Vec<u8> {
+        let mut h = Vec::new();
+        for v in [0, uncompressed, compressed] {
+            field(&mut h, 1, 5);
+            int(&mut h, v);
+        }
+        if let Some((def, rep, is_compressed)) = v2 {
+            field(&mut h, 5, 12); // field 8
+            for (delta, v) in [(1, 10), (1, 0), (1, 3), (1, 8), (1, def), (1, rep)] {
+                field(&mut h, delta, 5);
+                int(&mut h, v);
+            }
+            field(&mut h, 1, if is_compressed { 1 } else { 2 });
+            h.push(0);
+        } else {
+            field(&mut h, 2, 12); // field 5: DataPageHeader
+            for v in [10, 0, 3, 3] {
+                field(&mut h, 1, 5);
+                int(&mut h, v);
+            }
+            field(&mut h, 1, 12); // statistics: max (binary), a list of bools, is_max_value_exact
+            field(&mut h, 1, 8);
+            h.extend([3, b'a', b'b', b'c']);
+            field(&mut h, 0, 9);
+            int(&mut h, 20); // a field id given in full
+            h.extend([0x21, 1, 2]);
+            field(&mut h, 1, 1);
+            h.extend([0, 0]);
+        }
+        h.push(0);
+        h
+    }
+
+    #[test]
+    fn page_header_sizes_are_read_and_other_fields_skipped() {
+        let h = page_header(100, 40, None);
+        let mut t = Thrift(&h);
+        let want = PageSizes { uncompressed: 100, compressed: 40, levels: 0, values_compressed: true };
+        assert_eq!(t.page_header(), Some(want));
+        assert!(t.0.is_empty());
+        let h = page_header(2_000_000, 7, Some((4, 2, false)));
+        let want = PageSizes { uncompressed: 2_000_000, compressed: 7, levels: 6, values_compressed: false };
+        assert_eq!(Thrift(&h).page_header(), Some(want));
+        // Damage: cut anywhere, a negative compressed size, a size twice, a size as i64.
+        for cut in 0..h.len() {
+            assert_eq!(Thrift(&h[..cut]).page_header(), None, "cut at {cut}");
+        }
+        assert_eq!(Thrift(&page_header(100, -1, None)).page_header(), None);
+        let mut twice = page_header(100, 40, None);
+        twice.pop();
+        twice.extend([0x05, 4, 2, 0]); // uncompressed_page_size again (id 2 in full) = 1
+        assert_eq!(Thrift(&twice).page_header(), None);
+        let mut wide = page_header(100, 40, None);
+        wide[2] = 0x16; // uncompressed_page_size typed i64
+        assert_eq!(Thrift(&wide).page_header(), None);
+    }
+
+    #[test]
+    fn uncompressed_sizes_the_codec_cannot_give_are_refused() {
+        let h = |uncompressed, levels| PageSizes { uncompressed, compressed: 0, levels, values_compressed: true };
+        // Snappy data begins with the uncompressed length (ULEB128).
+        assert!(fits_codec(&h(300, 0), &[0xac, 0x02, 0], Compression::SNAPPY));
+        assert!(!fits_codec(&h(i32::MAX as i64, 0), &[0xac, 0x02, 0], Compression::SNAPPY));
+        assert!(fits_codec(&h(305, 5), &[9, 9, 9, 9, 9, 0xac, 0x02, 0], Compression::SNAPPY)); // v2 levels
+        assert!(!fits_codec(&h(4, 5), &[0; 8], Compression::SNAPPY)); // levels beyond the page
+        let lz4 = Compression::LZ4_RAW;
+        assert!(fits_codec(&h(255 * 10, 0), &[0; 10], lz4) && !fits_codec(&h(1 << 20, 0), &[0; 10], lz4));
+        // Zstd frame headers: a 1-byte size (single segment), a 2-byte size (+256), none.
+        let zstd = Compression::ZSTD(Default::default());
+        let frame = |descriptor: u8, rest: &[u8]| [&[0x28, 0xb5, 0x2f, 0xfd, descriptor][..], rest].concat();
+        assert_eq!(zstd_content_size(&frame(0x20, &[16])), Some(16));
+        assert_eq!(zstd_content_size(&frame(0x40, &[0x58, 4, 0])), Some(260));
+        assert_eq!(zstd_content_size(&frame(0x00, &[0x58])), None);
+        assert!(fits_codec(&h(16, 0), &frame(0x20, &[16]), zstd));
+        assert!(!fits_codec(&h(1 << 30, 0), &frame(0x20, &[16]), zstd));
+        assert!(fits_codec(&h(1 << 30, 0), &frame(0x00, &[0x58]), zstd)); // no size to compare
     }
 
     #[test]
