@@ -16,6 +16,11 @@
 //! versions and the snappy, zstd or lz4 codecs. Dictionary values no row uses are dropped.
 //! Anything else is [`ReadError::Unsupported`]: the caller reads the file another way (the
 //! result is the same). A null is [`ReadError::Null`], naming the column and the row.
+//!
+//! Damage is looked for before anything is sized from it: page counts are bounded by the page's
+//! bytes, and every column chunk's page headers are walked first ([`check_page_sizes`]: each page
+//! inside the chunk, their sizes within the chunk's, each uncompressed size one its codec's data can
+//! give), so a damaged header makes the file the caller's to read, not a huge allocation.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
