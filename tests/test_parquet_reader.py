@@ -20,7 +20,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from _parquet_thrift import DATA_PAGE, DICTIONARY_PAGE, I32, I64, ParquetFile
+from _parquet_thrift import DATA_PAGE, DICTIONARY_PAGE, I32, I64, STRUCT, Page, ParquetFile, Struct
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -525,3 +525,30 @@ def test_page_claiming_a_larger_uncompressed_size(tmp_path: Path, size: int, kee
     _declined_quietly(got, "user_id")
     if "polars" in got:  # (polars 2.1 refuses the dictionary page, reads the zero-padded data page)
         assert got["prepare"] == got["polars"]
+
+
+def test_an_index_page_inside_a_column_chunk_is_declined(tmp_path: Path):
+    """An INDEX_PAGE (a page type the format reserves; no writer writes one) inside a column
+    chunk: the parquet crate skipped it and the core read the file, where polars refuses it. The
+    core must decline, so that prepare(path) fails as read_interactions does."""
+    src, path = tmp_path / "src.parquet", tmp_path / "log.parquet"
+    _small_log(src, compression="none")
+    f = ParquetFile.open(src)
+    header = Struct()
+    header.set_v(1, I32, 1)  # INDEX_PAGE
+    header.set_v(2, I32, 3)
+    header.set_v(3, I32, 3)
+    header.set_v(6, STRUCT, Struct())
+    pages = f.chunk_pages("item_id")
+    pages.insert(1, Page(header, b"abc"))
+    f.write(path)
+    log, why, _, _ = core.prepare_parquet(path, "user_id", "item_id", "timestamp")
+    assert log is None and "item_id" in why and "index page" in why
+    try:
+        want = sd.read_interactions(path)
+    except DataError as e:
+        with pytest.raises(type(e)) as got:
+            sd.prepare(path, k_core=1, split=SPLIT)
+        assert str(got.value) == str(e)
+    else:  # a polars that reads past the page: the same dataset
+        same_dataset(sd.prepare(path, k_core=1, split=SPLIT), sd.prepare(want, k_core=1, split=SPLIT))

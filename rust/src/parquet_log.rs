@@ -530,6 +530,10 @@ fn check_page_sizes(file: &[u8], chunk: &ColumnChunkMetaData, name: &str) -> Res
     while !rest.is_empty() {
         let mut t = Thrift(rest);
         let h = t.page_header().ok_or_else(|| damaged("a damaged page header"))?;
+        if h.index_page {
+            // The crate would skip it; polars refuses the file.
+            return Err(damaged("an index page"));
+        }
         let body = usize::try_from(h.compressed)
             .ok()
             .and_then(|n| t.0.get(..n))
@@ -585,9 +589,14 @@ fn zstd_content_size(b: &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(le) + if size_bytes == 2 { 256 } else { 0 })
 }
 
+/// `PageType::INDEX_PAGE` in parquet.thrift.
+const INDEX_PAGE: i64 = 1;
+
 /// What [`check_page_sizes`] reads of a `PageHeader`.
 #[derive(Debug, PartialEq)]
 struct PageSizes {
+    /// The page is an `INDEX_PAGE` (a page type the format reserves and no writer writes).
+    index_page: bool,
     uncompressed: i64,
     compressed: i64,
     /// A v2 data page's level bytes (definition and repetition); 0 for other pages.
@@ -674,9 +683,10 @@ impl Thrift<'_> {
     /// v2 data page's header (5 and 6 its level byte lengths, 7 is_compressed). A field given
     /// twice or with another type is damage.
     fn page_header(&mut self) -> Option<PageSizes> {
-        let (mut uncompressed, mut compressed, mut v2) = (None, None, None);
+        let (mut kind_of_page, mut uncompressed, mut compressed, mut v2) = (None, None, None, None);
         self.fields(0, |t, id, kind| {
             let slot = match (id, kind) {
+                (1, _) => &mut kind_of_page,
                 (2, _) => &mut uncompressed,
                 (3, _) => &mut compressed,
                 (8, 12) => return v2.replace(t.v2_header()?).is_none().then_some(true),
@@ -685,7 +695,13 @@ impl Thrift<'_> {
             slot.replace(t.i32_field(kind)?).is_none().then_some(true)
         })?;
         let (levels, values_compressed) = v2.unwrap_or((0, true));
-        let h = PageSizes { uncompressed: uncompressed?, compressed: compressed?, levels, values_compressed };
+        let h = PageSizes {
+            index_page: kind_of_page? == INDEX_PAGE,
+            uncompressed: uncompressed?,
+            compressed: compressed?,
+            levels,
+            values_compressed,
+        };
         (h.compressed >= 0).then_some(h)
     }
 
@@ -1125,11 +1141,18 @@ mod tests {
     fn page_header_sizes_are_read_and_other_fields_skipped() {
         let h = page_header(100, 40, None);
         let mut t = Thrift(&h);
-        let want = PageSizes { uncompressed: 100, compressed: 40, levels: 0, values_compressed: true };
+        let want =
+            PageSizes { index_page: false, uncompressed: 100, compressed: 40, levels: 0, values_compressed: true };
         assert_eq!(t.page_header(), Some(want));
         assert!(t.0.is_empty());
         let h = page_header(2_000_000, 7, Some((4, 2, false)));
-        let want = PageSizes { uncompressed: 2_000_000, compressed: 7, levels: 6, values_compressed: false };
+        let want = PageSizes {
+            index_page: false,
+            uncompressed: 2_000_000,
+            compressed: 7,
+            levels: 6,
+            values_compressed: false,
+        };
         assert_eq!(Thrift(&h).page_header(), Some(want));
         // Damage: cut anywhere, a negative compressed size, a size twice, a size as i64.
         for cut in 0..h.len() {
@@ -1147,7 +1170,13 @@ mod tests {
 
     #[test]
     fn uncompressed_sizes_the_codec_cannot_give_are_refused() {
-        let h = |uncompressed, levels| PageSizes { uncompressed, compressed: 0, levels, values_compressed: true };
+        let h = |uncompressed, levels| PageSizes {
+            index_page: false,
+            uncompressed,
+            compressed: 0,
+            levels,
+            values_compressed: true,
+        };
         // Snappy data begins with the uncompressed length (ULEB128).
         assert!(fits_codec(&h(300, 0), &[0xac, 0x02, 0], Compression::SNAPPY));
         assert!(!fits_codec(&h(i32::MAX as i64, 0), &[0xac, 0x02, 0], Compression::SNAPPY));
