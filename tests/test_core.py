@@ -212,6 +212,32 @@ def test_global_temporal_split_matches_reference(per_user, q, target, valid):
         assert per_user[u][p] < thr
 
 
+@pytest.mark.parametrize("span", [50, 10**9])
+def test_the_validation_threshold_of_a_large_split_is_numpys(span):
+    # From 65,536 training rows the validation quantile is tallied per user by binary searches
+    # (each user's rows are in time order) against a sampled bracket: checked against numpy.
+    rng = np.random.default_rng(span)
+    per_user = [sorted(rng.integers(0, span, rng.integers(0, 12)).tolist()) for _ in range(20_000)]
+    offsets = np.cumsum([0] + [len(t) for t in per_user]).astype(np.int64)
+    ts = np.array([t for u in per_user for t in u], np.int64)
+    r = core.global_temporal_split(offsets, ts, 0.9, "last", "time", 0.8)
+    fit, vt, test = split_reference(per_user, 0.9, "last", "time", 0.8)
+    train_before = [sum(t < r.test_threshold for t in u) for u in per_user]
+    assert sum(train_before) > 65_536
+    assert r.valid_threshold == float(
+        np.quantile(ts[np.concatenate([np.arange(a, a + n) for a, n in zip(offsets[:-1], train_before)])], 0.8)
+    )
+    assert r.train_end.tolist() == fit
+    assert list(zip(r.valid_users.tolist(), r.valid_pos.tolist())) == vt
+    assert list(zip(r.test_users.tolist(), r.test_pos.tolist())) == test
+
+
+def test_timestamps_out_of_time_order_within_a_user_are_refused():
+    # The splits binary-search each user's rows; rows out of order would give a silently wrong split.
+    with pytest.raises(ValueError, match=r"time order within each user.*user 1 has 8 at row 3 after 9 at row 2"):
+        core.global_temporal_split(np.array([0, 2, 5]), np.array([1, 2, 9, 8, 7]), threshold=5.0)
+
+
 def test_users_wholly_before_or_after_the_threshold():
     # user 0 entirely before, user 1 entirely after, user 2 straddles.
     per_user = [[1, 2, 3], [90, 91, 92], [4, 95]]

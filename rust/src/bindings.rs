@@ -609,9 +609,13 @@ fn global_temporal_split(
     let t = slice(&timestamps, "timestamps")?;
     let target = Target::parse(target)?;
     let valid = Valid::parse(valid, valid_quantile)?;
-    let s = py.detach(|| match threshold {
-        Some(th) => split::threshold_split(o, t, th, target, valid),
-        None => split::global_temporal(o, t, quantile, target, valid),
+    let s = py.detach(|| {
+        split::check_offsets(o, t.len())?;
+        split::check_chronological(o, t)?;
+        match threshold {
+            Some(th) => split::threshold_split(o, t, th, target, valid),
+            None => split::global_temporal(o, t, quantile, target, valid),
+        }
     })?;
     Ok(SplitResult::new(py, s))
 }

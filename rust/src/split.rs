@@ -224,6 +224,55 @@ fn interpolate(x_lo: i64, x_hi: i64, lo: usize, h: f64) -> f64 {
     x_lo as f64 + (h - lo as f64) * (x_hi as f64 - x_lo as f64)
 }
 
+/// [`quantile_parts`] for parts that are each in ascending order (users' time-ordered rows): the
+/// sampled bracket is tallied by two binary searches per part instead of a pass over the values.
+pub fn quantile_sorted_parts(parts: &[&[i64]], q: f64) -> Option<f64> {
+    let n: usize = parts.iter().map(|p| p.len()).sum();
+    if n >= SAMPLE_FROM {
+        let mut sample = sample_parts(parts, |v| v);
+        if let Some(br) = bracket(&mut sample, q) {
+            let tallies: Vec<Tally> = parts
+                .par_chunks(1 << 12)
+                .map(|chunk| {
+                    let mut t = Tally::default();
+                    chunk.iter().for_each(|p| t.add_sorted(p, br));
+                    t
+                })
+                .collect();
+            if let Some(x) = Tally::concat(tallies).quantile(n, q) {
+                return Some(x);
+            }
+        }
+    }
+    quantile_parts(parts, q)
+}
+
+/// Checks that each user's timestamps in a CSR (`offsets` already checked) are in time order, as
+/// the splits' binary searches assume.
+pub fn check_chronological(offsets: &[i64], ts: &[i64]) -> Result<()> {
+    let n_users = offsets.len().saturating_sub(1);
+    let first_bad = (0..n_users).into_par_iter().find_first(|&u| {
+        let (a, b) = (offsets[u] as usize, offsets[u + 1] as usize);
+        ts[a..b].windows(2).any(|w| w[0] > w[1])
+    });
+    match first_bad {
+        None => Ok(()),
+        Some(u) => {
+            let (a, b) = (offsets[u] as usize, offsets[u + 1] as usize);
+            let j = a + 1 + ts[a..b].windows(2).position(|w| w[0] > w[1]).expect("found above");
+            Err(CoreError::invalid(
+                "timestamps",
+                format!(
+                    "must be in time order within each user (the chronological CSR): user {u} has {} at row {j} after {} at row {}",
+                    ts[j],
+                    ts[j - 1],
+                    j - 1
+                ),
+            ))
+        }
+    }
+}
+
 fn select_pair_sampled(parts: &[&[i64]], n: usize, lo: usize, hi: usize) -> Option<(i64, i64)> {
     let mut sample = sample_parts(parts, |v| v);
     let br = bracket(&mut sample, lo as f64 / (n - 1).max(1) as f64)?;
@@ -485,7 +534,7 @@ pub fn threshold_split(offsets: &[i64], ts: &[i64], t_test: f64, target: Target,
         }
         Valid::Time(vq) => {
             let train_ts: Vec<&[i64]> = (0..n_users).map(|u| &ts[lens[u].0..lens[u].0 + train_len[u]]).collect();
-            let t_valid = quantile_parts(&train_ts, vq).ok_or_else(|| {
+            let t_valid = quantile_sorted_parts(&train_ts, vq).ok_or_else(|| {
                 CoreError::Data("the training part is empty: nothing before the test threshold".into())
             })?;
             s.valid_threshold = t_valid;
@@ -629,6 +678,42 @@ mod tests {
             }
         }
         assert!(held > 290, "the bracket held {held} times, missed {missed}");
+    }
+
+    #[test]
+    fn quantile_of_sorted_parts_matches_numpy() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(23);
+        for case in 0..12 {
+            // Many users with short sorted histories (some empty), above and below the sample size.
+            let users = [10, 3_000, 30_000][case % 3];
+            let span = [5, 1_000_000, i64::MAX / 4][case / 3 % 3];
+            let mut parts: Vec<Vec<i64>> = (0..users)
+                .map(|_| {
+                    let mut p: Vec<i64> = (0..rng.gen_range(0..12)).map(|_| rng.gen_range(-span..span)).collect();
+                    p.sort();
+                    p
+                })
+                .collect();
+            parts.push(Vec::new());
+            let refs: Vec<&[i64]> = parts.iter().map(|p| p.as_slice()).collect();
+            let all: Vec<i64> = parts.concat();
+            for q in [0.0, 0.3, 0.8, 0.9999, 1.0] {
+                let got = quantile_sorted_parts(&refs, q);
+                if all.is_empty() {
+                    assert_eq!(got, None);
+                } else {
+                    assert_eq!(got.unwrap(), numpy_quantile(&all, q), "case {case} q {q}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn unordered_timestamps_are_named() {
+        assert!(check_chronological(&[0, 2, 4], &[1, 2, 3, 3]).is_ok());
+        let e = check_chronological(&[0, 2, 5], &[1, 2, 9, 8, 7]).unwrap_err().to_string();
+        assert!(e.contains("user 1 has 8 at row 3 after 9 at row 2"), "{e}");
     }
 
     #[test]
