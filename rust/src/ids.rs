@@ -283,6 +283,76 @@ fn hashed_table(values: &Column<'_, i64>) -> (AHashMap<i64, u32>, Vec<i64>) {
     (seen, uniques)
 }
 
+/// Encodes an integer column for the pipeline by its offsets `v - lo` from the bottom of a range
+/// guessed from evenly spaced rows ([`guessed_range`]), counting them in the same pass, when that
+/// range is at most `max_range` wide and holds every value (else None: use [`encode`]).
+///
+/// The codes then are not ranks: `uniques` lists every value of the range, and values the column
+/// lacks have a count of 0. The pipeline needs no ranks (the k-core never keeps a node with no
+/// rows, and the survivors are numbered afresh), so this saves [`int_code_table`]'s marking pass
+/// over the column and every row's rank lookup: one read of the column instead of two (at 20M
+/// rows, ~0.05 s of a ~0.14 s encoding of both columns). Ids that are dense in their range — row
+/// numbers, database keys — are the common case; the caller bounds the range by the rows so that
+/// per-code tables stay smaller than the columns.
+pub(crate) fn encode_offsets(values: &Column<'_, i64>, max_range: usize) -> Option<Encoded> {
+    if values.is_empty() || values.len() > u32::MAX as usize {
+        return None;
+    }
+    let (lo, hi) = guessed_range(values);
+    let width = (hi as i128 - lo as i128) as u128 + 1;
+    if width > max_range.min(u32::MAX as usize) as u128 {
+        return None;
+    }
+    let range = width as u64;
+    let outside = AtomicBool::new(false);
+    let code = |v: i64| -> u32 {
+        let off = v.wrapping_sub(lo) as u64;
+        if off < range {
+            off as u32
+        } else {
+            outside.store(true, Ordering::Relaxed);
+            0
+        }
+    };
+    let (mut codes, counts) = map_count(values, range as usize, code, |_| ());
+    if outside.load(Ordering::Relaxed) {
+        return None;
+    }
+    let present = counts.iter().filter(|&&c| c > 0).count();
+    if range as usize <= 2 * present {
+        return Some(Encoded { codes, uniques: Uniques::Int((0..range as i64).map(|c| lo + c).collect()), counts });
+    }
+    // Sparse in the range (gaps would make every per-code table of the pipeline larger than the
+    // ids need): the offsets become ranks through the bitmap of the present ones, in one pass over
+    // the codes (not the column), giving what `encode` gives.
+    let mut words = buffer::with_capacity::<RankWord>((range as usize).div_ceil(64));
+    let mut uniques = Vec::with_capacity(present);
+    for (w, chunk) in counts.chunks(64).enumerate() {
+        let mut bits = 0u64;
+        for (j, &c) in chunk.iter().enumerate() {
+            bits |= ((c > 0) as u64) << j;
+        }
+        words.push(RankWord { bits, before: uniques.len() as u64 });
+        let mut b = bits;
+        while b != 0 {
+            uniques.push(lo + (w * 64) as i64 + b.trailing_zeros() as i64);
+            b &= b - 1;
+        }
+    }
+    let bitmap = RankBitmap { lo: 0, words };
+    codes.par_chunks_mut(1 << 16).for_each(|chunk| {
+        let k = chunk.len();
+        for j in 0..k {
+            if j + AHEAD < k {
+                bitmap.hint(chunk[j + AHEAD] as i64);
+            }
+            chunk[j] = bitmap.code(chunk[j] as i64);
+        }
+    });
+    let counts = counts.into_iter().filter(|&c| c > 0).collect();
+    Some(Encoded { codes, uniques: Uniques::Int(uniques), counts })
+}
+
 /// Number of row blocks for the per-block counting passes: enough for every thread, few enough
 /// that `blocks × codes` counters stay small.
 pub(crate) fn n_blocks(rows: usize, codes: usize) -> usize {
@@ -676,6 +746,47 @@ pub fn compact_map(keep: &[bool]) -> (Vec<u32>, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn offset_codes_are_offsets_when_dense_and_ranks_otherwise() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(29);
+        let (mut dense, mut ranked) = (0, 0);
+        for case in 0..200 {
+            let n = rng.gen_range(1..20_000);
+            let spread = [1, 2, 3, 50][case % 4];
+            let base = rng.gen_range(-1_000_000i64..1_000_000);
+            let distinct = rng.gen_range(1..5_000);
+            let values: Vec<i64> = (0..n).map(|_| base + rng.gen_range(0..distinct) * spread).collect();
+            let col: Column<'_, i64> = values.as_slice().into();
+            let Some(got) = encode_offsets(&col, 1 << 20) else { continue };
+            let Uniques::Int(u) = &got.uniques else { panic!("integer uniques") };
+            // Every row's value comes back through its code, counted once.
+            let mut counts = vec![0u32; u.len()];
+            for (r, &c) in got.codes.iter().enumerate() {
+                assert_eq!(u[c as usize], values[r], "case {case}");
+                counts[c as usize] += 1;
+            }
+            assert_eq!(counts, got.counts, "case {case}");
+            assert!(u.windows(2).all(|w| w[0] < w[1]));
+            if got.counts.contains(&0) || u.len() > distinct as usize {
+                // Offsets: the whole range, consecutive.
+                assert!(u.windows(2).all(|w| w[1] == w[0] + 1), "case {case}");
+                dense += 1;
+            } else {
+                assert_eq!(got, encode(&Ids::Int(col)).unwrap(), "case {case}");
+                ranked += 1;
+            }
+        }
+        assert!(dense > 20 && ranked > 20, "dense {dense} ranked {ranked}");
+        // A value outside the guessed range: no offsets.
+        let mut v: Vec<i64> = (0..1_000_000).collect();
+        v[1] = 1 << 40; // the range is guessed from every 15th row
+        assert!(encode_offsets(&v.as_slice().into(), 1 << 30).is_none());
+        // A range wider than allowed: no offsets.
+        let w: Vec<i64> = (0..1000).map(|x| x * 1000).collect();
+        assert!(encode_offsets(&w.as_slice().into(), 1000).is_none());
+    }
     use rand::{Rng, SeedableRng};
 
     #[test]
