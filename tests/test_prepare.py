@@ -89,6 +89,35 @@ def test_the_threshold_of_a_large_log_is_numpys_quantile(shape, q):
     assert ds.stats["test_threshold"] == float(np.quantile(kept, q))
 
 
+@pytest.mark.parametrize("spread", [1, 3, 40])
+def test_a_large_log_with_dense_or_sparse_ids_matches_the_reference(spread):
+    # From a quarter of the rows, integer ids are coded by their offset in their range: kept as
+    # offsets when dense (spread 1), turned into ranks when sparse; either way the same dataset.
+    rng = np.random.default_rng(spread)
+    n = 100_000
+    df = pl.DataFrame(
+        {
+            "user_id": 10**6 + rng.integers(0, 4000, n) * spread,
+            "item_id": -500 + rng.zipf(1.3, n).clip(max=3000) * spread,
+            "timestamp": rng.integers(0, 50_000, n),
+        }
+    )
+    users, items, logs, thr = reference_prepare(df, 4, 0.8)
+    ds = sd.prepare(df, k_core=4, split=SplitConfig(valid="none"))
+    assert ds.user_ids.to_list() == users
+    assert ds.item_ids.to_list() == [None] + items
+    raw_items = ds.item_ids.to_numpy()
+    for u in rng.choice(len(users), 300, replace=False):
+        assert raw_items[ds.items[ds.offsets[u] : ds.offsets[u + 1]]].tolist() == logs[users[u]]
+    assert ds.stats["test_threshold"] == pytest.approx(thr)
+    assert ds.stats["kcore"]["rows_dropped"] == n - len(ds.items)
+    audit = ds.manifest["audit"]
+    assert (audit["users_in"], audit["items_in"]) == (df["user_id"].n_unique(), df["item_id"].n_unique())
+    removed = [(r["users"], r["items"]) for r in audit["filter_rounds"]]
+    assert sum(u for u, _ in removed) == audit["users_in"] - len(users)
+    assert sum(i for _, i in removed) == audit["items_in"] - len(items)
+
+
 def test_one_user_duplicates_and_equal_timestamps_keep_row_order():
     df = pl.DataFrame({"user_id": [7] * 6, "item_id": [3, 1, 3, 2, 1, 9], "timestamp": [5, 5, 5, 1, 9, 9]})
     ds = sd.prepare(df, k_core=None, split=SplitConfig(valid="none", quantile=0.5))
