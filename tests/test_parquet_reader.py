@@ -552,3 +552,48 @@ def test_an_index_page_inside_a_column_chunk_is_declined(tmp_path: Path):
         assert str(got.value) == str(e)
     else:  # a polars that reads past the page: the same dataset
         same_dataset(sd.prepare(path, k_core=1, split=SPLIT), sd.prepare(want, k_core=1, split=SPLIT))
+
+
+@pytest.mark.parametrize("stored", ["timestamp[ms]", "int64 timestamp, datetime file"])
+def test_a_stored_arrow_schema_that_disagrees_is_read_as_polars_reads_it(tmp_path: Path, stored: str):
+    """Writers may store an Arrow schema beside the parquet one, and polars follows it: an INT64
+    column it calls timestamp[ms] is read as milliseconds. The core follows the parquet types; when
+    the two disagree, prepare(path) must give what read_interactions gives (it gave raw integers
+    as seconds)."""
+    rng = np.random.default_rng(3)
+    n = 60
+    ints = pa.array(rng.integers(1_600_000_000, 1_600_100_000, n))
+    dates = pa.array(rng.integers(1_600_000_000, 1_600_100_000, n) * 1000, pa.timestamp("ms"))
+    base = {"user_id": rng.integers(1, 9, n), "item_id": rng.integers(1, 13, n)}
+    donor, target = (dates, ints) if stored == "timestamp[ms]" else (ints, dates)
+    pq.write_table(pa.table({**base, "timestamp": donor}), tmp_path / "donor.parquet")
+    pq.write_table(pa.table({**base, "timestamp": target}), tmp_path / "target.parquet")
+    f, schema_of = ParquetFile.open(tmp_path / "target.parquet"), ParquetFile.open(tmp_path / "donor.parquet")
+    f.meta[5] = schema_of.meta[5]  # FileMetaData.key_value_metadata: the ARROW:schema entry
+    path = tmp_path / "log.parquet"
+    f.write(path)
+    polars_reads = sd.read_interactions(path)
+    same_dataset(sd.prepare(path, k_core=1, split=SPLIT), sd.prepare(polars_reads, k_core=1, split=SPLIT))
+
+
+def test_datetimes_far_in_the_future_are_no_mix_of_epoch_units(tmp_path: Path):
+    """A typed datetime column carries its unit: 9999-12-31 sentinels beside 2020 dates are
+    seconds in the milliseconds band, not a second unit; neither path warns (read_interactions
+    did, prepare(path) did not)."""
+    rng = np.random.default_rng(4)
+    n = 40
+    us = rng.integers(1_600_000_000, 1_600_100_000, n) * 1_000_000
+    us[::7] = 253_402_214_400 * 1_000_000  # 9999-12-31
+    t = pa.table(
+        {
+            "user_id": rng.integers(1, 5, n),
+            "item_id": rng.integers(1, 7, n),
+            "timestamp": pa.array(us, pa.timestamp("us")),
+        }
+    )
+    path = tmp_path / "log.parquet"
+    pq.write_table(t, path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        want = sd.prepare(sd.read_interactions(path), k_core=1, split=SPLIT)
+        same_dataset(sd.prepare(path, k_core=1, split=SPLIT), want)

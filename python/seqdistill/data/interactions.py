@@ -487,7 +487,8 @@ def read_interactions(
     mapping = _mapping(columns, str(path))
     df = _read_table(path, fmt, mapping, separator, has_header)
     out, order = _normalized(df, mapping, str(path), timestamp_format, True)
-    _warn_mixed_units(out.get_column("timestamp"), mapping["timestamp"], str(path))  # rows as in the file
+    if not df.schema[mapping["timestamp"]].is_temporal():  # a typed datetime carries its unit
+        _warn_mixed_units(out.get_column("timestamp"), mapping["timestamp"], str(path))  # rows as in the file
     return out if order is None else _reordered(out, order)
 
 

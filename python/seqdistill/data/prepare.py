@@ -363,10 +363,28 @@ def _from_parquet(
         )
     except DataError as e:
         raise DataError(f"{name}: {e}") from None
+    if log is not None and not _reads_as_polars(schema, mapping, log, per_second):
+        return None
     if log is not None and per_second == 1 and ts_range is not None and _may_mix_units(*ts_range):
         col = mapping["timestamp"]
         _warn_mixed_units(pl.read_parquet(path, columns=[col]).to_series(), col, str(path))
     return log
+
+
+_TICKS_PER_SECOND = {"ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+
+def _reads_as_polars(
+    schema: Mapping[str, pl.DataType], mapping: Mapping[str, str], log: core.PreparedLog, per_second: int
+) -> bool:
+    """Whether the core read the columns as the types polars reads them as. The core follows the
+    parquet schema; polars follows the Arrow schema a writer may store beside it, and a file whose
+    two schemas disagree (an integer column the Arrow schema calls a datetime) is read by polars,
+    as :func:`read_interactions` reads it."""
+    ts = schema[mapping["timestamp"]]
+    ticks = _TICKS_PER_SECOND[ts.time_unit] if isinstance(ts, pl.Datetime) else 1
+    text = tuple(schema[mapping[c]] not in _PARQUET_INTS for c in ("user_id", "item_id"))
+    return per_second == ticks and text == (log.user_text is not None, log.item_text is not None)
 
 
 def _may_mix_units(lo: int, hi: int) -> bool:
