@@ -552,15 +552,20 @@ fn check_page_sizes(file: &[u8], chunk: &ColumnChunkMetaData, name: &str) -> Res
 
 /// Whether `body` can decompress to the header's uncompressed size, as far as the codec tells
 /// without decompressing: snappy and zstd store the size (zstd optionally), and LZ4 expands
-/// at most 255 times (one byte adds 255 to a match's length). A v2 data page's levels are
-/// stored uncompressed before the values.
+/// at most 255 times (one byte adds 255 to a match's length); values stored uncompressed must be
+/// exactly that size. A v2 data page's levels are stored uncompressed before the values.
 fn fits_codec(h: &PageSizes, body: &[u8], codec: Compression) -> bool {
     let (levels, values) = match usize::try_from(h.levels) {
         Ok(l) if l <= body.len() && h.levels <= h.uncompressed => (h.levels, &body[l..]),
         _ => return false,
     };
     let want = (h.uncompressed - levels) as u64;
-    if !h.values_compressed || want == 0 {
+    if !h.values_compressed || codec == Compression::UNCOMPRESSED {
+        // Stored as they are (a v2 page may say so in a compressed chunk): the sizes must agree,
+        // as polars requires.
+        return values.len() as u64 == want;
+    }
+    if want == 0 {
         return true;
     }
     match codec {
@@ -1193,6 +1198,12 @@ mod tests {
         assert!(fits_codec(&h(16, 0), &frame(0x20, &[16]), zstd));
         assert!(!fits_codec(&h(1 << 30, 0), &frame(0x20, &[16]), zstd));
         assert!(fits_codec(&h(1 << 30, 0), &frame(0x00, &[0x58]), zstd)); // no size to compare
+                                                                          // Values stored as they are (no codec, or a v2 page not compressed): exactly the size.
+        let raw = |uncompressed, levels| PageSizes { values_compressed: false, ..h(uncompressed, levels) };
+        assert!(fits_codec(&raw(8, 2), &[0; 8], Compression::SNAPPY));
+        assert!(!fits_codec(&raw(9, 2), &[0; 8], Compression::SNAPPY) && !fits_codec(&raw(7, 2), &[0; 8], zstd));
+        assert!(fits_codec(&h(6, 0), &[0; 6], Compression::UNCOMPRESSED));
+        assert!(!fits_codec(&h(7, 0), &[0; 6], Compression::UNCOMPRESSED));
     }
 
     #[test]
