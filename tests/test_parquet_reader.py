@@ -20,7 +20,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from _parquet_thrift import DATA_PAGE, DICTIONARY_PAGE, I32, I64, STRUCT, Page, ParquetFile, Struct
+from _parquet_thrift import DATA_PAGE, DATA_PAGE_V2, DICTIONARY_PAGE, I32, I64, STRUCT, Page, ParquetFile, Struct
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -597,3 +597,27 @@ def test_datetimes_far_in_the_future_are_no_mix_of_epoch_units(tmp_path: Path):
         warnings.simplefilter("error")
         want = sd.prepare(sd.read_interactions(path), k_core=1, split=SPLIT)
         same_dataset(sd.prepare(path, k_core=1, split=SPLIT), want)
+
+
+@pytest.mark.parametrize("off_by", [-8, -1, 1, 8])
+def test_an_uncompressed_v2_page_whose_size_is_off_is_declined(tmp_path: Path, off_by: int):
+    """pyarrow writes v2 dictionary-index pages uncompressed (is_compressed false) in snappy
+    chunks; such a page whose header's uncompressed size is off by a few bytes was read by the
+    core, while polars refuses the file. prepare(path) must do what read_interactions does."""
+    src, path = tmp_path / "src.parquet", tmp_path / "log.parquet"
+    _small_log(src, compression="snappy", data_page_version="2.0")
+    f = ParquetFile.open(src)
+    raw = [p for p in f.chunk_pages("item_id") if p.kind == DATA_PAGE_V2 and p.sub().get_v(7) is False]
+    assert raw, "pyarrow wrote no uncompressed v2 page"
+    raw[0].header.set_v(2, I32, raw[0].header.get_v(2) + off_by)
+    f.write(path)
+    log, why, _, _ = core.prepare_parquet(path, "user_id", "item_id", "timestamp")
+    assert log is None and "item_id" in why
+    try:
+        want = sd.read_interactions(path)
+    except DataError as e:
+        with pytest.raises(type(e)) as got:
+            sd.prepare(path, k_core=1, split=SPLIT)
+        assert str(got.value) == str(e)
+    else:
+        same_dataset(sd.prepare(path, k_core=1, split=SPLIT), sd.prepare(want, k_core=1, split=SPLIT))
