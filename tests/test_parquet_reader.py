@@ -621,3 +621,37 @@ def test_an_uncompressed_v2_page_whose_size_is_off_is_declined(tmp_path: Path, o
         assert str(got.value) == str(e)
     else:
         same_dataset(sd.prepare(path, k_core=1, split=SPLIT), sd.prepare(want, k_core=1, split=SPLIT))
+
+
+def _uleb(v: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, v = v & 0x7F, v >> 7
+        out.append(byte | (0x80 if v else 0))
+        if not v:
+            return bytes(out)
+
+
+@pytest.mark.parametrize("damage", ["num_children", "schema list length"])
+def test_a_footer_claiming_huge_counts_is_declined_before_the_crate_allocates(tmp_path: Path, damage: str):
+    """The parquet crate sizes vectors from the footer's counts: a root schema element claiming
+    2**31-1 children, or a schema list claiming 2**31-1 elements, made it allocate 16 GiB and more
+    (an abort). The core must decline first. (polars aborts on the second file too, so only the
+    core is run here.)"""
+    src, path = tmp_path / "src.parquet", tmp_path / "log.parquet"
+    _small_log(src)
+    if damage == "num_children":
+        f = ParquetFile.open(src)
+        f.meta.get_v(2).items[0].set_v(5, I32, 2**31 - 1)
+        f.write(path)
+    else:
+        data = src.read_bytes()
+        n = int.from_bytes(data[-8:-4], "little")
+        footer = data[-8 - n : -8]
+        # FileMetaData: field 1 (version, i32), then field 2 (schema): a list of 4 structs.
+        at = footer.index(b"\x19\x4c")
+        footer = footer[: at + 1] + b"\xfc" + _uleb(2**31 - 1) + footer[at + 2 :]
+        path.write_bytes(data[: -8 - n] + footer + len(footer).to_bytes(4, "little") + b"PAR1")
+    got = _limited(path, compare=False)
+    assert not got["read"] and "footer" in got["why"], got
+    assert got["grew_mib"] < 256 and got["vm_grew_mib"] < 768 and got["seconds"] < 5, got

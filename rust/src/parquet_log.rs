@@ -239,6 +239,7 @@ fn quietly<R>(f: impl FnOnce() -> R) -> R {
 
 fn read(path: &Path, user: &str, item: &str, timestamp: &str) -> Res<ParquetLog> {
     let file = Bytes::from_owner(Mapped::of(path)?);
+    check_footer(&file)?;
     let reader = SerializedFileReader::new(file.clone()).map_err(pq)?;
     let meta = reader.metadata();
     let columns = meta.file_metadata().schema_descr().columns();
@@ -546,6 +547,51 @@ fn check_page_sizes(file: &[u8], chunk: &ColumnChunkMetaData, name: &str) -> Res
             return Err(damaged("a page's uncompressed size that its data does not have"));
         }
         rest = &t.0[body.len()..];
+    }
+    Ok(())
+}
+
+/// The footer's Thrift walked before the parquet crate decodes it: the crate sizes its vectors
+/// from the lengths and counts it reads, so a damaged footer claiming 2^31 list elements or
+/// schema children made it allocate tens of GiB (an abort). Every list must fit the bytes left
+/// (each element takes one byte at least), and no schema element may claim more children than
+/// there are elements. The rest of the footer is the crate's to check.
+fn check_footer(file: &[u8]) -> Res<()> {
+    let damaged = |what: &str| unsupported(format!("a damaged footer: {what}"));
+    let n = file.len();
+    if n < 12 || &file[n - 4..] != b"PAR1" {
+        return Err(damaged("no parquet footer at the end of the file"));
+    }
+    let len = u32::from_le_bytes(file[n - 8..n - 4].try_into().expect("four bytes")) as usize;
+    let footer = n.checked_sub(8 + len).filter(|&at| at >= 4).map(|at| &file[at..n - 8]);
+    let footer = footer.ok_or_else(|| damaged("a footer length beyond the file"))?;
+    let mut t = Thrift(footer);
+    let (mut elements, mut children) = (0u64, 0i64);
+    t.fields(0, |t, id, kind| {
+        if (id, kind) != (2, 9) {
+            return Some(false); // skipped: its lists are bounded by the bytes as it is read
+        }
+        // FileMetaData.schema: a list of SchemaElement, whose field 5 is num_children.
+        let head = t.byte()?;
+        let count = if head >> 4 == 15 { uleb(&mut t.0).ok()? } else { (head >> 4) as u64 };
+        if head & 0x0f != 12 || count > t.0.len() as u64 {
+            return None;
+        }
+        for _ in 0..count {
+            t.fields(1, |t, id, kind| match (id, kind) {
+                (5, 5) => {
+                    children = children.max(t.int()?);
+                    Some(true)
+                }
+                _ => Some(false),
+            })?;
+        }
+        elements = count;
+        Some(true)
+    })
+    .ok_or_else(|| damaged("a list longer than the footer, or nesting too deep"))?;
+    if children > elements as i64 {
+        return Err(damaged("a schema element with more children than the schema has elements"));
     }
     Ok(())
 }
