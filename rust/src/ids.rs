@@ -4,6 +4,7 @@
 //! the result does not depend on row order. Codes start at 0; callers shift items by one so that
 //! 0 stays the padding id.
 
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use ahash::AHashMap;
@@ -295,6 +296,21 @@ fn hashed_table(values: &Column<'_, i64>) -> (AHashMap<i64, u32>, Vec<i64>) {
 /// numbers, database keys — are the common case; the caller bounds the range by the rows so that
 /// per-code tables stay smaller than the columns.
 pub(crate) fn encode_offsets(values: &Column<'_, i64>, max_range: usize) -> Option<Encoded> {
+    let n = values.len();
+    let mut codes = buffer::with_capacity::<u32>(n);
+    let (uniques, counts) = encode_offsets_into(values, &mut codes.spare_capacity_mut()[..n], max_range)?;
+    // SAFETY: encode_offsets_into wrote every element of 0..n when it gave codes.
+    unsafe { codes.set_len(n) };
+    Some(Encoded { codes, uniques, counts })
+}
+
+/// [`encode_offsets`] into `out` (the column's length): the uniques and counts when it wrote the
+/// codes there (`out` is left partly written otherwise).
+pub(crate) fn encode_offsets_into(
+    values: &Column<'_, i64>,
+    out: &mut [MaybeUninit<u32>],
+    max_range: usize,
+) -> Option<(Uniques, Vec<u32>)> {
     if values.is_empty() || values.len() > u32::MAX as usize {
         return None;
     }
@@ -314,13 +330,13 @@ pub(crate) fn encode_offsets(values: &Column<'_, i64>, max_range: usize) -> Opti
             0
         }
     };
-    let (mut codes, counts) = map_count(values, range as usize, code, |_| ());
+    let counts = map_count_into(values, out, range as usize, code, |_| ());
     if outside.load(Ordering::Relaxed) {
         return None;
     }
     let present = counts.iter().filter(|&&c| c > 0).count();
     if range as usize <= 2 * present {
-        return Some(Encoded { codes, uniques: Uniques::Int((0..range as i64).map(|c| lo + c).collect()), counts });
+        return Some((Uniques::Int((0..range as i64).map(|c| lo + c).collect()), counts));
     }
     // Sparse in the range (gaps would make every per-code table of the pipeline larger than the
     // ids need): the offsets become ranks through the bitmap of the present ones, in one pass over
@@ -340,6 +356,8 @@ pub(crate) fn encode_offsets(values: &Column<'_, i64>, max_range: usize) -> Opti
         }
     }
     let bitmap = RankBitmap { lo: 0, words };
+    // SAFETY: map_count_into wrote every element.
+    let codes: &mut [u32] = unsafe { &mut *(out as *mut [MaybeUninit<u32>] as *mut [u32]) };
     codes.par_chunks_mut(1 << 16).for_each(|chunk| {
         let k = chunk.len();
         for j in 0..k {
@@ -350,7 +368,26 @@ pub(crate) fn encode_offsets(values: &Column<'_, i64>, max_range: usize) -> Opti
         }
     });
     let counts = counts.into_iter().filter(|&c| c > 0).collect();
-    Some(Encoded { codes, uniques: Uniques::Int(uniques), counts })
+    Some((Uniques::Int(uniques), counts))
+}
+
+/// An integer column's codes for the pipeline into `out` (the column's length): by offset
+/// ([`encode_offsets_into`]) when the range allows, else by rank as [`encode`] gives them.
+/// Returns the uniques and counts. At most 2^32 rows (the caller checks).
+pub(crate) fn encode_int_into(
+    values: &Column<'_, i64>,
+    out: &mut [MaybeUninit<u32>],
+    max_range: usize,
+) -> (Uniques, Vec<u32>) {
+    if let Some(coded) = encode_offsets_into(values, out, max_range) {
+        return coded;
+    }
+    let (table_or_map, uniques) = int_code_table(values);
+    let counts = match &table_or_map {
+        Lookup::Dense(bitmap) => map_count_into(values, out, uniques.len(), |v| bitmap.code(v), |v| bitmap.hint(v)),
+        Lookup::Hashed(map) => map_count_into(values, out, uniques.len(), |v| map[&v], |_| ()),
+    };
+    (Uniques::Int(uniques), counts)
 }
 
 /// Number of row blocks for the per-block counting passes: enough for every thread, few enough
@@ -374,10 +411,29 @@ where
 {
     let n = values.len();
     let mut codes = buffer::with_capacity::<u32>(n);
+    let counts = map_count_into(values, &mut codes.spare_capacity_mut()[..n], n_codes, code, hint);
+    // SAFETY: map_count_into wrote every element of 0..n.
+    unsafe { codes.set_len(n) };
+    (codes, counts)
+}
+
+/// [`map_count`] into `out` (the column's length), which it fills; returns the counts.
+fn map_count_into<F, H>(
+    values: &Column<'_, i64>,
+    out: &mut [MaybeUninit<u32>],
+    n_codes: usize,
+    code: F,
+    hint: H,
+) -> Vec<u32>
+where
+    F: Fn(i64) -> u32 + Sync,
+    H: Fn(i64) + Sync,
+{
+    let n = values.len();
+    assert_eq!(out.len(), n, "one code per row");
     let blocks = n_blocks(n, n_codes);
     let size = n.div_ceil(blocks).max(1);
-    let counts = codes.spare_capacity_mut()[..n]
-        .par_chunks_mut(size)
+    out.par_chunks_mut(size)
         .enumerate()
         .map(|(b, out)| {
             let mut c = buffer::zeroed::<u32>(n_codes);
@@ -407,11 +463,9 @@ where
             }
             c
         })
-        .reduce(|| vec![0u32; n_codes], add_counts);
-    // SAFETY: the blocks above cover 0..n and wrote every element (a column's ranges hold
-    // exactly the rows asked for).
-    unsafe { codes.set_len(n) };
-    (codes, counts)
+        .reduce(|| vec![0u32; n_codes], add_counts)
+    // (The blocks above cover 0..n and write every element: a column's ranges hold exactly the
+    // rows asked for.)
 }
 
 pub(crate) fn add_counts(mut a: Vec<u32>, b: Vec<u32>) -> Vec<u32> {

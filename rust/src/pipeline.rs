@@ -20,6 +20,7 @@
 //! ([`crate::kcore::single_pass_nodes`]); either way `Prepared::kcore_removed` says what each of
 //! its rounds removed. Every stage is timed; `Prepared::stages` reports the seconds of each.
 
+use std::mem::MaybeUninit;
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -153,14 +154,38 @@ pub fn prepare(input: &Input<'_>) -> Result<Prepared> {
     // block: ~50 MB at 5M users) then overflow the shared cache if both run together (measured at
     // 100M rows: encode 4.5-5.6 s concurrently, 2.9-4.5 s one after the other; at 20M and 3.6M
     // rows concurrent is as fast or faster).
-    let (users, items) = if input.users.len() >= SEQUENTIAL_ENCODE_ROWS {
+    let rows = input.users.len();
+    let sequential = rows >= SEQUENTIAL_ENCODE_ROWS;
+    if let (Ids::Int(u), Ids::Int(i)) = (&input.users, &input.items) {
+        if rows > 0 && rows <= u32::MAX as usize {
+            // Both codes in one block that later holds the item output (see [`Codes`]).
+            let mut block = buffer::with_capacity::<i64>(rows);
+            // SAFETY: the allocation holds 2·rows u32; the two halves are disjoint.
+            let words =
+                unsafe { std::slice::from_raw_parts_mut(block.as_mut_ptr() as *mut MaybeUninit<u32>, 2 * rows) };
+            let (uo, io) = words.split_at_mut(rows);
+            let limit = offsets_up_to(rows);
+            let encode = |v: &Column<'_, i64>, out: &mut [MaybeUninit<u32>]| {
+                let (uniques, counts) = ids::encode_int_into(v, out, limit);
+                Encoded { codes: Vec::new(), uniques, counts }
+            };
+            let (users, items) = if sequential {
+                (encode(u, uo), encode(i, io))
+            } else {
+                rayon::join(|| encode(u, uo), || encode(i, io))
+            };
+            clock.lap("encode");
+            return filter_group_split(users, items, Some((block, rows)), input, clock);
+        }
+    }
+    let (users, items) = if sequential {
         (encode(&input.users), encode(&input.items))
     } else {
         rayon::join(|| encode(&input.users), || encode(&input.items))
     };
     let (users, items): (Encoded, Encoded) = (users?, items?);
     clock.lap("encode");
-    filter_group_split(users, items, input, clock)
+    filter_group_split(users, items, None, input, clock)
 }
 
 /// An id column's codes for the pipeline: integer ids dense enough in their range by their offset
@@ -202,14 +227,27 @@ pub fn prepare_encoded(
     let n = users.codes.len();
     same_len("item ids", n, items.codes.len())?;
     check_rest(input, n)?;
-    filter_group_split(users, items, input, Clock(Instant::now(), stages))
+    filter_group_split(users, items, None, input, Clock(Instant::now(), stages))
 }
 
-fn filter_group_split(users: Encoded, items: Encoded, input: &Input<'_>, mut clock: Clock) -> Result<Prepared> {
+/// `block`: the codes when they are in one block (see [`Codes`]; `users.codes` and `items.codes`
+/// are then empty).
+fn filter_group_split(
+    users: Encoded,
+    items: Encoded,
+    block: Option<(Vec<i64>, usize)>,
+    input: &Input<'_>,
+    mut clock: Clock,
+) -> Result<Prepared> {
     // Codes with no rows (the offset encoding's gaps) are no users or items.
     let present = |counts: &[u32]| counts.iter().filter(|&&c| c > 0).count();
     let (users_before, items_before) = (present(&users.counts), present(&items.counts));
-    let (ucodes, icodes, (ku, ki)) = (&users.codes, &items.codes, (input.k_user, input.k_item));
+    let (ucodes, icodes) = match &block {
+        Some((b, rows)) => halves(b, *rows),
+        None => (users.codes.as_slice(), items.codes.as_slice()),
+    };
+    let rows = ucodes.len();
+    let (ku, ki) = (input.k_user, input.k_item);
     let core = match input.filter {
         Filter::KCore => kcore::kcore_nodes(ucodes, icodes, users.counts, items.counts, ku, ki),
         Filter::Compat => kcore::single_pass_nodes(ucodes, icodes, users.counts, items.counts, ku, ki),
@@ -240,10 +278,14 @@ fn filter_group_split(users: Encoded, items: Encoded, input: &Input<'_>, mut clo
     let keep = (core.keep_users.as_slice(), core.keep_items.as_slice());
     // The split's quantile is gathered while grouping, unless a threshold is given.
     let fuse = match input.split {
-        SplitSpec::GlobalTemporal { quantile, threshold: None, .. } if users.codes.len() >= FUSE_FROM => Some(quantile),
+        SplitSpec::GlobalTemporal { quantile, threshold: None, .. } if rows >= FUSE_FROM => Some(quantile),
         _ => None,
     };
-    let grouped = group(&users.codes, &items.codes, keep, core.user_rows.as_deref(), &imap, input, fuse);
+    let codes = match block {
+        Some((b, rows)) => Codes::Block(b, rows),
+        None => Codes::Slices(&users.codes, &items.codes),
+    };
+    let grouped = group(codes, keep, core.user_rows.as_deref(), &imap, input, fuse);
     drop((users.codes, items.codes));
     clock.lap("group");
     let Grouped { offsets, ts, item_csr, ratings, tally } = grouped;
@@ -280,6 +322,34 @@ struct Grouped {
     ratings: Option<Vec<f32>>,
     /// The grouped timestamps' tally for the quantile asked of [`group`], if it sampled a bracket.
     tally: Option<split::Tally>,
+}
+
+/// The code columns the filter and [`group`] read: two slices, or one block of `rows` i64 slots
+/// whose bytes hold the users' `rows` u32 codes, then the items' (written by
+/// [`ids::encode_int_into`]); [`group`] then writes the item output into the block once its first
+/// pass has read the codes, so the stage allocates one row-sized buffer fewer (fresh memory is
+/// what the pipeline waits on: see [`group`]).
+enum Codes<'a> {
+    Slices(&'a [u32], &'a [u32]),
+    Block(Vec<i64>, usize),
+}
+
+impl Codes<'_> {
+    fn views(&self) -> (&[u32], &[u32]) {
+        match self {
+            Codes::Slices(u, i) => (u, i),
+            Codes::Block(block, rows) => halves(block, *rows),
+        }
+    }
+}
+
+/// The users' and items' codes in a block (see [`Codes`]).
+fn halves(block: &Vec<i64>, rows: usize) -> (&[u32], &[u32]) {
+    assert!(block.capacity() >= rows, "the block holds two u32 codes per row");
+    let at = block.as_ptr() as *const u32;
+    // SAFETY: the allocation holds `rows` i64 = 2·rows u32 (aligned), all written by the encoders
+    // (the block's len stays 0 until it becomes the item output; these views borrow it).
+    unsafe { (std::slice::from_raw_parts(at, rows), std::slice::from_raw_parts(at.add(rows), rows)) }
 }
 
 /// From this many rows the split's quantile is gathered in the grouping's second pass (a sample
@@ -341,14 +411,14 @@ const MAX_BUCKETS: usize = 1 << 12;
 /// single-threaded run when the rows went through a separate buffer), so the outputs are the only
 /// row-sized buffers this stage allocates.
 fn group(
-    ucodes: &[u32],
-    icodes: &[u32],
+    codes: Codes<'_>,
     keep: (&[bool], &[bool]),
     user_rows: Option<&[u32]>,
     imap: &[u32],
     input: &Input<'_>,
     quantile: Option<f64>,
 ) -> Grouped {
+    let (ucodes, icodes) = codes.views();
     // Rows are grouped by their encoded (pre-filter) user code: dropped users simply have no rows,
     // and the one-byte keep flags are all a row needs to know whether it survives (the code maps
     // are four times larger and, at millions of users, miss the cache). Items get their final
@@ -449,21 +519,37 @@ fn group(
         }
         ok
     });
-    let mut item_csr = if packed.is_some() { buffer::zeroed::<i64>(n) } else { buffer::with_capacity::<i64>(n) };
-    if packed.is_none() {
-        let (pt, pi) = (Slots::of(&mut ts), Slots::of(&mut item_csr));
-        let qr = ratings.as_mut().map(Slots::of);
-        cursors.par_iter_mut().enumerate().for_each(|(b, cur)| {
-            let sink = WideSink { t: buffer::Combiner::new(pt.ptr(), cur), i: buffer::Combiner::new(pi.ptr(), cur) };
-            ctx.run(b, cur, sink, qr);
-        });
-    }
-    // SAFETY: pass 1 wrote every slot of 0..n (item_csr: zeroed when it did not).
+    let mut item_csr = match packed {
+        // Pass 2 writes the items: into the codes' block when there is one (pass 1 was their last
+        // reader; its memory is already faulted in), else into untouched zeroed memory.
+        Some(_) => match codes {
+            Codes::Block(mut block, rows) => {
+                debug_assert!(n <= rows && block.capacity() >= rows);
+                // SAFETY: the block's first `rows` slots hold the codes (every byte written), and
+                // n <= rows.
+                unsafe { block.set_len(n) };
+                block
+            }
+            Codes::Slices(..) => buffer::zeroed::<i64>(n),
+        },
+        None => {
+            let mut item_csr = buffer::with_capacity::<i64>(n);
+            let (pt, pi) = (Slots::of(&mut ts), Slots::of(&mut item_csr));
+            let qr = ratings.as_mut().map(Slots::of);
+            cursors.par_iter_mut().enumerate().for_each(|(b, cur)| {
+                let sink =
+                    WideSink { t: buffer::Combiner::new(pt.ptr(), cur), i: buffer::Combiner::new(pi.ptr(), cur) };
+                ctx.run(b, cur, sink, qr);
+            });
+            drop(codes);
+            // SAFETY: pass 1 wrote every slot of 0..n.
+            unsafe { item_csr.set_len(n) };
+            item_csr
+        }
+    };
+    // SAFETY: pass 1 wrote every slot of 0..n.
     unsafe {
         ts.set_len(n);
-        if packed.is_none() {
-            item_csr.set_len(n);
-        }
         if let Some(r) = ratings.as_mut() {
             r.set_len(n);
         }
