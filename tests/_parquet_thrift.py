@@ -105,7 +105,8 @@ def read_struct(data: bytes, at: int = 0) -> tuple[Struct, int]:
     return r.struct(), r.at
 
 
-def _uvarint(v: int) -> bytes:
+def uvarint(v: int) -> bytes:
+    """An unsigned LEB128 varint, as Thrift's compact protocol writes lengths and counts."""
     out = bytearray()
     while True:
         c, v = v & 0x7F, v >> 7
@@ -115,7 +116,7 @@ def _uvarint(v: int) -> bytes:
 
 
 def _zigzag(v: int) -> bytes:
-    return _uvarint(((v << 1) ^ (v >> 63)) & (2**64 - 1))
+    return uvarint(((v << 1) ^ (v >> 63)) & (2**64 - 1))
 
 
 def _value(t: int, v: Any) -> bytes:
@@ -128,10 +129,10 @@ def _value(t: int, v: Any) -> bytes:
     if t == DOUBLE:
         return struct.pack("<d", v)
     if t == BINARY:
-        return _uvarint(len(v)) + v
+        return uvarint(len(v)) + v
     if t in (LIST, SET):
         n = len(v.items)
-        head = bytes([n << 4 | v.etype]) if n < 15 else bytes([0xF0 | v.etype]) + _uvarint(n)
+        head = bytes([n << 4 | v.etype]) if n < 15 else bytes([0xF0 | v.etype]) + uvarint(n)
         return head + b"".join(_value(v.etype, x) for x in v.items)
     if t == STRUCT:
         return write_struct(v)

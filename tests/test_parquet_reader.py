@@ -20,7 +20,18 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from _parquet_thrift import DATA_PAGE, DATA_PAGE_V2, DICTIONARY_PAGE, I32, I64, STRUCT, Page, ParquetFile, Struct
+from _parquet_thrift import (
+    DATA_PAGE,
+    DATA_PAGE_V2,
+    DICTIONARY_PAGE,
+    I32,
+    I64,
+    STRUCT,
+    Page,
+    ParquetFile,
+    Struct,
+    uvarint,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -51,6 +62,19 @@ def same_dataset(a: sd.PreparedDataset, b: sd.PreparedDataset) -> None:
     assert a.manifest["audit"] == b.manifest["audit"]
     drop = ("stages", "seconds")
     assert {k: v for k, v in a.stats.items() if k not in drop} == {k: v for k, v in b.stats.items() if k not in drop}
+
+
+def same_outcome_as_polars(path: Path) -> None:
+    """prepare(path) gives what prepare(read_interactions(path)) gives: the same dataset, or the
+    same error (class and message)."""
+    try:
+        want = sd.read_interactions(path)
+    except DataError as e:
+        with pytest.raises(type(e)) as got:
+            sd.prepare(path, k_core=1, split=SPLIT)
+        assert str(got.value) == str(e)
+    else:
+        same_dataset(sd.prepare(path, k_core=1, split=SPLIT), sd.prepare(want, k_core=1, split=SPLIT))
 
 
 def check(path: Path, k: int = 2, fast: bool = True, **kw: object) -> sd.PreparedDataset:
@@ -297,14 +321,7 @@ def test_timezone_polars_cannot_parse_is_a_data_error(tmp_path: Path):
     )
     path = tmp_path / "tz.parquet"
     pq.write_table(t, path)
-    try:
-        want = sd.read_interactions(path)
-    except DataError as e:
-        with pytest.raises(DataError) as got:
-            sd.prepare(path, k_core=1)
-        assert str(got.value) == str(e)
-    else:
-        same_dataset(sd.prepare(path, k_core=1, split=SPLIT), sd.prepare(want, k_core=1, split=SPLIT))
+    same_outcome_as_polars(path)
 
 
 def test_damaged_file_is_named(tmp_path: Path):
@@ -493,14 +510,7 @@ def test_footer_row_count_disagreeing_with_the_row_group(tmp_path: Path, num_row
     f.write(path)
     log, why, _, _ = core.prepare_parquet(path, "user_id", "item_id", "timestamp")
     assert log is None and "row count" in why
-    try:
-        want = sd.read_interactions(path)
-    except DataError as e:
-        with pytest.raises(type(e)) as got:
-            sd.prepare(path, k_core=1, split=SPLIT)
-        assert str(got.value) == str(e)
-    else:
-        same_dataset(sd.prepare(path, k_core=1, split=SPLIT), sd.prepare(want, k_core=1, split=SPLIT))
+    same_outcome_as_polars(path)
 
 
 @pytest.mark.parametrize("size", [2**31 - 1, 2**24 + 1])
@@ -544,14 +554,7 @@ def test_an_index_page_inside_a_column_chunk_is_declined(tmp_path: Path):
     f.write(path)
     log, why, _, _ = core.prepare_parquet(path, "user_id", "item_id", "timestamp")
     assert log is None and "item_id" in why and "index page" in why
-    try:
-        want = sd.read_interactions(path)
-    except DataError as e:
-        with pytest.raises(type(e)) as got:
-            sd.prepare(path, k_core=1, split=SPLIT)
-        assert str(got.value) == str(e)
-    else:  # a polars that reads past the page: the same dataset
-        same_dataset(sd.prepare(path, k_core=1, split=SPLIT), sd.prepare(want, k_core=1, split=SPLIT))
+    same_outcome_as_polars(path)  # (a polars that reads past the page: the same dataset)
 
 
 @pytest.mark.parametrize("stored", ["timestamp[ms]", "int64 timestamp, datetime file"])
@@ -613,23 +616,7 @@ def test_an_uncompressed_v2_page_whose_size_is_off_is_declined(tmp_path: Path, o
     f.write(path)
     log, why, _, _ = core.prepare_parquet(path, "user_id", "item_id", "timestamp")
     assert log is None and "item_id" in why
-    try:
-        want = sd.read_interactions(path)
-    except DataError as e:
-        with pytest.raises(type(e)) as got:
-            sd.prepare(path, k_core=1, split=SPLIT)
-        assert str(got.value) == str(e)
-    else:
-        same_dataset(sd.prepare(path, k_core=1, split=SPLIT), sd.prepare(want, k_core=1, split=SPLIT))
-
-
-def _uleb(v: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, v = v & 0x7F, v >> 7
-        out.append(byte | (0x80 if v else 0))
-        if not v:
-            return bytes(out)
+    same_outcome_as_polars(path)
 
 
 @pytest.mark.parametrize("damage", ["num_children", "schema list length"])
@@ -650,7 +637,7 @@ def test_a_footer_claiming_huge_counts_is_declined_before_the_crate_allocates(tm
         footer = data[-8 - n : -8]
         # FileMetaData: field 1 (version, i32), then field 2 (schema): a list of 4 structs.
         at = footer.index(b"\x19\x4c")
-        footer = footer[: at + 1] + b"\xfc" + _uleb(2**31 - 1) + footer[at + 2 :]
+        footer = footer[: at + 1] + b"\xfc" + uvarint(2**31 - 1) + footer[at + 2 :]
         path.write_bytes(data[: -8 - n] + footer + len(footer).to_bytes(4, "little") + b"PAR1")
     got = _limited(path, compare=False)
     assert not got["read"] and "footer" in got["why"], got
