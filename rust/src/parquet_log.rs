@@ -572,9 +572,8 @@ fn check_footer(file: &[u8]) -> Res<()> {
             return Some(false); // skipped: its lists are bounded by the bytes as it is read
         }
         // FileMetaData.schema: a list of SchemaElement, whose field 5 is num_children.
-        let head = t.byte()?;
-        let count = if head >> 4 == 15 { uleb(&mut t.0).ok()? } else { (head >> 4) as u64 };
-        if head & 0x0f != 12 || count > t.0.len() as u64 {
+        let (kind, count) = t.list_header()?;
+        if kind != 12 || count > t.0.len() as u64 {
             return None;
         }
         for _ in 0..count {
@@ -689,6 +688,13 @@ impl Thrift<'_> {
         }
     }
 
+    /// A list's (or set's) header: its elements' type and how many it claims.
+    fn list_header(&mut self) -> Option<(u8, u64)> {
+        let head = self.byte()?;
+        let n = if head >> 4 == 15 { uleb(&mut self.0).ok()? } else { (head >> 4) as u64 };
+        Some((head & 0x0f, n))
+    }
+
     /// Skips a value of type `kind`: a bool is in its field's type, or one byte in a list.
     fn skip(&mut self, kind: u8, depth: u32, in_list: bool) -> Option<()> {
         if depth > 32 {
@@ -701,10 +707,9 @@ impl Thrift<'_> {
             7 => 8,
             8 => usize::try_from(uleb(&mut self.0).ok()?).ok()?,
             9 | 10 => {
-                let head = self.byte()?;
-                let n = if head >> 4 == 15 { uleb(&mut self.0).ok()? } else { (head >> 4) as u64 };
+                let (kind, n) = self.list_header()?;
                 for _ in 0..n {
-                    self.skip(head & 0x0f, depth + 1, true)?; // each element takes a byte at least
+                    self.skip(kind, depth + 1, true)?; // each element takes a byte at least
                 }
                 0
             }

@@ -165,15 +165,12 @@ pub fn prepare(input: &Input<'_>) -> Result<Prepared> {
                 unsafe { std::slice::from_raw_parts_mut(block.as_mut_ptr() as *mut MaybeUninit<u32>, 2 * rows) };
             let (uo, io) = words.split_at_mut(rows);
             let limit = offsets_up_to(rows);
-            let encode = |v: &Column<'_, i64>, out: &mut [MaybeUninit<u32>]| {
+            let into = |v: &Column<'_, i64>, out: &mut [MaybeUninit<u32>]| {
                 let (uniques, counts) = ids::encode_int_into(v, out, limit);
                 Encoded { codes: Vec::new(), uniques, counts }
             };
-            let (users, items) = if sequential {
-                (encode(u, uo), encode(i, io))
-            } else {
-                rayon::join(|| encode(u, uo), || encode(i, io))
-            };
+            let (users, items) =
+                if sequential { (into(u, uo), into(i, io)) } else { rayon::join(|| into(u, uo), || into(i, io)) };
             clock.lap("encode");
             return filter_group_split(users, items, Some((block, rows)), input, clock);
         }
