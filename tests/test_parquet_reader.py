@@ -642,3 +642,54 @@ def test_a_footer_claiming_huge_counts_is_declined_before_the_crate_allocates(tm
     got = _limited(path, compare=False)
     assert not got["read"] and "footer" in got["why"], got
     assert got["grew_mib"] < 256 and got["vm_grew_mib"] < 768 and got["seconds"] < 5, got
+
+
+@pytest.mark.parametrize("framing", ["hadoop", "raw block"])
+@pytest.mark.parametrize("page_version", ["1.0", "2.0"])
+def test_legacy_lz4_pages_are_read_as_pyarrow_reads_them(tmp_path: Path, framing: str, page_version: str):
+    """The LZ4 codec (not LZ4_RAW) as parquet-mr writes it, each page's block after Hadoop's
+    two big-endian sizes, and as older parquet-cpp wrote it, a bare block: the core decompresses
+    both itself and must give the dataset pyarrow's reader gives (and the LZ4_RAW original)."""
+    src, path = tmp_path / "src.parquet", tmp_path / "log.parquet"
+    _small_log(src, compression="lz4", data_page_version=page_version, data_page_size=64)
+    f = ParquetFile.open(src)
+    framed = 0
+    for rg, cols in zip(f.row_groups(), f.pages, strict=True):
+        for cc, pages in zip(rg.get_v(1).items, cols, strict=True):
+            assert cc.get_v(3).get_v(4) == 7  # LZ4_RAW as written
+            cc.get_v(3).set_v(4, I32, 5)  # LZ4
+            for p in pages if framing == "hadoop" else []:
+                levels = 0
+                if p.kind == DATA_PAGE_V2:
+                    if p.sub().get_v(7) is False:
+                        continue  # values stored uncompressed
+                    levels = p.sub().get_v(5) + p.sub().get_v(6)
+                block = p.body[levels:]
+                size = p.header.get_v(2) - levels
+                p.body = p.body[:levels] + size.to_bytes(4, "big") + len(block).to_bytes(4, "big") + block
+                framed += 1
+    assert framing == "raw block" or framed >= 3
+    f.write(path)
+    log, why, _, _ = core.prepare_parquet(path, "user_id", "item_id", "timestamp")
+    assert why is None and log is not None
+    got = sd.prepare(path, k_core=1, split=SPLIT)
+    assert "read+encode" in got.stats["stages"]
+    same_dataset(got, sd.prepare(pl.from_arrow(pq.read_table(path)), k_core=1, split=SPLIT))
+    same_dataset(got, sd.prepare(src, k_core=1, split=SPLIT))
+
+
+@pytest.mark.parametrize("off_by", [-3, 5])
+def test_a_compressed_page_giving_another_size_than_its_header_is_declined(tmp_path: Path, off_by: int):
+    """An LZ4_RAW page's header claiming a few bytes more or less than its block gives (LZ4
+    stores no size to check beforehand): the core declines it (the page is neither padded nor
+    cut), and prepare(path) does what read_interactions does."""
+    src, path = tmp_path / "src.parquet", tmp_path / "log.parquet"
+    _small_log(src, compression="lz4")
+    f = ParquetFile.open(src)
+    page = f.chunk_pages("timestamp")[-1]
+    assert page.kind == DATA_PAGE
+    page.header.set_v(2, I32, page.header.get_v(2) + off_by)
+    f.write(path)
+    log, why, _, _ = core.prepare_parquet(path, "user_id", "item_id", "timestamp")
+    assert log is None and "timestamp" in why, why
+    same_outcome_as_polars(path)

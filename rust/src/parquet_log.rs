@@ -6,7 +6,10 @@
 //! are (parallel over row groups and columns), the distinct values of all row-group dictionaries —
 //! a few per cent of the rows — are ranked once ([`ids::int_code_table`]), and one pass maps each
 //! row group's indices through its dictionary's codes while counting them. Timestamps are
-//! decoded into one `i64` column. Nothing passes through Arrow or Python.
+//! decoded into one `i64` column. The `parquet` crate reads the footer; the pages are walked by
+//! our own Thrift reader ([`chunk_pages`]) and decompressed by each rayon thread into one buffer
+//! it reuses ([`Inflate`]: a fresh buffer per page, as the crate's page reader allocates, cost a
+//! page fault per 4 KiB of it). Nothing passes through Arrow or Python.
 //!
 //! The reader handles flat `INT32`/`INT64` columns (integer, no logical type or `Timestamp`) and
 //! UTF-8 string id columns (`BYTE_ARRAY` strings: the entries of all dictionaries are encoded as
@@ -18,7 +21,7 @@
 //! result is the same). A null is [`ReadError::Null`], naming the column and the row.
 //!
 //! Damage is looked for before anything is sized from it: page counts are bounded by the page's
-//! bytes, and every column chunk's page headers are walked first ([`check_page_sizes`]: each page
+//! bytes, and every column chunk's page headers are walked first ([`chunk_pages`]: each page
 //! inside the chunk, their sizes within the chunk's, each uncompressed size one its codec's data can
 //! give), so a damaged header makes the file the caller's to read, not a huge allocation.
 
@@ -28,11 +31,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use parquet::basic::{Compression, ConvertedType, Encoding, LogicalType, TimeUnit, Type as Physical};
-use parquet::column::page::{Page, PageReader};
+use parquet::basic::{Compression, ConvertedType, LogicalType, TimeUnit, Type as Physical};
 use parquet::file::metadata::{ColumnChunkMetaData, RowGroupMetaData};
 use parquet::file::reader::{FileReader, SerializedFileReader};
-use parquet::file::serialized_reader::SerializedPageReader;
 use parquet::schema::types::ColumnDescriptor;
 use rayon::prelude::*;
 
@@ -74,7 +75,7 @@ pub struct ParquetLog {
     pub ts_range: Option<(i64, i64)>,
 }
 
-/// A file mapped read-only into memory: the page reader slices compressed pages out of it
+/// A file mapped read-only into memory: [`chunk_pages`] slices compressed pages out of it
 /// without a copy (as polars reads parquet). The file must not be truncated while it is read.
 struct Mapped {
     at: *const u8,
@@ -276,7 +277,8 @@ fn read(path: &Path, user: &str, item: &str, timestamp: &str) -> Res<ParquetLog>
     for ((g, meta), rows) in groups.iter().enumerate().zip(by_group(&mut ts, &starts)) {
         tasks.push(Task { col: tcol, name: timestamp, meta, start: starts[g], out: Out::Ts(rows) });
     }
-    let done: Vec<Res<Decoded>> = tasks.into_par_iter().map(|t| quietly(|| t.run(&file))).collect();
+    let done: Vec<Res<Decoded>> =
+        tasks.into_par_iter().map_init(Inflate::default, |inf, t| quietly(|| t.run(&file, inf))).collect();
     let mut first_null: Option<(u64, String)> = None;
     let (mut udicts, mut idicts, mut ranges) = (Vec::new(), Vec::new(), Vec::new());
     for (k, d) in done.into_iter().enumerate() {
@@ -390,46 +392,48 @@ enum Values<'p> {
 }
 
 impl Task<'_> {
-    fn run(self, file: &Bytes) -> Res<Decoded> {
+    fn run(self, file: &[u8], inflate: &mut Inflate) -> Res<Decoded> {
         let Task { col, name, meta, start, out } = self;
-        let file = Arc::new(file.clone());
         let chunk = meta.column(col.index);
+        let codec = chunk.compression();
         let rows = out_len(&out);
-        check_page_sizes(&file, chunk, name)?;
-        let mut pages = SerializedPageReader::new(file, chunk, rows, None).map_err(pq)?;
         let mut dict =
             if col.physical == Physical::BYTE_ARRAY { Dict::Text(vec![0], Vec::new()) } else { Dict::Int(Vec::new()) };
         let mut dict_len = None; // values from the dictionary page (indices must stay below)
         let (mut at, mut scratch) = (0usize, Vec::<u32>::new());
         let mut out = out;
         let mut range = (i64::MAX, i64::MIN);
-        let declared = usize::try_from(chunk.uncompressed_size()).unwrap_or(0);
-        let mut decoded_bytes = 0usize;
-        while let Some(page) = pages.get_next_page().map_err(pq)? {
-            decoded_bytes += page.buffer().len();
-            if decoded_bytes > declared {
-                // A page header claiming more than the column chunk holds: damage (polars refuses it).
-                return Err(unsupported(format!("column {name:?}: pages larger than the column chunk")));
-            }
-            let (values, count) = match &page {
-                Page::DictionaryPage { buf, num_values, encoding, .. } => {
+        for (head, body) in chunk_pages(file, chunk, name)? {
+            let Some(h) = head.data else {
+                return Err(unsupported(format!("column {name:?}: a page without its header")));
+            };
+            let buf = inflate.page(&head.sizes, body, codec, name)?;
+            let n =
+                usize::try_from(h.num_values).map_err(|_| unsupported(format!("column {name:?}: a negative count")))?;
+            let (values, count) = match h.of {
+                DICTIONARY_PAGE => {
                     if dict_len.is_some() || at > 0 {
                         return Err(unsupported(format!("column {name:?}: a second dictionary page")));
                     }
-                    if !matches!(*encoding, Encoding::PLAIN | Encoding::PLAIN_DICTIONARY) {
-                        return Err(unsupported(format!("column {name:?}: dictionary encoding {encoding}")));
+                    if !matches!(h.encoding, ENC_PLAIN | ENC_PLAIN_DICTIONARY) {
+                        return Err(unsupported(format!(
+                            "column {name:?}: dictionary encoding {}",
+                            encoding_name(h.encoding)
+                        )));
                     }
-                    dict.push_plain(buf, *num_values as usize, col, name)?;
+                    dict.push_plain(buf, n, col, name)?;
                     dict_len = Some(dict.len());
                     continue;
                 }
-                Page::DataPage { buf, num_values, encoding, def_level_encoding, .. } => {
-                    let n = *num_values as usize;
+                DATA_PAGE => {
                     too_many(at, n, rows, name)?;
                     let mut body: &[u8] = buf;
                     if col.nullable {
-                        if *def_level_encoding != Encoding::RLE {
-                            return Err(unsupported(format!("column {name:?}: levels encoded {def_level_encoding}")));
+                        if h.def_encoding != ENC_RLE {
+                            return Err(unsupported(format!(
+                                "column {name:?}: levels encoded {}",
+                                encoding_name(h.def_encoding)
+                            )));
                         }
                         let len = body.get(..4).map(|b| u32::from_le_bytes(b.try_into().unwrap()) as usize);
                         let levels = len.and_then(|l| body.get(4..4 + l)).ok_or_else(|| truncated(name))?;
@@ -440,26 +444,17 @@ impl Task<'_> {
                         }
                         body = &body[4 + levels.len()..];
                     }
-                    (values(body, *encoding, name)?, n)
+                    (values(body, h.encoding, name)?, n)
                 }
-                Page::DataPageV2 {
-                    buf,
-                    num_values,
-                    encoding,
-                    num_nulls,
-                    def_levels_byte_len,
-                    rep_levels_byte_len,
-                    ..
-                } => {
-                    let n = *num_values as usize;
+                _ => {
                     too_many(at, n, rows, name)?;
-                    let skip = (*def_levels_byte_len as usize).saturating_add(*rep_levels_byte_len as usize);
-                    let levels = buf.get(*rep_levels_byte_len as usize..skip).ok_or_else(|| truncated(name))?;
-                    if *num_nulls > 0 {
+                    let (def, rep) = (h.def_len as usize, h.rep_len as usize);
+                    let levels = buf.get(rep..rep + def).ok_or_else(|| truncated(name))?;
+                    if h.num_nulls > 0 {
                         let j = first_zero_level(levels, n).map_err(|e| unsupported(format!("{name:?}: {e}")))?;
                         return Err(null(name, start + at + j.unwrap_or(0)));
                     }
-                    (values(&buf[skip..], *encoding, name)?, n)
+                    (values(&buf[rep + def..], h.encoding, name)?, n)
                 }
             };
             match (&mut out, values) {
@@ -511,14 +506,14 @@ impl Task<'_> {
     }
 }
 
-/// The sizes in a column chunk's page headers, checked before the parquet crate reads the pages:
-/// it allocates each page's `uncompressed_page_size` before decompressing, and a snappy page
-/// whose data is shorter than that comes back padded with zeros instead of refused (a damaged
-/// header asked for 2 GiB per page, and the file was read where polars refuses it). Every page
-/// must lie inside the chunk, the pages together must not exceed the chunk's uncompressed size,
-/// and a page's uncompressed size must be what its compressed data can give (see
-/// [`fits_codec`]). Anything else is damage for the caller's reader.
-fn check_page_sizes(file: &[u8], chunk: &ColumnChunkMetaData, name: &str) -> Res<()> {
+/// A column chunk's pages: each header, read by our own Thrift reader, and the page's stored
+/// bytes (a slice of the mapped file). Damage is refused before anything is sized from it: every
+/// page must lie inside the chunk, the pages together must not exceed the chunk's uncompressed
+/// size, and a page's uncompressed size must be what its compressed data can give (see
+/// [`fits_codec`]; a damaged header once asked for 2 GiB per page, and a snappy page shorter than
+/// its header came back padded with zeros where polars refuses the file). Anything else is damage
+/// for the caller's reader.
+fn chunk_pages<'f>(file: &'f [u8], chunk: &ColumnChunkMetaData, name: &str) -> Res<Vec<(PageHead, &'f [u8])>> {
     let damaged = |what: &str| unsupported(format!("column {name:?}: {what}"));
     let start = chunk.dictionary_page_offset().unwrap_or(chunk.data_page_offset());
     let bytes = usize::try_from(start)
@@ -528,27 +523,96 @@ fn check_page_sizes(file: &[u8], chunk: &ColumnChunkMetaData, name: &str) -> Res
         .ok_or_else(|| damaged("a column chunk outside the file"))?;
     let declared = chunk.uncompressed_size();
     let (mut rest, mut uncompressed) = (bytes, 0i64);
+    let mut pages = Vec::new();
     while !rest.is_empty() {
         let mut t = Thrift(rest);
         let h = t.page_header().ok_or_else(|| damaged("a damaged page header"))?;
-        if h.index_page {
+        if h.sizes.index_page {
             // The crate would skip it; polars refuses the file.
             return Err(damaged("an index page"));
         }
-        let body = usize::try_from(h.compressed)
+        let body = usize::try_from(h.sizes.compressed)
             .ok()
             .and_then(|n| t.0.get(..n))
             .ok_or_else(|| damaged("a page larger than its column chunk"))?;
-        uncompressed = uncompressed.saturating_add(h.uncompressed);
-        if h.uncompressed < 0 || uncompressed > declared {
+        uncompressed = uncompressed.saturating_add(h.sizes.uncompressed);
+        if h.sizes.uncompressed < 0 || uncompressed > declared {
             return Err(damaged("pages larger than the column chunk"));
         }
-        if !fits_codec(&h, body, chunk.compression()) {
+        if !fits_codec(&h.sizes, body, chunk.compression()) {
             return Err(damaged("a page's uncompressed size that its data does not have"));
         }
         rest = &t.0[body.len()..];
+        pages.push((h, body));
     }
-    Ok(())
+    Ok(pages)
+}
+
+/// A rayon thread's decompressors and the buffer it decompresses pages into, reused from page to
+/// page and chunk to chunk (a fresh buffer per page costs a page fault per 4 KiB of it).
+#[derive(Default)]
+struct Inflate {
+    zstd: Option<zstd::bulk::Decompressor<'static>>,
+    snappy: snap::raw::Decoder,
+    /// Initialized up to its length, which only grows.
+    buf: Vec<u8>,
+}
+
+impl Inflate {
+    /// The page's bytes as stored uncompressed: `body` itself when it is, else the v2 levels
+    /// (stored as they are) followed by the decompressed values, which must be exactly the
+    /// header's size ([`fits_codec`] has checked the stored ones).
+    fn page<'a>(&'a mut self, h: &PageSizes, body: &'a [u8], codec: Compression, name: &str) -> Res<&'a [u8]> {
+        if !h.values_compressed || codec == Compression::UNCOMPRESSED {
+            return Ok(body);
+        }
+        let (levels, values) = body.split_at(h.levels as usize);
+        let (total, want) = (h.uncompressed as usize, (h.uncompressed - h.levels) as usize);
+        if self.buf.len() < total {
+            self.buf.resize(total, 0);
+        }
+        self.buf[..levels.len()].copy_from_slice(levels);
+        let out = &mut self.buf[levels.len()..total];
+        let got = match codec {
+            _ if want == 0 => Some(0),
+            Compression::ZSTD(_) => {
+                let d = match &mut self.zstd {
+                    Some(d) => d,
+                    None => self
+                        .zstd
+                        .insert(zstd::bulk::Decompressor::new().map_err(|e| unsupported(format!("zstd: {e}")))?),
+                };
+                d.decompress_to_buffer(values, out).ok()
+            }
+            Compression::SNAPPY => self.snappy.decompress(values, out).ok(),
+            Compression::LZ4_RAW => lz4_flex::block::decompress_into(values, out).ok(),
+            Compression::LZ4 => lz4_hadoop(values, out).or_else(|| lz4_flex::block::decompress_into(values, out).ok()),
+            other => return Err(unsupported(format!("column {name:?}: codec {other}"))),
+        };
+        if got != Some(want) {
+            return Err(unsupported(format!("column {name:?}: a page that does not decompress to its size")));
+        }
+        Ok(&self.buf[..total])
+    }
+}
+
+/// LZ4 as Hadoop frames it (the `LZ4` codec of parquet-mr and older Arrow): blocks, each after its
+/// decompressed and compressed sizes (big-endian u32). The decompressed bytes, if `b` is that.
+fn lz4_hadoop(mut b: &[u8], out: &mut [u8]) -> Option<usize> {
+    let mut at = 0usize;
+    while !b.is_empty() {
+        let (head, rest) = b.split_first_chunk::<8>()?;
+        let size = u32::from_be_bytes(head[..4].try_into().unwrap()) as usize;
+        let packed = u32::from_be_bytes(head[4..].try_into().unwrap()) as usize;
+        let (block, rest) = rest.split_at_checked(packed)?;
+        let target = out.get_mut(at..at.checked_add(size)?)?;
+        if lz4_flex::block::decompress_into(block, target).ok()? != size {
+            return None;
+        }
+        at += size;
+        b = rest;
+    }
+    Some(at)
 }
 
 /// The footer's Thrift walked before the parquet crate decodes it: the crate sizes its vectors
@@ -642,7 +706,7 @@ fn zstd_content_size(b: &[u8]) -> Option<u64> {
 /// `PageType::INDEX_PAGE` in parquet.thrift.
 const INDEX_PAGE: i64 = 1;
 
-/// What [`check_page_sizes`] reads of a `PageHeader`.
+/// The sizes in a `PageHeader` (see [`chunk_pages`]).
 #[derive(Debug, PartialEq)]
 struct PageSizes {
     /// The page is an `INDEX_PAGE` (a page type the format reserves and no writer writes).
@@ -653,6 +717,36 @@ struct PageSizes {
     levels: i64,
     /// False for a v2 data page whose values are stored uncompressed.
     values_compressed: bool,
+}
+
+/// `PageType`s in parquet.thrift.
+const DATA_PAGE: i64 = 0;
+const DICTIONARY_PAGE: i64 = 2;
+const DATA_PAGE_V2: i64 = 3;
+
+/// A page header as [`chunk_pages`] reads it.
+#[derive(Debug, PartialEq)]
+struct PageHead {
+    sizes: PageSizes,
+    /// The header of the page's own type (None: none, or only another type's).
+    data: Option<DataHead>,
+}
+
+/// A data or dictionary page's header: -1 where a field is missing (refused where it is needed).
+#[derive(Debug, PartialEq, Clone, Copy)]
+struct DataHead {
+    /// The `PageType` this header is for.
+    of: i64,
+    num_values: i64,
+    /// The values' `Encoding` (thrift numbering).
+    encoding: i64,
+    /// A v1 data page's definition level `Encoding`.
+    def_encoding: i64,
+    /// A v2 data page's nulls and level byte lengths, and whether its values are compressed.
+    num_nulls: i64,
+    def_len: i64,
+    rep_len: i64,
+    compressed: bool,
 }
 
 /// A Thrift compact-protocol reader over the bytes still to read: just enough to read a page
@@ -735,45 +829,79 @@ impl Thrift<'_> {
         self.int().filter(|v| i32::try_from(*v).is_ok())
     }
 
-    /// A `PageHeader`: 2 uncompressed_page_size and 3 compressed_page_size (both required), 8 a
-    /// v2 data page's header (5 and 6 its level byte lengths, 7 is_compressed). A field given
-    /// twice or with another type is damage.
-    fn page_header(&mut self) -> Option<PageSizes> {
-        let (mut kind_of_page, mut uncompressed, mut compressed, mut v2) = (None, None, None, None);
+    /// A `PageHeader`: 1 its type, 2 uncompressed_page_size and 3 compressed_page_size (all
+    /// required), 5 a v1 data page's header, 7 a dictionary page's, 8 a v2 data page's. A field
+    /// given twice or with another type is damage.
+    fn page_header(&mut self) -> Option<PageHead> {
+        let (mut kind_of_page, mut uncompressed, mut compressed) = (None, None, None);
+        let mut data: Option<DataHead> = None;
         self.fields(0, |t, id, kind| {
             let slot = match (id, kind) {
                 (1, _) => &mut kind_of_page,
                 (2, _) => &mut uncompressed,
                 (3, _) => &mut compressed,
-                (8, 12) => return v2.replace(t.v2_header()?).is_none().then_some(true),
+                (5 | 7 | 8, 12) => {
+                    let head = t.data_header(id)?;
+                    return data.replace(head).is_none().then_some(true);
+                }
                 _ => return Some(false),
             };
             slot.replace(t.i32_field(kind)?).is_none().then_some(true)
         })?;
-        let (levels, values_compressed) = v2.unwrap_or((0, true));
-        let h = PageSizes {
-            index_page: kind_of_page? == INDEX_PAGE,
+        let kind = kind_of_page?;
+        let data = data.filter(|d| d.of == kind);
+        let (levels, values_compressed) = match &data {
+            Some(d) if d.of == DATA_PAGE_V2 => {
+                (if d.def_len < 0 || d.rep_len < 0 { -1 } else { d.def_len + d.rep_len }, d.compressed)
+            }
+            _ => (0, true),
+        };
+        let sizes = PageSizes {
+            index_page: kind == INDEX_PAGE,
             uncompressed: uncompressed?,
             compressed: compressed?,
             levels,
             values_compressed,
         };
-        (h.compressed >= 0).then_some(h)
+        (sizes.compressed >= 0).then_some(PageHead { sizes, data })
     }
 
-    /// A `DataPageHeaderV2`'s level bytes (-1 for a negative length) and is_compressed.
-    fn v2_header(&mut self) -> Option<(i64, bool)> {
-        let (mut def, mut rep, mut compressed) = (0, 0, true);
-        self.fields(1, |t, id, kind| {
-            match (id, kind) {
-                (5, _) => def = t.i32_field(kind)?,
-                (6, _) => rep = t.i32_field(kind)?,
-                (7, 1 | 2) => compressed = kind == 1,
+    /// The header of a page of type `id` (5 v1 data, 7 dictionary, 8 v2 data; the `PageType`
+    /// this returns): 1 num_values and the values' encoding (2 in v1 and dictionary headers, 4 in
+    /// v2); v1's 3 definition level encoding; v2's 2 num_nulls, 5 and 6 level byte lengths and 7
+    /// is_compressed.
+    fn data_header(&mut self, id: i64) -> Option<DataHead> {
+        let of = match id {
+            5 => DATA_PAGE,
+            7 => DICTIONARY_PAGE,
+            _ => DATA_PAGE_V2,
+        };
+        let mut h = DataHead {
+            of,
+            num_values: -1,
+            encoding: -1,
+            def_encoding: -1,
+            num_nulls: 0,
+            def_len: 0,
+            rep_len: 0,
+            compressed: true,
+        };
+        let v2 = of == DATA_PAGE_V2;
+        self.fields(1, |t, fid, kind| {
+            match (fid, kind, v2) {
+                (1, _, _) => h.num_values = t.i32_field(kind)?,
+                (2, _, false) => h.encoding = t.i32_field(kind)?,
+                (3, _, false) if of == DATA_PAGE => h.def_encoding = t.i32_field(kind)?,
+                (2, _, true) => h.num_nulls = t.i32_field(kind)?,
+                (4, _, true) => h.encoding = t.i32_field(kind)?,
+                (5, _, true) => h.def_len = t.i32_field(kind)?,
+                (6, _, true) => h.rep_len = t.i32_field(kind)?,
+                (7, 1 | 2, true) => h.compressed = kind == 1,
                 _ => return Some(false),
             }
             Some(true)
         })?;
-        Some((if def < 0 || rep < 0 { -1 } else { def + rep }, compressed))
+        Some(h)
     }
 }
 
@@ -799,12 +927,35 @@ fn truncated(name: &str) -> ReadError {
     unsupported(format!("column {name:?}: a truncated page"))
 }
 
-fn values<'p>(body: &'p [u8], encoding: Encoding, name: &str) -> Res<Values<'p>> {
+/// `Encoding`s in parquet.thrift.
+const ENC_PLAIN: i64 = 0;
+const ENC_PLAIN_DICTIONARY: i64 = 2;
+const ENC_RLE: i64 = 3;
+const ENC_RLE_DICTIONARY: i64 = 8;
+
+fn values<'p>(body: &'p [u8], encoding: i64, name: &str) -> Res<Values<'p>> {
     match encoding {
-        Encoding::PLAIN => Ok(Values::Plain(body)),
-        Encoding::PLAIN_DICTIONARY | Encoding::RLE_DICTIONARY => Ok(Values::Dict(body)),
-        other => Err(unsupported(format!("column {name:?}: values encoded {other}"))),
+        ENC_PLAIN => Ok(Values::Plain(body)),
+        ENC_PLAIN_DICTIONARY | ENC_RLE_DICTIONARY => Ok(Values::Dict(body)),
+        other => Err(unsupported(format!("column {name:?}: values encoded {}", encoding_name(other)))),
     }
+}
+
+/// An `Encoding`'s name in parquet.thrift.
+fn encoding_name(e: i64) -> String {
+    let names = [
+        "PLAIN",
+        "GROUP_VAR_INT",
+        "PLAIN_DICTIONARY",
+        "RLE",
+        "BIT_PACKED",
+        "DELTA_BINARY_PACKED",
+        "DELTA_LENGTH_BYTE_ARRAY",
+        "DELTA_BYTE_ARRAY",
+        "RLE_DICTIONARY",
+        "BYTE_STREAM_SPLIT",
+    ];
+    usize::try_from(e).ok().and_then(|i| names.get(i)).map_or_else(|| format!("{e}"), |n| n.to_string())
 }
 
 /// Appends `n` PLAIN values of `col`'s type to `out` as i64.
@@ -1162,7 +1313,7 @@ mod tests {
     /// (fields the reader skips), or a v2 data page header with its level lengths.
     fn page_header(uncompressed: i64, compressed: i64, v2: Option<(i64, i64, bool)>) -> Vec<u8> {
         let mut h = Vec::new();
-        for v in [0, uncompressed, compressed] {
+        for v in [if v2.is_some() { DATA_PAGE_V2 } else { DATA_PAGE }, uncompressed, compressed] {
             field(&mut h, 1, 5);
             int(&mut h, v);
         }
@@ -1197,19 +1348,43 @@ mod tests {
     fn page_header_sizes_are_read_and_other_fields_skipped() {
         let h = page_header(100, 40, None);
         let mut t = Thrift(&h);
-        let want =
+        let sizes =
             PageSizes { index_page: false, uncompressed: 100, compressed: 40, levels: 0, values_compressed: true };
-        assert_eq!(t.page_header(), Some(want));
+        let data = DataHead {
+            of: DATA_PAGE,
+            num_values: 10,
+            encoding: ENC_PLAIN,
+            def_encoding: ENC_RLE,
+            num_nulls: 0,
+            def_len: 0,
+            rep_len: 0,
+            compressed: true,
+        };
+        assert_eq!(t.page_header(), Some(PageHead { sizes, data: Some(data) }));
         assert!(t.0.is_empty());
         let h = page_header(2_000_000, 7, Some((4, 2, false)));
-        let want = PageSizes {
+        let sizes = PageSizes {
             index_page: false,
             uncompressed: 2_000_000,
             compressed: 7,
             levels: 6,
             values_compressed: false,
         };
-        assert_eq!(Thrift(&h).page_header(), Some(want));
+        let data = DataHead {
+            of: DATA_PAGE_V2,
+            num_values: 10,
+            encoding: ENC_RLE_DICTIONARY,
+            def_encoding: -1,
+            num_nulls: 0,
+            def_len: 4,
+            rep_len: 2,
+            compressed: false,
+        };
+        assert_eq!(Thrift(&h).page_header(), Some(PageHead { sizes, data: Some(data) }));
+        // A header of another page type than the page's is not the page's.
+        let mut other = page_header(100, 40, None);
+        other[1] = 2 * DICTIONARY_PAGE as u8; // zigzag
+        assert_eq!(Thrift(&other).page_header().map(|h| h.data), Some(None));
         // Damage: cut anywhere, a negative compressed size, a size twice, a size as i64.
         for cut in 0..h.len() {
             assert_eq!(Thrift(&h[..cut]).page_header(), None, "cut at {cut}");
@@ -1222,6 +1397,70 @@ mod tests {
         let mut wide = page_header(100, 40, None);
         wide[2] = 0x16; // uncompressed_page_size typed i64
         assert_eq!(Thrift(&wide).page_header(), None);
+    }
+
+    /// Pages come back as stored when they are (no codec, or a v2 page's values kept raw), else
+    /// decompressed after their v2 levels, by each codec, exactly to the header's size.
+    #[test]
+    fn pages_decompress_to_their_size_with_each_codec() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let data: Vec<u8> = (0..5000).map(|i| if i % 7 == 0 { rng.gen() } else { (i % 13) as u8 }).collect();
+        let levels = [9u8, 8, 7];
+        let sizes = |uncompressed: usize, levels: usize| PageSizes {
+            index_page: false,
+            uncompressed: uncompressed as i64,
+            compressed: 0,
+            levels: levels as i64,
+            values_compressed: true,
+        };
+        let zstd_packed = zstd::bulk::compress(&data, 3).unwrap();
+        let snappy_packed = snap::raw::Encoder::new().compress_vec(&data).unwrap();
+        let lz4_packed = lz4_flex::block::compress(&data);
+        let mut framed = Vec::new(); // Hadoop's LZ4 framing, two blocks
+        for part in [&data[..1234], &data[1234..]] {
+            let block = lz4_flex::block::compress(part);
+            framed.extend((part.len() as u32).to_be_bytes());
+            framed.extend((block.len() as u32).to_be_bytes());
+            framed.extend(block);
+        }
+        let mut inf = Inflate::default();
+        let cases = [
+            (Compression::ZSTD(Default::default()), &zstd_packed),
+            (Compression::SNAPPY, &snappy_packed),
+            (Compression::LZ4_RAW, &lz4_packed),
+            (Compression::LZ4, &framed),
+            (Compression::LZ4, &lz4_packed), // older writers: a raw block under the LZ4 codec
+        ];
+        for (codec, packed) in cases {
+            for with_levels in [false, true] {
+                let lv: &[u8] = if with_levels { &levels } else { &[] };
+                let body = [lv, packed.as_slice()].concat();
+                let want = [lv, data.as_slice()].concat();
+                let h = sizes(want.len(), lv.len());
+                assert_eq!(inf.page(&h, &body, codec, "c").unwrap(), want.as_slice(), "{codec:?} {with_levels}");
+                // A header one byte off either way is refused, not padded or cut.
+                for off in [-1i64, 1] {
+                    let h = PageSizes { uncompressed: h.uncompressed + off, ..sizes(want.len(), lv.len()) };
+                    assert!(inf.page(&h, &body, codec, "c").is_err(), "{codec:?} {with_levels} {off}");
+                }
+            }
+        }
+        // Stored as they are: the body itself.
+        let raw = PageSizes { values_compressed: false, ..sizes(data.len(), 0) };
+        assert_eq!(inf.page(&raw, &data, Compression::SNAPPY, "c").unwrap(), data.as_slice());
+        assert_eq!(inf.page(&sizes(data.len(), 0), &data, Compression::UNCOMPRESSED, "c").unwrap(), data.as_slice());
+        // Garbage and codecs the reader does not take.
+        assert!(inf.page(&sizes(100, 0), &[1, 2, 3], Compression::ZSTD(Default::default()), "c").is_err());
+        assert!(inf.page(&sizes(100, 0), &[1, 2, 3], Compression::GZIP(Default::default()), "c").is_err());
+        // Hadoop frames that do not add up.
+        let mut out = vec![0u8; data.len()];
+        assert_eq!(lz4_hadoop(&framed, &mut out), Some(data.len()));
+        assert_eq!(out, data);
+        assert_eq!(lz4_hadoop(&framed[..framed.len() - 1], &mut out), None);
+        assert_eq!(lz4_hadoop(&framed, &mut out[..data.len() - 1]), None);
+        let mut wrong = framed.clone();
+        wrong[3] += 1; // the first block claims a byte more than it gives
+        assert_eq!(lz4_hadoop(&wrong, &mut out), None);
     }
 
     #[test]
