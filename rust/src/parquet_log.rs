@@ -66,8 +66,13 @@ fn pq(e: parquet::errors::ParquetError) -> ReadError {
 /// The log as the pipeline takes it.
 #[derive(Debug)]
 pub struct ParquetLog {
+    /// The id columns' distinct values and counts; their codes are in `codes` (`codes` empty).
     pub users: Encoded,
     pub items: Encoded,
+    /// `rows` i64 slots holding the users' `rows` u32 codes, then the items' (the pipeline's
+    /// codes block: it later holds the item output).
+    pub codes: Vec<i64>,
+    pub rows: usize,
     pub timestamps: Vec<i64>,
     /// Timestamp counts per second: 1 for plain integers, 1000/10^6/10^9 for a `Timestamp` column.
     pub ts_per_second: i64,
@@ -264,12 +269,16 @@ fn read(path: &Path, user: &str, item: &str, timestamp: &str) -> Res<ParquetLog>
     if n > u32::MAX as usize {
         return Err(unsupported(format!("{n} rows: more than the core indexes")));
     }
-    let mut uidx = buffer::zeroed::<u32>(n);
-    let mut iidx = buffer::zeroed::<u32>(n);
+    // The two index columns in one block (zeros from calloc: untouched until decoded into), which
+    // become the codes in place and later the pipeline's item output.
+    let mut block = buffer::zeroed::<i64>(n);
+    // SAFETY: n initialized i64 are 2n initialized, aligned u32; the two halves are disjoint.
+    let words = unsafe { std::slice::from_raw_parts_mut(block.as_mut_ptr() as *mut u32, 2 * n) };
+    let (uidx, iidx) = words.split_at_mut(n);
     let mut ts = buffer::zeroed::<i64>(n);
     // One task per (column, row group), each writing its own rows.
     let mut tasks: Vec<Task<'_>> = Vec::with_capacity(3 * groups.len());
-    for (col, name, out) in [(ucol, user, &mut uidx), (icol, item, &mut iidx)] {
+    for (col, name, out) in [(ucol, user, &mut *uidx), (icol, item, &mut *iidx)] {
         for ((g, meta), rows) in groups.iter().enumerate().zip(by_group(out, &starts)) {
             tasks.push(Task { col, name, meta, start: starts[g], out: Out::Idx(rows) });
         }
@@ -303,13 +312,13 @@ fn read(path: &Path, user: &str, item: &str, timestamp: &str) -> Res<ParquetLog>
     } else {
         rayon::join(|| encode(uidx, &udicts, &starts), || encode(iidx, &idicts, &starts))
     };
-    let (users, items) = (used(users?), used(items?));
+    let (users, items) = (used(uidx, users?), used(iidx, items?));
     for (e, name) in [(&users, user), (&items, item)] {
         if let Uniques::Text(offsets, data) = &e.uniques {
             plain_text(offsets, data, name)?;
         }
     }
-    Ok(ParquetLog { users, items, timestamps: ts, ts_per_second, ts_range })
+    Ok(ParquetLog { users, items, codes: block, rows: n, timestamps: ts, ts_per_second, ts_range })
 }
 
 /// `rows` cut into the disjoint slices of the row groups starting at `starts`.
@@ -1091,8 +1100,9 @@ fn first_zero_level(b: &[u8], n: usize) -> Result<Option<usize>, String> {
     Ok(levels.iter().position(|&l| l == 0))
 }
 
-/// Codes of an id column from its chunks' dictionary indices (in place) and dictionaries.
-fn encode(idx: Vec<u32>, dicts: &[Dict], starts: &[usize]) -> Res<Encoded> {
+/// Codes of an id column from its chunks' dictionary indices (in place) and dictionaries; the
+/// returned `codes` are empty (they are `idx`).
+fn encode(idx: &mut [u32], dicts: &[Dict], starts: &[usize]) -> Res<Encoded> {
     if dicts.iter().all(|d| matches!(d, Dict::Int(_))) {
         let values: Vec<&[i64]> = dicts
             .iter()
@@ -1103,8 +1113,8 @@ fn encode(idx: Vec<u32>, dicts: &[Dict], starts: &[usize]) -> Res<Encoded> {
             .collect();
         let (lookup, uniques) = ids::int_code_table(&Column::new(values.clone()));
         let luts: Vec<Vec<u32>> = values.par_iter().map(|d| d.iter().map(|&v| lookup.code(v)).collect()).collect();
-        let (codes, counts) = remap(idx, |g| &luts[g], uniques.len(), starts);
-        return Ok(Encoded { codes, uniques: Uniques::Int(uniques), counts });
+        let counts = remap(idx, |g| &luts[g], uniques.len(), starts);
+        return Ok(Encoded { codes: Vec::new(), uniques: Uniques::Int(uniques), counts });
     }
     // Strings: every row group's dictionary entries as one column, encoded as a string column is.
     let entries: usize = dicts.iter().map(Dict::len).sum();
@@ -1130,8 +1140,8 @@ fn encode(idx: Vec<u32>, dicts: &[Dict], starts: &[usize]) -> Res<Encoded> {
         u_offsets.push(u_data.len() as i64);
     }
     drop((offsets, data));
-    let (codes, counts) = remap(idx, |g| &entry_codes[first_entry[g]..first_entry[g + 1]], first.len(), starts);
-    Ok(Encoded { codes, uniques: Uniques::Text(u_offsets, u_data), counts })
+    let counts = remap(idx, |g| &entry_codes[first_entry[g]..first_entry[g + 1]], first.len(), starts);
+    Ok(Encoded { codes: Vec::new(), uniques: Uniques::Text(u_offsets, u_data), counts })
 }
 
 /// String ids the caller's id checks would leave as they are: none empty, padded, holding a
@@ -1158,13 +1168,13 @@ fn plain_text(offsets: &[i64], data: &[u8], name: &str) -> Res<()> {
 /// Without the codes no row holds: a dictionary may carry values no row uses (a writer that
 /// stores an Arrow dictionary as it is, unused categories and all), and those are no users or
 /// items of the log.
-fn used(mut e: Encoded) -> Encoded {
+fn used(codes: &mut [u32], mut e: Encoded) -> Encoded {
     if !e.counts.contains(&0) {
         return e;
     }
     let keep: Vec<bool> = e.counts.iter().map(|&c| c > 0).collect();
     let (map, _) = ids::compact_map(&keep);
-    e.codes.par_iter_mut().for_each(|c| *c = map[*c as usize]);
+    codes.par_iter_mut().for_each(|c| *c = map[*c as usize]);
     e.uniques = e.uniques.retain(&map);
     e.counts.retain(|&c| c > 0);
     e
@@ -1172,7 +1182,7 @@ fn used(mut e: Encoded) -> Encoded {
 
 /// Maps each row group `g`'s indices through `lut(g)` in place and counts the codes, in parallel
 /// over contiguous blocks of row groups (one count array per block).
-fn remap<'l, F>(mut idx: Vec<u32>, lut: F, n_codes: usize, starts: &[usize]) -> (Vec<u32>, Vec<u32>)
+fn remap<'l, F>(idx: &mut [u32], lut: F, n_codes: usize, starts: &[usize]) -> Vec<u32>
 where
     F: Fn(usize) -> &'l [u32] + Sync,
 {
@@ -1182,9 +1192,9 @@ where
     // Blocks of `per` row groups: their first groups and their rows.
     let firsts: Vec<usize> = (0..groups).step_by(per).chain([groups]).collect();
     let block_starts: Vec<usize> = firsts.iter().map(|&g| starts[g]).collect();
-    let counts = firsts
+    firsts
         .windows(2)
-        .zip(by_group(&mut idx, &block_starts))
+        .zip(by_group(idx, &block_starts))
         .collect::<Vec<_>>()
         .into_par_iter()
         .map(|(g, rows)| {
@@ -1202,8 +1212,7 @@ where
             }
             c
         })
-        .reduce(|| vec![0u32; n_codes], ids::add_counts);
-    (idx, counts)
+        .reduce(|| vec![0u32; n_codes], ids::add_counts)
 }
 
 #[cfg(test)]
