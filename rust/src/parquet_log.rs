@@ -477,8 +477,12 @@ impl Task<'_> {
                 }
                 (Out::Idx(o), Values::Plain(b)) => {
                     // Plain pages (a writer that gave up on its dictionary): each value becomes an
-                    // entry of the chunk's dictionary.
+                    // entry of the chunk's dictionary (room made once for the rest of the chunk's
+                    // rows, which plain pages usually hold all of, rather than doubling per page).
                     let first = dict.len();
+                    if let Dict::Int(v) = &mut dict {
+                        v.reserve_exact(rows - at); // at most the rows of this chunk
+                    }
                     dict.push_plain(b, count, col, name)?;
                     for (j, x) in o[at..at + count].iter_mut().enumerate() {
                         *x = (first + j) as u32;
@@ -1112,8 +1116,23 @@ fn encode(idx: &mut [u32], dicts: &[Dict], starts: &[usize]) -> Res<Encoded> {
             })
             .collect();
         let (lookup, uniques) = ids::int_code_table(&Column::new(values.clone()));
-        let luts: Vec<Vec<u32>> = values.par_iter().map(|d| d.iter().map(|&v| lookup.code(v)).collect()).collect();
-        let counts = remap(idx, |g| &luts[g], uniques.len(), starts);
+        // A table of each entry's code, unless the dictionary holds about a value per row (plain
+        // pages, as when a writer gave up on its dictionary: the table would be a row-sized
+        // buffer written and read once).
+        let per_row = |g: usize| 2 * values[g].len() > starts[g + 1] - starts[g];
+        let luts: Vec<Option<Vec<u32>>> = (0..values.len())
+            .into_par_iter()
+            .map(|g| (!per_row(g)).then(|| values[g].iter().map(|&v| lookup.code(v)).collect()))
+            .collect();
+        let counts = remap(
+            idx,
+            |g| match &luts[g] {
+                Some(t) => GroupCodes::Table(t),
+                None => GroupCodes::Values(values[g], &lookup),
+            },
+            uniques.len(),
+            starts,
+        );
         return Ok(Encoded { codes: Vec::new(), uniques: Uniques::Int(uniques), counts });
     }
     // Strings: every row group's dictionary entries as one column, encoded as a string column is.
@@ -1140,7 +1159,8 @@ fn encode(idx: &mut [u32], dicts: &[Dict], starts: &[usize]) -> Res<Encoded> {
         u_offsets.push(u_data.len() as i64);
     }
     drop((offsets, data));
-    let counts = remap(idx, |g| &entry_codes[first_entry[g]..first_entry[g + 1]], first.len(), starts);
+    let counts =
+        remap(idx, |g| GroupCodes::Table(&entry_codes[first_entry[g]..first_entry[g + 1]]), first.len(), starts);
     Ok(Encoded { codes: Vec::new(), uniques: Uniques::Text(u_offsets, u_data), counts })
 }
 
@@ -1180,11 +1200,19 @@ fn used(codes: &mut [u32], mut e: Encoded) -> Encoded {
     e
 }
 
-/// Maps each row group `g`'s indices through `lut(g)` in place and counts the codes, in parallel
+/// How [`remap`] maps one row group's dictionary indices to codes.
+enum GroupCodes<'l> {
+    /// Each entry's code.
+    Table(&'l [u32]),
+    /// The entries' values, coded row by row.
+    Values(&'l [i64], &'l ids::Lookup),
+}
+
+/// Maps each row group `g`'s indices to codes as `lut(g)` says, in place, and counts the codes, in parallel
 /// over contiguous blocks of row groups (one count array per block).
 fn remap<'l, F>(idx: &mut [u32], lut: F, n_codes: usize, starts: &[usize]) -> Vec<u32>
 where
-    F: Fn(usize) -> &'l [u32] + Sync,
+    F: Fn(usize) -> GroupCodes<'l> + Sync,
 {
     let groups = starts.len() - 1;
     let blocks = ids::n_blocks(idx.len(), n_codes).min(groups).max(1);
@@ -1202,11 +1230,19 @@ where
             let mut c = buffer::zeroed::<u32>(n_codes);
             let mut at = 0;
             for g in g0..g1 {
-                let (lut, k) = (lut(g), starts[g + 1] - starts[g]);
-                for x in &mut rows[at..at + k] {
-                    let code = lut[*x as usize];
-                    *x = code;
-                    c[code as usize] += 1;
+                let k = starts[g + 1] - starts[g];
+                let group = &mut rows[at..at + k];
+                match lut(g) {
+                    GroupCodes::Table(t) => group.iter_mut().for_each(|x| {
+                        let code = t[*x as usize];
+                        *x = code;
+                        c[code as usize] += 1;
+                    }),
+                    GroupCodes::Values(v, lookup) => group.iter_mut().for_each(|x| {
+                        let code = lookup.code(v[*x as usize]);
+                        *x = code;
+                        c[code as usize] += 1;
+                    }),
                 }
                 at += k;
             }
