@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from _parquet_thrift import (
+    BINARY,
     DATA_PAGE,
     DATA_PAGE_V2,
     DICTIONARY_PAGE,
@@ -455,8 +456,9 @@ def _limited(path: Path, compare: bool, limit_gib: float = 3) -> dict:
     return json.loads(run.stdout.splitlines()[-1])
 
 
-def _small_log(path: Path, strings: bool = False, **write: object) -> None:
-    """60 rows, 8 users, 12 items, dictionary-encoded by pyarrow."""
+def _small_log(path: Path, strings: bool = False, required: bool = False, **write: object) -> None:
+    """60 rows, 8 users, 12 items, dictionary-encoded by pyarrow (``required``: columns declared
+    non-nullable, so pages carry no definition levels)."""
     rng = np.random.default_rng(12)
     users, items = rng.integers(1, 9, 60), rng.integers(1, 13, 60)
     t = pa.table(
@@ -466,6 +468,8 @@ def _small_log(path: Path, strings: bool = False, **write: object) -> None:
             "timestamp": rng.integers(1_600_000_000, 1_600_100_000, 60),
         }
     )
+    if required:
+        t = t.cast(pa.schema([pa.field(f.name, f.type, nullable=False) for f in t.schema]))
     pq.write_table(t, path, **write)  # type: ignore[arg-type]
 
 
@@ -692,4 +696,115 @@ def test_a_compressed_page_giving_another_size_than_its_header_is_declined(tmp_p
     f.write(path)
     log, why, _, _ = core.prepare_parquet(path, "user_id", "item_id", "timestamp")
     assert log is None and "timestamp" in why, why
+    same_outcome_as_polars(path)
+
+
+# Damage found by bad-input campaign 8 against the core's own page reader (commit 8eccceb).
+HEADER_DAMAGE = {
+    # name: (write options, required columns, edit of the first data page's own header)
+    "v1 repetition level encoding missing": ({"compression": "zstd"}, False, lambda h: h.pop(4)),
+    "v1 definition level encoding missing": ({"compression": "snappy"}, True, lambda h: h.pop(3)),
+    "v2 num_nulls missing": ({"compression": "snappy", "data_page_version": "2.0"}, False, lambda h: h.pop(2)),
+    "v2 num_rows missing": ({"compression": "none", "data_page_version": "2.0"}, False, lambda h: h.pop(3)),
+    "v2 level length missing": ({"compression": "zstd", "data_page_version": "2.0"}, False, lambda h: h.pop(6)),
+    "v2 is_compressed as an i32": (
+        {"compression": "none", "data_page_version": "2.0"},
+        False,
+        lambda h: h.set_v(7, I32, 0),
+    ),
+}
+
+
+@pytest.mark.parametrize("damage", [*HEADER_DAMAGE, "crc as binary"])
+def test_a_page_header_lacking_a_required_field_is_declined(tmp_path: Path, damage: str):
+    """parquet.thrift requires these fields (and types); polars' Thrift reader refuses a header
+    without them, while the core's reader took defaults (levels of 0 bytes, no nulls) and read
+    the file. The core must decline, and prepare(path) must fail as read_interactions does."""
+    src, path = tmp_path / "src.parquet", tmp_path / "log.parquet"
+    write, required, edit = HEADER_DAMAGE.get(damage, ({"compression": "zstd"}, False, None))
+    _small_log(src, required=required, **write)
+    f = ParquetFile.open(src)
+    pages = f.chunk_pages("user_id")
+    if edit is None:
+        for p in pages:
+            p.header.set_v(4, BINARY, b"abcd")  # PageHeader.crc is an i32
+    else:
+        edit(next(p for p in pages if p.kind in (DATA_PAGE, DATA_PAGE_V2)).sub())
+    f.write(path)
+    log, why, _, _ = core.prepare_parquet(path, "user_id", "item_id", "timestamp")
+    assert log is None and "user_id" in why, why
+    same_outcome_as_polars(path)
+
+
+@pytest.mark.parametrize(("codec", "column"), [("snappy", "timestamp"), ("zstd", "user_id"), ("snappy", "item_id")])
+def test_a_forged_size_the_codec_agrees_with_is_declined_without_allocating(tmp_path: Path, codec: str, column: str):
+    """A data page whose header and whose codec's own stored size (snappy's length, a zstd
+    frame's content size) both claim 2**31-1 bytes: the core sized a 2 GiB zeroed buffer per
+    page (two such columns aborted the process under a 4 GiB limit) before finding the data
+    short. A few hundred stored bytes cannot expand that far; it must decline at once."""
+    src, path = tmp_path / "src.parquet", tmp_path / "log.parquet"
+    _small_log(src, compression=codec)
+    f = ParquetFile.open(src)
+    big = 2**31 - 1
+    page = [p for p in f.chunk_pages(column) if p.kind == DATA_PAGE][-1]
+    if codec == "snappy":
+        stored = page.body
+        while stored[0] & 0x80:
+            stored = stored[1:]
+        page.body = uvarint(big) + stored[1:]  # snappy's own length says 2**31-1 too
+    else:  # a zstd frame of one raw block whose content size says 2**31-1
+        raw = pa.Codec("zstd").decompress(page.body, decompressed_size=page.header.get_v(2)).to_pybytes()
+        frame = b"\x28\xb5\x2f\xfd" + bytes([0x80, 0x58]) + big.to_bytes(4, "little")
+        page.body = frame + (1 | (len(raw) << 3)).to_bytes(3, "little") + raw
+    page.header.set_v(2, I32, big)
+    f.write(path)
+    got = _limited(path, compare=False)
+    _declined_quietly(got, column)
+    assert got["grew_mib"] < 64 and got["vm_grew_mib"] < 256, got
+
+
+@pytest.mark.parametrize("page_version", ["1.0", "2.0"])
+def test_a_column_chunk_claiming_fewer_values_than_rows_is_declined(tmp_path: Path, page_version: str):
+    """ColumnMetaData.num_values 50 below the row group's rows: polars stops taking pages at
+    that count and fails; the core read every page and returned the whole log."""
+    src, path = tmp_path / "src.parquet", tmp_path / "log.parquet"
+    _small_log(src, compression="zstd", data_page_version=page_version, data_page_size=128, write_batch_size=8)
+    f = ParquetFile.open(src)
+    meta = f.row_groups()[0].get_v(1).items[f.column("user_id")].get_v(3)
+    meta.set_v(5, I64, meta.get_v(5) - 50)
+    f.write(path)
+    log, why, _, _ = core.prepare_parquet(path, "user_id", "item_id", "timestamp")
+    assert log is None and "user_id" in why, why
+    with pytest.raises(DataError):
+        sd.prepare(path, k_core=1, split=SPLIT)
+    with pytest.raises(DataError):
+        sd.read_interactions(path)
+
+
+@pytest.mark.parametrize(("column", "codec"), [("user_id", "none"), ("timestamp", "zstd"), ("user_id", "snappy")])
+def test_a_v2_page_with_a_negative_null_count_does_not_hide_its_null(tmp_path: Path, column: str, codec: str):
+    """A null at row 40 in a v2 page whose num_nulls says -1: the core looked at the definition
+    levels only for a positive count, decoded the page as if it held no null (the bit-packing's
+    padding standing in for the missing value) and returned a dataset shifted by a row, where
+    read_interactions names the null."""
+    src, path = tmp_path / "src.parquet", tmp_path / "log.parquet"
+    rng = np.random.default_rng(3)
+    cols = {
+        "user_id": rng.integers(1, 20, 300),
+        "item_id": rng.integers(1, 30, 300),
+        "timestamp": rng.integers(1_600_000_000, 1_600_000_300, 300),
+    }
+    values: list[int | None] = list(cols[column])
+    values[40] = None
+    pq.write_table(
+        pa.table({**cols, column: pa.array(values, pa.int64())}), src, compression=codec, data_page_version="2.0"
+    )
+    f = ParquetFile.open(src)
+    page = next(p for p in f.chunk_pages(column) if p.kind == DATA_PAGE_V2 and p.sub().get_v(2) > 0)
+    page.sub().set_v(2, I32, -1)
+    f.write(path)
+    log, _, _, _ = core.prepare_parquet(path, "user_id", "item_id", "timestamp")
+    assert log is None
+    with pytest.raises(DataError, match=f"{column}.*null at row 40|null at row 40"):
+        sd.prepare(path, k_core=1, split=SPLIT)
     same_outcome_as_polars(path)

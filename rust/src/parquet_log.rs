@@ -406,6 +406,10 @@ impl Task<'_> {
         let chunk = meta.column(col.index);
         let codec = chunk.compression();
         let rows = out_len(&out);
+        if chunk.num_values() != rows as i64 {
+            // A flat column has a value (or a null) per row; polars stops at the chunk's count.
+            return Err(unsupported(format!("column {name:?}: a column chunk's value count is not its row count")));
+        }
         let mut dict =
             if col.physical == Physical::BYTE_ARRAY { Dict::Text(vec![0], Vec::new()) } else { Dict::Int(Vec::new()) };
         let mut dict_len = None; // values from the dictionary page (indices must stay below)
@@ -459,6 +463,9 @@ impl Task<'_> {
                     too_many(at, n, rows, name)?;
                     let (def, rep) = (h.def_len as usize, h.rep_len as usize);
                     let levels = buf.get(rep..rep + def).ok_or_else(|| truncated(name))?;
+                    if h.num_nulls < 0 {
+                        return Err(unsupported(format!("column {name:?}: a negative null count")));
+                    }
                     if h.num_nulls > 0 {
                         let j = first_zero_level(levels, n).map_err(|e| unsupported(format!("{name:?}: {e}")))?;
                         return Err(null(name, start + at + j.unwrap_or(0)));
@@ -567,7 +574,8 @@ fn chunk_pages<'f>(file: &'f [u8], chunk: &ColumnChunkMetaData, name: &str) -> R
 struct Inflate {
     zstd: Option<zstd::bulk::Decompressor<'static>>,
     snappy: snap::raw::Decoder,
-    /// Initialized up to its length, which only grows.
+    /// Initialized up to its length (a zstd page sets it to the page's; the others only grow
+    /// it).
     buf: Vec<u8>,
 }
 
@@ -581,29 +589,48 @@ impl Inflate {
         }
         let (levels, values) = body.split_at(h.levels as usize);
         let (total, want) = (h.uncompressed as usize, (h.uncompressed - h.levels) as usize);
-        if self.buf.len() < total {
-            self.buf.resize(total, 0);
-        }
-        self.buf[..levels.len()].copy_from_slice(levels);
-        let out = &mut self.buf[levels.len()..total];
-        let got = match codec {
-            _ if want == 0 => Some(0),
-            Compression::ZSTD(_) => {
+        let too_large = || unsupported(format!("column {name:?}: a page too large to decompress"));
+        let wrong_size = || unsupported(format!("column {name:?}: a page that does not decompress to its size"));
+        if let Compression::ZSTD(_) = codec {
+            // Into reserved capacity: memory is touched only as the frame fills it (a forged size
+            // without a content size in the frame reserves address space, nothing more).
+            self.buf.clear();
+            self.buf.try_reserve(total).map_err(|_| too_large())?;
+            self.buf.extend_from_slice(levels);
+            if want > 0 {
                 let d = match &mut self.zstd {
                     Some(d) => d,
                     None => self
                         .zstd
                         .insert(zstd::bulk::Decompressor::new().map_err(|e| unsupported(format!("zstd: {e}")))?),
                 };
-                d.decompress_to_buffer(values, out).ok()
+                let mut out = std::io::Cursor::new(&mut self.buf);
+                out.set_position(levels.len() as u64);
+                if d.decompress_to_buffer(values, &mut out).ok() != Some(want) {
+                    return Err(wrong_size());
+                }
             }
+            if self.buf.len() != total {
+                return Err(wrong_size());
+            }
+            return Ok(&self.buf[..]);
+        }
+        if self.buf.len() < total {
+            // Initialized (snappy and LZ4 write into slices); bounded by `fits_codec`.
+            self.buf.try_reserve(total - self.buf.len()).map_err(|_| too_large())?;
+            self.buf.resize(total, 0);
+        }
+        self.buf[..levels.len()].copy_from_slice(levels);
+        let out = &mut self.buf[levels.len()..total];
+        let got = match codec {
+            _ if want == 0 => Some(0),
             Compression::SNAPPY => self.snappy.decompress(values, out).ok(),
             Compression::LZ4_RAW => lz4_flex::block::decompress_into(values, out).ok(),
             Compression::LZ4 => lz4_hadoop(values, out).or_else(|| lz4_flex::block::decompress_into(values, out).ok()),
             other => return Err(unsupported(format!("column {name:?}: codec {other}"))),
         };
         if got != Some(want) {
-            return Err(unsupported(format!("column {name:?}: a page that does not decompress to its size")));
+            return Err(wrong_size());
         }
         Ok(&self.buf[..total])
     }
@@ -690,10 +717,16 @@ fn fits_codec(h: &PageSizes, body: &[u8], codec: Compression) -> bool {
     if want == 0 {
         return true;
     }
+    // What the stored bytes can expand to at most: snappy's densest element is a 3-byte copy of
+    // 64 bytes; a zstd block (at most 128 KiB) takes 4 bytes at least (an RLE block); an LZ4
+    // byte adds at most 255 to a match's length.
+    let len = values.len() as u64;
     match codec {
-        Compression::SNAPPY => uleb(&mut &values[..]).is_ok_and(|n| n == want),
-        Compression::ZSTD(_) => zstd_content_size(values).is_none_or(|n| n == want),
-        Compression::LZ4 | Compression::LZ4_RAW => want <= 255 * values.len() as u64 + 64,
+        Compression::SNAPPY => want <= 22 * len && uleb(&mut &values[..]).is_ok_and(|n| n == want),
+        Compression::ZSTD(_) => {
+            want <= (128 << 10) * (len / 4 + 1) && zstd_content_size(values).is_none_or(|n| n == want)
+        }
+        Compression::LZ4 | Compression::LZ4_RAW => want <= 255 * len + 64,
         _ => true,
     }
 }
@@ -843,20 +876,24 @@ impl Thrift<'_> {
     }
 
     /// A `PageHeader`: 1 its type, 2 uncompressed_page_size and 3 compressed_page_size (all
-    /// required), 5 a v1 data page's header, 7 a dictionary page's, 8 a v2 data page's. A field
-    /// given twice or with another type is damage.
+    /// required), 4 crc, 5 a v1 data page's header, 6 an index page's, 7 a dictionary page's, 8 a
+    /// v2 data page's. A field given twice, or a known field with another type, is damage (as for
+    /// polars' Thrift reader); unknown fields are skipped.
     fn page_header(&mut self) -> Option<PageHead> {
-        let (mut kind_of_page, mut uncompressed, mut compressed) = (None, None, None);
+        let (mut kind_of_page, mut uncompressed, mut compressed, mut crc) = (None, None, None, None);
         let mut data: Option<DataHead> = None;
         self.fields(0, |t, id, kind| {
-            let slot = match (id, kind) {
-                (1, _) => &mut kind_of_page,
-                (2, _) => &mut uncompressed,
-                (3, _) => &mut compressed,
-                (5 | 7 | 8, 12) => {
+            let slot = match id {
+                1 => &mut kind_of_page,
+                2 => &mut uncompressed,
+                3 => &mut compressed,
+                4 => &mut crc,
+                5 | 7 | 8 => {
+                    (kind == STRUCT).then_some(())?;
                     let head = t.data_header(id)?;
                     return data.replace(head).is_none().then_some(true);
                 }
+                6 => return (kind == STRUCT).then_some(false), // skipped
                 _ => return Some(false),
             };
             slot.replace(t.i32_field(kind)?).is_none().then_some(true)
@@ -880,9 +917,11 @@ impl Thrift<'_> {
     }
 
     /// The header of a page of type `id` (5 v1 data, 7 dictionary, 8 v2 data; the `PageType`
-    /// this returns): 1 num_values and the values' encoding (2 in v1 and dictionary headers, 4 in
-    /// v2); v1's 3 definition level encoding; v2's 2 num_nulls, 5 and 6 level byte lengths and 7
-    /// is_compressed.
+    /// this returns), with every field parquet.thrift requires: v1 1 num_values, 2 encoding, 3
+    /// and 4 the definition and repetition level encodings; dictionary 1 num_values, 2 encoding;
+    /// v2 1 num_values, 2 num_nulls, 3 num_rows, 4 encoding, 5 and 6 the level byte lengths. The
+    /// optional ones must have their types too: v1's 5 and v2's 8 statistics, the dictionary's 3
+    /// is_sorted and v2's 7 is_compressed (booleans).
     fn data_header(&mut self, id: i64) -> Option<DataHead> {
         let of = match id {
             5 => DATA_PAGE,
@@ -899,24 +938,44 @@ impl Thrift<'_> {
             rep_len: 0,
             compressed: true,
         };
-        let v2 = of == DATA_PAGE_V2;
+        let (mut seen, mut unused) = (0u32, 0i64);
         self.fields(1, |t, fid, kind| {
-            match (fid, kind, v2) {
-                (1, _, _) => h.num_values = t.i32_field(kind)?,
-                (2, _, false) => h.encoding = t.i32_field(kind)?,
-                (3, _, false) if of == DATA_PAGE => h.def_encoding = t.i32_field(kind)?,
-                (2, _, true) => h.num_nulls = t.i32_field(kind)?,
-                (4, _, true) => h.encoding = t.i32_field(kind)?,
-                (5, _, true) => h.def_len = t.i32_field(kind)?,
-                (6, _, true) => h.rep_len = t.i32_field(kind)?,
-                (7, 1 | 2, true) => h.compressed = kind == 1,
+            let slot = match (of, fid) {
+                (_, 1) => &mut h.num_values,
+                (DATA_PAGE | DICTIONARY_PAGE, 2) | (DATA_PAGE_V2, 4) => &mut h.encoding,
+                (DATA_PAGE, 3) => &mut h.def_encoding,
+                (DATA_PAGE, 4) | (DATA_PAGE_V2, 3) => &mut unused,
+                (DATA_PAGE_V2, 2) => &mut h.num_nulls,
+                (DATA_PAGE_V2, 5) => &mut h.def_len,
+                (DATA_PAGE_V2, 6) => &mut h.rep_len,
+                (DICTIONARY_PAGE, 3) | (DATA_PAGE_V2, 7) => {
+                    (kind == TRUE || kind == FALSE).then_some(())?;
+                    h.compressed = of != DATA_PAGE_V2 || kind == TRUE;
+                    return Some(true);
+                }
+                (DATA_PAGE, 5) | (DATA_PAGE_V2, 8) => return (kind == STRUCT).then_some(false), // skipped
                 _ => return Some(false),
+            };
+            if seen & (1 << fid) != 0 {
+                return None;
             }
+            seen |= 1 << fid;
+            *slot = t.i32_field(kind)?;
             Some(true)
         })?;
-        Some(h)
+        let required: u32 = match of {
+            DATA_PAGE => 0b1_1110,
+            DICTIONARY_PAGE => 0b110,
+            _ => 0b111_1110,
+        };
+        (seen & required == required).then_some(h)
     }
 }
+
+/// Thrift compact-protocol types: a boolean field's value is its type.
+const TRUE: u8 = 1;
+const FALSE: u8 = 2;
+const STRUCT: u8 = 12;
 
 fn too_many(at: usize, n: usize, rows: usize, name: &str) -> Res<()> {
     if n > rows - at {
@@ -1426,6 +1485,33 @@ mod tests {
             compressed: false,
         };
         assert_eq!(Thrift(&h).page_header(), Some(PageHead { sizes, data: Some(data) }));
+        // A required field missing, or a known field of another type: damage. Struct bodies
+        // (after their struct header): i32 fields as (delta << 4 | 5, zigzag value), 0 ends.
+        let v1 = [0x15, 20, 0x15, 0, 0x15, 6, 0x15, 6, 0]; // num_values 10, PLAIN, RLE, RLE
+        assert_eq!(Thrift(&v1).data_header(5).map(|d| (d.num_values, d.def_encoding)), Some((10, ENC_RLE)));
+        assert_eq!(Thrift(&[0x15, 20, 0x15, 0, 0x15, 6, 0]).data_header(5), None); // no field 4
+        assert_eq!(Thrift(&[0x15, 20, 0x16, 0, 0x15, 6, 0x15, 6, 0]).data_header(5), None); // 2 as i64
+        let stats_as_i32 = [0x15, 20, 0x15, 0, 0x15, 6, 0x15, 6, 0x15, 2, 0];
+        assert_eq!(Thrift(&stats_as_i32).data_header(5), None);
+        assert!(Thrift(&[0x15, 20, 0x15, 0, 0]).data_header(7).is_some()); // dictionary: 1, 2
+        assert!(Thrift(&[0x15, 20, 0x15, 0, 0x11, 0]).data_header(7).is_some()); // is_sorted true
+        assert_eq!(Thrift(&[0x15, 20, 0x15, 0, 0x15, 2, 0]).data_header(7), None); // is_sorted as i32
+        assert_eq!(Thrift(&[0x15, 20, 0]).data_header(7), None); // no encoding
+        let v2 = [0x15, 20, 0x15, 0, 0x15, 20, 0x15, 16, 0x15, 8, 0x15, 4, 0];
+        assert!(Thrift(&v2).data_header(8).is_some());
+        let no_rows = [0x15, 20, 0x15, 0, 0x25, 16, 0x15, 8, 0x15, 4, 0]; // 1, 2, 4, 5, 6
+        assert_eq!(Thrift(&no_rows).data_header(8), None);
+        assert_eq!(Thrift(&[&v2[..v2.len() - 3], &[0]].concat()).data_header(8), None); // no field 6
+        let compressed_as_i32 = [&v2[..v2.len() - 1], &[0x15, 0, 0]].concat();
+        assert_eq!(Thrift(&compressed_as_i32).data_header(8), None);
+        let mut crc = page_header(100, 40, None);
+        crc.pop();
+        crc.extend([0x08, 8, 1, b'x', 0]); // field 4 (id in full, going back from 5) as binary
+        assert_eq!(Thrift(&crc).page_header(), None);
+        let mut crc = page_header(100, 40, None);
+        crc.pop();
+        crc.extend([0x05, 8, 16, 0]); // field 4 as an i32 (8): fine
+        assert!(Thrift(&crc).page_header().is_some());
         // A header of another page type than the page's is not the page's.
         let mut other = page_header(100, 40, None);
         other[1] = 2 * DICTIONARY_PAGE as u8; // zigzag
@@ -1517,10 +1603,14 @@ mod tests {
             levels,
             values_compressed: true,
         };
-        // Snappy data begins with the uncompressed length (ULEB128).
-        assert!(fits_codec(&h(300, 0), &[0xac, 0x02, 0], Compression::SNAPPY));
-        assert!(!fits_codec(&h(i32::MAX as i64, 0), &[0xac, 0x02, 0], Compression::SNAPPY));
-        assert!(fits_codec(&h(305, 5), &[9, 9, 9, 9, 9, 0xac, 0x02, 0], Compression::SNAPPY)); // v2 levels
+        // Snappy data begins with the uncompressed length (ULEB128), and 3 bytes give 64 at most.
+        let snappy = |n: usize| [&[0xac, 0x02][..], &vec![0; n - 2]].concat(); // says 300
+        assert!(fits_codec(&h(300, 0), &snappy(14), Compression::SNAPPY));
+        assert!(!fits_codec(&h(300, 0), &snappy(13), Compression::SNAPPY)); // 22 x 13 < 300
+        assert!(!fits_codec(&h(301, 0), &snappy(14), Compression::SNAPPY));
+        assert!(!fits_codec(&h(i32::MAX as i64, 0), &snappy(14), Compression::SNAPPY));
+        let levels = [&[9; 5][..], &snappy(14)].concat();
+        assert!(fits_codec(&h(305, 5), &levels, Compression::SNAPPY)); // v2 levels
         assert!(!fits_codec(&h(4, 5), &[0; 8], Compression::SNAPPY)); // levels beyond the page
         let lz4 = Compression::LZ4_RAW;
         assert!(fits_codec(&h(255 * 10, 0), &[0; 10], lz4) && !fits_codec(&h(1 << 20, 0), &[0; 10], lz4));
@@ -1532,8 +1622,11 @@ mod tests {
         assert_eq!(zstd_content_size(&frame(0x00, &[0x58])), None);
         assert!(fits_codec(&h(16, 0), &frame(0x20, &[16]), zstd));
         assert!(!fits_codec(&h(1 << 30, 0), &frame(0x20, &[16]), zstd));
-        assert!(fits_codec(&h(1 << 30, 0), &frame(0x00, &[0x58]), zstd)); // no size to compare
-                                                                          // Values stored as they are (no codec, or a v2 page not compressed): exactly the size.
+        // No size to compare: at most 128 KiB per 4 bytes (a frame of 6 bytes: two blocks' worth).
+        assert!(fits_codec(&h(256 << 10, 0), &frame(0x00, &[0x58]), zstd));
+        assert!(!fits_codec(&h((256 << 10) + 1, 0), &frame(0x00, &[0x58]), zstd));
+        assert!(!fits_codec(&h(1 << 30, 0), &frame(0x00, &[0x58]), zstd));
+        // Values stored as they are (no codec, or a v2 page not compressed): exactly the size.
         let raw = |uncompressed, levels| PageSizes { values_compressed: false, ..h(uncompressed, levels) };
         assert!(fits_codec(&raw(8, 2), &[0; 8], Compression::SNAPPY));
         assert!(!fits_codec(&raw(9, 2), &[0; 8], Compression::SNAPPY) && !fits_codec(&raw(7, 2), &[0; 8], zstd));
