@@ -775,10 +775,12 @@ def test_a_column_chunk_claiming_fewer_values_than_rows_is_declined(tmp_path: Pa
     f.write(path)
     log, why, _, _ = core.prepare_parquet(path, "user_id", "item_id", "timestamp")
     assert log is None and "user_id" in why, why
-    with pytest.raises(DataError):
-        sd.prepare(path, k_core=1, split=SPLIT)
-    with pytest.raises(DataError):
+    with pytest.raises(DataError) as got:
         sd.read_interactions(path)
+    # polars panics in one of its tasks; the message must not carry the task's number (it changes
+    # from run to run, and the two paths would give two messages).
+    assert "Id(" not in str(got.value), got.value
+    same_outcome_as_polars(path)
 
 
 @pytest.mark.parametrize(("column", "codec"), [("user_id", "none"), ("timestamp", "zstd"), ("user_id", "snappy")])

@@ -197,6 +197,9 @@ def _dateless(fmt: str) -> bool:
     return letters <= _KNOWN and not letters & _DATED
 
 
+_TASK_ID = re.compile(r"\bId\(\d+\), ")
+
+
 @contextlib.contextmanager
 def _translated(path: Path, fmt: str, explain: Callable[[], str | None] = lambda: None) -> Iterator[None]:
     """The one place where a reader library's exception becomes a :class:`DataError` naming the
@@ -209,6 +212,9 @@ def _translated(path: Path, fmt: str, explain: Callable[[], str | None] = lambda
         except (OSError, ValueError, csv.Error):  # looking closer failed: keep the library's reason
             reason = None
         reason = reason or (str(e).strip().splitlines() or [type(e).__name__])[0]
+        # A panic inside one of polars' async tasks names the task ("JoinError::Panic(Id(7), ..."),
+        # a number that changes from run to run: the same file gives the same message without it.
+        reason = _TASK_ID.sub("", reason)
         raise DataError(f"{path}: cannot read as {fmt}: {reason}") from None
     except OSError as e:
         # polars reports a damaged compressed stream as a bare OSError (no errno, no file name:
