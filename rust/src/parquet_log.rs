@@ -587,6 +587,10 @@ impl Inflate {
         if !h.values_compressed || codec == Compression::UNCOMPRESSED {
             return Ok(body);
         }
+        if !matches!(codec, Compression::SNAPPY | Compression::ZSTD(_) | Compression::LZ4 | Compression::LZ4_RAW) {
+            // Before anything is sized from the header (no bound is known for other codecs).
+            return Err(unsupported(format!("column {name:?}: codec {codec}")));
+        }
         let (levels, values) = body.split_at(h.levels as usize);
         let (total, want) = (h.uncompressed as usize, (h.uncompressed - h.levels) as usize);
         let too_large = || unsupported(format!("column {name:?}: a page too large to decompress"));
@@ -626,8 +630,7 @@ impl Inflate {
             _ if want == 0 => Some(0),
             Compression::SNAPPY => self.snappy.decompress(values, out).ok(),
             Compression::LZ4_RAW => lz4_flex::block::decompress_into(values, out).ok(),
-            Compression::LZ4 => lz4_hadoop(values, out).or_else(|| lz4_flex::block::decompress_into(values, out).ok()),
-            other => return Err(unsupported(format!("column {name:?}: codec {other}"))),
+            _ => lz4_hadoop(values, out).or_else(|| lz4_flex::block::decompress_into(values, out).ok()), // LZ4
         };
         if got != Some(want) {
             return Err(wrong_size());
@@ -1583,6 +1586,9 @@ mod tests {
         // Garbage and codecs the reader does not take.
         assert!(inf.page(&sizes(100, 0), &[1, 2, 3], Compression::ZSTD(Default::default()), "c").is_err());
         assert!(inf.page(&sizes(100, 0), &[1, 2, 3], Compression::GZIP(Default::default()), "c").is_err());
+        let before = inf.buf.capacity();
+        assert!(inf.page(&sizes(1 << 26, 0), &[1, 2, 3], Compression::BROTLI(Default::default()), "c").is_err());
+        assert_eq!(inf.buf.capacity(), before, "nothing sized for a codec the reader does not take");
         // Hadoop frames that do not add up.
         let mut out = vec![0u8; data.len()];
         assert_eq!(lz4_hadoop(&framed, &mut out), Some(data.len()));
