@@ -4,26 +4,29 @@
 //! distinct values and data pages of small bit-packed indices into it. So the encoding needs no
 //! pass over raw 64-bit ids at all: the pages' indices are decoded into the code column as they
 //! are (parallel over row groups and columns), the distinct values of all row-group dictionaries —
-//! a few per cent of the rows — are ranked once ([`ids::int_code_table`]), and one pass maps each
+//! a few per cent of the rows — are ranked once (`ids::int_code_table`), and one pass maps each
 //! row group's indices through its dictionary's codes while counting them. Timestamps are
 //! decoded into one `i64` column. The `parquet` crate reads the footer; the pages are walked by
-//! our own Thrift reader ([`chunk_pages`]) and decompressed by each rayon thread into one buffer
-//! it reuses ([`Inflate`]: a fresh buffer per page, as the crate's page reader allocates, cost a
+//! our own Thrift reader (`chunk_pages`) and decompressed by each rayon thread into one buffer
+//! it reuses (`Inflate`: a fresh buffer per page, as the crate's page reader allocates, cost a
 //! page fault per 4 KiB of it). Nothing passes through Arrow or Python.
 //!
 //! The reader handles flat `INT32`/`INT64` columns (integer, no logical type or `Timestamp`) and
 //! UTF-8 string id columns (`BYTE_ARRAY` strings: the entries of all dictionaries are encoded as
-//! [`ids::encode_column`] encodes a string column; then [`text::check_column`] must find none of
+//! `ids::encode_column` encodes a string column; then `text::check_column` must find none of
 //! the strings rows use that the caller's id checks would trim, refuse or read as an integer, and
 //! none holding a non-ASCII byte), stored `PLAIN` or dictionary-encoded, with any of the page
 //! versions and the snappy, zstd or lz4 codecs. Dictionary values no row uses are dropped.
-//! Anything else is [`ReadError::Unsupported`]: the caller reads the file another way (the
-//! result is the same). A null is [`ReadError::Null`], naming the column and the row.
+//! Anything else is `ReadError::Unsupported`: the caller reads the file another way (the
+//! result is the same). A null is `ReadError::Null`, naming the column and the row.
 //!
-//! Damage is looked for before anything is sized from it: page counts are bounded by the page's
-//! bytes, and every column chunk's page headers are walked first ([`chunk_pages`]: each page
-//! inside the chunk, their sizes within the chunk's, each uncompressed size one its codec's data can
-//! give), so a damaged header makes the file the caller's to read, not a huge allocation.
+//! Damage is looked for before anything is sized from it: the footer's lists are bounded by its
+//! bytes (`check_footer`), page counts by the page's bytes, and every column chunk's page
+//! headers are walked first (`chunk_pages`: every field parquet.thrift requires, of its type;
+//! each page inside the chunk, their sizes within the chunk's, each uncompressed size one its
+//! codec's data can give and no more than its stored bytes can expand to), so a damaged header
+//! makes the file the caller's to read, not a huge allocation; a page must then decompress to
+//! exactly its header's size, and a chunk hold a value per row.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;

@@ -5,14 +5,14 @@
 //! 1. encode: min/max, mark the id table, map rows to codes while counting them (per column);
 //! 2. k-core: a few read-only scans ([`crate::kcore::kcore_nodes`]);
 //! 3. group: count the surviving rows per user and block, then a stable two-pass radix partition
-//!    by user (see [`group`]) carrying timestamp, dense item and rating to their final CSR slot;
+//!    by user (see `group`) carrying timestamp, dense item and rating to their final CSR slot;
 //!    in the second pass, in cache, each user's slice is sorted by timestamp — skipped when
 //!    already in order, else one sort ([`crate::sort`]) of packed
 //!    `(timestamp - min) << bits | position` keys, so ties keep the input order with no second key;
 //!    timestamps finer than seconds (`Input::ts_per_second`) are sorted as they are and floored to
 //!    seconds right after, in the same cache-resident pass;
 //! 4. split: the numpy-linear quantile — from 65,536 rows gathered in the grouping's second pass
-//!    (a sampled value bracket, counted per bucket in cache; [`crate::split::Tally`]), else or when
+//!    (a sampled value bracket, counted per bucket in cache; `split::Tally`), else or when
 //!    the bracket misses by sampled or radix selection — and a binary search per user;
 //! 5. audit: one pass over the training rows and one over the targets ([`crate::audit`]).
 //!
@@ -215,7 +215,7 @@ fn offsets_up_to(rows: usize) -> usize {
 /// The pipeline from already encoded id columns (e.g. [`crate::parquet_log`], which encodes
 /// while it reads): `input.users` and `input.items` are not read (pass empty columns); the
 /// codes are `users.codes` and `items.codes`, or, when `block` is given, in that block (see
-/// [`Codes`]; the two `codes` are then empty); the stage timings start with the caller's
+/// `Codes`; the two `codes` are then empty); the stage timings start with the caller's
 /// (`stages`, e.g. the read).
 pub fn prepare_encoded(
     users: Encoded,
@@ -356,7 +356,8 @@ fn halves(block: &Vec<i64>, rows: usize) -> (&[u32], &[u32]) {
     assert!(block.capacity() >= rows, "the block holds two u32 codes per row");
     let at = block.as_ptr() as *const u32;
     // SAFETY: the allocation holds `rows` i64 = 2·rows u32 (aligned), all written by the encoders
-    // (the block's len stays 0 until it becomes the item output; these views borrow it).
+    // (the block's len is 0, or `rows` zeroed slots from the parquet reader, until it becomes the
+    // item output; these views borrow it).
     unsafe { (std::slice::from_raw_parts(at, rows), std::slice::from_raw_parts(at.add(rows), rows)) }
 }
 
