@@ -582,25 +582,32 @@ def bench_case(case: str, source: str, candidates: list[str], repeats: int, data
     with tempfile.TemporaryDirectory() as tmp:
         results: dict[str, dict[str, Any]] = {}
         reference = None
+        pairs: list[tuple[str, str]] = []
         for cand in candidates:
             if source == "memory" or cand.startswith("duckdb"):
                 readers = ["pl.read_parquet"]
             else:  # each candidate with every reader it can take; the fastest counts
                 readers = [r for r in READERS if cand == "seqdistill" or r != "core reads the file"]
+            pairs += [(cand, reader) for reader in readers]
+        # Round robin: every candidate's r-th run comes before anyone's (r+1)-th, so that all see
+        # the machine's slow and fast phases alike (on these VMs the first processes after a pause
+        # fault their fresh memory in slowly; run back to back, the first candidate took them all).
+        runs: dict[tuple[str, str], list[dict[str, Any]]] = {p: [] for p in pairs}
+        same_as_ours: dict[tuple[str, str], bool] = {}
+        for r in range(repeats):
+            for k, pair in enumerate(pairs):
+                out = Path(tmp) / f"{k}.npz" if r == 0 else None
+                runs[pair].append(run_worker(pair[0], path, source, pair[1], out))
+                if out is not None:
+                    arrays = dict(np.load(out))
+                    if reference is None:
+                        reference = arrays
+                    same_as_ours[pair] = same(reference, arrays)
+        for cand in candidates:
             best: dict[str, Any] | None = None
-            for reader in readers:
-                runs = []
-                for r in range(repeats):
-                    out = Path(tmp) / f"{len(results)}.npz" if r == 0 else None
-                    runs.append(run_worker(cand, path, source, reader, out))
-                    if out is not None:
-                        arrays = dict(np.load(out))
-                        if reference is None:
-                            reference = arrays
-                            ok = True
-                        else:
-                            ok = same(reference, arrays)
-                med = statistics.median(x["seconds"] for x in runs)
+            for pair in [p for p in pairs if p[0] == cand]:
+                reader, rs, ok = pair[1], runs[pair], same_as_ours[pair]
+                med = statistics.median(x["seconds"] for x in rs)
                 entry = {
                     "candidate": cand,
                     "reader": (
@@ -609,17 +616,17 @@ def bench_case(case: str, source: str, candidates: list[str], repeats: int, data
                         else None
                     ),
                     "seconds": med,
-                    "all_seconds": [round(x["seconds"], 3) for x in runs],
-                    "peak_bytes": max(x["peak_bytes"] for x in runs),
-                    "input_bytes": runs[0]["input_bytes"],
-                    "rounds": runs[0]["rounds"],
+                    "all_seconds": [round(x["seconds"], 3) for x in rs],
+                    "peak_bytes": max(x["peak_bytes"] for x in rs),
+                    "input_bytes": rs[0]["input_bytes"],
+                    "rounds": rs[0]["rounds"],
                     # the stages of the median run (the one the table's time is)
-                    "stages": sorted(runs, key=lambda x: x["seconds"])[len(runs) // 2]["stages"],
+                    "stages": sorted(rs, key=lambda x: x["seconds"])[len(rs) // 2]["stages"],
                     "same_result": ok,
                 }
                 name = cand + (f" ({entry['reader']})" if entry["reader"] else "")
                 print(
-                    f"  {name:55s} {med:8.3f}s  {[round(x['seconds'], 2) for x in runs]}  peak +{entry['peak_bytes'] / 2**30:.2f} GiB "
+                    f"  {name:55s} {med:8.3f}s  {[round(x['seconds'], 2) for x in rs]}  peak +{entry['peak_bytes'] / 2**30:.2f} GiB "
                     f"({entry['peak_bytes'] / entry['input_bytes']:.2f}x input)  rounds {entry['rounds']}  same {ok}",
                     flush=True,
                 )
