@@ -810,3 +810,38 @@ def test_a_v2_page_with_a_negative_null_count_does_not_hide_its_null(tmp_path: P
     with pytest.raises(DataError, match=f"{column}.*null at row 40|null at row 40"):
         sd.prepare(path, k_core=1, split=SPLIT)
     same_outcome_as_polars(path)
+
+
+_PREPARE_IN_A_CHILD = """
+import sys
+import seqdistill as sd
+from seqdistill.errors import DataError
+try:
+    sd.prepare(sys.argv[1], k_core=1)
+except DataError as e:
+    print("DataError:", e)
+"""
+
+
+@pytest.mark.parametrize("page_version", ["1.0", "2.0"])
+@pytest.mark.parametrize("column", ["user_id", "timestamp"])
+def test_a_page_claiming_negative_values_is_a_data_error_not_an_abort(tmp_path: Path, page_version: str, column: str):
+    """A data page whose header claims -1 values: the core declined it, prepare(path) handed the
+    file to polars, and polars' reader aborted the process ("memory allocation of
+    2305843009213693952 bytes failed"). prepare(path) must report the damage itself."""
+    src, path = tmp_path / "src.parquet", tmp_path / "log.parquet"
+    _small_log(src, compression="zstd", data_page_version=page_version)
+    f = ParquetFile.open(src)
+    page = next(p for p in f.chunk_pages(column) if p.kind in (DATA_PAGE, DATA_PAGE_V2))
+    page.sub().set_v(1, I32, -1)
+    f.write(path)
+    with pytest.raises(DataError, match=rf"{column}.*-1 values"):
+        core.prepare_parquet(path, "user_id", "item_id", "timestamp")
+    package_root = str(Path(sd.__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([package_root, os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run(
+        [sys.executable, "-c", _PREPARE_IN_A_CHILD, str(path)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert run.returncode == 0, f"the process died ({run.returncode}): {run.stderr[-500:]}"
+    assert run.stdout.startswith(f"DataError: {path}: cannot read as parquet: a damaged file: column"), run.stdout
+    assert f'"{column}"' in run.stdout and "-1 values" in run.stdout, run.stdout

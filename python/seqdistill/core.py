@@ -251,7 +251,9 @@ def prepare_parquet(
     seconds or a parquet ``Timestamp`` (ms/us/ns: each user's rows ordered by the full time,
     stored as whole seconds). Returns ``(log, None, (min, max) timestamp, counts per second)``,
     or ``(None, reason, None, 0)`` when the file holds what this reader does not take (another
-    column type, encoding or codec, damage, a null): then read it another way."""
+    column type, encoding or codec, damage, a null): then read it another way. Raises
+    :class:`~seqdistill.errors.DataError` for damage polars' reader would abort the process on
+    (a page claiming a negative number of values)."""
     return _core.prepare_parquet(
         os.fspath(path),
         user,

@@ -463,6 +463,8 @@ fn prepare_log(
 /// `(log, None, ts_range, ts_per_second)`, or `(None, reason, None, 0)` when the file holds
 /// something this reader does not handle (a column type, an encoding, a codec, damage): the
 /// caller then reads it another way (so too for a null, whose reason names the column and row).
+/// Raises `DataError` for damage polars' reader would abort the process on (a page claiming a
+/// negative number of values).
 #[pyfunction]
 #[pyo3(signature = (path, user, item, timestamp, *, filter="kcore", k_user=1, k_item=1, split="global_temporal", quantile=0.8, threshold=None, target="last", valid="time", valid_quantile=0.8))]
 #[allow(clippy::too_many_arguments)]
@@ -490,6 +492,9 @@ fn prepare_parquet(
         Ok(log) => log,
         Err(parquet_log::ReadError::Unsupported(why)) => return Ok((None, Some(why), None, 0)),
         // The caller's reader finds the same null and words it as for every other file.
+        Err(parquet_log::ReadError::Damaged(why)) => {
+            return Err(CoreError::Data(format!("cannot read as parquet: a damaged file: {why}")).into())
+        }
         Err(parquet_log::ReadError::Null { column, row }) => {
             return Ok((None, Some(format!("column {column:?} is null at row {row}")), None, 0))
         }

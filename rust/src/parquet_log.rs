@@ -18,7 +18,9 @@
 //! none holding a non-ASCII byte), stored `PLAIN` or dictionary-encoded, with any of the page
 //! versions and the snappy, zstd or lz4 codecs. Dictionary values no row uses are dropped.
 //! Anything else is `ReadError::Unsupported`: the caller reads the file another way (the
-//! result is the same). A null is `ReadError::Null`, naming the column and the row.
+//! result is the same). A null is `ReadError::Null`, naming the column and the row. A page
+//! claiming a negative number of values is `ReadError::Damaged`: polars' reader aborts the process
+//! on it, so the caller reports it rather than handing the file on.
 //!
 //! Damage is looked for before anything is sized from it: the footer's lists are bounded by its
 //! bytes (`check_footer`), page counts by the page's bytes, and every column chunk's page
@@ -54,6 +56,9 @@ pub enum ReadError {
     Unsupported(String),
     /// A column holds a null: its name and the first null row (file order, from 0).
     Null { column: String, row: u64 },
+    /// Damage no reader can read past and polars' reader aborts the process on (a page claiming a
+    /// negative number of values): the caller reports it instead of handing the file on.
+    Damaged(String),
 }
 
 type Res<T> = std::result::Result<T, ReadError>;
@@ -293,6 +298,7 @@ fn read(path: &Path, user: &str, item: &str, timestamp: &str) -> Res<ParquetLog>
         tasks.into_par_iter().map_init(Inflate::default, |inf, t| quietly(|| t.run(&file, inf))).collect();
     let mut first_null: Option<(u64, String)> = None;
     let (mut udicts, mut idicts, mut ranges) = (Vec::new(), Vec::new(), Vec::new());
+    let mut first_error: Option<ReadError> = None;
     for (k, d) in done.into_iter().enumerate() {
         match d {
             Ok(Decoded::Dict(d)) if k < groups.len() => udicts.push(d),
@@ -303,8 +309,15 @@ fn read(path: &Path, user: &str, item: &str, timestamp: &str) -> Res<ParquetLog>
                     first_null = Some((row, column));
                 }
             }
-            Err(e) => return Err(e),
+            // Damage first: the caller must not hand such a file on.
+            Err(e @ ReadError::Damaged(_)) => return Err(e),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
         }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
     }
     if let Some((row, column)) = first_null {
         return Err(ReadError::Null { column, row });
@@ -424,8 +437,8 @@ impl Task<'_> {
                 return Err(unsupported(format!("column {name:?}: a page without its header")));
             };
             let buf = inflate.page(&head.sizes, body, codec, name)?;
-            let n =
-                usize::try_from(h.num_values).map_err(|_| unsupported(format!("column {name:?}: a negative count")))?;
+            let n = usize::try_from(h.num_values)
+                .map_err(|_| ReadError::Damaged(format!("column {name:?}: a page claiming {} values", h.num_values)))?;
             let (values, count) = match h.of {
                 DICTIONARY_PAGE => {
                     if dict_len.is_some() || at > 0 {

@@ -336,7 +336,8 @@ def _from_parquet(
     """The pipeline's result with the file read by the Rust core (see :func:`prepare`), or None
     when the file is not one it reads — not parquet, a rating column, other column types, an
     encoding or codec it does not know, damage, a null — and :func:`read_interactions` must
-    read it (and name whatever is wrong)."""
+    read it (and name whatever is wrong). Damage polars' reader aborts the process on (a page
+    claiming a negative number of values) is a :class:`DataError` here instead."""
     _check_arguments(columns, None, None, str(path))
     if path.suffix.lower() not in (".parquet", ".pq"):
         return None
@@ -362,7 +363,10 @@ def _from_parquet(
             path, mapping["user_id"], mapping["item_id"], mapping["timestamp"], **options
         )
     except DataError as e:
-        raise DataError(f"{name}: {e}") from None
+        # The file's own damage names the file (as read_interactions' errors do); the rest is the
+        # dataset's (e.g. nothing survives the k-core).
+        where = path if str(e).startswith("cannot read as parquet") else name
+        raise DataError(f"{where}: {e}") from None
     if log is not None and not _reads_as_polars(schema, mapping, log, per_second):
         return None
     if log is not None and per_second == 1 and ts_range is not None and _may_mix_units(*ts_range):
