@@ -512,8 +512,7 @@ fn prepare_parquet(
         k_item,
         split,
     };
-    let p =
-        py.detach(|| pipeline::prepare_encoded(log.users, log.items, Some((log.codes, log.rows)), &input, stages))?;
+    let p = py.detach(|| pipeline::prepare_encoded(log.users, log.items, log.codes, log.rows, &input, stages))?;
     Ok((Some(prepared_log(py, p)?), None, range, per_second))
 }
 

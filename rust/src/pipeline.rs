@@ -213,29 +213,20 @@ fn offsets_up_to(rows: usize) -> usize {
 }
 
 /// The pipeline from already encoded id columns (e.g. [`crate::parquet_log`], which encodes
-/// while it reads): `input.users` and `input.items` are not read (pass empty columns); the
-/// codes are `users.codes` and `items.codes`, or, when `block` is given, in that block (see
-/// `Codes`; the two `codes` are then empty); the stage timings start with the caller's
-/// (`stages`, e.g. the read).
+/// while it reads): `input.users` and `input.items` are not read (pass empty columns); the codes
+/// are in `block`, `rows` of them per column (see `Codes`; `users.codes` and `items.codes` are
+/// empty); the stage timings start with the caller's (`stages`, e.g. the read).
 pub fn prepare_encoded(
     users: Encoded,
     items: Encoded,
-    block: Option<(Vec<i64>, usize)>,
+    block: Vec<i64>,
+    rows: usize,
     input: &Input<'_>,
     stages: Vec<(&'static str, f64)>,
 ) -> Result<Prepared> {
-    let n = match &block {
-        Some((b, rows)) => {
-            assert!(b.capacity() >= *rows && users.codes.is_empty() && items.codes.is_empty());
-            *rows
-        }
-        None => {
-            same_len("item ids", users.codes.len(), items.codes.len())?;
-            users.codes.len()
-        }
-    };
-    check_rest(input, n)?;
-    filter_group_split(users, items, block, input, Clock(Instant::now(), stages))
+    assert!(block.capacity() >= rows && users.codes.is_empty() && items.codes.is_empty());
+    check_rest(input, rows)?;
+    filter_group_split(users, items, Some((block, rows)), input, Clock(Instant::now(), stages))
 }
 
 /// `block`: the codes when they are in one block (see [`Codes`]; `users.codes` and `items.codes`
