@@ -403,6 +403,7 @@ resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 import seqdistill as sd
 from seqdistill import core
 from seqdistill.data import SplitConfig
+from seqdistill.errors import DataError
 
 def peaks():  # MiB: resident and virtual
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -410,7 +411,10 @@ def peaks():  # MiB: resident and virtual
     return rss, vm
 
 (rss, vm), t = peaks(), time.perf_counter()
-log, why, _, _ = core.prepare_parquet(path, "user_id", "item_id", "timestamp")
+try:
+    log, why, _, _ = core.prepare_parquet(path, "user_id", "item_id", "timestamp")
+except DataError as e:  # damage polars' reader aborts on
+    log, why = None, f"DataError: {e}"
 seconds, (rss_after, vm_after) = time.perf_counter() - t, peaks()
 out = {"read": log is not None, "why": why, "seconds": seconds, "grew_mib": rss_after - rss, "vm_grew_mib": vm_after - vm}
 split = SplitConfig(kind="leave_one_out")
@@ -623,14 +627,9 @@ def test_an_uncompressed_v2_page_whose_size_is_off_is_declined(tmp_path: Path, o
     same_outcome_as_polars(path)
 
 
-@pytest.mark.parametrize("damage", ["num_children", "schema list length"])
-def test_a_footer_claiming_huge_counts_is_declined_before_the_crate_allocates(tmp_path: Path, damage: str):
-    """The parquet crate sizes vectors from the footer's counts: a root schema element claiming
-    2**31-1 children, or a schema list claiming 2**31-1 elements, made it allocate 16 GiB and more
-    (an abort). The core must decline first. (polars aborts on the second file too, so only the
-    core is run here.)"""
-    src, path = tmp_path / "src.parquet", tmp_path / "log.parquet"
-    _small_log(src)
+def _huge_footer_count(src: Path, path: Path, damage: str) -> None:
+    """``src`` with a root schema element claiming 2**31-1 children, or its schema list claiming
+    2**31-1 elements, written to ``path``."""
     if damage == "num_children":
         f = ParquetFile.open(src)
         f.meta.get_v(2).items[0].set_v(5, I32, 2**31 - 1)
@@ -643,8 +642,21 @@ def test_a_footer_claiming_huge_counts_is_declined_before_the_crate_allocates(tm
         at = footer.index(b"\x19\x4c")
         footer = footer[: at + 1] + b"\xfc" + uvarint(2**31 - 1) + footer[at + 2 :]
         path.write_bytes(data[: -8 - n] + footer + len(footer).to_bytes(4, "little") + b"PAR1")
+
+
+@pytest.mark.parametrize("damage", ["num_children", "schema list length"])
+def test_a_footer_claiming_huge_counts_is_refused_before_the_crate_allocates(tmp_path: Path, damage: str):
+    """The parquet crate sizes vectors from the footer's counts: a root schema element claiming
+    2**31-1 children, or a schema list claiming 2**31-1 elements, made it allocate 16 GiB and more
+    (an abort). The core must refuse the file first, as damage, and not hand it on (see the entry
+    point tests below)."""
+    src, path = tmp_path / "src.parquet", tmp_path / "log.parquet"
+    _small_log(src)
+    _huge_footer_count(src, path, damage)
     got = _limited(path, compare=False)
-    assert not got["read"] and "footer" in got["why"], got
+    assert not got["read"] and got["why"].startswith(
+        "DataError: cannot read as parquet: a damaged file: a damaged footer"
+    )
     assert got["grew_mib"] < 256 and got["vm_grew_mib"] < 768 and got["seconds"] < 5, got
 
 
@@ -845,3 +857,89 @@ def test_a_page_claiming_negative_values_is_a_data_error_not_an_abort(tmp_path: 
     assert run.returncode == 0, f"the process died ({run.returncode}): {run.stderr[-500:]}"
     assert run.stdout.startswith(f"DataError: {path}: cannot read as parquet: a damaged file: column"), run.stdout
     assert f'"{column}"' in run.stdout and "-1 values" in run.stdout, run.stdout
+
+
+_ENTRY_IN_A_CHILD = """
+import sys
+import seqdistill as sd
+from seqdistill.data.interactions import read_items
+from seqdistill.errors import DataError
+entry, path = sys.argv[1], sys.argv[2]
+calls = {
+    "prepare(path)": lambda: sd.prepare(path, k_core=1),
+    "read_interactions": lambda: sd.read_interactions(path),
+    "read_items": lambda: read_items(path, id_column="item_id"),
+}
+try:
+    calls[entry]()
+except DataError as e:
+    print("DataError:", e)
+else:
+    print("read")
+"""
+
+
+def _entry_in_a_child(entry: str, path: Path) -> str:
+    package_root = str(Path(sd.__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([package_root, os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run(
+        [sys.executable, "-c", _ENTRY_IN_A_CHILD, entry, str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert run.returncode == 0, f"{entry}: the process died ({run.returncode}): {run.stderr[-500:]}"
+    return run.stdout.strip()
+
+
+@pytest.mark.parametrize("entry", ["prepare(path)", "read_interactions", "read_items"])
+@pytest.mark.parametrize("damage", ["negative page count", "num_children", "schema list length"])
+def test_damage_polars_aborts_on_is_a_data_error_at_every_entry(tmp_path: Path, entry: str, damage: str):
+    """Every entry point that hands a user's parquet file to polars checks it first: polars'
+    reader aborted the process (SIGABRT) on a page claiming -1 values in read_interactions and
+    read_items. A footer list claiming 2**31-1 elements is refused as damage too, before polars
+    or the parquet crate size anything from it (the crate allocated 16 GiB for it; the polars
+    installed here refuses these two footers as "out of spec"). Each entry must raise a
+    DataError naming the file, and read an undamaged copy."""
+    src, path = tmp_path / "src.parquet", tmp_path / "log.parquet"
+    if entry == "read_items":  # an item table: unique ids, three columns as in the log
+        n = 12
+        table = {"item_id": np.arange(1, n + 1), "title": [f"t{i}" for i in range(n)], "year": np.full(n, 1999)}
+        pq.write_table(pa.table(table), src, compression="zstd")
+    else:
+        _small_log(src, compression="zstd")
+    assert _entry_in_a_child(entry, src) == "read"
+    if damage == "negative page count":
+        f = ParquetFile.open(src)
+        page = next(p for p in f.chunk_pages("item_id") if p.kind in (DATA_PAGE, DATA_PAGE_V2))
+        page.sub().set_v(1, I32, -1)
+        f.write(path)
+        want = 'a damaged file: column "item_id": a page claiming -1 values'
+    else:
+        _huge_footer_count(src, path, damage)
+        want = "a damaged file: a damaged footer"
+    got = _entry_in_a_child(entry, path)
+    assert got.startswith(f"DataError: {path}: cannot read as parquet: {want}"), got
+
+
+def test_check_parquet_looks_only_at_the_columns_asked_for(tmp_path: Path):
+    """A negative page count in a column nobody reads is not refused (polars skips the chunk);
+    other damage passes the check (polars names it); a file that is not parquet passes too."""
+    src, path = tmp_path / "src.parquet", tmp_path / "log.parquet"
+    _small_log(src)
+    f = ParquetFile.open(src)
+    page = next(p for p in f.chunk_pages("timestamp") if p.kind in (DATA_PAGE, DATA_PAGE_V2))
+    page.sub().set_v(1, I32, -1)
+    f.write(path)
+    core.check_parquet(path, ["user_id", "item_id"])
+    core.check_parquet(path, [])
+    with pytest.raises(DataError, match='column "timestamp": a page claiming -1 values'):
+        core.check_parquet(path, ["timestamp"])
+    with pytest.raises(DataError, match='column "timestamp"'):
+        core.check_parquet(path)
+    (tmp_path / "text.parquet").write_text("user_id,item_id\n1,2\n")
+    core.check_parquet(tmp_path / "text.parquet")
+    data = src.read_bytes()
+    (tmp_path / "cut.parquet").write_bytes(data[: len(data) // 2] + data[-8:])  # footer length beyond
+    core.check_parquet(tmp_path / "cut.parquet")

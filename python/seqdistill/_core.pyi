@@ -47,6 +47,7 @@ __all__ = [
     "permutation",
     "prepare_log",
     "prepare_parquet",
+    "check_parquet",
     "seen_items",
     "sort_by_user_time",
     "topk_metrics",
@@ -271,6 +272,7 @@ def prepare_parquet(
     valid: str = "time",
     valid_quantile: float = 0.8,
 ) -> tuple[PreparedLog | None, str | None, tuple[int, int] | None, int]: ...
+def check_parquet(path: str, columns: list[str] | None = None) -> None: ...
 def kcore(users: _U32, items: _U32, n_users: int, n_items: int, k_user: int, k_item: int) -> KCoreResult: ...
 def sort_by_user_time(users: _U32, timestamps: _I64, n_users: int) -> tuple[_U32, _I64]: ...
 def global_temporal_split(

@@ -205,6 +205,19 @@ def _npy_problem(p: Path) -> str | None:
     return None
 
 
+def check_parquet(path: str | os.PathLike, columns: list[str] | None = None) -> None:
+    """Raises :class:`DataError` naming ``path`` when the parquet file holds damage polars'
+    reader aborts the process on (see :func:`seqdistill.core.check_parquet`; ``columns``: the
+    columns polars will read, every one when None, none but the footer when empty). Call it
+    before any polars read of a parquet file the package did not just write."""
+    from seqdistill import core  # the Rust core; imported here, where a parquet file is read
+
+    try:
+        core.check_parquet(path, columns)
+    except DataError as e:
+        raise DataError(f"{path}: {e}") from None
+
+
 def write_parquet(path: str | os.PathLike, df: Any) -> Path:
     """A polars DataFrame as one parquet file."""
     with atomic_file(path, "wb") as f:

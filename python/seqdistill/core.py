@@ -70,6 +70,7 @@ __all__ = [
     "permutation",
     "prepare_log",
     "prepare_parquet",
+    "check_parquet",
     "seen_items",
     "sort_by_user_time",
     "topk_metrics",
@@ -253,7 +254,7 @@ def prepare_parquet(
     or ``(None, reason, None, 0)`` when the file holds what this reader does not take (another
     column type, encoding or codec, damage, a null): then read it another way. Raises
     :class:`~seqdistill.errors.DataError` for damage polars' reader would abort the process on
-    (a page claiming a negative number of values)."""
+    (see :func:`check_parquet`)."""
     return _core.prepare_parquet(
         os.fspath(path),
         user,
@@ -269,6 +270,17 @@ def prepare_parquet(
         valid=valid,
         valid_quantile=valid_quantile,
     )
+
+
+def check_parquet(path: str | os.PathLike[str], columns: Sequence[str] | None = None) -> None:
+    """Raises :class:`~seqdistill.errors.DataError` when a parquet file holds damage polars'
+    reader aborts the process on: a footer whose lists claim more elements than it has bytes (or
+    a schema element more children than the schema has elements), or a page claiming a negative
+    number of values in the chunks of ``columns`` (every column when None). Anything else —
+    other damage, a file that is not parquet — passes, for the reader to describe. Reads the
+    footer and the page headers only (no page is decompressed); run it before handing a file
+    someone gave you to polars."""
+    _core.check_parquet(os.fspath(path), None if columns is None else list(columns))
 
 
 # ----------------------------------------------------------------------------- k-core, split

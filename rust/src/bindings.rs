@@ -458,13 +458,32 @@ fn prepare_log(
     prepared_log(py, p)
 }
 
+/// The error for damage polars' parquet reader aborts the process on (see
+/// `parquet_log::check_file`); its start is what the Python side recognizes.
+fn damaged_file(why: &str) -> CoreError {
+    CoreError::Data(format!("cannot read as parquet: a damaged file: {why}"))
+}
+
+/// Raises `DataError` when a parquet file holds damage polars' reader aborts the process on (a
+/// footer whose lists claim more elements than it has bytes, or a page claiming a negative number
+/// of values in the chunks of `columns`: every column when None); returns None otherwise, other
+/// damage included (polars describes it). Reads the footer and page headers only.
+#[pyfunction]
+#[pyo3(signature = (path, columns=None))]
+fn check_parquet(py: Python<'_>, path: std::path::PathBuf, columns: Option<Vec<String>>) -> PyResult<()> {
+    match py.detach(|| parquet_log::check_file(&path, columns.as_deref())) {
+        Err(parquet_log::ReadError::Damaged(why)) => Err(damaged_file(&why).into()),
+        _ => Ok(()),
+    }
+}
+
 /// The fused pipeline reading `path` itself (see `rust/src/parquet_log.rs`): the columns named
 /// `user`, `item` and `timestamp` of a parquet file, then what `prepare_log` does. Returns
 /// `(log, None, ts_range, ts_per_second)`, or `(None, reason, None, 0)` when the file holds
 /// something this reader does not handle (a column type, an encoding, a codec, damage): the
 /// caller then reads it another way (so too for a null, whose reason names the column and row).
 /// Raises `DataError` for damage polars' reader would abort the process on (a page claiming a
-/// negative number of values).
+/// negative number of values, a footer whose lists claim more elements than it has bytes).
 #[pyfunction]
 #[pyo3(signature = (path, user, item, timestamp, *, filter="kcore", k_user=1, k_item=1, split="global_temporal", quantile=0.8, threshold=None, target="last", valid="time", valid_quantile=0.8))]
 #[allow(clippy::too_many_arguments)]
@@ -491,10 +510,8 @@ fn prepare_parquet(
     let log = match read {
         Ok(log) => log,
         Err(parquet_log::ReadError::Unsupported(why)) => return Ok((None, Some(why), None, 0)),
+        Err(parquet_log::ReadError::Damaged(why)) => return Err(damaged_file(&why).into()),
         // The caller's reader finds the same null and words it as for every other file.
-        Err(parquet_log::ReadError::Damaged(why)) => {
-            return Err(CoreError::Data(format!("cannot read as parquet: a damaged file: {why}")).into())
-        }
         Err(parquet_log::ReadError::Null { column, row }) => {
             return Ok((None, Some(format!("column {column:?} is null at row {row}")), None, 0))
         }
@@ -827,6 +844,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check_id_views, m)?)?;
     m.add_function(wrap_pyfunction!(prepare_log, m)?)?;
     m.add_function(wrap_pyfunction!(prepare_parquet, m)?)?;
+    m.add_function(wrap_pyfunction!(check_parquet, m)?)?;
     m.add_function(wrap_pyfunction!(kcore, m)?)?;
     m.add_function(wrap_pyfunction!(sort_by_user_time, m)?)?;
     m.add_function(wrap_pyfunction!(global_temporal_split, m)?)?;

@@ -224,6 +224,46 @@ pub fn read_log(path: &Path, user: &str, item: &str, timestamp: &str) -> Res<Par
         .unwrap_or_else(|_| Err(unsupported("the parquet reader failed on this file")))
 }
 
+/// Looks for the damage polars' parquet reader aborts the process on, before polars is handed
+/// the file: a footer whose lists claim more elements than it has bytes (or a schema element
+/// more children than the schema has elements), and a page claiming a negative number of values,
+/// in the chunks of the flat or nested columns named `columns` (every column: None). Only that
+/// damage is reported, as [`ReadError::Damaged`]; anything else (a file that is not parquet,
+/// other damage, a panic inside the crate) is Ok for the caller's reader to describe. Reads the
+/// footer and the page headers only: no page is decompressed.
+pub fn check_file(path: &Path, columns: Option<&[String]>) -> Res<()> {
+    match std::panic::catch_unwind(|| quietly(|| check(path, columns))) {
+        Ok(Err(e @ ReadError::Damaged(_))) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+fn check(path: &Path, columns: Option<&[String]>) -> Res<()> {
+    let file = Bytes::from_owner(Mapped::of(path)?);
+    check_footer(&file)?;
+    let reader = SerializedFileReader::new(file.clone()).map_err(pq)?;
+    for group in reader.metadata().row_groups() {
+        for chunk in group.columns() {
+            let top = chunk.column_path().parts().first().map(String::as_str).unwrap_or("");
+            if columns.is_some_and(|wanted| !wanted.iter().any(|w| w == top)) {
+                continue;
+            }
+            let name = chunk.column_path().string();
+            // Other damage in the chunk stops the walk: the caller's reader describes it.
+            for (head, _) in chunk_pages(&file, chunk, &name).unwrap_or_default() {
+                if let Some(h) = head.data.filter(|h| h.num_values < 0) {
+                    return Err(negative_count(&name, h.num_values));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn negative_count(name: &str, n: i64) -> ReadError {
+    ReadError::Damaged(format!("column {name:?}: a page claiming {n} values"))
+}
+
 thread_local! {
     /// Set while this thread reads a file: a panic then is caught by [`read_log`] and not printed.
     static READING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
@@ -437,8 +477,7 @@ impl Task<'_> {
                 return Err(unsupported(format!("column {name:?}: a page without its header")));
             };
             let buf = inflate.page(&head.sizes, body, codec, name)?;
-            let n = usize::try_from(h.num_values)
-                .map_err(|_| ReadError::Damaged(format!("column {name:?}: a page claiming {} values", h.num_values)))?;
+            let n = usize::try_from(h.num_values).map_err(|_| negative_count(name, h.num_values))?;
             let (values, count) = match h.of {
                 DICTIONARY_PAGE => {
                     if dict_len.is_some() || at > 0 {
@@ -676,18 +715,21 @@ fn lz4_hadoop(mut b: &[u8], out: &mut [u8]) -> Option<usize> {
 
 /// The footer's Thrift walked before the parquet crate decodes it: the crate sizes its vectors
 /// from the lengths and counts it reads, so a damaged footer claiming 2^31 list elements or
-/// schema children made it allocate tens of GiB (an abort). Every list must fit the bytes left
-/// (each element takes one byte at least), and no schema element may claim more children than
-/// there are elements. The rest of the footer is the crate's to check.
+/// schema children made it allocate tens of GiB (an abort; polars' reader aborts on such
+/// footers too, so they are [`ReadError::Damaged`]). Every list must fit the bytes left (each
+/// element takes one byte at least), and no schema element may claim more children than there
+/// are elements. A file with no footer is left to the caller's reader (polars names it); the
+/// rest of the footer is the crate's to check.
 fn check_footer(file: &[u8]) -> Res<()> {
-    let damaged = |what: &str| unsupported(format!("a damaged footer: {what}"));
+    let missing = |what: &str| unsupported(format!("a damaged footer: {what}"));
+    let damaged = |what: &str| ReadError::Damaged(format!("a damaged footer: {what}"));
     let n = file.len();
     if n < 12 || &file[n - 4..] != b"PAR1" {
-        return Err(damaged("no parquet footer at the end of the file"));
+        return Err(missing("no parquet footer at the end of the file"));
     }
     let len = u32::from_le_bytes(file[n - 8..n - 4].try_into().expect("four bytes")) as usize;
     let footer = n.checked_sub(8 + len).filter(|&at| at >= 4).map(|at| &file[at..n - 8]);
-    let footer = footer.ok_or_else(|| damaged("a footer length beyond the file"))?;
+    let footer = footer.ok_or_else(|| missing("a footer length beyond the file"))?;
     let mut t = Thrift(footer);
     let (mut elements, mut children) = (0u64, 0i64);
     t.fields(0, |t, id, kind| {

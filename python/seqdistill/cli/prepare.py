@@ -11,6 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
+from seqdistill._io import check_parquet
 from seqdistill.cli._common import KCore, check_dataset_out, fraction, positive_int
 from seqdistill.errors import ConfigError, DataError
 
@@ -195,6 +196,7 @@ def _check_spark_input(path: str, columns: dict[str, str]) -> None:
         raise DataError(f"{path}: the file is empty")
     if not _is_parquet(p):
         raise DataError(f"{path}: not a parquet file; {_SPARK_HINT}")
+    check_parquet(p, [])  # the footer: polars' schema reader aborts on some damage
     try:
         have = pl.read_parquet_schema(p).names()
     except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError):

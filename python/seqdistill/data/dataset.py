@@ -581,6 +581,7 @@ def _check_audit(
 
 def _read(path: Path, columns: dict[str, str | None]) -> pl.DataFrame:
     """A parquet file of the dataset, with the columns it must have (``"int"``: an integer type)."""
+    _io.check_parquet(path)
     try:
         df = pl.read_parquet(path)
     except (OSError, pl.exceptions.PolarsError) as e:

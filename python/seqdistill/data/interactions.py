@@ -80,7 +80,7 @@ from typing import IO, Any, Final, NamedTuple
 import numpy as np
 import polars as pl
 
-from seqdistill import core
+from seqdistill import _io, core
 from seqdistill._io import loads_json
 from seqdistill.errors import DataError, SeqdistillWarning
 
@@ -414,6 +414,7 @@ def _read_text(path: Path, sep: str, has_header: bool, wanted: Mapping[str, str]
 
 
 def _read_parquet(path: Path, wanted: Mapping[str, str]) -> pl.DataFrame:
+    _io.check_parquet(path, list(wanted.values()))
     with _translated(path, "parquet"):
         have = list(pl.read_parquet_schema(path))
     cols = _columns(path, have, wanted)
@@ -519,6 +520,7 @@ def read_items(
         with _translated(path, fmt.upper(), lambda: _explain_csv(path, sep)):
             df = pl.read_csv(path, separator=sep, schema_overrides={id_column: pl.String}, infer_schema_length=10000)
     elif fmt == "parquet":
+        _io.check_parquet(path)
         with _translated(path, "parquet"):
             df = pl.read_parquet(path)
     else:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from seqdistill import core
+from seqdistill import _io, core
 from seqdistill._checks import is_finite, show
 from seqdistill._config import DictConfig
 from seqdistill.data.dataset import FilterRound, PartCounts, PreparedDataset, SplitAudit
@@ -343,6 +343,7 @@ def _from_parquet(
         return None
     _check_file(path)
     mapping = _mapping(columns, str(path))
+    _io.check_parquet(path, list(mapping.values()))
     try:
         schema = pl.read_parquet_schema(path)
     except (Exception, pl.exceptions.PanicException):  # noqa: BLE001 — polars panics on some schemas

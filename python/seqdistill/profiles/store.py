@@ -298,6 +298,7 @@ class ProfileStore:
         """Read each part's footer (cheap): a torn file has none."""
         for p in self.parts():
             try:
+                _io.check_parquet(p)  # damage polars' reader aborts the process on
                 schema = pl.read_parquet_schema(p)
             except Exception as e:  # noqa: BLE001 - any failure to read means the part is damaged
                 self._set_aside(p, e)
