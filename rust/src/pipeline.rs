@@ -827,6 +827,8 @@ fn mask(bits: u32) -> u64 {
 #[derive(Default)]
 struct Bucket {
     ts: Vec<i64>,
+    /// Sort keys of packed rows (see `sort_packed`).
+    keys: Vec<u64>,
     items: Vec<i64>,
     ratings: Vec<f32>,
     cursor: Vec<usize>,
@@ -854,6 +856,14 @@ impl Bucket {
         packed: Option<Packing>,
     ) {
         let (m, base) = (ts.len(), offsets[0]);
+        if let Some(p) = packed {
+            if ratings.is_none() && self.sort_packed(ts, items, offsets, imap, p) {
+                if per_second > 1 {
+                    ts.iter_mut().for_each(|t| *t = t.div_euclid(per_second));
+                }
+                return;
+            }
+        }
         let user = |packed: i64| ((packed as u64) >> 32) as usize - u0;
         // The scatter below writes every one of the first `m` slots, so the buffers are only
         // grown, never cleared (zeroing them per bucket would write every row once more).
@@ -909,6 +919,57 @@ impl Bucket {
         if per_second > 1 {
             ts.iter_mut().for_each(|t| *t = t.div_euclid(per_second));
         }
+    }
+}
+
+impl Bucket {
+    /// [`Bucket::sort_in_place`] for packed rows without ratings, when a row's time above the
+    /// packing's base and its position in its user's slice fit one u64 (false: nothing written).
+    /// The scatter by user writes that key straight away, so each user's slice is sorted (if it
+    /// is not in order already) with no pass to build keys and no pass to find its time range,
+    /// and the timestamp comes back out of the key.
+    fn sort_packed(&mut self, ts: &mut [i64], items: &mut [i64], offsets: &[i64], imap: &[u32], p: Packing) -> bool {
+        let (m, base) = (ts.len(), offsets[0]);
+        let longest = offsets.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0) as u64;
+        let pos_bits = u64::BITS - longest.saturating_sub(1).leading_zeros();
+        let t_bits = 64 - p.user_bits - p.item_bits;
+        if (u64::BITS - p.t_max.leading_zeros()) + pos_bits > 64 {
+            return false;
+        }
+        if self.keys.len() < m {
+            self.keys.resize(m, 0);
+        }
+        if self.items.len() < m {
+            self.items.resize(m, 0);
+        }
+        self.cursor.clear();
+        self.cursor.extend(offsets[..offsets.len() - 1].iter().map(|&o| (o - base) as usize));
+        let t_mask = mask(t_bits);
+        for &w in ts.iter() {
+            let w = w as u64;
+            let local = if p.user_bits == 0 { 0 } else { (w >> (64 - p.user_bits)) as usize };
+            let rel = (w >> p.item_bits) & t_mask;
+            let item = (w & mask(p.item_bits)) as usize;
+            let c = self.cursor[local];
+            let at = c - (offsets[local] - base) as usize;
+            self.keys[c] = rel << pos_bits | at as u64;
+            self.items[c] = imap[item] as i64 + 1;
+            self.cursor[local] = c + 1;
+        }
+        let pos_mask = mask(pos_bits);
+        for w in offsets.windows(2) {
+            let (s, e) = ((w[0] - base) as usize, (w[1] - base) as usize);
+            let keys = &mut self.keys[s..e];
+            if keys.windows(2).any(|k| k[0] > k[1]) {
+                crate::sort::sort_u64(keys, &mut self.scratch.merge);
+            }
+            let from = &self.items[s..e];
+            for ((&k, t), item) in keys.iter().zip(&mut ts[s..e]).zip(&mut items[s..e]) {
+                *t = p.t0.wrapping_add((k >> pos_bits) as i64);
+                *item = from[(k & pos_mask) as usize];
+            }
+        }
+        true
     }
 }
 
@@ -1297,6 +1358,58 @@ mod tests {
                 assert_eq!(p.pack(t0 + t_max as i64 + 1, u, i), None);
             }
         }
+    }
+
+    #[test]
+    fn packed_keys_sort_a_bucket_as_the_general_path_does() {
+        // A bucket of packed rows sorted through keys built in the scatter (`sort_packed`) must
+        // give what the general path gives (forced here by a ratings column, which it carries
+        // along and this test ignores): users' slices in time order, ties in input order, items
+        // mapped; and `sort_packed` must refuse (write nothing) when a time and a position do
+        // not fit one u64, leaving the bucket to the general path.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(23);
+        let (mut keyed, mut refused) = (0, 0);
+        for case in 0..600 {
+            let user_bits = [0u32, 2, 5][case % 3];
+            let n_users = 1usize << user_bits;
+            let item_bits = [1u32, 4, 12][case / 3 % 3];
+            let n_items = 1usize << item_bits;
+            // Timestamp spans from a few seconds (many ties) to nearly all the word leaves.
+            let t_room = 64 - user_bits - item_bits;
+            let t_bits = [2, 20, t_room - 3, t_room][case / 9 % 4];
+            let p = Packing { t0: rng.gen_range(-1000..1000), t_max: mask(t_bits), user_bits, item_bits };
+            let lens: Vec<usize> = (0..n_users).map(|_| rng.gen_range(0..[3, 40, 300][case % 3])).collect();
+            let mut offsets = vec![rng.gen_range(0..50i64)];
+            for l in &lens {
+                offsets.push(offsets.last().unwrap() + *l as i64);
+            }
+            // Rows in a random order of users (the input order within each user is kept).
+            let mut order: Vec<usize> = lens.iter().enumerate().flat_map(|(u, &l)| std::iter::repeat_n(u, l)).collect();
+            rand::seq::SliceRandom::shuffle(&mut order[..], &mut rng);
+            let words: Vec<i64> = order
+                .iter()
+                .map(|&u| {
+                    let t = p.t0 + (rng.gen::<u64>() & mask(t_bits.min(rng.gen_range(1..=t_bits)))) as i64;
+                    p.pack(t, u as u32, rng.gen_range(0..n_items as u32)).unwrap()
+                })
+                .collect();
+            let imap: Vec<u32> = (0..n_items as u32).map(|i| i * 3 + 1).collect();
+            let m = words.len();
+            let (mut ts_a, mut it_a) = (words.clone(), vec![0i64; m]);
+            let mut bucket = Bucket::default();
+            if bucket.sort_packed(&mut ts_a, &mut it_a, &offsets, &imap, p) {
+                keyed += 1;
+            } else {
+                refused += 1;
+                assert_eq!((ts_a.clone(), it_a.clone()), (words.clone(), vec![0i64; m]), "case {case}: refused, wrote");
+                continue;
+            }
+            let (mut ts_b, mut it_b, mut r_b) = (words.clone(), vec![0i64; m], vec![0f32; m]);
+            Bucket::default().sort_in_place(&mut ts_b, &mut it_b, Some(&mut r_b), &offsets, 0, &imap, 1, Some(p));
+            assert_eq!(ts_a, ts_b, "case {case}");
+            assert_eq!(it_a, it_b, "case {case}");
+        }
+        assert!(keyed > 100 && refused > 20, "keyed {keyed}, refused {refused}");
     }
 
     #[test]
