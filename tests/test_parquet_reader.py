@@ -860,7 +860,8 @@ def test_a_page_claiming_negative_values_is_a_data_error_not_an_abort(tmp_path: 
 
 
 _ENTRY_IN_A_CHILD = """
-import sys
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))  # as a user's container might
 import seqdistill as sd
 from seqdistill.data.interactions import read_items
 from seqdistill.errors import DataError
@@ -893,34 +894,110 @@ def _entry_in_a_child(entry: str, path: Path) -> str:
     return run.stdout.strip()
 
 
+def _polars_abort_damage(src: Path, path: Path, damage: str) -> str:
+    """``src`` with ``damage`` done to its ``item_id`` column (or footer), written to ``path``;
+    returns the start of the message the file must be refused with."""
+    if damage in ("num_children", "schema list length"):
+        _huge_footer_count(src, path, damage)
+        return "a damaged file: a damaged footer"
+    f = ParquetFile.open(src)
+    data = [p for p in f.chunk_pages("item_id") if p.kind in (DATA_PAGE, DATA_PAGE_V2)]
+    want = 'a damaged file: column "item_id": a page claiming -1 values'
+    if damage == "negative page count":
+        data[0].sub().set_v(1, I32, -1)
+    elif damage == "negative count after a damaged page":
+        # An earlier header's uncompressed size off by one: the strict page walk stopped there.
+        assert len(data) > 1
+        data[0].header.set_v(2, I32, data[0].header.get_v(2) + 1)
+        data[-1].sub().set_v(1, I32, -1)
+    elif damage == "negative count, column_orders one short":
+        # A footer the parquet crate refuses and polars reads.
+        f.meta.get_v(7).items.pop()
+        data[0].sub().set_v(1, I32, -1)
+    elif damage == "dictionary claiming 2**31-1 values":
+        next(p for p in f.chunk_pages("item_id") if p.kind == DICTIONARY_PAGE).sub().set_v(1, I32, 2**31 - 1)
+        want = 'a damaged file: column "item_id": a dictionary page claiming 2147483647 values'
+    elif damage == "3e9 rows in every count":
+        rows = 3_000_000_000
+        for rg in f.row_groups():
+            rg.set_v(3, I64, rows)
+            for cc in rg.get_v(1).items:
+                cc.get_v(3).set_v(5, I64, rows)
+        f.meta.set_v(3, I64, rows * len(f.row_groups()))
+        want = 'a damaged file: column "'  # the first column checked
+    elif damage == "4e9 rows in the footer only":
+        # The core's reader sized its blocks from this (an abort); polars names the damage.
+        rows = 4_000_000_000 // len(f.row_groups())  # 4e9 in all: under the 2^32 the core indexes
+        for rg in f.row_groups():
+            rg.set_v(3, I64, rows)
+        f.meta.set_v(3, I64, rows * len(f.row_groups()))
+        want = ""
+    f.write(path, keep_uncompressed_totals=True)
+    return want
+
+
+_ABORT_DAMAGE = [
+    "negative page count",
+    "negative count after a damaged page",
+    "negative count, column_orders one short",
+    "dictionary claiming 2**31-1 values",
+    "3e9 rows in every count",
+    "4e9 rows in the footer only",
+    "num_children",
+    "schema list length",
+]
+
+
 @pytest.mark.parametrize("entry", ["prepare(path)", "read_interactions", "read_items"])
-@pytest.mark.parametrize("damage", ["negative page count", "num_children", "schema list length"])
+@pytest.mark.parametrize("damage", _ABORT_DAMAGE)
 def test_damage_polars_aborts_on_is_a_data_error_at_every_entry(tmp_path: Path, entry: str, damage: str):
-    """Every entry point that hands a user's parquet file to polars checks it first: polars'
-    reader aborted the process (SIGABRT) on a page claiming -1 values in read_interactions and
-    read_items. A footer list claiming 2**31-1 elements is refused as damage too, before polars
-    or the parquet crate size anything from it (the crate allocated 16 GiB for it; the polars
-    installed here refuses these two footers as "out of spec"). Each entry must raise a
+    """Every entry point that hands a user's parquet file to polars checks it first. Under a 4 GiB
+    address-space limit polars' reader aborted the process (SIGABRT) on: a page claiming -1
+    values (also hidden behind an earlier page header the strict walk stopped at, or behind a
+    footer the parquet crate refuses); a dictionary page claiming 2**31-1 values; row groups
+    and column chunks all claiming 3e9 rows of a 60-row file; and prepare(path) in the core's
+    own reader, on row groups claiming 4e9 rows (bad-input campaigns 8 and 9).
+    A footer list claiming 2**31-1 elements is refused as damage too, before polars or the
+    parquet crate size anything from it (the crate allocated 16 GiB for it; the polars
+    installed here refuses those two footers as "out of spec"). Each entry must raise a
     DataError naming the file, and read an undamaged copy."""
     src, path = tmp_path / "src.parquet", tmp_path / "log.parquet"
+    # Plain pages for a column of several data pages; dictionaries for the dictionary's damage.
+    write = {
+        "compression": "zstd",
+        "data_page_size": 64,
+        "write_batch_size": 8,
+        "use_dictionary": "dictionary" in damage,
+    }
     if entry == "read_items":  # an item table: unique ids, three columns as in the log
-        n = 12
+        n = 120
         table = {"item_id": np.arange(1, n + 1), "title": [f"t{i}" for i in range(n)], "year": np.full(n, 1999)}
-        pq.write_table(pa.table(table), src, compression="zstd")
+        pq.write_table(pa.table(table), src, row_group_size=60, **write)
     else:
-        _small_log(src, compression="zstd")
+        _small_log(src, row_group_size=30, **write)
     assert _entry_in_a_child(entry, src) == "read"
-    if damage == "negative page count":
-        f = ParquetFile.open(src)
-        page = next(p for p in f.chunk_pages("item_id") if p.kind in (DATA_PAGE, DATA_PAGE_V2))
-        page.sub().set_v(1, I32, -1)
-        f.write(path)
-        want = 'a damaged file: column "item_id": a page claiming -1 values'
-    else:
-        _huge_footer_count(src, path, damage)
-        want = "a damaged file: a damaged footer"
+    want = _polars_abort_damage(src, path, damage)
     got = _entry_in_a_child(entry, path)
     assert got.startswith(f"DataError: {path}: cannot read as parquet: {want}"), got
+
+
+def test_a_row_group_listing_another_columns_chunk_in_its_place_is_not_read_as_that_column(tmp_path: Path):
+    """The parquet crate takes a row group's column chunks by position. A footer whose second
+    row group lists the item chunk where the user chunk belongs (and the other way round) had
+    the core decode one column as the other (bad-input campaign 9: a text column read as
+    integer ids, a silently wrong dataset). The core must hand such a file on, and prepare(path)
+    give what prepare(read_interactions(path)) gives."""
+    src, path = tmp_path / "src.parquet", tmp_path / "log.parquet"
+    _small_log(src, row_group_size=30)
+    f = ParquetFile.open(src)
+    u, i = f.column("user_id"), f.column("item_id")
+    chunks, pages = f.row_groups()[1].get_v(1).items, f.pages[1]
+    chunks[u], chunks[i] = chunks[i], chunks[u]
+    pages[u], pages[i] = pages[i], pages[u]
+    f.write(path)
+    log, why, _, _ = core.prepare_parquet(path, "user_id", "item_id", "timestamp")
+    assert log is None and "another column's chunk" in why, why
+    same_outcome_as_polars(path)
 
 
 def test_check_parquet_looks_only_at_the_columns_asked_for(tmp_path: Path):

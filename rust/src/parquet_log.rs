@@ -239,25 +239,91 @@ pub fn check_file(path: &Path, columns: Option<&[String]>) -> Res<()> {
 }
 
 fn check(path: &Path, columns: Option<&[String]>) -> Res<()> {
-    let file = Bytes::from_owner(Mapped::of(path)?);
-    check_footer(&file)?;
-    let reader = SerializedFileReader::new(file.clone()).map_err(pq)?;
-    for group in reader.metadata().row_groups() {
-        for chunk in group.columns() {
-            let top = chunk.column_path().parts().first().map(String::as_str).unwrap_or("");
-            if columns.is_some_and(|wanted| !wanted.iter().any(|w| w == top)) {
-                continue;
+    let mapped = Mapped::of(path)?;
+    let file = mapped.as_ref();
+    check_footer(file)?;
+    // The footer walked here, not by the parquet crate: a footer the crate refuses and polars
+    // reads (a `column_orders` list one entry short) must not hide a page polars aborts on.
+    let Some(chunks) = Thrift(footer_bytes(file)).footer_chunks() else {
+        return Ok(()); // polars describes it
+    };
+    for c in chunks {
+        let top = c.path.first().map(String::as_str).unwrap_or("");
+        if columns.is_some_and(|wanted| !wanted.iter().any(|w| w == top)) {
+            continue;
+        }
+        let name = c.path.join(".");
+        let start = c.dictionary_offset.unwrap_or(c.data_offset);
+        let bytes = usize::try_from(start)
+            .ok()
+            .zip(usize::try_from(c.compressed).ok())
+            .and_then(|(at, len)| file.get(at..at.checked_add(len)?));
+        let Some(mut rest) = bytes else { continue };
+        // The pages as polars' reader steps through them: every header that parses, however
+        // damaged otherwise (a crc of the wrong type, a field given twice, an index page).
+        let mut values = Some(0i64);
+        while !rest.is_empty() {
+            let mut t = Thrift(rest);
+            let Some(page) = t.loose_page() else {
+                values = None; // a header polars stops at too
+                break;
+            };
+            if let Some(v) = page.num_values.iter().copied().find(|&v| v < 0) {
+                return Err(negative_count(&name, v));
             }
-            let name = chunk.column_path().string();
-            // Other damage in the chunk stops the walk: the caller's reader describes it.
-            for (head, _) in chunk_pages(&file, chunk, &name).unwrap_or_default() {
-                if let Some(h) = head.data.filter(|h| h.num_values < 0) {
-                    return Err(negative_count(&name, h.num_values));
+            if page.kind == DICTIONARY_PAGE {
+                // At least a bit per value (a byte, but for booleans) in the uncompressed page.
+                let most = page.uncompressed.max(0).saturating_mul(8).saturating_add(8);
+                if let Some(&v) = page.num_values.iter().find(|&&v| v > most) {
+                    return Err(ReadError::Damaged(format!(
+                        "column {name:?}: a dictionary page claiming {v} values in {} bytes",
+                        page.uncompressed
+                    )));
                 }
+            } else if let (Some(sum), Some(&v)) = (values.as_mut(), page.num_values.last()) {
+                *sum = sum.saturating_add(v);
             }
+            let Some(tail) = usize::try_from(page.compressed).ok().and_then(|k| t.0.get(k..)) else {
+                values = None;
+                break;
+            };
+            rest = tail;
+        }
+        // A chunk claiming far more values than its pages hold (polars sizes the column from
+        // the claim: 3e9 values on 40 rows aborted it). Smaller differences are left to polars.
+        if let Some(held) = values.filter(|&held| c.num_values > held.saturating_mul(2).saturating_add(1 << 20)) {
+            return Err(ReadError::Damaged(format!(
+                "column {name:?}: a column chunk claiming {} values whose pages hold {held}",
+                c.num_values
+            )));
         }
     }
     Ok(())
+}
+
+/// The footer's bytes (a file [`check_footer`] has passed).
+fn footer_bytes(file: &[u8]) -> &[u8] {
+    let n = file.len();
+    let len = u32::from_le_bytes(file[n - 8..n - 4].try_into().expect("four bytes")) as usize;
+    &file[n - 8 - len..n - 8]
+}
+
+/// What [`check_file`] and the reader need of a column chunk from the footer.
+struct FooterChunk {
+    path: Vec<String>,
+    num_values: i64,
+    compressed: i64,
+    data_offset: i64,
+    dictionary_offset: Option<i64>,
+}
+
+/// What [`check_file`] needs of a page header: any `num_values` of its data or dictionary
+/// headers (every one given, in order).
+struct LoosePage {
+    kind: i64,
+    uncompressed: i64,
+    compressed: i64,
+    num_values: Vec<i64>,
 }
 
 fn negative_count(name: &str, n: i64) -> ReadError {
@@ -317,6 +383,32 @@ fn read(path: &Path, user: &str, item: &str, timestamp: &str) -> Res<ParquetLog>
     if n > u32::MAX as usize {
         return Err(unsupported(format!("{n} rows: more than the core indexes")));
     }
+    // Nothing is sized from the footer's row count before the column chunks agree with it
+    // (a footer claiming 4e9 rows made the blocks below abort the process), and the memory is
+    // there.
+    // Each chunk must also be the column it stands for: the crate takes a row group's chunks
+    // by position, and a footer listing another column's chunk there (of another type) had
+    // the reader decode text as integers (polars refuses such a file).
+    let listed =
+        Thrift(footer_bytes(&file)).footer_chunks().ok_or_else(|| unsupported("a footer the core cannot walk"))?;
+    let width = columns.len();
+    if listed.len() != groups.len() * width {
+        return Err(unsupported("row groups that do not list every column"));
+    }
+    for (k, (g, rows)) in groups.iter().zip(starts.windows(2)).enumerate() {
+        for (col, name) in [(ucol, user), (icol, item), (tcol, timestamp)] {
+            let chunk = g.column(col.index);
+            if chunk.num_values() != (rows[1] - rows[0]) as i64 {
+                return Err(unsupported(format!("column {name:?}: a column chunk's value count is not its row count")));
+            }
+            if listed[k * width + col.index].path != [name] || chunk.column_type() != col.physical {
+                return Err(unsupported(format!(
+                    "column {name:?}: a row group lists another column's chunk in its place"
+                )));
+            }
+        }
+    }
+    buffer::check_alloc::<i64>(2 * n as u128, "rows").map_err(|e| unsupported(e.to_string()))?;
     // The two index columns in one block (zeros from calloc: untouched until decoded into), which
     // become the codes in place and later the pipeline's item output.
     let mut block = buffer::zeroed::<i64>(n);
@@ -898,7 +990,9 @@ impl Thrift<'_> {
 
     /// Skips a value of type `kind`: a bool is in its field's type, or one byte in a list.
     fn skip(&mut self, kind: u8, depth: u32, in_list: bool) -> Option<()> {
-        if depth > 32 {
+        // (polars' reader skips unknown fields nested deeper than 32; a damaged page header
+        // hid a page polars aborts on that way.)
+        if depth > 256 {
             return None;
         }
         let n = match kind {
@@ -928,6 +1022,93 @@ impl Thrift<'_> {
         };
         self.0 = self.0.get(n..)?;
         Some(())
+    }
+
+    /// Every column chunk of a footer (`FileMetaData`: 4 row_groups; `RowGroup`: 1 columns;
+    /// `ColumnChunk`: 3 meta_data; `ColumnMetaData`: 3 path_in_schema, 5 num_values, 7
+    /// total_compressed_size, 9 data_page_offset, 11 dictionary_page_offset), None when they do
+    /// not parse. Other fields are skipped, whatever they hold.
+    fn footer_chunks(&mut self) -> Option<Vec<FooterChunk>> {
+        let mut out = Vec::new();
+        self.fields(0, |t, id, kind| {
+            if (id, kind) != (4, LIST) {
+                return Some(false);
+            }
+            let (ek, n) = t.list_header()?;
+            (ek == STRUCT && n <= t.0.len() as u64).then_some(())?;
+            for _ in 0..n {
+                t.fields(1, |t, id, kind| {
+                    if (id, kind) != (1, LIST) {
+                        return Some(false);
+                    }
+                    let (ek, n) = t.list_header()?;
+                    (ek == STRUCT && n <= t.0.len() as u64).then_some(())?;
+                    for _ in 0..n {
+                        t.fields(2, |t, id, kind| {
+                            if (id, kind) != (3, STRUCT) {
+                                return Some(false);
+                            }
+                            out.push(t.column_meta()?);
+                            Some(true)
+                        })?;
+                    }
+                    Some(true)
+                })?;
+            }
+            Some(true)
+        })?;
+        Some(out)
+    }
+
+    fn column_meta(&mut self) -> Option<FooterChunk> {
+        let mut c =
+            FooterChunk { path: Vec::new(), num_values: -1, compressed: -1, data_offset: -1, dictionary_offset: None };
+        self.fields(3, |t, id, kind| {
+            match (id, kind) {
+                (3, LIST) => {
+                    let (ek, n) = t.list_header()?;
+                    (ek == BINARY && n <= t.0.len() as u64).then_some(())?;
+                    for _ in 0..n {
+                        let len = usize::try_from(uleb(&mut t.0).ok()?).ok()?;
+                        let (name, rest) = t.0.split_at_checked(len)?;
+                        c.path.push(String::from_utf8_lossy(name).into_owned());
+                        t.0 = rest;
+                    }
+                }
+                (5, I64) => c.num_values = t.int()?,
+                (7, I64) => c.compressed = t.int()?,
+                (9, I64) => c.data_offset = t.int()?,
+                (11, I64) => c.dictionary_offset = Some(t.int()?),
+                _ => return Some(false),
+            }
+            Some(true)
+        })?;
+        Some(c)
+    }
+
+    /// A page header read as loosely as it can be walked (see [`check_file`]): 1 its type, 2 and
+    /// 3 its sizes, and the num_values (field 1) of any data or dictionary header (5, 7, 8).
+    fn loose_page(&mut self) -> Option<LoosePage> {
+        let mut p = LoosePage { kind: -1, uncompressed: -1, compressed: -1, num_values: Vec::new() };
+        self.fields(0, |t, id, kind| {
+            match (id, kind) {
+                (1, I32) => p.kind = t.int()?,
+                (2, I32) => p.uncompressed = t.int()?,
+                (3, I32) => p.compressed = t.int()?,
+                (5 | 7 | 8, STRUCT) => {
+                    t.fields(1, |t, id, kind| {
+                        if (id, kind) != (1, I32) {
+                            return Some(false);
+                        }
+                        p.num_values.push(t.int()?);
+                        Some(true)
+                    })?;
+                }
+                _ => return Some(false),
+            }
+            Some(true)
+        })?;
+        Some(p)
     }
 
     /// An `i32` field's value (`kind` must say i32).
@@ -1037,6 +1218,10 @@ impl Thrift<'_> {
 const TRUE: u8 = 1;
 const FALSE: u8 = 2;
 const STRUCT: u8 = 12;
+const I32: u8 = 5;
+const I64: u8 = 6;
+const BINARY: u8 = 8;
+const LIST: u8 = 9;
 
 fn too_many(at: usize, n: usize, rows: usize, name: &str) -> Res<()> {
     if n > rows - at {
