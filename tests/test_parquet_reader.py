@@ -1020,3 +1020,37 @@ def test_check_parquet_looks_only_at_the_columns_asked_for(tmp_path: Path):
     data = src.read_bytes()
     (tmp_path / "cut.parquet").write_bytes(data[: len(data) // 2] + data[-8:])  # footer length beyond
     core.check_parquet(tmp_path / "cut.parquet")
+
+
+def test_a_polars_panic_leaves_one_line_on_the_clis_stderr(tmp_path: Path):
+    """A column chunk claiming 0 values: polars' reader panics, and Rust's panic hook printed the
+    panic (with RUST_BACKTRACE set, a whole backtrace) to stderr before the panic reached Python
+    as the exception the CLI reports in one line (bad-input campaign 9: 6-20 lines before it).
+    What polars writes to stderr during a read that fails is held back and dropped."""
+    src, path = tmp_path / "src.parquet", tmp_path / "log.parquet"
+    _small_log(src)
+    f = ParquetFile.open(src)
+    f.row_groups()[0].get_v(1).items[f.column("item_id")].get_v(3).set_v(5, I64, 0)
+    f.write(path)
+    package_root = str(Path(sd.__file__).resolve().parent.parent)
+    env = {
+        **os.environ,
+        "RUST_BACKTRACE": "1",
+        "PYTHONPATH": os.pathsep.join([package_root, os.environ.get("PYTHONPATH", "")]),
+    }
+    cli = [
+        sys.executable,
+        "-m",
+        "seqdistill.cli",
+        "prepare",
+        str(path),
+        "--out",
+        str(tmp_path / "out"),
+        "--k-core",
+        "1",
+    ]
+    run = subprocess.run(cli, capture_output=True, text=True, env=env, timeout=300)
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 2 and len(lines) == 1, run.stderr[-3000:]
+    assert lines[0].startswith(f"seqdistill prepare: error: {path}: cannot read as parquet:"), lines
+    assert not (tmp_path / "out").exists()

@@ -67,8 +67,12 @@ import gzip
 import io
 import json
 import math
+import os
 import re
 import stat
+import sys
+import tempfile
+import threading
 import unicodedata
 import warnings
 import zlib
@@ -203,9 +207,13 @@ _TASK_ID = re.compile(r"\bId\(\d+\), ")
 @contextlib.contextmanager
 def _translated(path: Path, fmt: str, explain: Callable[[], str | None] = lambda: None) -> Iterator[None]:
     """The one place where a reader library's exception becomes a :class:`DataError` naming the
-    file; ``explain`` may look closer (e.g. find the ragged row) and return a better reason."""
+    file; ``explain`` may look closer (e.g. find the ragged row) and return a better reason.
+    What the library writes to the process's stderr meanwhile is held back (see
+    :func:`_native_stderr_held`) and dropped when its error becomes ours."""
+    held = _Held()
     try:
-        yield
+        with _native_stderr_held(held):
+            yield
     except (pl.exceptions.PolarsError, pl.exceptions.PanicException, UnicodeDecodeError) as e:
         try:
             reason = explain()
@@ -221,9 +229,72 @@ def _translated(path: Path, fmt: str, explain: Callable[[], str | None] = lambda
         # "unexpected end of file", "corrupt deflate stream"); a real OS error (permission, I/O)
         # carries its errno or its own class, and propagates as it is.
         if type(e) is not OSError or e.errno is not None or _gzip_damage(path) is None:
+            held.replay()
             raise
         reason = " ".join(str(e).split()) or "damaged stream"
         raise DataError(f"{path}: cannot read as {fmt}: damaged or truncated gzip ({reason})") from None
+    except BaseException:
+        held.replay()
+        raise
+
+
+class _Held:
+    """Bytes written to file descriptor 2 while a reader ran and raised."""
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def replay(self) -> None:
+        """Writes them after all (the exception was not the reader's own error)."""
+        data, self.data = self.data, b""
+        with contextlib.suppress(OSError):
+            os.write(2, data)
+
+
+_HOLDING = threading.Lock()
+
+
+@contextlib.contextmanager
+def _native_stderr_held(held: _Held) -> Iterator[None]:
+    """File descriptor 2 goes to a temporary file while the block runs; what landed there is
+    written back afterwards, or, when the block raises, kept in ``held`` for the caller, who
+    drops it when the exception is a reader's error it reports in one line of its own, and
+    replays it otherwise. polars prints a panic's message (with RUST_BACKTRACE set, a whole
+    backtrace) to the process's stderr before the panic reaches Python as an exception: a damaged
+    file made the CLI print 6-20 lines before its one-line error. Python's ``sys.stderr`` writes
+    to the same descriptor and is held too. One hold at a time: a block entered while another
+    thread holds runs without one."""
+    if not _HOLDING.acquire(blocking=False):
+        yield
+        return
+    try:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):  # no descriptor 2 (an embedding host)
+            yield
+            return
+        with tempfile.TemporaryFile() as tmp:
+            os.dup2(tmp.fileno(), 2)
+            try:
+                yield
+            except BaseException:
+                _restore(saved, tmp, held)
+                raise
+            _restore(saved, tmp, held)
+            held.replay()
+    finally:
+        _HOLDING.release()
+
+
+def _restore(saved: int, tmp: IO[bytes], held: _Held) -> None:
+    """Descriptor 2 back from ``saved``; what the hold caught goes to ``held``."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        sys.stderr.flush()
+    os.dup2(saved, 2)
+    os.close(saved)
+    tmp.seek(0)
+    held.data = tmp.read()
 
 
 def _gzip_damage(path: Path) -> str | None:
