@@ -27,7 +27,9 @@ from _parquet_thrift import (
     DICTIONARY_PAGE,
     I32,
     I64,
+    LIST,
     STRUCT,
+    List,
     Page,
     ParquetFile,
     Struct,
@@ -914,6 +916,11 @@ def _polars_abort_damage(src: Path, path: Path, damage: str) -> str:
         # A footer the parquet crate refuses and polars reads.
         f.meta.get_v(7).items.pop()
         data[0].sub().set_v(1, I32, -1)
+    elif damage == "negative count in a chunk naming another column":
+        # Readers take a row group's chunks by position: the chunk's own path_in_schema must not
+        # hide it from the check of the column polars reads it as.
+        data[0].sub().set_v(1, I32, -1)
+        f.row_groups()[0].get_v(1).items[f.column("item_id")].get_v(3).set_v(3, LIST, List(BINARY, [b"nosuch"]))
     elif damage == "dictionary claiming 2**31-1 values":
         next(p for p in f.chunk_pages("item_id") if p.kind == DICTIONARY_PAGE).sub().set_v(1, I32, 2**31 - 1)
         want = 'a damaged file: column "item_id": a dictionary page claiming 2147483647 values'
@@ -940,6 +947,7 @@ _ABORT_DAMAGE = [
     "negative page count",
     "negative count after a damaged page",
     "negative count, column_orders one short",
+    "negative count in a chunk naming another column",
     "dictionary claiming 2**31-1 values",
     "3e9 rows in every count",
     "4e9 rows in the footer only",

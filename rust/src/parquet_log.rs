@@ -244,15 +244,19 @@ fn check(path: &Path, columns: Option<&[String]>) -> Res<()> {
     check_footer(file)?;
     // The footer walked here, not by the parquet crate: a footer the crate refuses and polars
     // reads (a `column_orders` list one entry short) must not hide a page polars aborts on.
-    let Some(chunks) = Thrift(footer_bytes(file)).footer_chunks() else {
+    let Some(walk) = Thrift::loose(footer_bytes(file)).footer_walk() else {
         return Ok(()); // polars describes it
     };
-    for c in chunks {
-        let top = c.path.first().map(String::as_str).unwrap_or("");
-        if columns.is_some_and(|wanted| !wanted.iter().any(|w| w == top)) {
-            continue;
+    for c in &walk.chunks {
+        // Chunks are taken by position (a chunk naming another column is read as this one);
+        // when the schema does not say whose a position is, every chunk is looked at.
+        let top = walk.leaves.get(c.index).map(String::as_str);
+        if let (Some(wanted), Some(top)) = (columns, top) {
+            if !wanted.iter().any(|w| w == top) {
+                continue;
+            }
         }
-        let name = c.path.join(".");
+        let name = top.map_or_else(|| c.path.join("."), str::to_string);
         let start = c.dictionary_offset.unwrap_or(c.data_offset);
         let bytes = usize::try_from(start)
             .ok()
@@ -263,7 +267,7 @@ fn check(path: &Path, columns: Option<&[String]>) -> Res<()> {
         // damaged otherwise (a crc of the wrong type, a field given twice, an index page).
         let mut values = Some(0i64);
         while !rest.is_empty() {
-            let mut t = Thrift(rest);
+            let mut t = Thrift::loose(rest);
             let Some(page) = t.loose_page() else {
                 values = None; // a header polars stops at too
                 break;
@@ -273,7 +277,8 @@ fn check(path: &Path, columns: Option<&[String]>) -> Res<()> {
             }
             if page.kind == DICTIONARY_PAGE {
                 // At least a bit per value (a byte, but for booleans) in the uncompressed page.
-                let most = page.uncompressed.max(0).saturating_mul(8).saturating_add(8);
+                // (polars reads smaller lies: only claims of memory it would abort on count.)
+                let most = page.uncompressed.max(0).saturating_mul(8).saturating_add(8).max(1 << 24);
                 if let Some(&v) = page.num_values.iter().find(|&&v| v > most) {
                     return Err(ReadError::Damaged(format!(
                         "column {name:?}: a dictionary page claiming {v} values in {} bytes",
@@ -289,9 +294,11 @@ fn check(path: &Path, columns: Option<&[String]>) -> Res<()> {
             };
             rest = tail;
         }
-        // A chunk claiming far more values than its pages hold (polars sizes the column from
-        // the claim: 3e9 values on 40 rows aborted it). Smaller differences are left to polars.
-        if let Some(held) = values.filter(|&held| c.num_values > held.saturating_mul(2).saturating_add(1 << 20)) {
+        // A chunk and its row group claiming far more values than the chunk's pages hold (polars
+        // sizes the column from the claims: 3e9 rows of 40 aborted it; either claim alone it
+        // reads or refuses). Smaller differences are left to polars.
+        let far = |claim: i64, held: i64| claim > held.saturating_mul(2).saturating_add(1 << 20);
+        if let Some(held) = values.filter(|&held| far(c.num_values, held) && far(c.group_rows, held)) {
             return Err(ReadError::Damaged(format!(
                 "column {name:?}: a column chunk claiming {} values whose pages hold {held}",
                 c.num_values
@@ -308,13 +315,49 @@ fn footer_bytes(file: &[u8]) -> &[u8] {
     &file[n - 8 - len..n - 8]
 }
 
+/// What [`check_file`] and the reader need of a footer.
+struct FooterWalk {
+    /// The top-level column of each leaf of the schema, in order (a row group's chunks are its
+    /// leaves' in this order); empty when the schema does not describe a tree.
+    leaves: Vec<String>,
+    chunks: Vec<FooterChunk>,
+}
+
 /// What [`check_file`] and the reader need of a column chunk from the footer.
 struct FooterChunk {
+    /// Its `path_in_schema` (what it says it is; readers take it by position).
     path: Vec<String>,
     num_values: i64,
     compressed: i64,
     data_offset: i64,
     dictionary_offset: Option<i64>,
+    /// Its position in its row group, and the row group's num_rows.
+    index: usize,
+    group_rows: i64,
+}
+
+/// The top-level name of each leaf of a schema given depth first as (name, num_children), the
+/// root first; None when the counts do not make one tree.
+fn schema_leaves(schema: &[(String, i64)]) -> Option<Vec<String>> {
+    let (root, rest) = schema.split_first()?;
+    let mut leaves = Vec::new();
+    // Children still to come at each open level, and the top-level name in force.
+    let mut open: Vec<i64> = vec![root.1];
+    let mut top = String::new();
+    for (name, children) in rest {
+        let level = open.iter().rposition(|&c| c > 0)?;
+        open.truncate(level + 1);
+        open[level] -= 1;
+        if level == 0 {
+            top.clone_from(name);
+        }
+        if *children > 0 {
+            open.push(*children);
+        } else {
+            leaves.push(top.clone());
+        }
+    }
+    open.iter().all(|&c| c == 0).then_some(leaves)
 }
 
 /// What [`check_file`] needs of a page header: any `num_values` of its data or dictionary
@@ -389,8 +432,10 @@ fn read(path: &Path, user: &str, item: &str, timestamp: &str) -> Res<ParquetLog>
     // Each chunk must also be the column it stands for: the crate takes a row group's chunks
     // by position, and a footer listing another column's chunk there (of another type) had
     // the reader decode text as integers (polars refuses such a file).
-    let listed =
-        Thrift(footer_bytes(&file)).footer_chunks().ok_or_else(|| unsupported("a footer the core cannot walk"))?;
+    let listed = Thrift::new(footer_bytes(&file))
+        .footer_walk()
+        .ok_or_else(|| unsupported("a footer the core cannot walk"))?
+        .chunks;
     let width = columns.len();
     if listed.len() != groups.len() * width {
         return Err(unsupported("row groups that do not list every column"));
@@ -692,7 +737,7 @@ fn chunk_pages<'f>(file: &'f [u8], chunk: &ColumnChunkMetaData, name: &str) -> R
     let (mut rest, mut uncompressed) = (bytes, 0i64);
     let mut pages = Vec::new();
     while !rest.is_empty() {
-        let mut t = Thrift(rest);
+        let mut t = Thrift::new(rest);
         let h = t.page_header().ok_or_else(|| damaged("a damaged page header"))?;
         if h.sizes.index_page {
             // The crate would skip it; polars refuses the file.
@@ -822,7 +867,7 @@ fn check_footer(file: &[u8]) -> Res<()> {
     let len = u32::from_le_bytes(file[n - 8..n - 4].try_into().expect("four bytes")) as usize;
     let footer = n.checked_sub(8 + len).filter(|&at| at >= 4).map(|at| &file[at..n - 8]);
     let footer = footer.ok_or_else(|| missing("a footer length beyond the file"))?;
-    let mut t = Thrift(footer);
+    let mut t = Thrift::new(footer);
     let (mut elements, mut children) = (0u64, 0i64);
     t.fields(0, |t, id, kind| {
         if (id, kind) != (2, 9) {
@@ -950,9 +995,21 @@ struct DataHead {
 
 /// A Thrift compact-protocol reader over the bytes still to read: just enough to read a page
 /// header's sizes and skip every other field.
-struct Thrift<'a>(&'a [u8]);
+/// Bytes still to read, and how deep unknown fields may nest.
+struct Thrift<'a>(&'a [u8], u32);
 
-impl Thrift<'_> {
+impl<'a> Thrift<'a> {
+    /// A reader of what a strict reader reads: unknown fields nested up to 32 deep (as
+    /// polars' reader; deeper is damage it refuses).
+    fn new(bytes: &'a [u8]) -> Self {
+        Thrift(bytes, 32)
+    }
+
+    /// A reader that walks what polars' reader may step past (see [`check_file`]).
+    fn loose(bytes: &'a [u8]) -> Self {
+        Thrift(bytes, 256)
+    }
+
     fn byte(&mut self) -> Option<u8> {
         let (&b, rest) = self.0.split_first()?;
         self.0 = rest;
@@ -990,9 +1047,7 @@ impl Thrift<'_> {
 
     /// Skips a value of type `kind`: a bool is in its field's type, or one byte in a list.
     fn skip(&mut self, kind: u8, depth: u32, in_list: bool) -> Option<()> {
-        // (polars' reader skips unknown fields nested deeper than 32; a damaged page header
-        // hid a page polars aborts on that way.)
-        if depth > 256 {
+        if depth > self.1 {
             return None;
         }
         let n = match kind {
@@ -1024,20 +1079,45 @@ impl Thrift<'_> {
         Some(())
     }
 
-    /// Every column chunk of a footer (`FileMetaData`: 4 row_groups; `RowGroup`: 1 columns;
+    /// The schema's leaves and every column chunk of a footer (`FileMetaData`: 2 schema, 4
+    /// row_groups; `SchemaElement`: 4 name, 5 num_children; `RowGroup`: 1 columns, 3 num_rows;
     /// `ColumnChunk`: 3 meta_data; `ColumnMetaData`: 3 path_in_schema, 5 num_values, 7
     /// total_compressed_size, 9 data_page_offset, 11 dictionary_page_offset), None when they do
     /// not parse. Other fields are skipped, whatever they hold.
-    fn footer_chunks(&mut self) -> Option<Vec<FooterChunk>> {
-        let mut out = Vec::new();
+    fn footer_walk(&mut self) -> Option<FooterWalk> {
+        let mut walk = FooterWalk { leaves: Vec::new(), chunks: Vec::new() };
+        let mut schema: Vec<(String, i64)> = Vec::new();
         self.fields(0, |t, id, kind| {
+            if (id, kind) == (2, LIST) {
+                let (ek, n) = t.list_header()?;
+                (ek == STRUCT && n <= t.0.len() as u64).then_some(())?;
+                for _ in 0..n {
+                    let (mut name, mut children) = (String::new(), 0i64);
+                    t.fields(1, |t, id, kind| {
+                        match (id, kind) {
+                            (4, BINARY) => name = t.string()?,
+                            (5, I32) => children = t.int()?,
+                            _ => return Some(false),
+                        }
+                        Some(true)
+                    })?;
+                    schema.push((name, children));
+                }
+                return Some(true);
+            }
             if (id, kind) != (4, LIST) {
                 return Some(false);
             }
             let (ek, n) = t.list_header()?;
             (ek == STRUCT && n <= t.0.len() as u64).then_some(())?;
             for _ in 0..n {
+                let first = walk.chunks.len();
+                let mut rows = -1;
                 t.fields(1, |t, id, kind| {
+                    if (id, kind) == (3, I64) {
+                        rows = t.int()?;
+                        return Some(true);
+                    }
                     if (id, kind) != (1, LIST) {
                         return Some(false);
                     }
@@ -1048,31 +1128,47 @@ impl Thrift<'_> {
                             if (id, kind) != (3, STRUCT) {
                                 return Some(false);
                             }
-                            out.push(t.column_meta()?);
+                            walk.chunks.push(t.column_meta()?);
                             Some(true)
                         })?;
                     }
                     Some(true)
                 })?;
+                for (k, c) in walk.chunks[first..].iter_mut().enumerate() {
+                    (c.index, c.group_rows) = (k, rows);
+                }
             }
             Some(true)
         })?;
-        Some(out)
+        walk.leaves = schema_leaves(&schema).unwrap_or_default();
+        Some(walk)
+    }
+
+    /// A binary field's value as text (lossy).
+    fn string(&mut self) -> Option<String> {
+        let len = usize::try_from(uleb(&mut self.0).ok()?).ok()?;
+        let (bytes, rest) = self.0.split_at_checked(len)?;
+        self.0 = rest;
+        Some(String::from_utf8_lossy(bytes).into_owned())
     }
 
     fn column_meta(&mut self) -> Option<FooterChunk> {
-        let mut c =
-            FooterChunk { path: Vec::new(), num_values: -1, compressed: -1, data_offset: -1, dictionary_offset: None };
+        let mut c = FooterChunk {
+            path: Vec::new(),
+            num_values: -1,
+            compressed: -1,
+            data_offset: -1,
+            dictionary_offset: None,
+            index: 0,
+            group_rows: -1,
+        };
         self.fields(3, |t, id, kind| {
             match (id, kind) {
                 (3, LIST) => {
                     let (ek, n) = t.list_header()?;
                     (ek == BINARY && n <= t.0.len() as u64).then_some(())?;
                     for _ in 0..n {
-                        let len = usize::try_from(uleb(&mut t.0).ok()?).ok()?;
-                        let (name, rest) = t.0.split_at_checked(len)?;
-                        c.path.push(String::from_utf8_lossy(name).into_owned());
-                        t.0 = rest;
+                        c.path.push(t.string()?);
                     }
                 }
                 (5, I64) => c.num_values = t.int()?,
@@ -1559,6 +1655,18 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schema_leaves_name_each_leafs_top_level_column() {
+        let el = |n: &str, c: i64| (n.to_string(), c);
+        // root: a, b { b1, b2 { x } }, c
+        let schema = [el("root", 3), el("a", 0), el("b", 2), el("b1", 0), el("b2", 1), el("x", 0), el("c", 0)];
+        assert_eq!(schema_leaves(&schema), Some(vec!["a".into(), "b".into(), "b".into(), "c".into()]));
+        assert_eq!(schema_leaves(&schema[..6]), None); // c missing
+        assert_eq!(schema_leaves(&[el("root", 1), el("a", 0), el("b", 0)]), None); // one too many
+        assert_eq!(schema_leaves(&[el("root", 0)]), Some(vec![]));
+        assert_eq!(schema_leaves(&[]), None);
+    }
     use rand::{Rng, SeedableRng};
 
     /// The parquet format spec's example: 0..=7 with 3 bits packed as 10001000 11000110 11111010.
@@ -1697,7 +1805,7 @@ mod tests {
     #[test]
     fn page_header_sizes_are_read_and_other_fields_skipped() {
         let h = page_header(100, 40, None);
-        let mut t = Thrift(&h);
+        let mut t = Thrift::new(&h);
         let sizes =
             PageSizes { index_page: false, uncompressed: 100, compressed: 40, levels: 0, values_compressed: true };
         let data = DataHead {
@@ -1730,50 +1838,50 @@ mod tests {
             rep_len: 2,
             compressed: false,
         };
-        assert_eq!(Thrift(&h).page_header(), Some(PageHead { sizes, data: Some(data) }));
+        assert_eq!(Thrift::new(&h).page_header(), Some(PageHead { sizes, data: Some(data) }));
         // A required field missing, or a known field of another type: damage. Struct bodies
         // (after their struct header): i32 fields as (delta << 4 | 5, zigzag value), 0 ends.
         let v1 = [0x15, 20, 0x15, 0, 0x15, 6, 0x15, 6, 0]; // num_values 10, PLAIN, RLE, RLE
-        assert_eq!(Thrift(&v1).data_header(5).map(|d| (d.num_values, d.def_encoding)), Some((10, ENC_RLE)));
-        assert_eq!(Thrift(&[0x15, 20, 0x15, 0, 0x15, 6, 0]).data_header(5), None); // no field 4
-        assert_eq!(Thrift(&[0x15, 20, 0x16, 0, 0x15, 6, 0x15, 6, 0]).data_header(5), None); // 2 as i64
+        assert_eq!(Thrift::new(&v1).data_header(5).map(|d| (d.num_values, d.def_encoding)), Some((10, ENC_RLE)));
+        assert_eq!(Thrift::new(&[0x15, 20, 0x15, 0, 0x15, 6, 0]).data_header(5), None); // no field 4
+        assert_eq!(Thrift::new(&[0x15, 20, 0x16, 0, 0x15, 6, 0x15, 6, 0]).data_header(5), None); // 2 as i64
         let stats_as_i32 = [0x15, 20, 0x15, 0, 0x15, 6, 0x15, 6, 0x15, 2, 0];
-        assert_eq!(Thrift(&stats_as_i32).data_header(5), None);
-        assert!(Thrift(&[0x15, 20, 0x15, 0, 0]).data_header(7).is_some()); // dictionary: 1, 2
-        assert!(Thrift(&[0x15, 20, 0x15, 0, 0x11, 0]).data_header(7).is_some()); // is_sorted true
-        assert_eq!(Thrift(&[0x15, 20, 0x15, 0, 0x15, 2, 0]).data_header(7), None); // is_sorted as i32
-        assert_eq!(Thrift(&[0x15, 20, 0]).data_header(7), None); // no encoding
+        assert_eq!(Thrift::new(&stats_as_i32).data_header(5), None);
+        assert!(Thrift::new(&[0x15, 20, 0x15, 0, 0]).data_header(7).is_some()); // dictionary: 1, 2
+        assert!(Thrift::new(&[0x15, 20, 0x15, 0, 0x11, 0]).data_header(7).is_some()); // is_sorted true
+        assert_eq!(Thrift::new(&[0x15, 20, 0x15, 0, 0x15, 2, 0]).data_header(7), None); // is_sorted as i32
+        assert_eq!(Thrift::new(&[0x15, 20, 0]).data_header(7), None); // no encoding
         let v2 = [0x15, 20, 0x15, 0, 0x15, 20, 0x15, 16, 0x15, 8, 0x15, 4, 0];
-        assert!(Thrift(&v2).data_header(8).is_some());
+        assert!(Thrift::new(&v2).data_header(8).is_some());
         let no_rows = [0x15, 20, 0x15, 0, 0x25, 16, 0x15, 8, 0x15, 4, 0]; // 1, 2, 4, 5, 6
-        assert_eq!(Thrift(&no_rows).data_header(8), None);
-        assert_eq!(Thrift(&[&v2[..v2.len() - 3], &[0]].concat()).data_header(8), None); // no field 6
+        assert_eq!(Thrift::new(&no_rows).data_header(8), None);
+        assert_eq!(Thrift::new(&[&v2[..v2.len() - 3], &[0]].concat()).data_header(8), None); // no field 6
         let compressed_as_i32 = [&v2[..v2.len() - 1], &[0x15, 0, 0]].concat();
-        assert_eq!(Thrift(&compressed_as_i32).data_header(8), None);
+        assert_eq!(Thrift::new(&compressed_as_i32).data_header(8), None);
         let mut crc = page_header(100, 40, None);
         crc.pop();
         crc.extend([0x08, 8, 1, b'x', 0]); // field 4 (id in full, going back from 5) as binary
-        assert_eq!(Thrift(&crc).page_header(), None);
+        assert_eq!(Thrift::new(&crc).page_header(), None);
         let mut crc = page_header(100, 40, None);
         crc.pop();
         crc.extend([0x05, 8, 16, 0]); // field 4 as an i32 (8): fine
-        assert!(Thrift(&crc).page_header().is_some());
+        assert!(Thrift::new(&crc).page_header().is_some());
         // A header of another page type than the page's is not the page's.
         let mut other = page_header(100, 40, None);
         other[1] = 2 * DICTIONARY_PAGE as u8; // zigzag
-        assert_eq!(Thrift(&other).page_header().map(|h| h.data), Some(None));
+        assert_eq!(Thrift::new(&other).page_header().map(|h| h.data), Some(None));
         // Damage: cut anywhere, a negative compressed size, a size twice, a size as i64.
         for cut in 0..h.len() {
-            assert_eq!(Thrift(&h[..cut]).page_header(), None, "cut at {cut}");
+            assert_eq!(Thrift::new(&h[..cut]).page_header(), None, "cut at {cut}");
         }
-        assert_eq!(Thrift(&page_header(100, -1, None)).page_header(), None);
+        assert_eq!(Thrift::new(&page_header(100, -1, None)).page_header(), None);
         let mut twice = page_header(100, 40, None);
         twice.pop();
         twice.extend([0x05, 4, 2, 0]); // uncompressed_page_size again (id 2 in full) = 1
-        assert_eq!(Thrift(&twice).page_header(), None);
+        assert_eq!(Thrift::new(&twice).page_header(), None);
         let mut wide = page_header(100, 40, None);
         wide[2] = 0x16; // uncompressed_page_size typed i64
-        assert_eq!(Thrift(&wide).page_header(), None);
+        assert_eq!(Thrift::new(&wide).page_header(), None);
     }
 
     /// Pages come back as stored when they are (no codec, or a v2 page's values kept raw), else

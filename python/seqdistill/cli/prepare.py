@@ -13,6 +13,7 @@ import polars as pl
 
 from seqdistill._io import check_parquet
 from seqdistill.cli._common import KCore, check_dataset_out, fraction, positive_int
+from seqdistill.data.interactions import quiet_polars
 from seqdistill.errors import ConfigError, DataError
 
 __all__ = ["add_parser", "run"]
@@ -198,7 +199,8 @@ def _check_spark_input(path: str, columns: dict[str, str]) -> None:
         raise DataError(f"{path}: not a parquet file; {_SPARK_HINT}")
     check_parquet(p, [])  # the footer: polars' schema reader aborts on some damage
     try:
-        have = pl.read_parquet_schema(p).names()
+        with quiet_polars():
+            have = pl.read_parquet_schema(p).names()
     except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError):
         return  # a damaged footer: Spark names it
     for canonical, col in columns.items():

@@ -582,8 +582,11 @@ def _check_audit(
 def _read(path: Path, columns: dict[str, str | None]) -> pl.DataFrame:
     """A parquet file of the dataset, with the columns it must have (``"int"``: an integer type)."""
     _io.check_parquet(path)
+    from seqdistill.data.interactions import quiet_polars  # (as DOMAINS above)
+
     try:
-        df = pl.read_parquet(path)
+        with quiet_polars():
+            df = pl.read_parquet(path)
     except (OSError, pl.exceptions.PolarsError) as e:
         raise DataError(
             f"{path}: unreadable parquet file ({str(e).splitlines()[0] if str(e) else type(e).__name__})"

@@ -287,6 +287,15 @@ def _native_stderr_held(held: _Held) -> Iterator[None]:
         _HOLDING.release()
 
 
+@contextlib.contextmanager
+def quiet_polars() -> Iterator[None]:
+    """A polars call on a user's file whose exception the caller turns into a message of its
+    own: what polars writes to stderr meanwhile is written afterwards when the call succeeds, and
+    dropped when it raises (see :func:`_native_stderr_held`)."""
+    with _native_stderr_held(_Held()):
+        yield
+
+
 def _restore(saved: int, tmp: IO[bytes], held: _Held) -> None:
     """Descriptor 2 back from ``saved``; what the hold caught goes to ``held``."""
     with contextlib.suppress(OSError, ValueError, AttributeError):

@@ -37,6 +37,7 @@ from seqdistill.data.interactions import (
     _mapping,
     _warn_mixed_units,
     normalize_for_core,
+    quiet_polars,
     read_interactions,
     string_buffers,
 )
@@ -345,7 +346,8 @@ def _from_parquet(
     mapping = _mapping(columns, str(path))
     _io.check_parquet(path, list(mapping.values()))
     try:
-        schema = pl.read_parquet_schema(path)
+        with quiet_polars():
+            schema = pl.read_parquet_schema(path)
     except (Exception, pl.exceptions.PanicException):  # noqa: BLE001 — polars panics on some schemas
         return None  # (an unknown time zone): read_interactions reads the file and names what is wrong
     if "rating" in mapping or "rating" in schema or any(c not in schema for c in mapping.values()):

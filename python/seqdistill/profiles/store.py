@@ -39,6 +39,7 @@ import polars as pl
 
 from seqdistill import _io
 from seqdistill.data.dataset import fingerprints_match
+from seqdistill.data.interactions import quiet_polars
 from seqdistill.errors import OutputError, SeqdistillWarning, StoreError
 
 SCHEMA: dict[str, Any] = {
@@ -299,7 +300,8 @@ class ProfileStore:
         for p in self.parts():
             try:
                 _io.check_parquet(p)  # damage polars' reader aborts the process on
-                schema = pl.read_parquet_schema(p)
+                with quiet_polars():
+                    schema = pl.read_parquet_schema(p)
             except Exception as e:  # noqa: BLE001 - any failure to read means the part is damaged
                 self._set_aside(p, e)
                 continue
@@ -344,7 +346,8 @@ class ProfileStore:
 
     def _read_part(self, part: Path) -> pl.DataFrame | None:
         try:
-            df = pl.read_parquet(part)
+            with quiet_polars():
+                df = pl.read_parquet(part)
         except FileNotFoundError:
             return None  # moved aside by another reader meanwhile
         except Exception as e:  # noqa: BLE001 - a footer can survive damage further in
