@@ -262,3 +262,35 @@ def test_load_of_a_file_or_a_missing_folder(tmp_path):
         sd.PreparedDataset.load(tmp_path / "f")
     with pytest.raises(DataError, match="no such folder"):
         sd.PreparedDataset.load(tmp_path / "nope")
+
+
+def test_make_dir_with_makes_the_folder_whole_or_not_at_all(tmp_path):
+    """A folder created with its content before it appears under its name: the experiment runner's
+    work folder and its marker (a runner killed between mkdir and the marker left an unmarked
+    folder that the rerun refused). A failing write leaves nothing; a dead process's temporary
+    is removed; a live one's is left alone."""
+    import subprocess
+    import sys
+
+    from seqdistill import _io
+
+    target = tmp_path / "work" / "run-a"
+    _io.make_dir_with(target, lambda d: (d / "marker.json").write_text("{}"))
+    assert sorted(p.name for p in target.iterdir()) == ["marker.json"]
+    assert [p.name for p in target.parent.iterdir()] == ["run-a"]
+
+    def fail(d):
+        (d / "half").write_text("x")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        _io.make_dir_with(tmp_path / "work" / "run-b", fail)
+    assert [p.name for p in (tmp_path / "work").iterdir()] == ["run-a"]
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / "work" / f".run-c{_io.TMP_TAG}{int(dead.stdout)}-00ff00ff"
+    live = tmp_path / "work" / f".run-d{_io.TMP_TAG}{os.getpid()}-00ff00ff"
+    stale.mkdir()
+    live.mkdir()
+    _io.make_dir_with(tmp_path / "work" / "run-c", lambda d: None)
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == sorted(["run-a", "run-c", live.name])

@@ -56,6 +56,25 @@ def _sibling(path: Path, tag: str) -> Path:
     return path.with_name(f".{path.name}{tag}{os.getpid()}-{secrets.token_hex(4)}")
 
 
+def make_dir_with(folder: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
+    """Creates the new folder ``folder`` with ``write(tmp)`` done in it before it appears under
+    its name: a crash leaves no ``folder`` or the whole of it (and a temporary that
+    :func:`clean_stale` on the parent removes once its process is dead; done here first)."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(folder.parent)
+    tmp = _sibling(folder, TMP_TAG)
+    tmp.mkdir()
+    try:
+        write(tmp)
+        os.rename(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    fsync_dir(folder.parent)
+    return folder
+
+
 def fsync_dir(folder: str | os.PathLike) -> None:
     """Make a rename inside ``folder`` durable (no-op where directories cannot be opened)."""
     try:

@@ -222,8 +222,11 @@ def _work_folder(out: Path, plan: RunPlan) -> Path:
     work = out / "work" / plan.name
     check_run_folder(work, plan)
     if not work.exists():
-        work.mkdir(parents=True)
-        _io.write_json(work / WORK_MARKER, {"run": plan.name, "settings": plan.settings})
+        # The folder appears with its marker: a runner killed between the two had left an
+        # unmarked folder that the rerun refused as not its own.
+        _io.make_dir_with(
+            work, lambda tmp: _io.write_json(tmp / WORK_MARKER, {"run": plan.name, "settings": plan.settings})
+        )
     return work
 
 
