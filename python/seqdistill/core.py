@@ -275,9 +275,12 @@ def prepare_parquet(
 def check_parquet(path: str | os.PathLike[str], columns: Sequence[str] | None = None) -> None:
     """Raises :class:`~seqdistill.errors.DataError` when a parquet file holds damage polars'
     reader aborts the process on: a footer whose lists claim more elements than it has bytes (or
-    a schema element more children than the schema has elements), or a page claiming a negative
-    number of values in the chunks of ``columns`` (every column when None). Anything else —
-    other damage, a file that is not parquet — passes, for the reader to describe. Reads the
+    a schema element more children than the schema has elements), or, in the chunks of the
+    top-level ``columns`` (every column when None; chunks taken by position, as readers take
+    them), a page claiming a negative number of values, a dictionary page claiming more than
+    2^24 values and more than its bytes hold, or a chunk and its row group both claiming far
+    more values than the chunk's pages hold. Anything else — other damage, a file that is not
+    parquet — passes, for the reader to describe. Reads the
     footer and the page headers only (no page is decompressed); run it before handing a file
     someone gave you to polars."""
     _core.check_parquet(os.fspath(path), None if columns is None else list(columns))

@@ -464,10 +464,10 @@ fn damaged_file(why: &str) -> CoreError {
     CoreError::Data(format!("cannot read as parquet: a damaged file: {why}"))
 }
 
-/// Raises `DataError` when a parquet file holds damage polars' reader aborts the process on (a
-/// footer whose lists claim more elements than it has bytes, or a page claiming a negative number
-/// of values in the chunks of `columns`: every column when None); returns None otherwise, other
-/// damage included (polars describes it). Reads the footer and page headers only.
+/// Raises `DataError` when a parquet file holds damage polars' reader aborts the process on (see
+/// `parquet_log::check_file`; `columns`: the top-level columns whose chunks are looked at, every
+/// one when None); returns None otherwise, other damage included (polars describes it). Reads
+/// the footer and page headers only.
 #[pyfunction]
 #[pyo3(signature = (path, columns=None))]
 fn check_parquet(py: Python<'_>, path: std::path::PathBuf, columns: Option<Vec<String>>) -> PyResult<()> {

@@ -19,8 +19,9 @@
 //! versions and the snappy, zstd or lz4 codecs. Dictionary values no row uses are dropped.
 //! Anything else is `ReadError::Unsupported`: the caller reads the file another way (the
 //! result is the same). A null is `ReadError::Null`, naming the column and the row. A page
-//! claiming a negative number of values is `ReadError::Damaged`: polars' reader aborts the process
-//! on it, so the caller reports it rather than handing the file on.
+//! claiming a negative number of values, or a footer list longer than the footer, is
+//! `ReadError::Damaged`: polars' reader aborts the process on it, so the caller reports it
+//! rather than handing the file on (`check_file` looks for such damage before polars reads).
 //!
 //! Damage is looked for before anything is sized from it: the footer's lists are bounded by its
 //! bytes (`check_footer`), page counts by the page's bytes, and every column chunk's page
@@ -56,8 +57,9 @@ pub enum ReadError {
     Unsupported(String),
     /// A column holds a null: its name and the first null row (file order, from 0).
     Null { column: String, row: u64 },
-    /// Damage no reader can read past and polars' reader aborts the process on (a page claiming a
-    /// negative number of values): the caller reports it instead of handing the file on.
+    /// Damage polars' reader aborts the process on (a page claiming a negative number of values,
+    /// a footer list longer than the footer; see [`check_file`]): the caller reports it instead
+    /// of handing the file on.
     Damaged(String),
 }
 
@@ -226,11 +228,13 @@ pub fn read_log(path: &Path, user: &str, item: &str, timestamp: &str) -> Res<Par
 
 /// Looks for the damage polars' parquet reader aborts the process on, before polars is handed
 /// the file: a footer whose lists claim more elements than it has bytes (or a schema element
-/// more children than the schema has elements), and a page claiming a negative number of values,
-/// in the chunks of the flat or nested columns named `columns` (every column: None). Only that
-/// damage is reported, as [`ReadError::Damaged`]; anything else (a file that is not parquet,
-/// other damage, a panic inside the crate) is Ok for the caller's reader to describe. Reads the
-/// footer and the page headers only: no page is decompressed.
+/// more children than the schema has elements), and, in the chunks of the top-level columns
+/// named `columns` (every column: None; chunks taken by position, as readers take them), a
+/// page claiming a negative number of values, a dictionary page claiming more than 2^24 values
+/// and more than its bytes hold, or a chunk and its row group both claiming far more values
+/// than the chunk's pages hold. Only that damage is reported, as [`ReadError::Damaged`];
+/// anything else (a file that is not parquet, other damage, a panic) is Ok for the caller's
+/// reader to describe. Reads the footer and the page headers only: no page is decompressed.
 pub fn check_file(path: &Path, columns: Option<&[String]>) -> Res<()> {
     match std::panic::catch_unwind(|| quietly(|| check(path, columns))) {
         Ok(Err(e @ ReadError::Damaged(_))) => Err(e),
@@ -241,10 +245,10 @@ pub fn check_file(path: &Path, columns: Option<&[String]>) -> Res<()> {
 fn check(path: &Path, columns: Option<&[String]>) -> Res<()> {
     let mapped = Mapped::of(path)?;
     let file = mapped.as_ref();
-    check_footer(file)?;
+    let footer = check_footer(file)?;
     // The footer walked here, not by the parquet crate: a footer the crate refuses and polars
     // reads (a `column_orders` list one entry short) must not hide a page polars aborts on.
-    let Some(walk) = Thrift::loose(footer_bytes(file)).footer_walk() else {
+    let Some(walk) = Thrift::loose(footer).footer_walk() else {
         return Ok(()); // polars describes it
     };
     for c in &walk.chunks {
@@ -306,13 +310,6 @@ fn check(path: &Path, columns: Option<&[String]>) -> Res<()> {
         }
     }
     Ok(())
-}
-
-/// The footer's bytes (a file [`check_footer`] has passed).
-fn footer_bytes(file: &[u8]) -> &[u8] {
-    let n = file.len();
-    let len = u32::from_le_bytes(file[n - 8..n - 4].try_into().expect("four bytes")) as usize;
-    &file[n - 8 - len..n - 8]
 }
 
 /// What [`check_file`] and the reader need of a footer.
@@ -402,7 +399,7 @@ fn quietly<R>(f: impl FnOnce() -> R) -> R {
 
 fn read(path: &Path, user: &str, item: &str, timestamp: &str) -> Res<ParquetLog> {
     let file = Bytes::from_owner(Mapped::of(path)?);
-    check_footer(&file)?;
+    let footer = check_footer(&file)?;
     let reader = SerializedFileReader::new(file.clone()).map_err(pq)?;
     let meta = reader.metadata();
     let columns = meta.file_metadata().schema_descr().columns();
@@ -426,16 +423,12 @@ fn read(path: &Path, user: &str, item: &str, timestamp: &str) -> Res<ParquetLog>
     if n > u32::MAX as usize {
         return Err(unsupported(format!("{n} rows: more than the core indexes")));
     }
-    // Nothing is sized from the footer's row count before the column chunks agree with it
-    // (a footer claiming 4e9 rows made the blocks below abort the process), and the memory is
-    // there.
-    // Each chunk must also be the column it stands for: the crate takes a row group's chunks
-    // by position, and a footer listing another column's chunk there (of another type) had
-    // the reader decode text as integers (polars refuses such a file).
-    let listed = Thrift::new(footer_bytes(&file))
-        .footer_walk()
-        .ok_or_else(|| unsupported("a footer the core cannot walk"))?
-        .chunks;
+    // Nothing is sized from the footer's row count before the column chunks agree with it (a
+    // footer claiming 4e9 rows made the blocks below abort the process) and the memory is
+    // there. Each chunk must also be the column it stands for: the crate takes a row group's
+    // chunks by position, and a footer listing another column's chunk there (of another type)
+    // had the reader decode text as integers (polars refuses such a file).
+    let listed = Thrift::new(footer).footer_walk().ok_or_else(|| unsupported("a footer the core cannot walk"))?.chunks;
     let width = columns.len();
     if listed.len() != groups.len() * width {
         return Err(unsupported("row groups that do not list every column"));
@@ -443,6 +436,7 @@ fn read(path: &Path, user: &str, item: &str, timestamp: &str) -> Res<ParquetLog>
     for (k, (g, rows)) in groups.iter().zip(starts.windows(2)).enumerate() {
         for (col, name) in [(ucol, user), (icol, item), (tcol, timestamp)] {
             let chunk = g.column(col.index);
+            // A flat column has a value (or a null) per row; polars stops at the chunk's count.
             if chunk.num_values() != (rows[1] - rows[0]) as i64 {
                 return Err(unsupported(format!("column {name:?}: a column chunk's value count is not its row count")));
             }
@@ -598,11 +592,7 @@ impl Task<'_> {
         let Task { col, name, meta, start, out } = self;
         let chunk = meta.column(col.index);
         let codec = chunk.compression();
-        let rows = out_len(&out);
-        if chunk.num_values() != rows as i64 {
-            // A flat column has a value (or a null) per row; polars stops at the chunk's count.
-            return Err(unsupported(format!("column {name:?}: a column chunk's value count is not its row count")));
-        }
+        let rows = out_len(&out); // the chunk's value count too (see `read`)
         let mut dict =
             if col.physical == Physical::BYTE_ARRAY { Dict::Text(vec![0], Vec::new()) } else { Dict::Int(Vec::new()) };
         let mut dict_len = None; // values from the dictionary page (indices must stay below)
@@ -856,8 +846,8 @@ fn lz4_hadoop(mut b: &[u8], out: &mut [u8]) -> Option<usize> {
 /// footers too, so they are [`ReadError::Damaged`]). Every list must fit the bytes left (each
 /// element takes one byte at least), and no schema element may claim more children than there
 /// are elements. A file with no footer is left to the caller's reader (polars names it); the
-/// rest of the footer is the crate's to check.
-fn check_footer(file: &[u8]) -> Res<()> {
+/// rest of the footer is the crate's to check. Returns the footer's bytes.
+fn check_footer(file: &[u8]) -> Res<&[u8]> {
     let missing = |what: &str| unsupported(format!("a damaged footer: {what}"));
     let damaged = |what: &str| ReadError::Damaged(format!("a damaged footer: {what}"));
     let n = file.len();
@@ -874,10 +864,7 @@ fn check_footer(file: &[u8]) -> Res<()> {
             return Some(false); // skipped: its lists are bounded by the bytes as it is read
         }
         // FileMetaData.schema: a list of SchemaElement, whose field 5 is num_children.
-        let (kind, count) = t.list_header()?;
-        if kind != 12 || count > t.0.len() as u64 {
-            return None;
-        }
+        let count = t.list_len(STRUCT)?;
         for _ in 0..count {
             t.fields(1, |t, id, kind| match (id, kind) {
                 (5, 5) => {
@@ -894,7 +881,7 @@ fn check_footer(file: &[u8]) -> Res<()> {
     if children > elements as i64 {
         return Err(damaged("a schema element with more children than the schema has elements"));
     }
-    Ok(())
+    Ok(footer)
 }
 
 /// Whether `body` can decompress to the header's uncompressed size, as far as the codec tells
@@ -993,9 +980,9 @@ struct DataHead {
     compressed: bool,
 }
 
-/// A Thrift compact-protocol reader over the bytes still to read: just enough to read a page
-/// header's sizes and skip every other field.
-/// Bytes still to read, and how deep unknown fields may nest.
+/// A Thrift compact-protocol reader over the bytes still to read (and how deep unknown fields
+/// may nest): just enough to read page headers and the footer's chunks, and skip every other
+/// field.
 struct Thrift<'a>(&'a [u8], u32);
 
 impl<'a> Thrift<'a> {
@@ -1045,6 +1032,13 @@ impl<'a> Thrift<'a> {
         Some((head & 0x0f, n))
     }
 
+    /// The length of a list of `elements` (a Thrift type), which must fit the bytes left (each
+    /// element takes a byte at least).
+    fn list_len(&mut self, elements: u8) -> Option<u64> {
+        let (kind, n) = self.list_header()?;
+        (kind == elements && n <= self.0.len() as u64).then_some(n)
+    }
+
     /// Skips a value of type `kind`: a bool is in its field's type, or one byte in a list.
     fn skip(&mut self, kind: u8, depth: u32, in_list: bool) -> Option<()> {
         if depth > self.1 {
@@ -1089,9 +1083,7 @@ impl<'a> Thrift<'a> {
         let mut schema: Vec<(String, i64)> = Vec::new();
         self.fields(0, |t, id, kind| {
             if (id, kind) == (2, LIST) {
-                let (ek, n) = t.list_header()?;
-                (ek == STRUCT && n <= t.0.len() as u64).then_some(())?;
-                for _ in 0..n {
+                for _ in 0..t.list_len(STRUCT)? {
                     let (mut name, mut children) = (String::new(), 0i64);
                     t.fields(1, |t, id, kind| {
                         match (id, kind) {
@@ -1108,9 +1100,7 @@ impl<'a> Thrift<'a> {
             if (id, kind) != (4, LIST) {
                 return Some(false);
             }
-            let (ek, n) = t.list_header()?;
-            (ek == STRUCT && n <= t.0.len() as u64).then_some(())?;
-            for _ in 0..n {
+            for _ in 0..t.list_len(STRUCT)? {
                 let first = walk.chunks.len();
                 let mut rows = -1;
                 t.fields(1, |t, id, kind| {
@@ -1121,9 +1111,7 @@ impl<'a> Thrift<'a> {
                     if (id, kind) != (1, LIST) {
                         return Some(false);
                     }
-                    let (ek, n) = t.list_header()?;
-                    (ek == STRUCT && n <= t.0.len() as u64).then_some(())?;
-                    for _ in 0..n {
+                    for _ in 0..t.list_len(STRUCT)? {
                         t.fields(2, |t, id, kind| {
                             if (id, kind) != (3, STRUCT) {
                                 return Some(false);
@@ -1165,9 +1153,7 @@ impl<'a> Thrift<'a> {
         self.fields(3, |t, id, kind| {
             match (id, kind) {
                 (3, LIST) => {
-                    let (ek, n) = t.list_header()?;
-                    (ek == BINARY && n <= t.0.len() as u64).then_some(())?;
-                    for _ in 0..n {
+                    for _ in 0..t.list_len(BINARY)? {
                         c.path.push(t.string()?);
                     }
                 }

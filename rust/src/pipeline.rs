@@ -920,9 +920,7 @@ impl Bucket {
             ts.iter_mut().for_each(|t| *t = t.div_euclid(per_second));
         }
     }
-}
 
-impl Bucket {
     /// [`Bucket::sort_in_place`] for packed rows without ratings, when a row's time above the
     /// packing's base and its position in its user's slice fit one u64 (false: nothing written).
     /// The scatter by user writes that key straight away, so each user's slice is sorted (if it
@@ -932,7 +930,6 @@ impl Bucket {
         let (m, base) = (ts.len(), offsets[0]);
         let longest = offsets.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0) as u64;
         let pos_bits = u64::BITS - longest.saturating_sub(1).leading_zeros();
-        let t_bits = 64 - p.user_bits - p.item_bits;
         if (u64::BITS - p.t_max.leading_zeros()) + pos_bits > 64 {
             return false;
         }
@@ -944,16 +941,12 @@ impl Bucket {
         }
         self.cursor.clear();
         self.cursor.extend(offsets[..offsets.len() - 1].iter().map(|&o| (o - base) as usize));
-        let t_mask = mask(t_bits);
         for &w in ts.iter() {
-            let w = w as u64;
-            let local = if p.user_bits == 0 { 0 } else { (w >> (64 - p.user_bits)) as usize };
-            let rel = (w >> p.item_bits) & t_mask;
-            let item = (w & mask(p.item_bits)) as usize;
+            let (local, t, item) = p.unpack(w);
             let c = self.cursor[local];
             let at = c - (offsets[local] - base) as usize;
-            self.keys[c] = rel << pos_bits | at as u64;
-            self.items[c] = imap[item] as i64 + 1;
+            self.keys[c] = (t.wrapping_sub(p.t0) as u64) << pos_bits | at as u64;
+            self.items[c] = imap[item as usize] as i64 + 1;
             self.cursor[local] = c + 1;
         }
         let pos_mask = mask(pos_bits);

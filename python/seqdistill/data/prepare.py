@@ -337,8 +337,8 @@ def _from_parquet(
     """The pipeline's result with the file read by the Rust core (see :func:`prepare`), or None
     when the file is not one it reads — not parquet, a rating column, other column types, an
     encoding or codec it does not know, damage, a null — and :func:`read_interactions` must
-    read it (and name whatever is wrong). Damage polars' reader aborts the process on (a page
-    claiming a negative number of values) is a :class:`DataError` here instead."""
+    read it (and name whatever is wrong). Damage polars' reader aborts the process on (see
+    :func:`seqdistill.core.check_parquet`) is a :class:`DataError` here instead."""
     _check_arguments(columns, None, None, str(path))
     if path.suffix.lower() not in (".parquet", ".pq"):
         return None
