@@ -118,6 +118,33 @@ def test_a_large_log_with_dense_or_sparse_ids_matches_the_reference(spread):
     assert sum(i for _, i in removed) == audit["items_in"] - len(items)
 
 
+@pytest.mark.parametrize("kinds", [("str", "str"), ("str", "int"), ("int", "long")])
+def test_a_large_log_with_string_ids_matches_the_reference(kinds):
+    # String ids of several row blocks go through the core's hash encoding into the same block of
+    # codes as integer ids (short ones read from their views, long ones from the data buffers).
+    rng = np.random.default_rng(7)
+    n = 150_000
+    users = rng.integers(0, 5000, n)
+    items = rng.zipf(1.3, n).clip(max=4000)
+    label = {
+        "int": lambda v: v,
+        "str": lambda v: [f"u{x}" for x in v],  # lengths 2-5: text order is not number order
+        "long": lambda v: [f"an-item-name-longer-than-twelve-{x}" for x in v],
+    }
+    df = pl.DataFrame(
+        {"user_id": label[kinds[0]](users), "item_id": label[kinds[1]](items), "timestamp": rng.integers(0, 9_000, n)}
+    )
+    want_users, want_items, logs, thr = reference_prepare(df, 4, 0.8)
+    ds = sd.prepare(df, k_core=4, split=SplitConfig(valid="none"))
+    assert ds.user_ids.to_list() == want_users
+    assert ds.item_ids.to_list() == [None] + want_items
+    raw_items = ds.item_ids.to_list()
+    for u in rng.choice(len(want_users), 300, replace=False):
+        assert [raw_items[i] for i in ds.items[ds.offsets[u] : ds.offsets[u + 1]]] == logs[want_users[u]]
+    assert ds.stats["test_threshold"] == pytest.approx(thr)
+    assert ds.stats["kcore"]["rows_dropped"] == n - len(ds.items)
+
+
 def test_one_user_duplicates_and_equal_timestamps_keep_row_order():
     df = pl.DataFrame({"user_id": [7] * 6, "item_id": [3, 1, 3, 2, 1, 9], "timestamp": [5, 5, 5, 1, 9, 9]})
     ds = sd.prepare(df, k_core=None, split=SplitConfig(valid="none", quantile=0.5))

@@ -632,13 +632,27 @@ pub fn encode_str_counted(offsets: &[i64], data: &[u8]) -> Result<(Vec<u32>, Vec
 /// parallel pass.
 pub fn encode_column<'a, S: StrColumn<'a>>(col: &S) -> Result<(Vec<u32>, Vec<u64>, Vec<u32>)> {
     let n = col.rows();
+    let mut codes = buffer::with_capacity::<u32>(n);
+    let (first_rows, counts) = encode_column_into(col, &mut codes.spare_capacity_mut()[..n])?;
+    // SAFETY: encode_column_into wrote every element of 0..n (it returned Ok).
+    unsafe { codes.set_len(n) };
+    Ok((codes, first_rows, counts))
+}
+
+/// [`encode_column`] into `out` (the column's length), which it fills when it returns Ok:
+/// `(first_rows, counts)`.
+pub(crate) fn encode_column_into<'a, S: StrColumn<'a>>(
+    col: &S,
+    out: &mut [MaybeUninit<u32>],
+) -> Result<(Vec<u64>, Vec<u32>)> {
+    let n = col.rows();
+    assert_eq!(out.len(), n, "one code per row");
     if n == 0 {
-        return Ok((Vec::new(), Vec::new(), Vec::new()));
+        return Ok((Vec::new(), Vec::new()));
     }
     let threads = rayon::current_num_threads().max(1);
     let size = n.div_ceil(threads.min(n.div_ceil(1 << 16)).max(1));
-    let mut codes = buffer::with_capacity::<u32>(n);
-    let blocks: Vec<Result<StrBlock>> = codes.spare_capacity_mut()[..n]
+    let blocks: Vec<Result<StrBlock>> = out
         .par_chunks_mut(size)
         .enumerate()
         .map(|(b, out)| {
@@ -693,7 +707,7 @@ pub fn encode_column<'a, S: StrColumn<'a>>(col: &S) -> Result<(Vec<u32>, Vec<u64
     let blocks = blocks.into_iter().collect::<Result<Vec<_>>>()?;
     // SAFETY: the blocks above cover 0..n and each wrote every element of its chunk (a block that
     // stopped early returned an error, and we returned with it).
-    unsafe { codes.set_len(n) };
+    let codes: &mut [u32] = unsafe { &mut *(out as *mut [MaybeUninit<u32>] as *mut [u32]) };
     let get = |row: u64| col.value(row as usize);
 
     // Merge the blocks' distinct strings in row order: local code -> merged code, per block. The
@@ -761,7 +775,7 @@ pub fn encode_column<'a, S: StrColumn<'a>>(col: &S) -> Result<(Vec<u32>, Vec<u64
             *c = fin[*c as usize];
         }
     });
-    Ok((codes, sorted_first, counts))
+    Ok((sorted_first, counts))
 }
 
 /// The last byte of [`order_key`] for strings of more than 15 bytes.

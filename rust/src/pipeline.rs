@@ -156,24 +156,31 @@ pub fn prepare(input: &Input<'_>) -> Result<Prepared> {
     // rows concurrent is as fast or faster).
     let rows = input.users.len();
     let sequential = rows >= SEQUENTIAL_ENCODE_ROWS;
-    if let (Ids::Int(u), Ids::Int(i)) = (&input.users, &input.items) {
-        if rows > 0 && rows <= u32::MAX as usize {
-            // Both codes in one block that later holds the item output (see [`Codes`]).
-            let mut block = buffer::with_capacity::<i64>(rows);
-            // SAFETY: the allocation holds 2·rows u32; the two halves are disjoint.
-            let words =
-                unsafe { std::slice::from_raw_parts_mut(block.as_mut_ptr() as *mut MaybeUninit<u32>, 2 * rows) };
-            let (uo, io) = words.split_at_mut(rows);
-            let limit = offsets_up_to(rows);
-            let into = |v: &Column<'_, i64>, out: &mut [MaybeUninit<u32>]| {
-                let (uniques, counts) = ids::encode_int_into(v, out, limit);
-                Encoded { codes: Vec::new(), uniques, counts }
+    if rows > 0 && rows <= u32::MAX as usize {
+        // Both codes in one block that later holds the item output (see [`Codes`]).
+        let mut block = buffer::with_capacity::<i64>(rows);
+        // SAFETY: the allocation holds 2·rows u32; the two halves are disjoint.
+        let words = unsafe { std::slice::from_raw_parts_mut(block.as_mut_ptr() as *mut MaybeUninit<u32>, 2 * rows) };
+        let (uo, io) = words.split_at_mut(rows);
+        let limit = offsets_up_to(rows);
+        let into = |ids: &Ids<'_>, out: &mut [MaybeUninit<u32>]| -> Result<Encoded> {
+            let (uniques, counts) = match ids {
+                Ids::Int(v) => ids::encode_int_into(v, out, limit),
+                Ids::Str(c) => {
+                    ids::encode_column_into(c, out).map(|(first, counts)| (Uniques::FirstRows(first), counts))?
+                }
+                Ids::View(c) => {
+                    ids::encode_column_into(c, out).map(|(first, counts)| (Uniques::FirstRows(first), counts))?
+                }
             };
-            let (users, items) =
-                if sequential { (into(u, uo), into(i, io)) } else { rayon::join(|| into(u, uo), || into(i, io)) };
-            clock.lap("encode");
-            return filter_group_split(users, items, Some((block, rows)), input, clock);
-        }
+            Ok(Encoded { codes: Vec::new(), uniques, counts })
+        };
+        let (u, i) = (&input.users, &input.items);
+        let (users, items) =
+            if sequential { (into(u, uo), into(i, io)) } else { rayon::join(|| into(u, uo), || into(i, io)) };
+        let (users, items) = (users?, items?);
+        clock.lap("encode");
+        return filter_group_split(users, items, Some((block, rows)), input, clock);
     }
     let (users, items) = if sequential {
         (encode(&input.users), encode(&input.items))

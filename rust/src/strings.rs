@@ -29,6 +29,18 @@ pub trait StrColumn<'a>: Sync {
     /// Calls `f(row, value)` for rows `lo..hi` in order; stops at the first malformed row with
     /// its error.
     fn each_value<F: FnMut(usize, &'a [u8]) -> Result<()>>(&self, lo: usize, hi: usize, f: F) -> Result<()>;
+    /// For the `string_view` layout: calls `f(first row, views, their chunk's data buffers)` over
+    /// the runs of views that make up rows `lo..hi`, in order (nothing checked: see
+    /// [`long_view_value`]); `None` for the other layout.
+    fn view_runs<F: FnMut(usize, &'a [[u8; 16]], &[&'a [u8]]) -> Result<()>>(
+        &self,
+        lo: usize,
+        hi: usize,
+        f: F,
+    ) -> Option<Result<()>> {
+        let _ = (lo, hi, f);
+        None
+    }
     /// Calls `f(row, key)` for rows `lo..hi` in order (see [`Key`]), with the same checks.
     fn each_key<F: FnMut(usize, Key<'a>)>(&self, lo: usize, hi: usize, f: F) -> Result<()>;
     /// The value of a row that an `each_*` pass has already checked (for merges and sorts over
@@ -175,6 +187,17 @@ fn u32_at(v: &[u8; 16], at: usize) -> u32 {
     u32::from_le_bytes(v[at..at + 4].try_into().expect("4 bytes"))
 }
 
+/// The value of a view whose length exceeds [`VIEW_INLINE`], checked against its chunk's data
+/// `buffers` (row `row`, for the error).
+#[inline]
+pub fn long_view_value<'a>(buffers: &[&'a [u8]], v: &[u8; 16], row: usize) -> Result<&'a [u8]> {
+    let (len, buf, off) = (u32_at(v, 0) as usize, u32_at(v, 8) as usize, u32_at(v, 12) as usize);
+    match buffers.get(buf).and_then(|b| b.get(off..off.checked_add(len)?)) {
+        Some(s) => Ok(s),
+        None => Err(CoreError::InvalidOffsets { what: "string ids (views)", row }),
+    }
+}
+
 impl<'a> ViewsStr<'a> {
     pub fn new(chunks: Vec<ViewChunk<'a>>) -> Self {
         let mut starts = Vec::with_capacity(chunks.len() + 1);
@@ -198,11 +221,7 @@ impl<'a> ViewsStr<'a> {
         if len <= VIEW_INLINE {
             return Ok(&v[4..4 + len]);
         }
-        let (buf, off) = (u32_at(v, 8) as usize, u32_at(v, 12) as usize);
-        match chunk.buffers.get(buf).and_then(|b| b.get(off..off + len)) {
-            Some(s) => Ok(s),
-            None => Err(CoreError::InvalidOffsets { what: "string ids (views)", row }),
-        }
+        long_view_value(&chunk.buffers, v, row)
     }
 
     /// The key of `view`: a short value's view as it stands (length and bytes, the padding
@@ -261,6 +280,15 @@ impl<'a> StrColumn<'a> for ViewsStr<'a> {
             }
             Ok(())
         })
+    }
+
+    fn view_runs<F: FnMut(usize, &'a [[u8; 16]], &[&'a [u8]]) -> Result<()>>(
+        &self,
+        lo: usize,
+        hi: usize,
+        mut f: F,
+    ) -> Option<Result<()>> {
+        Some(self.pieces(lo, hi, |c, views, first| f(first, views, &c.buffers)))
     }
 
     fn each_key<F: FnMut(usize, Key<'a>)>(&self, lo: usize, hi: usize, mut f: F) -> Result<()> {

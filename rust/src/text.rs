@@ -13,7 +13,7 @@
 use rayon::prelude::*;
 
 use crate::error::{CoreError, Result};
-use crate::strings::{OffsetsStr, StrColumn};
+use crate::strings::{long_view_value, OffsetsStr, StrColumn, VIEW_INLINE};
 
 /// What [`check_ids`] found (rows count from 0).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -30,12 +30,12 @@ const ROWS_PER_TASK: usize = 1 << 16;
 
 /// ASCII characters that `char::is_whitespace` accepts.
 #[inline]
-fn ascii_space(b: u8) -> bool {
+const fn ascii_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t'..=b'\r')
 }
 
 #[inline]
-fn control(b: u8) -> bool {
+const fn control(b: u8) -> bool {
     b < 0x20 || b == 0x7f
 }
 
@@ -75,36 +75,147 @@ pub fn check_column<'a, S: StrColumn<'a>>(col: &S) -> Result<IdText> {
     Ok(out)
 }
 
+/// Byte classes for [`block`]'s one-pass test of a value.
+const NON_ASCII: u8 = 1;
+const SPACE: u8 = 2;
+const CONTROL: u8 = 4;
+const NOT_INT: u8 = 8;
+
+/// The class bits of every byte value.
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = if c >= 0x80 {
+            NON_ASCII | NOT_INT
+        } else if ascii_space(c) {
+            SPACE
+        } else if control(c) {
+            CONTROL | NOT_INT
+        } else if c.is_ascii_digit() || c == b'+' || c == b'-' {
+            0
+        } else {
+            NOT_INT
+        };
+        b += 1;
+    }
+    t
+};
+
+/// The classes of a value's bytes, OR-ed.
+#[inline]
+fn byte_classes(v: &[u8]) -> u8 {
+    v.iter().fold(0u8, |a, &b| a | CLASS[b as usize])
+}
+
+/// For the value inside a `string_view` view (its first `len` bytes after the length, `len` at
+/// most [`VIEW_INLINE`]), all bytes tested at once, the padding masked off: whether any byte has
+/// one of the classes `NON_ASCII | SPACE | CONTROL`, and (meaningful only when none has)
+/// whether any is `NOT_INT`.
+#[inline(always)]
+fn inline_flags(view: &[u8; 16], len: usize) -> (bool, bool) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        let live = ((1u32 << len.min(VIEW_INLINE)) - 1) << 4;
+        // SAFETY: SSE2 is part of x86_64; the load reads the 16 bytes of `view`.
+        let (odd, int) = unsafe {
+            let x = _mm_loadu_si128(view.as_ptr() as *const __m128i);
+            let m = |v: __m128i| _mm_movemask_epi8(v) as u32;
+            let set = |b: u8| _mm_set1_epi8(b as i8);
+            // Signed compares: the bytes from 0x80 are negative, so "below 0x21" takes them (not
+            // ASCII) with the controls and the whitespace; 0x7f is the one control above.
+            let odd = m(_mm_cmplt_epi8(x, set(0x21))) | m(_mm_cmpeq_epi8(x, set(0x7f)));
+            let digit = m(_mm_cmpgt_epi8(x, set(b'0' - 1))) & m(_mm_cmplt_epi8(x, set(b'9' + 1)));
+            (odd, digit | m(_mm_cmpeq_epi8(x, set(b'+'))) | m(_mm_cmpeq_epi8(x, set(b'-'))))
+        };
+        (odd & live != 0, !int & live != 0)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let c = byte_classes(&view[4..4 + len.min(VIEW_INLINE)]);
+        (c & (NON_ASCII | SPACE | CONTROL) != 0, c & NOT_INT != 0)
+    }
+}
+
 fn block<'a, S: StrColumn<'a>>(col: &S, lo: usize, hi: usize) -> Result<IdText> {
     let mut out = IdText { int_like: true, ..IdText::default() };
     // Rows are checked as they are read (blocks run in parallel: a block may start past another's
-    // bad row).
-    col.each_value(lo, hi, |row, v| {
-        let trimmed: &[u8] = if v.is_ascii() {
-            let s = v.iter().position(|&c| !ascii_space(c)).unwrap_or(v.len());
-            let e = v.iter().rposition(|&c| !ascii_space(c)).map_or(s, |e| e + 1);
-            &v[s..e]
-        } else {
-            out.non_ascii.push(row as u64);
-            let s = std::str::from_utf8(v).map_err(|_| CoreError::Data(format!("row {row}: invalid UTF-8")))?;
-            s.trim().as_bytes()
-        };
-        out.padded |= trimmed.len() != v.len();
-        if trimmed.is_empty() && out.first_empty.is_none() {
-            out.first_empty = Some(row);
+    // bad row). A short value in the view layout is looked at in its view: only an odd one (not
+    // ASCII, whitespace, a control), an empty one or one as long as a NaN goes further.
+    let runs = col.view_runs(lo, hi, |first, views, buffers| {
+        // Kept apart from `out` so that the loop carries it in a register.
+        let mut not_int = false;
+        for (j, v) in views.iter().enumerate() {
+            let len = u32::from_le_bytes([v[0], v[1], v[2], v[3]]) as usize;
+            if len <= VIEW_INLINE {
+                let (odd, digits_not_all) = inline_flags(v, len);
+                if !odd && !matches!(len, 0 | 3 | 4) {
+                    not_int |= digits_not_all;
+                    continue;
+                }
+                value(&mut out, first + j, &v[4..4 + len])?;
+            } else {
+                value(&mut out, first + j, long_view_value(buffers, v, first + j)?)?;
+            }
         }
-        if out.first_control.is_none() && trimmed.iter().any(|&c| control(c)) {
-            out.first_control = Some(row);
-        }
-        if out.first_nan_like.is_none() && nan_like(trimmed) {
-            out.first_nan_like = Some(row);
-        }
-        // Judged on the trimmed value: an integer padded with Unicode whitespace parses once stripped.
-        out.int_like &= !trimmed.is_empty()
-            && trimmed.iter().all(|&c| c.is_ascii_digit() || c == b'+' || c == b'-' || ascii_space(c));
+        out.int_like &= !not_int;
         Ok(())
-    })?;
+    });
+    match runs {
+        Some(r) => r?,
+        None => col.each_value(lo, hi, |row, v| value(&mut out, row, v))?,
+    }
     Ok(out)
+}
+
+/// [`block`]'s questions for one value: the common one (ASCII, no whitespace, no control
+/// character) answered from the classes of its bytes, as it is its own trimmed value.
+#[inline]
+fn value(out: &mut IdText, row: usize, v: &[u8]) -> Result<()> {
+    let classes = byte_classes(v);
+    if classes & (NON_ASCII | SPACE | CONTROL) != 0 {
+        return other_value(out, row, v);
+    }
+    if v.is_empty() && out.first_empty.is_none() {
+        out.first_empty = Some(row);
+    }
+    if out.first_nan_like.is_none() && nan_like(v) {
+        out.first_nan_like = Some(row);
+    }
+    out.int_like &= !v.is_empty() && classes & NOT_INT == 0;
+    Ok(())
+}
+
+/// [`block`]'s questions for a value that is not ASCII or holds whitespace or a control
+/// character, looked at trimmed.
+#[cold]
+#[inline(never)]
+fn other_value(out: &mut IdText, row: usize, v: &[u8]) -> Result<()> {
+    let trimmed: &[u8] = if v.is_ascii() {
+        let s = v.iter().position(|&c| !ascii_space(c)).unwrap_or(v.len());
+        let e = v.iter().rposition(|&c| !ascii_space(c)).map_or(s, |e| e + 1);
+        &v[s..e]
+    } else {
+        out.non_ascii.push(row as u64);
+        let s = std::str::from_utf8(v).map_err(|_| CoreError::Data(format!("row {row}: invalid UTF-8")))?;
+        s.trim().as_bytes()
+    };
+    out.padded |= trimmed.len() != v.len();
+    if trimmed.is_empty() && out.first_empty.is_none() {
+        out.first_empty = Some(row);
+    }
+    if out.first_control.is_none() && trimmed.iter().any(|&c| control(c)) {
+        out.first_control = Some(row);
+    }
+    if out.first_nan_like.is_none() && nan_like(trimmed) {
+        out.first_nan_like = Some(row);
+    }
+    // Judged on the trimmed value: an integer padded with Unicode whitespace parses once stripped.
+    out.int_like &=
+        !trimmed.is_empty() && trimmed.iter().all(|&c| c.is_ascii_digit() || c == b'+' || c == b'-' || ascii_space(c));
+    Ok(())
 }
 
 #[cfg(test)]
@@ -195,6 +306,42 @@ mod tests {
             (Some(5_000), Some(7_000), Some(8_000))
         );
         assert!(!want.int_like && want.padded && want.non_ascii.len() == 2 * 15);
+    }
+
+    #[test]
+    fn inline_flags_are_the_byte_classes() {
+        // The second flag only counts when the first is false.
+        let seen = |(odd, not_int): (bool, bool)| (odd, !odd && not_int);
+        let want = |v: &[u8]| {
+            let c = byte_classes(v);
+            let odd = c & (NON_ASCII | SPACE | CONTROL) != 0;
+            (odd, !odd && c & NOT_INT != 0)
+        };
+        // Every byte value at every place of every length, with the padding holding that byte
+        // too (it must be masked off), then random views.
+        for len in 0..=VIEW_INLINE {
+            for b in 0..=255u8 {
+                for at in 4..16 {
+                    let mut view = [b'7'; 16];
+                    view[..4].copy_from_slice(&(len as u32).to_le_bytes());
+                    view[at] = b;
+                    assert_eq!(seen(inline_flags(&view, len)), want(&view[4..4 + len]), "len {len} byte {b} at {at}");
+                }
+            }
+        }
+        let (mut x, mut view) = (0x9e37_79b9_7f4a_7c15u64, [0u8; 16]);
+        for _ in 0..200_000 {
+            for byte in view.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // Mostly digits, signs, spaces and controls, sometimes anything.
+                let pick = b"0123456789+- \t\r\n\x0b\x0c\x1f\x7f\x80\xffaZ";
+                *byte = if x & 0x100 == 0 { (x >> 24) as u8 } else { pick[(x >> 32) as usize % pick.len()] };
+            }
+            let len = (x >> 40) as usize % (VIEW_INLINE + 1);
+            assert_eq!(seen(inline_flags(&view, len)), want(&view[4..4 + len]));
+        }
     }
 
     #[test]
