@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import seqdistill as sd
 from seqdistill.data import DataError, SplitConfig, read_interactions
+from seqdistill.data.interactions import normalize_interactions
 from seqdistill.data.sequences import TrainWindows, eval_inputs
 from seqdistill.errors import ConfigError
 
@@ -251,6 +252,94 @@ def test_a_sound_gzip_with_bad_text_is_explained_by_its_decompressed_lines(tmp_p
     p.write_bytes(gzip.compress(body))
     with pytest.raises(DataError, match=rf"{name}: cannot read as .*{message}"):
         read_interactions(p, {"user_id": "u", "item_id": "i", "timestamp": "t"})
+
+
+@pytest.mark.parametrize("zone", ["+05:30", "+0530", "-03:00", "+05", "Z"])
+def test_parquet_times_with_a_fixed_offset_zone_are_read_as_their_instants(tmp_path, zone):
+    # pandas writes offset-aware datetimes with a fixed-offset zone, which polars refuses to
+    # parse (it panicked: "unable to parse time zone"); parquet stores the UTC instants.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    n = 400
+    instants = rng.integers(1_500_000_000, 1_600_000_000, n) * 1_000_000  # microseconds since the epoch
+    users, items = rng.integers(0, 20, n), rng.integers(0, 15, n)
+    table = pa.table(
+        {
+            "user_id": users,
+            "item_id": items,
+            "timestamp": pa.array(instants, type=pa.timestamp("us", tz=zone)),
+            "note": pa.array(instants, type=pa.timestamp("us", tz="Mars/Olympus")),  # not read
+        }
+    )
+    path = tmp_path / "events.parquet"
+    pq.write_table(table, path)
+    seconds = pl.DataFrame({"user_id": users, "item_id": items, "timestamp": instants // 1_000_000})
+    got = read_interactions(path)
+    assert got.select(["user_id", "item_id", "timestamp"]).equals(seconds)
+    want = sd.prepare(seconds, k_core=2, split=SplitConfig(valid="none"))
+    for ds in (
+        sd.prepare(path, k_core=2, split=SplitConfig(valid="none")),
+        sd.prepare(got, k_core=2, split=SplitConfig(valid="none")),
+    ):
+        for attr in ("offsets", "items", "timestamps", "train_end"):
+            np.testing.assert_array_equal(getattr(ds, attr), getattr(want, attr))
+
+
+def test_parquet_times_in_a_zone_polars_does_not_know_name_the_column_and_zone(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table(
+        {"user_id": [1, 1], "item_id": [1, 2], "when": pa.array([0, 10**6], type=pa.timestamp("us", tz="Mars/Olympus"))}
+    )
+    path = tmp_path / "events.parquet"
+    pq.write_table(table, path)
+    message = f"{path}: column 'when' holds times in the time zone 'Mars/Olympus', which polars does not know"
+    for read in (
+        lambda: read_interactions(path, {"timestamp": "when"}),
+        lambda: sd.prepare(path, columns={"timestamp": "when"}, k_core=1),
+    ):
+        with pytest.raises(DataError, match=re.escape(message)):
+            read()
+
+
+def test_a_table_of_another_library_is_named_with_its_conversion():
+    import pandas as pd
+    import pyarrow as pa
+
+    cols = {"user_id": [1, 1], "item_id": [1, 2], "timestamp": [1, 2]}
+    for table, said in (
+        (pd.DataFrame(cols), "got a pandas.DataFrame (convert it with polars.from_pandas(df))"),
+        (pa.table(cols), "got a pyarrow.Table (convert it with polars.from_arrow(table))"),
+        (None, "got None"),
+    ):
+        with pytest.raises(DataError, match=re.escape(f"expected a polars DataFrame of interactions, {said}")):
+            sd.prepare(table, k_core=1)
+
+
+@pytest.mark.parametrize(
+    ("values", "want"),
+    [
+        (["13/04/2021", "01/02/2021"], ["2021-04-13 00:00", "2021-02-01 00:00"]),  # a day above 12: day-first
+        (["04/13/2021", "01/02/2021"], ["2021-04-13 00:00", "2021-01-02 00:00"]),  # a month-first column
+        (["03/04/2021 10:00", "12/25/2021 11:30"], ["2021-03-04 10:00", "2021-12-25 11:30"]),
+        (["05-05-2021", "07-07-2021"], ["2021-05-05 00:00", "2021-07-07 00:00"]),  # both orders read alike
+        (["03/04/2021", "05/06/2021"], "row 0: '03/04/2021'"),
+        (["01.01.2021 10:00:00", "01.01.2021 10:00:00", "02.03.2021 00:00:00"], "row 2: '02.03.2021 00:00:00'"),
+    ],
+)
+def test_numeric_dates_are_read_in_the_one_order_that_fits_or_refused_when_both_do(values, want):
+    # polars' inference read "03/04/2021" day-first, and one more row "12/25/2021" flipped every
+    # row to month-first: an ambiguous column is refused, an unambiguous one read in its order.
+    df = pl.DataFrame({"user_id": [1] * len(values), "item_id": list(range(len(values))), "timestamp": values})
+    if isinstance(want, str):
+        with pytest.raises(DataError, match=re.escape(f"read as day-month and as month-day alike ({want})")):
+            normalize_interactions(df)
+        return
+    got = normalize_interactions(df).get_column("timestamp")
+    assert got.to_list() == [int(pl.Series([w]).str.to_datetime("%Y-%m-%d %H:%M").dt.epoch("s")[0]) for w in want]
 
 
 def test_read_interactions_parses_dates_and_formats(tmp_path):

@@ -495,11 +495,54 @@ def _read_text(path: Path, sep: str, has_header: bool, wanted: Mapping[str, str]
 
 def _read_parquet(path: Path, wanted: Mapping[str, str]) -> pl.DataFrame:
     _io.check_parquet(path, list(wanted.values()))
-    with _translated(path, "parquet"):
-        have = list(pl.read_parquet_schema(path))
-    cols = _columns(path, have, wanted)
-    with _translated(path, "parquet"):
-        return pl.read_parquet(path, columns=cols)
+    try:
+        with _translated(path, "parquet"):
+            have = list(pl.read_parquet_schema(path))
+        cols = _columns(path, have, wanted)
+        with _translated(path, "parquet"):
+            return pl.read_parquet(path, columns=cols)
+    except DataError as e:
+        if _ZONE_REFUSED not in str(e):
+            raise
+        return _read_parquet_zoned(path, wanted, e)
+
+
+# What polars' error says when a file's Arrow schema holds a time zone it does not know (a fixed
+# offset such as '+05:30', which pandas writes for offset-aware datetimes, or an unknown name).
+_ZONE_REFUSED = "unable to parse time zone"
+_FIXED_OFFSET = re.compile(r"[+-]\d{2}(:?\d{2})?|Z")
+
+
+def _read_parquet_zoned(path: Path, wanted: Mapping[str, str], refused: DataError) -> pl.DataFrame:
+    """A parquet file whose timestamp column polars refuses for its time zone. Parquet stores
+    such times as UTC instants (the zone only says how to show them), so a fixed offset is read
+    with pyarrow and the column handed on in UTC — the same instants; any other zone polars does
+    not know is an error naming the column and the zone. Columns not wanted are not read."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(path)
+    except Exception:  # noqa: BLE001 — pyarrow cannot read it either: polars' reason stands
+        raise refused from None
+    cols = _columns(path, schema.names, wanted)
+    zoned = {}
+    for c in cols:
+        t = schema.field(c).type
+        if pa.types.is_timestamp(t) and t.tz is not None:
+            if not _FIXED_OFFSET.fullmatch(t.tz):
+                raise DataError(
+                    f"{path}: column {c!r} holds times in the time zone {t.tz!r}, which polars does not know "
+                    "(it reads IANA names such as 'Europe/Berlin', 'UTC' and fixed offsets); write it in UTC"
+                )
+            zoned[c] = pa.timestamp(t.unit, tz="UTC")
+    # (No zoned column wanted: the zone polars refused is in a column not read.)
+    try:
+        table = pq.read_table(path, columns=cols)
+    except (pa.ArrowException, OSError) as e:
+        raise DataError(f"{path}: cannot read as parquet: {str(e).strip().splitlines()[0]}") from None
+    table = table.cast(pa.schema([pa.field(f.name, zoned.get(f.name, f.type)) for f in table.schema]))
+    return pl.from_arrow(table)  # type: ignore[return-value]
 
 
 def _ndjson(path: Path) -> tuple[pl.DataFrame, bytes]:
@@ -671,7 +714,7 @@ def normalize_for_core(
     of the table, no extra pass."""
     _check_arguments(columns, None, timestamp_format, source)
     if not isinstance(df, pl.DataFrame):
-        raise DataError(f"{source}: expected a polars DataFrame of interactions, got {type(df).__name__}")
+        raise DataError(f"{source}: expected a polars DataFrame of interactions, got {_kind_of(df)}")
     mapping = _mapping(columns, source)
     if "rating" not in mapping and "rating" in df.columns and "rating" not in mapping.values():
         mapping["rating"] = "rating"
@@ -690,6 +733,22 @@ def normalize_for_core(
     if "rating" in mapping:
         cols.append(_rating_series(out.get_column("rating"), mapping["rating"], source))
     return out.with_columns(cols), buffers, fine
+
+
+# Tables of other libraries, by the top-level module of their class: how to hand them over.
+_CONVERSIONS = {"pandas": "polars.from_pandas(df)", "pyarrow": "polars.from_arrow(table)"}
+
+
+def _kind_of(obj: object) -> str:
+    """What a table that is not a polars DataFrame is, for the error: its module and class (a bare
+    'DataFrame' reads as the type asked for), and how to convert it where polars can."""
+    if obj is None:
+        return "None"
+    t = type(obj)
+    top = t.__module__.split(".")[0]
+    kind = f"a {top}.{t.__name__}" if top != "builtins" else f"a {t.__name__}"
+    hint = _CONVERSIONS.get(top)
+    return f"{kind} (convert it with {hint})" if hint else kind
 
 
 def _reordered(df: pl.DataFrame, order: np.ndarray) -> pl.DataFrame:
@@ -1121,10 +1180,40 @@ def _string_times(s: pl.Series, col: str, source: str, fmt: str | None) -> _Time
     as_float = s.cast(pl.Float64, strict=False)
     if as_float.null_count() == 0:
         return _float_seconds(as_float, col, source, s), None
+    numeric = _day_month_format(s, where)
+    if numeric is not None:
+        return _whole_seconds(_parse(s, numeric), per)
     inferred = _inferred(s)
     if inferred.null_count() == 0:
         return _whole_seconds(inferred, per)
     return _blame_time_format(s, where, inferred)
+
+
+# Numeric dates with the day and month in either order ("03/04/2021", with or without a time).
+_NUMERIC_DATE = re.compile(r"\d{1,2}([/.-])\d{1,2}\1\d{4}( \d{1,2}:\d{2}(:\d{2})?)?")
+
+
+def _day_month_format(s: pl.Series, where: str) -> str | None:
+    """The format of a column of numeric dates whose day and month may come in either order
+    (``03/04/2021``, the first value deciding the separator and the time part): the one order
+    every value fits, or an error when both fit every value and read some differently — polars'
+    inference guessed day-first there, and one more row with a day above 12 flipped every row to
+    month-first. None when the column is not such dates or fits neither order (the usual blame
+    then names the row)."""
+    m = _NUMERIC_DATE.fullmatch(s[0])
+    if m is None:
+        return None
+    sep, time = m.group(1), "" if m.group(2) is None else " %H:%M:%S" if m.group(3) else " %H:%M"
+    day_first, month_first = f"%d{sep}%m{sep}%Y{time}", f"%m{sep}%d{sep}%Y{time}"
+    a, b = _parse(s, day_first), _parse(s, month_first)
+    if a.null_count() == 0 and b.null_count() == 0:
+        row = _first(a != b)
+        if row is not None:
+            raise DataError(
+                f"{where} has dates that read as day-month and as month-day alike (row {row}: "
+                f"{_show(s[row])}); pass timestamp_format (--timestamp-format), e.g. {day_first!r} or {month_first!r}"
+            )
+    return day_first if a.null_count() == 0 else month_first if b.null_count() == 0 else None
 
 
 def _blame_time_format(s: pl.Series, where: str, inferred: pl.Series) -> _Times:
