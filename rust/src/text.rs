@@ -12,6 +12,7 @@
 
 use rayon::prelude::*;
 
+use crate::buffer;
 use crate::error::{CoreError, Result};
 use crate::strings::{long_view_value, OffsetsStr, StrColumn, VIEW_INLINE};
 
@@ -143,15 +144,23 @@ fn block<'a, S: StrColumn<'a>>(col: &S, lo: usize, hi: usize) -> Result<IdText> 
     let mut out = IdText { int_like: true, ..IdText::default() };
     // Rows are checked as they are read (blocks run in parallel: a block may start past another's
     // bad row). A short value in the view layout is looked at in its view: only an odd one (not
-    // ASCII, whitespace, a control), an empty one or one as long as a NaN goes further.
+    // ASCII, whitespace, a control), an empty one or one that may spell a NaN goes further.
     let runs = col.view_runs(lo, hi, |first, views, buffers| {
         // Kept apart from `out` so that the loop carries it in a register.
         let mut not_int = false;
         for (j, v) in views.iter().enumerate() {
+            // The views are read in order, yet this loop waited on each line of them without a
+            // prefetch 64 views (1 KiB) ahead (measured: 6.9 -> 2.5 ns a row).
+            buffer::prefetch(views.as_ptr().wrapping_add(j + 64));
             let len = u32::from_le_bytes([v[0], v[1], v[2], v[3]]) as usize;
             if len <= VIEW_INLINE {
                 let (odd, digits_not_all) = inline_flags(v, len);
-                if !odd && !matches!(len, 0 | 3 | 4) {
+                // Only an empty value or one that may be NaN-like ("nan", "+nan", "-nan") goes on.
+                // (Bitwise, not short-circuit: how long an id is varies at random from row to row.)
+                let lead = v[4];
+                let nan_start = ((lead | 0x20) == b'n') | (lead == b'+') | (lead == b'-');
+                let special = (len == 0) | ((len.wrapping_sub(3) < 2) & nan_start);
+                if !(odd | special) {
                     not_int |= digits_not_all;
                     continue;
                 }
