@@ -540,16 +540,18 @@ impl<'a> StrTable<'a> {
     }
 }
 
-/// One slot of [`ShortTable`]: a key and its code (`EMPTY`: a free slot); 24 bytes.
+/// One slot of [`ShortTable`]: a key, its code (`EMPTY`: a free slot) and the rows counted for it
+/// (see [`ShortTable::code`]); 24 bytes.
 #[derive(Clone, Copy)]
 struct Slot {
     lo: u64,
     hi: u64,
     code: u32,
+    rows: u32,
 }
 
 const EMPTY: u32 = u32::MAX;
-const FREE: Slot = Slot { lo: 0, hi: 0, code: EMPTY };
+const FREE: Slot = Slot { lo: 0, hi: 0, code: EMPTY, rows: 0 };
 
 /// An open-addressing (linear probing) table from two-word keys to codes, whose slot for a key
 /// can be prefetched before the lookup: the row loops hash a row [`AHEAD`] rows early and
@@ -582,7 +584,9 @@ impl ShortTable {
         buffer::prefetch((slot as *const u8).wrapping_add(std::mem::size_of::<Slot>() - 1));
     }
 
-    /// The code of `(lo, hi)` (hash `h`), or `fresh()` when the key is new.
+    /// The code of `(lo, hi)` (hash `h`), or `fresh()` when the key is new; counts the call in
+    /// the key's slot (the row loops count rows there, in the line the lookup has just read,
+    /// rather than in an array indexed by code: see [`ShortTable::add_rows`]).
     #[inline]
     fn code(&mut self, h: u64, lo: u64, hi: u64, fresh: impl FnOnce() -> u32) -> u32 {
         if (self.len + 1) * 8 > self.slots.len() * 5 {
@@ -595,14 +599,22 @@ impl ShortTable {
             if slot.code == EMPTY {
                 let code = fresh();
                 debug_assert_ne!(code, EMPTY);
-                *slot = Slot { lo, hi, code };
+                *slot = Slot { lo, hi, code, rows: 1 };
                 self.len += 1;
                 return code;
             }
             if slot.lo == lo && slot.hi == hi {
+                slot.rows += 1;
                 return slot.code;
             }
             at = (at + 1) & mask;
+        }
+    }
+
+    /// Adds every key's counted rows to `counts[code]`.
+    fn add_rows(&self, counts: &mut [u32]) {
+        for s in self.slots.iter().filter(|s| s.code != EMPTY) {
+            counts[s.code as usize] += s.rows;
         }
     }
 
@@ -674,11 +686,15 @@ pub(crate) fn encode_column_into<'a, S: StrColumn<'a>>(
                     }
                     next
                 };
+                // Short keys are counted in their slot (added to `counts` at the end), long ones here.
                 let code = match key {
                     Key::Short(k0, k1) => table.short.code(h, k0, k1, fresh),
-                    Key::Long(_) => table.code(key, fresh),
+                    Key::Long(_) => {
+                        let code = table.code(key, fresh);
+                        counts[code as usize] += 1;
+                        code
+                    }
                 };
-                counts[code as usize] += 1;
                 out[row - lo].write(code);
             };
             col.each_key(lo, hi, |row, key| {
@@ -701,6 +717,7 @@ pub(crate) fn encode_column_into<'a, S: StrColumn<'a>>(
             for k in queued.saturating_sub(AHEAD)..queued {
                 lookup(&mut table, ring[k % AHEAD]);
             }
+            table.short.add_rows(&mut counts);
             Ok(StrBlock { first_rows, counts, keys, table: (b == 0).then_some(table) })
         })
         .collect();

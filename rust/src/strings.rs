@@ -294,6 +294,8 @@ impl<'a> StrColumn<'a> for ViewsStr<'a> {
     fn each_key<F: FnMut(usize, Key<'a>)>(&self, lo: usize, hi: usize, mut f: F) -> Result<()> {
         self.pieces(lo, hi, |c, views, first| {
             for (j, v) in views.iter().enumerate() {
+                // Read in order, yet waited on line by line without a prefetch (as in text.rs).
+                crate::buffer::prefetch(views.as_ptr().wrapping_add(j + 64));
                 f(first + j, Self::view_key(c, v, first + j)?);
             }
             Ok(())
