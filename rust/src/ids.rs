@@ -645,25 +645,28 @@ pub fn encode_str_counted(offsets: &[i64], data: &[u8]) -> Result<(Vec<u32>, Vec
 pub fn encode_column<'a, S: StrColumn<'a>>(col: &S) -> Result<(Vec<u32>, Vec<u64>, Vec<u32>)> {
     let n = col.rows();
     let mut codes = buffer::with_capacity::<u32>(n);
-    let (first_rows, counts) = encode_column_into(col, &mut codes.spare_capacity_mut()[..n])?;
+    let blocks = rayon::current_num_threads();
+    let (first_rows, counts) = encode_column_into(col, &mut codes.spare_capacity_mut()[..n], blocks)?;
     // SAFETY: encode_column_into wrote every element of 0..n (it returned Ok).
     unsafe { codes.set_len(n) };
     Ok((codes, first_rows, counts))
 }
 
 /// [`encode_column`] into `out` (the column's length), which it fills when it returns Ok:
-/// `(first_rows, counts)`.
+/// `(first_rows, counts)`. The rows are encoded in at most `blocks` parallel blocks (each block
+/// inserts the distinct strings it holds into a table of its own, so more blocks than threads to
+/// run them is work for nothing: with many distinct strings, most of the time).
 pub(crate) fn encode_column_into<'a, S: StrColumn<'a>>(
     col: &S,
     out: &mut [MaybeUninit<u32>],
+    blocks: usize,
 ) -> Result<(Vec<u64>, Vec<u32>)> {
     let n = col.rows();
     assert_eq!(out.len(), n, "one code per row");
     if n == 0 {
         return Ok((Vec::new(), Vec::new()));
     }
-    let threads = rayon::current_num_threads().max(1);
-    let size = n.div_ceil(threads.min(n.div_ceil(1 << 16)).max(1));
+    let size = n.div_ceil(blocks.max(1).min(n.div_ceil(1 << 16)).max(1));
     let blocks: Vec<Result<StrBlock>> = out
         .par_chunks_mut(size)
         .enumerate()

@@ -163,15 +163,17 @@ pub fn prepare(input: &Input<'_>) -> Result<Prepared> {
         let words = unsafe { std::slice::from_raw_parts_mut(block.as_mut_ptr() as *mut MaybeUninit<u32>, 2 * rows) };
         let (uo, io) = words.split_at_mut(rows);
         let limit = offsets_up_to(rows);
+        // A string column encoded beside the other gets half the threads: each of its row blocks
+        // inserts the distinct strings it holds into a table of its own, which at many distinct
+        // ids (the M2 shape: 616k users in 3.65M rows) is most of the work, done once per block.
+        let threads = rayon::current_num_threads();
+        let blocks = if sequential { threads } else { threads.div_ceil(2) };
+        let strings = |r: Result<(Vec<u64>, Vec<u32>)>| r.map(|(first, counts)| (Uniques::FirstRows(first), counts));
         let into = |ids: &Ids<'_>, out: &mut [MaybeUninit<u32>]| -> Result<Encoded> {
             let (uniques, counts) = match ids {
                 Ids::Int(v) => ids::encode_int_into(v, out, limit),
-                Ids::Str(c) => {
-                    ids::encode_column_into(c, out).map(|(first, counts)| (Uniques::FirstRows(first), counts))?
-                }
-                Ids::View(c) => {
-                    ids::encode_column_into(c, out).map(|(first, counts)| (Uniques::FirstRows(first), counts))?
-                }
+                Ids::Str(c) => strings(ids::encode_column_into(c, out, blocks))?,
+                Ids::View(c) => strings(ids::encode_column_into(c, out, blocks))?,
             };
             Ok(Encoded { codes: Vec::new(), uniques, counts })
         };
