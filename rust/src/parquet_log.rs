@@ -494,10 +494,20 @@ fn read(path: &Path, user: &str, item: &str, timestamp: &str) -> Res<ParquetLog>
         return Err(ReadError::Null { column, row });
     }
     let ts_range = ranges.into_iter().reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)));
+    // Encoded side by side, the two columns' string dictionaries share the threads in proportion
+    // to their entries (each row block of a column inserts the distinct strings it holds into a
+    // table of its own, so blocks beyond a column's share repeat work: at the M2 shape, where
+    // the dictionaries hold nearly every row, one block each; at 20M rows the users' entries are
+    // five times the items', two blocks for them).
+    let threads = rayon::current_num_threads();
     let (users, items) = if n >= 1 << 25 {
-        (encode(uidx, &udicts, &starts), encode(iidx, &idicts, &starts))
+        (encode(uidx, &udicts, &starts, threads), encode(iidx, &idicts, &starts, threads))
     } else {
-        rayon::join(|| encode(uidx, &udicts, &starts), || encode(iidx, &idicts, &starts))
+        let entries = |d: &[Dict]| d.iter().map(Dict::len).sum::<usize>() as f64;
+        let (ue, ie) = (entries(&udicts), entries(&idicts));
+        let share = threads as f64 * ue / (ue + ie).max(1.0);
+        let (ub, ib) = ((share.round() as usize).max(1), ((threads as f64 - share).round() as usize).max(1));
+        rayon::join(|| encode(uidx, &udicts, &starts, ub), || encode(iidx, &idicts, &starts, ib))
     };
     let (users, items) = (used(uidx, users?), used(iidx, items?));
     for (e, name) in [(&users, user), (&items, item)] {
@@ -1493,7 +1503,7 @@ fn first_zero_level(b: &[u8], n: usize) -> Result<Option<usize>, String> {
 
 /// Codes of an id column from its chunks' dictionary indices (in place) and dictionaries; the
 /// returned `codes` are empty (they are `idx`).
-fn encode(idx: &mut [u32], dicts: &[Dict], starts: &[usize]) -> Res<Encoded> {
+fn encode(idx: &mut [u32], dicts: &[Dict], starts: &[usize], blocks: usize) -> Res<Encoded> {
     if dicts.iter().all(|d| matches!(d, Dict::Int(_))) {
         let values: Vec<&[i64]> = dicts
             .iter()
@@ -1537,7 +1547,11 @@ fn encode(idx: &mut [u32], dicts: &[Dict], starts: &[usize]) -> Res<Encoded> {
     }
     first_entry.push(offsets.len() - 1);
     let col = OffsetsStr::new(&offsets, &data).map_err(|e| unsupported(e.to_string()))?;
-    let (entry_codes, first, _) = ids::encode_column(&col).map_err(|e| unsupported(e.to_string()))?;
+    let mut entry_codes = Vec::with_capacity(entries);
+    let (first, _) = ids::encode_column_into(&col, &mut entry_codes.spare_capacity_mut()[..entries], blocks)
+        .map_err(|e| unsupported(e.to_string()))?;
+    // SAFETY: encode_column_into wrote every element of 0..entries (it returned Ok).
+    unsafe { entry_codes.set_len(entries) };
     let (mut u_offsets, mut u_data) = (Vec::with_capacity(first.len() + 1), Vec::new());
     u_offsets.push(0i64);
     for &e in &first {
