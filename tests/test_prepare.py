@@ -90,6 +90,21 @@ def test_the_threshold_of_a_large_log_is_numpys_quantile(shape, q):
     assert ds.stats["test_threshold"] == float(np.quantile(kept, q))
 
 
+def prepared_as_the_reference(df: pl.DataFrame, k: int, rng: np.random.Generator):
+    """``prepare(df)`` checked against :func:`reference_prepare` on a large log: the ids, the item
+    sequences of 300 sampled users, the threshold and the rows the k-core dropped."""
+    users, items, logs, thr = reference_prepare(df, k, 0.8)
+    ds = sd.prepare(df, k_core=k, split=SplitConfig(valid="none"))
+    assert ds.user_ids.to_list() == users
+    assert ds.item_ids.to_list() == [None] + items
+    raw_items = ds.item_ids.to_list()
+    for u in rng.choice(len(users), 300, replace=False):
+        assert [raw_items[i] for i in ds.items[ds.offsets[u] : ds.offsets[u + 1]]] == logs[users[u]]
+    assert ds.stats["test_threshold"] == pytest.approx(thr)
+    assert ds.stats["kcore"]["rows_dropped"] == df.height - len(ds.items)
+    return ds, users, items
+
+
 @pytest.mark.parametrize("spread", [1, 3, 40])
 def test_a_large_log_with_dense_or_sparse_ids_matches_the_reference(spread):
     # From a quarter of the rows, integer ids are coded by their offset in their range: kept as
@@ -103,15 +118,7 @@ def test_a_large_log_with_dense_or_sparse_ids_matches_the_reference(spread):
             "timestamp": rng.integers(0, 50_000, n),
         }
     )
-    users, items, logs, thr = reference_prepare(df, 4, 0.8)
-    ds = sd.prepare(df, k_core=4, split=SplitConfig(valid="none"))
-    assert ds.user_ids.to_list() == users
-    assert ds.item_ids.to_list() == [None] + items
-    raw_items = ds.item_ids.to_numpy()
-    for u in rng.choice(len(users), 300, replace=False):
-        assert raw_items[ds.items[ds.offsets[u] : ds.offsets[u + 1]]].tolist() == logs[users[u]]
-    assert ds.stats["test_threshold"] == pytest.approx(thr)
-    assert ds.stats["kcore"]["rows_dropped"] == n - len(ds.items)
+    ds, users, items = prepared_as_the_reference(df, 4, rng)
     audit = ds.manifest["audit"]
     assert (audit["users_in"], audit["items_in"]) == (df["user_id"].n_unique(), df["item_id"].n_unique())
     removed = [(r["users"], r["items"]) for r in audit["filter_rounds"]]
@@ -135,15 +142,7 @@ def test_a_large_log_with_string_ids_matches_the_reference(kinds):
     df = pl.DataFrame(
         {"user_id": label[kinds[0]](users), "item_id": label[kinds[1]](items), "timestamp": rng.integers(0, 9_000, n)}
     )
-    want_users, want_items, logs, thr = reference_prepare(df, 4, 0.8)
-    ds = sd.prepare(df, k_core=4, split=SplitConfig(valid="none"))
-    assert ds.user_ids.to_list() == want_users
-    assert ds.item_ids.to_list() == [None] + want_items
-    raw_items = ds.item_ids.to_list()
-    for u in rng.choice(len(want_users), 300, replace=False):
-        assert [raw_items[i] for i in ds.items[ds.offsets[u] : ds.offsets[u + 1]]] == logs[want_users[u]]
-    assert ds.stats["test_threshold"] == pytest.approx(thr)
-    assert ds.stats["kcore"]["rows_dropped"] == n - len(ds.items)
+    prepared_as_the_reference(df, 4, rng)
 
 
 def test_one_user_duplicates_and_equal_timestamps_keep_row_order():
