@@ -652,6 +652,16 @@ pub fn encode_column<'a, S: StrColumn<'a>>(col: &S) -> Result<(Vec<u32>, Vec<u64
     Ok((codes, first_rows, counts))
 }
 
+/// Row blocks for two string columns encoded side by side ([`encode_column_into`]), holding `a`
+/// and `b` values: the threads shared in proportion to the values, at least one block each.
+/// Each block inserts the distinct strings it holds into a table of its own, so blocks beyond a
+/// column's share of the threads repeat work (at many distinct ids, most of it).
+pub(crate) fn shared_blocks(a: usize, b: usize) -> (usize, usize) {
+    let threads = rayon::current_num_threads() as f64;
+    let share = threads * a as f64 / (a as f64 + b as f64).max(1.0);
+    ((share.round() as usize).max(1), ((threads - share).round() as usize).max(1))
+}
+
 /// [`encode_column`] into `out` (the column's length), which it fills when it returns Ok:
 /// `(first_rows, counts)`. The rows are encoded in at most `blocks` parallel blocks (each block
 /// inserts the distinct strings it holds into a table of its own, so more blocks than threads to

@@ -495,18 +495,15 @@ fn read(path: &Path, user: &str, item: &str, timestamp: &str) -> Res<ParquetLog>
     }
     let ts_range = ranges.into_iter().reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)));
     // Encoded side by side, the two columns' string dictionaries share the threads in proportion
-    // to their entries (each row block of a column inserts the distinct strings it holds into a
-    // table of its own, so blocks beyond a column's share repeat work: at the M2 shape, where
-    // the dictionaries hold nearly every row, one block each; at 20M rows the users' entries are
-    // five times the items', two blocks for them).
+    // to their entries ([`ids::shared_blocks`]: at the M2 shape, where the dictionaries hold
+    // nearly every row, one block each; at 20M rows the users' entries are five times the items',
+    // two blocks for them).
     let threads = rayon::current_num_threads();
     let (users, items) = if n >= 1 << 25 {
         (encode(uidx, &udicts, &starts, threads), encode(iidx, &idicts, &starts, threads))
     } else {
-        let entries = |d: &[Dict]| d.iter().map(Dict::len).sum::<usize>() as f64;
-        let (ue, ie) = (entries(&udicts), entries(&idicts));
-        let share = threads as f64 * ue / (ue + ie).max(1.0);
-        let (ub, ib) = ((share.round() as usize).max(1), ((threads as f64 - share).round() as usize).max(1));
+        let entries = |d: &[Dict]| d.iter().map(Dict::len).sum::<usize>();
+        let (ub, ib) = ids::shared_blocks(entries(&udicts), entries(&idicts));
         rayon::join(|| encode(uidx, &udicts, &starts, ub), || encode(iidx, &idicts, &starts, ib))
     };
     let (users, items) = (used(uidx, users?), used(iidx, items?));

@@ -163,13 +163,13 @@ pub fn prepare(input: &Input<'_>) -> Result<Prepared> {
         let words = unsafe { std::slice::from_raw_parts_mut(block.as_mut_ptr() as *mut MaybeUninit<u32>, 2 * rows) };
         let (uo, io) = words.split_at_mut(rows);
         let limit = offsets_up_to(rows);
-        // A string column encoded beside the other gets half the threads: each of its row blocks
-        // inserts the distinct strings it holds into a table of its own, which at many distinct
-        // ids (the M2 shape: 616k users in 3.65M rows) is most of the work, done once per block.
+        // A string column encoded beside the other gets half the threads' worth of row blocks
+        // (the columns have as many rows; see [`ids::shared_blocks`]: at the M2 shape, 616k users
+        // in 3.65M rows, inserting the distinct strings was most of the work, done once a block).
         let threads = rayon::current_num_threads();
-        let blocks = if sequential { threads } else { threads.div_ceil(2) };
+        let (ub, ib) = if sequential { (threads, threads) } else { ids::shared_blocks(rows, rows) };
         let strings = |r: Result<(Vec<u64>, Vec<u32>)>| r.map(|(first, counts)| (Uniques::FirstRows(first), counts));
-        let into = |ids: &Ids<'_>, out: &mut [MaybeUninit<u32>]| -> Result<Encoded> {
+        let into = |ids: &Ids<'_>, out: &mut [MaybeUninit<u32>], blocks: usize| -> Result<Encoded> {
             let (uniques, counts) = match ids {
                 Ids::Int(v) => ids::encode_int_into(v, out, limit),
                 Ids::Str(c) => strings(ids::encode_column_into(c, out, blocks))?,
@@ -178,8 +178,11 @@ pub fn prepare(input: &Input<'_>) -> Result<Prepared> {
             Ok(Encoded { codes: Vec::new(), uniques, counts })
         };
         let (u, i) = (&input.users, &input.items);
-        let (users, items) =
-            if sequential { (into(u, uo), into(i, io)) } else { rayon::join(|| into(u, uo), || into(i, io)) };
+        let (users, items) = if sequential {
+            (into(u, uo, ub), into(i, io, ib))
+        } else {
+            rayon::join(|| into(u, uo, ub), || into(i, io, ib))
+        };
         let (users, items) = (users?, items?);
         clock.lap("encode");
         return filter_group_split(users, items, Some((block, rows)), input, clock);
