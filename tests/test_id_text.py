@@ -4,6 +4,7 @@ below, against ``_string_ids`` on random columns of awkward characters (hypothes
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 import numpy as np
@@ -164,3 +165,54 @@ def test_core_pass_against_python(values):
     assert t.non_ascii.tolist() == [i for i, v in enumerate(values) if not v.isascii()]
     if values and not t.int_like:  # then some value cannot be an integer
         assert s.cast(pl.Int64, strict=False).null_count() > 0
+
+
+@pytest.mark.filterwarnings("ignore::seqdistill.errors.SeqdistillWarning")  # LOO on tiny logs
+@settings(max_examples=150, deadline=None)
+@given(
+    values=st.lists(TOKENS, min_size=1, max_size=12),
+    column=st.sampled_from(["user_id", "item_id"]),
+    chunks=st.integers(1, 3),
+)
+@example(values=["a", " a", "b"], column="user_id", chunks=1)  # trimmed: two rows of one id
+@example(values=["\u00e9", "x\u200by", "\u00e9"], column="item_id", chunks=2)  # non-ASCII, then an invisible one
+def test_prepare_checks_string_ids_as_the_row_by_row_checks(values, column, chunks):
+    """``prepare`` checks the text of string ids on their distinct values, in the core, while it
+    encodes them (no pass over every row in Python): it refuses the same row for the same reason
+    as the per-question reference, and where that trims the ids, gives the dataset of the
+    trimmed column."""
+    import seqdistill as sd
+    from seqdistill.data import SplitConfig
+
+    n = len(values)
+    s = pl.concat(
+        [
+            pl.Series(column, part, dtype=pl.String)
+            for part in np.array_split(np.array(values, dtype=object), chunks)
+            if len(part)
+        ],
+        rechunk=False,
+    )
+    other = "item_id" if column == "user_id" else "user_id"
+    df = pl.DataFrame({column: s, other: [f"o{i % 3}" for i in range(n)], "timestamp": list(range(n))})
+    split = SplitConfig(kind="leave_one_out")
+    try:
+        want = reference(s, infer_integers=False)
+    except DataError as e:
+        with pytest.raises(DataError) as got:
+            sd.prepare(df, k_core=None, split=split)
+        message = str(got.value)
+        assert message.startswith(f"dataset: column '{column}'"), message
+        assert kind_and_row(message.split(": ", 1)[1]) == kind_and_row(str(e)), (values, message, str(e))
+        return
+    try:
+        expected = sd.prepare(df.with_columns(want.alias(column)), k_core=None, split=split)
+    except DataError as e:  # e.g. no training part: the same refusal
+        with pytest.raises(DataError, match=re.escape(str(e))):
+            sd.prepare(df, k_core=None, split=split)
+        return
+    got = sd.prepare(df, k_core=None, split=split)
+    assert got.user_ids.to_list() == expected.user_ids.to_list()
+    assert got.item_ids.to_list() == expected.item_ids.to_list()
+    for name in ("offsets", "items", "timestamps", "train_end"):
+        assert np.array_equal(getattr(got, name), getattr(expected, name)), name

@@ -193,6 +193,11 @@ class PreparedLog:
     @property
     def audit(self) -> AuditCounts | None: ...
     @property
+    def user_id_check(self) -> IdTextCheck | None:
+        """For string ids handed in: ``check_id_text`` of their distinct values (rows: first rows)."""
+    @property
+    def item_id_check(self) -> IdTextCheck | None: ...
+    @property
     def stages(self) -> list[tuple[str, float]]: ...
 
 @final

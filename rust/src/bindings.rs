@@ -177,6 +177,11 @@ pub struct PreparedLog {
     kcore_removed: Py<KCoreRounds>,
     /// The split audit; None with the split.
     audit: Option<Py<AuditCounts>>,
+    /// For string ids handed in (not read by the core): the id text check of their distinct
+    /// values before the filter (rows: first rows; see `check_id_text`), which the caller's id
+    /// checks use in place of a pass over every row.
+    user_id_check: Option<Py<IdTextCheck>>,
+    item_id_check: Option<Py<IdTextCheck>>,
     /// `(stage, seconds)` in pipeline order.
     stages: Vec<(String, f64)>,
 }
@@ -564,6 +569,8 @@ fn prepared_log(py: Python<'_>, p: pipeline::Prepared) -> PyResult<PreparedLog> 
         rows_dropped: p.rows_dropped,
         kcore_removed: rounds(py, &p.kcore_removed)?,
         audit,
+        user_id_check: p.user_check.map(|t| Py::new(py, id_text_check(py, t))).transpose()?,
+        item_id_check: p.item_check.map(|t| Py::new(py, id_text_check(py, t))).transpose()?,
         stages: p.stages.into_iter().map(|(s, t)| (s.to_string(), t)).collect(),
     })
 }

@@ -14,6 +14,7 @@ use crate::buffer::{self, AHEAD};
 use crate::column::Column;
 use crate::error::{CoreError, Result};
 use crate::strings::{Key, OffsetsStr, StrColumn, ViewsStr};
+use crate::text::{self, IdText};
 
 /// A bitmap over the raw integer range is used when the range is at most this many times the row
 /// count (at most `DENSE_RANGE_MAX` values: a 512 MiB bitmap); otherwise a hash map.
@@ -646,7 +647,8 @@ pub fn encode_column<'a, S: StrColumn<'a>>(col: &S) -> Result<(Vec<u32>, Vec<u64
     let n = col.rows();
     let mut codes = buffer::with_capacity::<u32>(n);
     let blocks = rayon::current_num_threads();
-    let (first_rows, counts) = encode_column_into(col, &mut codes.spare_capacity_mut()[..n], blocks)?;
+    let EncodedStr { first_rows, counts, .. } =
+        encode_column_into(col, &mut codes.spare_capacity_mut()[..n], blocks, false)?;
     // SAFETY: encode_column_into wrote every element of 0..n (it returned Ok).
     unsafe { codes.set_len(n) };
     Ok((codes, first_rows, counts))
@@ -662,19 +664,32 @@ pub(crate) fn shared_blocks(a: usize, b: usize) -> (usize, usize) {
     ((share.round() as usize).max(1), ((threads - share).round() as usize).max(1))
 }
 
-/// [`encode_column`] into `out` (the column's length), which it fills when it returns Ok:
-/// `(first_rows, counts)`. The rows are encoded in at most `blocks` parallel blocks (each block
-/// inserts the distinct strings it holds into a table of its own, so more blocks than threads to
-/// run them is work for nothing: with many distinct strings, most of the time).
+/// What [`encode_column_into`] gives besides the codes.
+pub(crate) struct EncodedStr {
+    /// The first row of each code's string (codes in byte order of the strings).
+    pub first_rows: Vec<u64>,
+    pub counts: Vec<u32>,
+    /// When asked for: the id text check ([`text::check_distinct`]) of the distinct strings.
+    pub check: Option<IdText>,
+}
+
+/// [`encode_column`] into `out` (the column's length), which it fills when it returns Ok. The
+/// rows are encoded in at most `blocks` parallel blocks (each block inserts the distinct strings
+/// it holds into a table of its own, so more blocks than threads to run them is work for
+/// nothing: with many distinct strings, most of the time). With `check`, each distinct string is
+/// also checked as [`text::check_column`] checks a value, while it is read to be sorted: the
+/// column's check for the price of its distinct values, no pass over the rows.
 pub(crate) fn encode_column_into<'a, S: StrColumn<'a>>(
     col: &S,
     out: &mut [MaybeUninit<u32>],
     blocks: usize,
-) -> Result<(Vec<u64>, Vec<u32>)> {
+    check: bool,
+) -> Result<EncodedStr> {
     let n = col.rows();
     assert_eq!(out.len(), n, "one code per row");
     if n == 0 {
-        return Ok((Vec::new(), Vec::new()));
+        let check = check.then(|| IdText { int_like: false, ..IdText::default() });
+        return Ok(EncodedStr { first_rows: Vec::new(), counts: Vec::new(), check });
     }
     let size = n.div_ceil(blocks.max(1).min(n.div_ceil(1 << 16)).max(1));
     let blocks: Vec<Result<StrBlock>> = out
@@ -767,8 +782,16 @@ pub(crate) fn encode_column_into<'a, S: StrColumn<'a>>(
     // stays in cache); only long strings that share those 15 bytes are compared in the column
     // (measured at 616k distinct ids: 0.65 s comparing in the column, where every comparison
     // misses the cache twice).
-    let mut keyed: Vec<(u128, u32)> =
-        first_rows.par_iter().enumerate().map(|(c, &row)| (order_key(get(row)), c as u32)).collect();
+    let (mut keyed, flags): (Vec<(u128, u32)>, Vec<u8>) = first_rows
+        .par_iter()
+        .enumerate()
+        .map(|(c, &row)| {
+            let v = get(row);
+            ((order_key(v), c as u32), if check { text::flags(v) } else { 0 })
+        })
+        .unzip();
+    let check = if check { Some(text::check_distinct(&first_rows, &flags)?) } else { None };
+    drop(flags);
     keyed.par_sort_unstable_by(|a, b| {
         a.0.cmp(&b.0).then_with(|| {
             if a.0 as u8 == LONG {
@@ -805,7 +828,7 @@ pub(crate) fn encode_column_into<'a, S: StrColumn<'a>>(
             *c = fin[*c as usize];
         }
     });
-    Ok((sorted_first, counts))
+    Ok(EncodedStr { first_rows: sorted_first, counts, check })
 }
 
 /// The last byte of [`order_key`] for strings of more than 15 bytes.
@@ -1081,6 +1104,88 @@ mod tests {
             let enc = pool.install(|| encode(&Ids::View(col.clone())).unwrap());
             assert_eq!((enc.codes, enc.counts), (want.0.clone(), want.2.clone()));
         }
+    }
+
+    #[test]
+    fn the_check_of_distinct_strings_answers_as_the_check_of_every_row() {
+        use crate::strings::{build, ViewChunk, ViewsStr};
+        use rand::{Rng, SeedableRng};
+        // Values drawn from a pool holding every kind the checks tell apart, each value repeated
+        // at random rows, so that first rows fall in every block.
+        let pool: Vec<String> = vec![
+            "u1".into(),
+            "42".into(),
+            "-7".into(),
+            "+nan".into(),
+            "NaN".into(),
+            "nana".into(),
+            "".into(),
+            " ".into(),
+            " u2".into(),
+            "u3\t".into(),
+            "a\u{1}b".into(),
+            "x\u{7f}".into(),
+            "\u{e9}t\u{e9}".into(),
+            "\u{3000}9".into(),
+            "\u{200b}z".into(),
+            "a-long-item-id-with-a-tail".into(),
+            " a-long-item-id-padded ".into(),
+            "\u{1F600}\u{1F600}\u{1F600}\u{1F600}".into(),
+        ];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        for case in 0..40 {
+            // Some cases draw from a few kinds only (a clean column, or one odd kind).
+            let kinds: Vec<&String> = if case % 3 == 0 {
+                pool.iter().filter(|_| rng.gen_bool(0.3)).collect()
+            } else {
+                pool.iter().collect()
+            };
+            if kinds.is_empty() {
+                continue;
+            }
+            let n = rng.gen_range(1..150_000);
+            let values: Vec<String> = (0..n)
+                .map(|_| {
+                    let v = kinds[rng.gen_range(0..kinds.len())];
+                    // Most rows hold plain distinct-ish ids, as a log does.
+                    if rng.gen_bool(0.8) {
+                        format!("u{}", rng.gen_range(0..5_000u32))
+                    } else {
+                        v.clone()
+                    }
+                })
+                .collect();
+            let bytes: Vec<&[u8]> = values.iter().map(|v| v.as_bytes()).collect();
+            let (o, d) = build::offsets(&bytes);
+            let flat = OffsetsStr::new(&o, &d).unwrap();
+            let cut = n / 3;
+            let built = [build::views(&bytes[..cut], 2, 0x20), build::views(&bytes[cut..], 1, 0x00)];
+            let views = ViewsStr::new(
+                built.iter().map(|(v, b)| ViewChunk { views: v, buffers: b.iter().map(Vec::as_slice).collect() }).collect(),
+            );
+            let whole = text::check_column(&flat).unwrap();
+            // The first row of each distinct value, by the definition.
+            let mut first = std::collections::HashMap::new();
+            for (r, v) in values.iter().enumerate() {
+                first.entry(v.as_str()).or_insert(r as u64);
+            }
+            let mut want = whole.clone();
+            want.non_ascii.retain(|r| first[values[*r as usize].as_str()] == *r);
+            for threads in [1, 2, 3] {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                for (layout, got) in [
+                    ("offsets", pool.install(|| encode_checked(&flat))),
+                    ("views", pool.install(|| encode_checked(&views))),
+                ] {
+                    assert_eq!(got, want, "case {case}, {layout}, {threads} threads");
+                }
+            }
+        }
+    }
+
+    fn encode_checked<'a, S: StrColumn<'a>>(col: &S) -> IdText {
+        let mut out = vec![MaybeUninit::uninit(); col.rows()];
+        encode_column_into(col, &mut out, rayon::current_num_threads(), true).unwrap().check.unwrap()
     }
 
     #[test]

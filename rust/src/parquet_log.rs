@@ -1545,8 +1545,9 @@ fn encode(idx: &mut [u32], dicts: &[Dict], starts: &[usize], blocks: usize) -> R
     first_entry.push(offsets.len() - 1);
     let col = OffsetsStr::new(&offsets, &data).map_err(|e| unsupported(e.to_string()))?;
     let mut entry_codes = Vec::with_capacity(entries);
-    let (first, _) = ids::encode_column_into(&col, &mut entry_codes.spare_capacity_mut()[..entries], blocks)
-        .map_err(|e| unsupported(e.to_string()))?;
+    let first = ids::encode_column_into(&col, &mut entry_codes.spare_capacity_mut()[..entries], blocks, false)
+        .map_err(|e| unsupported(e.to_string()))?
+        .first_rows;
     // SAFETY: encode_column_into wrote every element of 0..entries (it returned Ok).
     unsafe { entry_codes.set_len(entries) };
     let (mut u_offsets, mut u_data) = (Vec::with_capacity(first.len() + 1), Vec::new());

@@ -32,6 +32,7 @@ use crate::error::{same_len, CoreError, Result};
 use crate::ids::{self, Encoded, Ids, Uniques};
 use crate::kcore::{self, Filter, Removed};
 use crate::split::{self, Split, Target, Valid};
+use crate::text::{self, IdText};
 
 /// How to split the prepared log.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -86,6 +87,11 @@ pub struct Prepared {
     pub kcore_removed: Vec<Removed>,
     /// The split audit; None with the split.
     pub audit: Option<Audit>,
+    /// For a string id column read in place (not for the parquet reader's columns): the id text
+    /// check ([`text::check_rows`]) of its distinct values before the filter, rows being first
+    /// rows. The caller's id checks take it in place of their own pass over every row.
+    pub user_check: Option<IdText>,
+    pub item_check: Option<IdText>,
     pub stages: Vec<(&'static str, f64)>,
 }
 
@@ -168,14 +174,21 @@ pub fn prepare(input: &Input<'_>) -> Result<Prepared> {
         // in 3.65M rows, inserting the distinct strings was most of the work, done once a block).
         let threads = rayon::current_num_threads();
         let (ub, ib) = if sequential { (threads, threads) } else { ids::shared_blocks(rows, rows) };
-        let strings = |r: Result<(Vec<u64>, Vec<u32>)>| r.map(|(first, counts)| (Uniques::FirstRows(first), counts));
-        let into = |ids: &Ids<'_>, out: &mut [MaybeUninit<u32>], blocks: usize| -> Result<Encoded> {
-            let (uniques, counts) = match ids {
-                Ids::Int(v) => ids::encode_int_into(v, out, limit),
-                Ids::Str(c) => strings(ids::encode_column_into(c, out, blocks))?,
-                Ids::View(c) => strings(ids::encode_column_into(c, out, blocks))?,
-            };
-            Ok(Encoded { codes: Vec::new(), uniques, counts })
+        // String ids are checked on their distinct values as they are encoded (`check`).
+        let strings = |r: Result<ids::EncodedStr>| {
+            r.map(|e| {
+                (Encoded { codes: Vec::new(), uniques: Uniques::FirstRows(e.first_rows), counts: e.counts }, e.check)
+            })
+        };
+        let into = |ids: &Ids<'_>, out: &mut [MaybeUninit<u32>], blocks: usize| -> Result<(Encoded, Option<IdText>)> {
+            match ids {
+                Ids::Int(v) => {
+                    let (uniques, counts) = ids::encode_int_into(v, out, limit);
+                    Ok((Encoded { codes: Vec::new(), uniques, counts }, None))
+                }
+                Ids::Str(c) => strings(ids::encode_column_into(c, out, blocks, true)),
+                Ids::View(c) => strings(ids::encode_column_into(c, out, blocks, true)),
+            }
         };
         let (u, i) = (&input.users, &input.items);
         let (users, items) = if sequential {
@@ -183,9 +196,12 @@ pub fn prepare(input: &Input<'_>) -> Result<Prepared> {
         } else {
             rayon::join(|| into(u, uo, ub), || into(i, io, ib))
         };
-        let (users, items) = (users?, items?);
+        let ((users, user_check), (items, item_check)) = (users?, items?);
         clock.lap("encode");
-        return filter_group_split(users, items, Some((block, rows)), input, clock);
+        return with_checks(
+            filter_group_split(users, items, Some((block, rows)), input, clock),
+            (user_check, item_check),
+        );
     }
     let (users, items) = if sequential {
         (encode(&input.users), encode(&input.items))
@@ -194,7 +210,23 @@ pub fn prepare(input: &Input<'_>) -> Result<Prepared> {
     };
     let (users, items): (Encoded, Encoded) = (users?, items?);
     clock.lap("encode");
-    filter_group_split(users, items, None, input, clock)
+    // (No log has more than 2^32 rows in memory but a rare one: its string ids are checked row by
+    // row here.)
+    let checks = (id_text(&input.users)?, id_text(&input.items)?);
+    with_checks(filter_group_split(users, items, None, input, clock), checks)
+}
+
+/// The id text check of a string column, row by row (None for integer ids).
+fn id_text(ids: &Ids<'_>) -> Result<Option<IdText>> {
+    match ids {
+        Ids::Int(_) => Ok(None),
+        Ids::Str(c) => text::check_column(c).map(Some),
+        Ids::View(c) => text::check_column(c).map(Some),
+    }
+}
+
+fn with_checks(prepared: Result<Prepared>, (users, items): (Option<IdText>, Option<IdText>)) -> Result<Prepared> {
+    prepared.map(|p| Prepared { user_check: users, item_check: items, ..p })
 }
 
 /// An id column's codes for the pipeline: integer ids dense enough in their range by their offset
@@ -280,6 +312,8 @@ fn filter_group_split(
         rows_dropped: core.rows_dropped,
         kcore_removed: core.removed,
         audit: None,
+        user_check: None,
+        item_check: None,
         stages: Vec::new(),
     };
     if n_users == 0 {

@@ -179,52 +179,118 @@ fn block<'a, S: StrColumn<'a>>(col: &S, lo: usize, hi: usize) -> Result<IdText> 
     Ok(out)
 }
 
-/// [`block`]'s questions for one value: the common one (ASCII, no whitespace, no control
-/// character) answered from the classes of its bytes, as it is its own trimmed value.
+/// What the checks ask of one value, as bits ([`flags`]).
+pub(crate) const F_EMPTY: u8 = 1;
+pub(crate) const F_CONTROL: u8 = 2;
+pub(crate) const F_NAN_LIKE: u8 = 4;
+pub(crate) const F_PADDED: u8 = 8;
+pub(crate) const F_NOT_INT: u8 = 16;
+pub(crate) const F_NON_ASCII: u8 = 32;
+/// Not UTF-8 (the other answers are then meaningless).
+pub(crate) const F_INVALID: u8 = 64;
+
+/// The answers about one value, seen trimmed: the common case (ASCII, no whitespace, no control
+/// character) from the classes of its bytes, as it is its own trimmed value.
 #[inline]
-fn value(out: &mut IdText, row: usize, v: &[u8]) -> Result<()> {
+pub(crate) fn flags(v: &[u8]) -> u8 {
     let classes = byte_classes(v);
     if classes & (NON_ASCII | SPACE | CONTROL) != 0 {
-        return other_value(out, row, v);
+        return other_flags(v);
     }
-    if v.is_empty() && out.first_empty.is_none() {
-        out.first_empty = Some(row);
-    }
-    if out.first_nan_like.is_none() && nan_like(v) {
-        out.first_nan_like = Some(row);
-    }
-    out.int_like &= !v.is_empty() && classes & NOT_INT == 0;
-    Ok(())
+    let empty = if v.is_empty() { F_EMPTY | F_NOT_INT } else { 0 };
+    let nan = if nan_like(v) { F_NAN_LIKE } else { 0 };
+    empty | nan | if classes & NOT_INT != 0 { F_NOT_INT } else { 0 }
 }
 
-/// [`block`]'s questions for a value that is not ASCII or holds whitespace or a control
-/// character, looked at trimmed.
+/// [`flags`] for a value that is not ASCII or holds whitespace or a control character.
 #[cold]
 #[inline(never)]
-fn other_value(out: &mut IdText, row: usize, v: &[u8]) -> Result<()> {
+fn other_flags(v: &[u8]) -> u8 {
+    let mut f = 0;
     let trimmed: &[u8] = if v.is_ascii() {
         let s = v.iter().position(|&c| !ascii_space(c)).unwrap_or(v.len());
         let e = v.iter().rposition(|&c| !ascii_space(c)).map_or(s, |e| e + 1);
         &v[s..e]
     } else {
-        out.non_ascii.push(row as u64);
-        let s = std::str::from_utf8(v).map_err(|_| CoreError::Data(format!("row {row}: invalid UTF-8")))?;
-        s.trim().as_bytes()
+        f |= F_NON_ASCII;
+        match std::str::from_utf8(v) {
+            Ok(s) => s.trim().as_bytes(),
+            Err(_) => return F_NON_ASCII | F_INVALID,
+        }
     };
-    out.padded |= trimmed.len() != v.len();
-    if trimmed.is_empty() && out.first_empty.is_none() {
-        out.first_empty = Some(row);
+    if trimmed.len() != v.len() {
+        f |= F_PADDED;
     }
-    if out.first_control.is_none() && trimmed.iter().any(|&c| control(c)) {
-        out.first_control = Some(row);
+    if trimmed.is_empty() {
+        f |= F_EMPTY;
     }
-    if out.first_nan_like.is_none() && nan_like(trimmed) {
-        out.first_nan_like = Some(row);
+    if trimmed.iter().any(|&c| control(c)) {
+        f |= F_CONTROL;
+    }
+    if nan_like(trimmed) {
+        f |= F_NAN_LIKE;
     }
     // Judged on the trimmed value: an integer padded with Unicode whitespace parses once stripped.
-    out.int_like &=
-        !trimmed.is_empty() && trimmed.iter().all(|&c| c.is_ascii_digit() || c == b'+' || c == b'-' || ascii_space(c));
-    Ok(())
+    if trimmed.is_empty() || !trimmed.iter().all(|&c| c.is_ascii_digit() || c == b'+' || c == b'-' || ascii_space(c)) {
+        f |= F_NOT_INT;
+    }
+    f
+}
+
+impl IdText {
+    /// Takes in the answers `f` ([`flags`]) about the value of `row`. Rows may come in any order:
+    /// the first rows kept are the smallest (`non_ascii` is in the order given).
+    #[inline]
+    fn note(&mut self, row: usize, f: u8) -> Result<()> {
+        if f & F_INVALID != 0 {
+            return Err(CoreError::Data(format!("row {row}: invalid UTF-8")));
+        }
+        let at = |first: &mut Option<usize>, bit: u8| {
+            if f & bit != 0 {
+                *first = Some(first.map_or(row, |r| r.min(row)));
+            }
+        };
+        at(&mut self.first_empty, F_EMPTY);
+        at(&mut self.first_control, F_CONTROL);
+        at(&mut self.first_nan_like, F_NAN_LIKE);
+        self.padded |= f & F_PADDED != 0;
+        self.int_like &= f & F_NOT_INT == 0;
+        if f & F_NON_ASCII != 0 {
+            self.non_ascii.push(row as u64);
+        }
+        Ok(())
+    }
+}
+
+/// [`block`]'s questions for one value.
+#[inline]
+fn value(out: &mut IdText, row: usize, v: &[u8]) -> Result<()> {
+    out.note(row, flags(v))
+}
+
+/// The answers [`check_column`] gives for a column, from the answers about its distinct values
+/// alone: `rows[d]` is the first row holding distinct value `d`, `flags[d]` its [`flags`].
+/// Every answer is about one value at a time, so the first rows reported are those
+/// [`check_column`] reports, `padded` and `int_like` are its own, and `non_ascii` lists the first
+/// row of each non-ASCII value (ascending). A check of the distinct values in place of a pass
+/// over every row: [`crate::ids::encode_column_into`] computes the flags while it reads each
+/// distinct value to sort it.
+pub fn check_distinct(rows: &[u64], flags: &[u8]) -> Result<IdText> {
+    assert_eq!(rows.len(), flags.len(), "one answer per distinct value");
+    let mut out = IdText { int_like: !rows.is_empty(), ..IdText::default() };
+    let mut invalid: Option<u64> = None;
+    for (&row, &f) in rows.iter().zip(flags) {
+        if f & F_INVALID != 0 {
+            invalid = Some(invalid.map_or(row, |r| r.min(row)));
+        } else if f != 0 {
+            out.note(row as usize, f)?;
+        }
+    }
+    if let Some(row) = invalid {
+        return Err(CoreError::Data(format!("row {row}: invalid UTF-8")));
+    }
+    out.non_ascii.sort_unstable();
+    Ok(out)
 }
 
 #[cfg(test)]

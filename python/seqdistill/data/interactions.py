@@ -706,12 +706,19 @@ def normalize_for_core(
     source: str = "interactions",
     timestamp_format: str | None = None,
     infer_integer_ids: bool = False,
+    defer_id_text: bool = False,
 ) -> tuple[pl.DataFrame, dict[str, StringBuffers], _Fine | None]:
     """The checked table in the table's own row order (``timestamp``: whole seconds), the Arrow
     buffers of its unchanged String id columns, and the full-precision times when some timestamp
     has a sub-second part (None otherwise). ``prepare`` hands the full times to the core
     (``ts_per_second``), which orders each user's rows by them while it groups them — no reorder
-    of the table, no extra pass."""
+    of the table, no extra pass.
+
+    ``defer_id_text`` (``prepare``, whose core call checks the distinct values of string ids
+    while it encodes them): String id columns are handed on as they are, every one with its
+    buffers, their text not checked here; the caller must hand the core's checks of them
+    (``PreparedLog.user_id_check``) to :func:`id_text_refused`, and call again without deferring
+    when it says so."""
     _check_arguments(columns, None, timestamp_format, source)
     if not isinstance(df, pl.DataFrame):
         raise DataError(f"{source}: expected a polars DataFrame of interactions, got {_kind_of(df)}")
@@ -724,7 +731,9 @@ def normalize_for_core(
     out = df.select([pl.col(mapping[c]).alias(c) for c in COLUMNS if c in mapping])
     cols, buffers = [], {}
     for c in ("user_id", "item_id"):
-        ids, buf = _id_series_buffers(out.get_column(c), mapping[c], c, source, infer_integers=infer_integer_ids)
+        ids, buf = _id_series_buffers(
+            out.get_column(c), mapping[c], c, source, infer_integers=infer_integer_ids, defer_text=defer_id_text
+        )
         cols.append(ids.alias(c))
         if buf is not None:
             buffers[c] = buf
@@ -838,16 +847,19 @@ def _id_series(s: pl.Series, col: str, canonical: str, source: str, *, infer_int
 
 
 def _id_series_buffers(
-    s: pl.Series, col: str, canonical: str, source: str, *, infer_integers: bool
+    s: pl.Series, col: str, canonical: str, source: str, *, infer_integers: bool, defer_text: bool = False
 ) -> tuple[pl.Series, StringBuffers | None]:
     """:func:`_id_series`, and the Arrow buffers of the result when it is a String column the
-    checks converted (None otherwise)."""
+    checks converted (None otherwise). ``defer_text``: a String column comes back as it is, with
+    its buffers, its text unchecked (see :func:`normalize_for_core`)."""
     _refuse_nulls(s, col, canonical, source)
     if s.dtype == pl.Null:  # no values at all (an empty table of untyped columns)
         return s.cast(pl.Int64), None
     if isinstance(s.dtype, (pl.Categorical, pl.Enum)):
         s = s.cast(pl.String)
     if s.dtype == pl.String:
+        if defer_text and not infer_integers:
+            return s, string_buffers(s)
         return _string_ids(s, col, canonical, source, infer_integers)
     if s.dtype.is_integer():
         if s.dtype == pl.Int64 or (s.min() >= _INT64_MIN and s.max() <= _INT64_MAX):  # type: ignore[operator]
@@ -975,6 +987,20 @@ def _string_ids(
         if as_int.null_count() == 0 and _all_canonical(s):
             return as_int, None
     return s, buffers
+
+
+def id_text_refused(s: pl.Series, text: core.IdTextCheck) -> bool:
+    """Whether the id checks of a String id column (:func:`_string_ids`, ids not read as
+    integers) would refuse it or change it, given ``check_id_text`` of its distinct values (rows:
+    the first row of each). The answers of the core's check are about one value at a time, so
+    they hold for the column; the rows holding non-ASCII values are checked here as there."""
+    if text.padded or text.first_empty is not None or text.first_control is not None:
+        return True
+    if text.first_nan_like is not None:
+        return True
+    if len(text.non_ascii) == 0:
+        return False
+    return bool(s.gather(pl.Series(text.non_ascii.astype(np.int64))).str.contains(_ODD_NON_ASCII).any())
 
 
 # Characters refused in an id that only non-ASCII rows can hold: C1 controls (U+0080-U+009F; Cc
