@@ -1135,11 +1135,8 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(5);
         for case in 0..40 {
             // Some cases draw from a few kinds only (a clean column, or one odd kind).
-            let kinds: Vec<&String> = if case % 3 == 0 {
-                pool.iter().filter(|_| rng.gen_bool(0.3)).collect()
-            } else {
-                pool.iter().collect()
-            };
+            let kinds: Vec<&String> =
+                if case % 3 == 0 { pool.iter().filter(|_| rng.gen_bool(0.3)).collect() } else { pool.iter().collect() };
             if kinds.is_empty() {
                 continue;
             }
@@ -1161,7 +1158,10 @@ mod tests {
             let cut = n / 3;
             let built = [build::views(&bytes[..cut], 2, 0x20), build::views(&bytes[cut..], 1, 0x00)];
             let views = ViewsStr::new(
-                built.iter().map(|(v, b)| ViewChunk { views: v, buffers: b.iter().map(Vec::as_slice).collect() }).collect(),
+                built
+                    .iter()
+                    .map(|(v, b)| ViewChunk { views: v, buffers: b.iter().map(Vec::as_slice).collect() })
+                    .collect(),
             );
             let whole = text::check_column(&flat).unwrap();
             // The first row of each distinct value, by the definition.
