@@ -26,7 +26,13 @@ def machine() -> str:
         mem = f", {kb / 2**20:.0f} GiB"
     except (OSError, StopIteration):
         pass
-    return f"{os.cpu_count()} cores {cpu}{mem}"
+    try:
+        from seqdistill import core
+
+        pages = ", huge pages" if core.huge_pages() else ", no huge pages"
+    except ImportError:  # the package is not built
+        pages = ""
+    return f"{os.cpu_count()} cores {cpu}{mem}{pages}"
 
 
 def rss_bytes() -> int:

@@ -431,3 +431,28 @@ def test_absurd_sizes_are_refused_with_an_error_not_an_abort():
     # The same functions still work at ordinary sizes.
     assert sorted(core.permutation(5, 0).tolist()) == [0, 1, 2, 3, 4]
     assert core.kcore(one, one, 3, 2, 1, 1).keep.tolist() == [True]
+
+
+def test_huge_pages_follow_the_variable_and_change_no_result():
+    """``SEQDISTILL_HUGE_PAGES`` decides whether the core's buffers ask for huge pages (read once
+    per process); the prepared log is the same either way."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np, polars as pl, seqdistill as sd\n"
+        "from seqdistill import core\n"
+        "rng = np.random.default_rng(3); n = 600_000\n"
+        "df = pl.DataFrame({'user_id': rng.integers(0, 20_000, n), 'item_id': rng.integers(0, 3_000, n),"
+        " 'timestamp': rng.integers(0, 10**9, n)})\n"
+        "ds = sd.prepare(df, k_core=5, split=sd.SplitConfig(valid='none'))\n"
+        "print(core.huge_pages(), int(ds.items.sum() % 1_000_003), int(ds.timestamps[::97].sum() % 1_000_003))\n"
+    )
+    out = {}
+    for value in ("0", "1"):
+        env = {**os.environ, "SEQDISTILL_HUGE_PAGES": value}
+        p = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+        out[value] = p.stdout.split()
+    assert out["0"][0] == "False" and out["1"][0] == "True"
+    assert out["0"][1:] == out["1"][1:]

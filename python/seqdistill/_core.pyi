@@ -36,6 +36,7 @@ __all__ = [
     "VALID_MODES",
     "__version__",
     "check_id_text",
+    "huge_pages",
     "check_id_views",
     "encode_i64",
     "encode_str",
@@ -243,6 +244,10 @@ def encode_i64(values: _I64) -> tuple[_U32, _I64]: ...
 def encode_str(offsets: _I64, data: npt.NDArray[np.uint8]) -> tuple[_U32, npt.NDArray[np.uint64]]: ...
 def encode_str_views(views: _Views) -> tuple[_U32, npt.NDArray[np.uint64]]: ...
 def check_id_text(offsets: _I64, data: npt.NDArray[np.uint8]) -> IdTextCheck: ...
+def huge_pages() -> bool:
+    """Whether the core's large buffers ask for huge pages (``SEQDISTILL_HUGE_PAGES``; not on a VM
+    whose host takes back free memory)."""
+
 def check_id_views(views: _Views) -> IdTextCheck: ...
 def prepare_log(
     users: list[_I64] | tuple[_I64, npt.NDArray[np.uint8]] | _Views,

@@ -64,6 +64,7 @@ __all__ = [
     "encode_i64",
     "encode_str",
     "gather_windows",
+    "huge_pages",
     "global_temporal_split",
     "kcore",
     "leave_one_out_split",
@@ -126,6 +127,13 @@ Chunks = npt.ArrayLike | list[npt.ArrayLike]
 
 def core_version() -> str:
     return str(_core.__version__)
+
+
+def huge_pages() -> bool:
+    """Whether the core's large buffers ask for transparent huge pages: yes unless
+    ``SEQDISTILL_HUGE_PAGES=0``, or the machine is a VM whose balloon device reports free memory
+    to its host (there a fresh huge page's first touch waits for the host; ``=1`` asks anyway)."""
+    return bool(_core.huge_pages())
 
 
 def _i64(a: npt.ArrayLike) -> I64:

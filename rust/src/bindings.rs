@@ -331,6 +331,13 @@ pub struct IdTextCheck {
     non_ascii: Out1<u64>,
 }
 
+/// Whether the core's large buffers ask for huge pages (see rust/src/buffer.rs: not on a VM whose
+/// host takes back free memory, unless `SEQDISTILL_HUGE_PAGES=1`).
+#[pyfunction]
+fn huge_pages() -> bool {
+    crate::buffer::huge_pages()
+}
+
 /// Checks UTF-8 string ids in Arrow layout in one pass (see `IdTextCheck`).
 #[pyfunction]
 fn check_id_text(
@@ -848,6 +855,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(encode_str, m)?)?;
     m.add_function(wrap_pyfunction!(encode_str_views, m)?)?;
     m.add_function(wrap_pyfunction!(check_id_text, m)?)?;
+    m.add_function(wrap_pyfunction!(huge_pages, m)?)?;
     m.add_function(wrap_pyfunction!(check_id_views, m)?)?;
     m.add_function(wrap_pyfunction!(prepare_log, m)?)?;
     m.add_function(wrap_pyfunction!(prepare_parquet, m)?)?;

@@ -88,8 +88,9 @@ pub struct Prepared {
     /// The split audit; None with the split.
     pub audit: Option<Audit>,
     /// For a string id column read in place (not for the parquet reader's columns): the id text
-    /// check ([`text::check_rows`]) of its distinct values before the filter, rows being first
-    /// rows. The caller's id checks take it in place of their own pass over every row.
+    /// check ([`text::check_distinct`]) of its distinct values before the filter, rows being first
+    /// rows (beyond 2^32 rows, [`text::check_column`] of every row). The caller's id checks take it
+    /// in place of their own pass over every row.
     pub user_check: Option<IdText>,
     pub item_check: Option<IdText>,
     pub stages: Vec<(&'static str, f64)>,
