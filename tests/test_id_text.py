@@ -216,3 +216,16 @@ def test_prepare_checks_string_ids_as_the_row_by_row_checks(values, column, chun
     assert got.item_ids.to_list() == expected.item_ids.to_list()
     for name in ("offsets", "items", "timestamps", "train_end"):
         assert np.array_equal(getattr(got, name), getattr(expected, name)), name
+
+
+def test_prepare_names_the_id_before_a_later_columns_error():
+    """The id checks run before the timestamps' (the table's column order): with string ids checked
+    by the core, a table holding a bad id and a bad timestamp still gets the id's error."""
+    import seqdistill as sd
+
+    df = pl.DataFrame({"user_id": ["u1", "u\u200b", "u2"], "item_id": ["a", "b", "a"], "timestamp": ["1", "2", "x"]})
+    with pytest.raises(DataError, match=r"column 'user_id' has the id 'u\\u200b' at row 1"):
+        sd.prepare(df, k_core=None)
+    # Without the bad id, the timestamp's own error.
+    with pytest.raises(DataError, match=r"column 'timestamp' has value 'x' at row 2"):
+        sd.prepare(df.with_columns(user_id=pl.Series(["u1", "u3", "u2"])), k_core=None)

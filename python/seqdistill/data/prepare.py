@@ -327,7 +327,18 @@ def _prepare_table(
     defer_id_text: bool = False,
 ) -> tuple[pl.DataFrame, core.PreparedLog]:
     """The checked table (see :func:`normalize_for_core`) and the core's pipeline over it."""
-    df, buffers, fine = normalize_for_core(df, columns, source=name, defer_id_text=defer_id_text)
+    try:
+        checked, buffers, fine = normalize_for_core(df, columns, source=name, defer_id_text=defer_id_text)
+    except DataError:
+        if not defer_id_text:
+            raise
+        # A later column's error: the ids, checked first row by row, may hold the table's first.
+        try:
+            normalize_for_core(df, columns, source=name)
+        except DataError as first:
+            raise first from None
+        raise
+    df = checked
     if df.height == 0:
         raise DataError(f"{name}: the interaction table is empty")
     ratings = _chunks(df.get_column("rating")) if "rating" in df.columns else None
