@@ -180,14 +180,14 @@ fn block<'a, S: StrColumn<'a>>(col: &S, lo: usize, hi: usize) -> Result<IdText> 
 }
 
 /// What the checks ask of one value, as bits ([`flags`]).
-pub(crate) const F_EMPTY: u8 = 1;
-pub(crate) const F_CONTROL: u8 = 2;
-pub(crate) const F_NAN_LIKE: u8 = 4;
-pub(crate) const F_PADDED: u8 = 8;
-pub(crate) const F_NOT_INT: u8 = 16;
-pub(crate) const F_NON_ASCII: u8 = 32;
+const F_EMPTY: u8 = 1;
+const F_CONTROL: u8 = 2;
+const F_NAN_LIKE: u8 = 4;
+const F_PADDED: u8 = 8;
+const F_NOT_INT: u8 = 16;
+const F_NON_ASCII: u8 = 32;
 /// Not UTF-8 (the other answers are then meaningless).
-pub(crate) const F_INVALID: u8 = 64;
+const F_INVALID: u8 = 64;
 
 /// The answers about one value, seen trimmed: the common case (ASCII, no whitespace, no control
 /// character) from the classes of its bytes, as it is its own trimmed value.
