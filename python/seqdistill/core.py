@@ -132,7 +132,9 @@ def core_version() -> str:
 def huge_pages() -> bool:
     """Whether the core's large buffers ask for transparent huge pages: yes unless
     ``SEQDISTILL_HUGE_PAGES=0``, or the machine is a VM whose balloon device reports free memory
-    to its host (there a fresh huge page's first touch waits for the host; ``=1`` asks anyway)."""
+    to its host (there a fresh huge page's first touch waits for the host; ``=1`` asks anyway).
+    Decided once per process, at the first call or the first large buffer: set the variable
+    before."""
     return bool(_core.huge_pages())
 
 
