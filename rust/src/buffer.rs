@@ -56,9 +56,9 @@ pub fn zeroed<T: Clone + Default>(n: usize) -> Vec<T> {
 
 /// Whether large buffers ask for huge pages: `SEQDISTILL_HUGE_PAGES=1` or `0` if set, else yes
 /// unless the machine is a virtual machine whose balloon device reports free memory to its host
-/// (free page reporting: device id 5, feature bit 5, in `/sys/bus/virtio/devices`). There the host takes back the memory of free 2 MiB blocks — the
-/// blocks a huge page is made of — and a fresh huge page's first touch waits while the host backs
-/// it again: measured on such a VM (Firecracker, 2 cores), a fresh process filling 160 MB of huge
+/// (free page reporting: device id 5, feature bit 5, in `/sys/bus/virtio/devices`). There the
+/// host takes back the memory of free 2 MiB blocks — the blocks a huge page is made of — and a
+/// fresh huge page's first touch waits while the host backs it again: measured on such a VM (Firecracker, 2 cores), a fresh process filling 160 MB of huge
 /// pages ran at 0.2–0.4 GB/s, of small pages at 2.7 GB/s; a fresh process's first `prepare` of 20M
 /// rows took 0.55–1.17 s with huge pages and 0.55–0.60 s without (string ids: 0.92–1.11 s and
 /// 0.69 s), and 100M rows as long either way.
@@ -278,8 +278,9 @@ mod tests {
             std::fs::write(d.join("device"), format!("{id}\n")).unwrap();
             std::fs::write(d.join("features"), format!("{features}\n")).unwrap();
         };
-        assert!(!free_pages_reported(&root)); // no such folder: no virtio devices
-                                              // A network device with bit 5 set, a balloon without reporting (bits 1, 2 and 7).
+        // No such folder: no virtio devices.
+        assert!(!free_pages_reported(&root));
+        // A network device with bit 5 set, a balloon without reporting (bits 1, 2 and 7).
         device("virtio0", "0x0001", "1100011110111011");
         device("virtio1", "0x0005", "0110000100000000");
         assert!(!free_pages_reported(&root));

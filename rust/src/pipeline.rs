@@ -211,8 +211,8 @@ pub fn prepare(input: &Input<'_>) -> Result<Prepared> {
     };
     let (users, items): (Encoded, Encoded) = (users?, items?);
     clock.lap("encode");
-    // (No log has more than 2^32 rows in memory but a rare one: its string ids are checked row by
-    // row here.)
+    // An empty log, or one of more than 2^32 rows (rare in memory): its string ids are checked row
+    // by row here.
     let checks = (id_text(&input.users)?, id_text(&input.items)?);
     with_checks(filter_group_split(users, items, None, input, clock), checks)
 }

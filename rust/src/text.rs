@@ -269,12 +269,12 @@ fn value(out: &mut IdText, row: usize, v: &[u8]) -> Result<()> {
 }
 
 /// The answers [`check_column`] gives for a column, from the answers about its distinct values
-/// alone: `rows[d]` is the first row holding distinct value `d`, `flags[d]` the answers about it (one bit per question).
-/// Every answer is about one value at a time, so the first rows reported are those
-/// [`check_column`] reports, `padded` and `int_like` are its own, and `non_ascii` lists the first
-/// row of each non-ASCII value (ascending). A check of the distinct values in place of a pass
-/// over every row: the string encoder (`ids::encode_column_into`) computes the flags while it reads each
-/// distinct value to sort it.
+/// alone: `rows[d]` is the first row holding distinct value `d`, `flags[d]` the answers about it
+/// (one bit per question). Every answer is about one value at a time, so the first rows reported
+/// are those [`check_column`] reports, `padded` and `int_like` are its own, and `non_ascii` lists
+/// the first row of each non-ASCII value (ascending). A check of the distinct values in place of
+/// a pass over every row: the string encoder (`ids::encode_column_into`) computes the flags while
+/// it reads each distinct value to sort it.
 pub fn check_distinct(rows: &[u64], flags: &[u8]) -> Result<IdText> {
     assert_eq!(rows.len(), flags.len(), "one answer per distinct value");
     let mut out = IdText { int_like: !rows.is_empty(), ..IdText::default() };
