@@ -7,6 +7,7 @@
 //! same memory takes ~500 faults, and the scattered writes of the grouping miss the TLB far less.
 
 use crate::error::{CoreError, Result};
+use rayon::prelude::*;
 
 /// Checks that `n` elements of `T` can be allocated, without keeping or touching them: a size
 /// the allocator refuses becomes an error naming `what` instead of aborting the process. (The
@@ -52,6 +53,52 @@ pub fn zeroed<T: Clone + Default>(n: usize) -> Vec<T> {
     let v = vec![T::default(); n];
     advise_huge(v.as_ptr(), n * std::mem::size_of::<T>());
     v
+}
+
+/// Faults in the pages of `v`'s whole capacity now, in parallel, when large buffers use small
+/// pages (see [`huge_pages`]): for row-sized outputs that the caller is about to write in full.
+///
+/// A first touch of a fresh 4 KiB page costs a trap, the kernel's zeroing and a page-table
+/// update; taken one by one inside a pass, these traps stall that pass's thread. Asked of the
+/// kernel in one call per thread (`MADV_POPULATE_WRITE`), the same pages are faulted in without
+/// the traps: on this project's 2-core VM, 320 MB took 0.146 s touched page by page on one
+/// thread, 0.074 s on two, 0.095 s populated on one and 0.050 s on two. Used for the grouping's
+/// outputs (at 20M rows its stage went from 0.26-0.28 to 0.24-0.25 s in fresh processes) and the
+/// parquet reader's timestamps. Not for the id codes' block: with it populated before encoding,
+/// string ids encoded 0.2 s slower at 20M rows (user time, every run; integer ids 0.01 s faster)
+/// — not explained; one guess is that the encoders' hash tables then get other physical memory,
+/// slower to reach at random under this VM's nested paging. With huge pages there are 512 times fewer faults, so nothing is done; nor below
+/// 4 MiB, on kernels older than 5.14 (the call fails and pages are faulted in as touched) or off
+/// Linux. Never for buffers that may be left partly unwritten: populated pages cost memory.
+pub fn populate<T>(v: &Vec<T>) {
+    #[cfg(target_os = "linux")]
+    {
+        let bytes = v.capacity() * std::mem::size_of::<T>();
+        if bytes < HUGE_FROM || huge_pages() {
+            return;
+        }
+        const PAGE: usize = 4096;
+        let start = (v.as_ptr() as usize).next_multiple_of(PAGE);
+        let end = (v.as_ptr() as usize + bytes) & !(PAGE - 1);
+        if end <= start {
+            return;
+        }
+        let parts = rayon::current_num_threads().max(1);
+        let step = ((end - start) / parts).next_multiple_of(PAGE);
+        (0..parts).into_par_iter().for_each(|p| {
+            let lo = start + p * step;
+            let hi = (lo + step).min(end);
+            if hi > lo {
+                // SAFETY: [lo, hi) lies within the vector's allocation; populating only faults in
+                // its pages (the contents stay what they were: zero, or not yet written).
+                unsafe {
+                    libc::madvise(lo as *mut libc::c_void, hi - lo, libc::MADV_POPULATE_WRITE);
+                }
+            }
+        });
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = v;
 }
 
 /// Whether large buffers ask for huge pages: `SEQDISTILL_HUGE_PAGES=1` or `0` if set, else yes
@@ -268,6 +315,66 @@ unsafe fn stream_line(dst: *mut i64, line: &Line) {
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
+
+    /// Resident pages of `v`'s whole pages, as the kernel reports them (`mincore`).
+    #[cfg(target_os = "linux")]
+    fn resident<T>(v: &Vec<T>) -> (usize, usize) {
+        let start = (v.as_ptr() as usize).next_multiple_of(4096);
+        let end = (v.as_ptr() as usize + v.capacity() * std::mem::size_of::<T>()) & !4095;
+        let pages = (end - start) / 4096;
+        let mut vec = vec![0u8; pages];
+        // SAFETY: the range lies within the vector's allocation; `vec` has a byte per page.
+        let r = unsafe { libc::mincore(start as *mut libc::c_void, end - start, vec.as_mut_ptr()) };
+        assert_eq!(r, 0);
+        (vec.iter().filter(|&&b| b & 1 == 1).count(), pages)
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn populate_faults_in_every_page_and_keeps_the_contents() {
+        // Where huge pages are on, or the kernel predates MADV_POPULATE_WRITE (5.14), populate
+        // does nothing by design: then only the contents are checked.
+        let probe = buffer_probe_populates();
+        let n = 5 << 20; // 20 MiB of u32, fresh from calloc (mmap: untouched)
+        let mut v = zeroed::<u32>(n);
+        let (before, pages) = resident(&v);
+        populate(&v);
+        let (after, _) = resident(&v);
+        if probe && !huge_pages() {
+            assert!(before < pages / 2, "a fresh calloc'd buffer is not yet resident ({before} of {pages})");
+            assert_eq!(after, pages, "every page is resident once populated");
+        }
+        assert!(v.iter().all(|&x| x == 0), "populating keeps zeros");
+        v[n - 1] = 7;
+        let mut w = with_capacity::<u64>(n);
+        populate(&w);
+        w.extend((0..n as u64).map(|i| i * 3));
+        assert_eq!((v[n - 1], w[n - 1], w.len()), (7, 3 * (n as u64 - 1), n));
+        // Small buffers are left alone.
+        let small = zeroed::<u8>(HUGE_FROM / 2);
+        populate(&small);
+        assert!(small.iter().all(|&x| x == 0));
+    }
+
+    /// Whether this kernel knows MADV_POPULATE_WRITE (asked on one fresh page).
+    #[cfg(target_os = "linux")]
+    fn buffer_probe_populates() -> bool {
+        // SAFETY: a fresh private mapping of one page, unmapped after the call.
+        unsafe {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            assert_ne!(p, libc::MAP_FAILED);
+            let ok = libc::madvise(p, 4096, libc::MADV_POPULATE_WRITE) == 0;
+            libc::munmap(p, 4096);
+            ok
+        }
+    }
 
     #[test]
     fn free_page_reporting_is_read_from_the_balloon_device_alone() {

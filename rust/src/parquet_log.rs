@@ -455,6 +455,7 @@ fn read(path: &Path, user: &str, item: &str, timestamp: &str) -> Res<ParquetLog>
     let words = unsafe { std::slice::from_raw_parts_mut(block.as_mut_ptr() as *mut u32, 2 * n) };
     let (uidx, iidx) = words.split_at_mut(n);
     let mut ts = buffer::zeroed::<i64>(n);
+    buffer::populate(&ts);
     // One task per (column, row group), each writing its own rows.
     let mut tasks: Vec<Task<'_>> = Vec::with_capacity(3 * groups.len());
     for (col, name, out) in [(ucol, user, &mut *uidx), (icol, item, &mut *iidx)] {

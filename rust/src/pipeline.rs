@@ -548,7 +548,9 @@ fn group(
     // item output; otherwise, or if a timestamp falls outside the guessed range, the timestamp
     // and `user << 32 | item` are written separately.
     let mut ts = buffer::with_capacity::<i64>(n);
+    buffer::populate(&ts);
     let mut ratings = input.ratings.as_ref().map(|_| buffer::with_capacity::<f32>(n));
+    ratings.iter().for_each(buffer::populate);
     let packing = Packing::new(&input.timestamps, shift, imap.len());
     let ctx = Pass1 { ucodes, icodes, keep_u, keep_i, shift, size, rows, from_both_ends, input };
     let packed = packing.filter(|p| {
@@ -577,10 +579,15 @@ fn group(
                 unsafe { block.set_len(n) };
                 block
             }
-            Codes::Slices(..) => buffer::zeroed::<i64>(n),
+            Codes::Slices(..) => {
+                let item_csr = buffer::zeroed::<i64>(n);
+                buffer::populate(&item_csr);
+                item_csr
+            }
         },
         None => {
             let mut item_csr = buffer::with_capacity::<i64>(n);
+            buffer::populate(&item_csr);
             let (pt, pi) = (Slots::of(&mut ts), Slots::of(&mut item_csr));
             let qr = ratings.as_mut().map(Slots::of);
             cursors.par_iter_mut().enumerate().for_each(|(b, cur)| {
