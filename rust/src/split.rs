@@ -510,17 +510,30 @@ pub fn threshold_split(offsets: &[i64], ts: &[i64], t_test: f64, target: Target,
         return Err(CoreError::invalid("threshold", "the test threshold is NaN"));
     }
     let n_users = offsets.len().saturating_sub(1);
-    let lens: Vec<(usize, usize)> = (0..n_users).map(|u| (offsets[u] as usize, offsets[u + 1] as usize)).collect();
+    let span = |u: usize| (offsets[u] as usize, offsets[u + 1] as usize);
     // Training prefix per user: timestamps are sorted within a user.
-    let train_len: Vec<usize> =
-        lens.par_iter().map(|&(a, b)| ts[a..b].partition_point(|&t| (t as f64) < t_test)).collect();
+    let train_len: Vec<usize> = (0..n_users)
+        .into_par_iter()
+        .map(|u| {
+            let (a, b) = span(u);
+            ts[a..b].partition_point(|&t| (t as f64) < t_test)
+        })
+        .collect();
     let mut s = Split { test_threshold: t_test, valid_threshold: f64::NAN, ..Default::default() };
-    for u in 0..n_users {
-        let (a, b) = lens[u];
-        push_targets(u, train_len[u], b - a, target, &mut s.test_users, &mut s.test_pos);
+    if target != Target::All {
+        // At most one target per user.
+        let with_target = |&u: &usize| train_len[u].max(1) < span(u).1 - span(u).0;
+        let n = (0..n_users).filter(with_target).count();
+        s.test_users.reserve_exact(n);
+        s.test_pos.reserve_exact(n);
+    }
+    for (u, &len) in train_len.iter().enumerate() {
+        let (a, b) = span(u);
+        push_targets(u, len, b - a, target, &mut s.test_users, &mut s.test_pos);
     }
     match valid {
-        Valid::None => s.train_end = train_len.iter().map(|&l| l as i64).collect(),
+        // (Collected in place: the same allocation, usize to i64.)
+        Valid::None => s.train_end = train_len.into_iter().map(|l| l as i64).collect(),
         Valid::LastItem => {
             for (u, &len) in train_len.iter().enumerate() {
                 if len >= 2 {
@@ -533,13 +546,13 @@ pub fn threshold_split(offsets: &[i64], ts: &[i64], t_test: f64, target: Target,
             }
         }
         Valid::Time(vq) => {
-            let train_ts: Vec<&[i64]> = (0..n_users).map(|u| &ts[lens[u].0..lens[u].0 + train_len[u]]).collect();
+            let train_ts: Vec<&[i64]> = (0..n_users).map(|u| &ts[span(u).0..span(u).0 + train_len[u]]).collect();
             let t_valid = quantile_sorted_parts(&train_ts, vq).ok_or_else(|| {
                 CoreError::Data("the training part is empty: nothing before the test threshold".into())
             })?;
             s.valid_threshold = t_valid;
             for u in 0..n_users {
-                let (a, _) = lens[u];
+                let (a, _) = span(u);
                 let fit = ts[a..a + train_len[u]].partition_point(|&t| (t as f64) < t_valid);
                 push_targets(u, fit, train_len[u], target, &mut s.valid_users, &mut s.valid_pos);
                 s.train_end.push(fit as i64);
