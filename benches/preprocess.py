@@ -489,7 +489,8 @@ def read_pyarrow(path: Path) -> pl.DataFrame:
 
 
 def read_nothing(path: Path) -> Path:
-    """seqdistill only: ``prepare(path)``, the Rust core reading the file itself."""
+    """seqdistill only: ``prepare(path)``, the Rust core reading the file itself (but for files whose
+    string ids are mostly stored without a dictionary, which ``prepare`` reads through polars)."""
     return path
 
 

@@ -8,12 +8,14 @@ damage) must give what the polars path gives, errors included."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
 import sys
 import warnings
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import polars as pl
@@ -42,6 +44,8 @@ import seqdistill as sd
 from seqdistill import core
 from seqdistill.data import SplitConfig
 from seqdistill.errors import DataError, SeqdistillWarning
+
+prepare_module = importlib.import_module("seqdistill.data.prepare")  # the module (`prepare` is also its function)
 
 SPLIT = SplitConfig(quantile=0.7, valid="time", valid_quantile=0.5, target="last")
 
@@ -80,13 +84,38 @@ def same_outcome_as_polars(path: Path) -> None:
         same_dataset(sd.prepare(path, k_core=1, split=SPLIT), sd.prepare(want, k_core=1, split=SPLIT))
 
 
+def mostly_plain_strings(path: Path) -> bool:
+    """Whether a string id column of the file holds at least half its rows in chunks with no
+    dictionary-encoded page (as pyarrow reads the footer)."""
+    meta = pq.ParquetFile(path).metadata
+    names = [meta.schema.column(j).name for j in range(meta.num_columns)]
+    for name in ("user_id", "item_id"):
+        if name not in names or meta.schema.column(names.index(name)).physical_type != "BYTE_ARRAY":
+            continue
+        j = names.index(name)
+        chunks = [meta.row_group(g).column(j) for g in range(meta.num_row_groups)]
+        dictionary = ("PLAIN_DICTIONARY", "RLE_DICTIONARY")
+        plain = sum(c.num_values for c in chunks if not any(e in dictionary for e in c.encodings))
+        if 2 * plain >= meta.num_rows:
+            return True
+    return False
+
+
 def check(path: Path, k: int = 2, fast: bool = True, **kw: object) -> sd.PreparedDataset:
     """prepare(path) equals prepare on the file as read_interactions (polars) reads it; ``fast``:
-    read by the core."""
-    got = sd.prepare(path, k_core=k, split=SPLIT, name="log", **kw)  # type: ignore[arg-type]
+    the core can read it — and then does, unless its string ids are mostly stored without a
+    dictionary, which ``prepare(path)`` leaves to polars (the core's reading of them is checked
+    too)."""
     want = sd.prepare(sd.read_interactions(path), k_core=k, split=SPLIT, name="log", **kw)  # type: ignore[arg-type]
+    got = sd.prepare(path, k_core=k, split=SPLIT, name="log", **kw)  # type: ignore[arg-type]
     same_dataset(got, want)
-    assert ("read+encode" in got.stats["stages"]) is fast, got.stats["stages"]
+    plain = fast and mostly_plain_strings(path)
+    assert ("read+encode" in got.stats["stages"]) is (fast and not plain), got.stats["stages"]
+    if plain:
+        with mock.patch.object(prepare_module, "_CORE_READS_PLAIN_STRINGS", True):
+            core_read = sd.prepare(path, k_core=k, split=SPLIT, name="log", **kw)  # type: ignore[arg-type]
+        same_dataset(core_read, want)
+        assert "read+encode" in core_read.stats["stages"], core_read.stats["stages"]
     return got
 
 
@@ -1062,3 +1091,24 @@ def test_a_polars_panic_leaves_one_line_on_the_clis_stderr(tmp_path: Path):
     assert run.returncode == 2 and len(lines) == 1, run.stderr[-3000:]
     assert lines[0].startswith(f"seqdistill prepare: error: {path}: cannot read as parquet:"), lines
     assert not (tmp_path / "out").exists()
+
+
+def test_plain_string_ids_go_to_polars_unless_asked(tmp_path: Path):
+    """String user ids stored without a dictionary: prepare(path) reads the file through polars
+    (the same dataset as the core's reading, which it does when asked); asked not to, the core
+    declines and names the column. Stored with one, the core reads them."""
+    df = random_log(np.random.default_rng(7), 400, 40, 30, 0).with_columns(
+        ("u" + pl.col("user_id").cast(pl.String)).alias("user_id"),
+        ("i" + pl.col("item_id").cast(pl.String)).alias("item_id"),
+    )
+    plain, dictionary = tmp_path / "plain.parquet", tmp_path / "dictionary.parquet"
+    pq.write_table(df.to_arrow(), plain, use_dictionary=["item_id"], row_group_size=100)
+    pq.write_table(df.to_arrow(), dictionary, use_dictionary=True, row_group_size=100)
+    assert mostly_plain_strings(plain) and not mostly_plain_strings(dictionary)
+    log, why, _, _ = core.prepare_parquet(plain, "user_id", "item_id", "timestamp", plain_strings=False)
+    assert log is None and why is not None and '"user_id"' in why and "without a dictionary" in why, why
+    assert core.prepare_parquet(plain, "user_id", "item_id", "timestamp")[0] is not None
+    assert core.prepare_parquet(dictionary, "user_id", "item_id", "timestamp", plain_strings=False)[0] is not None
+    got = check(plain)  # through polars, and the same through the core when asked
+    assert "read+encode" not in got.stats["stages"]
+    assert "read+encode" in check(dictionary).stats["stages"]

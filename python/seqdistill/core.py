@@ -255,6 +255,7 @@ def prepare_parquet(
     target: Target = "last",
     valid: Valid = "time",
     valid_quantile: float = 0.8,
+    plain_strings: bool = True,
 ) -> ParquetOutcome:
     """:func:`prepare_log` on the columns ``user``, ``item`` and ``timestamp`` of a parquet file
     that the core reads itself (``rust/src/parquet_log.rs``): integer columns, plain or
@@ -262,7 +263,8 @@ def prepare_parquet(
     seconds or a parquet ``Timestamp`` (ms/us/ns: each user's rows ordered by the full time,
     stored as whole seconds). Returns ``(log, None, (min, max) timestamp, counts per second)``,
     or ``(None, reason, None, 0)`` when the file holds what this reader does not take (another
-    column type, encoding or codec, damage, a null): then read it another way. Raises
+    column type, encoding or codec, damage, a null; with ``plain_strings=False``, string ids
+    stored mostly without a dictionary, which polars reads faster): then read it another way. Raises
     :class:`~seqdistill.errors.DataError` for damage polars' reader would abort the process on
     (see :func:`check_parquet`)."""
     return _core.prepare_parquet(
@@ -279,6 +281,7 @@ def prepare_parquet(
         target=target,
         valid=valid,
         valid_quantile=valid_quantile,
+        plain_strings=plain_strings,
     )
 
 

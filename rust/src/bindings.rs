@@ -496,8 +496,10 @@ fn check_parquet(py: Python<'_>, path: std::path::PathBuf, columns: Option<Vec<S
 /// caller then reads it another way (so too for a null, whose reason names the column and row).
 /// Raises `DataError` for damage polars' reader would abort the process on (a page claiming a
 /// negative number of values, a footer whose lists claim more elements than it has bytes).
+/// `plain_strings=False` leaves files whose string ids are mostly stored without a dictionary to
+/// the caller's reader too (polars reads those faster).
 #[pyfunction]
-#[pyo3(signature = (path, user, item, timestamp, *, filter="kcore", k_user=1, k_item=1, split="global_temporal", quantile=0.8, threshold=None, target="last", valid="time", valid_quantile=0.8))]
+#[pyo3(signature = (path, user, item, timestamp, *, filter="kcore", k_user=1, k_item=1, split="global_temporal", quantile=0.8, threshold=None, target="last", valid="time", valid_quantile=0.8, plain_strings=true))]
 #[allow(clippy::too_many_arguments)]
 fn prepare_parquet(
     py: Python<'_>,
@@ -514,11 +516,12 @@ fn prepare_parquet(
     target: &str,
     valid: &str,
     valid_quantile: f64,
+    plain_strings: bool,
 ) -> PyResult<ParquetOutcome> {
     let filter = Filter::parse(filter)?;
     let split = split_spec(split, quantile, threshold, target, valid, valid_quantile)?;
     let started = std::time::Instant::now();
-    let read = py.detach(|| parquet_log::read_log(&path, user, item, timestamp));
+    let read = py.detach(|| parquet_log::read_log(&path, user, item, timestamp, plain_strings));
     let log = match read {
         Ok(log) => log,
         Err(parquet_log::ReadError::Unsupported(why)) => return Ok((None, Some(why), None, 0)),
