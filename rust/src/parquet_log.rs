@@ -238,7 +238,7 @@ fn plan(columns: &[Arc<ColumnDescriptor>], name: &str, timestamp: bool) -> Res<(
 /// Reads the three columns of `path` (see the module doc). Row groups and columns are decoded in
 /// parallel; the id columns come out encoded (codes in sorted raw order, counted). With
 /// `plain_strings` false, a string id column stored mostly without a dictionary is left to the
-/// caller's reader (`Unsupported`; see [`plain_rows`]: polars reads such files faster).
+/// caller's reader (`Unsupported`; see `plain_rows`: polars reads such files faster).
 pub fn read_log(path: &Path, user: &str, item: &str, timestamp: &str, plain_strings: bool) -> Res<ParquetLog> {
     // The parquet crate panics on some damaged files (a missing header field); that is damage
     // the caller's own reader describes, not a crash, and nothing is printed for it.
