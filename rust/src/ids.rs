@@ -399,6 +399,12 @@ pub(crate) fn n_blocks(rows: usize, codes: usize) -> usize {
     threads.min(by_memory.max(1)).min(rows.div_ceil(1 << 16).max(1))
 }
 
+/// The smallest shift such that `codes` consecutive codes, cut into ranges of `2^shift`, make at
+/// most `parts` ranges (code `c` is in range `c >> shift`).
+pub(crate) fn range_shift(codes: usize, parts: usize) -> u32 {
+    usize::BITS - (codes.div_ceil(parts.max(1)).max(1) - 1).leading_zeros()
+}
+
 /// Maps every value to its code and counts the codes, in parallel over row blocks.
 ///
 /// With millions of distinct values the lookup table and the counts are tens of MiB, and each row

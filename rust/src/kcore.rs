@@ -86,6 +86,17 @@ pub struct NodeCore {
     pub user_rows: Option<Vec<u32>>,
 }
 
+impl NodeCore {
+    /// Whether each row (its user and item codes) survives: both its user and its item do.
+    pub fn keep_rows(&self, users: &[u32], items: &[u32]) -> Vec<bool> {
+        users
+            .par_iter()
+            .zip(items.par_iter())
+            .map(|(&u, &i)| self.keep_users[u as usize] && self.keep_items[i as usize])
+            .collect()
+    }
+}
+
 /// The k-core over codes whose row counts are already known (`ucount[u]` rows of user `u`).
 /// Codes must be in range (the caller built them).
 pub fn kcore_nodes(
@@ -295,10 +306,9 @@ fn scan_round(
     copy: bool,
 ) -> (Scan, Option<Rows>) {
     type Out<'a> = Option<(&'a mut [MaybeUninit<u32>], &'a mut [MaybeUninit<u32>])>;
-    let threads = rayon::current_num_threads().max(1);
+    let threads = rayon::current_num_threads();
     // Node ranges of 2^shift codes, at most one per thread.
-    let range_shift = |n: usize| usize::BITS - (n.div_ceil(threads).max(1) - 1).leading_zeros();
-    let (su, si) = (range_shift(ucount.len()), range_shift(icount.len()));
+    let (su, si) = (crate::ids::range_shift(ucount.len(), threads), crate::ids::range_shift(icount.len(), threads));
     let (ru, ri) = ((ucount.len() >> su) + 1, (icount.len() >> si) + 1);
     // One block's rows: the rows it drops, the endpoints that lose a row (by range), and how many
     // rows it copied to the front of `out`.
@@ -510,11 +520,7 @@ pub fn kcore(users: &[u32], items: &[u32], n_users: usize, n_items: usize, k_use
     let ucount = crate::ids::count_codes(users, n_users);
     let icount = crate::ids::count_codes(items, n_items);
     let nodes = kcore_nodes(users, items, ucount, icount, k_user, k_item);
-    let keep = users
-        .par_iter()
-        .zip(items.par_iter())
-        .map(|(&u, &i)| nodes.keep_users[u as usize] && nodes.keep_items[i as usize])
-        .collect();
+    let keep = nodes.keep_rows(users, items);
     Ok(KCore {
         keep,
         keep_users: nodes.keep_users,
@@ -762,11 +768,7 @@ mod tests {
                     let (uc, ic) = (crate::ids::count_codes(&users, nu), crate::ids::count_codes(&items, ni));
                     kcore_nodes(&users, &items, uc, ic, ku, ki)
                 });
-                let keep: Vec<bool> = users
-                    .iter()
-                    .zip(&items)
-                    .map(|(&u, &i)| got.keep_users[u as usize] && got.keep_items[i as usize])
-                    .collect();
+                let keep = got.keep_rows(&users, &items);
                 assert_eq!(keep, want, "threads {threads}");
                 assert_eq!(got.removed, removed, "threads {threads}");
                 most_rounds = most_rounds.max(removed.len());
@@ -796,11 +798,7 @@ mod tests {
                 let uc = crate::ids::count_codes(&users, nu);
                 let ic = crate::ids::count_codes(&items, ni);
                 let got = kcore_nodes_with(&users, &items, uc, ic, ku, ki, scans);
-                let keep: Vec<bool> = users
-                    .iter()
-                    .zip(&items)
-                    .map(|(&u, &i)| got.keep_users[u as usize] && got.keep_items[i as usize])
-                    .collect();
+                let keep = got.keep_rows(&users, &items);
                 assert_eq!(keep, want, "scan rounds {scans}");
                 assert_eq!(got.rounds, rounds, "scan rounds {scans}");
                 assert_eq!(got.removed, removed, "scan rounds {scans}");
@@ -868,11 +866,7 @@ mod tests {
                 let uc = crate::ids::count_codes(&users, nu as usize);
                 let ic = crate::ids::count_codes(&items, ni as usize);
                 let got = kcore_nodes_with(&users, &items, uc, ic, ku, ki, scans);
-                let keep: Vec<bool> = users
-                    .iter()
-                    .zip(&items)
-                    .map(|(&u, &i)| got.keep_users[u as usize] && got.keep_items[i as usize])
-                    .collect();
+                let keep = got.keep_rows(&users, &items);
                 assert_eq!(keep, want, "scan rounds {scans}");
                 assert_eq!(got.removed, removed, "scan rounds {scans}");
             }

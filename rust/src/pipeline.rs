@@ -518,7 +518,7 @@ fn group(
     let n = offsets[n_users] as usize;
     // Buckets of 2^shift consecutive users.
     let want = (n / BUCKET_ROWS).clamp(1, MAX_BUCKETS);
-    let shift = usize::BITS - (n_users.div_ceil(want).max(1) - 1).leading_zeros();
+    let shift = ids::range_shift(n_users, want);
     let n_buckets = ((n_users - 1) >> shift) + 1;
     let first_user = |k: usize| (k << shift).min(n_users);
     // Each block's first slot in each bucket (for the second of two blocks counting from both

@@ -448,19 +448,23 @@ pub struct Split {
     pub valid_threshold: f64,
 }
 
-/// Targets of one user with log positions `[start, end)` past a threshold; an input must be
-/// non-empty, so position 0 is never a target.
-fn push_targets(user: usize, start: usize, end: usize, target: Target, users: &mut Vec<i64>, pos: &mut Vec<i64>) {
+/// Target positions of one user with log positions `[start, end)` past a threshold (empty when
+/// there are none); an input must be non-empty, so position 0 is never a target.
+fn targets(start: usize, end: usize, target: Target) -> std::ops::Range<usize> {
     let start = start.max(1);
     if start >= end {
-        return;
+        return 0..0;
     }
-    let range = match target {
+    match target {
         Target::Last => end - 1..end,
         Target::First => start..start + 1,
         Target::All => start..end,
-    };
-    for p in range {
+    }
+}
+
+/// Appends one user's [`targets`].
+fn push_targets(user: usize, start: usize, end: usize, target: Target, users: &mut Vec<i64>, pos: &mut Vec<i64>) {
+    for p in targets(start, end, target) {
         users.push(user as i64);
         pos.push(p as i64);
     }
@@ -520,13 +524,9 @@ pub fn threshold_split(offsets: &[i64], ts: &[i64], t_test: f64, target: Target,
         })
         .collect();
     let mut s = Split { test_threshold: t_test, valid_threshold: f64::NAN, ..Default::default() };
-    if target != Target::All {
-        // At most one target per user.
-        let with_target = |&u: &usize| train_len[u].max(1) < span(u).1 - span(u).0;
-        let n = (0..n_users).filter(with_target).count();
-        s.test_users.reserve_exact(n);
-        s.test_pos.reserve_exact(n);
-    }
+    let n: usize = (0..n_users).map(|u| targets(train_len[u], span(u).1 - span(u).0, target).len()).sum();
+    s.test_users.reserve_exact(n);
+    s.test_pos.reserve_exact(n);
     for (u, &len) in train_len.iter().enumerate() {
         let (a, b) = span(u);
         push_targets(u, len, b - a, target, &mut s.test_users, &mut s.test_pos);
