@@ -1654,7 +1654,7 @@ where
         .into_par_iter()
         .map(|(g, rows)| {
             let (g0, g1) = (g[0], g[1]);
-            let mut c = buffer::zeroed::<u32>(n_codes);
+            let mut c = ids::ByteCounts::new(n_codes);
             let mut at = 0;
             for g in g0..g1 {
                 let k = starts[g + 1] - starts[g];
@@ -1663,17 +1663,17 @@ where
                     GroupCodes::Table(t) => group.iter_mut().for_each(|x| {
                         let code = t[*x as usize];
                         *x = code;
-                        c[code as usize] += 1;
+                        c.add(code as usize);
                     }),
                     GroupCodes::Values(v, lookup) => group.iter_mut().for_each(|x| {
                         let code = lookup.code(v[*x as usize]);
                         *x = code;
-                        c[code as usize] += 1;
+                        c.add(code as usize);
                     }),
                 }
                 at += k;
             }
-            c
+            c.finish()
         })
         .reduce(|| vec![0u32; n_codes], ids::add_counts)
 }
