@@ -2018,6 +2018,41 @@ mod tests {
     }
 
     #[test]
+    fn remapped_dictionary_codes_are_counted_whole() {
+        // Row groups' dictionary indices mapped to codes through a table or through the entries'
+        // values, in parallel blocks of row groups, with codes repeated past each byte wrap of the
+        // counts (ids::ByteCounts): the codes and counts against a plain count.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(77);
+        let entries: Vec<Vec<i64>> = vec![vec![40, 10, 30], vec![20, 10], vec![30, 50, 40, 20], vec![10]];
+        let (lookup, uniques) = ids::int_code_table(&Column::new(entries.iter().map(|e| e.as_slice()).collect()));
+        assert_eq!(uniques, vec![10, 20, 30, 40, 50]);
+        let tables: Vec<Vec<u32>> = entries.iter().map(|e| e.iter().map(|&v| lookup.code(v)).collect()).collect();
+        let sizes = [70_001usize, 513, 66_000, 257];
+        let mut starts = vec![0usize];
+        let mut idx = Vec::new();
+        for (g, &k) in sizes.iter().enumerate() {
+            idx.extend((0..k).map(|_| rng.gen_range(0..entries[g].len()) as u32));
+            starts.push(idx.len());
+        }
+        let want_codes: Vec<u32> = (0..sizes.len())
+            .flat_map(|g| idx[starts[g]..starts[g + 1]].iter().map(|&x| tables[g][x as usize]).collect::<Vec<_>>())
+            .collect();
+        let mut want = vec![0u32; uniques.len()];
+        want_codes.iter().for_each(|&c| want[c as usize] += 1);
+        for by_value in [false, true] {
+            let mut got = idx.clone();
+            let counts = remap(
+                &mut got,
+                |g| if by_value { GroupCodes::Values(&entries[g], &lookup) } else { GroupCodes::Table(&tables[g]) },
+                uniques.len(),
+                &starts,
+            );
+            assert_eq!(got, want_codes, "by value: {by_value}");
+            assert_eq!(counts, want, "by value: {by_value}");
+        }
+    }
+
+    #[test]
     fn a_missing_file_is_not_read() {
         let got = read_log(Path::new("/nonexistent/log.parquet"), "u", "i", "t", true);
         assert!(matches!(got, Err(ReadError::Unsupported(why)) if why.starts_with("open")));
