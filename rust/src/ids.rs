@@ -385,6 +385,11 @@ pub(crate) fn encode_offsets_into(
 ///
 /// A block counts in [`ByteCounts`] (one byte per offset while small): the offsets of ids sparse
 /// in their range span many more counts than there are ids.
+///
+/// The same block loop as [`map_count_into`], kept apart on purpose: for offsets a plain loop,
+/// its range check reported after each piece, beats `map_count_into`'s look-ahead loop in fresh
+/// processes (20M rows, both columns, alternating builds: encode 0.136–0.143 s against 0.166–0.183
+/// s; warm calls alike).
 fn offset_count_into(
     values: &Column<'_, i64>,
     out: &mut [MaybeUninit<u32>],
