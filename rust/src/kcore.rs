@@ -14,6 +14,16 @@
 //! after [`SCAN_ROUNDS`] rounds, to wave peeling over per-node row lists ([`kcore`]'s algorithm),
 //! which touches each row a constant number of times whatever the number of rounds.
 //!
+//! Large logs that settle in a few rounds drop few rows after the first, yet each late round would
+//! scan every row to find them (100M rows, 5M users: rounds 2-4 dropped 28k, 1k and 16 rows and
+//! took 0.33 s each). So nodes start *fragile* when their count is below twice their threshold,
+//! and the first scan that copies nothing also lists the rows it keeps that have a fragile
+//! endpoint (if the fragile nodes hold at most a quarter of the rows). A later round in which
+//! every dying node is fragile scans that list instead of every row: a row dies only with a
+//! dying endpoint, and such a row, alive before the round, is on the list. A round in which some
+//! node that started with `2k` rows or more dies scans all the rows, as before (the list stays a
+//! superset of the live rows with a fragile endpoint, so later rounds may use it again).
+//!
 //! Both regimes report what each round removed ([`Removed`]): the users and items that left the
 //! log in it (their last row went in that round: the nodes below their threshold, and the nodes
 //! whose every remaining row went with such a node) and its rows (a row goes in the round of the
@@ -34,6 +44,16 @@ use crate::error::{CoreError, Result};
 /// Rounds run as scans before switching to wave peeling (scans are cheap once the survivors are
 /// compacted; waves need two per-node row indexes built first).
 pub const SCAN_ROUNDS: u32 = 32;
+
+/// Which nodes are fragile (see the module doc): a count below `factor` times the threshold; and
+/// the list of their rows is kept only while those nodes hold at most `1 / share` of the rows.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fragile {
+    factor: u64,
+    share: usize,
+}
+
+const FRAGILE_NODES: Fragile = Fragile { factor: 2, share: 4 };
 
 /// What one round of a filter removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -107,20 +127,27 @@ pub fn kcore_nodes(
     k_user: u32,
     k_item: u32,
 ) -> NodeCore {
-    kcore_nodes_with(users, items, ucount, icount, k_user, k_item, SCAN_ROUNDS)
+    kcore_nodes_with(users, items, ucount, icount, k_user, k_item, SCAN_ROUNDS, FRAGILE_NODES)
 }
 
 fn atomics(v: Vec<u32>) -> Vec<AtomicU32> {
     v.into_iter().map(AtomicU32::new).collect()
 }
 
-/// Death round of a node; `ALIVE` while it lives (rounds never reach it: at most
+/// Death round of a node; `ALIVE` or `FRAGILE` while it lives (rounds never reach either: at most
 /// [`SCAN_ROUNDS`] run as scans). One byte per node keeps the scans' lookups in cache.
 type Death = u8;
 const ALIVE: Death = Death::MAX;
+/// A live node that started with fewer than `Fragile::factor` times its threshold rows.
+const FRAGILE: Death = Death::MAX - 1;
+
+#[inline(always)]
+fn alive(d: Death) -> bool {
+    d >= FRAGILE
+}
 
 /// Marks the `candidates` still alive with `0 < count < k` as dying in `round`; returns how many,
-/// and how many rows they still hold.
+/// how many rows they still hold, and how many of them were not fragile.
 /// (`k` is wide so that the compat filter's `count <= t` is `count < t + 1` for every `u32` t.)
 fn mark_dying(
     death: &mut [Death],
@@ -128,18 +155,52 @@ fn mark_dying(
     k: u64,
     round: Death,
     candidates: impl Iterator<Item = u32>,
-) -> (usize, usize) {
-    let (mut marked, mut rows) = (0, 0);
+) -> (usize, usize, usize) {
+    let (mut marked, mut rows, mut sturdy) = (0, 0, 0);
     for x in candidates {
         let c = count[x as usize].load(Ordering::Relaxed);
         let d = &mut death[x as usize];
-        if *d == ALIVE && c > 0 && (c as u64) < k {
+        if alive(*d) && c > 0 && (c as u64) < k {
+            sturdy += (*d == ALIVE) as usize;
             *d = round;
             marked += 1;
             rows += c as usize;
         }
     }
-    (marked, rows)
+    (marked, rows, sturdy)
+}
+
+/// Marks the nodes with `k <= count < below` fragile, if all such nodes (of both kinds) hold at
+/// most `most` rows; returns whether it marked them.
+fn mark_fragile(
+    (du, ucount, below_u): (&mut [Death], &[AtomicU32], u64),
+    (di, icount, below_i): (&mut [Death], &[AtomicU32], u64),
+    (k_user, k_item): (u32, u32),
+    most: usize,
+) -> bool {
+    let held = |count: &[AtomicU32], k: u64, below: u64| -> usize {
+        count
+            .par_iter()
+            .with_min_len(1 << 14)
+            .map(|c| c.load(Ordering::Relaxed) as u64)
+            .filter(|&c| c >= k && c < below)
+            .sum::<u64>() as usize
+    };
+    let rows = held(ucount, k_user as u64, below_u) + held(icount, k_item as u64, below_i);
+    if rows > most {
+        return false;
+    }
+    let mark = |death: &mut [Death], count: &[AtomicU32], k: u64, below: u64| {
+        death.par_iter_mut().with_min_len(1 << 14).zip(count).for_each(|(d, c)| {
+            let c = c.load(Ordering::Relaxed) as u64;
+            if c >= k && c < below {
+                *d = FRAGILE;
+            }
+        });
+    };
+    mark(du, ucount, k_user as u64, below_u);
+    mark(di, icount, k_item as u64, below_i);
+    true
 }
 
 /// The compat filter (see the module doc): one round in which every node whose count on the
@@ -155,12 +216,12 @@ pub fn single_pass_nodes(
     let (ucount, icount) = (atomics(ucount), atomics(icount));
     let mut du = buffer::filled(ALIVE, ucount.len());
     let mut di = buffer::filled(ALIVE, icount.len());
-    let (n_users, _) = mark_dying(&mut du, &ucount, above_user as u64 + 1, 1, 0..ucount.len() as u32);
-    let (n_items, _) = mark_dying(&mut di, &icount, above_item as u64 + 1, 1, 0..icount.len() as u32);
+    let (n_users, ..) = mark_dying(&mut du, &ucount, above_user as u64 + 1, 1, 0..ucount.len() as u32);
+    let (n_items, ..) = mark_dying(&mut di, &icount, above_item as u64 + 1, 1, 0..icount.len() as u32);
     let mut removed = Vec::new();
     if n_users + n_items > 0 {
         // No threshold crossings are needed (there is no next round): k = 0 is never crossed.
-        let (scan, _) = scan_round(users, items, &du, &di, &ucount, &icount, (0, 0), 1, false);
+        let (scan, _) = scan_round(users, items, &du, &di, &ucount, &icount, (0, 0), 1, Keep::Nothing);
         removed.push(Removed {
             users: n_users + scan.users_emptied,
             items: n_items + scan.items_emptied,
@@ -172,16 +233,15 @@ pub fn single_pass_nodes(
 
 /// The survivors (alive, with rows left) and the totals of `removed`.
 fn finish(du: &[Death], di: &[Death], ucount: &[AtomicU32], icount: &[AtomicU32], removed: Vec<Removed>) -> NodeCore {
-    let alive = |death: &[Death], count: &[AtomicU32]| -> Vec<bool> {
-        death.iter().zip(count).map(|(&d, c)| d == ALIVE && c.load(Ordering::Relaxed) > 0).collect()
+    let survive = |death: &[Death], count: &[AtomicU32]| -> Vec<bool> {
+        death.iter().zip(count).map(|(&d, c)| alive(d) && c.load(Ordering::Relaxed) > 0).collect()
     };
     // A node's count loses every dropped row while the node lives (see `scan_round`), so a
     // survivor's count is its surviving rows.
-    let user_rows =
-        du.iter().zip(ucount).map(|(&d, c)| if d == ALIVE { c.load(Ordering::Relaxed) } else { 0 }).collect();
+    let user_rows = du.iter().zip(ucount).map(|(&d, c)| if alive(d) { c.load(Ordering::Relaxed) } else { 0 }).collect();
     NodeCore {
-        keep_users: alive(du, ucount),
-        keep_items: alive(di, icount),
+        keep_users: survive(du, ucount),
+        keep_items: survive(di, icount),
         rounds: removed.len() as u32,
         rows_dropped: removed.iter().map(|r| r.rows).sum(),
         removed,
@@ -189,6 +249,7 @@ fn finish(du: &[Death], di: &[Death], ucount: &[AtomicU32], icount: &[AtomicU32]
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn kcore_nodes_with(
     users: &[u32],
     items: &[u32],
@@ -197,25 +258,35 @@ pub(crate) fn kcore_nodes_with(
     k_user: u32,
     k_item: u32,
     scan_rounds: u32,
+    fragile: Fragile,
 ) -> NodeCore {
-    let scan_rounds = scan_rounds.min(ALIVE as u32 - 1);
+    let scan_rounds = scan_rounds.min(FRAGILE as u32 - 1);
     let (ucount, icount) = (atomics(ucount), atomics(icount));
     let mut du = buffer::filled(ALIVE, ucount.len());
     let mut di = buffer::filled(ALIVE, icount.len());
     let mut removed: Vec<Removed> = Vec::new();
     // The rows scanned: all of them, or a compacted copy of the ones still alive.
     let mut kept: Option<Rows> = None;
+    // The live rows with a fragile endpoint, once a scan has listed them (see the module doc);
+    // `listing` while a scan is still to list them.
+    let mut listed: Option<Rows> = None;
+    let (ku, ki) = (k_user as u64, k_item as u64);
+    let mut listing = mark_fragile(
+        (&mut du, &ucount, ku.saturating_mul(fragile.factor)),
+        (&mut di, &icount, ki.saturating_mul(fragile.factor)),
+        (k_user, k_item),
+        users.len() / fragile.share.max(1),
+    );
     // Nodes whose count fell below k in the last round (every node before the first).
     let mut below: Option<(Vec<u32>, Vec<u32>)> = None;
     loop {
-        let (us, is) = kept.as_ref().map_or((users, items), |(u, i)| (u.as_slice(), i.as_slice()));
+        let all = kept.as_ref().map_or((users, items), |(u, i)| (u.as_slice(), i.as_slice()));
         let rounds = removed.len() as u32;
         if rounds >= scan_rounds {
-            return peel_rest(us, is, &du, &di, removed, k_user, k_item);
+            return peel_rest(all.0, all.1, &du, &di, removed, k_user, k_item);
         }
         let round = (rounds + 1) as Death;
-        let (ku, ki) = (k_user as u64, k_item as u64);
-        let ((dying_users, rows_u), (dying_items, rows_i)) = match &below {
+        let ((dying_users, rows_u, sturdy_u), (dying_items, rows_i, sturdy_i)) = match &below {
             None => (
                 mark_dying(&mut du, &ucount, ku, round, 0..ucount.len() as u32),
                 mark_dying(&mut di, &icount, ki, round, 0..icount.len() as u32),
@@ -228,13 +299,29 @@ pub(crate) fn kcore_nodes_with(
         if dying_users + dying_items == 0 {
             break;
         }
+        // Only fragile nodes die: their rows are all on the list.
+        let on_list = listed.is_some() && sturdy_u + sturdy_i == 0;
+        let list = if on_list { listed.take() } else { None };
+        #[cfg(test)]
+        tests::ROUNDS_SEEN.with(|c| {
+            let mut c = c.borrow_mut();
+            c.0 += on_list as usize;
+            c.1 += (listed.is_some() && !on_list) as usize;
+        });
+        let (us, is) = list.as_ref().map_or(all, |(u, i)| (u.as_slice(), i.as_slice()));
         // Logs that peel for many rounds (short histories, long tails) drop most of their rows
         // early: once a round drops an eighth of what is scanned, later rounds scan a copy of
         // the survivors instead. The dying users' rows (or items') all go this round, so when
         // they alone make an eighth, the round's scan writes that copy as it goes.
         let eighth = us.len() / 8;
-        let copy = rows_u.max(rows_i) >= eighth;
-        let (scan, copied) = scan_round(us, is, &du, &di, &ucount, &icount, (k_user, k_item), round, copy);
+        let keep = if rows_u.max(rows_i) >= eighth {
+            Keep::Alive
+        } else if listing && !on_list {
+            Keep::Fragile
+        } else {
+            Keep::Nothing
+        };
+        let (scan, copied) = scan_round(us, is, &du, &di, &ucount, &icount, (k_user, k_item), round, keep);
         removed.push(Removed {
             users: dying_users + scan.users_emptied,
             items: dying_items + scan.items_emptied,
@@ -242,10 +329,20 @@ pub(crate) fn kcore_nodes_with(
         });
         let dropped = scan.dropped;
         below = Some((scan.users_below, scan.items_below));
-        if copied.is_some() {
-            kept = copied;
-        } else if dropped >= eighth {
-            kept = Some(survivors(us, is, &du, &di));
+        let mut copied = copied;
+        if keep == Keep::Fragile {
+            (listed, listing) = (copied.take(), false);
+        }
+        let compacted = match copied {
+            Some(rows) => Some(rows),
+            None if dropped >= eighth => Some(survivors(us, is, &du, &di)),
+            None => None,
+        };
+        match compacted {
+            Some(rows) if on_list => listed = Some(rows),
+            Some(rows) => kept = Some(rows),
+            None if on_list => listed = list,
+            None => {}
         }
     }
     finish(&du, &di, &ucount, &icount, removed)
@@ -269,6 +366,15 @@ impl Scan {
 /// Rows as their user and item code arrays.
 type Rows = (Vec<u32>, Vec<u32>);
 
+/// Which rows a scan copies, in row order: none, those that outlive the round (both endpoints
+/// alive), or those of them with a fragile endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    Nothing,
+    Alive,
+    Fragile,
+}
+
 /// Rows per task of the scans.
 const SCAN_CHUNK: usize = 1 << 16;
 
@@ -284,8 +390,8 @@ struct Block {
 /// One round over the rows: a row dies in `round` when the earlier of its user's and item's death
 /// rounds is `round`; it then leaves the counts of its endpoints that are still alive. Returns the
 /// rows dropped, the nodes whose count fell below k (the only candidates for the next round) and
-/// how many nodes lost their last row without dying themselves; with `copy`, also the rows that
-/// outlive the round (both endpoints alive), in row order, as [`survivors`] would give them.
+/// how many nodes lost their last row without dying themselves; and the rows `keep` asks for (for
+/// [`Keep::Alive`], as [`survivors`] would give them).
 ///
 /// In two steps: the scan over row blocks lists the endpoints that lose a row, split by ranges
 /// of node codes, one range per thread; then each thread takes its range's counts down from those
@@ -303,7 +409,7 @@ fn scan_round(
     icount: &[AtomicU32],
     k: (u32, u32),
     round: Death,
-    copy: bool,
+    keep: Keep,
 ) -> (Scan, Option<Rows>) {
     type Out<'a> = Option<(&'a mut [MaybeUninit<u32>], &'a mut [MaybeUninit<u32>])>;
     let threads = rayon::current_num_threads();
@@ -327,8 +433,10 @@ fn scan_round(
                     lose_i[i as usize >> si].push(i);
                 }
             } else if let Some((ou, oi)) = out.as_mut() {
-                // Not dying now: alive (both ALIVE) unless it died in an earlier round.
-                if a.min(b) > round {
+                // Not dying now: alive (both ALIVE or FRAGILE) unless it died in an earlier
+                // round; with a fragile endpoint when the lower of the two is FRAGILE.
+                let m = a.min(b);
+                if m > round && (keep == Keep::Alive || m == FRAGILE) {
                     ou[copied].write(u);
                     oi[copied].write(i);
                     copied += 1;
@@ -386,7 +494,7 @@ fn scan_round(
         scan
     };
     let rows = us.par_chunks(SCAN_CHUNK).zip(is.par_chunks(SCAN_CHUNK));
-    if !copy {
+    if keep == Keep::Nothing {
         let parts: Vec<_> = rows.map(|(us, is)| task(us, is, None)).collect();
         return (settle(&parts), None);
     }
@@ -421,7 +529,7 @@ fn scan_round(
 /// count per block, then copy into place).
 fn survivors(us: &[u32], is: &[u32], du: &[Death], di: &[Death]) -> (Vec<u32>, Vec<u32>) {
     const BLOCK: usize = 1 << 16;
-    let alive = |u: u32, i: u32| du[u as usize] == ALIVE && di[i as usize] == ALIVE;
+    let alive = |u: u32, i: u32| alive(du[u as usize]) && alive(di[i as usize]);
     let counts: Vec<usize> = us
         .par_chunks(BLOCK)
         .zip(is.par_chunks(BLOCK))
@@ -797,7 +905,7 @@ mod tests {
             for scans in 0..4 {
                 let uc = crate::ids::count_codes(&users, nu);
                 let ic = crate::ids::count_codes(&items, ni);
-                let got = kcore_nodes_with(&users, &items, uc, ic, ku, ki, scans);
+                let got = kcore_nodes_with(&users, &items, uc, ic, ku, ki, scans, FRAGILE_NODES);
                 let keep = got.keep_rows(&users, &items);
                 assert_eq!(keep, want, "scan rounds {scans}");
                 assert_eq!(got.rounds, rounds, "scan rounds {scans}");
@@ -865,12 +973,90 @@ mod tests {
             for scans in [0, 1, 5, SCAN_ROUNDS] {
                 let uc = crate::ids::count_codes(&users, nu as usize);
                 let ic = crate::ids::count_codes(&items, ni as usize);
-                let got = kcore_nodes_with(&users, &items, uc, ic, ku, ki, scans);
+                let got = kcore_nodes_with(&users, &items, uc, ic, ku, ki, scans, FRAGILE_NODES);
                 let keep = got.keep_rows(&users, &items);
                 assert_eq!(keep, want, "scan rounds {scans}");
                 assert_eq!(got.removed, removed, "scan rounds {scans}");
             }
         }
+    }
+
+    thread_local! {
+        /// Rounds of `kcore_nodes_with` on this thread that scanned the fragile nodes' list, and
+        /// rounds that scanned every row while a list existed (a node not fragile died).
+        pub(super) static ROUNDS_SEEN: std::cell::RefCell<(usize, usize)> = const { std::cell::RefCell::new((0, 0)) };
+    }
+
+    #[test]
+    fn fragile_lists_match_reference() {
+        // Every fragility (none, some, all nodes) with the list always kept, on logs that peel
+        // for many rounds: skewed logs of several scan blocks, and chains off a dense block. The
+        // rows, rounds, what each removed and the rows per user are the reference's, and both the
+        // list's rounds and the fallback to every row are taken.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(29);
+        let mut logs: Vec<(Vec<u32>, Vec<u32>, usize, usize)> = Vec::new();
+        for _ in 0..4 {
+            let n = rng.gen_range(SCAN_CHUNK..3 * SCAN_CHUNK);
+            let (nu, ni) = (rng.gen_range(1_000..30_000usize), rng.gen_range(100..10_000usize));
+            let skew = |rng: &mut rand::rngs::StdRng, m: usize| {
+                let x: f64 = rng.gen_range(0.0..1.0);
+                ((x * x * x) * m as f64) as u32
+            };
+            let users = (0..n).map(|_| skew(&mut rng, nu)).collect();
+            let items = (0..n).map(|_| skew(&mut rng, ni)).collect();
+            logs.push((users, items, nu, ni));
+        }
+        for _ in 0..60 {
+            let (mut users, mut items) = (Vec::new(), Vec::new());
+            let block = rng.gen_range(3..12u32);
+            for u in 0..block {
+                for i in 0..block {
+                    users.push(u);
+                    items.push(i);
+                }
+            }
+            let (mut nu, mut ni) = (block, block);
+            for _ in 0..rng.gen_range(1..6) {
+                let (mut u, mut i) = (rng.gen_range(0..nu), rng.gen_range(0..ni));
+                for _ in 0..rng.gen_range(1..60u32) {
+                    users.push(u);
+                    items.push(i);
+                    if rng.gen_bool(0.5) {
+                        u = nu;
+                        nu += 1;
+                    } else {
+                        i = ni;
+                        ni += 1;
+                    }
+                }
+            }
+            logs.push((users, items, nu as usize, ni as usize));
+        }
+        ROUNDS_SEEN.with(|c| *c.borrow_mut() = (0, 0));
+        for (users, items, nu, ni) in &logs {
+            let (nu, ni) = (*nu, *ni);
+            let (ku, ki) = (rng.gen_range(1..5), rng.gen_range(1..5));
+            let (want, removed) = reference_rounds(users, items, nu, ni, ku, ki, usize::MAX);
+            let mut per_user = vec![0u32; nu];
+            for (&u, &k) in users.iter().zip(&want) {
+                per_user[u as usize] += k as u32;
+            }
+            for factor in [1, 2, 3, 1 << 20] {
+                for scans in [3, SCAN_ROUNDS] {
+                    let uc = crate::ids::count_codes(users, nu);
+                    let ic = crate::ids::count_codes(items, ni);
+                    let got = kcore_nodes_with(users, items, uc, ic, ku, ki, scans, Fragile { factor, share: 1 });
+                    let keep = got.keep_rows(users, items);
+                    assert_eq!(keep, want, "factor {factor}, scan rounds {scans}");
+                    assert_eq!(got.removed, removed, "factor {factor}, scan rounds {scans}");
+                    if let Some(rows) = got.user_rows.as_deref() {
+                        assert_eq!(rows, per_user.as_slice(), "factor {factor}");
+                    }
+                }
+            }
+        }
+        let (on_list, fallback) = ROUNDS_SEEN.with(|c| *c.borrow());
+        assert!(on_list >= 20 && fallback >= 5, "list rounds {on_list}, fallbacks {fallback}");
     }
 
     #[test]
