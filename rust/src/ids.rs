@@ -531,7 +531,8 @@ where
             }
             c.finish()
         })
-        .reduce(|| vec![0u32; n_codes], add_counts)
+        .reduce_with(add_counts)
+        .unwrap_or_else(|| vec![0u32; n_codes])
     // (The blocks above cover 0..n and write every element: a column's ranges hold exactly the
     // rows asked for.)
 }
@@ -574,6 +575,10 @@ impl ByteCounts {
     }
 }
 
+/// Adds `b`'s counts into `a`. The per-block counts are combined with `reduce_with`: rayon's
+/// `reduce` starts every leaf from its identity, a zeroed table of every code that the first
+/// block's counts were then added into — page faults over `4 × codes` bytes per leaf for nothing
+/// (at the M2 shape, 616k users and 263k items: ~7 MB a call).
 pub(crate) fn add_counts(mut a: Vec<u32>, b: Vec<u32>) -> Vec<u32> {
     for (x, y) in a.iter_mut().zip(b) {
         *x += y;
@@ -594,7 +599,8 @@ pub fn count_codes(codes: &[u32], n_codes: usize) -> Vec<u32> {
             }
             c
         })
-        .reduce(|| vec![0u32; n_codes], add_counts)
+        .reduce_with(add_counts)
+        .unwrap_or_else(|| vec![0u32; n_codes])
 }
 
 /// Encodes integer ids. Returns `(codes, uniques)` with `uniques[codes[i]] == values[i]` and

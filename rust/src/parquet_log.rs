@@ -1675,7 +1675,8 @@ where
             }
             c.finish()
         })
-        .reduce(|| vec![0u32; n_codes], ids::add_counts)
+        .reduce_with(ids::add_counts)
+        .unwrap_or_else(|| vec![0u32; n_codes])
 }
 
 #[cfg(test)]
