@@ -46,7 +46,8 @@ use crate::error::{CoreError, Result};
 pub const SCAN_ROUNDS: u32 = 32;
 
 /// Which nodes are fragile (see the module doc): a count below `factor` times the threshold; and
-/// the list of their rows is kept only while those nodes hold at most `1 / share` of the rows.
+/// the list of their rows is kept only while those nodes hold at most `1 / share` of the rows
+/// (each row counted once per fragile endpoint; `share` 0: always).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Fragile {
     factor: u64,
@@ -177,12 +178,12 @@ fn fragile_rows(count: &[u32], k: u64, below: u64) -> usize {
 
 /// The first round's [`mark_dying`] over every node (all alive, none fragile yet), which also
 /// marks the nodes with `k <= count < below` fragile.
-fn mark_first(death: &mut [Death], count: &[AtomicU32], k: u64, below: u64) -> (usize, usize, usize) {
+fn mark_first(death: &mut [Death], count: &[AtomicU32], k: u64, below: u64, round: Death) -> (usize, usize, usize) {
     let (mut marked, mut rows) = (0, 0);
     for (d, c) in death.iter_mut().zip(count) {
         let c = c.load(Ordering::Relaxed) as u64;
         if c > 0 && c < k {
-            *d = 1;
+            *d = round;
             marked += 1;
             rows += c as usize;
         } else if c >= k && c < below {
@@ -253,8 +254,8 @@ pub(crate) fn kcore_nodes_with(
     let (ku, ki) = (k_user as u64, k_item as u64);
     let (below_u, below_i) = (ku.saturating_mul(fragile.factor), ki.saturating_mul(fragile.factor));
     // Whether the fragile nodes hold few enough rows to list them (see the module doc).
-    let mut listing =
-        fragile_rows(&ucount, ku, below_u) + fragile_rows(&icount, ki, below_i) <= users.len() / fragile.share.max(1);
+    let mut listing = fragile_rows(&ucount, ku, below_u) + fragile_rows(&icount, ki, below_i)
+        <= users.len().checked_div(fragile.share).unwrap_or(usize::MAX);
     let (ucount, icount) = (atomics(ucount), atomics(icount));
     let mut du = buffer::filled(ALIVE, ucount.len());
     let mut di = buffer::filled(ALIVE, icount.len());
@@ -274,7 +275,9 @@ pub(crate) fn kcore_nodes_with(
         }
         let round = (rounds + 1) as Death;
         let ((dying_users, rows_u, sturdy_u), (dying_items, rows_i, sturdy_i)) = match &below {
-            None if listing => (mark_first(&mut du, &ucount, ku, below_u), mark_first(&mut di, &icount, ki, below_i)),
+            None if listing => {
+                (mark_first(&mut du, &ucount, ku, below_u, round), mark_first(&mut di, &icount, ki, below_i, round))
+            }
             None => (
                 mark_dying(&mut du, &ucount, ku, round, 0..ucount.len() as u32),
                 mark_dying(&mut di, &icount, ki, round, 0..icount.len() as u32),
@@ -1055,7 +1058,7 @@ mod tests {
                 for scans in [3, SCAN_ROUNDS] {
                     let uc = crate::ids::count_codes(users, nu);
                     let ic = crate::ids::count_codes(items, ni);
-                    let got = kcore_nodes_with(users, items, uc, ic, ku, ki, scans, Fragile { factor, share: 1 });
+                    let got = kcore_nodes_with(users, items, uc, ic, ku, ki, scans, Fragile { factor, share: 0 });
                     let keep = got.keep_rows(users, items);
                     assert_eq!(keep, want, "factor {factor}, scan rounds {scans}");
                     assert_eq!(got.removed, removed, "factor {factor}, scan rounds {scans}");
