@@ -1647,7 +1647,7 @@ where
     // Blocks of `per` row groups: their first groups and their rows.
     let firsts: Vec<usize> = (0..groups).step_by(per).chain([groups]).collect();
     let block_starts: Vec<usize> = firsts.iter().map(|&g| starts[g]).collect();
-    firsts
+    let counts = firsts
         .windows(2)
         .zip(by_group(idx, &block_starts))
         .collect::<Vec<_>>()
@@ -1673,10 +1673,10 @@ where
                 }
                 at += k;
             }
-            c.finish()
+            c
         })
-        .reduce_with(ids::add_counts)
-        .unwrap_or_else(|| vec![0u32; n_codes])
+        .collect::<Vec<_>>();
+    ids::ByteCounts::total(counts, n_codes)
 }
 
 #[cfg(test)]
