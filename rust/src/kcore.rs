@@ -817,6 +817,47 @@ mod tests {
         (keep, removed)
     }
 
+    /// Skewed codes below `m`: a few heavy users or items, a long tail of light ones.
+    fn skewed(rng: &mut rand::rngs::StdRng, m: usize) -> u32 {
+        let x: f64 = rng.gen_range(0.0..1.0);
+        ((x * x * x) * m as f64) as u32
+    }
+
+    /// A dense block of `block` users × `block` items with `chains` paths hanging off it, each of
+    /// 1..`max_len` rows and each step to a new user or a new item: logs that peel for many
+    /// rounds. Returns the rows and the numbers of users and items.
+    fn chains_off_block(
+        rng: &mut rand::rngs::StdRng,
+        block: u32,
+        chains: u32,
+        max_len: u32,
+    ) -> (Vec<u32>, Vec<u32>, u32, u32) {
+        let (mut users, mut items) = (Vec::new(), Vec::new());
+        for u in 0..block {
+            for i in 0..block {
+                users.push(u);
+                items.push(i);
+            }
+        }
+        let (mut nu, mut ni) = (block.max(1), block.max(1));
+        for _ in 0..chains {
+            let len = rng.gen_range(1..max_len);
+            let (mut u, mut i) = (rng.gen_range(0..nu), rng.gen_range(0..ni));
+            for _ in 0..len {
+                users.push(u);
+                items.push(i);
+                if rng.gen_bool(0.5) {
+                    u = nu;
+                    nu += 1;
+                } else {
+                    i = ni;
+                    ni += 1;
+                }
+            }
+        }
+        (users, items, nu, ni)
+    }
+
     #[test]
     fn hand_case_two_rounds() {
         // user 0: items 0,1 ; user 1: items 0,1 ; user 2: item 0 only.
@@ -877,13 +918,8 @@ mod tests {
             for _ in 0..3 {
                 let n = rng.gen_range(2 * SCAN_CHUNK..5 * SCAN_CHUNK);
                 let (nu, ni) = (rng.gen_range(1_000..60_000usize), rng.gen_range(100..20_000usize));
-                // Skewed: a few heavy users and items, a long tail of light ones.
-                let skew = |rng: &mut rand::rngs::StdRng, m: usize| {
-                    let x: f64 = rng.gen_range(0.0..1.0);
-                    ((x * x * x) * m as f64) as u32
-                };
-                let users: Vec<u32> = (0..n).map(|_| skew(&mut rng, nu)).collect();
-                let items: Vec<u32> = (0..n).map(|_| skew(&mut rng, ni)).collect();
+                let users: Vec<u32> = (0..n).map(|_| skewed(&mut rng, nu)).collect();
+                let items: Vec<u32> = (0..n).map(|_| skewed(&mut rng, ni)).collect();
                 let (ku, ki) = (rng.gen_range(2..8), rng.gen_range(2..8));
                 let (want, removed) = reference_rounds(&users, &items, nu, ni, ku, ki, usize::MAX);
                 let got = pool.install(|| {
@@ -958,30 +994,9 @@ mod tests {
         // neighbours' deaths, compaction and the wave fallback, all compared round by round.
         let mut rng = rand::rngs::StdRng::seed_from_u64(13);
         for _ in 0..60 {
-            let (mut users, mut items) = (Vec::new(), Vec::new());
             let block = rng.gen_range(0..4u32);
-            for u in 0..block {
-                for i in 0..block {
-                    users.push(u);
-                    items.push(i);
-                }
-            }
-            let (mut nu, mut ni) = (block.max(1), block.max(1));
-            for _ in 0..rng.gen_range(1..4) {
-                let len = rng.gen_range(1..90u32);
-                let (mut u, mut i) = (rng.gen_range(0..nu), rng.gen_range(0..ni));
-                for _ in 0..len {
-                    users.push(u);
-                    items.push(i);
-                    if rng.gen_bool(0.5) {
-                        u = nu;
-                        nu += 1;
-                    } else {
-                        i = ni;
-                        ni += 1;
-                    }
-                }
-            }
+            let chains = rng.gen_range(1..4);
+            let (users, items, nu, ni) = chains_off_block(&mut rng, block, chains, 90);
             let (ku, ki) = (rng.gen_range(1..4), rng.gen_range(1..4));
             let (want, removed) = reference_rounds(&users, &items, nu as usize, ni as usize, ku, ki, usize::MAX);
             for scans in [0, 1, 5, SCAN_ROUNDS] {
@@ -1012,38 +1027,14 @@ mod tests {
         for _ in 0..4 {
             let n = rng.gen_range(SCAN_CHUNK..3 * SCAN_CHUNK);
             let (nu, ni) = (rng.gen_range(1_000..30_000usize), rng.gen_range(100..10_000usize));
-            let skew = |rng: &mut rand::rngs::StdRng, m: usize| {
-                let x: f64 = rng.gen_range(0.0..1.0);
-                ((x * x * x) * m as f64) as u32
-            };
-            let users = (0..n).map(|_| skew(&mut rng, nu)).collect();
-            let items = (0..n).map(|_| skew(&mut rng, ni)).collect();
+            let users = (0..n).map(|_| skewed(&mut rng, nu)).collect();
+            let items = (0..n).map(|_| skewed(&mut rng, ni)).collect();
             logs.push((users, items, nu, ni));
         }
         for _ in 0..60 {
-            let (mut users, mut items) = (Vec::new(), Vec::new());
             let block = rng.gen_range(3..12u32);
-            for u in 0..block {
-                for i in 0..block {
-                    users.push(u);
-                    items.push(i);
-                }
-            }
-            let (mut nu, mut ni) = (block, block);
-            for _ in 0..rng.gen_range(1..6) {
-                let (mut u, mut i) = (rng.gen_range(0..nu), rng.gen_range(0..ni));
-                for _ in 0..rng.gen_range(1..60u32) {
-                    users.push(u);
-                    items.push(i);
-                    if rng.gen_bool(0.5) {
-                        u = nu;
-                        nu += 1;
-                    } else {
-                        i = ni;
-                        ni += 1;
-                    }
-                }
-            }
+            let chains = rng.gen_range(1..6);
+            let (users, items, nu, ni) = chains_off_block(&mut rng, block, chains, 60);
             logs.push((users, items, nu as usize, ni as usize));
         }
         ROUNDS_SEEN.with(|c| *c.borrow_mut() = (0, 0));
