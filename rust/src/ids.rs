@@ -574,7 +574,11 @@ impl ByteCounts {
     }
 
     /// The counts of every code below `n` over all `blocks` (each of `n` codes), in parallel over
-    /// ranges of codes.
+    /// ranges of codes. Each total is written once into fresh memory: one block or two (one per
+    /// thread on the machines this runs on) in one pass each; more, code by code. (One loop adding
+    /// every block into a zeroed table encoded 20M rows in 0.134 s against 0.117 s, the M2 shape
+    /// in 0.054 s against 0.043 s, fresh processes — likely two faults per page, the first read
+    /// of a fresh zeroed page mapping the shared zero page and the write then copying it.)
     pub(crate) fn total(blocks: Vec<ByteCounts>, n: usize) -> Vec<u32> {
         debug_assert!(blocks.iter().all(|b| b.low.len() == n));
         let mut total = buffer::with_capacity::<u32>(n);
